@@ -1,0 +1,99 @@
+//! Command-line flags (clap derive), converted into the library's option structs.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+use cartscope::info::InfoOptions;
+use cartscope::io::ReadOptions;
+
+/// GPU-accelerated single-cell RNA-seq analysis with CAR-T persistence and exhaustion reports.
+#[derive(Debug, Parser)]
+#[command(name = "cartscope", version, about, long_about = None)]
+pub struct Cli {
+    /// More log output (-v info, -vv debug); CARTSCOPE_LOG overrides.
+    #[arg(short, long, action = clap::ArgAction::Count, global = true)]
+    pub verbose: u8,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Describe a count matrix: format, shape, nnz, value type, columns, mito genes, CAR feature.
+    Info(InfoArgs),
+    /// Convert any supported input (10x HDF5, 10x MTX, .h5ad) to an .h5ad with raw counts in X.
+    Convert(ConvertArgs),
+}
+
+/// Which matrix of an input to read.
+#[derive(Debug, Args)]
+pub struct InputArgs {
+    /// Read layers/NAME of an .h5ad instead of X.
+    #[arg(long, value_name = "NAME")]
+    pub layer: Option<String>,
+    /// Read raw/X (and raw/var) of an .h5ad instead of X.
+    #[arg(long)]
+    pub use_raw: bool,
+    /// 10x input: keep all feature types, not only "Gene Expression".
+    #[arg(long)]
+    pub all_features: bool,
+    /// 10x input with several genomes: read only this genome.
+    #[arg(long, value_name = "NAME")]
+    pub genome: Option<String>,
+    /// Accept negative, non-finite or non-integer values with a warning instead of an error.
+    #[arg(long)]
+    pub allow_non_integer: bool,
+}
+
+impl InputArgs {
+    pub fn read_options(&self) -> ReadOptions {
+        ReadOptions {
+            layer: self.layer.clone(),
+            use_raw: self.use_raw,
+            all_features: self.all_features,
+            genome: self.genome.clone(),
+        }
+    }
+}
+
+/// `cartscope info`.
+#[derive(Debug, Args)]
+pub struct InfoArgs {
+    /// An .h5ad file, a 10x .h5 file, or a 10x MTX directory (format detected from content).
+    pub input: PathBuf,
+    /// Print one JSON object instead of text.
+    #[arg(long)]
+    pub json: bool,
+    #[command(flatten)]
+    pub input_args: InputArgs,
+}
+
+impl InfoArgs {
+    pub fn options(&self) -> InfoOptions {
+        InfoOptions {
+            read: self.input_args.read_options(),
+            allow_non_integer: self.input_args.allow_non_integer,
+            ..InfoOptions::default()
+        }
+    }
+}
+
+/// `cartscope convert`.
+#[derive(Debug, Args)]
+pub struct ConvertArgs {
+    /// Input count matrix (any supported format).
+    pub input: PathBuf,
+    /// Output .h5ad path.
+    #[arg(short, long)]
+    pub output: PathBuf,
+    /// gzip level for the output's arrays (0-9); uncompressed when omitted.
+    #[arg(long, value_parser = clap::value_parser!(u8).range(0..=9))]
+    pub gzip: Option<u8>,
+    /// Cells per chunk while streaming.
+    #[arg(long, default_value_t = 16384)]
+    pub chunk_rows: usize,
+    #[command(flatten)]
+    pub input_args: InputArgs,
+}

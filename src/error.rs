@@ -1,0 +1,154 @@
+//! The library's one error type.
+//!
+//! Every variant that concerns an input names the file and the field (HDF5 path, column, line)
+//! so that a user can find the problem without a debugger. [`Error::kind`] groups the variants
+//! into the classes the command line maps to exit codes.
+
+use std::path::{Path, PathBuf};
+
+/// A specialised `Result` for cartscope.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// What went wrong, at the level a caller can act on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ErrorKind {
+    /// The input is missing, unreadable, malformed, or holds values that cannot be counts.
+    BadInput,
+    /// An option or combination of options is invalid.
+    Usage,
+    /// Anything else: writing outputs, an HDF5 library failure on our own files, a bug.
+    Other,
+}
+
+/// Errors returned by cartscope's library.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// An operating-system I/O error while reading an input.
+    #[error("{path}: {source}")]
+    Read {
+        /// The file being read.
+        path: PathBuf,
+        /// The underlying error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The path does not hold a format cartscope reads (or is not a file at all).
+    #[error("{path}: {reason}")]
+    UnknownFormat {
+        /// The offending path.
+        path: PathBuf,
+        /// Why it was not recognised.
+        reason: String,
+    },
+    /// The HDF5 library could not read an element of an input file (truncated or corrupt file,
+    /// wrong type).
+    #[error("{path}: cannot read {field}: {message}")]
+    Hdf5 {
+        /// The input file.
+        path: PathBuf,
+        /// The HDF5 path of the element (e.g. `/X/indptr`).
+        field: String,
+        /// The HDF5 library's message.
+        message: String,
+    },
+    /// The input is readable but its content breaks the format's rules
+    /// (shapes that disagree, indices out of range, a missing element).
+    #[error("{path}: {field}: {message}")]
+    Invalid {
+        /// The input file.
+        path: PathBuf,
+        /// The element, column or line at fault.
+        field: String,
+        /// What is wrong with it.
+        message: String,
+    },
+    /// Matrix values that cannot be counts (negative, NaN/inf, or non-integer when counts are
+    /// required).
+    #[error("{path}: {field}: {message}")]
+    Values {
+        /// The input file.
+        path: PathBuf,
+        /// The matrix element (e.g. `/X/data`).
+        field: String,
+        /// The first offending value and where it is.
+        message: String,
+    },
+    /// An invalid option or combination of options.
+    #[error("{0}")]
+    Usage(String),
+    /// Writing an output failed; nothing was left under the final name.
+    #[error("{path}: cannot write {field}: {message}")]
+    Write {
+        /// The output file.
+        path: PathBuf,
+        /// The element being written.
+        field: String,
+        /// The underlying message.
+        message: String,
+    },
+}
+
+impl Error {
+    /// The class of this error, used by the command line to pick an exit code.
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            Error::Read { .. }
+            | Error::UnknownFormat { .. }
+            | Error::Hdf5 { .. }
+            | Error::Invalid { .. }
+            | Error::Values { .. } => ErrorKind::BadInput,
+            Error::Usage(_) => ErrorKind::Usage,
+            Error::Write { .. } => ErrorKind::Other,
+        }
+    }
+
+    pub(crate) fn invalid(
+        path: &Path,
+        field: impl Into<String>,
+        message: impl Into<String>,
+    ) -> Self {
+        Error::Invalid {
+            path: path.to_path_buf(),
+            field: field.into(),
+            message: message.into(),
+        }
+    }
+
+    pub(crate) fn hdf5(path: &Path, field: impl Into<String>, err: impl std::fmt::Display) -> Self {
+        Error::Hdf5 {
+            path: path.to_path_buf(),
+            field: field.into(),
+            message: one_line(&err.to_string()),
+        }
+    }
+
+    pub(crate) fn write(
+        path: &Path,
+        field: impl Into<String>,
+        err: impl std::fmt::Display,
+    ) -> Self {
+        Error::Write {
+            path: path.to_path_buf(),
+            field: field.into(),
+            message: one_line(&err.to_string()),
+        }
+    }
+
+    pub(crate) fn read(path: &Path, source: std::io::Error) -> Self {
+        Error::Read {
+            path: path.to_path_buf(),
+            source,
+        }
+    }
+}
+
+/// HDF5 error stacks span several lines; users get the first, most specific one.
+fn one_line(s: &str) -> String {
+    s.lines()
+        .map(str::trim)
+        .find(|l| !l.is_empty())
+        .unwrap_or("unknown error")
+        .to_string()
+}

@@ -1,0 +1,231 @@
+//! Dataframes for `obs` (cells) and `var` (genes), as anndata stores them.
+
+/// One column of an obs/var dataframe.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Column {
+    /// Strings (anndata `string-array`).
+    Str(Vec<String>),
+    /// pandas categorical: `codes` index `categories`, -1 = missing.
+    Categorical {
+        /// Per-row category code, -1 for missing.
+        codes: Vec<i32>,
+        /// The category labels.
+        categories: Vec<String>,
+        /// Whether the categories are ordered.
+        ordered: bool,
+    },
+    /// float64.
+    F64(Vec<f64>),
+    /// float32.
+    F32(Vec<f32>),
+    /// Any signed or unsigned integer width, widened.
+    I64(Vec<i64>),
+    /// int32 (kept narrow when written).
+    I32(Vec<i32>),
+    /// Booleans.
+    Bool(Vec<bool>),
+    /// pandas nullable integer (`Int64`): `mask[i]` true means missing.
+    NullableInt {
+        /// Values (meaningless where masked).
+        values: Vec<i64>,
+        /// True where missing.
+        mask: Vec<bool>,
+    },
+    /// pandas nullable boolean: `mask[i]` true means missing.
+    NullableBool {
+        /// Values (meaningless where masked).
+        values: Vec<bool>,
+        /// True where missing.
+        mask: Vec<bool>,
+    },
+    /// pandas nullable string array: `mask[i]` true means missing.
+    NullableStr {
+        /// Values (meaningless where masked).
+        values: Vec<String>,
+        /// True where missing.
+        mask: Vec<bool>,
+    },
+}
+
+impl Column {
+    /// Number of rows.
+    pub fn len(&self) -> usize {
+        match self {
+            Column::Str(v) => v.len(),
+            Column::Categorical { codes, .. } => codes.len(),
+            Column::F64(v) => v.len(),
+            Column::F32(v) => v.len(),
+            Column::I64(v) => v.len(),
+            Column::I32(v) => v.len(),
+            Column::Bool(v) => v.len(),
+            Column::NullableInt { values, .. } => values.len(),
+            Column::NullableBool { values, .. } => values.len(),
+            Column::NullableStr { values, .. } => values.len(),
+        }
+    }
+
+    /// Whether the column has no rows.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The pandas-style dtype name shown by `cartscope info`.
+    pub fn type_name(&self) -> &'static str {
+        match self {
+            Column::Str(_) => "string",
+            Column::Categorical { .. } => "category",
+            Column::F64(_) => "float64",
+            Column::F32(_) => "float32",
+            Column::I64(_) => "int64",
+            Column::I32(_) => "int32",
+            Column::Bool(_) => "bool",
+            Column::NullableInt { .. } => "Int64",
+            Column::NullableBool { .. } => "boolean",
+            Column::NullableStr { .. } => "string (nullable)",
+        }
+    }
+
+    /// The column as text, for string-like columns (missing values become `None`).
+    pub fn as_strings(&self) -> Option<Vec<Option<String>>> {
+        match self {
+            Column::Str(v) => Some(v.iter().cloned().map(Some).collect()),
+            Column::Categorical {
+                codes, categories, ..
+            } => Some(
+                codes
+                    .iter()
+                    .map(|&c| {
+                        usize::try_from(c)
+                            .ok()
+                            .and_then(|c| categories.get(c).cloned())
+                    })
+                    .collect(),
+            ),
+            Column::NullableStr { values, mask } => Some(
+                values
+                    .iter()
+                    .zip(mask)
+                    .map(|(v, &m)| (!m).then(|| v.clone()))
+                    .collect(),
+            ),
+            _ => None,
+        }
+    }
+
+    /// The rows `idx` of this column, in that order.
+    pub fn take(&self, idx: &[usize]) -> Column {
+        fn t<T: Clone>(v: &[T], idx: &[usize]) -> Vec<T> {
+            idx.iter().map(|&i| v[i].clone()).collect()
+        }
+        match self {
+            Column::Str(v) => Column::Str(t(v, idx)),
+            Column::Categorical {
+                codes,
+                categories,
+                ordered,
+            } => Column::Categorical {
+                codes: t(codes, idx),
+                categories: categories.clone(),
+                ordered: *ordered,
+            },
+            Column::F64(v) => Column::F64(t(v, idx)),
+            Column::F32(v) => Column::F32(t(v, idx)),
+            Column::I64(v) => Column::I64(t(v, idx)),
+            Column::I32(v) => Column::I32(t(v, idx)),
+            Column::Bool(v) => Column::Bool(t(v, idx)),
+            Column::NullableInt { values, mask } => Column::NullableInt {
+                values: t(values, idx),
+                mask: t(mask, idx),
+            },
+            Column::NullableBool { values, mask } => Column::NullableBool {
+                values: t(values, idx),
+                mask: t(mask, idx),
+            },
+            Column::NullableStr { values, mask } => Column::NullableStr {
+                values: t(values, idx),
+                mask: t(mask, idx),
+            },
+        }
+    }
+
+    /// Builds a categorical column from labels, categories in order of first appearance.
+    pub fn categorical_from(labels: &[String]) -> Column {
+        let mut categories: Vec<String> = Vec::new();
+        let mut lookup = std::collections::HashMap::new();
+        let codes = labels
+            .iter()
+            .map(|l| {
+                *lookup.entry(l.clone()).or_insert_with(|| {
+                    categories.push(l.clone());
+                    (categories.len() - 1) as i32
+                })
+            })
+            .collect();
+        Column::Categorical {
+            codes,
+            categories,
+            ordered: false,
+        }
+    }
+}
+
+/// A dataframe: a row index of strings and named columns of equal length.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Frame {
+    /// The row labels (obs_names or var_names).
+    pub index: Vec<String>,
+    /// Columns in order.
+    pub columns: Vec<(String, Column)>,
+}
+
+impl Frame {
+    /// A frame with the given index and no columns.
+    pub fn new(index: Vec<String>) -> Self {
+        Frame {
+            index,
+            columns: Vec::new(),
+        }
+    }
+
+    /// Number of rows.
+    pub fn len(&self) -> usize {
+        self.index.len()
+    }
+
+    /// Whether the frame has no rows.
+    pub fn is_empty(&self) -> bool {
+        self.index.is_empty()
+    }
+
+    /// The column called `name`, if any.
+    pub fn column(&self, name: &str) -> Option<&Column> {
+        self.columns.iter().find(|(n, _)| n == name).map(|(_, c)| c)
+    }
+
+    /// Adds a column, replacing one of the same name. Panics if its length differs from the index.
+    pub fn set(&mut self, name: impl Into<String>, col: Column) {
+        let name = name.into();
+        assert_eq!(
+            col.len(),
+            self.index.len(),
+            "column '{name}' has the wrong length"
+        );
+        if let Some(slot) = self.columns.iter_mut().find(|(n, _)| *n == name) {
+            slot.1 = col;
+        } else {
+            self.columns.push((name, col));
+        }
+    }
+
+    /// The rows `idx` of this frame, in that order.
+    pub fn take(&self, idx: &[usize]) -> Frame {
+        Frame {
+            index: idx.iter().map(|&i| self.index[i].clone()).collect(),
+            columns: self
+                .columns
+                .iter()
+                .map(|(n, c)| (n.clone(), c.take(idx)))
+                .collect(),
+        }
+    }
+}

@@ -1,0 +1,560 @@
+//! Writing `.h5ad` files that anndata (>= 0.10) reads without warnings.
+//!
+//! The file is written under a temporary name in the destination folder and renamed into place
+//! by [`H5adWriter::finish`]; if writing fails or the writer is dropped early, the temporary file
+//! is removed, so a half-written result never appears under the final name. X can be appended in
+//! row chunks, so the writer's memory does not grow with the number of cells.
+
+use std::path::{Path, PathBuf};
+
+use hdf5::types::VarLenUnicode;
+use hdf5::{Dataset, Group, Location};
+use ndarray::{Array1, Array2, s};
+
+use super::encoding as enc;
+use super::frame::{Column, Frame};
+use crate::error::{Error, Result};
+use crate::matrix::CsrMatrix;
+
+/// Entries per HDF5 chunk of a sparse matrix's arrays (256 KiB of f32).
+const SPARSE_CHUNK: usize = 1 << 16;
+
+/// A dense obsm/varm array.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Dense {
+    /// float32 (e.g. `X_pca`, `X_umap`).
+    F32(Array2<f32>),
+    /// float64.
+    F64(Array2<f64>),
+}
+
+/// A value in `uns`: scalars, strings, arrays and nested mappings.
+#[derive(Debug, Clone, PartialEq)]
+pub enum UnsValue {
+    /// Integer scalar.
+    Int(i64),
+    /// Float scalar.
+    Float(f64),
+    /// Boolean scalar.
+    Bool(bool),
+    /// String scalar.
+    Str(String),
+    /// float64 array.
+    F64s(Vec<f64>),
+    /// float32 array.
+    F32s(Vec<f32>),
+    /// int64 array.
+    I64s(Vec<i64>),
+    /// String array.
+    Strs(Vec<String>),
+    /// A nested mapping, in order.
+    Map(Vec<(String, UnsValue)>),
+}
+
+/// An in-memory AnnData object to write.
+#[derive(Debug, Clone, Default)]
+pub struct AnnData {
+    /// Cell metadata (its index are the obs_names).
+    pub obs: Frame,
+    /// Gene metadata (its index are the var_names).
+    pub var: Frame,
+    /// The main matrix (written as CSR float32), if any.
+    pub x: Option<CsrMatrix>,
+    /// Extra matrices of the same shape as X.
+    pub layers: Vec<(String, CsrMatrix)>,
+    /// Per-cell dense arrays (n_obs rows).
+    pub obsm: Vec<(String, Dense)>,
+    /// Per-gene dense arrays (n_vars rows).
+    pub varm: Vec<(String, Dense)>,
+    /// Cell x cell sparse matrices.
+    pub obsp: Vec<(String, CsrMatrix)>,
+    /// Unstructured annotations.
+    pub uns: Vec<(String, UnsValue)>,
+}
+
+/// Options of the writer.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct WriteOptions {
+    /// gzip level (0-9) for matrices and arrays; `None` writes uncompressed (fastest).
+    pub gzip: Option<u8>,
+}
+
+/// Writes `ad` to `path` (atomically: temporary file, then rename).
+pub fn write_h5ad(path: &Path, ad: &AnnData, opts: WriteOptions) -> Result<()> {
+    let mut w = H5adWriter::create(path, ad.var.len(), opts)?;
+    if let Some(x) = &ad.x {
+        w.append_x(x)?;
+    }
+    w.finish(ad)
+}
+
+/// An `.h5ad` being written; X may be appended in row chunks before [`finish`](Self::finish).
+pub struct H5adWriter {
+    path: PathBuf,
+    tmp: PathBuf,
+    file: Option<hdf5::File>,
+    opts: WriteOptions,
+    n_vars: usize,
+    x: Option<SparseAppender>,
+}
+
+impl std::fmt::Debug for H5adWriter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("H5adWriter")
+            .field("path", &self.path)
+            .finish()
+    }
+}
+
+impl H5adWriter {
+    /// Starts a file for a matrix with `n_vars` genes.
+    pub fn create(path: &Path, n_vars: usize, opts: WriteOptions) -> Result<Self> {
+        let dir = path
+            .parent()
+            .filter(|d| !d.as_os_str().is_empty())
+            .unwrap_or(Path::new("."));
+        let name = path
+            .file_name()
+            .ok_or_else(|| Error::Usage(format!("{}: not a file name", path.display())))?;
+        let tmp = dir.join(format!(
+            ".{}.partial-{}",
+            name.to_string_lossy(),
+            std::process::id()
+        ));
+        let file = hdf5::File::create(&tmp).map_err(|e| Error::write(path, "/", e))?;
+        let w = H5adWriter {
+            path: path.to_path_buf(),
+            tmp,
+            file: Some(file),
+            opts,
+            n_vars,
+            x: None,
+        };
+        w.encode(w.root(), enc::ANNDATA, "/")?;
+        Ok(w)
+    }
+
+    fn root(&self) -> &Group {
+        self.file.as_ref().expect("file open until finish")
+    }
+
+    fn err(&self, field: &str, e: impl std::fmt::Display) -> Error {
+        Error::write(&self.path, field, e)
+    }
+
+    fn encode(&self, loc: &Location, (t, v): (&str, &str), field: &str) -> Result<()> {
+        self.str_attr(loc, enc::ENCODING_TYPE, t, field)?;
+        self.str_attr(loc, enc::ENCODING_VERSION, v, field)
+    }
+
+    fn str_attr(&self, loc: &Location, name: &str, value: &str, field: &str) -> Result<()> {
+        let v = vlu(value).map_err(|e| self.err(field, e))?;
+        loc.new_attr::<VarLenUnicode>()
+            .shape(())
+            .create(name)
+            .and_then(|a| a.write_scalar(&v))
+            .map_err(|e| self.err(field, e))
+    }
+
+    /// Appends rows to X (CSR float32). All chunks must have `n_vars` columns.
+    pub fn append_x(&mut self, m: &CsrMatrix) -> Result<()> {
+        if m.n_cols != self.n_vars {
+            return Err(Error::Usage(format!(
+                "X chunk has {} columns, expected {}",
+                m.n_cols, self.n_vars
+            )));
+        }
+        if self.x.is_none() {
+            let g = self
+                .root()
+                .create_group("X")
+                .map_err(|e| self.err("/X", e))?;
+            self.x = Some(
+                SparseAppender::new(&g, self.opts, self.n_vars).map_err(|e| self.err("/X", e))?,
+            );
+        }
+        let x = self.x.as_mut().expect("just created");
+        x.append(m).map_err(|e| Error::write(&self.path, "/X", e))
+    }
+
+    fn sparse(&self, parent: &Group, name: &str, m: &CsrMatrix, field: &str) -> Result<()> {
+        let g = parent.create_group(name).map_err(|e| self.err(field, e))?;
+        let mut a = SparseAppender::new(&g, self.opts, m.n_cols).map_err(|e| self.err(field, e))?;
+        a.append(m).map_err(|e| self.err(field, e))?;
+        self.finish_sparse(&g, &a, field)
+    }
+
+    fn finish_sparse(&self, g: &Group, a: &SparseAppender, field: &str) -> Result<()> {
+        self.encode(g, enc::CSR, field)?;
+        let shape = Array1::from(vec![a.n_rows as i64, a.n_cols as i64]);
+        g.new_attr_builder()
+            .with_data(&shape)
+            .create(enc::SHAPE)
+            .map_err(|e| self.err(field, e))?;
+        Ok(())
+    }
+
+    fn dataset_1d<T: hdf5::H5Type>(
+        &self,
+        g: &Group,
+        name: &str,
+        v: &[T],
+        field: &str,
+    ) -> Result<Dataset> {
+        let mut b = g.new_dataset_builder().with_data(v);
+        if let Some(level) = self.opts.gzip
+            && !v.is_empty()
+        {
+            b = b.deflate(level);
+        }
+        b.create(name).map_err(|e| self.err(field, e))
+    }
+
+    fn array<T: hdf5::H5Type>(&self, g: &Group, name: &str, v: &[T], field: &str) -> Result<()> {
+        let ds = self.dataset_1d(g, name, v, field)?;
+        self.encode(&ds, enc::ARRAY, field)
+    }
+
+    fn strings(&self, g: &Group, name: &str, v: &[String], field: &str) -> Result<()> {
+        let data = v
+            .iter()
+            .map(|s| vlu(s))
+            .collect::<std::result::Result<Vec<_>, _>>()
+            .map_err(|e| self.err(field, e))?;
+        let ds = self.dataset_1d(g, name, &data, field)?;
+        self.encode(&ds, enc::STRING_ARRAY, field)
+    }
+
+    fn frame(&self, name: &str, f: &Frame) -> Result<()> {
+        let field = format!("/{name}");
+        let g = self
+            .root()
+            .create_group(name)
+            .map_err(|e| self.err(&field, e))?;
+        self.encode(&g, enc::DATAFRAME, &field)?;
+        self.str_attr(&g, enc::INDEX_ATTR, enc::DEFAULT_INDEX, &field)?;
+        if f.columns.is_empty() {
+            // anndata writes an empty float64 array here, and reads nothing else for "no columns".
+            g.new_attr::<f64>()
+                .shape([0])
+                .create(enc::COLUMN_ORDER)
+                .map_err(|e| self.err(&field, e))?;
+        } else {
+            let names = f
+                .columns
+                .iter()
+                .map(|(n, _)| vlu(n))
+                .collect::<std::result::Result<Vec<_>, _>>()
+                .map_err(|e| self.err(&field, e))?;
+            g.new_attr_builder()
+                .with_data(&names)
+                .create(enc::COLUMN_ORDER)
+                .map_err(|e| self.err(&field, e))?;
+        }
+        self.strings(&g, enc::DEFAULT_INDEX, &f.index, &format!("{field}/_index"))?;
+        for (cname, col) in &f.columns {
+            if cname == enc::DEFAULT_INDEX {
+                return Err(Error::Usage(format!(
+                    "{field}: column name '_index' is reserved"
+                )));
+            }
+            self.column(&g, cname, col, &format!("{field}/{cname}"))?;
+        }
+        Ok(())
+    }
+
+    fn column(&self, g: &Group, name: &str, col: &Column, field: &str) -> Result<()> {
+        match col {
+            Column::Str(v) => self.strings(g, name, v, field),
+            Column::F64(v) => self.array(g, name, v, field),
+            Column::F32(v) => self.array(g, name, v, field),
+            Column::I64(v) => self.array(g, name, v, field),
+            Column::I32(v) => self.array(g, name, v, field),
+            Column::Bool(v) => self.array(g, name, v, field),
+            Column::Categorical {
+                codes,
+                categories,
+                ordered,
+            } => {
+                let cg = g.create_group(name).map_err(|e| self.err(field, e))?;
+                self.encode(&cg, enc::CATEGORICAL, field)?;
+                cg.new_attr::<bool>()
+                    .shape(())
+                    .create("ordered")
+                    .and_then(|a| a.write_scalar(ordered))
+                    .map_err(|e| self.err(field, e))?;
+                self.strings(&cg, "categories", categories, field)?;
+                // anndata stores codes in the smallest signed integer type that fits.
+                let n = categories.len();
+                if n < i8::MAX as usize {
+                    let c: Vec<i8> = codes.iter().map(|&c| c as i8).collect();
+                    self.array(&cg, "codes", &c, field)
+                } else if n < i16::MAX as usize {
+                    let c: Vec<i16> = codes.iter().map(|&c| c as i16).collect();
+                    self.array(&cg, "codes", &c, field)
+                } else {
+                    self.array(&cg, "codes", codes, field)
+                }
+            }
+            Column::NullableInt { values, mask } => {
+                let cg = self.nullable_group(g, name, enc::NULLABLE_INTEGER, mask, field)?;
+                self.array(&cg, "values", values, field)
+            }
+            Column::NullableBool { values, mask } => {
+                let cg = self.nullable_group(g, name, enc::NULLABLE_BOOLEAN, mask, field)?;
+                self.array(&cg, "values", values, field)
+            }
+            Column::NullableStr { values, mask } => {
+                let cg = self.nullable_group(g, name, enc::NULLABLE_STRING, mask, field)?;
+                self.strings(&cg, "values", values, field)
+            }
+        }
+    }
+
+    fn nullable_group(
+        &self,
+        g: &Group,
+        name: &str,
+        encoding: (&str, &str),
+        mask: &[bool],
+        field: &str,
+    ) -> Result<Group> {
+        let cg = g.create_group(name).map_err(|e| self.err(field, e))?;
+        self.encode(&cg, encoding, field)?;
+        self.array(&cg, "mask", mask, field)?;
+        Ok(cg)
+    }
+
+    fn dense(&self, g: &Group, name: &str, d: &Dense, field: &str) -> Result<()> {
+        let mut b = g.new_dataset_builder();
+        let ds = match d {
+            Dense::F32(a) => {
+                if self.opts.gzip.is_some() && !a.is_empty() {
+                    b = b.deflate(self.opts.gzip.unwrap_or(4));
+                }
+                b.with_data(a).create(name)
+            }
+            Dense::F64(a) => {
+                if self.opts.gzip.is_some() && !a.is_empty() {
+                    b = b.deflate(self.opts.gzip.unwrap_or(4));
+                }
+                b.with_data(a).create(name)
+            }
+        }
+        .map_err(|e| self.err(field, e))?;
+        self.encode(&ds, enc::ARRAY, field)
+    }
+
+    fn mapping(&self, name: &str) -> Result<Group> {
+        let field = format!("/{name}");
+        let g = self
+            .root()
+            .create_group(name)
+            .map_err(|e| self.err(&field, e))?;
+        self.encode(&g, enc::DICT, &field)?;
+        Ok(g)
+    }
+
+    fn uns_value(&self, g: &Group, name: &str, v: &UnsValue, field: &str) -> Result<()> {
+        let scalar = |ds: std::result::Result<Dataset, hdf5::Error>, encoding| -> Result<()> {
+            let ds = ds.map_err(|e| self.err(field, e))?;
+            self.encode(&ds, encoding, field)
+        };
+        match v {
+            UnsValue::Int(x) => scalar(
+                g.new_dataset::<i64>()
+                    .shape(())
+                    .create(name)
+                    .and_then(|d| d.write_scalar(x).map(|_| d)),
+                enc::NUMERIC_SCALAR,
+            ),
+            UnsValue::Float(x) => scalar(
+                g.new_dataset::<f64>()
+                    .shape(())
+                    .create(name)
+                    .and_then(|d| d.write_scalar(x).map(|_| d)),
+                enc::NUMERIC_SCALAR,
+            ),
+            UnsValue::Bool(x) => scalar(
+                g.new_dataset::<bool>()
+                    .shape(())
+                    .create(name)
+                    .and_then(|d| d.write_scalar(x).map(|_| d)),
+                enc::NUMERIC_SCALAR,
+            ),
+            UnsValue::Str(s) => {
+                let v = vlu(s).map_err(|e| self.err(field, e))?;
+                scalar(
+                    g.new_dataset::<VarLenUnicode>()
+                        .shape(())
+                        .create(name)
+                        .and_then(|d| d.write_scalar(&v).map(|_| d)),
+                    enc::STRING,
+                )
+            }
+            UnsValue::F64s(a) => self.array(g, name, a, field),
+            UnsValue::F32s(a) => self.array(g, name, a, field),
+            UnsValue::I64s(a) => self.array(g, name, a, field),
+            UnsValue::Strs(a) => self.strings(g, name, a, field),
+            UnsValue::Map(items) => {
+                let sub = g.create_group(name).map_err(|e| self.err(field, e))?;
+                self.encode(&sub, enc::DICT, field)?;
+                for (k, v) in items {
+                    self.uns_value(&sub, k, v, &format!("{field}/{k}"))?;
+                }
+                Ok(())
+            }
+        }
+    }
+
+    /// Writes everything but X from `ad`, closes the file and renames it into place.
+    /// `ad.x` is ignored here: X comes from [`append_x`](Self::append_x).
+    pub fn finish(mut self, ad: &AnnData) -> Result<()> {
+        let (n_obs, n_vars) = (ad.obs.len(), ad.var.len());
+        if n_vars != self.n_vars {
+            return Err(Error::Usage(format!(
+                "var has {n_vars} rows but the writer was created for {}",
+                self.n_vars
+            )));
+        }
+        if let Some(x) = &self.x {
+            if x.n_rows != n_obs {
+                return Err(Error::Usage(format!(
+                    "X has {} rows but obs has {n_obs}",
+                    x.n_rows
+                )));
+            }
+            let g = self.root().group("X").map_err(|e| self.err("/X", e))?;
+            self.finish_sparse(&g, x, "/X")?;
+        }
+        self.frame("obs", &ad.obs)?;
+        self.frame("var", &ad.var)?;
+        let layers = self.mapping("layers")?;
+        for (name, m) in &ad.layers {
+            if (m.n_rows, m.n_cols) != (n_obs, n_vars) {
+                return Err(Error::Usage(format!(
+                    "layer '{name}' is {}x{}, expected {n_obs}x{n_vars}",
+                    m.n_rows, m.n_cols
+                )));
+            }
+            self.sparse(&layers, name, m, &format!("/layers/{name}"))?;
+        }
+        for (group, items, rows) in [("obsm", &ad.obsm, n_obs), ("varm", &ad.varm, n_vars)] {
+            let g = self.mapping(group)?;
+            for (name, d) in items {
+                let r = match d {
+                    Dense::F32(a) => a.nrows(),
+                    Dense::F64(a) => a.nrows(),
+                };
+                if r != rows {
+                    return Err(Error::Usage(format!(
+                        "{group}['{name}'] has {r} rows, expected {rows}"
+                    )));
+                }
+                self.dense(&g, name, d, &format!("/{group}/{name}"))?;
+            }
+        }
+        let obsp = self.mapping("obsp")?;
+        for (name, m) in &ad.obsp {
+            if (m.n_rows, m.n_cols) != (n_obs, n_obs) {
+                return Err(Error::Usage(format!(
+                    "obsp['{name}'] is {}x{}, expected {n_obs}x{n_obs}",
+                    m.n_rows, m.n_cols
+                )));
+            }
+            self.sparse(&obsp, name, m, &format!("/obsp/{name}"))?;
+        }
+        self.mapping("varp")?;
+        let uns = self.mapping("uns")?;
+        for (k, v) in &ad.uns {
+            self.uns_value(&uns, k, v, &format!("/uns/{k}"))?;
+        }
+        self.x = None;
+        let file = self.file.take().expect("open");
+        file.close().map_err(|e| Error::write(&self.path, "/", e))?;
+        std::fs::rename(&self.tmp, &self.path)
+            .map_err(|e| Error::write(&self.path, "rename", e))?;
+        Ok(())
+    }
+}
+
+impl Drop for H5adWriter {
+    fn drop(&mut self) {
+        if let Some(f) = self.file.take() {
+            drop(f);
+            let _ = std::fs::remove_file(&self.tmp);
+        }
+    }
+}
+
+fn vlu(s: &str) -> std::result::Result<VarLenUnicode, String> {
+    s.parse::<VarLenUnicode>()
+        .map_err(|e| format!("string {s:?} cannot be stored: {e}"))
+}
+
+/// Resizable `data`/`indices`/`indptr` datasets of a CSR group, grown chunk by chunk.
+struct SparseAppender {
+    data: Dataset,
+    indices: Dataset,
+    indptr: Dataset,
+    n_rows: usize,
+    n_cols: usize,
+    nnz: u64,
+}
+
+impl SparseAppender {
+    fn new(g: &Group, opts: WriteOptions, n_cols: usize) -> hdf5::Result<Self> {
+        let make = |name: &str, is_f32: bool, is_i32: bool| -> hdf5::Result<Dataset> {
+            let b = if is_f32 {
+                g.new_dataset::<f32>()
+            } else if is_i32 {
+                g.new_dataset::<i32>()
+            } else {
+                g.new_dataset::<i64>()
+            };
+            let b = b.chunk(SPARSE_CHUNK);
+            let b = match opts.gzip {
+                Some(level) => b.shuffle().deflate(level),
+                None => b,
+            };
+            b.shape(0..).create(name)
+        };
+        let data = make("data", true, false)?;
+        let indices = make("indices", false, true)?;
+        let indptr = make("indptr", false, false)?;
+        indptr.resize(1)?;
+        indptr.write_slice(&[0i64], s![0..1])?;
+        Ok(SparseAppender {
+            data,
+            indices,
+            indptr,
+            n_rows: 0,
+            n_cols,
+            nnz: 0,
+        })
+    }
+
+    fn append(&mut self, m: &CsrMatrix) -> hdf5::Result<()> {
+        let old = self.nnz as usize;
+        let new = old + m.data.len();
+        if new > old {
+            self.data.resize(new)?;
+            self.data.write_slice(&m.data, s![old..new])?;
+            let idx: Vec<i32> = m.indices.iter().map(|&j| j as i32).collect();
+            self.indices.resize(new)?;
+            self.indices.write_slice(&idx, s![old..new])?;
+        }
+        let (r0, r1) = (self.n_rows + 1, self.n_rows + 1 + m.n_rows);
+        if m.n_rows > 0 {
+            let ptr: Vec<i64> = m.indptr[1..]
+                .iter()
+                .map(|&p| (p + self.nnz) as i64)
+                .collect();
+            self.indptr.resize(r1)?;
+            self.indptr.write_slice(&ptr, s![r0..r1])?;
+        }
+        self.nnz = new as u64;
+        self.n_rows += m.n_rows;
+        Ok(())
+    }
+}

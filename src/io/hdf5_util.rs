@@ -1,0 +1,448 @@
+//! Typed access to HDF5 elements with checked dtypes.
+//!
+//! The HDF5 library converts between numeric types silently (int32 read as u8 "succeeds"), so
+//! every numeric read here first inspects the stored type and reads it natively, then converts
+//! in Rust with explicit range checks. Strings come in three storages (variable-length UTF-8 as
+//! anndata writes, variable-length ASCII, and fixed-length bytes as 10x writes); all read as
+//! `String`.
+
+use std::ops::Range;
+use std::path::Path;
+
+use hdf5::types::{FloatSize, IntSize, TypeDescriptor, VarLenAscii, VarLenUnicode};
+use hdf5::{Attribute, Container, Dataset, Group, Location};
+use ndarray::s;
+
+use crate::error::{Error, Result};
+
+/// The numeric storage of a dataset, as far as cartscope cares.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NumType {
+    /// Signed integer of the given byte width.
+    Int(usize),
+    /// Unsigned integer of the given byte width.
+    Uint(usize),
+    /// IEEE float of the given byte width.
+    Float(usize),
+    /// Boolean (h5py's enum of FALSE/TRUE).
+    Bool,
+}
+
+impl NumType {
+    /// numpy-style name, e.g. `float32`, `int64`.
+    pub fn name(self) -> String {
+        match self {
+            NumType::Int(w) => format!("int{}", w * 8),
+            NumType::Uint(w) => format!("uint{}", w * 8),
+            NumType::Float(w) => format!("float{}", w * 8),
+            NumType::Bool => "bool".to_string(),
+        }
+    }
+}
+
+fn int_width(s: IntSize) -> usize {
+    match s {
+        IntSize::U1 => 1,
+        IntSize::U2 => 2,
+        IntSize::U4 => 4,
+        IntSize::U8 => 8,
+    }
+}
+
+/// The numeric type stored in `c`, or an error naming the field when it is not numeric.
+pub fn num_type(path: &Path, field: &str, c: &Container) -> Result<NumType> {
+    let td = c
+        .dtype()
+        .and_then(|t| t.to_descriptor())
+        .map_err(|e| Error::hdf5(path, field, e))?;
+    match td {
+        TypeDescriptor::Integer(s) => Ok(NumType::Int(int_width(s))),
+        TypeDescriptor::Unsigned(s) => Ok(NumType::Uint(int_width(s))),
+        TypeDescriptor::Float(FloatSize::U4) => Ok(NumType::Float(4)),
+        TypeDescriptor::Float(FloatSize::U8) => Ok(NumType::Float(8)),
+        TypeDescriptor::Boolean => Ok(NumType::Bool),
+        other => Err(Error::invalid(
+            path,
+            field,
+            format!("expected a numeric dataset, found {other}"),
+        )),
+    }
+}
+
+/// Opens an HDF5 file read-only, mapping failures to a clear input error.
+pub fn open_file(path: &Path) -> Result<hdf5::File> {
+    hdf5::File::open(path).map_err(|e| Error::UnknownFormat {
+        path: path.to_path_buf(),
+        reason: format!(
+            "not a readable HDF5 file (truncated or corrupt?): {}",
+            first_line(&e.to_string())
+        ),
+    })
+}
+
+fn first_line(s: &str) -> &str {
+    s.lines().next().unwrap_or("")
+}
+
+/// Opens dataset `name` inside `g`; `field` is its full path for messages.
+pub fn dataset(path: &Path, g: &Group, name: &str, field: &str) -> Result<Dataset> {
+    if !g.link_exists(name) {
+        return Err(Error::invalid(path, field, "missing"));
+    }
+    g.dataset(name).map_err(|e| Error::hdf5(path, field, e))
+}
+
+/// Opens group `name` inside `g`; `field` is its full path for messages.
+pub fn group(path: &Path, g: &Group, name: &str, field: &str) -> Result<Group> {
+    if !g.link_exists(name) {
+        return Err(Error::invalid(path, field, "missing"));
+    }
+    g.group(name).map_err(|e| Error::hdf5(path, field, e))
+}
+
+/// Whether `name` inside `g` is a group (false for datasets and missing links).
+pub fn is_group(g: &Group, name: &str) -> bool {
+    g.link_exists(name) && matches!(g.loc_type_by_name(name), Ok(hdf5::LocationType::Group))
+}
+
+/// Whether `name` inside `g` is a dataset.
+pub fn is_dataset(g: &Group, name: &str) -> bool {
+    g.link_exists(name) && matches!(g.loc_type_by_name(name), Ok(hdf5::LocationType::Dataset))
+}
+
+/// Length of a 1-d dataset.
+pub fn len_1d(path: &Path, field: &str, ds: &Dataset) -> Result<usize> {
+    let shape = ds.shape();
+    match shape.as_slice() {
+        [n] => Ok(*n),
+        _ => Err(Error::invalid(
+            path,
+            field,
+            format!("expected a 1-d array, found shape {shape:?}"),
+        )),
+    }
+}
+
+macro_rules! read_native {
+    ($ds:expr, $t:ty, $range:expr) => {
+        $ds.read_slice_1d::<$t, _>(s![$range.start..$range.end])
+            .map(|a| a.into_raw_vec_and_offset().0)
+    };
+}
+
+/// Reads elements `range` of a 1-d numeric dataset as f64 (exact for every integer below 2^53).
+pub fn read_f64(path: &Path, field: &str, ds: &Dataset, range: Range<usize>) -> Result<Vec<f64>> {
+    let t = num_type(path, field, ds)?;
+    let e = |err: hdf5::Error| Error::hdf5(path, field, err);
+    Ok(match t {
+        NumType::Float(8) => read_native!(ds, f64, range).map_err(e)?,
+        NumType::Float(_) => read_native!(ds, f32, range)
+            .map_err(e)?
+            .into_iter()
+            .map(f64::from)
+            .collect(),
+        NumType::Int(8) => read_native!(ds, i64, range)
+            .map_err(e)?
+            .into_iter()
+            .map(|v| v as f64)
+            .collect(),
+        NumType::Int(4) => read_native!(ds, i32, range)
+            .map_err(e)?
+            .into_iter()
+            .map(f64::from)
+            .collect(),
+        NumType::Int(2) => read_native!(ds, i16, range)
+            .map_err(e)?
+            .into_iter()
+            .map(f64::from)
+            .collect(),
+        NumType::Int(_) => read_native!(ds, i8, range)
+            .map_err(e)?
+            .into_iter()
+            .map(f64::from)
+            .collect(),
+        NumType::Uint(8) => read_native!(ds, u64, range)
+            .map_err(e)?
+            .into_iter()
+            .map(|v| v as f64)
+            .collect(),
+        NumType::Uint(4) => read_native!(ds, u32, range)
+            .map_err(e)?
+            .into_iter()
+            .map(f64::from)
+            .collect(),
+        NumType::Uint(2) => read_native!(ds, u16, range)
+            .map_err(e)?
+            .into_iter()
+            .map(f64::from)
+            .collect(),
+        NumType::Uint(_) => read_native!(ds, u8, range)
+            .map_err(e)?
+            .into_iter()
+            .map(f64::from)
+            .collect(),
+        NumType::Bool => read_native!(ds, bool, range)
+            .map_err(e)?
+            .into_iter()
+            .map(|b| f64::from(u8::from(b)))
+            .collect(),
+    })
+}
+
+/// Reads elements `range` of a 1-d numeric dataset as f32 values (the matrix value dtype).
+pub fn read_f32(path: &Path, field: &str, ds: &Dataset, range: Range<usize>) -> Result<Vec<f32>> {
+    let t = num_type(path, field, ds)?;
+    if t == NumType::Float(4) {
+        return read_native!(ds, f32, range).map_err(|e| Error::hdf5(path, field, e));
+    }
+    Ok(read_f64(path, field, ds, range)?
+        .into_iter()
+        .map(|v| v as f32)
+        .collect())
+}
+
+/// Reads elements `range` of a 1-d integer dataset as i64.
+pub fn read_i64(path: &Path, field: &str, ds: &Dataset, range: Range<usize>) -> Result<Vec<i64>> {
+    let t = num_type(path, field, ds)?;
+    let e = |err: hdf5::Error| Error::hdf5(path, field, err);
+    Ok(match t {
+        NumType::Int(8) => read_native!(ds, i64, range).map_err(e)?,
+        NumType::Int(4) => read_native!(ds, i32, range)
+            .map_err(e)?
+            .into_iter()
+            .map(i64::from)
+            .collect(),
+        NumType::Int(2) => read_native!(ds, i16, range)
+            .map_err(e)?
+            .into_iter()
+            .map(i64::from)
+            .collect(),
+        NumType::Int(_) => read_native!(ds, i8, range)
+            .map_err(e)?
+            .into_iter()
+            .map(i64::from)
+            .collect(),
+        NumType::Uint(8) => {
+            let v = read_native!(ds, u64, range).map_err(e)?;
+            v.into_iter()
+                .map(|x| {
+                    i64::try_from(x)
+                        .map_err(|_| Error::invalid(path, field, format!("value {x} exceeds 2^63")))
+                })
+                .collect::<Result<_>>()?
+        }
+        NumType::Uint(4) => read_native!(ds, u32, range)
+            .map_err(e)?
+            .into_iter()
+            .map(i64::from)
+            .collect(),
+        NumType::Uint(2) => read_native!(ds, u16, range)
+            .map_err(e)?
+            .into_iter()
+            .map(i64::from)
+            .collect(),
+        NumType::Uint(_) => read_native!(ds, u8, range)
+            .map_err(e)?
+            .into_iter()
+            .map(i64::from)
+            .collect(),
+        NumType::Bool | NumType::Float(_) => {
+            return Err(Error::invalid(
+                path,
+                field,
+                format!("expected integers, found {}", t.name()),
+            ));
+        }
+    })
+}
+
+/// Reads elements `range` of an index array (non-negative integers) as u64.
+pub fn read_u64(path: &Path, field: &str, ds: &Dataset, range: Range<usize>) -> Result<Vec<u64>> {
+    let start = range.start;
+    read_i64(path, field, ds, range)?
+        .into_iter()
+        .enumerate()
+        .map(|(k, v)| {
+            u64::try_from(v).map_err(|_| {
+                Error::invalid(
+                    path,
+                    field,
+                    format!("negative value {v} at position {}", start + k),
+                )
+            })
+        })
+        .collect()
+}
+
+/// Reads a whole 1-d boolean (or 0/1 integer) dataset.
+pub fn read_bool(path: &Path, field: &str, ds: &Dataset) -> Result<Vec<bool>> {
+    let n = len_1d(path, field, ds)?;
+    if num_type(path, field, ds)? == NumType::Bool {
+        return read_native!(ds, bool, (0..n)).map_err(|e| Error::hdf5(path, field, e));
+    }
+    Ok(read_f64(path, field, ds, 0..n)?
+        .into_iter()
+        .map(|v| v != 0.0)
+        .collect())
+}
+
+/// Raw fixed-length string read of a dataset or attribute, via the C API.
+fn read_fixed_strings(
+    path: &Path,
+    field: &str,
+    c: &Container,
+    is_attr: bool,
+    width: usize,
+) -> Result<Vec<String>> {
+    use hdf5_sys::h5a::H5Aread;
+    use hdf5_sys::h5d::H5Dread;
+    use hdf5_sys::h5p::H5P_DEFAULT;
+    use hdf5_sys::h5s::H5S_ALL;
+    let n: usize = c.shape().iter().product();
+    let mut buf = vec![0u8; n * width];
+    if n == 0 || width == 0 {
+        return Ok(vec![String::new(); n]);
+    }
+    let dtype = c.dtype().map_err(|e| Error::hdf5(path, field, e))?;
+    // SAFETY: `buf` holds exactly n elements of the file's own fixed-length string type, which is
+    // also the memory type passed, so HDF5 writes n * width bytes and performs no conversion.
+    let status = unsafe {
+        if is_attr {
+            H5Aread(c.id(), dtype.id(), buf.as_mut_ptr().cast())
+        } else {
+            H5Dread(
+                c.id(),
+                dtype.id(),
+                H5S_ALL,
+                H5S_ALL,
+                H5P_DEFAULT,
+                buf.as_mut_ptr().cast(),
+            )
+        }
+    };
+    if status < 0 {
+        return Err(Error::invalid(
+            path,
+            field,
+            "HDF5 could not read the fixed-length strings",
+        ));
+    }
+    Ok(buf
+        .chunks(width)
+        .map(|b| {
+            let end = b.iter().position(|&x| x == 0).unwrap_or(b.len());
+            String::from_utf8_lossy(&b[..end])
+                .trim_end_matches(' ')
+                .to_string()
+        })
+        .collect())
+}
+
+/// Reads all strings of a dataset (any of the three string storages).
+pub fn read_strings(path: &Path, field: &str, ds: &Dataset) -> Result<Vec<String>> {
+    read_strings_of(path, field, ds, false)
+}
+
+fn read_strings_of(path: &Path, field: &str, c: &Container, is_attr: bool) -> Result<Vec<String>> {
+    let td = c
+        .dtype()
+        .and_then(|t| t.to_descriptor())
+        .map_err(|e| Error::hdf5(path, field, e))?;
+    let e = |err: hdf5::Error| Error::hdf5(path, field, err);
+    match td {
+        TypeDescriptor::VarLenUnicode => Ok(c
+            .read_raw::<VarLenUnicode>()
+            .map_err(e)?
+            .into_iter()
+            .map(|s| s.as_str().to_string())
+            .collect()),
+        TypeDescriptor::VarLenAscii => Ok(c
+            .read_raw::<VarLenAscii>()
+            .map_err(e)?
+            .into_iter()
+            .map(|s| s.as_str().to_string())
+            .collect()),
+        TypeDescriptor::FixedAscii(w) | TypeDescriptor::FixedUnicode(w) => {
+            read_fixed_strings(path, field, c, is_attr, w)
+        }
+        other => Err(Error::invalid(
+            path,
+            field,
+            format!("expected strings, found {other}"),
+        )),
+    }
+}
+
+/// A string attribute of `loc`, or `None` when absent.
+pub fn attr_string(path: &Path, loc: &Location, name: &str, field: &str) -> Result<Option<String>> {
+    let Some(a) = attr(loc, name) else {
+        return Ok(None);
+    };
+    let mut v = read_strings_of(path, &format!("{field} attribute '{name}'"), &a, true)?;
+    Ok(v.pop())
+}
+
+/// An attribute of `loc`, or `None` when absent.
+pub fn attr(loc: &Location, name: &str) -> Option<Attribute> {
+    if loc.attr_names().ok()?.iter().any(|n| n == name) {
+        loc.attr(name).ok()
+    } else {
+        None
+    }
+}
+
+/// A string-array attribute (e.g. `column-order`); an empty numeric array reads as empty.
+pub fn attr_strings(path: &Path, loc: &Location, name: &str, field: &str) -> Result<Vec<String>> {
+    let Some(a) = attr(loc, name) else {
+        return Ok(Vec::new());
+    };
+    if a.size() == 0 {
+        return Ok(Vec::new());
+    }
+    read_strings_of(path, &format!("{field} attribute '{name}'"), &a, true)
+}
+
+/// An integer-array attribute (e.g. a sparse matrix's `shape`).
+pub fn attr_u64s(path: &Path, loc: &Location, name: &str, field: &str) -> Result<Option<Vec<u64>>> {
+    let Some(a) = attr(loc, name) else {
+        return Ok(None);
+    };
+    let f = format!("{field} attribute '{name}'");
+    let t = num_type(path, &f, &a)?;
+    let vals: Vec<i64> = match t {
+        NumType::Int(_) | NumType::Uint(_) => {
+            a.read_raw::<i64>().map_err(|e| Error::hdf5(path, &f, e))?
+        }
+        NumType::Float(_) => a
+            .read_raw::<f64>()
+            .map_err(|e| Error::hdf5(path, &f, e))?
+            .into_iter()
+            .map(|v| v as i64)
+            .collect(),
+        NumType::Bool => return Err(Error::invalid(path, &f, "expected integers")),
+    };
+    vals.into_iter()
+        .map(|v| {
+            u64::try_from(v).map_err(|_| Error::invalid(path, &f, format!("negative value {v}")))
+        })
+        .collect::<Result<Vec<_>>>()
+        .map(Some)
+}
+
+/// A boolean attribute (h5py enum, or integer).
+pub fn attr_bool(path: &Path, loc: &Location, name: &str, field: &str) -> Result<Option<bool>> {
+    let Some(a) = attr(loc, name) else {
+        return Ok(None);
+    };
+    let f = format!("{field} attribute '{name}'");
+    match num_type(path, &f, &a)? {
+        NumType::Bool => a
+            .read_scalar::<bool>()
+            .map(Some)
+            .map_err(|e| Error::hdf5(path, &f, e)),
+        _ => a
+            .read_raw::<i64>()
+            .map(|v| v.first().map(|&x| x != 0))
+            .map_err(|e| Error::hdf5(path, &f, e)),
+    }
+}

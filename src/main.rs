@@ -1,0 +1,104 @@
+//! The `cartscope` command: parse flags, call the library, map errors to exit codes.
+//!
+//! Exit codes: 0 success; 2 bad input or usage (the message names the file and field);
+//! 1 any other failure.
+
+mod cli;
+
+use std::io::Write;
+use std::process::ExitCode;
+
+use clap::Parser;
+
+use cartscope::io::h5ad_write::WriteOptions;
+use cartscope::io::values::{CountPolicy, ValueScan};
+use cartscope::io::{AnnData, CountSource, H5adWriter};
+use cartscope::{Error, ErrorKind};
+
+fn main() -> ExitCode {
+    let cli = cli::Cli::parse();
+    init_logging(cli.verbose);
+    match run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            if is_broken_pipe(&err) {
+                return ExitCode::SUCCESS;
+            }
+            eprintln!("error: {err:#}");
+            let code = match err.downcast_ref::<Error>().map(Error::kind) {
+                Some(ErrorKind::BadInput | ErrorKind::Usage) => 2,
+                _ => 1,
+            };
+            ExitCode::from(code)
+        }
+    }
+}
+
+fn init_logging(verbose: u8) {
+    let default = match verbose {
+        0 => "warn",
+        1 => "info",
+        _ => "debug",
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_env("CARTSCOPE_LOG")
+        .unwrap_or_else(|_| default.into());
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .init();
+}
+
+fn is_broken_pipe(err: &anyhow::Error) -> bool {
+    err.chain().any(|e| {
+        e.downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+    })
+}
+
+fn run(cli: cli::Cli) -> anyhow::Result<()> {
+    match cli.command {
+        cli::Command::Info(args) => {
+            let info = cartscope::info::inspect(&args.input, &args.options())?;
+            let mut out = std::io::stdout().lock();
+            if args.json {
+                serde_json::to_writer_pretty(&mut out, &info)?;
+                writeln!(out)?;
+            } else {
+                write!(out, "{}", info.to_text())?;
+            }
+            Ok(())
+        }
+        cli::Command::Convert(args) => convert(&args),
+    }
+}
+
+/// Streams any input into an .h5ad, chunk by chunk, checking values as counts.
+fn convert(args: &cli::ConvertArgs) -> anyhow::Result<()> {
+    let mut src = CountSource::open(&args.input, &args.input_args.read_options())?;
+    let policy = CountPolicy::counts(args.input_args.allow_non_integer);
+    let mut writer =
+        H5adWriter::create(&args.output, src.n_vars(), WriteOptions { gzip: args.gzip })?;
+    let mut scan = ValueScan::default();
+    let n = src.n_obs();
+    let step = args.chunk_rows.max(1);
+    for a in (0..n).step_by(step) {
+        let m = src.read_rows(a..(a + step).min(n))?;
+        scan.update(&src, &m, a, policy)?;
+        writer.append_x(&m)?;
+    }
+    scan.warn(&src);
+    let ad = AnnData {
+        obs: src.obs.clone(),
+        var: src.var.clone(),
+        ..AnnData::default()
+    };
+    writer.finish(&ad)?;
+    tracing::info!(
+        "wrote {} ({} cells x {} genes)",
+        args.output.display(),
+        n,
+        src.n_vars()
+    );
+    Ok(())
+}

@@ -1,0 +1,238 @@
+//! Compressed sparse row matrices of cells x genes, and row chunks of them.
+//!
+//! `indptr` is `u64`, so a matrix may hold more than 2^31 stored entries. Column indices are
+//! `u32` (no dataset has 4 billion genes) and values `f32`, the dtype scanpy computes in.
+
+use std::ops::Range;
+
+/// A cells x genes CSR matrix, or a chunk of consecutive rows of a larger one.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct CsrMatrix {
+    /// Number of rows (cells).
+    pub n_rows: usize,
+    /// Number of columns (genes).
+    pub n_cols: usize,
+    /// Row pointers, `n_rows + 1` entries starting at 0.
+    pub indptr: Vec<u64>,
+    /// Column index of each stored entry, sorted within each row.
+    pub indices: Vec<u32>,
+    /// Value of each stored entry.
+    pub data: Vec<f32>,
+}
+
+impl CsrMatrix {
+    /// An empty matrix with `n_cols` columns and no rows.
+    pub fn empty(n_cols: usize) -> Self {
+        CsrMatrix {
+            n_rows: 0,
+            n_cols,
+            indptr: vec![0],
+            indices: Vec::new(),
+            data: Vec::new(),
+        }
+    }
+
+    /// Number of stored entries.
+    pub fn nnz(&self) -> u64 {
+        self.data.len() as u64
+    }
+
+    /// The stored column indices and values of row `i`.
+    pub fn row(&self, i: usize) -> (&[u32], &[f32]) {
+        let r = self.row_range(i);
+        (&self.indices[r.clone()], &self.data[r])
+    }
+
+    /// The range of stored entries of row `i`.
+    pub fn row_range(&self, i: usize) -> Range<usize> {
+        self.indptr[i] as usize..self.indptr[i + 1] as usize
+    }
+
+    /// Builds a CSR matrix from a dense row-major array, dropping zeros.
+    pub fn from_dense(n_rows: usize, n_cols: usize, values: &[f32]) -> Self {
+        assert_eq!(
+            values.len(),
+            n_rows * n_cols,
+            "dense buffer has the wrong length"
+        );
+        let mut m = CsrMatrix::empty(n_cols);
+        for row in values.chunks(n_cols.max(1)).take(n_rows) {
+            for (j, &v) in row.iter().enumerate() {
+                if v != 0.0 {
+                    m.indices.push(j as u32);
+                    m.data.push(v);
+                }
+            }
+            m.indptr.push(m.data.len() as u64);
+        }
+        m.n_rows = n_rows;
+        m
+    }
+
+    /// The matrix as a dense row-major buffer (tests and small data only).
+    pub fn to_dense(&self) -> Vec<f32> {
+        let mut out = vec![0.0; self.n_rows * self.n_cols];
+        for i in 0..self.n_rows {
+            let (idx, val) = self.row(i);
+            for (&j, &v) in idx.iter().zip(val) {
+                out[i * self.n_cols + j as usize] += v;
+            }
+        }
+        out
+    }
+
+    /// Appends the rows of `other` (same number of columns) below this matrix.
+    pub fn append_rows(&mut self, other: &CsrMatrix) {
+        assert_eq!(self.n_cols, other.n_cols, "column counts differ");
+        let base = self.nnz();
+        self.indptr
+            .extend(other.indptr[1..].iter().map(|p| p + base));
+        self.indices.extend_from_slice(&other.indices);
+        self.data.extend_from_slice(&other.data);
+        self.n_rows += other.n_rows;
+    }
+
+    /// Rows `rows` of this matrix as a new matrix.
+    pub fn slice_rows(&self, rows: Range<usize>) -> CsrMatrix {
+        let lo = self.indptr[rows.start];
+        let hi = self.indptr[rows.end];
+        CsrMatrix {
+            n_rows: rows.len(),
+            n_cols: self.n_cols,
+            indptr: self.indptr[rows.start..=rows.end]
+                .iter()
+                .map(|p| p - lo)
+                .collect(),
+            indices: self.indices[lo as usize..hi as usize].to_vec(),
+            data: self.data[lo as usize..hi as usize].to_vec(),
+        }
+    }
+
+    /// Sorts column indices within each row and sums duplicate entries, as scipy's
+    /// `sum_duplicates` does. Returns true when anything had to change.
+    pub fn canonicalize(&mut self) -> bool {
+        let mut changed = false;
+        let mut write = 0usize;
+        let mut new_indptr = Vec::with_capacity(self.indptr.len());
+        new_indptr.push(0u64);
+        let mut pairs: Vec<(u32, f32)> = Vec::new();
+        for i in 0..self.n_rows {
+            let r = self.row_range(i);
+            let sorted = self.indices[r.clone()].windows(2).all(|w| w[0] < w[1]);
+            if sorted {
+                self.indices.copy_within(r.clone(), write);
+                self.data.copy_within(r.clone(), write);
+                write += r.len();
+            } else {
+                changed = true;
+                pairs.clear();
+                pairs.extend(
+                    self.indices[r.clone()]
+                        .iter()
+                        .copied()
+                        .zip(self.data[r].iter().copied()),
+                );
+                pairs.sort_by_key(|p| p.0);
+                let mut k = 0;
+                while k < pairs.len() {
+                    let (j, mut v) = pairs[k];
+                    k += 1;
+                    while k < pairs.len() && pairs[k].0 == j {
+                        v += pairs[k].1;
+                        k += 1;
+                    }
+                    self.indices[write] = j;
+                    self.data[write] = v;
+                    write += 1;
+                }
+            }
+            new_indptr.push(write as u64);
+        }
+        self.indices.truncate(write);
+        self.data.truncate(write);
+        self.indptr = new_indptr;
+        changed
+    }
+
+    /// Keeps only the columns where `keep[j]` is `Some(new_j)`, renumbering them.
+    pub fn select_columns(&self, keep: &[Option<u32>], new_n_cols: usize) -> CsrMatrix {
+        let mut out = CsrMatrix::empty(new_n_cols);
+        for i in 0..self.n_rows {
+            let (idx, val) = self.row(i);
+            for (&j, &v) in idx.iter().zip(val) {
+                if let Some(nj) = keep[j as usize] {
+                    out.indices.push(nj);
+                    out.data.push(v);
+                }
+            }
+            out.indptr.push(out.data.len() as u64);
+        }
+        out.n_rows = self.n_rows;
+        out
+    }
+
+    /// Places the columns of `right` after those of `self` (same rows).
+    pub fn hstack(&self, right: &CsrMatrix) -> CsrMatrix {
+        assert_eq!(self.n_rows, right.n_rows, "row counts differ");
+        let mut out = CsrMatrix::empty(self.n_cols + right.n_cols);
+        for i in 0..self.n_rows {
+            let (a_idx, a_val) = self.row(i);
+            let (b_idx, b_val) = right.row(i);
+            out.indices.extend_from_slice(a_idx);
+            out.data.extend_from_slice(a_val);
+            out.indices
+                .extend(b_idx.iter().map(|&j| j + self.n_cols as u32));
+            out.data.extend_from_slice(b_val);
+            out.indptr.push(out.data.len() as u64);
+        }
+        out.n_rows = self.n_rows;
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn canonicalize_sorts_and_sums_duplicates() {
+        let mut m = CsrMatrix {
+            n_rows: 2,
+            n_cols: 4,
+            indptr: vec![0, 3, 5],
+            indices: vec![3, 1, 3, 0, 2],
+            data: vec![1.0, 2.0, 4.0, 5.0, 6.0],
+        };
+        assert!(m.canonicalize());
+        assert_eq!(m.indptr, vec![0, 2, 4]);
+        assert_eq!(m.indices, vec![1, 3, 0, 2]);
+        assert_eq!(m.data, vec![2.0, 5.0, 5.0, 6.0]);
+        assert!(!m.canonicalize());
+    }
+
+    #[test]
+    fn dense_round_trip_and_slicing() {
+        let d = [0.0, 1.0, 0.0, 2.0, 0.0, 0.0, 3.0, 4.0, 5.0];
+        let m = CsrMatrix::from_dense(3, 3, &d);
+        assert_eq!(m.nnz(), 5);
+        assert_eq!(m.to_dense(), d);
+        let s = m.slice_rows(1..3);
+        assert_eq!(s.to_dense(), d[3..].to_vec());
+        let mut top = m.slice_rows(0..1);
+        top.append_rows(&s);
+        assert_eq!(top, m);
+    }
+
+    #[test]
+    fn column_selection_and_hstack() {
+        let m = CsrMatrix::from_dense(2, 3, &[1.0, 0.0, 2.0, 0.0, 3.0, 4.0]);
+        let sel = m.select_columns(&[Some(0), None, Some(1)], 2);
+        assert_eq!(sel.to_dense(), vec![1.0, 2.0, 0.0, 4.0]);
+        let h = sel.hstack(&m);
+        assert_eq!(h.n_cols, 5);
+        assert_eq!(
+            h.to_dense(),
+            vec![1.0, 2.0, 1.0, 0.0, 2.0, 0.0, 4.0, 0.0, 3.0, 4.0]
+        );
+    }
+}
