@@ -111,7 +111,7 @@ pub fn inspect(path: &Path, opts: &InfoOptions) -> Result<Info> {
         nnz += m.nnz();
         scan.update(&src, &m, a, policy)?;
     }
-    scan.warn(&src);
+    scan.warn(&src, false);
     let mut feature_types = BTreeMap::new();
     if let Some(Column::Str(t)) = src.var.column("feature_types") {
         for x in t {

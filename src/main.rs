@@ -24,7 +24,12 @@ fn main() -> ExitCode {
             if is_broken_pipe(&err) {
                 return ExitCode::SUCCESS;
             }
-            eprintln!("error: {err:#}");
+            // Library errors already name the file, field and cause in one line; others get
+            // their context chain.
+            match err.downcast_ref::<Error>() {
+                Some(e) => eprintln!("error: {e}"),
+                None => eprintln!("error: {err:#}"),
+            }
             let code = match err.downcast_ref::<Error>().map(Error::kind) {
                 Some(ErrorKind::BadInput | ErrorKind::Usage) => 2,
                 _ => 1,
@@ -87,7 +92,7 @@ fn convert(args: &cli::ConvertArgs) -> anyhow::Result<()> {
         scan.update(&src, &m, a, policy)?;
         writer.append_x(&m)?;
     }
-    scan.warn(&src);
+    scan.warn(&src, true);
     let ad = AnnData {
         obs: src.obs.clone(),
         var: src.var.clone(),

@@ -126,8 +126,9 @@ impl ValueScan {
         Ok(())
     }
 
-    /// Logs warnings for values a relaxed policy let through.
-    pub fn warn(&self, src: &CountSource) {
+    /// Logs warnings for values a relaxed policy let through; non-integers only when
+    /// `non_integer` is set (where counts were expected).
+    pub fn warn(&self, src: &CountSource, non_integer: bool) {
         let p = src.path.display();
         if self.n_negative + self.n_non_finite > 0 {
             tracing::warn!(
@@ -137,7 +138,7 @@ impl ValueScan {
                 src.x.element
             );
         }
-        if self.n_non_integer > 0 {
+        if non_integer && self.n_non_integer > 0 {
             tracing::warn!(
                 "{p}: {} non-integer values in {}: not raw counts",
                 self.n_non_integer,
