@@ -110,8 +110,33 @@ pub fn is_dataset(g: &Group, name: &str) -> bool {
     g.link_exists(name) && matches!(g.loc_type_by_name(name), Ok(hdf5::LocationType::Dataset))
 }
 
-/// Length of a 1-d dataset.
+/// Logical sizes above this are checked against the bytes actually stored.
+const PLAUSIBILITY_FLOOR: u64 = 64 << 20;
+/// deflate cannot compress better than about 1032:1; LZF and shuffle do worse.
+const MAX_COMPRESSION_RATIO: u64 = 1100;
+
+/// Rejects a dataset whose shape claims far more data than the file stores: a corrupted shape
+/// would otherwise make a reader allocate terabytes before HDF5 notices anything.
+pub fn check_plausible(path: &Path, field: &str, ds: &Dataset) -> Result<()> {
+    let elem = ds.dtype().map(|t| t.size()).unwrap_or(1) as u64;
+    let logical = (ds.size() as u64).saturating_mul(elem);
+    if logical > PLAUSIBILITY_FLOOR && logical / MAX_COMPRESSION_RATIO > ds.storage_size() {
+        return Err(Error::invalid(
+            path,
+            field,
+            format!(
+                "shape {:?} implies {logical} bytes but the file stores only {} bytes for it (corrupt file?)",
+                ds.shape(),
+                ds.storage_size()
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// Length of a 1-d dataset whose size is plausible for the bytes stored.
 pub fn len_1d(path: &Path, field: &str, ds: &Dataset) -> Result<usize> {
+    check_plausible(path, field, ds)?;
     let shape = ds.shape();
     match shape.as_slice() {
         [n] => Ok(*n),
@@ -340,6 +365,7 @@ fn read_fixed_strings(
 
 /// Reads all strings of a dataset (any of the three string storages).
 pub fn read_strings(path: &Path, field: &str, ds: &Dataset) -> Result<Vec<String>> {
+    check_plausible(path, field, ds)?;
     read_strings_of(path, field, ds, false)
 }
 

@@ -276,7 +276,7 @@ pub fn parse_matrix(path: &Path, n_features: usize, n_barcodes: usize) -> Result
             ),
         ));
     }
-    let mut triplets: Vec<(u32, u32, f32)> = Vec::with_capacity(nnz.min(1 << 28) as usize);
+    let mut triplets: Vec<(u32, u32, f32)> = Vec::with_capacity(nnz.min(1 << 20) as usize);
     while next_line(&mut r, &mut line, &mut line_no)? {
         let t = line.trim();
         if t.is_empty() || t.starts_with('%') {

@@ -1,0 +1,13 @@
+//! Integration tests of cartscope, one binary with a module per concern:
+//! - `readers`: every fixture layout reads to the values its generator recorded;
+//! - `errors`: every malformed input gives exit code 2 and a one-line message naming the file;
+//! - `roundtrip`: written files read back identically (fixed cases and proptest);
+//! - `python_interop`: files written by cartscope load in anndata with identical values;
+//! - `robustness`: corrupted inputs give errors, never panics.
+
+mod common;
+mod errors;
+mod python_interop;
+mod readers;
+mod robustness;
+mod roundtrip;
