@@ -25,6 +25,71 @@ pub enum Command {
     Info(InfoArgs),
     /// Convert any supported input (10x HDF5, 10x MTX, .h5ad) to an .h5ad with raw counts in X.
     Convert(ConvertArgs),
+    /// Simulate a CAR-T trial sample with known truth (deterministic for a seed).
+    Simulate(SimulateArgs),
+}
+
+/// `cartscope simulate`.
+#[derive(Debug, Args)]
+pub struct SimulateArgs {
+    /// Output: an .h5ad or 10x .h5 file, or a directory for 10x-mtx.
+    #[arg(short, long)]
+    pub output: PathBuf,
+    /// Barcodes to generate (cells plus low-quality cells and empty droplets).
+    #[arg(long, default_value_t = 3000)]
+    pub cells: usize,
+    /// Features, including the CAR construct.
+    #[arg(long, default_value_t = 4000)]
+    pub genes: usize,
+    /// Random seed.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Time-point label (infusion, dayN, weekN, monthN; other labels need --day).
+    #[arg(long, default_value = "infusion")]
+    pub timepoint: String,
+    /// Day after infusion (default: read from the time-point label).
+    #[arg(long)]
+    pub day: Option<f64>,
+    /// Patient identifier.
+    #[arg(long, default_value = "P01")]
+    pub patient: String,
+    /// Sample identifier (default: PATIENT_TIMEPOINT).
+    #[arg(long)]
+    pub sample: Option<String>,
+    /// Response trajectory of the patient.
+    #[arg(long, value_enum, default_value = "responder")]
+    pub preset: cartscope::simulate::Preset,
+    /// Output format.
+    #[arg(long, value_enum, default_value = "h5ad")]
+    pub format: cartscope::simulate::SimFormat,
+    /// Name of the CAR construct feature.
+    #[arg(long, default_value = "CAR")]
+    pub car_feature: String,
+    /// gzip level (0-9) for the output; uncompressed when omitted (MTX is always gzipped).
+    #[arg(long, value_parser = clap::value_parser!(u8).range(0..=9))]
+    pub gzip: Option<u8>,
+    /// Cells generated per chunk (bounds memory).
+    #[arg(long, default_value_t = 4096)]
+    pub chunk_cells: usize,
+}
+
+impl SimulateArgs {
+    pub fn options(&self) -> cartscope::simulate::SimOptions {
+        cartscope::simulate::SimOptions {
+            cells: self.cells,
+            genes: self.genes,
+            seed: self.seed,
+            timepoint: self.timepoint.clone(),
+            day: self.day,
+            patient: self.patient.clone(),
+            sample: self.sample.clone(),
+            preset: self.preset,
+            car_feature: self.car_feature.clone(),
+            format: self.format,
+            gzip: self.gzip,
+            chunk_cells: self.chunk_cells,
+        }
+    }
 }
 
 /// Which matrix of an input to read.

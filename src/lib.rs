@@ -22,6 +22,7 @@ pub mod error;
 pub mod info;
 pub mod io;
 pub mod matrix;
+pub mod simulate;
 
 pub use error::{Error, ErrorKind, Result};
 pub use matrix::CsrMatrix;

@@ -75,6 +75,23 @@ fn run(cli: cli::Cli) -> anyhow::Result<()> {
             Ok(())
         }
         cli::Command::Convert(args) => convert(&args),
+        cli::Command::Simulate(args) => {
+            let started = std::time::Instant::now();
+            let summary = cartscope::simulate::simulate(&args.output, &args.options())?;
+            let secs = started.elapsed().as_secs_f64();
+            eprintln!(
+                "simulated {} barcodes x {} features ({} stored, {} CAR+, {} fail QC by design) in {:.1} s ({:.0} cells/s) -> {}",
+                summary.cells,
+                summary.genes,
+                summary.nnz,
+                summary.car_positive,
+                summary.qc_failing,
+                secs,
+                summary.cells as f64 / secs,
+                summary.path.display()
+            );
+            Ok(())
+        }
     }
 }
 

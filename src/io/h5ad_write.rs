@@ -109,18 +109,7 @@ impl std::fmt::Debug for H5adWriter {
 impl H5adWriter {
     /// Starts a file for a matrix with `n_vars` genes.
     pub fn create(path: &Path, n_vars: usize, opts: WriteOptions) -> Result<Self> {
-        let dir = path
-            .parent()
-            .filter(|d| !d.as_os_str().is_empty())
-            .unwrap_or(Path::new("."));
-        let name = path
-            .file_name()
-            .ok_or_else(|| Error::Usage(format!("{}: not a file name", path.display())))?;
-        let tmp = dir.join(format!(
-            ".{}.partial-{}",
-            name.to_string_lossy(),
-            std::process::id()
-        ));
+        let tmp = temporary_path(path)?;
         let file = hdf5::File::create(&tmp).map_err(|e| Error::write(path, "/", e))?;
         let w = H5adWriter {
             path: path.to_path_buf(),
@@ -170,7 +159,8 @@ impl H5adWriter {
                 .create_group("X")
                 .map_err(|e| self.err("/X", e))?;
             self.x = Some(
-                SparseAppender::new(&g, self.opts, self.n_vars).map_err(|e| self.err("/X", e))?,
+                SparseAppender::new(&g, self.opts, self.n_vars, SparseDtypes::AnnData)
+                    .map_err(|e| self.err("/X", e))?,
             );
         }
         let x = self.x.as_mut().expect("just created");
@@ -179,7 +169,8 @@ impl H5adWriter {
 
     fn sparse(&self, parent: &Group, name: &str, m: &CsrMatrix, field: &str) -> Result<()> {
         let g = parent.create_group(name).map_err(|e| self.err(field, e))?;
-        let mut a = SparseAppender::new(&g, self.opts, m.n_cols).map_err(|e| self.err(field, e))?;
+        let mut a = SparseAppender::new(&g, self.opts, m.n_cols, SparseDtypes::AnnData)
+            .map_err(|e| self.err(field, e))?;
         a.append(m).map_err(|e| self.err(field, e))?;
         self.finish_sparse(&g, &a, field)
     }
@@ -487,31 +478,57 @@ impl Drop for H5adWriter {
     }
 }
 
-fn vlu(s: &str) -> std::result::Result<VarLenUnicode, String> {
+/// The temporary name an output is written under before it is renamed to `path`: a hidden
+/// file in the same folder, so the rename is atomic.
+pub(crate) fn temporary_path(path: &Path) -> Result<PathBuf> {
+    let dir = path
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let name = path
+        .file_name()
+        .ok_or_else(|| Error::Usage(format!("{}: not a file name", path.display())))?;
+    Ok(dir.join(format!(
+        ".{}.partial-{}",
+        name.to_string_lossy(),
+        std::process::id()
+    )))
+}
+
+pub(crate) fn vlu(s: &str) -> std::result::Result<VarLenUnicode, String> {
     s.parse::<VarLenUnicode>()
         .map_err(|e| format!("string {s:?} cannot be stored: {e}"))
 }
 
-/// Resizable `data`/`indices`/`indptr` datasets of a CSR group, grown chunk by chunk.
-struct SparseAppender {
+/// How the arrays of a compressed sparse matrix are typed on disk.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum SparseDtypes {
+    /// anndata: float32 data, int32 indices, int64 indptr.
+    AnnData,
+    /// 10x Genomics: int32 counts, int64 indices and indptr.
+    Tenx,
+}
+
+/// Resizable `data`/`indices`/`indptr` datasets of a compressed sparse group, grown chunk by
+/// chunk.
+pub(crate) struct SparseAppender {
     data: Dataset,
     indices: Dataset,
     indptr: Dataset,
-    n_rows: usize,
-    n_cols: usize,
+    dtypes: SparseDtypes,
+    pub(crate) n_rows: usize,
+    pub(crate) n_cols: usize,
     nnz: u64,
 }
 
 impl SparseAppender {
-    fn new(g: &Group, opts: WriteOptions, n_cols: usize) -> hdf5::Result<Self> {
-        let make = |name: &str, is_f32: bool, is_i32: bool| -> hdf5::Result<Dataset> {
-            let b = if is_f32 {
-                g.new_dataset::<f32>()
-            } else if is_i32 {
-                g.new_dataset::<i32>()
-            } else {
-                g.new_dataset::<i64>()
-            };
+    pub(crate) fn new(
+        g: &Group,
+        opts: WriteOptions,
+        n_cols: usize,
+        dtypes: SparseDtypes,
+    ) -> hdf5::Result<Self> {
+        let make = |name: &str, b: hdf5::DatasetBuilderEmpty| -> hdf5::Result<Dataset> {
             let b = b.chunk(SPARSE_CHUNK);
             let b = match opts.gzip {
                 Some(level) => b.shuffle().deflate(level),
@@ -519,30 +536,49 @@ impl SparseAppender {
             };
             b.shape(0..).create(name)
         };
-        let data = make("data", true, false)?;
-        let indices = make("indices", false, true)?;
-        let indptr = make("indptr", false, false)?;
+        let (data, indices) = match dtypes {
+            SparseDtypes::AnnData => (
+                make("data", g.new_dataset::<f32>())?,
+                make("indices", g.new_dataset::<i32>())?,
+            ),
+            SparseDtypes::Tenx => (
+                make("data", g.new_dataset::<i32>())?,
+                make("indices", g.new_dataset::<i64>())?,
+            ),
+        };
+        let indptr = make("indptr", g.new_dataset::<i64>())?;
         indptr.resize(1)?;
         indptr.write_slice(&[0i64], s![0..1])?;
         Ok(SparseAppender {
             data,
             indices,
             indptr,
+            dtypes,
             n_rows: 0,
             n_cols,
             nnz: 0,
         })
     }
 
-    fn append(&mut self, m: &CsrMatrix) -> hdf5::Result<()> {
+    pub(crate) fn append(&mut self, m: &CsrMatrix) -> hdf5::Result<()> {
         let old = self.nnz as usize;
         let new = old + m.data.len();
         if new > old {
             self.data.resize(new)?;
-            self.data.write_slice(&m.data, s![old..new])?;
-            let idx: Vec<i32> = m.indices.iter().map(|&j| j as i32).collect();
             self.indices.resize(new)?;
-            self.indices.write_slice(&idx, s![old..new])?;
+            match self.dtypes {
+                SparseDtypes::AnnData => {
+                    self.data.write_slice(&m.data, s![old..new])?;
+                    let idx: Vec<i32> = m.indices.iter().map(|&j| j as i32).collect();
+                    self.indices.write_slice(&idx, s![old..new])?;
+                }
+                SparseDtypes::Tenx => {
+                    let counts: Vec<i32> = m.data.iter().map(|&v| v as i32).collect();
+                    self.data.write_slice(&counts, s![old..new])?;
+                    let idx: Vec<i64> = m.indices.iter().map(|&j| i64::from(j)).collect();
+                    self.indices.write_slice(&idx, s![old..new])?;
+                }
+            }
         }
         let (r0, r1) = (self.n_rows + 1, self.n_rows + 1 + m.n_rows);
         if m.n_rows > 0 {

@@ -472,3 +472,28 @@ pub fn attr_bool(path: &Path, loc: &Location, name: &str, field: &str) -> Result
             .map_err(|e| Error::hdf5(path, &f, e)),
     }
 }
+
+/// Writes `values` as a 1-d dataset of fixed-length byte strings (numpy `S<n>`), the storage
+/// 10x Genomics uses and scanpy's `read_10x_h5` decodes with `.astype(str)`.
+pub fn write_fixed_strings(g: &Group, name: &str, values: &[String]) -> hdf5::Result<Dataset> {
+    use hdf5_sys::h5d::H5Dwrite;
+    use hdf5_sys::h5p::H5P_DEFAULT;
+    use hdf5_sys::h5s::H5S_ALL;
+    let width = values.iter().map(String::len).max().unwrap_or(0).max(1);
+    let ds = g.new_dataset_builder().empty_as(&TypeDescriptor::FixedAscii(width)).shape(values.len()).create(name)?;
+    if values.is_empty() {
+        return Ok(ds);
+    }
+    let mut buf = vec![0u8; width * values.len()];
+    for (slot, v) in buf.chunks_mut(width).zip(values) {
+        slot[..v.len()].copy_from_slice(v.as_bytes());
+    }
+    let dtype = ds.dtype()?;
+    // SAFETY: `buf` holds exactly len * width bytes, the size of the dataset in its own
+    // fixed-length string type, which is also the memory type given.
+    let status = unsafe { H5Dwrite(ds.id(), dtype.id(), H5S_ALL, H5S_ALL, H5P_DEFAULT, buf.as_ptr().cast()) };
+    if status < 0 {
+        return Err(hdf5::Error::from("H5Dwrite of fixed-length strings failed"));
+    }
+    Ok(ds)
+}

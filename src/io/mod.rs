@@ -23,6 +23,7 @@ mod hdf5_util;
 pub mod mtx;
 pub mod names;
 pub mod tenx_h5;
+pub mod tenx_write;
 pub mod values;
 
 use std::io::Read;
@@ -190,7 +191,8 @@ pub fn sniff(path: &Path) -> Result<Format> {
         } else {
             Err(Error::UnknownFormat {
                 path: path.to_path_buf(),
-                reason: "HDF5 file is neither an AnnData .h5ad (no /X, /obs, /var) nor a 10x matrix (no /matrix)".into(),
+                reason: "HDF5 file is neither an AnnData .h5ad (no /X, /obs, /var) nor a 10x matrix (no /matrix)"
+                    .into(),
             })
         };
     }

@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# Installs what a fresh Debian 12 machine lacks for building and testing cartscope:
+# HDF5 headers (libhdf5-dev, pkg-config) and a Python venv with anndata for the interop tests.
+# Idempotent: does nothing that is already done. Source it or run it.
+set -euo pipefail
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+
+as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
+
+need_apt=()
+pkg-config --exists hdf5 2>/dev/null || need_apt+=(libhdf5-dev pkg-config)
+command -v cc >/dev/null || need_apt+=(gcc)
+python3 -c 'import venv, ensurepip' 2>/dev/null || need_apt+=(python3-venv)
+if [ ${#need_apt[@]} -gt 0 ]; then
+  echo "setup: installing ${need_apt[*]}" >&2
+  as_root apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq "${need_apt[@]}" >/dev/null
+fi
+
+if ! command -v cargo >/dev/null; then
+  echo "setup: cargo not found; install Rust 1.95 (rustup) first" >&2
+  exit 1
+fi
+
+# The venv lives outside the clone when CARTSCOPE_VENV says so (CI keeps it between runs).
+venv="${CARTSCOPE_VENV:-$root/.venv}"
+req="$root/tests/python/requirements.txt"
+stamp="$venv/.cartscope-requirements"
+if [ ! -x "$venv/bin/python" ] || ! cmp -s "$req" "$stamp"; then
+  echo "setup: preparing Python venv at $venv" >&2
+  python3 -m venv "$venv"
+  "$venv/bin/pip" install -q --disable-pip-version-check -r "$req"
+  cp "$req" "$stamp"
+fi
+export CARTSCOPE_PYTHON="$venv/bin/python"
