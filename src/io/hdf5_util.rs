@@ -480,7 +480,11 @@ pub fn write_fixed_strings(g: &Group, name: &str, values: &[String]) -> hdf5::Re
     use hdf5_sys::h5p::H5P_DEFAULT;
     use hdf5_sys::h5s::H5S_ALL;
     let width = values.iter().map(String::len).max().unwrap_or(0).max(1);
-    let ds = g.new_dataset_builder().empty_as(&TypeDescriptor::FixedAscii(width)).shape(values.len()).create(name)?;
+    let ds = g
+        .new_dataset_builder()
+        .empty_as(TypeDescriptor::FixedAscii(width))
+        .shape(values.len())
+        .create(name)?;
     if values.is_empty() {
         return Ok(ds);
     }
@@ -491,7 +495,16 @@ pub fn write_fixed_strings(g: &Group, name: &str, values: &[String]) -> hdf5::Re
     let dtype = ds.dtype()?;
     // SAFETY: `buf` holds exactly len * width bytes, the size of the dataset in its own
     // fixed-length string type, which is also the memory type given.
-    let status = unsafe { H5Dwrite(ds.id(), dtype.id(), H5S_ALL, H5S_ALL, H5P_DEFAULT, buf.as_ptr().cast()) };
+    let status = unsafe {
+        H5Dwrite(
+            ds.id(),
+            dtype.id(),
+            H5S_ALL,
+            H5S_ALL,
+            H5P_DEFAULT,
+            buf.as_ptr().cast(),
+        )
+    };
     if status < 0 {
         return Err(hdf5::Error::from("H5Dwrite of fixed-length strings failed"));
     }

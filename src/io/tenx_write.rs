@@ -46,12 +46,19 @@ impl TenxH5Writer {
         let file = hdf5::File::create(&tmp).map_err(e)?;
         let g = file.create_group("matrix").map_err(e)?;
         let x = SparseAppender::new(&g, opts, n_features, SparseDtypes::Tenx).map_err(e)?;
-        Ok(TenxH5Writer { path: path.to_path_buf(), tmp, file: Some(file), x })
+        Ok(TenxH5Writer {
+            path: path.to_path_buf(),
+            tmp,
+            file: Some(file),
+            x,
+        })
     }
 
     /// Appends cells (rows of `m`, integer counts).
     pub fn append(&mut self, m: &CsrMatrix) -> Result<()> {
-        self.x.append(m).map_err(|e| Error::write(&self.path, "/matrix", e))
+        self.x
+            .append(m)
+            .map_err(|e| Error::write(&self.path, "/matrix", e))
     }
 
     /// Writes barcodes and features, then renames the file into place.
@@ -72,7 +79,10 @@ impl TenxH5Writer {
             let g = file.group("matrix").map_err(e)?;
             write_fixed_strings(&g, "barcodes", barcodes).map_err(e)?;
             let shape = Array1::from(vec![self.x.n_cols as i32, self.x.n_rows as i32]);
-            g.new_dataset_builder().with_data(&shape).create("shape").map_err(e)?;
+            g.new_dataset_builder()
+                .with_data(&shape)
+                .create("shape")
+                .map_err(e)?;
             let fg = g.create_group("features").map_err(e)?;
             write_fixed_strings(&fg, "_all_tag_keys", &["genome".to_string()]).map_err(e)?;
             write_fixed_strings(&fg, "feature_type", &features.types).map_err(e)?;
@@ -81,7 +91,8 @@ impl TenxH5Writer {
             write_fixed_strings(&fg, "name", &features.names).map_err(e)?;
         }
         file.close().map_err(e)?;
-        std::fs::rename(&self.tmp, &self.path).map_err(|err| Error::write(&self.path, "rename", err))
+        std::fs::rename(&self.tmp, &self.path)
+            .map_err(|err| Error::write(&self.path, "rename", err))
     }
 }
 
@@ -138,7 +149,8 @@ impl MtxWriter {
                 use std::fmt::Write as _;
                 line.clear();
                 let _ = writeln!(line, "{} {} {}", j + 1, self.n_rows + i + 1, v);
-                body.write_all(line.as_bytes()).map_err(|e| Error::write(&self.dir, "matrix.mtx.gz", e))?;
+                body.write_all(line.as_bytes())
+                    .map_err(|e| Error::write(&self.dir, "matrix.mtx.gz", e))?;
             }
         }
         self.n_rows += m.n_rows;
@@ -148,9 +160,14 @@ impl MtxWriter {
 
     fn gz_lines(&self, name: &str, lines: impl Iterator<Item = String>) -> Result<()> {
         let io = |err: std::io::Error| Error::write(&self.dir, name, err);
-        let mut w = GzEncoder::new(BufWriter::new(File::create(self.tmp.join(name)).map_err(io)?), self.level);
+        let mut w = GzEncoder::new(
+            BufWriter::new(File::create(self.tmp.join(name)).map_err(io)?),
+            self.level,
+        );
         for l in lines {
-            w.write_all(l.as_bytes()).and_then(|_| w.write_all(b"\n")).map_err(io)?;
+            w.write_all(l.as_bytes())
+                .and_then(|_| w.write_all(b"\n"))
+                .map_err(io)?;
         }
         w.finish().and_then(|mut b| b.flush()).map_err(io)
     }
@@ -182,10 +199,18 @@ impl MtxWriter {
         self.gz_lines("barcodes.tsv.gz", barcodes.iter().cloned())?;
         if self.dir.exists() {
             // Replace an earlier MTX output, never a folder holding anything else.
-            let foreign = std::fs::read_dir(&self.dir).map_err(io)?.filter_map(|e| e.ok()).any(|e| {
-                !["matrix.mtx.gz", "features.tsv.gz", "barcodes.tsv.gz", "truth.csv.gz"]
+            let foreign = std::fs::read_dir(&self.dir)
+                .map_err(io)?
+                .filter_map(|e| e.ok())
+                .any(|e| {
+                    ![
+                        "matrix.mtx.gz",
+                        "features.tsv.gz",
+                        "barcodes.tsv.gz",
+                        "truth.csv.gz",
+                    ]
                     .contains(&e.file_name().to_string_lossy().as_ref())
-            });
+                });
             if foreign {
                 return Err(Error::Usage(format!(
                     "{}: exists and holds files other than a 10x MTX output; choose another path",

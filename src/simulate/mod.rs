@@ -12,7 +12,8 @@
 //! exhausted T cells raise PDCD1, HAVCR2, LAG3, TIGIT, TOX, CTLA4, ENTPD1 and lower the
 //! memory genes; naive/stem-like memory raise TCF7, SELL, CCR7, LEF1, IL7R, CD27, CD28.
 //!
-//! **Counts.** A cell's library size is log-normal (population-specific median, sigma 0.45);
+//! **Counts.** A cell's library size is log-normal (population-specific median, sigma 0.45,
+//! clipped at 2.5 sigma);
 //! its mitochondrial fraction is 1.5-6.5 % for healthy cells. Gene `g` has mean
 //! `mu = L * (1 - f_mt) * w_pop[g] / Z_pop` and its count is negative binomial, drawn as a
 //! gamma-Poisson mixture with a gene-specific dispersion (`theta` log-normal around 2.5), for
@@ -158,7 +159,14 @@ pub fn day_from_label(label: &str) -> Option<f64> {
     if ["infusion", "ip", "product", "infusionproduct", "baseline"].contains(&l.as_str()) {
         return Some(0.0);
     }
-    for (prefix, scale) in [("day", 1.0), ("week", 7.0), ("month", 30.0), ("d", 1.0), ("w", 7.0), ("m", 30.0)] {
+    for (prefix, scale) in [
+        ("day", 1.0),
+        ("week", 7.0),
+        ("month", 30.0),
+        ("d", 1.0),
+        ("w", 7.0),
+        ("m", 30.0),
+    ] {
         if let Some(rest) = l.strip_prefix(prefix)
             && let Ok(n) = rest.parse::<f64>()
         {
@@ -169,8 +177,14 @@ pub fn day_from_label(label: &str) -> Option<f64> {
 }
 
 /// T-cell functional states.
-const T_STATES: [&str; 6] =
-    ["naive_stem_memory", "central_memory", "effector_memory", "effector", "exhausted", "proliferating"];
+const T_STATES: [&str; 6] = [
+    "naive_stem_memory",
+    "central_memory",
+    "effector_memory",
+    "effector",
+    "exhausted",
+    "proliferating",
+];
 
 /// A simulated population: labels, share of barcodes, library-size median, CAR propensity and
 /// marker programme.
@@ -189,29 +203,54 @@ struct Population {
 /// Marker programme of a population: (gene, fold over baseline).
 pub fn programme(cell_type: &str, state: &str) -> Vec<(&'static str, f64)> {
     let mut p: Vec<(&'static str, f64)> = Vec::new();
-    let pan_t = ["CD3D", "CD3E", "CD3G", "TRAC", "TRBC1", "TRBC2", "CD2", "CD5", "CD7", "LCK"];
+    let pan_t = [
+        "CD3D", "CD3E", "CD3G", "TRAC", "TRBC1", "TRBC2", "CD2", "CD5", "CD7", "LCK",
+    ];
     let memory = ["TCF7", "SELL", "CCR7", "IL7R", "LEF1", "CD27", "CD28"];
     match cell_type {
         "CD4 T" | "CD8 T" | "Treg" | "gdT/DN T" => {
             p.extend(pan_t.iter().map(|&g| (g, 40.0)));
             if cell_type == "gdT/DN T" {
-                p.extend([("TRAC", 4.0), ("TRDC", 40.0), ("TRGC1", 30.0), ("TRGC2", 30.0), ("NKG7", 10.0), ("KLRB1", 15.0)]);
+                p.extend([
+                    ("TRAC", 4.0),
+                    ("TRDC", 40.0),
+                    ("TRGC1", 30.0),
+                    ("TRGC2", 30.0),
+                    ("NKG7", 10.0),
+                    ("KLRB1", 15.0),
+                ]);
             }
         }
-        "B" => p.extend(["CD19", "MS4A1", "CD79A", "CD79B", "PAX5", "IGHM", "IGKC"].map(|g| (g, 40.0))),
+        "B" => {
+            p.extend(["CD19", "MS4A1", "CD79A", "CD79B", "PAX5", "IGHM", "IGKC"].map(|g| (g, 40.0)))
+        }
         "Monocyte" => p.extend(
-            ["CD14", "LYZ", "S100A8", "S100A9", "CSF1R", "CD68", "FCN1", "VCAN", "FCER1G", "TYROBP"].map(|g| (g, 40.0)),
+            [
+                "CD14", "LYZ", "S100A8", "S100A9", "CSF1R", "CD68", "FCN1", "VCAN", "FCER1G",
+                "TYROBP",
+            ]
+            .map(|g| (g, 40.0)),
         ),
         "NK" => p.extend(
-            ["NCAM1", "KLRD1", "KLRF1", "NKG7", "GNLY", "PRF1", "GZMB", "FCER1G", "TYROBP", "XCL1", "IL2RB", "FCGR3A"]
-                .map(|g| (g, 35.0)),
+            [
+                "NCAM1", "KLRD1", "KLRF1", "NKG7", "GNLY", "PRF1", "GZMB", "FCER1G", "TYROBP",
+                "XCL1", "IL2RB", "FCGR3A",
+            ]
+            .map(|g| (g, 35.0)),
         ),
         _ => {}
     }
     match cell_type {
         "CD4 T" => p.push(("CD4", 35.0)),
         "CD8 T" => p.extend([("CD8A", 35.0), ("CD8B", 30.0)]),
-        "Treg" => p.extend([("CD4", 35.0), ("FOXP3", 40.0), ("IL2RA", 35.0), ("CTLA4", 25.0), ("CCR4", 25.0), ("IKZF2", 20.0)]),
+        "Treg" => p.extend([
+            ("CD4", 35.0),
+            ("FOXP3", 40.0),
+            ("IL2RA", 35.0),
+            ("CTLA4", 25.0),
+            ("CCR4", 25.0),
+            ("IKZF2", 20.0),
+        ]),
         _ => {}
     }
     let cytotoxic = cell_type == "CD8 T";
@@ -228,7 +267,13 @@ pub fn programme(cell_type: &str, state: &str) -> Vec<(&'static str, f64)> {
             ("GZMK", 4.0),
         ]),
         "effector_memory" => {
-            p.extend([("GZMK", 30.0), ("IL7R", 10.0), ("CCL5", 25.0), ("CD27", 6.0), ("KLRB1", 10.0)]);
+            p.extend([
+                ("GZMK", 30.0),
+                ("IL7R", 10.0),
+                ("CCL5", 25.0),
+                ("CD27", 6.0),
+                ("KLRB1", 10.0),
+            ]);
             if cytotoxic {
                 p.extend([("NKG7", 10.0), ("GZMA", 15.0)]);
             }
@@ -284,8 +329,20 @@ fn populations(day: f64, preset: Preset) -> Vec<Population> {
     let s = day / (day + 30.0);
     let nr = preset == Preset::NonResponder;
     let t_share = 0.97 + (0.55 - 0.97) * s;
-    let t_split = lerp(&[0.48, 0.44, 0.04, 0.04], &if nr { [0.40, 0.48, 0.08, 0.04] } else { [0.38, 0.54, 0.04, 0.04] }, s);
-    let cd8_late = if nr { [0.04, 0.08, 0.22, 0.22, 0.40, 0.04] } else { [0.12, 0.18, 0.30, 0.22, 0.12, 0.06] };
+    let t_split = lerp(
+        &[0.48, 0.44, 0.04, 0.04],
+        &if nr {
+            [0.40, 0.48, 0.08, 0.04]
+        } else {
+            [0.38, 0.54, 0.04, 0.04]
+        },
+        s,
+    );
+    let cd8_late = if nr {
+        [0.04, 0.08, 0.22, 0.22, 0.40, 0.04]
+    } else {
+        [0.12, 0.18, 0.30, 0.22, 0.12, 0.06]
+    };
     let cd8 = lerp(&[0.28, 0.24, 0.18, 0.12, 0.06, 0.12], &cd8_late, s);
     // CD4 cells exhaust less: half their exhausted share goes to central memory.
     let mut cd4 = cd8.clone();
@@ -293,14 +350,21 @@ fn populations(day: f64, preset: Preset) -> Vec<Population> {
     cd4[4] /= 2.0;
     let car_state = [0.8, 0.9, 1.0, 1.2, 1.4, 1.5];
     let mut pops = Vec::new();
-    for (cell_type, lineage, split, states) in [("CD4 T", "CD4", t_split[0], &cd4), ("CD8 T", "CD8", t_split[1], &cd8)] {
+    for (cell_type, lineage, split, states) in [
+        ("CD4 T", "CD4", t_split[0], &cd4),
+        ("CD8 T", "CD8", t_split[1], &cd8),
+    ] {
         for (k, state) in T_STATES.iter().enumerate() {
             pops.push(Population {
                 cell_type,
                 state,
                 lineage,
                 share: t_share * split * states[k],
-                lib_median: if *state == "proliferating" { 6000.0 } else { 3500.0 },
+                lib_median: if *state == "proliferating" {
+                    6000.0
+                } else {
+                    3500.0
+                },
                 car_mult: car_state[k],
                 is_t: true,
                 programme: programme(cell_type, state),
@@ -317,11 +381,35 @@ fn populations(day: f64, preset: Preset) -> Vec<Population> {
         is_t,
         programme: programme(cell_type, state),
     };
-    pops.push(other("Treg", "treg", "CD4", t_share * t_split[2], 3500.0, 0.8, true));
-    pops.push(other("gdT/DN T", "gamma_delta_dn", "DN", t_share * t_split[3], 3500.0, 0.5, true));
+    pops.push(other(
+        "Treg",
+        "treg",
+        "CD4",
+        t_share * t_split[2],
+        3500.0,
+        0.8,
+        true,
+    ));
+    pops.push(other(
+        "gdT/DN T",
+        "gamma_delta_dn",
+        "DN",
+        t_share * t_split[3],
+        3500.0,
+        0.5,
+        true,
+    ));
     let non_t = 1.0 - t_share;
     pops.push(other("B", "B", "B", non_t * 0.30, 3000.0, 0.0, false));
-    pops.push(other("Monocyte", "monocyte", "myeloid", non_t * 0.45, 6000.0, 0.0, false));
+    pops.push(other(
+        "Monocyte",
+        "monocyte",
+        "myeloid",
+        non_t * 0.45,
+        6000.0,
+        0.0,
+        false,
+    ));
     pops.push(other("NK", "NK", "NK", non_t * 0.25, 3500.0, 0.0, false));
     pops
 }
@@ -363,7 +451,11 @@ impl Alias {
 
     fn sample(&self, rng: &mut impl Rng) -> usize {
         let i = rng.random_range(0..self.prob.len());
-        if rng.random::<f64>() < self.prob[i] { i } else { self.alias[i] as usize }
+        if rng.random::<f64>() < self.prob[i] {
+            i
+        } else {
+            self.alias[i] as usize
+        }
     }
 }
 
@@ -400,10 +492,18 @@ impl Model {
         let n_named_non_mito = named.len() - genes::MITO.len();
         let min_genes = named.len() + 1;
         if opts.genes < min_genes {
-            return Err(Error::Usage(format!("--genes must be at least {min_genes} (the named genes plus the CAR)")));
+            return Err(Error::Usage(format!(
+                "--genes must be at least {min_genes} (the named genes plus the CAR)"
+            )));
         }
-        if named.iter().any(|g| g.eq_ignore_ascii_case(&opts.car_feature)) {
-            return Err(Error::Usage(format!("--car-feature {} collides with a gene name", opts.car_feature)));
+        if named
+            .iter()
+            .any(|g| g.eq_ignore_ascii_case(&opts.car_feature))
+        {
+            return Err(Error::Usage(format!(
+                "--car-feature {} collides with a gene name",
+                opts.car_feature
+            )));
         }
         let n_background = opts.genes - named.len() - 1;
         let mut rng = Xoshiro256PlusPlus::seed_from_u64(splitmix(opts.seed ^ 0x6765_6e65_7321));
@@ -418,22 +518,27 @@ impl Model {
         for _ in genes::RIBOSOMAL {
             base.push(ribo.sample(&mut rng));
         }
-        for _ in genes::MARKERS {
-            base.push(0.2);
-        }
+        // Markers are nearly off in the baseline; programmes switch them on.
+        base.extend(std::iter::repeat_n(0.2, genes::MARKERS.len()));
         let background_total = 6000.0;
         let bg = LogNormal::new(0.0, 1.5).expect("valid");
         let raw: Vec<f64> = (0..n_background).map(|_| bg.sample(&mut rng)).collect();
         let raw_sum: f64 = raw.iter().sum::<f64>().max(f64::MIN_POSITIVE);
-        let mut names: Vec<String> = named[..n_named_non_mito].iter().map(|s| s.to_string()).collect();
+        let mut names: Vec<String> = named[..n_named_non_mito]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
         names.extend((1..=n_background).map(|k| format!("{}{k:05}", genes::BACKGROUND_PREFIX)));
         base.extend(raw.iter().map(|w| w * background_total / raw_sum));
-        let mito: Vec<u32> = (0..genes::MITO.len()).map(|k| (names.len() + k) as u32).collect();
+        let mito: Vec<u32> = (0..genes::MITO.len())
+            .map(|k| (names.len() + k) as u32)
+            .collect();
         names.extend(genes::MITO.iter().map(|s| s.to_string()));
         let car = names.len() as u32;
         names.push(opts.car_feature.clone());
         // Negative-binomial genes: all named ones and the most expressed background genes.
-        let mut bg_order: Vec<usize> = (n_named_non_mito..n_named_non_mito + n_background).collect();
+        let mut bg_order: Vec<usize> =
+            (n_named_non_mito..n_named_non_mito + n_background).collect();
         bg_order.sort_by(|&a, &b| base[b].total_cmp(&base[a]));
         let n_nb_bg = N_NB_BACKGROUND.min(n_background);
         let mut nb_genes: Vec<u32> = (0..n_named_non_mito as u32).collect();
@@ -447,8 +552,11 @@ impl Model {
         let theta_d = LogNormal::new(2.5f64.ln(), 0.6).expect("valid");
         let theta: Vec<f64> = nb_genes.iter().map(|_| theta_d.sample(&mut rng)).collect();
         let pops = populations(day, opts.preset);
-        let index: std::collections::HashMap<&str, usize> =
-            names.iter().enumerate().map(|(i, n)| (n.as_str(), i)).collect();
+        let index: std::collections::HashMap<&str, usize> = names
+            .iter()
+            .enumerate()
+            .map(|(i, n)| (n.as_str(), i))
+            .collect();
         let profiles = pops
             .iter()
             .map(|p| {
@@ -487,6 +595,13 @@ impl Model {
             car_frac: car_fraction(day, opts.preset),
         })
     }
+}
+
+/// FNV-1a hash of a label (stable across platforms and releases, unlike `DefaultHasher`).
+fn fnv1a(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, &b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+    })
 }
 
 /// SplitMix64: decorrelates per-cell seeds.
@@ -531,7 +646,9 @@ fn nb(rng: &mut impl Rng, mean: f64, theta: f64) -> u32 {
         }
         return k;
     }
-    let lambda = Gamma::new(theta, mean / theta).map(|g| g.sample(rng)).unwrap_or(mean);
+    let lambda = Gamma::new(theta, mean / theta)
+        .map(|g| g.sample(rng))
+        .unwrap_or(mean);
     poisson(rng, lambda)
 }
 
@@ -539,7 +656,9 @@ fn poisson(rng: &mut impl Rng, lambda: f64) -> u32 {
     if lambda <= 0.0 || !lambda.is_finite() {
         return 0;
     }
-    Poisson::new(lambda).map(|p| p.sample(rng) as u32).unwrap_or(0)
+    Poisson::new(lambda)
+        .map(|p| p.sample(rng) as u32)
+        .unwrap_or(0)
 }
 
 fn simulate_cell(model: &Model, seed: u64, cell: u64) -> (Vec<(u32, f32)>, Truth) {
@@ -553,13 +672,25 @@ fn simulate_cell(model: &Model, seed: u64, cell: u64) -> (Vec<(u32, f32)>, Truth
         "good"
     };
     let r: f64 = rng.random();
-    let pop = model.cum_share.iter().position(|&c| r < c).unwrap_or(model.pops.len() - 1);
+    let pop = model
+        .cum_share
+        .iter()
+        .position(|&c| r < c)
+        .unwrap_or(model.pops.len() - 1);
     let p = &model.pops[pop];
-    let z = Normal::new(0.0, 1.0).expect("valid").sample(&mut rng);
+    // Clipped at 2.5 sigma so that no healthy cell falls under the QC thresholds by chance.
+    let z: f64 = Normal::new(0.0, 1.0).expect("valid").sample(&mut rng);
+    let z = z.clamp(-2.5, 2.5);
     let (lib, f_mt) = match quality {
         "empty" => ((120f64.ln() + 0.4 * z).exp(), 0.05),
-        "low_quality" => (0.35 * (p.lib_median.ln() + 0.45 * z).exp(), 0.30 + 0.30 * rng.random::<f64>()),
-        _ => ((p.lib_median.ln() + 0.45 * z).exp(), 0.015 + 0.05 * rng.random::<f64>()),
+        "low_quality" => (
+            0.35 * (p.lib_median.ln() + 0.45 * z).exp(),
+            0.30 + 0.30 * rng.random::<f64>(),
+        ),
+        _ => (
+            (p.lib_median.ln() + 0.45 * z).exp(),
+            0.015 + 0.05 * rng.random::<f64>(),
+        ),
     };
     let prof = &model.profiles[pop];
     let scale = lib * (1.0 - f_mt) / prof.total;
@@ -572,7 +703,9 @@ fn simulate_cell(model: &Model, seed: u64, cell: u64) -> (Vec<(u32, f32)>, Truth
     }
     if let Some(alias) = &model.tail {
         let n = poisson(&mut rng, scale * model.tail_weight);
-        let mut hits: Vec<u32> = (0..n).map(|_| model.tail_genes[alias.sample(&mut rng)]).collect();
+        let mut hits: Vec<u32> = (0..n)
+            .map(|_| model.tail_genes[alias.sample(&mut rng)])
+            .collect();
         hits.sort_unstable();
         for chunk in hits.chunk_by(|a, b| a == b) {
             entries.push((chunk[0], chunk.len() as f32));
@@ -585,7 +718,9 @@ fn simulate_cell(model: &Model, seed: u64, cell: u64) -> (Vec<(u32, f32)>, Truth
             entries.push((g, c as f32));
         }
     }
-    let car = p.is_t && quality != "empty" && rng.random::<f64>() < (model.car_frac * p.car_mult).min(0.95);
+    let car = p.is_t
+        && quality != "empty"
+        && rng.random::<f64>() < (model.car_frac * p.car_mult).min(0.95);
     if car {
         entries.push((model.car, (1 + nb(&mut rng, 1.0, 1.5)) as f32));
     }
@@ -598,7 +733,9 @@ pub fn barcode(i: u64) -> String {
     let x = (i as u32) ^ 0x9E37_79B9;
     let x = x.rotate_left(13) ^ 0x5A5A_A5A5;
     let bases = [b'A', b'C', b'G', b'T'];
-    let s: String = (0..16).map(|k| bases[((x >> (2 * (15 - k))) & 3) as usize] as char).collect();
+    let s: String = (0..16)
+        .map(|k| bases[((x >> (2 * (15 - k))) & 3) as usize] as char)
+        .collect();
     format!("{s}-1")
 }
 
@@ -627,6 +764,13 @@ pub fn simulate(output: &Path, opts: &SimOptions) -> Result<SimSummary> {
     };
     let model = Model::new(opts, day)?;
     let g = model.gene_names.len();
+    let sample = opts
+        .sample
+        .clone()
+        .unwrap_or_else(|| format!("{}_{}", opts.patient, opts.timepoint));
+    // Gene-level parameters depend on the seed alone, so the time points of a patient simulated
+    // with one seed share their genes; the cells of each sample draw from their own streams.
+    let cell_seed = splitmix(opts.seed ^ fnv1a(sample.as_bytes()));
     let wopts = WriteOptions { gzip: opts.gzip };
     let mut sink = match opts.format {
         SimFormat::H5ad => Sink::H5ad(H5adWriter::create(output, g, wopts)?),
@@ -646,8 +790,10 @@ pub fn simulate(output: &Path, opts: &SimOptions) -> Result<SimSummary> {
     let step = opts.chunk_cells.max(1);
     for a in (0..opts.cells).step_by(step) {
         let b = (a + step).min(opts.cells);
-        let cells: Vec<(Vec<(u32, f32)>, Truth)> =
-            (a..b).into_par_iter().map(|i| simulate_cell(&model, opts.seed, i as u64)).collect();
+        let cells: Vec<(Vec<(u32, f32)>, Truth)> = (a..b)
+            .into_par_iter()
+            .map(|i| simulate_cell(&model, cell_seed, i as u64))
+            .collect();
         let mut m = CsrMatrix::empty(g);
         for (entries, truth) in cells {
             for (j, v) in entries {
@@ -671,7 +817,11 @@ pub fn simulate(output: &Path, opts: &SimOptions) -> Result<SimSummary> {
     let obs = truth_frame(&model, &truths, barcodes.clone(), opts, day);
     let mut features = TenxFeatures::default();
     for (j, name) in model.gene_names.iter().enumerate() {
-        features.ids.push(if j as u32 == model.car { format!("{name}_construct") } else { format!("SIM{j:06}") });
+        features.ids.push(if j as u32 == model.car {
+            format!("{name}_construct")
+        } else {
+            format!("SIM{j:06}")
+        });
         features.names.push(name.clone());
         features.types.push("Gene Expression".into());
         features.genome.push("GRCh38".into());
@@ -681,11 +831,18 @@ pub fn simulate(output: &Path, opts: &SimOptions) -> Result<SimSummary> {
             let mut var = Frame::new(model.gene_names.clone());
             var.set("gene_ids", Column::Str(features.ids.clone()));
             var.set("feature_types", Column::Str(features.types.clone()));
-            w.finish(&AnnData { obs: obs.clone(), var, ..AnnData::default() })?;
+            w.finish(&AnnData {
+                obs: obs.clone(),
+                var,
+                ..AnnData::default()
+            })?;
         }
         Sink::TenxH5(w) => {
             w.finish(&barcodes, &features)?;
-            let stem = output.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
+            let stem = output
+                .file_stem()
+                .map(|s| s.to_string_lossy().into_owned())
+                .unwrap_or_default();
             write_truth_csv(&output.with_file_name(format!("{stem}_truth.csv.gz")), &obs)?;
         }
         Sink::Mtx(w) => {
@@ -704,11 +861,24 @@ pub fn simulate(output: &Path, opts: &SimOptions) -> Result<SimSummary> {
     })
 }
 
-fn truth_frame(model: &Model, truths: &[Truth], barcodes: Vec<String>, opts: &SimOptions, day: f64) -> Frame {
+fn truth_frame(
+    model: &Model,
+    truths: &[Truth],
+    barcodes: Vec<String>,
+    opts: &SimOptions,
+    day: f64,
+) -> Frame {
     let n = truths.len();
     let mut obs = Frame::new(barcodes);
-    let sample = opts.sample.clone().unwrap_or_else(|| format!("{}_{}", opts.patient, opts.timepoint));
-    let constant = |v: &str| Column::Categorical { codes: vec![0; n], categories: vec![v.to_string()], ordered: false };
+    let sample = opts
+        .sample
+        .clone()
+        .unwrap_or_else(|| format!("{}_{}", opts.patient, opts.timepoint));
+    let constant = |v: &str| Column::Categorical {
+        codes: vec![0; n],
+        categories: vec![v.to_string()],
+        ordered: false,
+    };
     obs.set("sample", constant(&sample));
     obs.set("patient", constant(&opts.patient));
     obs.set("timepoint", constant(&opts.timepoint));
@@ -717,10 +887,40 @@ fn truth_frame(model: &Model, truths: &[Truth], barcodes: Vec<String>, opts: &Si
         Column::categorical_from(&truths.iter().map(|t| f(t).to_string()).collect::<Vec<_>>())
     };
     let empty = |t: &Truth| t.quality == "empty";
-    obs.set("truth_cell_type", label(&|t| if empty(t) { "empty" } else { model.pops[t.pop].cell_type }));
-    obs.set("truth_state", label(&|t| if empty(t) { "empty" } else { model.pops[t.pop].state }));
-    obs.set("truth_lineage", label(&|t| if empty(t) { "none" } else { model.pops[t.pop].lineage }));
-    obs.set("truth_car", Column::Bool(truths.iter().map(|t| t.car).collect()));
+    obs.set(
+        "truth_cell_type",
+        label(&|t| {
+            if empty(t) {
+                "empty"
+            } else {
+                model.pops[t.pop].cell_type
+            }
+        }),
+    );
+    obs.set(
+        "truth_state",
+        label(&|t| {
+            if empty(t) {
+                "empty"
+            } else {
+                model.pops[t.pop].state
+            }
+        }),
+    );
+    obs.set(
+        "truth_lineage",
+        label(&|t| {
+            if empty(t) {
+                "none"
+            } else {
+                model.pops[t.pop].lineage
+            }
+        }),
+    );
+    obs.set(
+        "truth_car",
+        Column::Bool(truths.iter().map(|t| t.car).collect()),
+    );
     obs.set("truth_quality", label(&|t| t.quality));
     obs
 }
@@ -731,8 +931,11 @@ fn write_truth_csv(path: &Path, obs: &Frame) -> Result<()> {
     let tmp = crate::io::h5ad_write::temporary_path(path)?;
     let io = |e: std::io::Error| Error::write(path, "truth", e);
     let f = std::fs::File::create(&tmp).map_err(io)?;
-    let mut w = flate2::write::GzEncoder::new(std::io::BufWriter::new(f), flate2::Compression::default());
-    let header: Vec<&str> = std::iter::once("barcode").chain(obs.columns.iter().map(|(n, _)| n.as_str())).collect();
+    let mut w =
+        flate2::write::GzEncoder::new(std::io::BufWriter::new(f), flate2::Compression::default());
+    let header: Vec<&str> = std::iter::once("barcode")
+        .chain(obs.columns.iter().map(|(n, _)| n.as_str()))
+        .collect();
     writeln!(w, "{}", header.join(",")).map_err(io)?;
     let text: Vec<Vec<String>> = obs
         .columns
@@ -740,11 +943,18 @@ fn write_truth_csv(path: &Path, obs: &Frame) -> Result<()> {
         .map(|(_, c)| match c {
             Column::Bool(v) => v.iter().map(|b| b.to_string()).collect(),
             Column::F64(v) => v.iter().map(|x| x.to_string()).collect(),
-            other => other.as_strings().unwrap_or_default().into_iter().map(Option::unwrap_or_default).collect(),
+            other => other
+                .as_strings()
+                .unwrap_or_default()
+                .into_iter()
+                .map(Option::unwrap_or_default)
+                .collect(),
         })
         .collect();
     for (i, bc) in obs.index.iter().enumerate() {
-        let row: Vec<&str> = std::iter::once(bc.as_str()).chain(text.iter().map(|c| c[i].as_str())).collect();
+        let row: Vec<&str> = std::iter::once(bc.as_str())
+            .chain(text.iter().map(|c| c[i].as_str()))
+            .collect();
         writeln!(w, "{}", row.join(",")).map_err(io)?;
     }
     w.finish().and_then(|mut b| b.flush()).map_err(io)?;
@@ -783,7 +993,10 @@ mod tests {
         }
         assert_eq!(counts[2], 0);
         for (c, w) in counts.iter().zip(w) {
-            assert!((*c as f64 / 100_000.0 - w / 10.0).abs() < 0.01, "{counts:?}");
+            assert!(
+                (*c as f64 / 100_000.0 - w / 10.0).abs() < 0.01,
+                "{counts:?}"
+            );
         }
     }
 
@@ -795,7 +1008,13 @@ mod tests {
                 assert!((total - 1.0).abs() < 1e-9, "{preset:?} day {day}: {total}");
             }
         }
-        let exhausted = |d, p| populations(d, p).iter().filter(|x| x.state == "exhausted").map(|x| x.share).sum::<f64>();
+        let exhausted = |d, p| {
+            populations(d, p)
+                .iter()
+                .filter(|x| x.state == "exhausted")
+                .map(|x| x.share)
+                .sum::<f64>()
+        };
         assert!(exhausted(90.0, Preset::NonResponder) > exhausted(90.0, Preset::Responder));
         assert!(exhausted(90.0, Preset::Responder) > exhausted(0.0, Preset::Responder));
         assert!(car_fraction(90.0, Preset::Responder) > car_fraction(90.0, Preset::NonResponder));

@@ -3,7 +3,8 @@
 //! - `errors`: every malformed input gives exit code 2 and a one-line message naming the file;
 //! - `roundtrip`: written files read back identically (fixed cases and proptest);
 //! - `python_interop`: files written by cartscope load in anndata with identical values;
-//! - `robustness`: corrupted inputs give errors, never panics.
+//! - `robustness`: corrupted inputs give errors, never panics;
+//! - `simulate`: the simulator is deterministic, its truth recoverable, its formats equivalent.
 
 mod common;
 mod errors;
@@ -11,3 +12,4 @@ mod python_interop;
 mod readers;
 mod robustness;
 mod roundtrip;
+mod simulate;

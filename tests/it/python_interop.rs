@@ -12,7 +12,7 @@ use cartscope::io::{AnnData, Column, Dense, Frame, UnsValue, WriteOptions, write
 use ndarray::Array2;
 use serde_json::{Value, json};
 
-fn python() -> PathBuf {
+pub fn python() -> PathBuf {
     if let Ok(p) = std::env::var("CARTSCOPE_PYTHON") {
         return PathBuf::from(p);
     }
