@@ -110,7 +110,7 @@ impl H5adWriter {
     /// Starts a file for a matrix with `n_vars` genes.
     pub fn create(path: &Path, n_vars: usize, opts: WriteOptions) -> Result<Self> {
         let tmp = temporary_path(path)?;
-        let file = hdf5::File::create(&tmp).map_err(|e| Error::write(path, "/", e))?;
+        let file = create_file(&tmp).map_err(|e| Error::write(path, "/", e))?;
         let w = H5adWriter {
             path: path.to_path_buf(),
             tmp,
@@ -401,6 +401,17 @@ impl H5adWriter {
     /// Writes everything but X from `ad`, closes the file and renames it into place.
     /// `ad.x` is ignored here: X comes from [`append_x`](Self::append_x).
     pub fn finish(mut self, ad: &AnnData) -> Result<()> {
+        // Every group handle lives inside write_elements, so none outlives the file.
+        self.write_elements(ad)?;
+        self.x = None;
+        let file = self.file.take().expect("open");
+        file.close().map_err(|e| Error::write(&self.path, "/", e))?;
+        std::fs::rename(&self.tmp, &self.path)
+            .map_err(|e| Error::write(&self.path, "rename", e))?;
+        Ok(())
+    }
+
+    fn write_elements(&self, ad: &AnnData) -> Result<()> {
         let (n_obs, n_vars) = (ad.obs.len(), ad.var.len());
         if n_vars != self.n_vars {
             return Err(Error::Usage(format!(
@@ -460,11 +471,6 @@ impl H5adWriter {
         for (k, v) in &ad.uns {
             self.uns_value(&uns, k, v, &format!("/uns/{k}"))?;
         }
-        self.x = None;
-        let file = self.file.take().expect("open");
-        file.close().map_err(|e| Error::write(&self.path, "/", e))?;
-        std::fs::rename(&self.tmp, &self.path)
-            .map_err(|e| Error::write(&self.path, "rename", e))?;
         Ok(())
     }
 }
@@ -476,6 +482,14 @@ impl Drop for H5adWriter {
             let _ = std::fs::remove_file(&self.tmp);
         }
     }
+}
+
+/// Creates an HDF5 file whose close releases it at once, even if a handle inside it were
+/// still alive, so that the rename that follows never publishes a file still being written.
+pub(crate) fn create_file(path: &Path) -> hdf5::Result<hdf5::File> {
+    hdf5::File::with_options()
+        .with_fapl(|p| p.fclose_degree(hdf5::file::FileCloseDegree::Strong))
+        .create(path)
 }
 
 /// The temporary name an output is written under before it is renamed to `path`: a hidden

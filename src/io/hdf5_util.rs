@@ -70,14 +70,22 @@ pub fn num_type(path: &Path, field: &str, c: &Container) -> Result<NumType> {
 }
 
 /// Opens an HDF5 file read-only, mapping failures to a clear input error.
+///
+/// HDF5's advisory file lock is off for reading: inputs are never written, locks fail on many
+/// network file systems (the familiar "unable to lock file, errno = 11/38" of h5ad users on
+/// NFS or Lustre), and a lock held by a descriptor that a spawned process inherited would
+/// otherwise make a finished file unreadable until that process exits.
 pub fn open_file(path: &Path) -> Result<hdf5::File> {
-    hdf5::File::open(path).map_err(|e| Error::UnknownFormat {
-        path: path.to_path_buf(),
-        reason: format!(
-            "not a readable HDF5 file (truncated or corrupt?): {}",
-            first_line(&e.to_string())
-        ),
-    })
+    hdf5::File::with_options()
+        .with_fapl(|p| p.file_locking(false))
+        .open(path)
+        .map_err(|e| Error::UnknownFormat {
+            path: path.to_path_buf(),
+            reason: format!(
+                "not a readable HDF5 file (truncated or corrupt?): {}",
+                first_line(&e.to_string())
+            ),
+        })
 }
 
 fn first_line(s: &str) -> &str {

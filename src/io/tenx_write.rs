@@ -43,7 +43,7 @@ impl TenxH5Writer {
     pub fn create(path: &Path, n_features: usize, opts: WriteOptions) -> Result<Self> {
         let tmp = temporary_path(path)?;
         let e = |err: hdf5::Error| Error::write(path, "/matrix", err);
-        let file = hdf5::File::create(&tmp).map_err(e)?;
+        let file = super::h5ad_write::create_file(&tmp).map_err(e)?;
         let g = file.create_group("matrix").map_err(e)?;
         let x = SparseAppender::new(&g, opts, n_features, SparseDtypes::Tenx).map_err(e)?;
         Ok(TenxH5Writer {

@@ -134,6 +134,32 @@ def legacy_07():
     record("legacy_07.h5ad", m, [f"l{i}" for i in range(9)], GENES[:6], X.nnz, obs_columns=["group"])
 
 
+def unsorted_indices():
+    """CSR whose column indices are shuffled within rows (valid; readers must sort them)."""
+    m = counts(8, 9, density=0.5)
+    X = sp.csr_matrix(m.astype(np.float32))
+    for i in range(X.shape[0]):
+        lo, hi = X.indptr[i], X.indptr[i + 1]
+        perm = RNG.permutation(hi - lo) + lo
+        X.indices[lo:hi] = X.indices[perm]
+        X.data[lo:hi] = X.data[perm]
+    X.has_sorted_indices = False
+    with h5py.File(OUT / "unsorted.h5ad", "w") as f:
+        f.attrs["encoding-type"], f.attrs["encoding-version"] = "anndata", "0.1.0"
+        g = f.create_group("X")
+        g.attrs["encoding-type"], g.attrs["encoding-version"] = "csr_matrix", "0.1.0"
+        g.attrs["shape"] = np.array(X.shape)
+        g["data"], g["indices"], g["indptr"] = X.data, X.indices, X.indptr
+        for name, index in [("obs", [f"u{i}" for i in range(8)]), ("var", GENES[:9])]:
+            df = f.create_group(name)
+            df.attrs["encoding-type"], df.attrs["encoding-version"] = "dataframe", "0.2.0"
+            df.attrs["_index"] = "_index"
+            df.attrs["column-order"] = np.array([], dtype=float)
+            df.create_dataset("_index", data=np.array(index, dtype=object), dtype=h5py.string_dtype())
+    assert not all(np.all(np.diff(X.indices[X.indptr[i]:X.indptr[i + 1]]) > 0) for i in range(8))
+    record("unsorted.h5ad", m, [f"u{i}" for i in range(8)], GENES[:9], X.nnz)
+
+
 def tenx_v3():
     names = ["CD3E", "CD4", "MT-CO1", "CD3E", "FMC63-28Z", "mm10_Cd3e", "CD3_TotalSeqB", "CD4_TotalSeqB"]
     types = ["Gene Expression"] * 6 + ["Antibody Capture"] * 2
@@ -291,6 +317,7 @@ def bad_fixtures():
 def main():
     h5ad_fixtures()
     legacy_07()
+    unsorted_indices()
     tenx_v3()
     tenx_v2()
     mtx_fixtures()

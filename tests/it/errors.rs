@@ -22,10 +22,7 @@ const CASES: [(&str, &str); 12] = [
         "mtx_bad_header",
         "matrix.mtx: header: expected '%%MatrixMarket matrix coordinate",
     ),
-    (
-        "mtx_bad_count",
-        "header declares 4 entries but the file has 2",
-    ),
+    ("mtx_bad_count", "matrix.mtx.gz: entries: header declares"),
 ];
 
 fn snapshot(path: &std::path::Path) -> Vec<(String, Vec<u8>)> {
@@ -67,6 +64,16 @@ fn malformed_inputs_exit_2_with_one_line() {
         assert!(out.stdout.is_empty(), "{name}: nothing on stdout");
         assert_eq!(snapshot(&path), before, "{name}: input modified");
     }
+}
+
+#[test]
+fn a_folder_without_a_matrix_is_not_an_input() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("notes.txt"), "hello").unwrap();
+    let out = cartscope().arg("info").arg(dir.path()).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("holds no matrix.mtx"), "{stderr}");
 }
 
 #[test]

@@ -8,7 +8,8 @@ use cartscope::io::{Column, CountSource, Format, ReadOptions, Storage};
 
 use crate::common::{expected, fixture, floats, strings};
 
-const GOOD: [&str; 10] = [
+const GOOD: [&str; 11] = [
+    "unsorted.h5ad",
     "csr_f32_gzip.h5ad",
     "csc_i32_lzf.h5ad",
     "dense_f64.h5ad",
