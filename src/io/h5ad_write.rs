@@ -525,14 +525,39 @@ pub(crate) enum SparseDtypes {
 
 /// Resizable `data`/`indices`/`indptr` datasets of a compressed sparse group, grown chunk by
 /// chunk.
+///
+/// scipy's sparse kernels need `indices` and `indptr` of one dtype (scanpy's QC fails on a
+/// mix), so anndata output starts with both int32, as scipy writes small matrices, and widens
+/// both to int64 once the stored entries pass 2^31 - 1: `indptr` (one entry per row) is
+/// rewritten and `indices` copied block by block into an int64 dataset. 10x output is int64
+/// throughout, as Cell Ranger writes it.
 pub(crate) struct SparseAppender {
+    group: Group,
+    opts: WriteOptions,
     data: Dataset,
     indices: Dataset,
     indptr: Dataset,
     dtypes: SparseDtypes,
+    /// Whether indices and indptr are int64.
+    wide: bool,
+    /// Stored entries an int32 index can address.
+    index_limit: u64,
     pub(crate) n_rows: usize,
     pub(crate) n_cols: usize,
     nnz: u64,
+}
+
+fn sparse_dataset(
+    name: &str,
+    opts: WriteOptions,
+    b: hdf5::DatasetBuilderEmpty,
+) -> hdf5::Result<Dataset> {
+    let b = b.chunk(SPARSE_CHUNK);
+    let b = match opts.gzip {
+        Some(level) => b.shuffle().deflate(level),
+        None => b,
+    };
+    b.shape(0..).create(name)
 }
 
 impl SparseAppender {
@@ -542,56 +567,96 @@ impl SparseAppender {
         n_cols: usize,
         dtypes: SparseDtypes,
     ) -> hdf5::Result<Self> {
-        let make = |name: &str, b: hdf5::DatasetBuilderEmpty| -> hdf5::Result<Dataset> {
-            let b = b.chunk(SPARSE_CHUNK);
-            let b = match opts.gzip {
-                Some(level) => b.shuffle().deflate(level),
-                None => b,
-            };
-            b.shape(0..).create(name)
+        Self::with_index_limit(g, opts, n_cols, dtypes, i32::MAX as u64)
+    }
+
+    pub(crate) fn with_index_limit(
+        g: &Group,
+        opts: WriteOptions,
+        n_cols: usize,
+        dtypes: SparseDtypes,
+        index_limit: u64,
+    ) -> hdf5::Result<Self> {
+        let wide = dtypes == SparseDtypes::Tenx || n_cols as u64 > index_limit;
+        let data = match dtypes {
+            SparseDtypes::AnnData => sparse_dataset("data", opts, g.new_dataset::<f32>())?,
+            SparseDtypes::Tenx => sparse_dataset("data", opts, g.new_dataset::<i32>())?,
         };
-        let (data, indices) = match dtypes {
-            SparseDtypes::AnnData => (
-                make("data", g.new_dataset::<f32>())?,
-                make("indices", g.new_dataset::<i32>())?,
-            ),
-            SparseDtypes::Tenx => (
-                make("data", g.new_dataset::<i32>())?,
-                make("indices", g.new_dataset::<i64>())?,
-            ),
+        let (indices, indptr) = if wide {
+            (
+                sparse_dataset("indices", opts, g.new_dataset::<i64>())?,
+                sparse_dataset("indptr", opts, g.new_dataset::<i64>())?,
+            )
+        } else {
+            (
+                sparse_dataset("indices", opts, g.new_dataset::<i32>())?,
+                sparse_dataset("indptr", opts, g.new_dataset::<i32>())?,
+            )
         };
-        let indptr = make("indptr", g.new_dataset::<i64>())?;
         indptr.resize(1)?;
         indptr.write_slice(&[0i64], s![0..1])?;
         Ok(SparseAppender {
+            group: g.clone(),
+            opts,
             data,
             indices,
             indptr,
             dtypes,
+            wide,
+            index_limit,
             n_rows: 0,
             n_cols,
             nnz: 0,
         })
     }
 
+    /// Rewrites indices and indptr as int64 (once, when int32 no longer addresses the entries).
+    fn widen(&mut self) -> hdf5::Result<()> {
+        const BLOCK: usize = 1 << 24;
+        let g = &self.group;
+        let ptr: Vec<i64> = self.indptr.read_raw::<i64>()?;
+        let idx64 = sparse_dataset("indices_int64", self.opts, g.new_dataset::<i64>())?;
+        let n = self.nnz as usize;
+        idx64.resize(n)?;
+        for a in (0..n).step_by(BLOCK) {
+            let b = (a + BLOCK).min(n);
+            let block: Vec<i64> = self.indices.read_slice_1d::<i64, _>(s![a..b])?.to_vec();
+            idx64.write_slice(&block, s![a..b])?;
+        }
+        g.unlink("indices")?;
+        g.unlink("indptr")?;
+        g.relink("indices_int64", "indices")?;
+        let ptr64 = sparse_dataset("indptr", self.opts, g.new_dataset::<i64>())?;
+        ptr64.resize(ptr.len())?;
+        ptr64.write_slice(&ptr, s![0..ptr.len()])?;
+        self.indices = g.dataset("indices")?;
+        self.indptr = ptr64;
+        self.wide = true;
+        Ok(())
+    }
+
     pub(crate) fn append(&mut self, m: &CsrMatrix) -> hdf5::Result<()> {
         let old = self.nnz as usize;
         let new = old + m.data.len();
+        if !self.wide && new as u64 > self.index_limit {
+            self.widen()?;
+        }
         if new > old {
             self.data.resize(new)?;
             self.indices.resize(new)?;
             match self.dtypes {
-                SparseDtypes::AnnData => {
-                    self.data.write_slice(&m.data, s![old..new])?;
-                    let idx: Vec<i32> = m.indices.iter().map(|&j| j as i32).collect();
-                    self.indices.write_slice(&idx, s![old..new])?;
-                }
+                SparseDtypes::AnnData => self.data.write_slice(&m.data, s![old..new])?,
                 SparseDtypes::Tenx => {
                     let counts: Vec<i32> = m.data.iter().map(|&v| v as i32).collect();
                     self.data.write_slice(&counts, s![old..new])?;
-                    let idx: Vec<i64> = m.indices.iter().map(|&j| i64::from(j)).collect();
-                    self.indices.write_slice(&idx, s![old..new])?;
                 }
+            }
+            if self.wide {
+                let idx: Vec<i64> = m.indices.iter().map(|&j| i64::from(j)).collect();
+                self.indices.write_slice(&idx, s![old..new])?;
+            } else {
+                let idx: Vec<i32> = m.indices.iter().map(|&j| j as i32).collect();
+                self.indices.write_slice(&idx, s![old..new])?;
             }
         }
         let (r0, r1) = (self.n_rows + 1, self.n_rows + 1 + m.n_rows);
@@ -601,10 +666,72 @@ impl SparseAppender {
                 .map(|&p| (p + self.nnz) as i64)
                 .collect();
             self.indptr.resize(r1)?;
-            self.indptr.write_slice(&ptr, s![r0..r1])?;
+            if self.wide {
+                self.indptr.write_slice(&ptr, s![r0..r1])?;
+            } else {
+                let ptr32: Vec<i32> = ptr.iter().map(|&p| p as i32).collect();
+                self.indptr.write_slice(&ptr32, s![r0..r1])?;
+            }
         }
         self.nnz = new as u64;
         self.n_rows += m.n_rows;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn indices_and_indptr_widen_together_past_the_limit() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("wide.h5ad");
+        let m = CsrMatrix::from_dense(
+            6,
+            4,
+            &[
+                1., 0., 2., 0., 0., 3., 0., 4., 5., 6., 0., 0., 0., 0., 7., 8., 9., 0., 0., 1., 2.,
+                3., 4., 5.,
+            ],
+        );
+        let file = create_file(&path).unwrap();
+        let g = file.create_group("X").unwrap();
+        let mut a = SparseAppender::with_index_limit(
+            &g,
+            WriteOptions::default(),
+            4,
+            SparseDtypes::AnnData,
+            7,
+        )
+        .unwrap();
+        a.append(&m.slice_rows(0..2)).unwrap();
+        assert!(!a.wide);
+        assert_eq!(a.indices.dtype().unwrap().size(), 4);
+        a.append(&m.slice_rows(2..4)).unwrap();
+        assert!(a.wide, "8 entries exceed the limit of 7");
+        a.append(&m.slice_rows(4..6)).unwrap();
+        for ds in ["indices", "indptr"] {
+            assert_eq!(
+                g.dataset(ds).unwrap().dtype().unwrap().size(),
+                8,
+                "{ds} is int64"
+            );
+        }
+        drop(a);
+        drop(g);
+        file.close().unwrap();
+        // Read the arrays back through the reader's own validation.
+        let parts = crate::io::h5ad::SparseParts::open(
+            &path,
+            &hdf5::File::open(&path).unwrap().group("X").unwrap(),
+            "/X",
+            6,
+            4,
+        )
+        .unwrap();
+        assert_eq!(parts.indptr, m.indptr);
+        let (idx, val) = parts.read_entries(0..m.indices.len()).unwrap();
+        assert_eq!((idx, val), (m.indices.clone(), m.data.clone()));
     }
 }

@@ -256,6 +256,7 @@ fn anndata_loads_the_simulated_h5ad() {
          a = ad.read_h5ad('{}')\n\
          assert a.shape == ({}, {}), a.shape\n\
          assert a.X.nnz == {}\n\
+         assert a.X.indices.dtype == a.X.indptr.dtype\n\
          assert a.obs['truth_car'].dtype == bool and int(a.obs['truth_car'].sum()) == {}\n\
          assert str(a.obs['truth_state'].dtype) == 'category'\n\
          car = np.asarray(a[:, 'CAR'].X.todense()).ravel()\n\
