@@ -27,6 +27,98 @@ pub enum Command {
     Convert(ConvertArgs),
     /// Simulate a CAR-T trial sample with known truth (deterministic for a seed).
     Simulate(SimulateArgs),
+    /// Run the standard scanpy pipeline (QC, normalisation, HVG, scaling, PCA, kNN graph).
+    Run(RunArgs),
+}
+
+/// `cartscope run`. Options left out take the config file's value, else the reference default.
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// Input count matrix (.h5ad, 10x .h5 or 10x MTX directory).
+    pub input: PathBuf,
+    /// Output folder (result.h5ad, summary.json, config.toml).
+    #[arg(short, long)]
+    pub output: PathBuf,
+    /// Kernel backend.
+    #[arg(long, value_enum)]
+    pub backend: Option<cartscope::pipeline::BackendChoice>,
+    /// TOML file with run options (same keys as the config.toml written to OUTDIR).
+    #[arg(long, value_name = "FILE.toml")]
+    pub config: Option<PathBuf>,
+    /// filter_cells(min_genes) [200].
+    #[arg(long)]
+    pub min_genes: Option<u32>,
+    /// filter_genes(min_cells) [3].
+    #[arg(long)]
+    pub min_cells: Option<u32>,
+    /// Keep cells with pct_counts_mt below this [20].
+    #[arg(long)]
+    pub max_pct_mt: Option<f32>,
+    /// normalize_total(target_sum) [1e4].
+    #[arg(long)]
+    pub target_sum: Option<f32>,
+    /// highly_variable_genes(n_top_genes) [2000].
+    #[arg(long)]
+    pub n_top_genes: Option<usize>,
+    /// highly_variable_genes(flavor) [seurat].
+    #[arg(long, value_enum)]
+    pub hvg_flavor: Option<cartscope::pp::hvg::HvgFlavor>,
+    /// scale(max_value); 0 disables clipping [10].
+    #[arg(long)]
+    pub max_value: Option<f64>,
+    /// pca(n_comps) [50].
+    #[arg(long)]
+    pub n_pcs: Option<usize>,
+    /// neighbors(n_neighbors), the cell itself included [15].
+    #[arg(long)]
+    pub n_neighbors: Option<usize>,
+    /// Store the filtered raw counts as layers["counts"].
+    #[arg(long)]
+    pub keep_counts: bool,
+    /// Cells per chunk [8192].
+    #[arg(long)]
+    pub chunk_rows: Option<usize>,
+    /// gzip level (0-9) for result.h5ad; uncompressed when omitted.
+    #[arg(long, value_parser = clap::value_parser!(u8).range(0..=9))]
+    pub gzip: Option<u8>,
+    /// No progress output.
+    #[arg(long)]
+    pub quiet: bool,
+    #[command(flatten)]
+    pub input_args: InputArgs,
+}
+
+impl RunArgs {
+    /// Defaults, overridden by the config file, overridden by flags.
+    pub fn options(&self) -> cartscope::Result<cartscope::pipeline::RunOptions> {
+        let mut o = match &self.config {
+            Some(p) => cartscope::pipeline::load_config(p)?,
+            None => cartscope::pipeline::RunOptions::default(),
+        };
+        macro_rules! set {
+            ($($f:ident),*) => { $( if let Some(v) = self.$f { o.$f = v; } )* };
+        }
+        set!(
+            min_genes,
+            min_cells,
+            max_pct_mt,
+            target_sum,
+            n_top_genes,
+            hvg_flavor,
+            max_value,
+            n_pcs,
+            n_neighbors,
+            chunk_rows,
+            backend
+        );
+        if self.gzip.is_some() {
+            o.gzip = self.gzip;
+        }
+        o.keep_counts |= self.keep_counts;
+        o.allow_non_integer |= self.input_args.allow_non_integer;
+        o.validate()?;
+        Ok(o)
+    }
 }
 
 /// `cartscope simulate`.

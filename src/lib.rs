@@ -17,12 +17,16 @@
 
 #![warn(missing_docs)]
 
+pub mod backend;
 pub mod cart;
 pub mod error;
 pub mod info;
 pub mod io;
 pub mod matrix;
+pub mod pipeline;
+pub mod pp;
 pub mod simulate;
+pub mod tl;
 
 pub use error::{Error, ErrorKind, Result};
 pub use matrix::CsrMatrix;

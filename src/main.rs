@@ -75,6 +75,30 @@ fn run(cli: cli::Cli) -> anyhow::Result<()> {
             Ok(())
         }
         cli::Command::Convert(args) => convert(&args),
+        cli::Command::Run(args) => {
+            let opts = args.options()?;
+            let s = cartscope::pipeline::run(
+                &args.input,
+                &args.output,
+                &args.input_args.read_options(),
+                &opts,
+            )?;
+            if !args.quiet {
+                eprintln!(
+                    "{} cells in, {} after QC, {} genes, {} HVGs, {} PCs on {} in {:.2} s (peak {:.0} MiB) -> {}",
+                    s.n_cells_in,
+                    s.n_cells_after_qc,
+                    s.n_genes_after_filter,
+                    s.n_hvg,
+                    s.n_pcs,
+                    s.backend,
+                    s.total_seconds,
+                    s.peak_rss_mib,
+                    args.output.join("result.h5ad").display()
+                );
+            }
+            Ok(())
+        }
         cli::Command::Simulate(args) => {
             let started = std::time::Instant::now();
             let summary = cartscope::simulate::simulate(&args.output, &args.options())?;

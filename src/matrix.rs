@@ -5,9 +5,10 @@
 
 use std::ops::Range;
 
-/// A cells x genes CSR matrix, or a chunk of consecutive rows of a larger one.
+/// A cells x genes CSR matrix, or a chunk of consecutive rows of a larger one. Values are f32
+/// (counts, log data, connectivities) unless another type is named (f64 kNN distances).
 #[derive(Debug, Clone, PartialEq, Default)]
-pub struct CsrMatrix {
+pub struct CsrMatrix<T = f32> {
     /// Number of rows (cells).
     pub n_rows: usize,
     /// Number of columns (genes).
@@ -17,7 +18,7 @@ pub struct CsrMatrix {
     /// Column index of each stored entry, sorted within each row.
     pub indices: Vec<u32>,
     /// Value of each stored entry.
-    pub data: Vec<f32>,
+    pub data: Vec<T>,
 }
 
 impl CsrMatrix {

@@ -68,6 +68,8 @@ pub struct AnnData {
     pub varm: Vec<(String, Dense)>,
     /// Cell x cell sparse matrices.
     pub obsp: Vec<(String, CsrMatrix)>,
+    /// Cell x cell sparse matrices with float64 values (kNN distances, as scanpy stores them).
+    pub obsp_f64: Vec<(String, CsrMatrix<f64>)>,
     /// Unstructured annotations.
     pub uns: Vec<(String, UnsValue)>,
 }
@@ -175,14 +177,42 @@ impl H5adWriter {
         self.finish_sparse(&g, &a, field)
     }
 
-    fn finish_sparse(&self, g: &Group, a: &SparseAppender, field: &str) -> Result<()> {
+    /// A small CSR matrix with f64 values, written in one piece.
+    fn sparse_f64(
+        &self,
+        parent: &Group,
+        name: &str,
+        m: &CsrMatrix<f64>,
+        field: &str,
+    ) -> Result<()> {
+        let g = parent.create_group(name).map_err(|e| self.err(field, e))?;
+        self.dataset_1d(&g, "data", &m.data, field)?;
+        if m.data.len() as u64 <= i32::MAX as u64 {
+            let idx: Vec<i32> = m.indices.iter().map(|&j| j as i32).collect();
+            let ptr: Vec<i32> = m.indptr.iter().map(|&p| p as i32).collect();
+            self.dataset_1d(&g, "indices", &idx, field)?;
+            self.dataset_1d(&g, "indptr", &ptr, field)?;
+        } else {
+            let idx: Vec<i64> = m.indices.iter().map(|&j| i64::from(j)).collect();
+            let ptr: Vec<i64> = m.indptr.iter().map(|&p| p as i64).collect();
+            self.dataset_1d(&g, "indices", &idx, field)?;
+            self.dataset_1d(&g, "indptr", &ptr, field)?;
+        }
+        self.csr_attrs(&g, m.n_rows, m.n_cols, field)
+    }
+
+    fn csr_attrs(&self, g: &Group, n_rows: usize, n_cols: usize, field: &str) -> Result<()> {
         self.encode(g, enc::CSR, field)?;
-        let shape = Array1::from(vec![a.n_rows as i64, a.n_cols as i64]);
+        let shape = Array1::from(vec![n_rows as i64, n_cols as i64]);
         g.new_attr_builder()
             .with_data(&shape)
             .create(enc::SHAPE)
             .map_err(|e| self.err(field, e))?;
         Ok(())
+    }
+
+    fn finish_sparse(&self, g: &Group, a: &SparseAppender, field: &str) -> Result<()> {
+        self.csr_attrs(g, a.n_rows, a.n_cols, field)
     }
 
     fn dataset_1d<T: hdf5::H5Type>(
@@ -465,6 +495,15 @@ impl H5adWriter {
                 )));
             }
             self.sparse(&obsp, name, m, &format!("/obsp/{name}"))?;
+        }
+        for (name, m) in &ad.obsp_f64 {
+            if (m.n_rows, m.n_cols) != (n_obs, n_obs) {
+                return Err(Error::Usage(format!(
+                    "obsp['{name}'] is {}x{}, expected {n_obs}x{n_obs}",
+                    m.n_rows, m.n_cols
+                )));
+            }
+            self.sparse_f64(&obsp, name, m, &format!("/obsp/{name}"))?;
         }
         self.mapping("varp")?;
         let uns = self.mapping("uns")?;

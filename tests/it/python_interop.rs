@@ -104,6 +104,22 @@ fn anndata_reads_what_we_write() {
         .collect();
     let conn = CsrMatrix::from_dense(n, n, &conn_dense);
     let ratio = vec![0.5f32, 0.25, 0.125];
+    let dist = CsrMatrix::<f64> {
+        n_rows: n,
+        n_cols: n,
+        indptr: conn.indptr.clone(),
+        indices: conn.indices.clone(),
+        data: (0..conn.data.len()).map(|k| 0.1 + k as f64 / 3.0).collect(),
+    };
+    let dist_dense: Vec<f64> = {
+        let mut d = vec![0.0; n * n];
+        for i in 0..n {
+            for p in dist.indptr[i] as usize..dist.indptr[i + 1] as usize {
+                d[i * n + dist.indices[p] as usize] = dist.data[p];
+            }
+        }
+        d
+    };
     let adata = AnnData {
         obs: obs.clone(),
         var: var.clone(),
@@ -112,6 +128,7 @@ fn anndata_reads_what_we_write() {
         obsm: vec![("X_pca".into(), Dense::F32(pca.clone()))],
         varm: vec![("PCs".into(), Dense::F64(pcs.clone()))],
         obsp: vec![("connectivities".into(), conn.clone())],
+        obsp_f64: vec![("distances".into(), dist.clone())],
         uns: vec![
             (
                 "neighbors".into(),
@@ -154,6 +171,7 @@ fn anndata_reads_what_we_write() {
         "obsm": {"X_pca": {"dtype": "float32", "values": pca.iter().collect::<Vec<_>>()}},
         "varm": {"PCs": {"dtype": "float64", "values": pcs.iter().collect::<Vec<_>>()}},
         "obsp": {"connectivities": conn_dense},
+        "obsp_f64": {"distances": dist_dense},
         "uns_variance_ratio": ratio,
     });
     let exp_path = dir.path().join("expected.json");

@@ -57,6 +57,11 @@ def main():
         m = a.obsp[name]
         assert m.format == "csr"
         np.testing.assert_array_equal(m.toarray().ravel(), np.array(vals, dtype=np.float32))
+    for name, vals in exp["obsp_f64"].items():
+        m = a.obsp[name]
+        assert m.format == "csr" and m.dtype == np.float64, (name, m.dtype)
+        assert m.indices.dtype == m.indptr.dtype
+        np.testing.assert_array_equal(m.toarray().ravel(), np.array(vals, dtype=np.float64))
     uns = a.uns
     assert uns["neighbors"]["params"]["n_neighbors"] == 15
     assert uns["neighbors"]["params"]["method"] == "umap"

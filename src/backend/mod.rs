@@ -1,0 +1,103 @@
+//! The one seam that matters: every numeric kernel of the pipeline runs on a [`Backend`].
+//!
+//! Stages in [`crate::pp`] and [`crate::tl`] call these kernel-level operations on row chunks
+//! and never know which implementation runs. [`CpuBackend`] (rayon, f64 accumulation) is the
+//! readable reference; a GPU backend implements the same trait.
+
+pub mod cpu;
+
+pub use cpu::CpuBackend;
+
+use crate::matrix::CsrMatrix;
+
+/// Per-gene running sums of a chunk, for means and variances (scanpy's `mean_var`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Moments {
+    /// Σx per gene.
+    pub sum: Vec<f64>,
+    /// Σx² per gene, each x² formed in f32 before it is added (as scipy does for f32 data).
+    pub sum_sq: Vec<f64>,
+    /// Rows accumulated.
+    pub n: u64,
+}
+
+impl Moments {
+    /// Zeroed sums for `n_genes` genes.
+    pub fn new(n_genes: usize) -> Self {
+        Moments {
+            sum: vec![0.0; n_genes],
+            sum_sq: vec![0.0; n_genes],
+            n: 0,
+        }
+    }
+
+    /// Adds another chunk's sums.
+    pub fn merge(&mut self, other: &Moments) {
+        for (a, b) in self.sum.iter_mut().zip(&other.sum) {
+            *a += b;
+        }
+        for (a, b) in self.sum_sq.iter_mut().zip(&other.sum_sq) {
+            *a += b;
+        }
+        self.n += other.n;
+    }
+
+    /// Means and variances with `ddof` (scanpy: one-pass `(E[x²] - E[x]²) n/(n-ddof)`).
+    pub fn mean_var(&self, ddof: u64) -> (Vec<f64>, Vec<f64>) {
+        let n = self.n as f64;
+        let mean: Vec<f64> = self.sum.iter().map(|s| s / n).collect();
+        let var = self
+            .sum_sq
+            .iter()
+            .zip(&mean)
+            .map(|(sq, m)| (sq / n - m * m) * n / (n - ddof as f64))
+            .collect();
+        (mean, var)
+    }
+}
+
+/// A value transform applied before accumulating moments.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Transform {
+    /// The stored values.
+    Identity,
+    /// `expm1(x)` in f32 (seurat HVG on log data).
+    Expm1,
+}
+
+/// Kernel-level operations of the pipeline.
+pub trait Backend: Send + Sync {
+    /// Short name written to the outputs (`cpu`, `gpu`).
+    fn name(&self) -> &'static str;
+
+    /// The device the kernels run on.
+    fn device(&self) -> String;
+
+    /// scanpy `normalize_total(target_sum)` + `log1p` of a raw-count chunk, in place:
+    /// `x / f32(t_i / target)` then `ln(1 + x)`, all in f32; rows with `t_i = 0` stay 0.
+    fn normalize_log1p(&self, chunk: &mut CsrMatrix, target_sum: f32);
+
+    /// Per-gene Σx and Σx² of a chunk (after `transform`), implicit zeros included in `n`.
+    fn gene_moments(&self, chunk: &CsrMatrix, transform: Transform) -> Moments;
+
+    /// The columns `cols` (in that order) of a chunk as a dense row-major block, each
+    /// `(x - mean) / std` then clipped to `[-max_value, max_value]`.
+    fn scale_dense(
+        &self,
+        chunk: &CsrMatrix,
+        cols: &[u32],
+        mean: &[f64],
+        std: &[f64],
+        max_value: Option<f64>,
+    ) -> Vec<f64>;
+
+    /// `gram += blockᵀ block` and `colsum += Σ rows` for a dense row-major block with `k` columns.
+    fn gram_accumulate(&self, block: &[f64], k: usize, gram: &mut [f64], colsum: &mut [f64]);
+
+    /// `(block - mean) · comps` for a row-major block (`k` columns) and `comps` (k x c, row-major).
+    fn project(&self, block: &[f64], k: usize, mean: &[f64], comps: &[f64], c: usize) -> Vec<f64>;
+
+    /// Exact k nearest neighbours (Euclidean) of every point among all points, self included
+    /// at distance 0: row-major `n x k` indices and distances, sorted by (distance, index).
+    fn knn_exact(&self, points: &[f32], dim: usize, k: usize) -> (Vec<u32>, Vec<f64>);
+}

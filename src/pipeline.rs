@@ -1,0 +1,587 @@
+//! `cartscope run`: the standard scanpy pipeline, stage by stage, on a [`Backend`].
+//!
+//! QC metrics (mito = `MT-`, case-insensitive) -> filter_cells(min_genes) ->
+//! filter_genes(min_cells) -> pct_counts_mt < max -> normalize_total(target_sum) + log1p ->
+//! highly_variable_genes -> scale(max_value) on the HVGs -> PCA -> kNN + UMAP connectivities.
+//! Every default equals `../shared/reference/scanpy_reference.py` (ALGORITHMS.md).
+//!
+//! Stages work on row chunks: QC accumulates per chunk; normalisation, moments, scaling, Gram
+//! accumulation and projection are backend kernels applied chunk by chunk, so the dense scaled
+//! matrix never exists whole (only one chunk of it at a time). The filtered counts and the
+//! log-normalised matrix are held in memory as CSR.
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use serde::{Deserialize, Serialize};
+
+use crate::backend::{Backend, CpuBackend, Moments, Transform};
+use crate::error::{Error, Result};
+use crate::io::h5ad_write::WriteOptions;
+use crate::io::names::is_mito;
+use crate::io::values::{CountPolicy, ValueScan};
+use crate::io::{AnnData, Column, CountSource, Dense, H5adWriter, ReadOptions, UnsValue};
+use crate::matrix::CsrMatrix;
+use crate::pp::hvg::{HvgFlavor, highly_variable_genes};
+use crate::pp::qc::{self, CellQc, GeneQc};
+use crate::tl::neighbors;
+use crate::tl::pca::{default_n_comps, fit_from_gram};
+
+/// Which backend runs the kernels.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum BackendChoice {
+    /// A hardware GPU when present, else the CPU.
+    #[default]
+    Auto,
+    /// The CPU backend.
+    Cpu,
+    /// The GPU backend (wgpu); software adapters accepted.
+    Gpu,
+}
+
+/// Parameters of a run; every default is the reference pipeline's.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RunOptions {
+    /// filter_cells(min_genes).
+    pub min_genes: u32,
+    /// filter_genes(min_cells).
+    pub min_cells: u32,
+    /// Keep cells with pct_counts_mt below this.
+    pub max_pct_mt: f32,
+    /// normalize_total(target_sum).
+    pub target_sum: f32,
+    /// highly_variable_genes(n_top_genes).
+    pub n_top_genes: usize,
+    /// highly_variable_genes(flavor).
+    pub hvg_flavor: HvgFlavor,
+    /// scale(max_value); 0 disables clipping.
+    pub max_value: f64,
+    /// pca(n_comps).
+    pub n_pcs: usize,
+    /// neighbors(n_neighbors), self included.
+    pub n_neighbors: usize,
+    /// Store the filtered raw counts as `layers["counts"]`.
+    pub keep_counts: bool,
+    /// Cells per chunk.
+    pub chunk_rows: usize,
+    /// Kernel backend.
+    pub backend: BackendChoice,
+    /// Accept non-integer / negative input values with a warning.
+    pub allow_non_integer: bool,
+    /// gzip level of result.h5ad (None: uncompressed).
+    pub gzip: Option<u8>,
+}
+
+impl Default for RunOptions {
+    fn default() -> Self {
+        RunOptions {
+            min_genes: 200,
+            min_cells: 3,
+            max_pct_mt: 20.0,
+            target_sum: 1e4,
+            n_top_genes: 2000,
+            hvg_flavor: HvgFlavor::Seurat,
+            max_value: 10.0,
+            n_pcs: 50,
+            n_neighbors: 15,
+            keep_counts: false,
+            chunk_rows: 8192,
+            backend: BackendChoice::Auto,
+            allow_non_integer: false,
+            gzip: None,
+        }
+    }
+}
+
+impl RunOptions {
+    /// Checks values that would make a stage meaningless.
+    pub fn validate(&self) -> Result<()> {
+        let bad = |m: &str| Err(Error::Usage(m.to_string()));
+        if self.target_sum.is_nan() || self.target_sum <= 0.0 {
+            return bad("--target-sum must be positive");
+        }
+        if self.n_top_genes == 0 {
+            return bad("--n-top-genes must be at least 1");
+        }
+        if self.n_pcs == 0 {
+            return bad("--n-pcs must be at least 1");
+        }
+        if self.n_neighbors < 2 {
+            return bad("--n-neighbors must be at least 2 (it includes the cell itself)");
+        }
+        if self.max_value < 0.0 {
+            return bad("--max-value must not be negative");
+        }
+        if self.chunk_rows == 0 {
+            return bad("--chunk-rows must be at least 1");
+        }
+        Ok(())
+    }
+}
+
+/// What a run did, written to `summary.json`.
+#[derive(Debug, Clone, Serialize)]
+pub struct RunSummary {
+    /// cartscope version.
+    pub cartscope_version: String,
+    /// Input path.
+    pub input: String,
+    /// Backend that ran the kernels.
+    pub backend: String,
+    /// Device description.
+    pub device: String,
+    /// Cells read.
+    pub n_cells_in: usize,
+    /// Genes read.
+    pub n_genes_in: usize,
+    /// Cells after filter_cells and the mito filter.
+    pub n_cells_after_qc: usize,
+    /// Genes after filter_genes.
+    pub n_genes_after_filter: usize,
+    /// Highly variable genes selected.
+    pub n_hvg: usize,
+    /// PCA components.
+    pub n_pcs: usize,
+    /// Seconds per stage, in order.
+    pub stage_seconds: Vec<(String, f64)>,
+    /// Total seconds.
+    pub total_seconds: f64,
+    /// Peak resident memory of the process (MiB), from the OS.
+    pub peak_rss_mib: f64,
+}
+
+/// Peak resident set size of this process in MiB (Linux `VmHWM`), 0 where unknown.
+pub fn peak_rss_mib() -> f64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmHWM:"))
+                .and_then(|l| l.split_whitespace().nth(1)?.parse::<f64>().ok())
+        })
+        .map_or(0.0, |kib| kib / 1024.0)
+}
+
+/// Picks the backend for `choice`.
+pub fn select_backend(choice: BackendChoice) -> Result<Box<dyn Backend>> {
+    match choice {
+        BackendChoice::Auto | BackendChoice::Cpu => Ok(Box::new(CpuBackend)),
+        BackendChoice::Gpu => Err(Error::Usage(
+            "--backend gpu is not available yet in this build; use --backend cpu (or auto)".into(),
+        )),
+    }
+}
+
+struct Stopwatch {
+    started: Instant,
+    last: Instant,
+    stages: Vec<(String, f64)>,
+}
+
+impl Stopwatch {
+    fn new() -> Self {
+        let now = Instant::now();
+        Stopwatch {
+            started: now,
+            last: now,
+            stages: Vec::new(),
+        }
+    }
+
+    fn lap(&mut self, name: &str) {
+        let now = Instant::now();
+        let secs = (now - self.last).as_secs_f64();
+        tracing::info!("{name}: {secs:.3} s");
+        self.stages.push((name.to_string(), secs));
+        self.last = now;
+    }
+}
+
+/// Everything the pipeline computes, before it is written.
+pub struct RunResult {
+    /// The AnnData to write (X = log-normalised counts).
+    pub adata: AnnData,
+    /// The run summary.
+    pub summary: RunSummary,
+}
+
+/// Runs the pipeline on `input` and returns the results (nothing written).
+pub fn analyse(
+    input: &Path,
+    read: &ReadOptions,
+    opts: &RunOptions,
+    backend: &dyn Backend,
+) -> Result<RunResult> {
+    opts.validate()?;
+    let mut clock = Stopwatch::new();
+    let mut src = CountSource::open(input, read)?;
+    let (n_in, g_in) = (src.n_obs(), src.n_vars());
+    let mito: Vec<bool> = src.var.index.iter().map(|g| is_mito(g)).collect();
+    let policy = CountPolicy::counts(opts.allow_non_integer);
+    let mut scan = ValueScan::default();
+    let mut cells = CellQc::default();
+    let mut genes = GeneQc::new(g_in);
+    let mut counts = CsrMatrix::empty(g_in);
+    let step = opts.chunk_rows;
+    for a in (0..n_in).step_by(step) {
+        let mut m = src.read_rows(a..(a + step).min(n_in))?;
+        scan.update(&src, &m, a, policy)?;
+        drop_explicit_zeros(&mut m);
+        qc::accumulate(&m, &mito, &mut cells, &mut genes);
+        counts.append_rows(&m);
+    }
+    scan.warn(&src, true);
+    clock.lap("read+qc");
+
+    // filter_cells, then filter_genes on the kept cells, then the mito filter.
+    let keep1: Vec<bool> = cells
+        .n_genes_by_counts
+        .iter()
+        .map(|&n| n >= opts.min_genes as i32)
+        .collect();
+    let mut n_cells_per_gene = vec![0i64; g_in];
+    qc::cells_per_gene(&counts, &keep1, &mut n_cells_per_gene);
+    let keep_genes: Vec<usize> = (0..g_in)
+        .filter(|&j| n_cells_per_gene[j] >= i64::from(opts.min_cells))
+        .collect();
+    let keep_cells: Vec<usize> = (0..n_in)
+        .filter(|&i| keep1[i] && cells.pct_counts_mt[i] < opts.max_pct_mt)
+        .collect();
+    if keep_cells.len() < 3 || keep_genes.len() < 2 {
+        return Err(Error::Invalid {
+            path: input.to_path_buf(),
+            field: src.x.element.clone(),
+            message: format!(
+                "too few cells or genes pass QC ({} cells, {} genes); thresholds: min_genes {}, min_cells {}, pct_counts_mt < {}",
+                keep_cells.len(),
+                keep_genes.len(),
+                opts.min_genes,
+                opts.min_cells,
+                opts.max_pct_mt
+            ),
+        });
+    }
+    let mut col_map = vec![None; g_in];
+    for (new, &j) in keep_genes.iter().enumerate() {
+        col_map[j] = Some(new as u32);
+    }
+    let mut filtered = CsrMatrix::empty(g_in);
+    for &i in &keep_cells {
+        filtered.append_rows(&counts.slice_rows(i..i + 1));
+    }
+    drop(counts);
+    let filtered = filtered.select_columns(&col_map, keep_genes.len());
+    let (n, g) = (filtered.n_rows, filtered.n_cols);
+    clock.lap("filter");
+
+    // normalize_total + log1p, chunk by chunk.
+    let mut x = CsrMatrix::empty(g);
+    for a in (0..n).step_by(step) {
+        let mut m = filtered.slice_rows(a..(a + step).min(n));
+        backend.normalize_log1p(&mut m, opts.target_sum);
+        x.append_rows(&m);
+    }
+    let counts_layer = opts.keep_counts.then_some(filtered);
+    clock.lap("normalize+log1p");
+
+    // Highly variable genes from moments of expm1(X).
+    let transform = if opts.hvg_flavor == HvgFlavor::Seurat {
+        Transform::Expm1
+    } else {
+        Transform::Identity
+    };
+    let mut mom = Moments::new(g);
+    for a in (0..n).step_by(step) {
+        mom.merge(&backend.gene_moments(&x.slice_rows(a..(a + step).min(n)), transform));
+    }
+    let (mean, var) = mom.mean_var(1);
+    let hvg = highly_variable_genes(&mean, &var, opts.hvg_flavor, opts.n_top_genes)?;
+    let hvg_cols: Vec<u32> = (0..g as u32)
+        .filter(|&j| hvg.highly_variable[j as usize])
+        .collect();
+    clock.lap("hvg");
+
+    // scale statistics on the HVGs (ddof 1, f64; zero std -> 1).
+    let mut lmom = Moments::new(g);
+    for a in (0..n).step_by(step) {
+        lmom.merge(&backend.gene_moments(&x.slice_rows(a..(a + step).min(n)), Transform::Identity));
+    }
+    let (lmean, lvar) = lmom.mean_var(1);
+    let k = hvg_cols.len();
+    let s_mean: Vec<f64> = hvg_cols.iter().map(|&j| lmean[j as usize]).collect();
+    let s_std: Vec<f64> = hvg_cols
+        .iter()
+        .map(|&j| lvar[j as usize].sqrt())
+        .map(|s| if s == 0.0 { 1.0 } else { s })
+        .collect();
+    let max_value = (opts.max_value > 0.0).then_some(opts.max_value);
+    clock.lap("scale");
+
+    // PCA: Gram accumulation over scaled chunks, eigendecomposition, projection.
+    let n_comps = default_n_comps(n, k, opts.n_pcs);
+    let mut gram = vec![0.0f64; k * k];
+    let mut colsum = vec![0.0f64; k];
+    for a in (0..n).step_by(step) {
+        let block = backend.scale_dense(
+            &x.slice_rows(a..(a + step).min(n)),
+            &hvg_cols,
+            &s_mean,
+            &s_std,
+            max_value,
+        );
+        backend.gram_accumulate(&block, k, &mut gram, &mut colsum);
+    }
+    tracing::debug!("pca gram: {:.3} s", clock.last.elapsed().as_secs_f64());
+    let pca = fit_from_gram(&gram, &colsum, n, n_comps)?;
+    tracing::debug!("pca eigh: {:.3} s", clock.last.elapsed().as_secs_f64());
+    let mut x_pca = Vec::with_capacity(n * n_comps);
+    for a in (0..n).step_by(step) {
+        let block = backend.scale_dense(
+            &x.slice_rows(a..(a + step).min(n)),
+            &hvg_cols,
+            &s_mean,
+            &s_std,
+            max_value,
+        );
+        x_pca.extend(
+            backend
+                .project(&block, k, &pca.mean, &pca.components, n_comps)
+                .into_iter()
+                .map(|v| v as f32),
+        );
+    }
+    clock.lap("pca");
+
+    // Neighbors: scanpy caps n_neighbors at 1 + n/2 when it exceeds n.
+    let k_nn = if opts.n_neighbors > n {
+        1 + n / 2
+    } else {
+        opts.n_neighbors
+    };
+    let (idx, dist) = backend.knn_exact(&x_pca, n_comps, k_nn);
+    let conn = neighbors::connectivities(&idx, &dist, k_nn);
+    let (dptr, didx, dval) = neighbors::distance_matrix(&idx, &dist, k_nn);
+    let distances = CsrMatrix {
+        n_rows: n,
+        n_cols: n,
+        indptr: dptr,
+        indices: didx,
+        data: dval,
+    };
+    clock.lap("neighbors");
+
+    // Assemble the AnnData under scanpy's keys.
+    let mut obs = src.obs.take(&keep_cells);
+    let pick_i32 = |v: &[i32]| Column::I32(keep_cells.iter().map(|&i| v[i]).collect());
+    let pick_f32 = |v: &[f32]| Column::F32(keep_cells.iter().map(|&i| v[i]).collect());
+    obs.set("n_genes_by_counts", pick_i32(&cells.n_genes_by_counts));
+    obs.set("total_counts", pick_f32(&cells.total_counts));
+    obs.set("total_counts_mt", pick_f32(&cells.total_counts_mt));
+    obs.set("pct_counts_mt", pick_f32(&cells.pct_counts_mt));
+    obs.set(
+        "n_genes",
+        Column::I64(
+            keep_cells
+                .iter()
+                .map(|&i| i64::from(cells.n_genes_by_counts[i]))
+                .collect(),
+        ),
+    );
+    let mut var = src.var.take(&keep_genes);
+    let on_genes_f32 = |v: Vec<f32>| Column::F32(keep_genes.iter().map(|&j| v[j]).collect());
+    var.set(
+        "mt",
+        Column::Bool(keep_genes.iter().map(|&j| mito[j]).collect()),
+    );
+    var.set(
+        "n_cells_by_counts",
+        Column::I32(
+            keep_genes
+                .iter()
+                .map(|&j| genes.n_cells_by_counts[j])
+                .collect(),
+        ),
+    );
+    var.set("mean_counts", on_genes_f32(genes.mean_counts()));
+    var.set("pct_dropout_by_counts", on_genes_f32(genes.pct_dropout()));
+    var.set(
+        "total_counts",
+        Column::F32(
+            keep_genes
+                .iter()
+                .map(|&j| genes.total_counts[j] as f32)
+                .collect(),
+        ),
+    );
+    var.set(
+        "n_cells",
+        Column::I64(keep_genes.iter().map(|&j| n_cells_per_gene[j]).collect()),
+    );
+    var.set("highly_variable", Column::Bool(hvg.highly_variable.clone()));
+    var.set("means", Column::F64(hvg.means.clone()));
+    var.set("dispersions", Column::F64(hvg.dispersions.clone()));
+    var.set(
+        "dispersions_norm",
+        Column::F32(hvg.dispersions_norm.clone()),
+    );
+    let mut pcs = ndarray::Array2::<f32>::zeros((g, n_comps));
+    for (a, &j) in hvg_cols.iter().enumerate() {
+        for c in 0..n_comps {
+            pcs[(j as usize, c)] = pca.components[a * n_comps + c] as f32;
+        }
+    }
+    let x_pca = ndarray::Array2::from_shape_vec((n, n_comps), x_pca).expect("n x n_comps");
+    let flavor = serde_json::to_value(opts.hvg_flavor)
+        .ok()
+        .and_then(|v| v.as_str().map(String::from))
+        .unwrap_or_default();
+    let uns = vec![
+        (
+            "hvg".to_string(),
+            UnsValue::Map(vec![("flavor".into(), UnsValue::Str(flavor))]),
+        ),
+        (
+            "pca".to_string(),
+            UnsValue::Map(vec![
+                (
+                    "params".into(),
+                    UnsValue::Map(vec![
+                        ("zero_center".into(), UnsValue::Bool(true)),
+                        ("mask_var".into(), UnsValue::Str("highly_variable".into())),
+                    ]),
+                ),
+                (
+                    "variance".into(),
+                    UnsValue::F32s(pca.variance.iter().map(|&v| v as f32).collect()),
+                ),
+                (
+                    "variance_ratio".into(),
+                    UnsValue::F32s(pca.variance_ratio.iter().map(|&v| v as f32).collect()),
+                ),
+            ]),
+        ),
+        (
+            "neighbors".to_string(),
+            UnsValue::Map(vec![
+                (
+                    "connectivities_key".into(),
+                    UnsValue::Str("connectivities".into()),
+                ),
+                ("distances_key".into(), UnsValue::Str("distances".into())),
+                (
+                    "params".into(),
+                    UnsValue::Map(vec![
+                        ("n_neighbors".into(), UnsValue::Int(k_nn as i64)),
+                        ("method".into(), UnsValue::Str("umap".into())),
+                        ("random_state".into(), UnsValue::Int(0)),
+                        ("metric".into(), UnsValue::Str("euclidean".into())),
+                        ("n_pcs".into(), UnsValue::Int(n_comps as i64)),
+                    ]),
+                ),
+            ]),
+        ),
+        (
+            "cartscope".to_string(),
+            UnsValue::Map(vec![(
+                "backend".into(),
+                UnsValue::Str(backend.name().into()),
+            )]),
+        ),
+    ];
+    let adata = AnnData {
+        obs,
+        var,
+        x: Some(x),
+        layers: counts_layer
+            .into_iter()
+            .map(|m| ("counts".to_string(), m))
+            .collect(),
+        obsm: vec![("X_pca".into(), Dense::F32(x_pca))],
+        varm: vec![("PCs".into(), Dense::F32(pcs))],
+        obsp: vec![("connectivities".into(), conn)],
+        obsp_f64: vec![("distances".into(), distances)],
+        uns,
+    };
+    let total = clock.started.elapsed().as_secs_f64();
+    let summary = RunSummary {
+        cartscope_version: env!("CARGO_PKG_VERSION").to_string(),
+        input: input.display().to_string(),
+        backend: backend.name().to_string(),
+        device: backend.device(),
+        n_cells_in: n_in,
+        n_genes_in: g_in,
+        n_cells_after_qc: n,
+        n_genes_after_filter: g,
+        n_hvg: k,
+        n_pcs: n_comps,
+        stage_seconds: clock.stages,
+        total_seconds: total,
+        peak_rss_mib: peak_rss_mib(),
+    };
+    Ok(RunResult { adata, summary })
+}
+
+fn drop_explicit_zeros(m: &mut CsrMatrix) {
+    if !m.data.contains(&0.0) {
+        return;
+    }
+    let mut out = CsrMatrix::empty(m.n_cols);
+    for i in 0..m.n_rows {
+        let (idx, val) = m.row(i);
+        for (&j, &v) in idx.iter().zip(val) {
+            if v != 0.0 {
+                out.indices.push(j);
+                out.data.push(v);
+            }
+        }
+        out.indptr.push(out.data.len() as u64);
+    }
+    out.n_rows = m.n_rows;
+    *m = out;
+}
+
+/// Runs the pipeline and writes `OUTDIR/result.h5ad`, `summary.json` and `config.toml`.
+pub fn run(
+    input: &Path,
+    outdir: &Path,
+    read: &ReadOptions,
+    opts: &RunOptions,
+) -> Result<RunSummary> {
+    let backend = select_backend(opts.backend)?;
+    let RunResult { adata, mut summary } = analyse(input, read, opts, backend.as_ref())?;
+    std::fs::create_dir_all(outdir).map_err(|e| Error::write(outdir, "output folder", e))?;
+    let started = Instant::now();
+    let result = outdir.join("result.h5ad");
+    let mut w = H5adWriter::create(&result, adata.var.len(), WriteOptions { gzip: opts.gzip })?;
+    if let Some(x) = &adata.x {
+        w.append_x(x)?;
+    }
+    w.finish(&adata)?;
+    summary
+        .stage_seconds
+        .push(("write".into(), started.elapsed().as_secs_f64()));
+    summary.total_seconds += started.elapsed().as_secs_f64();
+    summary.peak_rss_mib = peak_rss_mib();
+    let config = toml::to_string(opts).map_err(|e| Error::write(outdir, "config.toml", e))?;
+    write_atomic(&outdir.join("config.toml"), config.as_bytes())?;
+    let json =
+        serde_json::to_vec_pretty(&summary).map_err(|e| Error::write(outdir, "summary.json", e))?;
+    write_atomic(&outdir.join("summary.json"), &json)?;
+    Ok(summary)
+}
+
+/// Writes bytes under a temporary name, then renames.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+    let tmp: PathBuf = crate::io::h5ad_write::temporary_path(path)?;
+    std::fs::write(&tmp, bytes).map_err(|e| Error::write(path, "file", e))?;
+    std::fs::rename(&tmp, path).map_err(|e| Error::write(path, "rename", e))
+}
+
+/// Loads run options from a TOML file (keys as in `config.toml`; unknown keys are an error).
+pub fn load_config(path: &Path) -> Result<RunOptions> {
+    let text = std::fs::read_to_string(path).map_err(|e| Error::read(path, e))?;
+    toml::from_str(&text)
+        .map_err(|e| Error::invalid(path, "config", e.to_string().replace('\n', " ")))
+}
