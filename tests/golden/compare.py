@@ -32,6 +32,8 @@ def load_reference(path):
         z = np.load(path, allow_pickle=False)
         ref = {k: z[k] for k in z.files}
         for key in ("distances", "connectivities"):
+            if f"{key}_data" not in ref:
+                continue
             ref[key] = sp.csr_matrix((ref[f"{key}_data"], ref[f"{key}_indices"], ref[f"{key}_indptr"]),
                                      shape=tuple(ref[f"{key}_shape"]))
         return ref
@@ -83,19 +85,27 @@ def main():
     dmax = float(np.nanmax(np.abs(dn - dr)))
     check("dispersions_norm_max_abs", dmax, dmax <= TOL["dispersions_norm_abs"])
     P, R = res.obsm["X_pca"][order], ref["X_pca"]
-    rs = [abs(np.corrcoef(P[:, c], R[:, c])[0, 1]) for c in range(min(10, P.shape[1]))]
+    n_pc = min(10, P.shape[1], R.shape[1])
+    rs = [abs(np.corrcoef(P[:, c], R[:, c])[0, 1]) for c in range(n_pc)]
     check("pca_top10_min_abs_r", round(float(min(rs)), 7), min(rs) >= TOL["pca_top10_abs_r_min"])
-    signs = [np.sign(np.dot(P[:, c], R[:, c])) for c in range(min(10, P.shape[1]))]
+    signs = [np.sign(np.dot(P[:, c], R[:, c])) for c in range(n_pc)]
     check("pca_top10_signs_match", [int(s) for s in signs], all(s > 0 for s in signs))
     vr, vref = np.asarray(res.uns["pca"]["variance_ratio"]), ref["variance_ratio"]
     vrel = float(np.max(np.abs(vr - vref) / vref))
     check("variance_ratio_max_rel", vrel, vrel <= TOL["variance_ratio_rel"])
     D, Dr = res.obsp["distances"].tocsr(), ref["distances"]
-    recall = np.mean([len(set(D[i].indices) & set(Dr[i].indices)) / max(1, len(Dr[i].indices)) for i in range(D.shape[0])])
-    check("knn_recall", round(float(recall), 6), recall >= TOL["knn_recall_min"])
-    C, Cr = res.obsp["connectivities"].tocsr(), ref["connectivities"]
-    fro = float(sp.linalg.norm(C - Cr) / sp.linalg.norm(Cr))
-    check("connectivities_rel_frobenius", fro, fro <= TOL["connectivities_rel_frobenius"])
+    # Recall of the reference's 14 neighbours (self excluded) among ours. scanpy's approximate
+    # path (pynndescent, n >= 8192) stores 16 entries including self: drop self there.
+    def neigh(M, i):
+        return set(M.indices[M.indptr[i]:M.indptr[i + 1]]) - {i}
+    recall = float(np.mean([len(neigh(D, i) & neigh(Dr, i)) / max(1, len(neigh(Dr, i))) for i in range(D.shape[0])]))
+    approx = Dr.nnz > 14 * Dr.shape[0]
+    need = 0.98 if approx else TOL["knn_recall_min"]
+    check("knn_recall" + ("_vs_pynndescent" if approx else ""), round(recall, 6), recall >= need)
+    if "connectivities" in ref:
+        C, Cr = res.obsp["connectivities"].tocsr(), ref["connectivities"]
+        fro = float(sp.linalg.norm(C - Cr) / sp.linalg.norm(Cr))
+        check("connectivities_rel_frobenius", fro, fro <= TOL["connectivities_rel_frobenius"])
     print(json.dumps(out))
     sys.exit(0 if ok else 1)
 

@@ -1,5 +1,6 @@
 //! Integration tests of cartscope, one binary with a module per concern:
 //! - `readers`: every fixture layout reads to the values its generator recorded;
+//! - `golden`: `cartscope run` matches committed scanpy reference runs;
 //! - `errors`: every malformed input gives exit code 2 and a one-line message naming the file;
 //! - `roundtrip`: written files read back identically (fixed cases and proptest);
 //! - `python_interop`: files written by cartscope load in anndata with identical values;
@@ -8,6 +9,7 @@
 
 mod common;
 mod errors;
+mod golden;
 mod python_interop;
 mod readers;
 mod robustness;

@@ -1,0 +1,47 @@
+#!/usr/bin/env python3
+"""Extracts the values the golden tests compare from a scanpy reference run into a small .npz.
+
+Usage: make_golden.py REFERENCE.h5ad OUT.npz [--pcs N] [--no-connectivities]
+
+REFERENCE.h5ad is written by ../shared/reference/scanpy_reference.py (scanpy 1.11.5). Kept:
+obs names and QC columns, the HVG names and their dispersions_norm, the first N PCA scores
+(all by default), variance and variance_ratio, the kNN distance graph and connectivities.
+"""
+import sys
+import warnings
+
+import numpy as np
+
+warnings.filterwarnings("ignore")
+import anndata as ad  # noqa: E402
+
+
+def main():
+    src, out = sys.argv[1], sys.argv[2]
+    pcs = int(sys.argv[sys.argv.index("--pcs") + 1]) if "--pcs" in sys.argv else None
+    r = ad.read_h5ad(src)
+    d = {
+        "obs_names": r.obs_names.to_numpy().astype(str),
+        "total_counts": r.obs["total_counts"].to_numpy(),
+        "n_genes_by_counts": r.obs["n_genes_by_counts"].to_numpy(),
+        "pct_counts_mt": r.obs["pct_counts_mt"].to_numpy(),
+        "hvg_names": r.var_names.to_numpy().astype(str),
+        "dispersions_norm": r.var["dispersions_norm"].to_numpy(),
+        "X_pca": r.obsm["X_pca"][:, :pcs] if pcs else r.obsm["X_pca"],
+        "variance_ratio": np.asarray(r.uns["pca"]["variance_ratio"]),
+        "variance": np.asarray(r.uns["pca"]["variance"]),
+    }
+    keys = ["distances"] + ([] if "--no-connectivities" in sys.argv else ["connectivities"])
+    for key in keys:
+        m = r.obsp[key].tocsr()
+        m.sort_indices()
+        d[f"{key}_data"] = m.data.astype(np.float32)
+        d[f"{key}_indices"] = m.indices.astype(np.int32)
+        d[f"{key}_indptr"] = m.indptr.astype(np.int64)
+        d[f"{key}_shape"] = np.array(m.shape)
+    np.savez_compressed(out, **d)
+    print(f"wrote {out}")
+
+
+if __name__ == "__main__":
+    main()

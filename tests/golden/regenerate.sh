@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# Regenerates the scanpy goldens. Needs a venv with ../shared/reference/requirements.txt
+# (scanpy 1.11.5) as $REF_PYTHON, and a release build of cartscope for the simulated input.
+# The goldens were made with exactly these commands.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+py="${REF_PYTHON:?set REF_PYTHON to a python with scanpy 1.11.5}"
+ref=../shared/reference/scanpy_reference.py
+tmp="$(mktemp -d)"
+cargo build --release --locked
+bin="${CARGO_TARGET_DIR:-target}/release/cartscope"
+
+# (a1) the committed sample: exact kNN path (< 8192 cells).
+"$py" "$ref" sample_data/P01_day90.h5ad "$tmp/day90" --no-cluster
+"$py" tests/golden/make_golden.py "$tmp/day90/reference.h5ad" tests/golden/P01_day90_scanpy.npz
+
+# (a2) a simulated sample above 8192 cells: scanpy's approximate (pynndescent) kNN path.
+"$bin" simulate -o "$tmp/sim9k.h5ad" --cells 9500 --genes 4000 --seed 9 --timepoint day30 --patient P02 --preset non-responder
+"$py" "$ref" "$tmp/sim9k.h5ad" "$tmp/sim9k" --no-cluster
+"$py" tests/golden/make_golden.py "$tmp/sim9k/reference.h5ad" tests/golden/sim9k_scanpy.npz --pcs 10 --no-connectivities

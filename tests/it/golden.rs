@@ -1,0 +1,37 @@
+//! Golden tests against scanpy 1.11.5: `cartscope run` on inputs whose scanpy reference run is
+//! committed (tests/golden/*.npz, made by tests/golden/regenerate.sh), compared by
+//! tests/golden/compare.py with the tolerances of ALGORITHMS.md section 9: QC totals exact,
+//! HVG Jaccard >= 0.99, |d_norm| <= 1e-5, PCA top-10 |r| >= 0.999 with matching signs,
+//! variance_ratio relative error <= 1e-3, kNN recall >= 0.99 (>= 0.98 against pynndescent),
+//! connectivities relative Frobenius error <= 1e-3.
+
+use std::path::{Path, PathBuf};
+
+use cartscope::io::ReadOptions;
+use cartscope::pipeline::{RunOptions, run};
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn compare(result: &Path, golden: &str) {
+    let out = std::process::Command::new(crate::python_interop::python())
+        .arg(root().join("tests/golden/compare.py"))
+        .arg(result)
+        .arg(root().join("tests/golden").join(golden))
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    println!("{stdout}");
+    assert!(out.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+}
+
+#[test]
+fn sample_matches_scanpy_on_the_exact_knn_path() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = root().join("sample_data/P01_day90.h5ad");
+    let opts = RunOptions { backend: cartscope::pipeline::BackendChoice::Cpu, ..RunOptions::default() };
+    let s = run(&input, dir.path(), &ReadOptions::default(), &opts).unwrap();
+    assert_eq!((s.n_cells_after_qc, s.n_hvg, s.n_pcs), (1857, 2000, 50));
+    compare(&dir.path().join("result.h5ad"), "P01_day90_scanpy.npz");
+}
