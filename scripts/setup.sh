@@ -33,3 +33,16 @@ if [ ! -x "$venv/bin/python" ] || ! cmp -s "$req" "$stamp"; then
   cp "$req" "$stamp"
 fi
 export CARTSCOPE_PYTHON="$venv/bin/python"
+
+# Real single-cell data for the golden tests: 200 T cells (Wu et al. 2020) shipped in the
+# scirpy wheel on PyPI (BSD-3), cached outside the source tree.
+cache="${CARTSCOPE_CACHE:-$root/.cache}"
+real="$cache/wu2020_200_v0_11.h5ad"
+if [ ! -s "$real" ]; then
+  echo "setup: fetching real test data (scirpy wheel)" >&2
+  mkdir -p "$cache/whl"
+  "$venv/bin/pip" download --no-deps -q --disable-pip-version-check -d "$cache/whl" scirpy==0.22.5
+  "$venv/bin/python" -c "import sys, zipfile; zipfile.ZipFile(sys.argv[1]).extract('scirpy/tests/data/wu2020_200_v0_11.h5ad', sys.argv[2])" "$(ls "$cache"/whl/scirpy-0.22.5-*.whl)" "$cache/extract"
+  mv "$cache/extract/scirpy/tests/data/wu2020_200_v0_11.h5ad" "$real"
+fi
+export CARTSCOPE_REAL_DATA="$cache"

@@ -1,11 +1,14 @@
 #!/usr/bin/env python3
 """Extracts the values the golden tests compare from a scanpy reference run into a small .npz.
 
-Usage: make_golden.py REFERENCE.h5ad OUT.npz [--pcs N] [--no-connectivities]
+Usage: make_golden.py REFERENCE.h5ad OUT.npz [--pcs N] [--no-connectivities] [--exact-knn]
 
 REFERENCE.h5ad is written by ../shared/reference/scanpy_reference.py (scanpy 1.11.5). Kept:
 obs names and QC columns, the HVG names and their dispersions_norm, the first N PCA scores
 (all by default), variance and variance_ratio, the kNN distance graph and connectivities.
+With --exact-knn (for n >= 8192, where scanpy's graph comes from approximate pynndescent):
+the exact 14 nearest neighbours of every cell on scanpy's own X_pca (sklearn brute force,
+needs scikit-learn), the ground truth that approximate or exact kNN is judged against.
 """
 import sys
 import warnings
@@ -39,6 +42,12 @@ def main():
         d[f"{key}_indices"] = m.indices.astype(np.int32)
         d[f"{key}_indptr"] = m.indptr.astype(np.int64)
         d[f"{key}_shape"] = np.array(m.shape)
+    if "--exact-knn" in sys.argv:
+        from sklearn.neighbors import NearestNeighbors
+
+        X = r.obsm["X_pca"]
+        _, idx = NearestNeighbors(n_neighbors=15, algorithm="brute").fit(X).kneighbors(X)
+        d["knn_exact"] = np.array([[j for j in row if j != i][:14] for i, row in enumerate(idx)], dtype=np.int32)
     np.savez_compressed(out, **d)
     print(f"wrote {out}")
 

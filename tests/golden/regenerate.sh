@@ -17,4 +17,10 @@ bin="${CARGO_TARGET_DIR:-target}/release/cartscope"
 # (a2) a simulated sample above 8192 cells: scanpy's approximate (pynndescent) kNN path.
 "$bin" simulate -o "$tmp/sim9k.h5ad" --cells 9500 --genes 4000 --seed 9 --timepoint day30 --patient P02 --preset non-responder
 "$py" "$ref" "$tmp/sim9k.h5ad" "$tmp/sim9k" --no-cluster
-"$py" tests/golden/make_golden.py "$tmp/sim9k/reference.h5ad" tests/golden/sim9k_scanpy.npz --pcs 10 --no-connectivities
+"$py" tests/golden/make_golden.py "$tmp/sim9k/reference.h5ad" tests/golden/sim9k_scanpy.npz --pcs 10 --no-connectivities --exact-knn
+
+# (b) real T cells shipped in a PyPI wheel (scirpy, BSD-3): 200 cells of Wu et al. 2020.
+"$py" -m pip download --no-deps -q -d "$tmp/whl" scirpy==0.22.5
+unzip -o -q -j "$tmp"/whl/scirpy-*.whl scirpy/tests/data/wu2020_200_v0_11.h5ad -d "$tmp"
+"$py" "$ref" "$tmp/wu2020_200_v0_11.h5ad" "$tmp/wu" --no-cluster
+"$py" tests/golden/make_golden.py "$tmp/wu/reference.h5ad" tests/golden/wu2020_200_scanpy.npz

@@ -23,15 +23,71 @@ fn compare(result: &Path, golden: &str) {
         .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
     println!("{stdout}");
-    assert!(out.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 #[test]
 fn sample_matches_scanpy_on_the_exact_knn_path() {
     let dir = tempfile::tempdir().unwrap();
     let input = root().join("sample_data/P01_day90.h5ad");
-    let opts = RunOptions { backend: cartscope::pipeline::BackendChoice::Cpu, ..RunOptions::default() };
+    let opts = RunOptions {
+        backend: cartscope::pipeline::BackendChoice::Cpu,
+        ..RunOptions::default()
+    };
     let s = run(&input, dir.path(), &ReadOptions::default(), &opts).unwrap();
     assert_eq!((s.n_cells_after_qc, s.n_hvg, s.n_pcs), (1857, 2000, 50));
     compare(&dir.path().join("result.h5ad"), "P01_day90_scanpy.npz");
+}
+
+#[test]
+fn simulated_9500_cells_match_scanpy_and_exact_neighbours() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("sim9k.h5ad");
+    // Exactly the input tests/golden/regenerate.sh gave scanpy.
+    let sim = cartscope::simulate::SimOptions {
+        cells: 9500,
+        genes: 4000,
+        seed: 9,
+        timepoint: "day30".into(),
+        patient: "P02".into(),
+        preset: cartscope::simulate::Preset::NonResponder,
+        ..Default::default()
+    };
+    cartscope::simulate::simulate(&input, &sim).unwrap();
+    let out = dir.path().join("out");
+    let s = run(
+        &input,
+        &out,
+        &ReadOptions::default(),
+        &RunOptions::default(),
+    )
+    .unwrap();
+    assert!(
+        s.n_cells_after_qc > 8192,
+        "exercises scanpy's approximate-kNN regime"
+    );
+    compare(&out.join("result.h5ad"), "sim9k_scanpy.npz");
+}
+
+#[test]
+fn real_t_cells_match_scanpy() {
+    // 200 T cells of Wu et al. 2020 from the scirpy wheel (BSD-3), fetched by scripts/setup.sh.
+    let path = std::env::var("CARTSCOPE_REAL_DATA")
+        .map(PathBuf::from)
+        .expect("CARTSCOPE_REAL_DATA unset: run scripts/test.sh, which fetches the real test data");
+    let input = path.join("wu2020_200_v0_11.h5ad");
+    let dir = tempfile::tempdir().unwrap();
+    let s = run(
+        &input,
+        dir.path(),
+        &ReadOptions::default(),
+        &RunOptions::default(),
+    )
+    .unwrap();
+    assert_eq!(s.n_cells_after_qc, 196);
+    compare(&dir.path().join("result.h5ad"), "wu2020_200_scanpy.npz");
 }
