@@ -15,7 +15,7 @@ use std::time::Instant;
 
 use serde::{Deserialize, Serialize};
 
-use crate::backend::{Backend, CpuBackend, Moments, Transform};
+use crate::backend::{Backend, CpuBackend, Transform};
 use crate::error::{Error, Result};
 use crate::io::h5ad_write::WriteOptions;
 use crate::io::names::is_mito;
@@ -267,23 +267,18 @@ pub fn analyse(
     for (new, &j) in keep_genes.iter().enumerate() {
         col_map[j] = Some(new as u32);
     }
-    let mut filtered = CsrMatrix::empty(g_in);
-    for &i in &keep_cells {
-        filtered.append_rows(&counts.slice_rows(i..i + 1));
-    }
+    let filtered = subset(&counts, &keep_cells, &col_map, keep_genes.len());
     drop(counts);
-    let filtered = filtered.select_columns(&col_map, keep_genes.len());
     let (n, g) = (filtered.n_rows, filtered.n_cols);
     clock.lap("filter");
 
-    // normalize_total + log1p, chunk by chunk.
-    let mut x = CsrMatrix::empty(g);
-    for a in (0..n).step_by(step) {
-        let mut m = filtered.slice_rows(a..(a + step).min(n));
-        backend.normalize_log1p(&mut m, opts.target_sum);
-        x.append_rows(&m);
-    }
-    let counts_layer = opts.keep_counts.then_some(filtered);
+    // normalize_total + log1p (the kernel is parallel over rows; in-memory data is one chunk).
+    let (mut x, counts_layer) = if opts.keep_counts {
+        (filtered.clone(), Some(filtered))
+    } else {
+        (filtered, None)
+    };
+    backend.normalize_log1p(&mut x, opts.target_sum);
     clock.lap("normalize+log1p");
 
     // Highly variable genes from moments of expm1(X).
@@ -292,11 +287,7 @@ pub fn analyse(
     } else {
         Transform::Identity
     };
-    let mut mom = Moments::new(g);
-    for a in (0..n).step_by(step) {
-        mom.merge(&backend.gene_moments(&x.slice_rows(a..(a + step).min(n)), transform));
-    }
-    let (mean, var) = mom.mean_var(1);
+    let (mean, var) = backend.gene_moments(&x, transform).mean_var(1);
     let hvg = highly_variable_genes(&mean, &var, opts.hvg_flavor, opts.n_top_genes)?;
     let hvg_cols: Vec<u32> = (0..g as u32)
         .filter(|&j| hvg.highly_variable[j as usize])
@@ -304,11 +295,7 @@ pub fn analyse(
     clock.lap("hvg");
 
     // scale statistics on the HVGs (ddof 1, f64; zero std -> 1).
-    let mut lmom = Moments::new(g);
-    for a in (0..n).step_by(step) {
-        lmom.merge(&backend.gene_moments(&x.slice_rows(a..(a + step).min(n)), Transform::Identity));
-    }
-    let (lmean, lvar) = lmom.mean_var(1);
+    let (lmean, lvar) = backend.gene_moments(&x, Transform::Identity).mean_var(1);
     let k = hvg_cols.len();
     let s_mean: Vec<f64> = hvg_cols.iter().map(|&j| lmean[j as usize]).collect();
     let s_std: Vec<f64> = hvg_cols
@@ -521,6 +508,23 @@ pub fn analyse(
         peak_rss_mib: peak_rss_mib(),
     };
     Ok(RunResult { adata, summary })
+}
+
+/// Rows `rows` of `m` with columns renumbered by `col_map` (None = dropped), in one pass.
+fn subset(m: &CsrMatrix, rows: &[usize], col_map: &[Option<u32>], n_cols: usize) -> CsrMatrix {
+    let mut out = CsrMatrix::empty(n_cols);
+    for &i in rows {
+        let (idx, val) = m.row(i);
+        for (&j, &v) in idx.iter().zip(val) {
+            if let Some(nj) = col_map[j as usize] {
+                out.indices.push(nj);
+                out.data.push(v);
+            }
+        }
+        out.indptr.push(out.data.len() as u64);
+    }
+    out.n_rows = rows.len();
+    out
 }
 
 fn drop_explicit_zeros(m: &mut CsrMatrix) {

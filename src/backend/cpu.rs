@@ -45,18 +45,37 @@ impl Backend for CpuBackend {
     }
 
     fn gene_moments(&self, chunk: &CsrMatrix, transform: Transform) -> Moments {
+        // Row blocks summed in parallel into per-block moments, merged in block order (the
+        // result does not depend on the thread count).
         let g = chunk.n_cols;
-        let mut m = Moments::new(g);
-        for (&j, &v) in chunk.indices.iter().zip(&chunk.data) {
-            let x = match transform {
-                Transform::Identity => v,
-                Transform::Expm1 => v.exp_m1(),
-            };
-            m.sum[j as usize] += f64::from(x);
-            m.sum_sq[j as usize] += f64::from(x * x);
+        let rows_per_block = 4096;
+        let blocks: Vec<Moments> = (0..chunk.n_rows.div_ceil(rows_per_block))
+            .into_par_iter()
+            .map(|b| {
+                let (r0, r1) = (
+                    b * rows_per_block,
+                    ((b + 1) * rows_per_block).min(chunk.n_rows),
+                );
+                let mut m = Moments::new(g);
+                let range = chunk.indptr[r0] as usize..chunk.indptr[r1] as usize;
+                for (&j, &v) in chunk.indices[range.clone()].iter().zip(&chunk.data[range]) {
+                    let x = match transform {
+                        Transform::Identity => v,
+                        Transform::Expm1 => v.exp_m1(),
+                    };
+                    m.sum[j as usize] += f64::from(x);
+                    m.sum_sq[j as usize] += f64::from(x * x);
+                }
+                m.n = (r1 - r0) as u64;
+                m
+            })
+            .collect();
+        let mut total = Moments::new(g);
+        for b in &blocks {
+            total.merge(b);
         }
-        m.n = chunk.n_rows as u64;
-        m
+        total.n = chunk.n_rows as u64;
+        total
     }
 
     fn scale_dense(
@@ -136,38 +155,81 @@ impl Backend for CpuBackend {
     }
 
     fn knn_exact(&self, points: &[f32], dim: usize, k: usize) -> (Vec<u32>, Vec<f64>) {
+        // Candidates from blocked dot products (faer GEMM): d² = |q|² + |p|² - 2 q·p, then the
+        // best k + MARGIN candidates of each row are re-ranked by distances computed directly
+        // in f64, so the result equals brute force up to exact distance ties (broken by index).
+        const MARGIN: usize = 8;
         let n = points.len() / dim.max(1);
         let k = k.min(n);
+        let p64: Vec<f64> = points.iter().map(|&v| f64::from(v)).collect();
+        let norms: Vec<f64> = p64
+            .chunks(dim.max(1))
+            .map(|r| r.iter().map(|v| v * v).sum())
+            .collect();
+        let all = faer::MatRef::from_row_major_slice(&p64, n, dim);
+        // Query block size keeps the block of products under ~256 MiB.
+        let block = (32usize << 20).checked_div(n).unwrap_or(1).clamp(16, 1024);
         let mut idx = vec![0u32; n * k];
         let mut dist = vec![0.0f64; n * k];
-        idx.par_chunks_mut(k.max(1))
-            .zip(dist.par_chunks_mut(k.max(1)))
-            .enumerate()
-            .for_each(|(i, (oi, od))| {
-                let p = &points[i * dim..(i + 1) * dim];
-                // A bounded max-heap of (squared distance, index), as a sorted small vector.
-                let mut best: Vec<(f64, u32)> = Vec::with_capacity(k + 1);
-                for j in 0..n {
-                    let d2 = if i == j {
-                        0.0
-                    } else {
-                        let q = &points[j * dim..(j + 1) * dim];
-                        p.iter()
-                            .zip(q)
-                            .map(|(&a, &b)| (f64::from(a) - f64::from(b)).powi(2))
-                            .sum::<f64>()
-                    };
-                    if best.len() < k || (d2, j as u32) < best[k - 1] {
-                        let at = best.partition_point(|e| *e < (d2, j as u32));
-                        best.insert(at, (d2, j as u32));
-                        best.truncate(k);
+        let exact = |i: usize, j: usize| -> f64 {
+            let (a, b) = (&p64[i * dim..(i + 1) * dim], &p64[j * dim..(j + 1) * dim]);
+            a.iter().zip(b).map(|(x, y)| (x - y) * (x - y)).sum()
+        };
+        let mut prod = vec![0.0f64; block * n];
+        for q0 in (0..n).step_by(block) {
+            let q1 = (q0 + block).min(n);
+            let rows = q1 - q0;
+            let q = faer::MatRef::from_row_major_slice(&p64[q0 * dim..q1 * dim], rows, dim);
+            let out = faer::MatMut::from_row_major_slice_mut(&mut prod[..rows * n], rows, n);
+            faer::linalg::matmul::matmul(
+                out,
+                faer::Accum::Replace,
+                q,
+                all.transpose(),
+                1.0,
+                faer::Par::rayon(0),
+            );
+            let want = (k + MARGIN).min(n);
+            idx[q0 * k..q1 * k]
+                .par_chunks_mut(k.max(1))
+                .zip(dist[q0 * k..q1 * k].par_chunks_mut(k.max(1)))
+                .zip(prod[..rows * n].par_chunks(n))
+                .enumerate()
+                .for_each(|(r, ((oi, od), dots))| {
+                    let i = q0 + r;
+                    let mut cand: Vec<(f64, u32)> = dots
+                        .iter()
+                        .enumerate()
+                        .map(|(j, &d)| (norms[i] + norms[j] - 2.0 * d, j as u32))
+                        .collect();
+                    if want < n {
+                        cand.select_nth_unstable_by(want - 1, |a, b| a.0.total_cmp(&b.0));
+                        cand.truncate(want);
                     }
-                }
-                for (s, (d2, j)) in best.into_iter().enumerate() {
-                    oi[s] = j;
-                    od[s] = d2.sqrt();
-                }
-            });
+                    let mut best: Vec<(f64, u32)> = cand
+                        .into_iter()
+                        .map(|(_, j)| {
+                            (
+                                if j as usize == i {
+                                    0.0
+                                } else {
+                                    exact(i, j as usize)
+                                },
+                                j,
+                            )
+                        })
+                        .collect();
+                    // Self is always a candidate at distance 0.
+                    if !best.iter().any(|&(_, j)| j as usize == i) {
+                        best.push((0.0, i as u32));
+                    }
+                    best.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
+                    for (s, &(d2, j)) in best.iter().take(k).enumerate() {
+                        oi[s] = j;
+                        od[s] = d2.sqrt();
+                    }
+                });
+        }
         (idx, dist)
     }
 }

@@ -1,0 +1,50 @@
+#!/usr/bin/env bash
+# Times scanpy (../shared/reference/scanpy_reference.py, without leiden/umap) and
+# `cartscope run --backend cpu` on the same input on this machine, one after the other, and
+# prints per-stage and end-to-end seconds, the speed-up, and both peak RSS figures.
+#
+# Usage: benches/compare_scanpy.sh INPUT.h5ad
+#   REF_PYTHON   python with ../shared/reference/requirements.txt (scanpy 1.11.5) [python3]
+#   CARTSCOPE    cartscope binary [target/release/cartscope, built if missing]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+input="$1"
+py="${REF_PYTHON:-python3}"
+bin="${CARTSCOPE:-${CARGO_TARGET_DIR:-target}/release/cartscope}"
+[ -x "$bin" ] || cargo build --release --locked
+work="$(mktemp -d)"
+trap 'rm -rf "$work"' EXIT
+
+"$py" ../shared/reference/scanpy_reference.py "$input" "$work/scanpy" --no-cluster > /dev/null
+# Peak RSS of the cartscope process as the OS reports it (getrusage of the child).
+"$py" - "$bin" "$input" "$work/cartscope" <<'PY' > "$work/cartscope_rss"
+import resource, subprocess, sys
+subprocess.run([sys.argv[1], "run", "--backend", "cpu", "--quiet", sys.argv[2], "-o", sys.argv[3]], check=True)
+print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024)
+PY
+"$py" - "$work/scanpy/timings.json" "$work/cartscope/summary.json" "$work/cartscope_rss" <<'PY'
+import json, sys
+sc = json.load(open(sys.argv[1]))
+cs = json.load(open(sys.argv[2]))
+rss = float(open(sys.argv[3]).read())
+st = dict(cs["stage_seconds"])
+pairs = [
+    ("read + qc", sc["read"] + sc["qc"], st["read+qc"]),
+    ("filter", sc["filter"], st["filter"]),
+    ("normalize + log1p", sc["normalize_total"] + sc["log1p"], st["normalize+log1p"]),
+    ("hvg", sc["hvg"], st["hvg"]),
+    ("scale", sc["scale"], st["scale"]),
+    ("pca", sc["pca"], st["pca"]),
+    ("neighbors", sc["neighbors"], st["neighbors"]),
+]
+scores = sum(v for k, v in sc.items() if k.startswith("score_"))
+sc_total = sc["total_without_import"] - scores
+cs_total = cs["total_seconds"]
+print(f"input: {cs['input']}  cells in {cs['n_cells_in']}, after QC {cs['n_cells_after_qc']}, genes {cs['n_genes_after_filter']}")
+print(f"{'stage':<20}{'scanpy s':>10}{'cartscope s':>13}{'speed-up':>10}")
+for name, a, b in pairs:
+    print(f"{name:<20}{a:>10.2f}{b:>13.3f}{a / max(b, 1e-9):>9.1f}x")
+print(f"{'write':<20}{'':>10}{st.get('write', 0):>13.3f}")
+print(f"{'end to end':<20}{sc_total:>10.2f}{cs_total:>13.2f}{sc_total / cs_total:>9.1f}x   (scanpy without import and gene-set scores)")
+print(f"{'peak RSS MiB':<20}{sc['peak_rss_mib']:>10.0f}{rss:>13.0f}{rss / sc['peak_rss_mib']:>9.2f}x")
+PY
