@@ -2,6 +2,7 @@
 //! - `readers`: every fixture layout reads to the values its generator recorded;
 //! - `golden`: `cartscope run` matches committed scanpy reference runs;
 //! - `errors`: every malformed input gives exit code 2 and a one-line message naming the file;
+//! - `run_cli`: `cartscope run` outputs, config precedence, clean failures;
 //! - `roundtrip`: written files read back identically (fixed cases and proptest);
 //! - `python_interop`: files written by cartscope load in anndata with identical values;
 //! - `robustness`: corrupted inputs give errors, never panics;
@@ -14,4 +15,5 @@ mod python_interop;
 mod readers;
 mod robustness;
 mod roundtrip;
+mod run_cli;
 mod simulate;
