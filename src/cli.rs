@@ -81,7 +81,7 @@ pub struct RunArgs {
     /// gzip level (0-9) for result.h5ad; uncompressed when omitted.
     #[arg(long, value_parser = clap::value_parser!(u8).range(0..=9))]
     pub gzip: Option<u8>,
-    /// No progress output.
+    /// No progress bar and no closing line (the bar only ever appears on a terminal).
     #[arg(long)]
     pub quiet: bool,
     #[command(flatten)]

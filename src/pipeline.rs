@@ -503,7 +503,7 @@ pub fn analyse(
         n_genes_after_filter: g,
         n_hvg: k,
         n_pcs: n_comps,
-        stage_seconds: clock.stages,
+        stage_seconds: std::mem::take(&mut clock.stages),
         total_seconds: total,
         peak_rss_mib: peak_rss_mib(),
     };
