@@ -77,11 +77,12 @@ fn run(cli: cli::Cli) -> anyhow::Result<()> {
         cli::Command::Convert(args) => convert(&args),
         cli::Command::Run(args) => {
             let opts = args.options()?;
-            let s = cartscope::pipeline::run(
+            let s = cartscope::pipeline::run_with_progress(
                 &args.input,
                 &args.output,
                 &args.input_args.read_options(),
                 &opts,
+                !args.quiet,
             )?;
             if !args.quiet {
                 eprintln!(
