@@ -174,19 +174,46 @@ pub fn select_backend(choice: BackendChoice) -> Result<Box<dyn Backend>> {
     }
 }
 
+/// Stage timings, logged at info level, with a progress bar on a terminal.
 struct Stopwatch {
     started: Instant,
     last: Instant,
     stages: Vec<(String, f64)>,
+    bar: indicatif::ProgressBar,
 }
 
+/// The stages, in order, as the progress bar names them.
+const STAGES: [&str; 7] = [
+    "read + qc",
+    "filter",
+    "normalize + log1p",
+    "hvg",
+    "scale",
+    "pca",
+    "neighbors",
+];
+
 impl Stopwatch {
-    fn new() -> Self {
+    fn new(progress: bool) -> Self {
         let now = Instant::now();
+        let target = if progress && std::io::IsTerminal::is_terminal(&std::io::stderr()) {
+            indicatif::ProgressDrawTarget::stderr()
+        } else {
+            indicatif::ProgressDrawTarget::hidden()
+        };
+        let bar = indicatif::ProgressBar::with_draw_target(Some(STAGES.len() as u64), target);
+        if let Ok(style) =
+            indicatif::ProgressStyle::with_template("{bar:30} {pos}/{len} {msg} ({elapsed})")
+        {
+            bar.set_style(style);
+        }
+        bar.set_message(STAGES[0]);
+        bar.tick();
         Stopwatch {
             started: now,
             last: now,
             stages: Vec::new(),
+            bar,
         }
     }
 
@@ -196,6 +223,16 @@ impl Stopwatch {
         tracing::info!("{name}: {secs:.3} s");
         self.stages.push((name.to_string(), secs));
         self.last = now;
+        self.bar.inc(1);
+        self.bar
+            .set_message(STAGES.get(self.stages.len()).copied().unwrap_or("writing"));
+        self.bar.tick();
+    }
+}
+
+impl Drop for Stopwatch {
+    fn drop(&mut self) {
+        self.bar.finish_and_clear();
     }
 }
 
@@ -208,14 +245,16 @@ pub struct RunResult {
 }
 
 /// Runs the pipeline on `input` and returns the results (nothing written).
+/// `progress` draws a bar per stage on a terminal.
 pub fn analyse(
     input: &Path,
     read: &ReadOptions,
     opts: &RunOptions,
     backend: &dyn Backend,
+    progress: bool,
 ) -> Result<RunResult> {
     opts.validate()?;
-    let mut clock = Stopwatch::new();
+    let mut clock = Stopwatch::new(progress);
     let mut src = CountSource::open(input, read)?;
     let (n_in, g_in) = (src.n_obs(), src.n_vars());
     let mito: Vec<bool> = src.var.index.iter().map(|g| is_mito(g)).collect();
@@ -553,8 +592,19 @@ pub fn run(
     read: &ReadOptions,
     opts: &RunOptions,
 ) -> Result<RunSummary> {
+    run_with_progress(input, outdir, read, opts, false)
+}
+
+/// [`run`], with a progress bar on a terminal when `progress` is set.
+pub fn run_with_progress(
+    input: &Path,
+    outdir: &Path,
+    read: &ReadOptions,
+    opts: &RunOptions,
+    progress: bool,
+) -> Result<RunSummary> {
     let backend = select_backend(opts.backend)?;
-    let RunResult { adata, mut summary } = analyse(input, read, opts, backend.as_ref())?;
+    let RunResult { adata, mut summary } = analyse(input, read, opts, backend.as_ref(), progress)?;
     std::fs::create_dir_all(outdir).map_err(|e| Error::write(outdir, "output folder", e))?;
     let started = Instant::now();
     let result = outdir.join("result.h5ad");
