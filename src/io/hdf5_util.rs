@@ -371,6 +371,11 @@ fn read_fixed_strings(
         .collect())
 }
 
+fn utf8(path: &Path, field: &str, i: usize, bytes: &[u8]) -> Result<String> {
+    String::from_utf8(bytes.to_vec())
+        .map_err(|_| Error::invalid(path, field, format!("string {i} is not valid UTF-8")))
+}
+
 /// Reads all strings of a dataset (any of the three string storages).
 pub fn read_strings(path: &Path, field: &str, ds: &Dataset) -> Result<Vec<String>> {
     check_plausible(path, field, ds)?;
@@ -384,18 +389,22 @@ fn read_strings_of(path: &Path, field: &str, c: &Container, is_attr: bool) -> Re
         .map_err(|e| Error::hdf5(path, field, e))?;
     let e = |err: hdf5::Error| Error::hdf5(path, field, err);
     match td {
-        TypeDescriptor::VarLenUnicode => Ok(c
+        // Never `as_str()`: it trusts the bytes to be UTF-8 (from_utf8_unchecked), and a corrupt
+        // file would make that undefined behaviour. Validate instead.
+        TypeDescriptor::VarLenUnicode => c
             .read_raw::<VarLenUnicode>()
             .map_err(e)?
-            .into_iter()
-            .map(|s| s.as_str().to_string())
-            .collect()),
-        TypeDescriptor::VarLenAscii => Ok(c
+            .iter()
+            .enumerate()
+            .map(|(i, s)| utf8(path, field, i, s.as_bytes()))
+            .collect(),
+        TypeDescriptor::VarLenAscii => c
             .read_raw::<VarLenAscii>()
             .map_err(e)?
-            .into_iter()
-            .map(|s| s.as_str().to_string())
-            .collect()),
+            .iter()
+            .enumerate()
+            .map(|(i, s)| utf8(path, field, i, s.as_bytes()))
+            .collect(),
         TypeDescriptor::FixedAscii(w) | TypeDescriptor::FixedUnicode(w) => {
             read_fixed_strings(path, field, c, is_attr, w)
         }

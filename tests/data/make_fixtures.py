@@ -303,6 +303,14 @@ def bad_fixtures():
     z = ad.AnnData(X=sp.csr_matrix((5, 0), dtype=np.float32), obs=pd.DataFrame(index=[f"z{i}" for i in range(5)]))
     z.write_h5ad(bad / "zero_genes.h5ad")
 
+    def invalid_utf8(f):
+        names = [n.encode() for n in f["obs/_index"].asstr()[...]]
+        names[2] = b"cell\xff\xfe"
+        del f["obs/_index"]
+        ds = f["obs"].create_dataset("_index", data=np.array(names, dtype=object), dtype=h5py.string_dtype("utf-8"))
+        ds.attrs["encoding-type"], ds.attrs["encoding-version"] = "string-array", "0.2.0"
+    copy("invalid_utf8.h5ad", invalid_utf8)
+
     raw = src.read_bytes()
     (bad / "truncated.h5ad").write_bytes(raw[: len(raw) // 2])
     (bad / "not_hdf5.h5ad").write_bytes(b"cell,gene,count\nA,CD3E,1\n")

@@ -4,7 +4,12 @@
 use crate::common::{cartscope, fixture};
 
 /// (fixture under bad/, text the message must contain)
-const CASES: [(&str, &str); 12] = [
+const CASES: [(&str, &str); 13] = [
+    // Regression: a corrupt variable-length string once reached str::from_utf8_unchecked.
+    (
+        "invalid_utf8.h5ad",
+        "/obs/_index: string 2 is not valid UTF-8",
+    ),
     ("no_x.h5ad", "/X: missing"),
     (
         "shape_mismatch.h5ad",
