@@ -75,6 +75,10 @@ pub struct RunArgs {
     /// Store the filtered raw counts as layers["counts"].
     #[arg(long)]
     pub keep_counts: bool,
+    /// Memory in MiB the data may take in RAM; beyond it, later stages re-read the input in
+    /// chunks (memory then bounded by the chunk size) [half the available memory].
+    #[arg(long, value_name = "MiB")]
+    pub max_memory: Option<u64>,
     /// Cells per chunk [8192].
     #[arg(long)]
     pub chunk_rows: Option<usize>,
@@ -111,6 +115,9 @@ impl RunArgs {
             chunk_rows,
             backend
         );
+        if let Some(m) = self.max_memory {
+            o.max_memory_mib = m;
+        }
         if self.gzip.is_some() {
             o.gzip = self.gzip;
         }

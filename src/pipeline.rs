@@ -15,7 +15,7 @@ use std::time::Instant;
 
 use serde::{Deserialize, Serialize};
 
-use crate::backend::{Backend, CpuBackend, Transform};
+use crate::backend::{Backend, CpuBackend, Moments, Transform};
 use crate::error::{Error, Result};
 use crate::io::h5ad_write::WriteOptions;
 use crate::io::names::is_mito;
@@ -72,6 +72,9 @@ pub struct RunOptions {
     pub allow_non_integer: bool,
     /// gzip level of result.h5ad (None: uncompressed).
     pub gzip: Option<u8>,
+    /// Memory (MiB) the data may take in RAM; beyond it, later stages re-read the input in
+    /// chunks. 0: half of the available memory.
+    pub max_memory_mib: u64,
 }
 
 impl Default for RunOptions {
@@ -91,6 +94,7 @@ impl Default for RunOptions {
             backend: BackendChoice::Auto,
             allow_non_integer: false,
             gzip: None,
+            max_memory_mib: 0,
         }
     }
 }
@@ -238,8 +242,12 @@ impl Drop for Stopwatch {
 
 /// Everything the pipeline computes, before it is written.
 pub struct RunResult {
-    /// The AnnData to write (X = log-normalised counts).
+    /// The AnnData to write (X = log-normalised counts; None when X was streamed to the
+    /// writer below).
     pub adata: AnnData,
+    /// When the data did not fit in memory: the output file with X already streamed into it,
+    /// waiting for [`H5adWriter::finish`] with the rest of `adata`.
+    pub x_writer: Option<H5adWriter>,
     /// The run summary.
     pub summary: RunSummary,
 }
@@ -252,6 +260,7 @@ pub fn analyse(
     opts: &RunOptions,
     backend: &dyn Backend,
     progress: bool,
+    x_out: Option<&Path>,
 ) -> Result<RunResult> {
     opts.validate()?;
     let mut clock = Stopwatch::new(progress);
@@ -262,32 +271,48 @@ pub fn analyse(
     let mut scan = ValueScan::default();
     let mut cells = CellQc::default();
     let mut genes = GeneQc::new(g_in);
-    let mut counts = CsrMatrix::empty(g_in);
+    // filter_cells is decided per cell, so filter_genes' cell counts accumulate in this pass.
+    let mut n_cells_per_gene = vec![0i64; g_in];
+    let budget = memory_budget_bytes(opts.max_memory_mib);
+    let mut counts = Some(CsrMatrix::empty(g_in));
     let step = opts.chunk_rows;
     for a in (0..n_in).step_by(step) {
         let mut m = src.read_rows(a..(a + step).min(n_in))?;
         scan.update(&src, &m, a, policy)?;
         drop_explicit_zeros(&mut m);
+        let before = cells.n_genes_by_counts.len();
         qc::accumulate(&m, &mito, &mut cells, &mut genes);
-        counts.append_rows(&m);
+        let keep: Vec<bool> = cells.n_genes_by_counts[before..]
+            .iter()
+            .map(|&n| n >= opts.min_genes as i32)
+            .collect();
+        qc::cells_per_gene(&m, &keep, &mut n_cells_per_gene);
+        if let Some(c) = counts.as_mut() {
+            c.append_rows(&m);
+            // Counts and their log-normalised copy: 16 bytes per stored entry.
+            if c.nnz().saturating_mul(16) > budget {
+                tracing::info!(
+                    "data exceed --max-memory; later stages re-read {} in chunks",
+                    input.display()
+                );
+                counts = None;
+            }
+        }
     }
     scan.warn(&src, true);
     clock.lap("read+qc");
 
     // filter_cells, then filter_genes on the kept cells, then the mito filter.
-    let keep1: Vec<bool> = cells
-        .n_genes_by_counts
-        .iter()
-        .map(|&n| n >= opts.min_genes as i32)
-        .collect();
-    let mut n_cells_per_gene = vec![0i64; g_in];
-    qc::cells_per_gene(&counts, &keep1, &mut n_cells_per_gene);
     let keep_genes: Vec<usize> = (0..g_in)
         .filter(|&j| n_cells_per_gene[j] >= i64::from(opts.min_cells))
         .collect();
-    let keep_cells: Vec<usize> = (0..n_in)
-        .filter(|&i| keep1[i] && cells.pct_counts_mt[i] < opts.max_pct_mt)
+    let keep_mask: Vec<bool> = (0..n_in)
+        .map(|i| {
+            cells.n_genes_by_counts[i] >= opts.min_genes as i32
+                && cells.pct_counts_mt[i] < opts.max_pct_mt
+        })
         .collect();
+    let keep_cells: Vec<usize> = (0..n_in).filter(|&i| keep_mask[i]).collect();
     if keep_cells.len() < 3 || keep_genes.len() < 2 {
         return Err(Error::Invalid {
             path: input.to_path_buf(),
@@ -306,27 +331,52 @@ pub fn analyse(
     for (new, &j) in keep_genes.iter().enumerate() {
         col_map[j] = Some(new as u32);
     }
-    let filtered = subset(&counts, &keep_cells, &col_map, keep_genes.len());
-    drop(counts);
-    let (n, g) = (filtered.n_rows, filtered.n_cols);
+    let (n, g) = (keep_cells.len(), keep_genes.len());
+    if counts.is_none() && opts.keep_counts {
+        return Err(Error::Usage(
+            "--keep-counts needs the data in memory; raise --max-memory or drop --keep-counts"
+                .into(),
+        ));
+    }
+    let (mut data, counts_layer) = match counts.take() {
+        Some(c) => {
+            let filtered = subset(&c, &keep_cells, &col_map, g);
+            drop(c);
+            let layer = opts.keep_counts.then(|| filtered.clone());
+            (LogData::Memory(filtered), layer)
+        }
+        None => (
+            LogData::File {
+                src: &mut src,
+                keep: &keep_mask,
+                col_map: &col_map,
+                n_cols: g,
+            },
+            None,
+        ),
+    };
     clock.lap("filter");
 
-    // normalize_total + log1p (the kernel is parallel over rows; in-memory data is one chunk).
-    let (mut x, counts_layer) = if opts.keep_counts {
-        (filtered.clone(), Some(filtered))
-    } else {
-        (filtered, None)
-    };
-    backend.normalize_log1p(&mut x, opts.target_sum);
+    // normalize_total + log1p: in place in memory; on the fly for each re-read chunk.
+    if let LogData::Memory(x) = &mut data {
+        backend.normalize_log1p(x, opts.target_sum);
+    }
     clock.lap("normalize+log1p");
 
-    // Highly variable genes from moments of expm1(X).
+    // Per-gene moments of expm1(X) (HVG) and of X (scale), in one pass over the chunks.
     let transform = if opts.hvg_flavor == HvgFlavor::Seurat {
         Transform::Expm1
     } else {
         Transform::Identity
     };
-    let (mean, var) = backend.gene_moments(&x, transform).mean_var(1);
+    let mut hmom = Moments::new(g);
+    let mut lmom = Moments::new(g);
+    data.for_each_chunk(step, backend, opts.target_sum, |x| {
+        hmom.merge(&backend.gene_moments(x, transform));
+        lmom.merge(&backend.gene_moments(x, Transform::Identity));
+        Ok(())
+    })?;
+    let (mean, var) = hmom.mean_var(1);
     let hvg = highly_variable_genes(&mean, &var, opts.hvg_flavor, opts.n_top_genes)?;
     let hvg_cols: Vec<u32> = (0..g as u32)
         .filter(|&j| hvg.highly_variable[j as usize])
@@ -334,7 +384,7 @@ pub fn analyse(
     clock.lap("hvg");
 
     // scale statistics on the HVGs (ddof 1, f64; zero std -> 1).
-    let (lmean, lvar) = backend.gene_moments(&x, Transform::Identity).mean_var(1);
+    let (lmean, lvar) = lmom.mean_var(1);
     let k = hvg_cols.len();
     let s_mean: Vec<f64> = hvg_cols.iter().map(|&j| lmean[j as usize]).collect();
     let s_std: Vec<f64> = hvg_cols
@@ -349,35 +399,41 @@ pub fn analyse(
     let n_comps = default_n_comps(n, k, opts.n_pcs);
     let mut gram = vec![0.0f64; k * k];
     let mut colsum = vec![0.0f64; k];
-    for a in (0..n).step_by(step) {
-        let block = backend.scale_dense(
-            &x.slice_rows(a..(a + step).min(n)),
-            &hvg_cols,
-            &s_mean,
-            &s_std,
-            max_value,
-        );
+    data.for_each_chunk(step, backend, opts.target_sum, |x| {
+        let block = backend.scale_dense(x, &hvg_cols, &s_mean, &s_std, max_value);
         backend.gram_accumulate(&block, k, &mut gram, &mut colsum);
-    }
+        Ok(())
+    })?;
     tracing::debug!("pca gram: {:.3} s", clock.last.elapsed().as_secs_f64());
     let pca = fit_from_gram(&gram, &colsum, n, n_comps)?;
     tracing::debug!("pca eigh: {:.3} s", clock.last.elapsed().as_secs_f64());
+    // The projection pass also streams X into the output when the data live in the file.
+    let mut x_writer = match (&data, x_out) {
+        (LogData::File { .. }, Some(path)) => Some(H5adWriter::create(
+            path,
+            g,
+            WriteOptions { gzip: opts.gzip },
+        )?),
+        _ => None,
+    };
     let mut x_pca = Vec::with_capacity(n * n_comps);
-    for a in (0..n).step_by(step) {
-        let block = backend.scale_dense(
-            &x.slice_rows(a..(a + step).min(n)),
-            &hvg_cols,
-            &s_mean,
-            &s_std,
-            max_value,
-        );
+    data.for_each_chunk(step, backend, opts.target_sum, |x| {
+        let block = backend.scale_dense(x, &hvg_cols, &s_mean, &s_std, max_value);
         x_pca.extend(
             backend
                 .project(&block, k, &pca.mean, &pca.components, n_comps)
                 .into_iter()
                 .map(|v| v as f32),
         );
-    }
+        if let Some(w) = x_writer.as_mut() {
+            w.append_x(x)?;
+        }
+        Ok(())
+    })?;
+    let x = match data {
+        LogData::Memory(x) => Some(x),
+        LogData::File { .. } => None,
+    };
     clock.lap("pca");
 
     // Neighbors: scanpy caps n_neighbors at 1 + n/2 when it exceeds n.
@@ -519,7 +575,7 @@ pub fn analyse(
     let adata = AnnData {
         obs,
         var,
-        x: Some(x),
+        x,
         layers: counts_layer
             .into_iter()
             .map(|m| ("counts".to_string(), m))
@@ -546,7 +602,76 @@ pub fn analyse(
         total_seconds: total,
         peak_rss_mib: peak_rss_mib(),
     };
-    Ok(RunResult { adata, summary })
+    Ok(RunResult {
+        adata,
+        x_writer,
+        summary,
+    })
+}
+
+/// Bytes the in-memory path may use: `--max-memory` MiB, or by default half of the memory the
+/// OS reports available (all of it where that is unknown).
+fn memory_budget_bytes(max_memory_mib: u64) -> u64 {
+    if max_memory_mib > 0 {
+        return max_memory_mib.saturating_mul(1 << 20);
+    }
+    std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("MemAvailable:"))
+                .and_then(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok())
+        })
+        .map_or(u64::MAX, |kib| kib * 1024 / 2)
+}
+
+/// The filtered, log-normalised matrix: in memory, or re-read from the input chunk by chunk
+/// (filtered and normalised again on the fly) when it does not fit.
+enum LogData<'a> {
+    Memory(CsrMatrix),
+    File {
+        src: &'a mut CountSource,
+        keep: &'a [bool],
+        col_map: &'a [Option<u32>],
+        n_cols: usize,
+    },
+}
+
+impl LogData<'_> {
+    /// Calls `f` on consecutive row chunks of the filtered log-normalised matrix, in order.
+    fn for_each_chunk(
+        &mut self,
+        step: usize,
+        backend: &dyn Backend,
+        target_sum: f32,
+        mut f: impl FnMut(&CsrMatrix) -> Result<()>,
+    ) -> Result<()> {
+        match self {
+            LogData::Memory(x) => {
+                for a in (0..x.n_rows).step_by(step) {
+                    f(&x.slice_rows(a..(a + step).min(x.n_rows)))?;
+                }
+            }
+            LogData::File {
+                src,
+                keep,
+                col_map,
+                n_cols,
+            } => {
+                let n_in = src.n_obs();
+                for a in (0..n_in).step_by(step) {
+                    let b = (a + step).min(n_in);
+                    let mut m = src.read_rows(a..b)?;
+                    drop_explicit_zeros(&mut m);
+                    let rows: Vec<usize> = (a..b).filter(|&i| keep[i]).map(|i| i - a).collect();
+                    let mut x = subset(&m, &rows, col_map, *n_cols);
+                    backend.normalize_log1p(&mut x, target_sum);
+                    f(&x)?;
+                }
+            }
+        }
+        Ok(())
+    }
 }
 
 /// Rows `rows` of `m` with columns renumbered by `col_map` (None = dropped), in one pass.
@@ -604,11 +729,18 @@ pub fn run_with_progress(
     progress: bool,
 ) -> Result<RunSummary> {
     let backend = select_backend(opts.backend)?;
-    let RunResult { adata, mut summary } = analyse(input, read, opts, backend.as_ref(), progress)?;
     std::fs::create_dir_all(outdir).map_err(|e| Error::write(outdir, "output folder", e))?;
-    let started = Instant::now();
     let result = outdir.join("result.h5ad");
-    let mut w = H5adWriter::create(&result, adata.var.len(), WriteOptions { gzip: opts.gzip })?;
+    let RunResult {
+        adata,
+        x_writer,
+        mut summary,
+    } = analyse(input, read, opts, backend.as_ref(), progress, Some(&result))?;
+    let started = Instant::now();
+    let mut w = match x_writer {
+        Some(w) => w,
+        None => H5adWriter::create(&result, adata.var.len(), WriteOptions { gzip: opts.gzip })?,
+    };
     if let Some(x) = &adata.x {
         w.append_x(x)?;
     }

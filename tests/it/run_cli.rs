@@ -115,3 +115,52 @@ fn bad_options_and_inputs_exit_2_without_output() {
         );
     }
 }
+
+#[test]
+fn re_reading_the_file_gives_the_in_memory_result() {
+    let dir = tempfile::tempdir().unwrap();
+    let (a, b) = (dir.path().join("mem"), dir.path().join("file"));
+    for (out, extra) in [
+        (&a, vec![]),
+        (&b, vec!["--max-memory", "1", "--chunk-rows", "300"]),
+    ] {
+        let o = cartscope()
+            .args(["run", "--quiet"])
+            .args(&extra)
+            .arg(sample())
+            .arg("-o")
+            .arg(out)
+            .output()
+            .unwrap();
+        assert_eq!(
+            o.status.code(),
+            Some(0),
+            "{}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+    }
+    let read = |p: &std::path::Path| {
+        let mut s =
+            cartscope::io::CountSource::open(&p.join("result.h5ad"), &Default::default()).unwrap();
+        (s.read_all().unwrap(), s.obs.clone(), s.var.clone())
+    };
+    let (xa, obs_a, var_a) = read(&a);
+    let (xb, obs_b, var_b) = read(&b);
+    assert_eq!(xa, xb, "X");
+    assert_eq!(obs_a, obs_b);
+    assert_eq!(var_a, var_b);
+    let pca = |p: &std::path::Path| -> Vec<f32> {
+        let f = hdf5::File::open(p.join("result.h5ad")).unwrap();
+        f.dataset("obsm/X_pca").unwrap().read_raw::<f32>().unwrap()
+    };
+    let (pa, pb) = (pca(&a), pca(&b));
+    let max_diff = pa
+        .iter()
+        .zip(&pb)
+        .map(|(x, y)| (x - y).abs())
+        .fold(0f32, f32::max);
+    assert!(
+        max_diff < 1e-4,
+        "X_pca differs by {max_diff} (only the summation order of the Gram differs)"
+    );
+}
