@@ -12,8 +12,10 @@ pub enum HvgFlavor {
     /// Seurat's dispersion on expm1 of log data, z-scored within 20 equal-width mean bins.
     Seurat,
     /// Cell Ranger's dispersion, normalised by median and MAD within percentile bins.
+    #[value(name = "cell_ranger")]
     CellRanger,
     /// Seurat v3 (LOESS on counts): not available yet.
+    #[value(name = "seurat_v3")]
     SeuratV3,
 }
 

@@ -91,3 +91,41 @@ fn real_t_cells_match_scanpy() {
     assert_eq!(s.n_cells_after_qc, 196);
     compare(&dir.path().join("result.h5ad"), "wu2020_200_scanpy.npz");
 }
+
+#[test]
+fn cell_ranger_hvg_flavor_matches_scanpy() {
+    let dir = tempfile::tempdir().unwrap();
+    let opts = RunOptions {
+        hvg_flavor: cartscope::pp::hvg::HvgFlavor::CellRanger,
+        ..RunOptions::default()
+    };
+    run(
+        &root().join("sample_data/P01_day90.h5ad"),
+        dir.path(),
+        &ReadOptions::default(),
+        &opts,
+    )
+    .unwrap();
+    let code = format!(
+        "import warnings; warnings.simplefilter('ignore'); import anndata as ad, numpy as np\n\
+         r = ad.read_h5ad('{}'); z = np.load('{}')\n\
+         assert list(r.var_names) == list(z['var_names'])\n\
+         assert (r.var['highly_variable'].to_numpy() == z['highly_variable']).all()\n\
+         d = np.abs(r.var['dispersions_norm'].to_numpy() - z['dispersions_norm'])\n\
+         assert np.nanmax(d) <= 1e-5, np.nanmax(d)\n\
+         print('ok')",
+        dir.path().join("result.h5ad").display(),
+        root()
+            .join("tests/golden/P01_day90_cell_ranger_hvg.npz")
+            .display()
+    );
+    let out = std::process::Command::new(crate::python_interop::python())
+        .args(["-c", &code])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
