@@ -119,13 +119,5 @@ fn cell_ranger_hvg_flavor_matches_scanpy() {
             .join("tests/golden/P01_day90_cell_ranger_hvg.npz")
             .display()
     );
-    let out = std::process::Command::new(crate::python_interop::python())
-        .args(["-c", &code])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    crate::python_interop::run_python(&code);
 }

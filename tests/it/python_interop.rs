@@ -24,6 +24,17 @@ pub fn python() -> PathBuf {
     venv
 }
 
+/// Runs a Python snippet with the test interpreter; fails the test with its stderr unless it
+/// exits 0.
+pub fn run_python(code: &str) {
+    let out = Command::new(python()).args(["-c", code]).output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 fn column_json(c: &Column) -> Value {
     match c {
         Column::Str(v) => json!({"kind": "string", "values": v}),

@@ -268,13 +268,5 @@ fn anndata_loads_the_simulated_h5ad() {
         s.nnz,
         s.car_positive
     );
-    let out = std::process::Command::new(crate::python_interop::python())
-        .args(["-c", &code])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    crate::python_interop::run_python(&code);
 }
