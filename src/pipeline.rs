@@ -520,6 +520,9 @@ pub fn analyse(
         .and_then(|v| v.as_str().map(String::from))
         .unwrap_or_default();
     let uns = vec![
+        // scanpy's marker that X is log-transformed (natural log: base None, which anndata
+        // does not store, so the mapping is empty; scanpy reads the base with .get).
+        ("log1p".to_string(), UnsValue::Map(Vec::new())),
         (
             "hvg".to_string(),
             UnsValue::Map(vec![("flavor".into(), UnsValue::Str(flavor))]),

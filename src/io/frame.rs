@@ -123,11 +123,31 @@ impl Column {
                 codes,
                 categories,
                 ordered,
-            } => Column::Categorical {
-                codes: t(codes, idx),
-                categories: categories.clone(),
-                ordered: *ordered,
-            },
+            } => {
+                // As anndata does when subsetting: categories that no kept row uses are dropped.
+                let picked = t(codes, idx);
+                let mut remap = vec![-1i32; categories.len()];
+                for &c in &picked {
+                    if let Ok(c) = usize::try_from(c) {
+                        remap[c] = 0;
+                    }
+                }
+                let mut kept = Vec::new();
+                for (c, name) in categories.iter().enumerate() {
+                    if remap[c] == 0 {
+                        remap[c] = kept.len() as i32;
+                        kept.push(name.clone());
+                    }
+                }
+                Column::Categorical {
+                    codes: picked
+                        .iter()
+                        .map(|&c| usize::try_from(c).map_or(-1, |c| remap[c]))
+                        .collect(),
+                    categories: kept,
+                    ordered: *ordered,
+                }
+            }
             Column::F64(v) => Column::F64(t(v, idx)),
             Column::F32(v) => Column::F32(t(v, idx)),
             Column::I64(v) => Column::I64(t(v, idx)),
@@ -227,5 +247,27 @@ impl Frame {
                 .map(|(n, c)| (n.clone(), c.take(idx)))
                 .collect(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn subsetting_drops_unused_categories_like_anndata() {
+        let c = Column::Categorical {
+            codes: vec![0, 1, 2, -1, 1],
+            categories: vec!["a".into(), "b".into(), "c".into()],
+            ordered: false,
+        };
+        let Column::Categorical {
+            codes, categories, ..
+        } = c.take(&[4, 3, 2])
+        else {
+            panic!()
+        };
+        assert_eq!(categories, vec!["b".to_string(), "c".to_string()]);
+        assert_eq!(codes, vec![0, -1, 1]);
     }
 }
