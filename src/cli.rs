@@ -79,6 +79,9 @@ pub struct RunArgs {
     /// chunks (memory then bounded by the chunk size) [half the available memory].
     #[arg(long, value_name = "MiB")]
     pub max_memory: Option<u64>,
+    /// Neighbour search: exact, approximate (NN-descent), or auto by size [auto].
+    #[arg(long, value_enum)]
+    pub knn: Option<cartscope::pipeline::KnnMethod>,
     /// Cells per chunk [8192].
     #[arg(long)]
     pub chunk_rows: Option<usize>,
@@ -101,6 +104,9 @@ impl RunArgs {
         };
         macro_rules! set {
             ($($f:ident),*) => { $( if let Some(v) = self.$f { o.$f = v; } )* };
+        }
+        if let Some(v) = self.knn {
+            o.knn = v;
         }
         set!(
             min_genes,

@@ -100,4 +100,16 @@ pub trait Backend: Send + Sync {
     /// Exact k nearest neighbours (Euclidean) of every point among all points, self included
     /// at distance 0: row-major `n x k` indices and distances, sorted by (distance, index).
     fn knn_exact(&self, points: &[f32], dim: usize, k: usize) -> (Vec<u32>, Vec<f64>);
+
+    /// Approximate k nearest neighbours (same layout as [`Backend::knn_exact`]); NN-descent
+    /// on the CPU unless a backend has something better.
+    fn knn_approx(&self, points: &[f32], dim: usize, k: usize, seed: u64) -> (Vec<u32>, Vec<f64>) {
+        let n = points.len() / dim.max(1);
+        crate::tl::nndescent::knn(
+            points,
+            dim,
+            k,
+            crate::tl::nndescent::NnDescentParams::for_size(n, seed),
+        )
+    }
 }

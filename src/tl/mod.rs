@@ -2,4 +2,5 @@
 //! connectivities.
 
 pub mod neighbors;
+pub mod nndescent;
 pub mod pca;
