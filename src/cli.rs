@@ -79,6 +79,9 @@ pub struct RunArgs {
     /// chunks (memory then bounded by the chunk size) [half the available memory].
     #[arg(long, value_name = "MiB")]
     pub max_memory: Option<u64>,
+    /// PCA solver [covariance_eigh].
+    #[arg(long, value_enum)]
+    pub pca_solver: Option<cartscope::tl::pca::PcaSolver>,
     /// Neighbour search: exact, approximate (NN-descent), or auto by size [auto].
     #[arg(long, value_enum)]
     pub knn: Option<cartscope::pipeline::KnnMethod>,
@@ -107,6 +110,9 @@ impl RunArgs {
         }
         if let Some(v) = self.knn {
             o.knn = v;
+        }
+        if let Some(v) = self.pca_solver {
+            o.pca_solver = v;
         }
         set!(
             min_genes,

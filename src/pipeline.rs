@@ -25,7 +25,7 @@ use crate::matrix::CsrMatrix;
 use crate::pp::hvg::{HvgFlavor, highly_variable_genes};
 use crate::pp::qc::{self, CellQc, GeneQc};
 use crate::tl::neighbors;
-use crate::tl::pca::{default_n_comps, fit_from_gram};
+use crate::tl::pca::{default_n_comps, fit_from_gram_with};
 
 /// Which backend runs the kernels.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Serialize, Deserialize, Default)]
@@ -87,6 +87,8 @@ pub struct RunOptions {
     pub chunk_rows: usize,
     /// Neighbour search.
     pub knn: KnnMethod,
+    /// PCA solver.
+    pub pca_solver: crate::tl::pca::PcaSolver,
     /// Kernel backend.
     pub backend: BackendChoice,
     /// Accept non-integer / negative input values with a warning.
@@ -113,6 +115,7 @@ impl Default for RunOptions {
             keep_counts: false,
             chunk_rows: 8192,
             knn: KnnMethod::Auto,
+            pca_solver: crate::tl::pca::PcaSolver::CovarianceEigh,
             backend: BackendChoice::Auto,
             allow_non_integer: false,
             gzip: None,
@@ -427,7 +430,7 @@ pub fn analyse(
         Ok(())
     })?;
     tracing::debug!("pca gram: {:.3} s", clock.last.elapsed().as_secs_f64());
-    let pca = fit_from_gram(&gram, &colsum, n, n_comps)?;
+    let pca = fit_from_gram_with(&gram, &colsum, n, n_comps, opts.pca_solver)?;
     tracing::debug!("pca eigh: {:.3} s", clock.last.elapsed().as_secs_f64());
     // The projection pass also streams X into the output when the data live in the file.
     let mut x_writer = match (&data, x_out) {
