@@ -12,6 +12,8 @@ use rand::{Rng, SeedableRng};
 use rand_xoshiro::Xoshiro256PlusPlus;
 use rayon::prelude::*;
 
+use crate::simulate::splitmix;
+
 /// Parameters (pynndescent's as scanpy calls it: max_candidates 16, delta 0.001).
 #[derive(Debug, Clone, Copy)]
 pub struct NnDescentParams {
@@ -72,14 +74,6 @@ impl Heap {
         self.items.truncate(self.cap);
         true
     }
-}
-
-fn splitmix(mut x: u64) -> u64 {
-    x = x.wrapping_add(0x9E37_79B9_7F4A_7C15);
-    let mut z = x;
-    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    z ^ (z >> 31)
 }
 
 /// Leaves of one random projection tree: split by the hyperplane halfway between two random

@@ -30,6 +30,20 @@ fn compare(result: &Path, golden: &str) {
     );
 }
 
+/// Exactly the input tests/golden/regenerate.sh gave scanpy for sim9k_scanpy.npz.
+fn simulate_sim9k(path: &Path) {
+    let sim = cartscope::simulate::SimOptions {
+        cells: 9500,
+        genes: 4000,
+        seed: 9,
+        timepoint: "day30".into(),
+        patient: "P02".into(),
+        preset: cartscope::simulate::Preset::NonResponder,
+        ..Default::default()
+    };
+    cartscope::simulate::simulate(path, &sim).unwrap();
+}
+
 #[test]
 fn sample_matches_scanpy_on_the_exact_knn_path() {
     let dir = tempfile::tempdir().unwrap();
@@ -47,17 +61,7 @@ fn sample_matches_scanpy_on_the_exact_knn_path() {
 fn simulated_9500_cells_match_scanpy_and_exact_neighbours() {
     let dir = tempfile::tempdir().unwrap();
     let input = dir.path().join("sim9k.h5ad");
-    // Exactly the input tests/golden/regenerate.sh gave scanpy.
-    let sim = cartscope::simulate::SimOptions {
-        cells: 9500,
-        genes: 4000,
-        seed: 9,
-        timepoint: "day30".into(),
-        patient: "P02".into(),
-        preset: cartscope::simulate::Preset::NonResponder,
-        ..Default::default()
-    };
-    cartscope::simulate::simulate(&input, &sim).unwrap();
+    simulate_sim9k(&input);
     let out = dir.path().join("out");
     let s = run(
         &input,
@@ -128,16 +132,7 @@ fn nn_descent_path_meets_the_recall_target_on_scanpy_pca() {
     // recall against exact neighbours on scanpy's PCA must be >= 0.98.
     let dir = tempfile::tempdir().unwrap();
     let input = dir.path().join("sim9k.h5ad");
-    let sim = cartscope::simulate::SimOptions {
-        cells: 9500,
-        genes: 4000,
-        seed: 9,
-        timepoint: "day30".into(),
-        patient: "P02".into(),
-        preset: cartscope::simulate::Preset::NonResponder,
-        ..Default::default()
-    };
-    cartscope::simulate::simulate(&input, &sim).unwrap();
+    simulate_sim9k(&input);
     let out = dir.path().join("out");
     let opts = RunOptions {
         knn: cartscope::pipeline::KnnMethod::Approx,
