@@ -24,6 +24,7 @@ use crate::io::{AnnData, Column, CountSource, Dense, H5adWriter, ReadOptions, Un
 use crate::matrix::CsrMatrix;
 use crate::pp::hvg::{HvgFlavor, highly_variable_genes};
 use crate::pp::qc::{self, CellQc, GeneQc};
+use crate::pp::seurat_v3;
 use crate::tl::neighbors;
 use crate::tl::pca::{default_n_comps, fit_from_gram_with};
 
@@ -376,15 +377,39 @@ pub fn analyse(
                 keep: &keep_mask,
                 col_map: &col_map,
                 n_cols: g,
+                normalized: false,
             },
             None,
         ),
     };
     clock.lap("filter");
 
+    // seurat_v3 works on the raw counts: its statistics are taken before normalisation.
+    let v3 = if opts.hvg_flavor == HvgFlavor::SeuratV3 {
+        let mut m = Moments::new(g);
+        data.for_each_chunk(step, backend, opts.target_sum, |x| {
+            m.merge(&backend.gene_moments(x, Transform::Identity));
+            Ok(())
+        })?;
+        let (mu, var) = m.mean_var(1);
+        let fit = seurat_v3::fit(&mu, &var, 0.3);
+        let clip = seurat_v3::clip_values(&fit, n);
+        let (mut s1, mut s2) = (vec![0.0f64; g], vec![0.0f64; g]);
+        data.for_each_chunk(step, backend, opts.target_sum, |x| {
+            let (a, b) = backend.clipped_sums(x, &clip);
+            s1.iter_mut().zip(a).for_each(|(t, v)| *t += v);
+            s2.iter_mut().zip(b).for_each(|(t, v)| *t += v);
+            Ok(())
+        })?;
+        Some((fit, s1, s2))
+    } else {
+        None
+    };
+
     // normalize_total + log1p: in place in memory; on the fly for each re-read chunk.
-    if let LogData::Memory(x) = &mut data {
-        backend.normalize_log1p(x, opts.target_sum);
+    match &mut data {
+        LogData::Memory(x) => backend.normalize_log1p(x, opts.target_sum),
+        LogData::File { normalized, .. } => *normalized = true,
     }
     clock.lap("normalize+log1p");
 
@@ -402,9 +427,32 @@ pub fn analyse(
         Ok(())
     })?;
     let (mean, var) = hmom.mean_var(1);
-    let hvg = highly_variable_genes(&mean, &var, opts.hvg_flavor, opts.n_top_genes)?;
+    let (highly_variable, hvg_var_columns) = match &v3 {
+        Some((fit, s1, s2)) => {
+            let (norm, rank, hv) = seurat_v3::select(fit, n, s1, s2, opts.n_top_genes);
+            let cols = vec![
+                ("means".to_string(), Column::F64(fit.means.clone())),
+                ("variances".to_string(), Column::F64(fit.variances.clone())),
+                ("variances_norm".to_string(), Column::F64(norm)),
+                ("highly_variable_rank".to_string(), Column::F32(rank)),
+            ];
+            (hv, cols)
+        }
+        None => {
+            let h = highly_variable_genes(&mean, &var, opts.hvg_flavor, opts.n_top_genes)?;
+            let cols = vec![
+                ("means".to_string(), Column::F64(h.means)),
+                ("dispersions".to_string(), Column::F64(h.dispersions)),
+                (
+                    "dispersions_norm".to_string(),
+                    Column::F32(h.dispersions_norm),
+                ),
+            ];
+            (h.highly_variable, cols)
+        }
+    };
     let hvg_cols: Vec<u32> = (0..g as u32)
-        .filter(|&j| hvg.highly_variable[j as usize])
+        .filter(|&j| highly_variable[j as usize])
         .collect();
     clock.lap("hvg");
 
@@ -535,13 +583,10 @@ pub fn analyse(
         "n_cells",
         Column::I64(keep_genes.iter().map(|&j| n_cells_per_gene[j]).collect()),
     );
-    var.set("highly_variable", Column::Bool(hvg.highly_variable.clone()));
-    var.set("means", Column::F64(hvg.means.clone()));
-    var.set("dispersions", Column::F64(hvg.dispersions.clone()));
-    var.set(
-        "dispersions_norm",
-        Column::F32(hvg.dispersions_norm.clone()),
-    );
+    var.set("highly_variable", Column::Bool(highly_variable));
+    for (name, col) in hvg_var_columns {
+        var.set(name, col);
+    }
     let mut pcs = ndarray::Array2::<f32>::zeros((g, n_comps));
     for (a, &j) in hvg_cols.iter().enumerate() {
         for c in 0..n_comps {
@@ -671,6 +716,9 @@ enum LogData<'a> {
         keep: &'a [bool],
         col_map: &'a [Option<u32>],
         n_cols: usize,
+        /// Whether chunks are normalised and log-transformed as they are re-read (false while
+        /// raw-count statistics are taken, e.g. for seurat_v3).
+        normalized: bool,
     },
 }
 
@@ -694,6 +742,7 @@ impl LogData<'_> {
                 keep,
                 col_map,
                 n_cols,
+                normalized,
             } => {
                 let n_in = src.n_obs();
                 for a in (0..n_in).step_by(step) {
@@ -702,7 +751,9 @@ impl LogData<'_> {
                     drop_explicit_zeros(&mut m);
                     let rows: Vec<usize> = (a..b).filter(|&i| keep[i]).map(|i| i - a).collect();
                     let mut x = subset(&m, &rows, col_map, *n_cols);
-                    backend.normalize_log1p(&mut x, target_sum);
+                    if *normalized {
+                        backend.normalize_log1p(&mut x, target_sum);
+                    }
                     f(&x)?;
                 }
             }

@@ -154,6 +154,16 @@ impl Backend for CpuBackend {
         out
     }
 
+    fn clipped_sums(&self, chunk: &CsrMatrix, clip: &[f64]) -> (Vec<f64>, Vec<f64>) {
+        let (mut s1, mut s2) = (vec![0.0f64; chunk.n_cols], vec![0.0f64; chunk.n_cols]);
+        for (&j, &v) in chunk.indices.iter().zip(&chunk.data) {
+            let c = f64::from(v).min(clip[j as usize]);
+            s1[j as usize] += c;
+            s2[j as usize] += c * c;
+        }
+        (s1, s2)
+    }
+
     fn knn_exact(&self, points: &[f32], dim: usize, k: usize) -> (Vec<u32>, Vec<f64>) {
         // Candidates from blocked dot products (faer GEMM): d² = |q|² + |p|² - 2 q·p, then the
         // best k + MARGIN candidates of each row are re-ranked by distances computed directly

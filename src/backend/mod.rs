@@ -101,6 +101,9 @@ pub trait Backend: Send + Sync {
     /// at distance 0: row-major `n x k` indices and distances, sorted by (distance, index).
     fn knn_exact(&self, points: &[f32], dim: usize, k: usize) -> (Vec<u32>, Vec<f64>);
 
+    /// Per-gene `Σ min(x, clip_j)` and `Σ min(x, clip_j)²` over stored entries (seurat_v3).
+    fn clipped_sums(&self, chunk: &CsrMatrix, clip: &[f64]) -> (Vec<f64>, Vec<f64>);
+
     /// Approximate k nearest neighbours (same layout as [`Backend::knn_exact`]); NN-descent
     /// on the CPU unless a backend has something better.
     fn knn_approx(&self, points: &[f32], dim: usize, k: usize, seed: u64) -> (Vec<u32>, Vec<f64>) {

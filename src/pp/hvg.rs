@@ -14,7 +14,7 @@ pub enum HvgFlavor {
     /// Cell Ranger's dispersion, normalised by median and MAD within percentile bins.
     #[value(name = "cell_ranger")]
     CellRanger,
-    /// Seurat v3 (LOESS on counts): not available yet.
+    /// Seurat v3: LOESS-regularised variance of clipped raw counts (see `pp::seurat_v3`).
     #[value(name = "seurat_v3")]
     SeuratV3,
 }
@@ -71,7 +71,8 @@ pub fn highly_variable_genes(
         }
         HvgFlavor::SeuratV3 => {
             return Err(Error::Usage(
-                "--hvg-flavor seurat_v3 needs LOESS on counts and is not available yet; use seurat or cell_ranger".into(),
+                "seurat_v3 works on raw counts: use crate::pp::seurat_v3 (the pipeline does)"
+                    .into(),
             ));
         }
     };

@@ -3,3 +3,4 @@
 
 pub mod hvg;
 pub mod qc;
+pub mod seurat_v3;

@@ -25,5 +25,6 @@ unzip -o -q -j "$tmp"/whl/scirpy-*.whl scirpy/tests/data/wu2020_200_v0_11.h5ad -
 "$py" "$ref" "$tmp/wu2020_200_v0_11.h5ad" "$tmp/wu" --no-cluster
 "$py" tests/golden/make_golden.py "$tmp/wu/reference.h5ad" tests/golden/wu2020_200_scanpy.npz
 
-# (c) the cell_ranger HVG flavor on the sample.
+# (c) the cell_ranger and seurat_v3 HVG flavors on the sample (seurat_v3 needs scikit-misc).
 "$py" tests/golden/make_hvg_golden.py sample_data/P01_day90.h5ad cell_ranger tests/golden/P01_day90_cell_ranger_hvg.npz
+"$py" tests/golden/make_hvg_golden.py sample_data/P01_day90.h5ad seurat_v3 tests/golden/P01_day90_seurat_v3_hvg.npz

@@ -96,11 +96,19 @@ fn real_t_cells_match_scanpy() {
     compare(&dir.path().join("result.h5ad"), "wu2020_200_scanpy.npz");
 }
 
-#[test]
-fn cell_ranger_hvg_flavor_matches_scanpy() {
+/// Runs the pipeline with an HVG flavor and checks the selection against scanpy's: Jaccard of
+/// the selected genes >= `min_jaccard` and the per-gene score (dispersions_norm, or
+/// variances_norm for seurat_v3) within `score_tol` (absolute) / relative for seurat_v3.
+fn check_hvg_flavor(
+    flavor: cartscope::pp::hvg::HvgFlavor,
+    golden: &str,
+    score_col: &str,
+    min_jaccard: f64,
+    tol: f64,
+) {
     let dir = tempfile::tempdir().unwrap();
     let opts = RunOptions {
-        hvg_flavor: cartscope::pp::hvg::HvgFlavor::CellRanger,
+        hvg_flavor: flavor,
         ..RunOptions::default()
     };
     run(
@@ -114,16 +122,41 @@ fn cell_ranger_hvg_flavor_matches_scanpy() {
         "import warnings; warnings.simplefilter('ignore'); import anndata as ad, numpy as np\n\
          r = ad.read_h5ad('{}'); z = np.load('{}')\n\
          assert list(r.var_names) == list(z['var_names'])\n\
-         assert (r.var['highly_variable'].to_numpy() == z['highly_variable']).all()\n\
-         d = np.abs(r.var['dispersions_norm'].to_numpy() - z['dispersions_norm'])\n\
-         assert np.nanmax(d) <= 1e-5, np.nanmax(d)\n\
+         a, b = set(np.flatnonzero(r.var['highly_variable'].to_numpy())), set(np.flatnonzero(z['highly_variable']))\n\
+         jac = len(a & b) / len(a | b); print('jaccard', jac)\n\
+         assert jac >= {min_jaccard}, jac\n\
+         ours, ref = r.var['{score_col}'].to_numpy().astype(float), z['score']\n\
+         d = np.abs(ours - ref) / (np.abs(ref) if '{score_col}' == 'variances_norm' else 1.0)\n\
+         assert np.nanmax(d) <= {tol}, np.nanmax(d)\n\
          print('ok')",
         dir.path().join("result.h5ad").display(),
-        root()
-            .join("tests/golden/P01_day90_cell_ranger_hvg.npz")
-            .display()
+        root().join("tests/golden").join(golden).display()
     );
     crate::python_interop::run_python(&code);
+}
+
+#[test]
+fn cell_ranger_hvg_flavor_matches_scanpy() {
+    check_hvg_flavor(
+        cartscope::pp::hvg::HvgFlavor::CellRanger,
+        "P01_day90_cell_ranger_hvg.npz",
+        "dispersions_norm",
+        1.0,
+        1e-5,
+    );
+}
+
+#[test]
+fn seurat_v3_hvg_flavor_matches_scanpy_within_loess_tolerance() {
+    // Direct LOESS vs skmisc's interpolated surface: ALGORITHMS.md allows Jaccard >= 0.99 and
+    // measured up to 0.8 % on the normalised variances.
+    check_hvg_flavor(
+        cartscope::pp::hvg::HvgFlavor::SeuratV3,
+        "P01_day90_seurat_v3_hvg.npz",
+        "variances_norm",
+        0.99,
+        0.008,
+    );
 }
 
 #[test]
