@@ -347,20 +347,17 @@ impl H5adWriter {
     }
 
     fn dense(&self, g: &Group, name: &str, d: &Dense, field: &str) -> Result<()> {
+        let empty = match d {
+            Dense::F32(a) => a.is_empty(),
+            Dense::F64(a) => a.is_empty(),
+        };
         let mut b = g.new_dataset_builder();
+        if let Some(level) = self.opts.gzip.filter(|_| !empty) {
+            b = b.deflate(level);
+        }
         let ds = match d {
-            Dense::F32(a) => {
-                if self.opts.gzip.is_some() && !a.is_empty() {
-                    b = b.deflate(self.opts.gzip.unwrap_or(4));
-                }
-                b.with_data(a).create(name)
-            }
-            Dense::F64(a) => {
-                if self.opts.gzip.is_some() && !a.is_empty() {
-                    b = b.deflate(self.opts.gzip.unwrap_or(4));
-                }
-                b.with_data(a).create(name)
-            }
+            Dense::F32(a) => b.with_data(a).create(name),
+            Dense::F64(a) => b.with_data(a).create(name),
         }
         .map_err(|e| self.err(field, e))?;
         self.encode(&ds, enc::ARRAY, field)

@@ -7,6 +7,7 @@ fails. Needs numpy, scipy and anndata (the test venv); scanpy is not needed.
 """
 import json
 import sys
+from pathlib import Path
 import warnings
 
 import numpy as np
@@ -37,20 +38,10 @@ def load_reference(path):
             ref[key] = sp.csr_matrix((ref[f"{key}_data"], ref[f"{key}_indices"], ref[f"{key}_indptr"]),
                                      shape=tuple(ref[f"{key}_shape"]))
         return ref
-    r = ad.read_h5ad(path)
-    return {
-        "obs_names": r.obs_names.to_numpy().astype(str),
-        "total_counts": r.obs["total_counts"].to_numpy(),
-        "n_genes_by_counts": r.obs["n_genes_by_counts"].to_numpy(),
-        "pct_counts_mt": r.obs["pct_counts_mt"].to_numpy(),
-        "hvg_names": r.var_names.to_numpy().astype(str),
-        "dispersions_norm": r.var["dispersions_norm"].to_numpy(),
-        "X_pca": r.obsm["X_pca"],
-        "variance_ratio": np.asarray(r.uns["pca"]["variance_ratio"]),
-        "variance": np.asarray(r.uns["pca"]["variance"]),
-        "distances": r.obsp["distances"].tocsr(),
-        "connectivities": r.obsp["connectivities"].tocsr(),
-    }
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from make_golden import extract
+
+    return extract(ad.read_h5ad(path))
 
 
 def main():

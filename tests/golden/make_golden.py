@@ -19,11 +19,9 @@ warnings.filterwarnings("ignore")
 import anndata as ad  # noqa: E402
 
 
-def main():
-    src, out = sys.argv[1], sys.argv[2]
-    pcs = int(sys.argv[sys.argv.index("--pcs") + 1]) if "--pcs" in sys.argv else None
-    r = ad.read_h5ad(src)
-    d = {
+def extract(r, pcs=None):
+    """The compared values of a reference AnnData (obsp graphs left as sparse matrices)."""
+    return {
         "obs_names": r.obs_names.to_numpy().astype(str),
         "total_counts": r.obs["total_counts"].to_numpy(),
         "n_genes_by_counts": r.obs["n_genes_by_counts"].to_numpy(),
@@ -33,10 +31,20 @@ def main():
         "X_pca": r.obsm["X_pca"][:, :pcs] if pcs else r.obsm["X_pca"],
         "variance_ratio": np.asarray(r.uns["pca"]["variance_ratio"]),
         "variance": np.asarray(r.uns["pca"]["variance"]),
+        "distances": r.obsp["distances"].tocsr(),
+        "connectivities": r.obsp["connectivities"].tocsr(),
     }
+
+
+def main():
+    src, out = sys.argv[1], sys.argv[2]
+    pcs = int(sys.argv[sys.argv.index("--pcs") + 1]) if "--pcs" in sys.argv else None
+    r = ad.read_h5ad(src)
+    d = extract(r, pcs)
+    graphs = {key: d.pop(key) for key in ("distances", "connectivities")}
     keys = ["distances"] + ([] if "--no-connectivities" in sys.argv else ["connectivities"])
     for key in keys:
-        m = r.obsp[key].tocsr()
+        m = graphs[key]
         m.sort_indices()
         d[f"{key}_data"] = m.data.astype(np.float32)
         d[f"{key}_indices"] = m.indices.astype(np.int32)
