@@ -419,14 +419,18 @@ pub fn analyse(
     } else {
         Transform::Identity
     };
-    let mut hmom = Moments::new(g);
+    // Moments of X serve scaling (and HVG when no transform is needed); expm1 moments only
+    // for seurat.
     let mut lmom = Moments::new(g);
+    let mut hmom = (transform != Transform::Identity).then(|| Moments::new(g));
     data.for_each_chunk(step, backend, opts.target_sum, |x| {
-        hmom.merge(&backend.gene_moments(x, transform));
         lmom.merge(&backend.gene_moments(x, Transform::Identity));
+        if let Some(h) = hmom.as_mut() {
+            h.merge(&backend.gene_moments(x, transform));
+        }
         Ok(())
     })?;
-    let (mean, var) = hmom.mean_var(1);
+    let (mean, var) = hmom.as_ref().unwrap_or(&lmom).mean_var(1);
     let (highly_variable, hvg_var_columns) = match &v3 {
         Some((fit, s1, s2)) => {
             let (norm, rank, hv) = seurat_v3::select(fit, n, s1, s2, opts.n_top_genes);
