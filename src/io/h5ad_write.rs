@@ -460,12 +460,11 @@ impl H5adWriter {
         self.frame("var", &ad.var)?;
         let layers = self.mapping("layers")?;
         for (name, m) in &ad.layers {
-            if (m.n_rows, m.n_cols) != (n_obs, n_vars) {
-                return Err(Error::Usage(format!(
-                    "layer '{name}' is {}x{}, expected {n_obs}x{n_vars}",
-                    m.n_rows, m.n_cols
-                )));
-            }
+            check_shape(
+                &format!("layer '{name}'"),
+                (m.n_rows, m.n_cols),
+                (n_obs, n_vars),
+            )?;
             self.sparse(&layers, name, m, &format!("/layers/{name}"))?;
         }
         for (group, items, rows) in [("obsm", &ad.obsm, n_obs), ("varm", &ad.varm, n_vars)] {
@@ -485,21 +484,19 @@ impl H5adWriter {
         }
         let obsp = self.mapping("obsp")?;
         for (name, m) in &ad.obsp {
-            if (m.n_rows, m.n_cols) != (n_obs, n_obs) {
-                return Err(Error::Usage(format!(
-                    "obsp['{name}'] is {}x{}, expected {n_obs}x{n_obs}",
-                    m.n_rows, m.n_cols
-                )));
-            }
+            check_shape(
+                &format!("obsp['{name}']"),
+                (m.n_rows, m.n_cols),
+                (n_obs, n_obs),
+            )?;
             self.sparse(&obsp, name, m, &format!("/obsp/{name}"))?;
         }
         for (name, m) in &ad.obsp_f64 {
-            if (m.n_rows, m.n_cols) != (n_obs, n_obs) {
-                return Err(Error::Usage(format!(
-                    "obsp['{name}'] is {}x{}, expected {n_obs}x{n_obs}",
-                    m.n_rows, m.n_cols
-                )));
-            }
+            check_shape(
+                &format!("obsp['{name}']"),
+                (m.n_rows, m.n_cols),
+                (n_obs, n_obs),
+            )?;
             self.sparse_f64(&obsp, name, m, &format!("/obsp/{name}"))?;
         }
         self.mapping("varp")?;
@@ -508,6 +505,18 @@ impl H5adWriter {
             self.uns_value(&uns, k, v, &format!("/uns/{k}"))?;
         }
         Ok(())
+    }
+}
+
+/// A matrix element's shape must be the one its slot implies.
+fn check_shape(what: &str, got: (usize, usize), want: (usize, usize)) -> Result<()> {
+    if got == want {
+        Ok(())
+    } else {
+        Err(Error::Usage(format!(
+            "{what} is {}x{}, expected {}x{}",
+            got.0, got.1, want.0, want.1
+        )))
     }
 }
 
