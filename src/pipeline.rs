@@ -15,7 +15,7 @@ use std::time::Instant;
 
 use serde::{Deserialize, Serialize};
 
-use crate::backend::{Backend, CpuBackend, Moments, Transform};
+use crate::backend::{Backend, CpuBackend, Moments, ScaleSpec, Transform};
 use crate::error::{Error, Result};
 use crate::io::h5ad_write::WriteOptions;
 use crate::io::names::is_mito;
@@ -470,6 +470,12 @@ pub fn analyse(
         .map(|s| if s == 0.0 { 1.0 } else { s })
         .collect();
     let max_value = (opts.max_value > 0.0).then_some(opts.max_value);
+    let spec = ScaleSpec {
+        cols: &hvg_cols,
+        mean: &s_mean,
+        std: &s_std,
+        max_value,
+    };
     clock.lap("scale");
 
     // PCA: Gram accumulation over scaled chunks, eigendecomposition, projection.
@@ -477,8 +483,7 @@ pub fn analyse(
     let mut gram = vec![0.0f64; k * k];
     let mut colsum = vec![0.0f64; k];
     data.for_each_chunk(step, backend, opts.target_sum, |x| {
-        let block = backend.scale_dense(x, &hvg_cols, &s_mean, &s_std, max_value);
-        backend.gram_accumulate(&block, k, &mut gram, &mut colsum);
+        backend.scaled_gram(x, &spec, &mut gram, &mut colsum);
         Ok(())
     })?;
     tracing::debug!("pca gram: {:.3} s", clock.last.elapsed().as_secs_f64());
@@ -495,10 +500,9 @@ pub fn analyse(
     };
     let mut x_pca = Vec::with_capacity(n * n_comps);
     data.for_each_chunk(step, backend, opts.target_sum, |x| {
-        let block = backend.scale_dense(x, &hvg_cols, &s_mean, &s_std, max_value);
         x_pca.extend(
             backend
-                .project(&block, k, &pca.mean, &pca.components, n_comps)
+                .scaled_project(x, &spec, &pca.mean, &pca.components, n_comps)
                 .into_iter()
                 .map(|v| v as f32),
         );

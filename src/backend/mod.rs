@@ -65,6 +65,20 @@ pub enum Transform {
     Expm1,
 }
 
+/// How the dense HVG block is formed from a log-normalised chunk (scanpy `scale`): the columns
+/// `cols` in that order, each `(x - mean) / std`, clipped to `[-max_value, max_value]`.
+#[derive(Debug, Clone, Copy)]
+pub struct ScaleSpec<'a> {
+    /// Columns of the chunk (the HVGs), in output order.
+    pub cols: &'a [u32],
+    /// Per-column mean (ddof 1 statistics, f64).
+    pub mean: &'a [f64],
+    /// Per-column standard deviation (zero replaced by 1).
+    pub std: &'a [f64],
+    /// Clip bound; None keeps every value.
+    pub max_value: Option<f64>,
+}
+
 /// Kernel-level operations of the pipeline.
 pub trait Backend: Send + Sync {
     /// Short name written to the outputs (`cpu`, `gpu`).
@@ -103,6 +117,34 @@ pub trait Backend: Send + Sync {
 
     /// Per-gene `Σ min(x, clip_j)` and `Σ min(x, clip_j)²` over stored entries (seurat_v3).
     fn clipped_sums(&self, chunk: &CsrMatrix, clip: &[f64]) -> (Vec<f64>, Vec<f64>);
+
+    /// `gram += XᵀX`, `colsum += Σ rows` of the scaled dense HVG block `X` of a chunk. The
+    /// default forms the block with [`Backend::scale_dense`]; a backend may fuse the two.
+    fn scaled_gram(
+        &self,
+        chunk: &CsrMatrix,
+        spec: &ScaleSpec<'_>,
+        gram: &mut [f64],
+        colsum: &mut [f64],
+    ) {
+        let block = self.scale_dense(chunk, spec.cols, spec.mean, spec.std, spec.max_value);
+        self.gram_accumulate(&block, spec.cols.len(), gram, colsum);
+    }
+
+    /// `(X - 1 pca_meanᵀ) · comps` for the scaled dense HVG block `X` of a chunk (`comps`:
+    /// `cols.len() x c`, row-major); the default composes [`Backend::scale_dense`] and
+    /// [`Backend::project`].
+    fn scaled_project(
+        &self,
+        chunk: &CsrMatrix,
+        spec: &ScaleSpec<'_>,
+        pca_mean: &[f64],
+        comps: &[f64],
+        c: usize,
+    ) -> Vec<f64> {
+        let block = self.scale_dense(chunk, spec.cols, spec.mean, spec.std, spec.max_value);
+        self.project(&block, spec.cols.len(), pca_mean, comps, c)
+    }
 
     /// Approximate k nearest neighbours (same layout as [`Backend::knn_exact`]); NN-descent
     /// on the CPU unless a backend has something better.
