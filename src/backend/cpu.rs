@@ -165,83 +165,160 @@ impl Backend for CpuBackend {
     }
 
     fn knn_exact(&self, points: &[f32], dim: usize, k: usize) -> (Vec<u32>, Vec<f64>) {
-        // Candidates from blocked dot products (faer GEMM): d² = |q|² + |p|² - 2 q·p, then the
-        // best k + MARGIN candidates of each row are re-ranked by distances computed directly
-        // in f64, so the result equals brute force up to exact distance ties (broken by index).
-        const MARGIN: usize = 8;
-        let n = points.len() / dim.max(1);
-        let k = k.min(n);
-        let p64: Vec<f64> = points.iter().map(|&v| f64::from(v)).collect();
-        let norms: Vec<f64> = p64
-            .chunks(dim.max(1))
-            .map(|r| r.iter().map(|v| v * v).sum())
-            .collect();
-        let all = faer::MatRef::from_row_major_slice(&p64, n, dim);
-        // Query block size keeps the block of products under ~256 MiB.
-        let block = (32usize << 20).checked_div(n).unwrap_or(1).clamp(16, 1024);
-        let mut idx = vec![0u32; n * k];
-        let mut dist = vec![0.0f64; n * k];
-        let exact = |i: usize, j: usize| -> f64 {
-            let (a, b) = (&p64[i * dim..(i + 1) * dim], &p64[j * dim..(j + 1) * dim]);
-            a.iter().zip(b).map(|(x, y)| (x - y) * (x - y)).sum()
-        };
-        let mut prod = vec![0.0f64; block * n];
-        for q0 in (0..n).step_by(block) {
-            let q1 = (q0 + block).min(n);
-            let rows = q1 - q0;
-            let q = faer::MatRef::from_row_major_slice(&p64[q0 * dim..q1 * dim], rows, dim);
-            let out = faer::MatMut::from_row_major_slice_mut(&mut prod[..rows * n], rows, n);
-            faer::linalg::matmul::matmul(
-                out,
-                faer::Accum::Replace,
-                q,
-                all.transpose(),
-                1.0,
-                faer::Par::rayon(0),
-            );
-            let want = (k + MARGIN).min(n);
-            idx[q0 * k..q1 * k]
-                .par_chunks_mut(k.max(1))
-                .zip(dist[q0 * k..q1 * k].par_chunks_mut(k.max(1)))
-                .zip(prod[..rows * n].par_chunks(n))
-                .enumerate()
-                .for_each(|(r, ((oi, od), dots))| {
-                    let i = q0 + r;
-                    let mut cand: Vec<(f64, u32)> = dots
-                        .iter()
-                        .enumerate()
-                        .map(|(j, &d)| (norms[i] + norms[j] - 2.0 * d, j as u32))
-                        .collect();
-                    if want < n {
-                        cand.select_nth_unstable_by(want - 1, |a, b| a.0.total_cmp(&b.0));
-                        cand.truncate(want);
-                    }
-                    let mut best: Vec<(f64, u32)> = cand
-                        .into_iter()
-                        .map(|(_, j)| {
-                            (
-                                if j as usize == i {
-                                    0.0
-                                } else {
-                                    exact(i, j as usize)
-                                },
-                                j,
-                            )
-                        })
-                        .collect();
-                    // Self is always a candidate at distance 0.
-                    if !best.iter().any(|&(_, j)| j as usize == i) {
-                        best.push((0.0, i as u32));
-                    }
-                    best.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
-                    for (s, &(d2, j)) in best.iter().take(k).enumerate() {
-                        oi[s] = j;
-                        od[s] = d2.sqrt();
-                    }
-                });
-        }
-        (idx, dist)
+        knn_exact_certified(points, dim, k)
     }
+}
+
+/// Query rows and point columns of one tile of the candidate search: the f32 tile of dot
+/// products (64 x 4096 x 4 B = 1 MiB) stays in cache while its rows are scanned.
+const KNN_QUERY_TILE: usize = 64;
+const KNN_POINT_TILE: usize = 4096;
+/// Candidates kept beyond k for the exact re-ranking.
+const KNN_MARGIN: usize = 8;
+
+/// Exact kNN by certified f32 candidates.
+///
+/// Squared distances are first estimated as `|q|² + |p|² - 2 q·p` with the dot products from
+/// an f32 GEMM (faer) tile by tile, keeping each row's best `k + 8` in a small bounded list.
+/// Those candidates are re-ranked by distances computed directly in f64, ties broken by index.
+/// The result is then *proved* equal to f64 brute force: an f32 dot product over `dim` terms
+/// is off by at most `γ = dim·u/(1 - dim·u)` times `|q||p|` (u = 2⁻²⁴, any summation order),
+/// so every point left out had a true squared distance of at least the worst kept estimate
+/// minus `2γ|q|·max|p|`. When the k-th exact distance is below that bound, nothing left out
+/// can enter the top k; otherwise (rare: near-ties at the boundary) the row is recomputed by
+/// f64 brute force.
+fn knn_exact_certified(points: &[f32], dim: usize, k: usize) -> (Vec<u32>, Vec<f64>) {
+    let dim = dim.max(1);
+    let n = points.len() / dim;
+    let k = k.min(n);
+    if n == 0 || k == 0 {
+        return (Vec::new(), Vec::new());
+    }
+    let want = (k + KNN_MARGIN).min(n);
+    let norms: Vec<f64> = points
+        .chunks(dim)
+        .map(|r| r.iter().map(|&v| f64::from(v) * f64::from(v)).sum())
+        .collect();
+    let max_norm = norms.iter().fold(0.0f64, |a, &b| a.max(b)).sqrt();
+    let u = f64::from(f32::EPSILON) / 2.0;
+    let gamma = dim as f64 * u / (1.0 - dim as f64 * u);
+    let exact = |i: usize, j: usize| -> f64 {
+        let (a, b) = (
+            &points[i * dim..(i + 1) * dim],
+            &points[j * dim..(j + 1) * dim],
+        );
+        a.iter()
+            .zip(b)
+            .map(|(&x, &y)| {
+                let d = f64::from(x) - f64::from(y);
+                d * d
+            })
+            .sum()
+    };
+    let all = faer::MatRef::from_row_major_slice(points, n, dim);
+    let mut idx = vec![0u32; n * k];
+    let mut dist = vec![0.0f64; n * k];
+    let recomputed = std::sync::atomic::AtomicUsize::new(0);
+    idx.par_chunks_mut(KNN_QUERY_TILE * k)
+        .zip(dist.par_chunks_mut(KNN_QUERY_TILE * k))
+        .enumerate()
+        .for_each(|(t, (oi, od))| {
+            let q0 = t * KNN_QUERY_TILE;
+            let q1 = (q0 + KNN_QUERY_TILE).min(n);
+            let rows = q1 - q0;
+            let q = faer::MatRef::from_row_major_slice(&points[q0 * dim..q1 * dim], rows, dim);
+            // Per row: the best `want` (estimate, index), unsorted, and the worst of them.
+            let mut best: Vec<Vec<(f64, u32)>> = vec![Vec::with_capacity(want); rows];
+            let mut worst = vec![f64::INFINITY; rows];
+            let mut prod = vec![0.0f32; rows * KNN_POINT_TILE];
+            for p0 in (0..n).step_by(KNN_POINT_TILE) {
+                let p1 = (p0 + KNN_POINT_TILE).min(n);
+                let cols = p1 - p0;
+                let out =
+                    faer::MatMut::from_row_major_slice_mut(&mut prod[..rows * cols], rows, cols);
+                faer::linalg::matmul::matmul(
+                    out,
+                    faer::Accum::Replace,
+                    q,
+                    all.subrows(p0, cols).transpose(),
+                    1.0f32,
+                    faer::Par::Seq,
+                );
+                for r in 0..rows {
+                    let nq = norms[q0 + r];
+                    let list = &mut best[r];
+                    let mut bound = worst[r];
+                    for (c, &d) in prod[r * cols..(r + 1) * cols].iter().enumerate() {
+                        let j = p0 + c;
+                        let est = nq + norms[j] - 2.0 * f64::from(d);
+                        if est < bound || list.len() < want {
+                            if list.len() == want {
+                                let w = arg_max(list);
+                                list.swap_remove(w);
+                            }
+                            list.push((est, j as u32));
+                            if list.len() == want {
+                                bound = list.iter().fold(f64::NEG_INFINITY, |a, b| a.max(b.0));
+                            }
+                        }
+                    }
+                    worst[r] = bound;
+                }
+            }
+            for r in 0..rows {
+                let i = q0 + r;
+                let slack = 2.0 * gamma * norms[i].sqrt() * max_norm;
+                let mut exact_best: Vec<(f64, u32)> = best[r]
+                    .iter()
+                    .map(|&(_, j)| {
+                        (
+                            if j as usize == i {
+                                0.0
+                            } else {
+                                exact(i, j as usize)
+                            },
+                            j,
+                        )
+                    })
+                    .collect();
+                if !exact_best.iter().any(|&(_, j)| j as usize == i) {
+                    exact_best.push((0.0, i as u32));
+                }
+                exact_best.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
+                let certified = want == n || exact_best[k - 1].0 < worst[r] - slack;
+                if !certified {
+                    recomputed.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    exact_best = (0..n)
+                        .map(|j| (if j == i { 0.0 } else { exact(i, j) }, j as u32))
+                        .collect();
+                    exact_best.select_nth_unstable_by(k - 1, |a, b| {
+                        a.0.total_cmp(&b.0).then(a.1.cmp(&b.1))
+                    });
+                    exact_best.truncate(k);
+                    exact_best.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
+                }
+                for (s, &(d2, j)) in exact_best.iter().take(k).enumerate() {
+                    oi[r * k + s] = j;
+                    od[r * k + s] = d2.sqrt();
+                }
+            }
+        });
+    tracing::debug!(
+        "exact kNN: {} of {n} rows recomputed by brute force (boundary within f32 error)",
+        recomputed.into_inner()
+    );
+    (idx, dist)
+}
+
+/// Position of the largest first component.
+fn arg_max(list: &[(f64, u32)]) -> usize {
+    let mut w = 0;
+    for (p, e) in list.iter().enumerate() {
+        if e.0 > list[w].0 {
+            w = p;
+        }
+    }
+    w
 }
 
 #[cfg(test)]
@@ -269,6 +346,74 @@ mod tests {
                 );
             }
             assert_eq!(s[a], block[a] + block[3 + a]);
+        }
+    }
+
+    /// f64 brute force, sorted by (distance, index), self forced to 0.
+    fn brute_force(points: &[f32], dim: usize, k: usize) -> (Vec<u32>, Vec<f64>) {
+        let n = points.len() / dim;
+        let mut idx = Vec::new();
+        let mut dist = Vec::new();
+        for i in 0..n {
+            let mut all: Vec<(f64, u32)> = (0..n)
+                .map(|j| {
+                    let d: f64 = (0..dim)
+                        .map(|a| {
+                            let t = f64::from(points[i * dim + a]) - f64::from(points[j * dim + a]);
+                            t * t
+                        })
+                        .sum();
+                    (if i == j { 0.0 } else { d }, j as u32)
+                })
+                .collect();
+            all.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
+            for &(d, j) in all.iter().take(k) {
+                idx.push(j);
+                dist.push(d.sqrt());
+            }
+        }
+        (idx, dist)
+    }
+
+    #[test]
+    fn knn_equals_f64_brute_force_with_ties_duplicates_and_offsets() {
+        // Clustered points far from the origin (large norms make the f32 estimates coarse),
+        // exact duplicates and grid ties; n not a multiple of the tiles; n < k + margin too.
+        let mut state = 7u64;
+        let mut rnd = || {
+            state = state
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            ((state >> 40) as f32 / (1u64 << 24) as f32) - 0.5
+        };
+        for &(n, dim, k) in &[
+            (4200usize, 7usize, 15usize),
+            (300, 50, 15),
+            (20, 3, 15),
+            (5, 2, 15),
+        ] {
+            let mut pts = Vec::with_capacity(n * dim);
+            for i in 0..n {
+                for a in 0..dim {
+                    let v = match i % 5 {
+                        0 => 1000.0 + rnd(),
+                        1 => (i % 7) as f32 + a as f32,
+                        _ => 40.0 * rnd() + 300.0 * ((i / 5) % 3) as f32,
+                    };
+                    pts.push(v);
+                }
+            }
+            // Duplicates of earlier points.
+            for i in (50..n).step_by(97) {
+                let (src, dst) = (i - 50, i);
+                for a in 0..dim {
+                    pts[dst * dim + a] = pts[src * dim + a];
+                }
+            }
+            let (ei, ed) = brute_force(&pts, dim, k.min(n));
+            let (ci, cd) = CpuBackend.knn_exact(&pts, dim, k);
+            assert_eq!(ci, ei, "n {n} dim {dim}");
+            assert_eq!(cd, ed, "n {n} dim {dim}");
         }
     }
 
