@@ -194,6 +194,25 @@ pub fn peak_rss_mib() -> f64 {
         .map_or(0.0, |kib| kib / 1024.0)
 }
 
+/// CPU seconds (user + system) this process has used so far, from Linux `/proc/self/stat`
+/// (clock ticks of 10 ms); 0 elsewhere. Logged beside wall times: on a busy machine the CPU
+/// time of a stage is the steadier measure of its work.
+fn cpu_seconds() -> f64 {
+    let Ok(stat) = std::fs::read_to_string("/proc/self/stat") else {
+        return 0.0;
+    };
+    // Fields after the command name (which may hold spaces) start at the state, field 3;
+    // utime and stime are fields 14 and 15.
+    let after = stat.rsplit(')').next().unwrap_or("");
+    let ticks: f64 = after
+        .split_whitespace()
+        .skip(11)
+        .take(2)
+        .filter_map(|f| f.parse::<f64>().ok())
+        .sum();
+    ticks / 100.0
+}
+
 /// Picks the backend for `choice`.
 pub fn select_backend(choice: BackendChoice) -> Result<Box<dyn Backend>> {
     match choice {
@@ -250,7 +269,7 @@ impl Stopwatch {
     fn lap(&mut self, name: &str) {
         let now = Instant::now();
         let secs = (now - self.last).as_secs_f64();
-        tracing::info!("{name}: {secs:.3} s");
+        tracing::info!("{name}: {secs:.3} s (process cpu {:.2} s)", cpu_seconds());
         self.stages.push((name.to_string(), secs));
         self.last = now;
         self.bar.inc(1);
@@ -486,9 +505,17 @@ pub fn analyse(
         backend.scaled_gram(x, &spec, &mut gram, &mut colsum);
         Ok(())
     })?;
-    tracing::debug!("pca gram: {:.3} s", clock.last.elapsed().as_secs_f64());
+    tracing::debug!(
+        "pca gram: {:.3} s (process cpu {:.2} s)",
+        clock.last.elapsed().as_secs_f64(),
+        cpu_seconds()
+    );
     let pca = fit_from_gram_with(&gram, &colsum, n, n_comps, opts.pca_solver)?;
-    tracing::debug!("pca eigh: {:.3} s", clock.last.elapsed().as_secs_f64());
+    tracing::debug!(
+        "pca eigh: {:.3} s (process cpu {:.2} s)",
+        clock.last.elapsed().as_secs_f64(),
+        cpu_seconds()
+    );
     // The projection pass also streams X into the output when the data live in the file.
     let mut x_writer = match (&data, x_out) {
         (LogData::File { .. }, Some(path)) => Some(H5adWriter::create(

@@ -3,7 +3,7 @@
 
 use rayon::prelude::*;
 
-use super::{Backend, Moments, Transform};
+use super::{Backend, Moments, ScaleSpec, Transform};
 use crate::matrix::CsrMatrix;
 
 /// Kernels on the CPU.
@@ -117,17 +117,26 @@ impl Backend for CpuBackend {
 
     fn gram_accumulate(&self, block: &[f64], k: usize, gram: &mut [f64], colsum: &mut [f64]) {
         let n = block.len() / k.max(1);
-        // gram += Xᵀ X with faer's cache-blocked SIMD matrix multiply (f64 throughout).
+        // gram += Xᵀ X with faer's cache-blocked SIMD multiply (f64 throughout), on the lower
+        // triangle only (a symmetric rank-n update: half the flops), then mirrored.
         let x = faer::MatRef::from_row_major_slice(block, n, k);
-        let g = faer::MatMut::from_row_major_slice_mut(gram, k, k);
-        faer::linalg::matmul::matmul(
-            g,
+        let mut g = faer::MatMut::from_row_major_slice_mut(gram, k, k);
+        faer::linalg::matmul::triangular::matmul(
+            g.as_mut(),
+            faer::linalg::matmul::triangular::BlockStructure::TriangularLower,
             faer::Accum::Add,
             x.transpose(),
+            faer::linalg::matmul::triangular::BlockStructure::Rectangular,
             x,
+            faer::linalg::matmul::triangular::BlockStructure::Rectangular,
             1.0,
             faer::Par::rayon(0),
         );
+        for a in 0..k {
+            for b in 0..a {
+                g[(b, a)] = g[(a, b)];
+            }
+        }
         for row in block.chunks(k.max(1)) {
             for (s, &v) in colsum.iter_mut().zip(row) {
                 *s += v;
@@ -154,6 +163,127 @@ impl Backend for CpuBackend {
         out
     }
 
+    fn scaled_gram(
+        &self,
+        chunk: &CsrMatrix,
+        spec: &ScaleSpec<'_>,
+        gram: &mut [f64],
+        colsum: &mut [f64],
+    ) {
+        let k = spec.cols.len();
+        let stored = sparse_scaled_rows(chunk, spec);
+        let n = chunk.n_rows;
+        // Sparse outer products cost ~nnz²/2 scattered updates per row, the dense symmetric
+        // update k²/2 fused multiply-adds at SIMD rate: the sparse route wins below roughly
+        // 15 % of the HVG columns stored (scRNA-seq HVGs: ~5 %).
+        if (stored.vals.len() as f64) > SPARSE_GRAM_MAX_DENSITY * (n * k) as f64 {
+            let block = self.scale_dense(chunk, spec.cols, spec.mean, spec.std, spec.max_value);
+            self.gram_accumulate(&block, k, gram, colsum);
+            return;
+        }
+        // X = 1 zᵀ + S (S: stored entries minus z), so
+        // XᵀX = n z zᵀ + z (Σ S)ᵀ + (Σ S) zᵀ + SᵀS and Σ X = n z + Σ S.
+        let z = &stored.zero_value;
+        let mut ssum = vec![0.0f64; k];
+        for (&a, &v) in stored.pos.iter().zip(&stored.vals) {
+            ssum[a as usize] += v;
+        }
+        let nf = n as f64;
+        // SᵀS by bands of output rows: each band scans every row in order, so every entry is
+        // summed in row order whatever the thread count (deterministic), and the bands split
+        // the lower triangle's work evenly.
+        let bands = gram_bands(k, 32);
+        let mut band_rows: Vec<&mut [f64]> = Vec::with_capacity(bands.len());
+        let mut rest: &mut [f64] = gram;
+        let mut done = 0;
+        for &(_, a1) in &bands {
+            let (head, tail) = rest.split_at_mut((a1 - done) * k);
+            band_rows.push(head);
+            rest = tail;
+            done = a1;
+        }
+        band_rows
+            .into_par_iter()
+            .zip(bands.par_iter())
+            .for_each(|(g, &(a0, a1))| {
+                for i in 0..n {
+                    let (r0, r1) = (stored.indptr[i], stored.indptr[i + 1]);
+                    let (pos, vals) = (&stored.pos[r0..r1], &stored.vals[r0..r1]);
+                    for (e, &a) in pos.iter().enumerate() {
+                        let a = a as usize;
+                        if a < a0 {
+                            continue;
+                        }
+                        if a >= a1 {
+                            break;
+                        }
+                        let row = &mut g[(a - a0) * k..(a - a0 + 1) * k];
+                        let va = vals[e];
+                        for (&b, &vb) in pos[..=e].iter().zip(&vals[..=e]) {
+                            row[b as usize] += va * vb;
+                        }
+                    }
+                }
+                for a in a0..a1 {
+                    let row = &mut g[(a - a0) * k..(a - a0 + 1) * k];
+                    for b in 0..=a {
+                        row[b] += nf * z[a] * z[b] + z[a] * ssum[b] + ssum[a] * z[b];
+                    }
+                }
+            });
+        for a in 0..k {
+            for b in 0..a {
+                gram[b * k + a] = gram[a * k + b];
+            }
+            colsum[a] += nf * z[a] + ssum[a];
+        }
+    }
+
+    fn scaled_project(
+        &self,
+        chunk: &CsrMatrix,
+        spec: &ScaleSpec<'_>,
+        pca_mean: &[f64],
+        comps: &[f64],
+        c: usize,
+    ) -> Vec<f64> {
+        // The scaled block is X = 1 zᵀ + S with z_a the scaled value of a zero in column a and
+        // S sparse (stored entries only, s - z_a), so (X - 1 meanᵀ) V = 1 (z - mean)ᵀV + S V:
+        // nnz x c multiply-adds instead of densifying n x k and a GEMM.
+        let k = spec.cols.len();
+        let clip = |x: f64| spec.max_value.map_or(x, |m| x.clamp(-m, m));
+        let z: Vec<f64> = (0..k).map(|a| clip(-spec.mean[a] / spec.std[a])).collect();
+        let mut base = vec![0.0f64; c];
+        for a in 0..k {
+            let w = z[a] - pca_mean[a];
+            for (b, v) in base.iter_mut().zip(&comps[a * c..(a + 1) * c]) {
+                *b += w * v;
+            }
+        }
+        let mut pos = vec![u32::MAX; chunk.n_cols];
+        for (a, &j) in spec.cols.iter().enumerate() {
+            pos[j as usize] = a as u32;
+        }
+        let mut out = vec![0.0f64; chunk.n_rows * c];
+        out.par_chunks_mut(c.max(1))
+            .enumerate()
+            .for_each(|(i, row)| {
+                row.copy_from_slice(&base);
+                let (idx, val) = chunk.row(i);
+                for (&j, &v) in idx.iter().zip(val) {
+                    let a = pos[j as usize];
+                    if a != u32::MAX {
+                        let a = a as usize;
+                        let s = clip((f64::from(v) - spec.mean[a]) / spec.std[a]) - z[a];
+                        for (o, w) in row.iter_mut().zip(&comps[a * c..(a + 1) * c]) {
+                            *o += s * w;
+                        }
+                    }
+                }
+            });
+        out
+    }
+
     fn clipped_sums(&self, chunk: &CsrMatrix, clip: &[f64]) -> (Vec<f64>, Vec<f64>) {
         let (mut s1, mut s2) = (vec![0.0f64; chunk.n_cols], vec![0.0f64; chunk.n_cols]);
         for (&j, &v) in chunk.indices.iter().zip(&chunk.data) {
@@ -167,6 +297,83 @@ impl Backend for CpuBackend {
     fn knn_exact(&self, points: &[f32], dim: usize, k: usize) -> (Vec<u32>, Vec<f64>) {
         knn_exact_certified(points, dim, k)
     }
+}
+
+/// Above this fraction of stored HVG entries the Gram update goes dense.
+const SPARSE_GRAM_MAX_DENSITY: f64 = 0.15;
+
+/// The stored HVG entries of a chunk, scaled and clipped, minus the scaled value of a zero in
+/// their column: `X = 1 zᵀ + S` with `X` the dense scaled block.
+struct SparseScaled {
+    indptr: Vec<usize>,
+    /// HVG position (increasing within a row, as the columns are).
+    pos: Vec<u32>,
+    vals: Vec<f64>,
+    /// Scaled (clipped) value of an unstored zero per HVG.
+    zero_value: Vec<f64>,
+}
+
+fn sparse_scaled_rows(chunk: &CsrMatrix, spec: &ScaleSpec<'_>) -> SparseScaled {
+    let k = spec.cols.len();
+    let clip = |x: f64| spec.max_value.map_or(x, |m| x.clamp(-m, m));
+    let zero_value: Vec<f64> = (0..k).map(|a| clip(-spec.mean[a] / spec.std[a])).collect();
+    let mut map = vec![u32::MAX; chunk.n_cols];
+    for (a, &j) in spec.cols.iter().enumerate() {
+        map[j as usize] = a as u32;
+    }
+    let mut out = SparseScaled {
+        indptr: Vec::with_capacity(chunk.n_rows + 1),
+        pos: Vec::new(),
+        vals: Vec::new(),
+        zero_value,
+    };
+    out.indptr.push(0);
+    for i in 0..chunk.n_rows {
+        let (idx, val) = chunk.row(i);
+        let start = out.pos.len();
+        for (&j, &v) in idx.iter().zip(val) {
+            let a = map[j as usize];
+            if a != u32::MAX {
+                let a = a as usize;
+                out.pos.push(a as u32);
+                out.vals
+                    .push(clip((f64::from(v) - spec.mean[a]) / spec.std[a]) - out.zero_value[a]);
+            }
+        }
+        // HVG positions follow column order only when `cols` is increasing; sort otherwise.
+        if !out.pos[start..].is_sorted() {
+            let mut pairs: Vec<(u32, f64)> = out.pos[start..]
+                .iter()
+                .copied()
+                .zip(out.vals[start..].iter().copied())
+                .collect();
+            pairs.sort_by_key(|p| p.0);
+            for (e, (a, v)) in pairs.into_iter().enumerate() {
+                out.pos[start + e] = a;
+                out.vals[start + e] = v;
+            }
+        }
+        out.indptr.push(out.pos.len());
+    }
+    out
+}
+
+/// Up to `max` contiguous ranges of output rows with about equal lower-triangle work.
+fn gram_bands(k: usize, max: usize) -> Vec<(usize, usize)> {
+    let total = (k * (k + 1) / 2) as f64;
+    let mut bands = Vec::new();
+    let mut a0 = 0;
+    for t in 1..=max {
+        // Rows below a hold a(a+1)/2 entries: solve for the t-th share.
+        let target = total * t as f64 / max as f64;
+        let a1 = (((8.0 * target + 1.0).sqrt() - 1.0) / 2.0).round() as usize;
+        let a1 = if t == max { k } else { a1.clamp(a0, k) };
+        if a1 > a0 {
+            bands.push((a0, a1));
+            a0 = a1;
+        }
+    }
+    bands
 }
 
 /// Query rows and point columns of one tile of the candidate search: the f32 tile of dot
@@ -331,6 +538,72 @@ mod tests {
         CpuBackend.normalize_log1p(&mut m, 1e4);
         let f = 4.0f32 / 1e4f32;
         assert_eq!(m.data, vec![(1.0f32 / f).ln_1p(), (3.0f32 / f).ln_1p()]);
+    }
+
+    #[test]
+    fn sparse_projection_equals_dense_projection() {
+        // Two rows with a clipped value, a zero-variance column and a non-HVG column.
+        let m = CsrMatrix::from_dense(
+            3,
+            4,
+            &[1.0, 0.0, 5.0, 2.0, 0.0, 0.0, 0.5, 1.0, 3.0, 0.0, 0.0, 0.0],
+        );
+        let cols = [3u32, 0, 2];
+        let (mean, std) = ([1.0, 1.3, 1.8], [0.9, 1.0, 0.1]);
+        let spec = ScaleSpec {
+            cols: &cols,
+            mean: &mean,
+            std: &std,
+            max_value: Some(10.0),
+        };
+        let comps = [0.1, -0.2, 0.3, 0.4, -0.5, 0.6];
+        let pm = [0.01, -0.02, 0.5];
+        let block = CpuBackend.scale_dense(&m, &cols, &mean, &std, Some(10.0));
+        let dense = CpuBackend.project(&block, 3, &pm, &comps, 2);
+        let sparse = CpuBackend.scaled_project(&m, &spec, &pm, &comps, 2);
+        for (a, b) in dense.iter().zip(&sparse) {
+            assert!((a - b).abs() < 1e-12, "{dense:?} vs {sparse:?}");
+        }
+    }
+
+    #[test]
+    fn sparse_gram_equals_dense_gram() {
+        // Mostly-zero rows (sparse route), one clipped value, unsorted HVG order, a zero row.
+        let mut dense = vec![0.0f32; 40 * 30];
+        for i in 0..40 {
+            for j in 0..30 {
+                if (i * 7 + j * 3) % 11 == 0 && i != 5 {
+                    dense[i * 30 + j] = ((i + j) % 4) as f32 + 0.5;
+                }
+            }
+        }
+        dense[3 * 30 + 4] = 90.0;
+        let m = CsrMatrix::from_dense(40, 30, &dense);
+        let cols: Vec<u32> = vec![4, 2, 9, 10, 11, 20, 29, 0];
+        let mean: Vec<f64> = (0..8).map(|a| 0.1 * a as f64).collect();
+        let std: Vec<f64> = (0..8).map(|a| 0.5 + 0.1 * a as f64).collect();
+        let spec = ScaleSpec {
+            cols: &cols,
+            mean: &mean,
+            std: &std,
+            max_value: Some(10.0),
+        };
+        let block = CpuBackend.scale_dense(&m, &cols, &mean, &std, Some(10.0));
+        let (mut g1, mut s1) = (vec![0.0; 64], vec![0.0; 8]);
+        CpuBackend.gram_accumulate(&block, 8, &mut g1, &mut s1);
+        let (mut g2, mut s2) = (vec![0.0; 64], vec![0.0; 8]);
+        CpuBackend.scaled_gram(&m, &spec, &mut g2, &mut s2);
+        CpuBackend.scaled_gram(&m, &spec, &mut g2, &mut s2);
+        for (a, b) in g1.iter().zip(&g2) {
+            assert!((2.0 * a - b).abs() < 1e-9 * (1.0 + a.abs()), "{a} vs {b}");
+        }
+        for (a, b) in s1.iter().zip(&s2) {
+            assert!((2.0 * a - b).abs() < 1e-9 * (1.0 + a.abs()));
+        }
+        let bands = gram_bands(2000, 32);
+        assert_eq!(bands.first().map(|b| b.0), Some(0));
+        assert_eq!(bands.last().map(|b| b.1), Some(2000));
+        assert!(bands.windows(2).all(|w| w[0].1 == w[1].0));
     }
 
     #[test]
