@@ -385,15 +385,17 @@ const KNN_MARGIN: usize = 8;
 
 /// Exact kNN by certified f32 candidates.
 ///
-/// Squared distances are first estimated as `|q|² + |p|² - 2 q·p` with the dot products from
-/// an f32 GEMM (faer) tile by tile, keeping each row's best `k + 8` in a small bounded list.
-/// Those candidates are re-ranked by distances computed directly in f64, ties broken by index.
-/// The result is then *proved* equal to f64 brute force: an f32 dot product over `dim` terms
-/// is off by at most `γ = dim·u/(1 - dim·u)` times `|q||p|` (u = 2⁻²⁴, any summation order),
-/// so every point left out had a true squared distance of at least the worst kept estimate
-/// minus `2γ|q|·max|p|`. When the k-th exact distance is below that bound, nothing left out
-/// can enter the top k; otherwise (rare: near-ties at the boundary) the row is recomputed by
-/// f64 brute force.
+/// Within a query row, `|q - p|²` ranks like the key `|p|² - 2 q·p`, which one f32 GEMM gives
+/// directly from the augmented vectors `[q, 1]` and `[-2p, |p|²]`. The GEMM runs tile by tile
+/// (64 queries x 4,096 points, 1 MiB, in cache) and each row keeps its best `k + 8` keys in a
+/// small bounded list. Those candidates are re-ranked by distances computed directly in f64,
+/// ties broken by index. The result is then *proved* equal to f64 brute force: an f32 dot
+/// product over `m` terms is off by at most `γ_m = m·u/(1 - m·u)` times the sum of the terms'
+/// magnitudes (u = 2⁻²⁴, any summation order), here `2|q||p| + |p|²`, plus `u|p|²` for
+/// rounding `|p|²` to f32; so every point left out has a true key of at least the worst kept
+/// key minus that slack (taken with the largest |p|). When the k-th exact distance is below
+/// that bound, nothing left out can enter the top k; otherwise (rare: near-ties at the
+/// boundary) the row is recomputed by f64 brute force.
 fn knn_exact_certified(points: &[f32], dim: usize, k: usize) -> (Vec<u32>, Vec<f64>) {
     let dim = dim.max(1);
     let n = points.len() / dim;
@@ -406,9 +408,10 @@ fn knn_exact_certified(points: &[f32], dim: usize, k: usize) -> (Vec<u32>, Vec<f
         .chunks(dim)
         .map(|r| r.iter().map(|&v| f64::from(v) * f64::from(v)).sum())
         .collect();
-    let max_norm = norms.iter().fold(0.0f64, |a, &b| a.max(b)).sqrt();
+    let max_sq = norms.iter().fold(0.0f64, |a, &b| a.max(b));
     let u = f64::from(f32::EPSILON) / 2.0;
-    let gamma = dim as f64 * u / (1.0 - dim as f64 * u);
+    let m = (dim + 1) as f64;
+    let gamma = m * u / (1.0 - m * u);
     let exact = |i: usize, j: usize| -> f64 {
         let (a, b) = (
             &points[i * dim..(i + 1) * dim],
@@ -422,7 +425,17 @@ fn knn_exact_certified(points: &[f32], dim: usize, k: usize) -> (Vec<u32>, Vec<f
             })
             .sum()
     };
-    let all = faer::MatRef::from_row_major_slice(points, n, dim);
+    let aug = dim + 1;
+    let mut queries = vec![1.0f32; n * aug];
+    let mut keyed = vec![0.0f32; n * aug];
+    for i in 0..n {
+        queries[i * aug..i * aug + dim].copy_from_slice(&points[i * dim..(i + 1) * dim]);
+        for a in 0..dim {
+            keyed[i * aug + a] = -2.0 * points[i * dim + a];
+        }
+        keyed[i * aug + dim] = norms[i] as f32;
+    }
+    let all = faer::MatRef::from_row_major_slice(&keyed, n, aug);
     let mut idx = vec![0u32; n * k];
     let mut dist = vec![0.0f64; n * k];
     let recomputed = std::sync::atomic::AtomicUsize::new(0);
@@ -433,10 +446,10 @@ fn knn_exact_certified(points: &[f32], dim: usize, k: usize) -> (Vec<u32>, Vec<f
             let q0 = t * KNN_QUERY_TILE;
             let q1 = (q0 + KNN_QUERY_TILE).min(n);
             let rows = q1 - q0;
-            let q = faer::MatRef::from_row_major_slice(&points[q0 * dim..q1 * dim], rows, dim);
-            // Per row: the best `want` (estimate, index), unsorted, and the worst of them.
-            let mut best: Vec<Vec<(f64, u32)>> = vec![Vec::with_capacity(want); rows];
-            let mut worst = vec![f64::INFINITY; rows];
+            let q = faer::MatRef::from_row_major_slice(&queries[q0 * aug..q1 * aug], rows, aug);
+            // Per row: the best `want` (key, index), unsorted, and the worst of them.
+            let mut best: Vec<Vec<(f32, u32)>> = vec![Vec::with_capacity(want); rows];
+            let mut worst = vec![f32::INFINITY; rows];
             let mut prod = vec![0.0f32; rows * KNN_POINT_TILE];
             for p0 in (0..n).step_by(KNN_POINT_TILE) {
                 let p1 = (p0 + KNN_POINT_TILE).min(n);
@@ -452,20 +465,17 @@ fn knn_exact_certified(points: &[f32], dim: usize, k: usize) -> (Vec<u32>, Vec<f
                     faer::Par::Seq,
                 );
                 for r in 0..rows {
-                    let nq = norms[q0 + r];
                     let list = &mut best[r];
                     let mut bound = worst[r];
-                    for (c, &d) in prod[r * cols..(r + 1) * cols].iter().enumerate() {
-                        let j = p0 + c;
-                        let est = nq + norms[j] - 2.0 * f64::from(d);
-                        if est < bound || list.len() < want {
+                    for (c, &key) in prod[r * cols..(r + 1) * cols].iter().enumerate() {
+                        if key < bound || list.len() < want {
                             if list.len() == want {
                                 let w = arg_max(list);
                                 list.swap_remove(w);
                             }
-                            list.push((est, j as u32));
+                            list.push((key, (p0 + c) as u32));
                             if list.len() == want {
-                                bound = list.iter().fold(f64::NEG_INFINITY, |a, b| a.max(b.0));
+                                bound = list.iter().fold(f32::NEG_INFINITY, |a, b| a.max(b.0));
                             }
                         }
                     }
@@ -474,7 +484,7 @@ fn knn_exact_certified(points: &[f32], dim: usize, k: usize) -> (Vec<u32>, Vec<f
             }
             for r in 0..rows {
                 let i = q0 + r;
-                let slack = 2.0 * gamma * norms[i].sqrt() * max_norm;
+                let slack = gamma * (2.0 * (norms[i] * max_sq).sqrt() + max_sq) + u * max_sq;
                 let mut exact_best: Vec<(f64, u32)> = best[r]
                     .iter()
                     .map(|&(_, j)| {
@@ -492,7 +502,11 @@ fn knn_exact_certified(points: &[f32], dim: usize, k: usize) -> (Vec<u32>, Vec<f
                     exact_best.push((0.0, i as u32));
                 }
                 exact_best.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
-                let certified = want == n || exact_best[k - 1].0 < worst[r] - slack;
+                // Left out: true d² >= worst key + |q|² - slack; a relative 1e-12 covers the
+                // f64 arithmetic of this comparison itself.
+                let floor = f64::from(worst[r]) + norms[i] - slack;
+                let certified =
+                    want == n || exact_best[k - 1].0 < floor - 1e-12 * (norms[i] + max_sq);
                 if !certified {
                     recomputed.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                     exact_best = (0..n)
@@ -518,7 +532,7 @@ fn knn_exact_certified(points: &[f32], dim: usize, k: usize) -> (Vec<u32>, Vec<f
 }
 
 /// Position of the largest first component.
-fn arg_max(list: &[(f64, u32)]) -> usize {
+fn arg_max(list: &[(f32, u32)]) -> usize {
     let mut w = 0;
     for (p, e) in list.iter().enumerate() {
         if e.0 > list[w].0 {
