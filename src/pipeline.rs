@@ -19,7 +19,7 @@ use crate::backend::{Backend, CpuBackend, Moments, ScaleSpec, Transform};
 use crate::error::{Error, Result};
 use crate::io::h5ad_write::WriteOptions;
 use crate::io::names::is_mito;
-use crate::io::values::{CountPolicy, ValueScan};
+use crate::io::values::{CountPolicy, ValueNames, ValueScan};
 use crate::io::{AnnData, Column, CountSource, Dense, H5adWriter, ReadOptions, UnsValue};
 use crate::matrix::CsrMatrix;
 use crate::pp::hvg::{HvgFlavor, highly_variable_genes};
@@ -321,29 +321,63 @@ pub fn analyse(
     let budget = memory_budget_bytes(opts.max_memory_mib);
     let mut counts = Some(CsrMatrix::empty(g_in));
     let step = opts.chunk_rows;
-    for a in (0..n_in).step_by(step) {
-        let mut m = src.read_rows(a..(a + step).min(n_in))?;
-        scan.update(&src, &m, a, policy)?;
-        drop_explicit_zeros(&mut m);
-        let before = cells.n_genes_by_counts.len();
-        qc::accumulate(&m, &mito, &mut cells, &mut genes);
-        let keep: Vec<bool> = cells.n_genes_by_counts[before..]
-            .iter()
-            .map(|&n| n >= opts.min_genes as i32)
-            .collect();
-        qc::cells_per_gene(&m, &keep, &mut n_cells_per_gene);
-        if let Some(c) = counts.as_mut() {
-            c.append_rows(&m);
-            // Counts and their log-normalised copy: 16 bytes per stored entry.
-            if c.nnz().saturating_mul(16) > budget {
-                tracing::info!(
-                    "data exceed --max-memory; later stages re-read {} in chunks",
-                    input.display()
-                );
-                counts = None;
+    // Chunks are checked and counted on a second thread while the next one is read.
+    let (path, field) = (src.path.clone(), src.x.element.clone());
+    let (cell_names, gene_names) = (src.obs.index.clone(), src.var.index.clone());
+    let names = ValueNames {
+        path: &path,
+        field: &field,
+        cells: &cell_names,
+        genes: &gene_names,
+    };
+    std::thread::scope(|scope| -> Result<()> {
+        let (tx, rx) = std::sync::mpsc::sync_channel::<(usize, CsrMatrix)>(1);
+        let worker = scope.spawn(|| -> Result<()> {
+            for (a, mut m) in rx {
+                scan.update_named(&names, &m, a, policy)?;
+                drop_explicit_zeros(&mut m);
+                let before = cells.n_genes_by_counts.len();
+                qc::accumulate(&m, &mito, &mut cells, &mut genes);
+                let keep: Vec<bool> = cells.n_genes_by_counts[before..]
+                    .iter()
+                    .map(|&n| n >= opts.min_genes as i32)
+                    .collect();
+                qc::cells_per_gene(&m, &keep, &mut n_cells_per_gene);
+                if let Some(c) = counts.as_mut() {
+                    c.append_rows(&m);
+                    // Counts and their log-normalised copy: 16 bytes per stored entry.
+                    if c.nnz().saturating_mul(16) > budget {
+                        tracing::info!(
+                            "data exceed --max-memory; later stages re-read {} in chunks",
+                            input.display()
+                        );
+                        counts = None;
+                    }
+                }
+            }
+            Ok(())
+        });
+        let mut read = Ok(());
+        for a in (0..n_in).step_by(step) {
+            match src.read_rows(a..(a + step).min(n_in)) {
+                // A closed channel means the checks failed: their error is reported below.
+                Ok(m) => {
+                    if tx.send((a, m)).is_err() {
+                        break;
+                    }
+                }
+                Err(e) => {
+                    read = Err(e);
+                    break;
+                }
             }
         }
-    }
+        drop(tx);
+        let checked = worker
+            .join()
+            .map_err(|_| Error::Usage("the QC thread panicked".into()))?;
+        read.and(checked)
+    })?;
     scan.warn(&src, true);
     clock.lap("read+qc");
 

@@ -34,6 +34,19 @@ impl CountPolicy {
     }
 }
 
+/// What error messages about values name: the file, the matrix element, cells and genes.
+#[derive(Debug, Clone, Copy)]
+pub struct ValueNames<'a> {
+    /// The input path.
+    pub path: &'a std::path::Path,
+    /// The matrix element, e.g. `/X`.
+    pub field: &'a str,
+    /// Cell names by row.
+    pub cells: &'a [String],
+    /// Gene names by column.
+    pub genes: &'a [String],
+}
+
 /// Running statistics of the stored values.
 #[derive(Debug, Clone, Serialize)]
 pub struct ValueScan {
@@ -80,6 +93,24 @@ impl ValueScan {
         row0: usize,
         policy: CountPolicy,
     ) -> Result<()> {
+        let names = ValueNames {
+            path: &src.path,
+            field: &src.x.element,
+            cells: &src.obs.index,
+            genes: &src.var.index,
+        };
+        self.update_named(&names, m, row0, policy)
+    }
+
+    /// [`ValueScan::update`] with the names its messages need given separately, so a chunk can
+    /// be checked while the source reads the next one.
+    pub fn update_named(
+        &mut self,
+        src: &ValueNames<'_>,
+        m: &CsrMatrix,
+        row0: usize,
+        policy: CountPolicy,
+    ) -> Result<()> {
         for i in 0..m.n_rows {
             let (idx, val) = m.row(i);
             let mut total = 0f64;
@@ -99,13 +130,13 @@ impl ValueScan {
                 };
                 if let Some(what) = problem {
                     return Err(Error::Values {
-                        path: src.path.clone(),
-                        field: src.x.element.clone(),
+                        path: src.path.to_path_buf(),
+                        field: src.field.to_string(),
                         message: format!(
                             "{what} {v} at cell '{}' (row {}), gene '{}': raw counts expected (--allow-non-integer accepts such values with a warning)",
-                            src.obs.index[row0 + i],
+                            src.cells[row0 + i],
                             row0 + i,
-                            src.var.index[j as usize]
+                            src.genes[j as usize]
                         ),
                     });
                 }
