@@ -48,17 +48,17 @@ pub enum KnnMethod {
     /// Exact below [`APPROX_KNN_ABOVE`] cells, NN-descent above.
     #[default]
     Auto,
-    /// Exact brute force (blocked GEMM + f64 re-rank) for every n.
+    /// Exact brute force (certified f32 GEMM candidates + f64 re-rank) for every n.
     Exact,
     /// NN-descent for every n.
     Approx,
 }
 
 /// Cells above which `--knn auto` switches to NN-descent. scanpy switches at 8,192, but the
-/// exact search here stays faster well beyond that (2 cores, 50 PCs: 27,604 cells exact 3.8 s
-/// vs NN-descent 4.3-6 s; 92,018 cells exact 45.2 s vs NN-descent 25.0 s at recall 0.985), so
-/// the switch comes where the O(n²) exact search starts to cost more.
-pub const APPROX_KNN_ABOVE: usize = 50_000;
+/// exact search here stays cheaper well beyond that (2 cores, 50 PCs, CPU seconds of the
+/// neighbors stage: 92,053 cells exact 29.9 s vs NN-descent 44.5 s at recall@14 0.984), so the
+/// switch comes where the O(n²) exact search would cost more (about 1.5 x 92k by that ratio).
+pub const APPROX_KNN_ABOVE: usize = 150_000;
 
 /// Parameters of a run; every default is the reference pipeline's.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

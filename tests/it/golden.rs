@@ -161,7 +161,7 @@ fn seurat_v3_hvg_flavor_matches_scanpy_within_loess_tolerance() {
 
 #[test]
 fn nn_descent_path_meets_the_recall_target_on_scanpy_pca() {
-    // The approximate search (used above 50,000 cells, forced here) judged by the same golden:
+    // The approximate search (used above 150,000 cells, forced here) judged by the same golden:
     // recall against exact neighbours on scanpy's PCA must be >= 0.98.
     let dir = tempfile::tempdir().unwrap();
     let input = dir.path().join("sim9k.h5ad");
