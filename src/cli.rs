@@ -29,6 +29,16 @@ pub enum Command {
     Simulate(SimulateArgs),
     /// Run the standard scanpy pipeline (QC, normalisation, HVG, scaling, PCA, kNN graph).
     Run(RunArgs),
+    /// List the GPU adapters wgpu sees (best first), with driver and key limits.
+    Devices(DevicesArgs),
+}
+
+/// `cartscope devices`.
+#[derive(Debug, Args)]
+pub struct DevicesArgs {
+    /// JSON instead of text.
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// `cartscope run`. Options left out take the config file's value, else the reference default.
