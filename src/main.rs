@@ -75,6 +75,26 @@ fn run(cli: cli::Cli) -> anyhow::Result<()> {
             Ok(())
         }
         cli::Command::Convert(args) => convert(&args),
+        cli::Command::Bench(args) => {
+            let sel = cartscope::pipeline::select_backend(args.backend)?;
+            if let Some(r) = &sel.fallback_reason {
+                eprintln!("note: no GPU used ({r})");
+            }
+            let device = sel.backend.device();
+            let rows = cartscope::bench::run(sel.backend.as_ref(), &args.options());
+            let mut out = std::io::stdout().lock();
+            if args.json {
+                let v = serde_json::json!({ "backend": sel.backend.name(), "device": device, "kernels": rows });
+                serde_json::to_writer_pretty(&mut out, &v)?;
+                writeln!(out)?;
+            } else {
+                write!(out, "{}", cartscope::bench::to_text(&device, &rows))?;
+            }
+            if let Some(r) = sel.backend.fallback_reason() {
+                eprintln!("warning: some kernels ran on the CPU: {r}");
+            }
+            Ok(())
+        }
         cli::Command::Devices(args) => {
             let list = cartscope::backend::gpu::list_adapters();
             let mut out = std::io::stdout().lock();
