@@ -1,15 +1,26 @@
 //! Criterion benches of the pipeline's kernels, per backend and size, and of whole stages on
 //! simulated data: `cargo bench --bench kernels`. Every backend implementing the trait is
-//! listed in `backends()`; sizes stay moderate so a run takes minutes on two cores.
+//! listed in `backends()` (the GPU one when an adapter opens, lavapipe included); sizes stay
+//! moderate so a run takes minutes on two cores. GPU kernels are timed through the trait,
+//! whose calls return only once the device has finished and the results are read back, so
+//! wall-clock iterations measure what the pipeline pays, transfers included.
 
 use std::hint::black_box;
 
-use cartscope::backend::{Backend, CpuBackend, Transform};
+use cartscope::backend::{Backend, CpuBackend, GpuBackend, Transform};
 use cartscope::simulate::{SimOptions, simulate};
 use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
 
 fn backends() -> Vec<Box<dyn Backend>> {
-    vec![Box::new(CpuBackend)]
+    let mut v: Vec<Box<dyn Backend>> = vec![Box::new(CpuBackend)];
+    match GpuBackend::new(true) {
+        Ok(g) => {
+            eprintln!("GPU: {}", g.device());
+            v.push(Box::new(g));
+        }
+        Err(e) => eprintln!("no GPU backend benches: {e}"),
+    }
+    v
 }
 
 fn counts(cells: usize) -> cartscope::CsrMatrix {

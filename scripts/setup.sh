@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Installs what a fresh Debian 12 machine lacks for building and testing cartscope:
-# HDF5 headers (libhdf5-dev, pkg-config) and a Python venv with anndata for the interop tests.
+# HDF5 headers (libhdf5-dev, pkg-config), a Vulkan driver that runs on the CPU (lavapipe, from
+# mesa-vulkan-drivers, so the GPU backend's shaders run in tests without a GPU) and a Python
+# venv with anndata for the interop tests.
 # Idempotent: does nothing that is already done. Source it or run it.
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -11,6 +13,10 @@ need_apt=()
 pkg-config --exists hdf5 2>/dev/null || need_apt+=(libhdf5-dev pkg-config)
 command -v cc >/dev/null || need_apt+=(gcc)
 python3 -c 'import venv, ensurepip' 2>/dev/null || need_apt+=(python3-venv)
+# lavapipe's ICD file and the Vulkan loader (skipped where a Vulkan driver is already present).
+if ! ls /usr/share/vulkan/icd.d/lvp_icd*.json >/dev/null 2>&1 || ! ldconfig -p | grep -q 'libvulkan.so.1'; then
+  need_apt+=(mesa-vulkan-drivers libvulkan1)
+fi
 if [ ${#need_apt[@]} -gt 0 ]; then
   echo "setup: installing ${need_apt[*]}" >&2
   as_root apt-get update -qq
@@ -46,3 +52,5 @@ if [ ! -s "$real" ]; then
   mv "$cache/extract/scirpy/tests/data/wu2020_200_v0_11.h5ad" "$real"
 fi
 export CARTSCOPE_REAL_DATA="$cache"
+# lavapipe warns when XDG_RUNTIME_DIR is unset (harmless; keeps test logs clean).
+export XDG_RUNTIME_DIR="${XDG_RUNTIME_DIR:-/tmp}"

@@ -29,6 +29,69 @@ pub enum Command {
     Simulate(SimulateArgs),
     /// Run the standard scanpy pipeline (QC, normalisation, HVG, scaling, PCA, kNN graph).
     Run(RunArgs),
+    /// List the GPU adapters wgpu sees (best first), with driver and key limits.
+    Devices(DevicesArgs),
+    /// Time each kernel on synthetic data: seconds, GB/s, GFLOP/s, fraction of the device's peak.
+    Bench(BenchArgs),
+}
+
+/// `cartscope bench`.
+#[derive(Debug, Args)]
+pub struct BenchArgs {
+    /// Backend to time.
+    #[arg(long, value_enum, default_value = "auto")]
+    pub backend: cartscope::pipeline::BackendChoice,
+    /// Cells streamed through the per-chunk kernels.
+    #[arg(long, default_value_t = 65_536)]
+    pub cells: usize,
+    /// Genes of the synthetic counts.
+    #[arg(long, default_value_t = 20_000)]
+    pub genes: usize,
+    /// Stored entries per cell.
+    #[arg(long, default_value_t = 2_000)]
+    pub nnz_per_cell: usize,
+    /// HVG columns of the Gram matrix.
+    #[arg(long, default_value_t = 2_000)]
+    pub hvg: usize,
+    /// Cells per chunk.
+    #[arg(long, default_value_t = 8_192)]
+    pub chunk_rows: usize,
+    /// Points of the exact kNN search (0 skips it).
+    #[arg(long, default_value_t = 50_000)]
+    pub knn_points: usize,
+    /// Dimensions of the kNN points.
+    #[arg(long, default_value_t = 50)]
+    pub dim: usize,
+    /// Neighbours, self included.
+    #[arg(long, default_value_t = 15)]
+    pub k: usize,
+    /// JSON instead of a table.
+    #[arg(long)]
+    pub json: bool,
+}
+
+impl BenchArgs {
+    /// The library's options.
+    pub fn options(&self) -> cartscope::bench::BenchOptions {
+        cartscope::bench::BenchOptions {
+            cells: self.cells,
+            genes: self.genes,
+            nnz_per_cell: self.nnz_per_cell,
+            hvg: self.hvg,
+            chunk_rows: self.chunk_rows.max(1),
+            knn_points: self.knn_points,
+            dim: self.dim.max(1),
+            k: self.k.max(1),
+        }
+    }
+}
+
+/// `cartscope devices`.
+#[derive(Debug, Args)]
+pub struct DevicesArgs {
+    /// JSON instead of text.
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// `cartscope run`. Options left out take the config file's value, else the reference default.

@@ -78,6 +78,10 @@ pub enum Error {
     /// An invalid option or combination of options.
     #[error("{0}")]
     Usage(String),
+    /// The GPU backend could not be used (no adapter, device request failed, device lost, out
+    /// of memory, a limit exceeded). `--backend auto` falls back to the CPU instead.
+    #[error(transparent)]
+    Gpu(#[from] crate::backend::gpu::GpuError),
     /// Writing an output failed; nothing was left under the final name.
     #[error("{path}: cannot write {field}: {message}")]
     Write {
@@ -100,7 +104,7 @@ impl Error {
             | Error::Invalid { .. }
             | Error::Values { .. } => ErrorKind::BadInput,
             Error::Usage(_) => ErrorKind::Usage,
-            Error::Write { .. } => ErrorKind::Other,
+            Error::Write { .. } | Error::Gpu(_) => ErrorKind::Other,
         }
     }
 

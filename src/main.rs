@@ -75,6 +75,53 @@ fn run(cli: cli::Cli) -> anyhow::Result<()> {
             Ok(())
         }
         cli::Command::Convert(args) => convert(&args),
+        cli::Command::Bench(args) => {
+            let sel = cartscope::pipeline::select_backend(args.backend)?;
+            if let Some(r) = &sel.fallback_reason {
+                eprintln!("note: no GPU used ({r})");
+            }
+            let device = sel.backend.device();
+            let rows = cartscope::bench::run(sel.backend.as_ref(), &args.options());
+            let mut out = std::io::stdout().lock();
+            if args.json {
+                let v = serde_json::json!({ "backend": sel.backend.name(), "device": device, "kernels": rows });
+                serde_json::to_writer_pretty(&mut out, &v)?;
+                writeln!(out)?;
+            } else {
+                write!(out, "{}", cartscope::bench::to_text(&device, &rows))?;
+            }
+            if let Some(r) = sel.backend.fallback_reason() {
+                eprintln!("warning: some kernels ran on the CPU: {r}");
+            }
+            Ok(())
+        }
+        cli::Command::Devices(args) => {
+            let list = cartscope::backend::gpu::list_adapters();
+            let mut out = std::io::stdout().lock();
+            if args.json {
+                serde_json::to_writer_pretty(&mut out, &list)?;
+                writeln!(out)?;
+            } else if list.is_empty() {
+                writeln!(out, "no GPU adapter (cartscope runs on the CPU)")?;
+            } else {
+                for (i, a) in list.iter().enumerate() {
+                    writeln!(
+                        out,
+                        "{i}: {} [{}, {}{}] driver {}\n   max storage binding {} MiB, max buffer {} MiB, workgroup memory {} KiB, {} invocations/workgroup",
+                        a.name,
+                        a.backend,
+                        a.device_type,
+                        if a.hardware { "" } else { ", software" },
+                        a.driver,
+                        a.max_storage_buffer_binding_size >> 20,
+                        a.max_buffer_size >> 20,
+                        a.max_compute_workgroup_storage_size >> 10,
+                        a.max_compute_invocations_per_workgroup
+                    )?;
+                }
+            }
+            Ok(())
+        }
         cli::Command::Run(args) => {
             let opts = args.options()?;
             let s = cartscope::pipeline::run_with_progress(

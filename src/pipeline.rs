@@ -15,7 +15,7 @@ use std::time::Instant;
 
 use serde::{Deserialize, Serialize};
 
-use crate::backend::{Backend, CpuBackend, Moments, ScaleSpec, Transform};
+use crate::backend::{Backend, CpuBackend, GpuBackend, Moments, ScaleSpec, Transform};
 use crate::error::{Error, Result};
 use crate::io::h5ad_write::WriteOptions;
 use crate::io::names::is_mito;
@@ -45,7 +45,7 @@ pub enum BackendChoice {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Serialize, Deserialize, Default)]
 #[serde(rename_all = "lowercase")]
 pub enum KnnMethod {
-    /// Exact below [`APPROX_KNN_ABOVE`] cells, NN-descent above.
+    /// Exact below [`APPROX_KNN_ABOVE`] cells, NN-descent above; always exact on a GPU.
     #[default]
     Auto,
     /// Exact brute force (certified f32 GEMM candidates + f64 re-rank) for every n.
@@ -162,6 +162,11 @@ pub struct RunSummary {
     pub backend: String,
     /// Device description.
     pub device: String,
+    /// Driver of the device (GPU backend), null on the CPU.
+    pub driver: Option<String>,
+    /// Why the run did not (entirely) use the requested backend: the GPU `--backend auto`
+    /// could not open, or a GPU kernel that failed and ran on the CPU. Null when none.
+    pub fallback_reason: Option<String>,
     /// Cells read.
     pub n_cells_in: usize,
     /// Genes read.
@@ -213,13 +218,53 @@ fn cpu_seconds() -> f64 {
     ticks / 100.0
 }
 
-/// Picks the backend for `choice`.
-pub fn select_backend(choice: BackendChoice) -> Result<Box<dyn Backend>> {
+/// The backend a run uses, and why it is not the one asked for (if so).
+pub struct Selected {
+    /// The backend.
+    pub backend: Box<dyn Backend>,
+    /// Set when `auto` wanted a GPU but fell back to the CPU.
+    pub fallback_reason: Option<String>,
+}
+
+/// Picks the backend for `choice`: `cpu`; `gpu` (any adapter, software ones such as lavapipe
+/// included; an error when there is none); `auto` (a hardware GPU, discrete first, else the
+/// CPU with the reason logged).
+pub fn select_backend(choice: BackendChoice) -> Result<Selected> {
+    let cpu = |reason: Option<String>| Selected {
+        backend: Box::new(CpuBackend),
+        fallback_reason: reason,
+    };
     match choice {
-        BackendChoice::Auto | BackendChoice::Cpu => Ok(Box::new(CpuBackend)),
-        BackendChoice::Gpu => Err(Error::Usage(
-            "--backend gpu is not available yet in this build; use --backend cpu (or auto)".into(),
-        )),
+        BackendChoice::Cpu => Ok(cpu(None)),
+        BackendChoice::Gpu => {
+            let gpu = GpuBackend::new(true)?;
+            tracing::info!("backend gpu: {}", gpu.device());
+            Ok(Selected {
+                backend: Box::new(gpu),
+                fallback_reason: None,
+            })
+        }
+        BackendChoice::Auto => match GpuBackend::new(false) {
+            Ok(gpu) => {
+                tracing::info!("backend auto: GPU {}", gpu.device());
+                Ok(Selected {
+                    backend: Box::new(gpu),
+                    fallback_reason: None,
+                })
+            }
+            Err(e) => {
+                // No hardware GPU is the common case on a laptop or CI: say so once, quietly
+                // unless -v; any other failure is a warning.
+                match e {
+                    crate::backend::gpu::GpuError::NoAdapter
+                    | crate::backend::gpu::GpuError::SoftwareOnly(_) => {
+                        tracing::info!("backend auto: CPU ({e})")
+                    }
+                    _ => tracing::warn!("backend auto: GPU unusable, running on the CPU: {e}"),
+                }
+                Ok(cpu(Some(e.to_string())))
+            }
+        },
     }
 }
 
@@ -585,7 +630,8 @@ pub fn analyse(
         opts.n_neighbors
     };
     let approx = match opts.knn {
-        KnnMethod::Auto => n > APPROX_KNN_ABOVE,
+        // A GPU runs the exact search at any size (1M x 50 in seconds on a datacentre GPU).
+        KnnMethod::Auto => backend.name() != "gpu" && n > APPROX_KNN_ABOVE,
         KnnMethod::Exact => false,
         KnnMethod::Approx => true,
     };
@@ -743,6 +789,8 @@ pub fn analyse(
         input: input.display().to_string(),
         backend: backend.name().to_string(),
         device: backend.device(),
+        driver: backend.driver(),
+        fallback_reason: backend.fallback_reason(),
         n_cells_in: n_in,
         n_genes_in: g_in,
         n_cells_after_qc: n,
@@ -885,7 +933,10 @@ pub fn run_with_progress(
     opts: &RunOptions,
     progress: bool,
 ) -> Result<RunSummary> {
-    let backend = select_backend(opts.backend)?;
+    let Selected {
+        backend,
+        fallback_reason,
+    } = select_backend(opts.backend)?;
     std::fs::create_dir_all(outdir).map_err(|e| Error::write(outdir, "output folder", e))?;
     let result = outdir.join("result.h5ad");
     let RunResult {
@@ -907,6 +958,9 @@ pub fn run_with_progress(
         .push(("write".into(), started.elapsed().as_secs_f64()));
     summary.total_seconds += started.elapsed().as_secs_f64();
     summary.peak_rss_mib = peak_rss_mib();
+    if summary.fallback_reason.is_none() {
+        summary.fallback_reason = fallback_reason;
+    }
     let config = toml::to_string(opts).map_err(|e| Error::write(outdir, "config.toml", e))?;
     write_atomic(&outdir.join("config.toml"), config.as_bytes())?;
     let json =

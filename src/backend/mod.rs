@@ -2,11 +2,13 @@
 //!
 //! Stages in [`crate::pp`] and [`crate::tl`] call these kernel-level operations on row chunks
 //! and never know which implementation runs. [`CpuBackend`] (rayon, f64 accumulation) is the
-//! readable reference; a GPU backend implements the same trait.
+//! readable reference; [`GpuBackend`] (wgpu + WGSL) implements the same trait.
 
 pub mod cpu;
+pub mod gpu;
 
 pub use cpu::CpuBackend;
+pub use gpu::GpuBackend;
 
 use crate::matrix::CsrMatrix;
 
@@ -86,6 +88,17 @@ pub trait Backend: Send + Sync {
 
     /// The device the kernels run on.
     fn device(&self) -> String;
+
+    /// The driver of the device, where there is one (GPU backends).
+    fn driver(&self) -> Option<String> {
+        None
+    }
+
+    /// Why some work ran elsewhere than on this backend (e.g. a GPU kernel that failed and ran
+    /// on the CPU instead); None when everything ran here.
+    fn fallback_reason(&self) -> Option<String> {
+        None
+    }
 
     /// scanpy `normalize_total(target_sum)` + `log1p` of a raw-count chunk, in place:
     /// `x / f32(t_i / target)` then `ln(1 + x)`, all in f32; rows with `t_i = 0` stay 0.

@@ -57,6 +57,46 @@ fn sample_matches_scanpy_on_the_exact_knn_path() {
     compare(&dir.path().join("result.h5ad"), "P01_day90_scanpy.npz");
 }
 
+/// The same run on the GPU backend (lavapipe in CI) meets the same scanpy tolerances and
+/// agrees with the CPU backend.
+#[test]
+fn sample_on_the_gpu_matches_scanpy_and_the_cpu() {
+    if std::env::var("CARTSCOPE_SKIP_GPU_TESTS").is_ok_and(|v| v == "1") {
+        return;
+    }
+    let input = root().join("sample_data/P01_day90.h5ad");
+    let run_on = |backend| {
+        let dir = tempfile::tempdir().unwrap();
+        let opts = RunOptions {
+            backend,
+            ..RunOptions::default()
+        };
+        let s = run(&input, dir.path(), &ReadOptions::default(), &opts).unwrap();
+        (dir, s)
+    };
+    let (gdir, g) = run_on(cartscope::pipeline::BackendChoice::Gpu);
+    assert_eq!(g.backend, "gpu");
+    assert_eq!(g.fallback_reason, None, "every kernel ran on the GPU");
+    assert_eq!((g.n_cells_after_qc, g.n_hvg, g.n_pcs), (1857, 2000, 50));
+    compare(&gdir.path().join("result.h5ad"), "P01_day90_scanpy.npz");
+    let (cdir, _) = run_on(cartscope::pipeline::BackendChoice::Cpu);
+    let code = format!(
+        "import warnings; warnings.simplefilter('ignore'); import anndata as ad, numpy as np\n\
+         g = ad.read_h5ad('{}'); c = ad.read_h5ad('{}')\n\
+         assert (g.var['highly_variable'] == c.var['highly_variable']).all()\n\
+         dx = abs(g.X - c.X).max(); print('X', dx); assert dx <= 2e-6, dx\n\
+         for i in range(10):\n\
+         \x20   r = abs(np.corrcoef(g.obsm['X_pca'][:, i], c.obsm['X_pca'][:, i])[0, 1]); assert r >= 0.9999, (i, r)\n\
+         vr = np.abs(g.uns['pca']['variance_ratio'] / c.uns['pca']['variance_ratio'] - 1).max(); print('vr', vr); assert vr <= 1e-4, vr\n\
+         a, b = g.obsp['distances'], c.obsp['distances']\n\
+         same = sum(len(set(a[i].indices) & set(b[i].indices)) for i in range(a.shape[0])) / b.nnz; print('knn', same); assert same >= 0.999, same\n\
+         print('ok')",
+        gdir.path().join("result.h5ad").display(),
+        cdir.path().join("result.h5ad").display()
+    );
+    crate::python_interop::run_python(&code);
+}
+
 #[test]
 fn simulated_9500_cells_match_scanpy_and_exact_neighbours() {
     let dir = tempfile::tempdir().unwrap();

@@ -92,7 +92,6 @@ fn bad_options_and_inputs_exit_2_without_output() {
             vec!["--config".into(), cfg.display().to_string()],
             "unknown field",
         ),
-        (vec!["--backend".into(), "gpu".into()], "not available yet"),
         (vec!["--n-neighbors".into(), "1".into()], "--n-neighbors"),
         (vec!["--min-genes".into(), "100000".into()], "too few cells"),
     ];
@@ -114,6 +113,72 @@ fn bad_options_and_inputs_exit_2_without_output() {
             "{extra:?}: no result left"
         );
     }
+}
+
+/// The Vulkan loader sees no driver: wgpu finds no adapter at all.
+fn without_gpu(cmd: &mut assert_cmd::Command) -> &mut assert_cmd::Command {
+    cmd.env("VK_ICD_FILENAMES", "/nonexistent/icd.json")
+        .env("VK_DRIVER_FILES", "/nonexistent/icd.json")
+}
+
+#[test]
+fn backend_gpu_without_an_adapter_fails_cleanly_and_auto_falls_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("gpu");
+    let o = without_gpu(&mut cartscope())
+        .args(["run", "--quiet", "--backend", "gpu"])
+        .arg(sample())
+        .arg("-o")
+        .arg(&out)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("no GPU adapter"), "{stderr}");
+    assert!(!out.exists(), "nothing written");
+    let out = dir.path().join("auto");
+    let o = without_gpu(&mut cartscope())
+        .args(["run", "--quiet", "--backend", "auto", "--n-pcs", "10"])
+        .arg(sample())
+        .arg("-o")
+        .arg(&out)
+        .output()
+        .unwrap();
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let summary: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.join("summary.json")).unwrap()).unwrap();
+    assert_eq!(summary["backend"], "cpu");
+    assert!(
+        summary["fallback_reason"]
+            .as_str()
+            .is_some_and(|r| r.contains("no GPU adapter")),
+        "{summary}"
+    );
+}
+
+#[test]
+fn devices_lists_adapters_as_json() {
+    let o = without_gpu(&mut cartscope())
+        .args(["devices", "--json"])
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(0));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v.as_array().map(Vec::len), Some(0), "no driver, no adapter");
+    if std::env::var("CARTSCOPE_SKIP_GPU_TESTS").is_ok_and(|v| v == "1") {
+        return;
+    }
+    let o = cartscope().args(["devices", "--json"]).output().unwrap();
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let first = &v[0];
+    assert!(first["name"].is_string(), "an adapter is listed: {v}");
+    assert!(first["max_storage_buffer_binding_size"].as_u64().unwrap() > 0);
+    assert!(first["driver"].is_string());
 }
 
 #[test]

@@ -1,0 +1,439 @@
+//! Device setup, separate from the work: adapter choice, the device with the adapter's own
+//! limits, the compiled pipelines (built once), buffer helpers that respect the size limits,
+//! and readback through MAP_READ staging buffers. Every failure is a [`GpuError`].
+
+use std::sync::{Arc, Mutex};
+
+use serde::Serialize;
+use wgpu::util::DeviceExt;
+
+use super::kernels::Kernels;
+
+/// What can go wrong on the GPU path. None of these panic; under `--backend auto` each one
+/// becomes a logged fallback to the CPU.
+#[derive(Debug, Clone, thiserror::Error)]
+#[non_exhaustive]
+pub enum GpuError {
+    /// wgpu found no adapter at all (no Vulkan/Metal/DX12 driver, or no device).
+    #[error(
+        "no GPU adapter found (is a Vulkan driver installed? on Debian: mesa-vulkan-drivers libvulkan1)"
+    )]
+    NoAdapter,
+    /// Only software adapters (e.g. lavapipe) exist and a hardware GPU was required.
+    #[error("no hardware GPU adapter; only the software adapter {0:?}")]
+    SoftwareOnly(String),
+    /// The adapter refused to create a device.
+    #[error("GPU device request failed on {adapter}: {message}")]
+    RequestDevice {
+        /// The adapter's name.
+        adapter: String,
+        /// wgpu's message.
+        message: String,
+    },
+    /// The device was lost (driver reset, GPU removed, ...).
+    #[error("GPU device lost: {0}")]
+    DeviceLost(String),
+    /// An allocation failed on the device.
+    #[error("GPU out of memory: {0}")]
+    OutOfMemory(String),
+    /// A work item needs more than an adapter limit allows, even split into chunks.
+    #[error("GPU limit exceeded: {what} needs {need}, the adapter allows {limit}")]
+    LimitExceeded {
+        /// What was being sized.
+        what: String,
+        /// What it needs.
+        need: u64,
+        /// The adapter's limit.
+        limit: u64,
+    },
+    /// wgpu reported an error (validation, shader compilation, internal).
+    #[error("GPU error: {0}")]
+    Wgpu(String),
+    /// Reading results back failed.
+    #[error("GPU readback failed: {0}")]
+    Readback(String),
+}
+
+/// One adapter as wgpu sees it (`cartscope devices`).
+#[derive(Debug, Clone, Serialize)]
+pub struct AdapterSummary {
+    /// Adapter name, e.g. "NVIDIA H100 80GB HBM3" or "llvmpipe (LLVM 15.0.6, 256 bits)".
+    pub name: String,
+    /// Graphics API (Vulkan, Metal, Dx12).
+    pub backend: String,
+    /// DiscreteGpu, IntegratedGpu, VirtualGpu, Cpu or Other.
+    pub device_type: String,
+    /// Driver name and version.
+    pub driver: String,
+    /// Whether this is a hardware GPU (what `--backend auto` looks for).
+    pub hardware: bool,
+    /// Largest storage-buffer binding, bytes.
+    pub max_storage_buffer_binding_size: u64,
+    /// Largest buffer, bytes.
+    pub max_buffer_size: u64,
+    /// Workgroup memory, bytes.
+    pub max_compute_workgroup_storage_size: u32,
+    /// Invocations per workgroup.
+    pub max_compute_invocations_per_workgroup: u32,
+    /// Workgroups per dispatch dimension.
+    pub max_compute_workgroups_per_dimension: u32,
+}
+
+fn summarize(a: &wgpu::Adapter) -> AdapterSummary {
+    let info = a.get_info();
+    let l = a.limits();
+    AdapterSummary {
+        name: info.name.clone(),
+        backend: format!("{:?}", info.backend),
+        device_type: format!("{:?}", info.device_type),
+        driver: driver_string(&info),
+        hardware: is_hardware(info.device_type),
+        max_storage_buffer_binding_size: l.max_storage_buffer_binding_size,
+        max_buffer_size: l.max_buffer_size,
+        max_compute_workgroup_storage_size: l.max_compute_workgroup_storage_size,
+        max_compute_invocations_per_workgroup: l.max_compute_invocations_per_workgroup,
+        max_compute_workgroups_per_dimension: l.max_compute_workgroups_per_dimension,
+    }
+}
+
+fn driver_string(info: &wgpu::AdapterInfo) -> String {
+    match (info.driver.is_empty(), info.driver_info.is_empty()) {
+        (true, true) => "unknown".into(),
+        (false, true) => info.driver.clone(),
+        (true, false) => info.driver_info.clone(),
+        (false, false) => format!("{} {}", info.driver, info.driver_info),
+    }
+}
+
+fn is_hardware(t: wgpu::DeviceType) -> bool {
+    matches!(
+        t,
+        wgpu::DeviceType::DiscreteGpu | wgpu::DeviceType::IntegratedGpu
+    )
+}
+
+/// Preference order: discrete, integrated, virtual, other, then software (CPU) adapters.
+fn rank(t: wgpu::DeviceType) -> u8 {
+    match t {
+        wgpu::DeviceType::DiscreteGpu => 0,
+        wgpu::DeviceType::IntegratedGpu => 1,
+        wgpu::DeviceType::VirtualGpu => 2,
+        wgpu::DeviceType::Other => 3,
+        wgpu::DeviceType::Cpu => 4,
+    }
+}
+
+fn instance() -> wgpu::Instance {
+    // Compute only: Vulkan, Metal, DX12 (GL is not built in).
+    let mut desc = wgpu::InstanceDescriptor::new_without_display_handle();
+    desc.backends = wgpu::Backends::VULKAN | wgpu::Backends::METAL | wgpu::Backends::DX12;
+    wgpu::Instance::new(desc)
+}
+
+fn adapters(instance: &wgpu::Instance) -> Vec<wgpu::Adapter> {
+    let mut all = pollster::block_on(instance.enumerate_adapters(wgpu::Backends::all()));
+    all.sort_by_key(|a| rank(a.get_info().device_type));
+    all
+}
+
+/// Every adapter wgpu sees, best first.
+pub fn list_adapters() -> Vec<AdapterSummary> {
+    adapters(&instance()).iter().map(summarize).collect()
+}
+
+/// A device, its queue, the compiled kernels and the limits that size every chunk.
+pub struct GpuContext {
+    pub(crate) device: wgpu::Device,
+    pub(crate) queue: wgpu::Queue,
+    pub(crate) kernels: Kernels,
+    /// The limits the device was created with (the adapter's own).
+    pub limits: wgpu::Limits,
+    /// The adapter this context runs on.
+    pub adapter: AdapterSummary,
+    /// Errors reported outside an error scope (device lost, uncaptured errors), newest last.
+    errors: Arc<Mutex<Option<GpuError>>>,
+}
+
+impl std::fmt::Debug for GpuContext {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("GpuContext")
+            .field("adapter", &self.adapter)
+            .finish_non_exhaustive()
+    }
+}
+
+impl GpuContext {
+    /// Opens the best adapter: a hardware GPU (discrete first, then integrated), or, when
+    /// `accept_software`, a software adapter such as lavapipe if no hardware one exists.
+    pub fn new(accept_software: bool) -> Result<Self, GpuError> {
+        let instance = instance();
+        let all = adapters(&instance);
+        let Some(best) = all.into_iter().next() else {
+            return Err(GpuError::NoAdapter);
+        };
+        let info = best.get_info();
+        if !accept_software && !is_hardware(info.device_type) {
+            return Err(GpuError::SoftwareOnly(info.name));
+        }
+        Self::from_adapter(best)
+    }
+
+    fn from_adapter(adapter: wgpu::Adapter) -> Result<Self, GpuError> {
+        let summary = summarize(&adapter);
+        // The adapter's own limits, not wgpu's conservative defaults: chunk sizes follow them.
+        let limits = adapter.limits();
+        let desc = wgpu::DeviceDescriptor {
+            label: Some("cartscope"),
+            required_features: wgpu::Features::empty(),
+            required_limits: limits.clone(),
+            memory_hints: wgpu::MemoryHints::Performance,
+            ..Default::default()
+        };
+        let (device, queue) = pollster::block_on(adapter.request_device(&desc)).map_err(|e| {
+            GpuError::RequestDevice {
+                adapter: summary.name.clone(),
+                message: e.to_string(),
+            }
+        })?;
+        let errors: Arc<Mutex<Option<GpuError>>> = Arc::new(Mutex::new(None));
+        // wgpu's default handler panics on an uncaptured error; record it instead.
+        let sink = errors.clone();
+        device.on_uncaptured_error(Arc::new(move |e: wgpu::Error| {
+            let err = match e {
+                wgpu::Error::OutOfMemory { .. } => GpuError::OutOfMemory(e.to_string()),
+                other => GpuError::Wgpu(one_line(&other.to_string())),
+            };
+            tracing::warn!("{err}");
+            if let Ok(mut slot) = sink.lock() {
+                slot.get_or_insert(err);
+            }
+        }));
+        let sink = errors.clone();
+        device.set_device_lost_callback(move |reason, msg| {
+            if let Ok(mut slot) = sink.lock() {
+                slot.get_or_insert(GpuError::DeviceLost(format!("{reason:?}: {msg}")));
+            }
+        });
+        let scope = device.push_error_scope(wgpu::ErrorFilter::Validation);
+        let kernels = Kernels::new(&device);
+        if let Some(e) = pollster::block_on(scope.pop()) {
+            return Err(GpuError::Wgpu(format!(
+                "shader compilation: {}",
+                one_line(&e.to_string())
+            )));
+        }
+        let ctx = GpuContext {
+            device,
+            queue,
+            kernels,
+            limits,
+            adapter: summary,
+            errors,
+        };
+        ctx.check()?;
+        tracing::info!(
+            "GPU: {} ({}, {}, driver {})",
+            ctx.adapter.name,
+            ctx.adapter.backend,
+            ctx.adapter.device_type,
+            ctx.adapter.driver
+        );
+        Ok(ctx)
+    }
+
+    /// "name (backend, type, driver)".
+    pub fn describe(&self) -> String {
+        format!(
+            "{} ({}, {}, driver {})",
+            self.adapter.name, self.adapter.backend, self.adapter.device_type, self.adapter.driver
+        )
+    }
+
+    /// The first error reported asynchronously (device lost, uncaptured error), if any.
+    pub(crate) fn check(&self) -> Result<(), GpuError> {
+        match self.errors.lock() {
+            Ok(slot) => slot.clone().map_or(Ok(()), Err),
+            Err(_) => Err(GpuError::Wgpu("error slot poisoned".into())),
+        }
+    }
+
+    /// Largest storage binding in bytes (a multiple of 256, at most 2 GiB - 256 so u32 element
+    /// indices never overflow).
+    pub(crate) fn max_binding(&self) -> u64 {
+        let lim = self
+            .limits
+            .max_storage_buffer_binding_size
+            .min(self.limits.max_buffer_size)
+            .min((1u64 << 31) - 256);
+        lim / 256 * 256
+    }
+
+    /// Errors unless `bytes` fits one binding.
+    pub(crate) fn fits(&self, what: &str, bytes: u64) -> Result<(), GpuError> {
+        if bytes > self.max_binding() {
+            return Err(GpuError::LimitExceeded {
+                what: what.into(),
+                need: bytes,
+                limit: self.max_binding(),
+            });
+        }
+        Ok(())
+    }
+
+    /// A storage buffer holding `data` (at least 4 bytes, so empty inputs bind).
+    pub(crate) fn upload<T: bytemuck::Pod>(&self, label: &str, data: &[T]) -> wgpu::Buffer {
+        let bytes: &[u8] = bytemuck::cast_slice(data);
+        let zero = [0u8; 4];
+        self.device
+            .create_buffer_init(&wgpu::util::BufferInitDescriptor {
+                label: Some(label),
+                contents: if bytes.is_empty() { &zero } else { bytes },
+                usage: wgpu::BufferUsages::STORAGE
+                    | wgpu::BufferUsages::COPY_SRC
+                    | wgpu::BufferUsages::COPY_DST,
+            })
+    }
+
+    /// A zero-filled storage buffer of `bytes` (rounded up to 4).
+    pub(crate) fn storage(&self, label: &str, bytes: u64) -> wgpu::Buffer {
+        self.device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some(label),
+            size: bytes.max(4).div_ceil(4) * 4,
+            usage: wgpu::BufferUsages::STORAGE
+                | wgpu::BufferUsages::COPY_SRC
+                | wgpu::BufferUsages::COPY_DST,
+            mapped_at_creation: false,
+        })
+    }
+
+    /// A uniform buffer with one parameter block.
+    pub(crate) fn uniform<T: bytemuck::Pod>(&self, params: &T) -> wgpu::Buffer {
+        self.device
+            .create_buffer_init(&wgpu::util::BufferInitDescriptor {
+                label: Some("params"),
+                contents: bytemuck::bytes_of(params),
+                usage: wgpu::BufferUsages::UNIFORM,
+            })
+    }
+
+    /// Binds `(binding, buffer)` pairs to group 0 of `pipeline` (an entry point's layout holds
+    /// only the bindings it uses).
+    pub(crate) fn bind(
+        &self,
+        pipeline: &wgpu::ComputePipeline,
+        buffers: &[(u32, wgpu::BindingResource<'_>)],
+    ) -> wgpu::BindGroup {
+        let layout = pipeline.get_bind_group_layout(0);
+        let entries: Vec<wgpu::BindGroupEntry<'_>> = buffers
+            .iter()
+            .map(|(i, r)| wgpu::BindGroupEntry {
+                binding: *i,
+                resource: r.clone(),
+            })
+            .collect();
+        self.device.create_bind_group(&wgpu::BindGroupDescriptor {
+            label: None,
+            layout: &layout,
+            entries: &entries,
+        })
+    }
+
+    /// Workgroup grid for `groups` workgroups: (x, y) with x within the per-dimension limit.
+    pub(crate) fn grid(&self, groups: u32) -> Result<(u32, u32), GpuError> {
+        let max = self.limits.max_compute_workgroups_per_dimension.max(1);
+        let x = groups.clamp(1, max);
+        let y = groups.div_ceil(x).max(1);
+        if y > max {
+            return Err(GpuError::LimitExceeded {
+                what: "workgroups per dispatch".into(),
+                need: u64::from(groups),
+                limit: u64::from(max) * u64::from(max),
+            });
+        }
+        Ok((x, y))
+    }
+
+    fn wait(&self) -> Result<(), GpuError> {
+        self.device
+            .poll(wgpu::PollType::wait_indefinitely())
+            .map_err(|e| GpuError::Wgpu(e.to_string()))?;
+        self.check()
+    }
+
+    /// Runs `record` (which creates buffers and records passes) inside error scopes for
+    /// out-of-memory and validation errors, then submits and waits.
+    pub(crate) fn run<T>(
+        &self,
+        record: impl FnOnce(&mut wgpu::CommandEncoder) -> Result<T, GpuError>,
+    ) -> Result<T, GpuError> {
+        let oom = self.device.push_error_scope(wgpu::ErrorFilter::OutOfMemory);
+        let val = self.device.push_error_scope(wgpu::ErrorFilter::Validation);
+        let mut encoder = self
+            .device
+            .create_command_encoder(&wgpu::CommandEncoderDescriptor { label: None });
+        let out = record(&mut encoder);
+        self.queue.submit(Some(encoder.finish()));
+        let v = pollster::block_on(val.pop());
+        let o = pollster::block_on(oom.pop());
+        if let Some(e) = o {
+            return Err(GpuError::OutOfMemory(one_line(&e.to_string())));
+        }
+        if let Some(e) = v {
+            return Err(GpuError::Wgpu(one_line(&e.to_string())));
+        }
+        let out = out?;
+        self.wait()?;
+        Ok(out)
+    }
+
+    /// Copies `bytes` of `src` into a MAP_READ staging buffer and returns them as `T`s.
+    pub(crate) fn read<T: bytemuck::Pod>(
+        &self,
+        src: &wgpu::Buffer,
+        offset: u64,
+        count: usize,
+    ) -> Result<Vec<T>, GpuError> {
+        let bytes = (count * std::mem::size_of::<T>()) as u64;
+        if bytes == 0 {
+            return Ok(Vec::new());
+        }
+        let size = bytes.div_ceil(4) * 4;
+        let staging = self.device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some("staging"),
+            size,
+            usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
+            mapped_at_creation: false,
+        });
+        self.run(|enc| {
+            enc.copy_buffer_to_buffer(src, offset, &staging, 0, size);
+            Ok(())
+        })?;
+        let slice = staging.slice(..);
+        let (tx, rx) = std::sync::mpsc::channel();
+        slice.map_async(wgpu::MapMode::Read, move |r| {
+            let _ = tx.send(r);
+        });
+        self.wait()?;
+        match rx.recv() {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => return Err(GpuError::Readback(e.to_string())),
+            Err(_) => return Err(GpuError::Readback("map callback dropped".into())),
+        }
+        let view = slice
+            .get_mapped_range()
+            .map_err(|e| GpuError::Readback(e.to_string()))?;
+        let out: Vec<T> = bytemuck::pod_collect_to_vec(&view[..bytes as usize]);
+        drop(view);
+        staging.unmap();
+        Ok(out)
+    }
+}
+
+/// wgpu messages span lines; logs and summaries get them on one.
+fn one_line(s: &str) -> String {
+    s.lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .collect::<Vec<_>>()
+        .join(" ")
+}

@@ -1,0 +1,821 @@
+//! The compiled compute pipelines and the host side of each kernel: upload, dispatch in chunks
+//! that respect the adapter's limits, read back, finish in f64.
+
+use bytemuck::{Pod, Zeroable};
+use rayon::prelude::*;
+
+use super::context::{GpuContext, GpuError};
+use crate::backend::{Moments, ScaleSpec, Transform};
+use crate::matrix::CsrMatrix;
+
+macro_rules! shader {
+    ($file:literal) => {
+        concat!(
+            include_str!("../../../shaders/common.wgsl"),
+            include_str!(concat!("../../../shaders/", $file))
+        )
+    };
+}
+
+/// Output tile of the Gram kernel (columns are padded to a multiple of it).
+pub(crate) const GRAM_TILE: usize = 128;
+/// Rows per K-slice of the Gram kernel (rows are padded to a multiple of it).
+const GRAM_BK: usize = 8;
+/// Candidates kept per query beyond k, re-ranked on the host in f64 (as the CPU backend does).
+pub(crate) const KNN_MARGIN: usize = 8;
+/// Longest candidate list the kNN kernel keeps (its private array size).
+const KNN_KMAX: usize = 64;
+/// Queries per kNN workgroup.
+const KNN_QT: usize = 64;
+/// Candidates per kNN dispatch: bounds the time of one dispatch.
+const KNN_SLICE: usize = 1 << 17;
+/// Moments: partial-sum lanes per pass, rows per lane, entries per workgroup.
+const MOMENT_LANES: usize = 64;
+const MOMENT_ROWS_PER_LANE: usize = 128;
+const MOMENT_PER_GROUP: usize = 2048;
+
+/// Pipelines, compiled once per context.
+pub(crate) struct Kernels {
+    normalize: wgpu::ComputePipeline,
+    moments_scatter: wgpu::ComputePipeline,
+    moments_fold: wgpu::ComputePipeline,
+    densify: wgpu::ComputePipeline,
+    gram: wgpu::ComputePipeline,
+    gram_fold: wgpu::ComputePipeline,
+    column_sums: wgpu::ComputePipeline,
+    project: wgpu::ComputePipeline,
+    knn: wgpu::ComputePipeline,
+}
+
+fn pipeline(
+    device: &wgpu::Device,
+    module: &wgpu::ShaderModule,
+    entry: &str,
+) -> wgpu::ComputePipeline {
+    device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
+        label: Some(entry),
+        layout: None,
+        module,
+        entry_point: Some(entry),
+        compilation_options: Default::default(),
+        cache: None,
+    })
+}
+
+impl Kernels {
+    pub(crate) fn new(device: &wgpu::Device) -> Self {
+        let module = |label: &str, src: &'static str| {
+            device.create_shader_module(wgpu::ShaderModuleDescriptor {
+                label: Some(label),
+                source: wgpu::ShaderSource::Wgsl(src.into()),
+            })
+        };
+        let normalize = module("normalize", shader!("normalize.wgsl"));
+        let moments = module("moments", shader!("moments.wgsl"));
+        let scale = module("scale", shader!("scale.wgsl"));
+        let gram = module("gram", shader!("gram.wgsl"));
+        let project = module("project", shader!("project.wgsl"));
+        let knn = module("knn", shader!("knn.wgsl"));
+        Kernels {
+            normalize: pipeline(device, &normalize, "normalize_log1p"),
+            moments_scatter: pipeline(device, &moments, "moments_scatter"),
+            moments_fold: pipeline(device, &moments, "moments_fold"),
+            densify: pipeline(device, &scale, "densify_scale"),
+            gram: pipeline(device, &gram, "gram"),
+            gram_fold: pipeline(device, &gram, "gram_fold"),
+            column_sums: pipeline(device, &gram, "column_sums"),
+            project: pipeline(device, &project, "project"),
+            knn: pipeline(device, &knn, "knn_candidates"),
+        }
+    }
+}
+
+fn dispatch(
+    enc: &mut wgpu::CommandEncoder,
+    pipeline: &wgpu::ComputePipeline,
+    bind: &wgpu::BindGroup,
+    groups: (u32, u32, u32),
+) {
+    let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor {
+        label: None,
+        timestamp_writes: None,
+    });
+    pass.set_pipeline(pipeline);
+    pass.set_bind_group(0, bind, &[]);
+    pass.dispatch_workgroups(groups.0, groups.1, groups.2);
+}
+
+fn whole(b: &wgpu::Buffer) -> wgpu::BindingResource<'_> {
+    b.as_entire_binding()
+}
+
+/// Elements `first..first + count` of a buffer of `width`-float rows.
+fn slice(b: &wgpu::Buffer, first: usize, count: usize, width: usize) -> wgpu::BindingResource<'_> {
+    wgpu::BindingResource::Buffer(wgpu::BufferBinding {
+        buffer: b,
+        offset: (first * width * 4) as u64,
+        size: std::num::NonZeroU64::new((count * width * 4).max(4) as u64),
+    })
+}
+
+/// Consecutive row ranges of `chunk` such that each holds at most `max_nnz` stored entries and
+/// `max_rows` rows.
+fn row_batches(
+    chunk: &CsrMatrix,
+    max_nnz: u64,
+    max_rows: usize,
+) -> Result<Vec<std::ops::Range<usize>>, GpuError> {
+    let mut out = Vec::new();
+    let mut a = 0;
+    while a < chunk.n_rows {
+        let mut b = a;
+        while b < chunk.n_rows
+            && b - a < max_rows
+            && chunk.indptr[b + 1] - chunk.indptr[a] <= max_nnz
+        {
+            b += 1;
+        }
+        if b == a {
+            return Err(GpuError::LimitExceeded {
+                what: format!("row {a} of a chunk"),
+                need: (chunk.indptr[a + 1] - chunk.indptr[a]) * 4,
+                limit: max_nnz * 4,
+            });
+        }
+        out.push(a..b);
+        a = b;
+    }
+    Ok(out)
+}
+
+/// The CSR arrays of rows `r` with offsets relative to the first row.
+fn csr_part(chunk: &CsrMatrix, r: &std::ops::Range<usize>) -> (Vec<u32>, std::ops::Range<usize>) {
+    let base = chunk.indptr[r.start];
+    let indptr: Vec<u32> = chunk.indptr[r.start..=r.end]
+        .iter()
+        .map(|&p| (p - base) as u32)
+        .collect();
+    (indptr, base as usize..chunk.indptr[r.end] as usize)
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, Pod, Zeroable)]
+struct NormalizeParams {
+    n_rows: u32,
+    target_sum: f32,
+    one: f32,
+    _pad: u32,
+}
+
+/// normalize_total + log1p of `chunk`, in place (the data change only if every batch ran).
+pub(crate) fn normalize_log1p(
+    ctx: &GpuContext,
+    chunk: &mut CsrMatrix,
+    target_sum: f32,
+) -> Result<(), GpuError> {
+    let max = ctx.max_binding() / 4;
+    let batches = row_batches(chunk, max, (max - 1) as usize)?;
+    let mut out = chunk.data.clone();
+    for r in batches {
+        let (indptr, e) = csr_part(chunk, &r);
+        if e.is_empty() {
+            continue;
+        }
+        let ip = ctx.upload("indptr", &indptr);
+        let data = ctx.upload("data", &chunk.data[e.clone()]);
+        let params = ctx.uniform(&NormalizeParams {
+            n_rows: r.len() as u32,
+            target_sum,
+            one: 1.0,
+            _pad: 0,
+        });
+        let (gx, gy) = ctx.grid(r.len() as u32)?;
+        ctx.run(|enc| {
+            let bind = ctx.bind(
+                &ctx.kernels.normalize,
+                &[(0, whole(&params)), (1, whole(&ip)), (2, whole(&data))],
+            );
+            dispatch(enc, &ctx.kernels.normalize, &bind, (gx, gy, 1));
+            Ok(())
+        })?;
+        let v: Vec<f32> = ctx.read(&data, 0, e.len())?;
+        out[e].copy_from_slice(&v);
+    }
+    chunk.data = out;
+    Ok(())
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, Pod, Zeroable)]
+struct MomentParams {
+    entry_begin: u32,
+    entry_end: u32,
+    per_group: u32,
+    groups_per_lane: u32,
+    n_cols: u32,
+    n_lanes: u32,
+    transform: u32,
+    one: f32,
+}
+
+/// Per-gene Σx and Σx² of `chunk`.
+pub(crate) fn gene_moments(
+    ctx: &GpuContext,
+    chunk: &CsrMatrix,
+    transform: Transform,
+) -> Result<Moments, GpuError> {
+    let g = chunk.n_cols;
+    let mut m = Moments::new(g);
+    m.n = chunk.n_rows as u64;
+    if g == 0 || chunk.nnz() == 0 {
+        return Ok(m);
+    }
+    ctx.fits("per-gene sums", 16 * g as u64)?;
+    let lanes = ((ctx.max_binding() / (8 * g as u64)) as usize).min(MOMENT_LANES);
+    if lanes == 0 {
+        return Err(GpuError::LimitExceeded {
+            what: "per-gene partial sums".into(),
+            need: 8 * g as u64,
+            limit: ctx.max_binding(),
+        });
+    }
+    let lane_buf = ctx.storage("lanes", (lanes * 2 * g * 4) as u64);
+    let totals = ctx.storage("totals", (2 * g * 8) as u64);
+    let transform = match transform {
+        Transform::Identity => 0,
+        Transform::Expm1 => 1,
+    };
+    let max = ctx.max_binding() / 4;
+    for r in row_batches(chunk, max, usize::MAX)? {
+        let (indptr, e) = csr_part(chunk, &r);
+        if e.is_empty() {
+            continue;
+        }
+        let idx = ctx.upload("indices", &chunk.indices[e.clone()]);
+        let data = ctx.upload("data", &chunk.data[e.clone()]);
+        ctx.run(|enc| {
+            // Passes of at most lanes x MOMENT_ROWS_PER_LANE rows keep each f32 partial short.
+            let step = lanes * MOMENT_ROWS_PER_LANE;
+            for p0 in (0..r.len()).step_by(step) {
+                let p1 = (p0 + step).min(r.len());
+                let (b, c) = (indptr[p0] as usize, indptr[p1] as usize);
+                if b == c {
+                    continue;
+                }
+                let groups_per_lane = (c - b).div_ceil(lanes * MOMENT_PER_GROUP);
+                let params = ctx.uniform(&MomentParams {
+                    entry_begin: b as u32,
+                    entry_end: c as u32,
+                    per_group: MOMENT_PER_GROUP as u32,
+                    groups_per_lane: groups_per_lane as u32,
+                    n_cols: g as u32,
+                    n_lanes: lanes as u32,
+                    transform,
+                    one: 1.0,
+                });
+                let scatter = ctx.bind(
+                    &ctx.kernels.moments_scatter,
+                    &[
+                        (0, whole(&params)),
+                        (1, whole(&idx)),
+                        (2, whole(&data)),
+                        (3, whole(&lane_buf)),
+                    ],
+                );
+                let (gx, gy) = ctx.grid((lanes * groups_per_lane) as u32)?;
+                dispatch(enc, &ctx.kernels.moments_scatter, &scatter, (gx, gy, 1));
+                let fold = ctx.bind(
+                    &ctx.kernels.moments_fold,
+                    &[
+                        (0, whole(&params)),
+                        (3, whole(&lane_buf)),
+                        (4, whole(&totals)),
+                    ],
+                );
+                let (fx, fy) = ctx.grid((2 * g).div_ceil(256) as u32)?;
+                dispatch(enc, &ctx.kernels.moments_fold, &fold, (fx, fy, 1));
+            }
+            Ok(())
+        })?;
+    }
+    let t: Vec<[f32; 2]> = ctx.read(&totals, 0, 2 * g)?;
+    for j in 0..g {
+        m.sum[j] = f64::from(t[j][0]) + f64::from(t[j][1]);
+        m.sum_sq[j] = f64::from(t[g + j][0]) + f64::from(t[g + j][1]);
+    }
+    Ok(m)
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, Pod, Zeroable)]
+struct ScaleParams {
+    n_rows: u32,
+    k_pad: u32,
+    k: u32,
+    rows_pad: u32,
+    max_value: f32,
+    _pad: [u32; 3],
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, Pod, Zeroable)]
+struct GramParams {
+    k_pad: u32,
+    rows: u32,
+    rows_per_split: u32,
+    n_splits: u32,
+    one: f32,
+    _pad: [u32; 3],
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, Pod, Zeroable)]
+struct ProjectParams {
+    rows: u32,
+    k_pad: u32,
+    c_pad: u32,
+    _pad: u32,
+}
+
+/// Where a dense scaled block comes from: a CSR chunk scaled on the device, or a dense f64
+/// block from the host.
+pub(crate) enum DenseSource<'a> {
+    /// A CSR chunk and how to scale its HVG columns.
+    Csr(&'a CsrMatrix, &'a ScaleSpec<'a>),
+    /// A dense row-major block with `k` columns.
+    Dense(&'a [f64], usize),
+}
+
+impl DenseSource<'_> {
+    fn k(&self) -> usize {
+        match self {
+            DenseSource::Csr(_, s) => s.cols.len(),
+            DenseSource::Dense(_, k) => *k,
+        }
+    }
+
+    fn rows(&self) -> usize {
+        match self {
+            DenseSource::Csr(c, _) => c.n_rows,
+            DenseSource::Dense(b, k) => b.len() / (*k).max(1),
+        }
+    }
+}
+
+/// Uploads what the densify kernel needs once per call: the gene -> column map and the scale
+/// statistics.
+struct ScaleInputs {
+    pos: wgpu::Buffer,
+    stats: wgpu::Buffer,
+}
+
+fn scale_inputs(ctx: &GpuContext, chunk: &CsrMatrix, spec: &ScaleSpec<'_>) -> ScaleInputs {
+    let mut pos = vec![u32::MAX; chunk.n_cols];
+    for (c, &j) in spec.cols.iter().enumerate() {
+        pos[j as usize] = c as u32;
+    }
+    let stats: Vec<[f32; 2]> = spec
+        .mean
+        .iter()
+        .zip(spec.std)
+        .map(|(&m, &s)| [m as f32, s as f32])
+        .collect();
+    ScaleInputs {
+        pos: ctx.upload("pos", &pos),
+        stats: ctx.upload("stats", &stats),
+    }
+}
+
+/// Rows of a dense batch: at most what one binding holds, a multiple of the Gram K-step.
+fn dense_rows_limit(ctx: &GpuContext, k_pad: usize) -> Result<usize, GpuError> {
+    let rows = (ctx.max_binding() / (4 * k_pad as u64)) as usize / GRAM_BK * GRAM_BK;
+    if rows == 0 {
+        return Err(GpuError::LimitExceeded {
+            what: "one dense row".into(),
+            need: 4 * k_pad as u64,
+            limit: ctx.max_binding(),
+        });
+    }
+    Ok(rows.min(1 << 20))
+}
+
+/// Calls `f(encoder, dense, rows, rows_pad, first_row)` for consecutive row batches of the
+/// dense scaled block, formed on the device (k_pad columns, zero padded).
+fn for_each_dense_batch(
+    ctx: &GpuContext,
+    src: &DenseSource<'_>,
+    k_pad: usize,
+    mut f: impl FnMut(
+        &mut wgpu::CommandEncoder,
+        &wgpu::Buffer,
+        usize,
+        usize,
+        usize,
+    ) -> Result<(), GpuError>,
+) -> Result<(), GpuError> {
+    let max_rows = dense_rows_limit(ctx, k_pad)?;
+    match src {
+        DenseSource::Csr(chunk, spec) => {
+            let inputs = scale_inputs(ctx, chunk, spec);
+            let max_value = spec.max_value.map_or(-1.0, |m| m as f32);
+            for r in row_batches(chunk, ctx.max_binding() / 4, max_rows)? {
+                let (indptr, e) = csr_part(chunk, &r);
+                let rows = r.len();
+                let rows_pad = rows.div_ceil(GRAM_BK) * GRAM_BK;
+                let ip = ctx.upload("indptr", &indptr);
+                let idx = ctx.upload("indices", &chunk.indices[e.clone()]);
+                let data = ctx.upload("data", &chunk.data[e]);
+                let dense = ctx.storage("dense", (rows_pad * k_pad * 4) as u64);
+                let params = ctx.uniform(&ScaleParams {
+                    n_rows: rows as u32,
+                    k_pad: k_pad as u32,
+                    k: spec.cols.len() as u32,
+                    rows_pad: rows_pad as u32,
+                    max_value,
+                    _pad: [0; 3],
+                });
+                let (gx, gy) = ctx.grid(rows_pad as u32)?;
+                ctx.run(|enc| {
+                    let bind = ctx.bind(
+                        &ctx.kernels.densify,
+                        &[
+                            (0, whole(&params)),
+                            (1, whole(&ip)),
+                            (2, whole(&idx)),
+                            (3, whole(&data)),
+                            (4, whole(&inputs.pos)),
+                            (5, whole(&inputs.stats)),
+                            (6, whole(&dense)),
+                        ],
+                    );
+                    dispatch(enc, &ctx.kernels.densify, &bind, (gx, gy, 1));
+                    f(enc, &dense, rows, rows_pad, r.start)
+                })?;
+            }
+        }
+        DenseSource::Dense(block, k) => {
+            let n = block.len() / (*k).max(1);
+            for a in (0..n).step_by(max_rows) {
+                let rows = (n - a).min(max_rows);
+                let rows_pad = rows.div_ceil(GRAM_BK) * GRAM_BK;
+                let mut host = vec![0.0f32; rows_pad * k_pad];
+                for (r, row) in block[a * k..(a + rows) * k].chunks(*k).enumerate() {
+                    for (o, &v) in host[r * k_pad..r * k_pad + k].iter_mut().zip(row) {
+                        *o = v as f32;
+                    }
+                }
+                let dense = ctx.upload("dense", &host);
+                ctx.run(|enc| f(enc, &dense, rows, rows_pad, a))?;
+            }
+        }
+    }
+    Ok(())
+}
+
+fn k_padded(k: usize) -> usize {
+    k.div_ceil(GRAM_TILE).max(1) * GRAM_TILE
+}
+
+/// `gram += XᵀX`, `colsum += Σ rows` for the scaled block X of `src`.
+pub(crate) fn gram(
+    ctx: &GpuContext,
+    src: &DenseSource<'_>,
+    gram: &mut [f64],
+    colsum: &mut [f64],
+) -> Result<(), GpuError> {
+    let k = src.k();
+    if k == 0 || src.rows() == 0 {
+        return Ok(());
+    }
+    let k_pad = k_padded(k);
+    let one = (k_pad * k_pad * 8) as u64;
+    ctx.fits("the Gram accumulator", one)?;
+    // Row splits run side by side for occupancy, each with its own accumulator.
+    let n_splits = ((ctx.max_binding() / one) as usize).clamp(1, 8);
+    let acc = ctx.storage("gram", one * n_splits as u64);
+    let cs = ctx.storage("colsum", (k_pad * 8) as u64);
+    let tiles = (k_pad / GRAM_TILE) as u32;
+    for_each_dense_batch(ctx, src, k_pad, |enc, dense, _rows, rows_pad, _| {
+        let per_split = rows_pad.div_ceil(n_splits).div_ceil(GRAM_BK) * GRAM_BK;
+        let params = ctx.uniform(&GramParams {
+            k_pad: k_pad as u32,
+            rows: rows_pad as u32,
+            rows_per_split: per_split as u32,
+            n_splits: n_splits as u32,
+            one: 1.0,
+            _pad: [0; 3],
+        });
+        let bind = ctx.bind(
+            &ctx.kernels.gram,
+            &[(0, whole(&params)), (1, whole(dense)), (2, whole(&acc))],
+        );
+        dispatch(
+            enc,
+            &ctx.kernels.gram,
+            &bind,
+            (tiles, tiles, n_splits as u32),
+        );
+        let bind = ctx.bind(
+            &ctx.kernels.column_sums,
+            &[(0, whole(&params)), (1, whole(dense)), (3, whole(&cs))],
+        );
+        dispatch(
+            enc,
+            &ctx.kernels.column_sums,
+            &bind,
+            (k_pad.div_ceil(256) as u32, 1, 1),
+        );
+        Ok(())
+    })?;
+    if n_splits > 1 {
+        let params = ctx.uniform(&GramParams {
+            k_pad: k_pad as u32,
+            rows: 0,
+            rows_per_split: 1,
+            n_splits: n_splits as u32,
+            one: 1.0,
+            _pad: [0; 3],
+        });
+        let (gx, gy) = ctx.grid((k_pad * k_pad).div_ceil(256) as u32)?;
+        ctx.run(|enc| {
+            let bind = ctx.bind(
+                &ctx.kernels.gram_fold,
+                &[(0, whole(&params)), (2, whole(&acc))],
+            );
+            dispatch(enc, &ctx.kernels.gram_fold, &bind, (gx, gy, 1));
+            Ok(())
+        })?;
+    }
+    let g: Vec<[f32; 2]> = ctx.read(&acc, 0, k_pad * k_pad)?;
+    let s: Vec<[f32; 2]> = ctx.read(&cs, 0, k)?;
+    let val = |i: usize| f64::from(g[i][0]) + f64::from(g[i][1]);
+    gram.par_chunks_mut(k).enumerate().for_each(|(a, row)| {
+        for (b, o) in row.iter_mut().enumerate() {
+            // Only tiles on or above the diagonal were computed.
+            *o += if a / GRAM_TILE <= b / GRAM_TILE {
+                val(a * k_pad + b)
+            } else {
+                val(b * k_pad + a)
+            };
+        }
+    });
+    for (o, v) in colsum.iter_mut().zip(&s) {
+        *o += f64::from(v[0]) + f64::from(v[1]);
+    }
+    Ok(())
+}
+
+/// `(X - 1 meanᵀ) comps` for the scaled block X of `src` (`comps`: k x c, row-major).
+pub(crate) fn project(
+    ctx: &GpuContext,
+    src: &DenseSource<'_>,
+    mean: &[f64],
+    comps: &[f64],
+    c: usize,
+) -> Result<Vec<f64>, GpuError> {
+    let (k, n) = (src.k(), src.rows());
+    let mut out = vec![0.0f64; n * c];
+    if n == 0 || c == 0 {
+        return Ok(out);
+    }
+    let k_pad = k_padded(k);
+    let c_pad = c.div_ceil(16) * 16;
+    let mut v = vec![0.0f32; k_pad * c_pad];
+    for a in 0..k {
+        for j in 0..c {
+            v[a * c_pad + j] = comps[a * c + j] as f32;
+        }
+    }
+    let shift: Vec<f64> = (0..c)
+        .map(|j| (0..k).map(|a| mean[a] * comps[a * c + j]).sum())
+        .collect();
+    let vb = ctx.upload("components", &v);
+    // The projected rows of a batch must fit a binding too.
+    let max_rows = (ctx.max_binding() / (4 * c_pad as u64)) as usize;
+    let mut batches: Vec<(usize, usize, wgpu::Buffer)> = Vec::new();
+    for_each_dense_batch(ctx, src, k_pad, |enc, dense, rows, _rows_pad, first| {
+        if rows > max_rows {
+            return Err(GpuError::LimitExceeded {
+                what: "projected rows".into(),
+                need: (rows * c_pad * 4) as u64,
+                limit: ctx.max_binding(),
+            });
+        }
+        let ob = ctx.storage("projection", (rows * c_pad * 4) as u64);
+        let params = ctx.uniform(&ProjectParams {
+            rows: rows as u32,
+            k_pad: k_pad as u32,
+            c_pad: c_pad as u32,
+            _pad: 0,
+        });
+        let bind = ctx.bind(
+            &ctx.kernels.project,
+            &[
+                (0, whole(&params)),
+                (1, whole(dense)),
+                (2, whole(&vb)),
+                (3, whole(&ob)),
+            ],
+        );
+        let (ty, tz) = ctx.grid(rows.div_ceil(16) as u32)?;
+        dispatch(
+            enc,
+            &ctx.kernels.project,
+            &bind,
+            ((c_pad / 16) as u32, ty, tz),
+        );
+        batches.push((first, rows, ob));
+        Ok(())
+    })?;
+    for (first, rows, ob) in batches {
+        let p: Vec<f32> = ctx.read(&ob, 0, rows * c_pad)?;
+        for r in 0..rows {
+            for j in 0..c {
+                out[(first + r) * c + j] = f64::from(p[r * c_pad + j]) - shift[j];
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// The dense scaled HVG block of `chunk` (rounded to f32 on the device).
+pub(crate) fn scale_dense(
+    ctx: &GpuContext,
+    chunk: &CsrMatrix,
+    spec: &ScaleSpec<'_>,
+) -> Result<Vec<f64>, GpuError> {
+    let k = spec.cols.len();
+    let mut out = vec![0.0f64; chunk.n_rows * k];
+    if k == 0 || chunk.n_rows == 0 {
+        return Ok(out);
+    }
+    let k_pad = k_padded(k);
+    let mut batches: Vec<(usize, usize, wgpu::Buffer)> = Vec::new();
+    for_each_dense_batch(
+        ctx,
+        &DenseSource::Csr(chunk, spec),
+        k_pad,
+        |enc, dense, rows, rows_pad, first| {
+            let copy = ctx.storage("dense copy", (rows_pad * k_pad * 4) as u64);
+            enc.copy_buffer_to_buffer(dense, 0, &copy, 0, (rows_pad * k_pad * 4) as u64);
+            batches.push((first, rows, copy));
+            Ok(())
+        },
+    )?;
+    for (first, rows, buf) in batches {
+        let d: Vec<f32> = ctx.read(&buf, 0, rows * k_pad)?;
+        for r in 0..rows {
+            for (o, &v) in out[(first + r) * k..(first + r + 1) * k]
+                .iter_mut()
+                .zip(&d[r * k_pad..r * k_pad + k])
+            {
+                *o = f64::from(v);
+            }
+        }
+    }
+    Ok(out)
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, Pod, Zeroable)]
+struct KnnParams {
+    n_q: u32,
+    n_c: u32,
+    dim: u32,
+    list_len: u32,
+    c_offset: u32,
+    first: u32,
+    _pad: [u32; 2],
+}
+
+/// Candidate lists (`list_len` per point, ascending by f32 score) of the exact kNN search.
+pub(crate) fn knn_candidates(
+    ctx: &GpuContext,
+    points: &[f32],
+    dim: usize,
+    list_len: usize,
+) -> Result<Vec<u32>, GpuError> {
+    let n = points.len() / dim.max(1);
+    if list_len > KNN_KMAX {
+        return Err(GpuError::LimitExceeded {
+            what: "kNN candidate list (k + margin)".into(),
+            need: list_len as u64,
+            limit: KNN_KMAX as u64,
+        });
+    }
+    let all_bytes = (points.len() * 4) as u64;
+    if all_bytes > ctx.limits.max_buffer_size {
+        return Err(GpuError::LimitExceeded {
+            what: "kNN points".into(),
+            need: all_bytes,
+            limit: ctx.limits.max_buffer_size,
+        });
+    }
+    let norms: Vec<f32> = points
+        .par_chunks(dim)
+        .map(|r| r.iter().map(|&v| f64::from(v) * f64::from(v)).sum::<f64>() as f32)
+        .collect();
+    let pts = ctx.upload("points", points);
+    let nb = ctx.upload("norms", &norms);
+    // Query and candidate slices: whole multiples of 64 points (so byte offsets stay 256-byte
+    // aligned) that fit one binding, lists included.
+    let per_point = (dim * 4).max(list_len * 8) as u64;
+    let fit = ((ctx.max_binding() / per_point) as usize / KNN_QT * KNN_QT).max(KNN_QT);
+    let q_slice = fit.min(KNN_QT * ctx.limits.max_compute_workgroups_per_dimension as usize);
+    let c_slice = fit.min(KNN_SLICE);
+    let mut out = vec![0u32; n * list_len];
+    for q0 in (0..n).step_by(q_slice) {
+        let nq = (n - q0).min(q_slice);
+        let bd = ctx.storage("best_d", (nq * list_len * 4) as u64);
+        let bi = ctx.storage("best_i", (nq * list_len * 4) as u64);
+        let (gx, gy) = ctx.grid(nq.div_ceil(KNN_QT) as u32)?;
+        for c0 in (0..n).step_by(c_slice) {
+            let nc = (n - c0).min(c_slice);
+            let params = ctx.uniform(&KnnParams {
+                n_q: nq as u32,
+                n_c: nc as u32,
+                dim: dim as u32,
+                list_len: list_len as u32,
+                c_offset: c0 as u32,
+                first: u32::from(c0 == 0),
+                _pad: [0; 2],
+            });
+            ctx.run(|enc| {
+                let bind = ctx.bind(
+                    &ctx.kernels.knn,
+                    &[
+                        (0, whole(&params)),
+                        (1, slice(&pts, q0, nq, dim)),
+                        (2, slice(&pts, c0, nc, dim)),
+                        (3, slice(&nb, c0, nc, 1)),
+                        (4, whole(&bd)),
+                        (5, whole(&bi)),
+                    ],
+                );
+                dispatch(enc, &ctx.kernels.knn, &bind, (gx, gy, 1));
+                Ok(())
+            })?;
+        }
+        let ids: Vec<u32> = ctx.read(&bi, 0, nq * list_len)?;
+        out[q0 * list_len..(q0 + nq) * list_len].copy_from_slice(&ids);
+    }
+    Ok(out)
+}
+
+/// Exact kNN: the device's candidate lists re-ranked by f64 distances exactly as the CPU
+/// backend re-ranks its own (self forced in at 0, ties broken by index).
+pub(crate) fn knn_exact(
+    ctx: &GpuContext,
+    points: &[f32],
+    dim: usize,
+    k: usize,
+) -> Result<(Vec<u32>, Vec<f64>), GpuError> {
+    let n = points.len() / dim.max(1);
+    let k = k.min(n);
+    if n == 0 || k == 0 {
+        return Ok((Vec::new(), Vec::new()));
+    }
+    let want = (k + KNN_MARGIN).min(n);
+    let cand = knn_candidates(ctx, points, dim, want)?;
+    let mut idx = vec![0u32; n * k];
+    let mut dist = vec![0.0f64; n * k];
+    let exact = |i: usize, j: usize| -> f64 {
+        let (a, b) = (
+            &points[i * dim..(i + 1) * dim],
+            &points[j * dim..(j + 1) * dim],
+        );
+        a.iter()
+            .zip(b)
+            .map(|(&x, &y)| (f64::from(x) - f64::from(y)).powi(2))
+            .sum()
+    };
+    idx.par_chunks_mut(k)
+        .zip(dist.par_chunks_mut(k))
+        .zip(cand.par_chunks(want))
+        .enumerate()
+        .for_each(|(i, ((oi, od), c))| {
+            let mut best: Vec<(f64, u32)> = c
+                .iter()
+                .filter(|&&j| (j as usize) < n)
+                .map(|&j| {
+                    (
+                        if j as usize == i {
+                            0.0
+                        } else {
+                            exact(i, j as usize)
+                        },
+                        j,
+                    )
+                })
+                .collect();
+            if !best.iter().any(|&(_, j)| j as usize == i) {
+                best.push((0.0, i as u32));
+            }
+            best.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
+            for (s, &(d2, j)) in best.iter().take(k).enumerate() {
+                oi[s] = j;
+                od[s] = d2.sqrt();
+            }
+        });
+    Ok((idx, dist))
+}

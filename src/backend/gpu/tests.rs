@@ -1,0 +1,351 @@
+//! Every kernel on both backends against a naive f64 reference, and the GPU against the CPU on
+//! the same input, with the edge cases the pipeline meets: empty rows, one cell, constant
+//! genes, sizes that are not multiples of the workgroup or tile sizes, n < k.
+//!
+//! The GPU tests run on any adapter, lavapipe included (scripts/setup.sh installs it). With no
+//! adapter at all they fail, unless CARTSCOPE_SKIP_GPU_TESTS=1 says to skip them.
+
+use std::sync::{Arc, OnceLock};
+
+use super::{GpuBackend, GpuContext};
+use crate::backend::{Backend, CpuBackend, ScaleSpec, Transform};
+use crate::matrix::CsrMatrix;
+
+/// The shared GPU backend (one device for all tests), or None when skipping is asked for.
+pub(crate) fn gpu() -> Option<GpuBackend> {
+    static CTX: OnceLock<Result<Arc<GpuContext>, String>> = OnceLock::new();
+    let ctx = CTX.get_or_init(|| {
+        GpuContext::new(true)
+            .map(Arc::new)
+            .map_err(|e| e.to_string())
+    });
+    match ctx {
+        Ok(c) => Some(GpuBackend::with_context(c.clone())),
+        Err(e) if std::env::var("CARTSCOPE_SKIP_GPU_TESTS").is_ok_and(|v| v == "1") => {
+            eprintln!("skipping GPU test: {e}");
+            None
+        }
+        Err(e) => panic!(
+            "no GPU adapter ({e}); run scripts/setup.sh (installs lavapipe) or set CARTSCOPE_SKIP_GPU_TESTS=1"
+        ),
+    }
+}
+
+/// Both backends, CPU first.
+fn backends() -> Vec<Box<dyn Backend>> {
+    let mut v: Vec<Box<dyn Backend>> = vec![Box::new(CpuBackend)];
+    if let Some(g) = gpu() {
+        v.push(Box::new(g));
+    }
+    v
+}
+
+/// A GPU kernel that failed would have run on the CPU and passed: make sure none did.
+fn ran_here(b: &dyn Backend) {
+    assert_eq!(b.fallback_reason(), None, "{} fell back", b.name());
+}
+
+/// Deterministic pseudo-random numbers in [0, 1).
+struct Lcg(u64);
+
+impl Lcg {
+    fn next(&mut self) -> f64 {
+        self.0 = self
+            .0
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        (self.0 >> 11) as f64 / (1u64 << 53) as f64
+    }
+}
+
+/// Counts with empty rows (every 7th), one-entry rows (every 11th) and a gene that is never
+/// expressed (column 3) and one expressed equally in every cell (column 5 = 2).
+fn counts(rows: usize, cols: usize, seed: u64) -> CsrMatrix {
+    let mut r = Lcg(seed);
+    let mut dense = vec![0.0f32; rows * cols];
+    for i in 0..rows {
+        if i % 7 == 3 {
+            continue;
+        }
+        for j in 0..cols {
+            let v = if i % 11 == 5 {
+                if j == 1 { 4.0 } else { 0.0 }
+            } else if j == 5 {
+                2.0
+            } else if j == 3 {
+                0.0
+            } else if r.next() < 0.3 {
+                (r.next() * 40.0).floor() as f32 + 1.0
+            } else {
+                0.0
+            };
+            dense[i * cols + j] = v;
+        }
+    }
+    CsrMatrix::from_dense(rows, cols, &dense)
+}
+
+fn check_normalize(b: &dyn Backend, m: &CsrMatrix) {
+    let mut x = m.clone();
+    b.normalize_log1p(&mut x, 1e4);
+    for i in 0..m.n_rows {
+        let (_, raw) = m.row(i);
+        let total = raw.iter().map(|&v| f64::from(v)).sum::<f64>() as f32;
+        let f = if total == 0.0 { 1.0 } else { total / 1e4 };
+        for (&got, &v) in x.row(i).1.iter().zip(raw) {
+            let want = (v / f).ln_1p();
+            assert!(
+                (got - want).abs() <= 2e-6,
+                "{}: row {i}: {got} vs {want}",
+                b.name()
+            );
+        }
+    }
+}
+
+#[test]
+fn normalize_log1p_matches_the_reference() {
+    for b in backends() {
+        check_normalize(b.as_ref(), &counts(333, 300, 1));
+        check_normalize(b.as_ref(), &counts(1, 40, 2));
+        check_normalize(b.as_ref(), &CsrMatrix::from_dense(2, 3, &[0.0; 6]));
+        ran_here(b.as_ref());
+    }
+}
+
+fn check_moments(b: &dyn Backend, m: &CsrMatrix, transform: Transform) {
+    let got = b.gene_moments(m, transform);
+    assert_eq!(got.n, m.n_rows as u64);
+    let (mut s1, mut s2) = (vec![0.0f64; m.n_cols], vec![0.0f64; m.n_cols]);
+    for (&j, &v) in m.indices.iter().zip(&m.data) {
+        let x = match transform {
+            Transform::Identity => v,
+            Transform::Expm1 => v.exp_m1(),
+        };
+        s1[j as usize] += f64::from(x);
+        s2[j as usize] += f64::from(x * x);
+    }
+    for j in 0..m.n_cols {
+        for (g, w, what) in [(got.sum[j], s1[j], "sum"), (got.sum_sq[j], s2[j], "sum_sq")] {
+            assert!(
+                (g - w).abs() <= 1e-6 * w.abs() + 1e-12,
+                "{} {transform:?} {what}[{j}]: {g} vs {w}",
+                b.name()
+            );
+        }
+    }
+}
+
+#[test]
+fn gene_moments_match_f64_sums() {
+    let mut logm = counts(1000, 257, 3);
+    CpuBackend.normalize_log1p(&mut logm, 1e4);
+    for b in backends() {
+        for t in [Transform::Identity, Transform::Expm1] {
+            check_moments(b.as_ref(), &logm, t);
+            check_moments(b.as_ref(), &logm.slice_rows(0..1), t);
+        }
+        check_moments(b.as_ref(), &counts(100, 50, 4), Transform::Identity);
+        ran_here(b.as_ref());
+    }
+}
+
+/// HVG-like scale statistics of `x` for columns `cols` (std 0 -> 1, as the pipeline does).
+fn spec_of(x: &CsrMatrix, cols: &[u32]) -> (Vec<f64>, Vec<f64>) {
+    let (mean, var) = CpuBackend.gene_moments(x, Transform::Identity).mean_var(1);
+    let m: Vec<f64> = cols.iter().map(|&j| mean[j as usize]).collect();
+    let s: Vec<f64> = cols
+        .iter()
+        .map(|&j| var[j as usize].sqrt())
+        .map(|s| if s == 0.0 { 1.0 } else { s })
+        .collect();
+    (m, s)
+}
+
+fn check_scaled_gram(
+    b: &dyn Backend,
+    x: &CsrMatrix,
+    stats_of: &CsrMatrix,
+    cols: &[u32],
+    max_value: Option<f64>,
+) {
+    let k = cols.len();
+    let (mean, std) = spec_of(stats_of, cols);
+    let spec = ScaleSpec {
+        cols,
+        mean: &mean,
+        std: &std,
+        max_value,
+    };
+    let block = CpuBackend.scale_dense(x, cols, &mean, &std, max_value);
+    let dense = b.scale_dense(x, cols, &mean, &std, max_value);
+    for (g, w) in dense.iter().zip(&block) {
+        assert!(
+            (g - w).abs() <= 1e-5 * (1.0 + w.abs()),
+            "{}: scale {g} vs {w}",
+            b.name()
+        );
+    }
+    let norms: Vec<f64> = (0..k)
+        .map(|a| block.chunks(k).map(|r| r[a] * r[a]).sum::<f64>().sqrt())
+        .collect();
+    // Start from non-zero sums (the kernels add), through the fused and the dense entry points.
+    let (mut g, mut s) = (vec![1.0; k * k], vec![1.0; k]);
+    b.scaled_gram(x, &spec, &mut g, &mut s);
+    let (mut g2, mut s2) = (vec![1.0; k * k], vec![1.0; k]);
+    b.gram_accumulate(&block, k, &mut g2, &mut s2);
+    for (g, s) in [(&g, &s), (&g2, &s2)] {
+        for a in 0..k {
+            let want_s = 1.0 + block.chunks(k).map(|r| r[a]).sum::<f64>();
+            let tol = 1e-6 * (1.0 + norms[a] * (x.n_rows as f64).sqrt());
+            assert!((s[a] - want_s).abs() <= tol, "{}: colsum[{a}]", b.name());
+            for c in 0..k {
+                let want = 1.0 + block.chunks(k).map(|r| r[a] * r[c]).sum::<f64>();
+                let got = g[a * k + c];
+                assert!(
+                    (got - want).abs() <= 1e-6 * (1.0 + norms[a] * norms[c]),
+                    "{}: gram[{a},{c}] {got} vs {want}",
+                    b.name()
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn scaled_gram_matches_the_f64_product() {
+    let mut x = counts(333, 300, 5);
+    CpuBackend.normalize_log1p(&mut x, 1e4);
+    // 150 columns: two Gram tiles, the second partial; includes the never-expressed (3) and
+    // the constant (5) genes.
+    let cols: Vec<u32> = (0..300).step_by(2).chain([3, 5]).collect();
+    for b in backends() {
+        check_scaled_gram(b.as_ref(), &x, &x, &cols, Some(10.0));
+        check_scaled_gram(b.as_ref(), &x, &x, &cols[..7], None);
+        check_scaled_gram(b.as_ref(), &x.slice_rows(0..1), &x, &cols[..20], Some(1.0));
+        // Enough rows that each row split flushes its f32 sums more than once.
+        let mut tall = counts(3000, 40, 11);
+        CpuBackend.normalize_log1p(&mut tall, 1e4);
+        let few: Vec<u32> = (0..40).collect();
+        check_scaled_gram(b.as_ref(), &tall, &tall, &few, Some(10.0));
+        ran_here(b.as_ref());
+    }
+}
+
+fn check_project(b: &dyn Backend, x: &CsrMatrix, stats_of: &CsrMatrix, cols: &[u32], c: usize) {
+    let k = cols.len();
+    let (mean, std) = spec_of(stats_of, cols);
+    let spec = ScaleSpec {
+        cols,
+        mean: &mean,
+        std: &std,
+        max_value: Some(10.0),
+    };
+    let mut r = Lcg(9);
+    let comps: Vec<f64> = (0..k * c).map(|_| r.next() - 0.5).collect();
+    let pmean: Vec<f64> = (0..k).map(|_| r.next() * 0.1).collect();
+    let block = CpuBackend.scale_dense(x, cols, &mean, &std, Some(10.0));
+    let got = b.scaled_project(x, &spec, &pmean, &comps, c);
+    let got2 = b.project(&block, k, &pmean, &comps, c);
+    for (i, row) in block.chunks(k).enumerate() {
+        let scale: f64 = row.iter().map(|v| v.abs()).sum::<f64>() + 1.0;
+        for j in 0..c {
+            let want: f64 = (0..k).map(|a| (row[a] - pmean[a]) * comps[a * c + j]).sum();
+            for g in [got[i * c + j], got2[i * c + j]] {
+                assert!(
+                    (g - want).abs() <= 1e-6 * scale,
+                    "{}: project[{i},{j}] {g} vs {want}",
+                    b.name()
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn projection_matches_the_f64_product() {
+    let mut x = counts(200, 180, 6);
+    CpuBackend.normalize_log1p(&mut x, 1e4);
+    let cols: Vec<u32> = (0..180).step_by(3).collect();
+    for b in backends() {
+        check_project(b.as_ref(), &x, &x, &cols, 17);
+        check_project(b.as_ref(), &x.slice_rows(0..1), &x, &cols, 3);
+        ran_here(b.as_ref());
+    }
+}
+
+/// Brute-force f64 kNN sorted by (distance, index), self forced to 0.
+fn brute_knn(p: &[f32], dim: usize, k: usize) -> Vec<Vec<u32>> {
+    let n = p.len() / dim;
+    (0..n)
+        .map(|i| {
+            let mut d: Vec<(f64, u32)> = (0..n)
+                .map(|j| {
+                    let d2: f64 = (0..dim)
+                        .map(|a| (f64::from(p[i * dim + a]) - f64::from(p[j * dim + a])).powi(2))
+                        .sum();
+                    (if i == j { 0.0 } else { d2 }, j as u32)
+                })
+                .collect();
+            d.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
+            d.iter().take(k.min(n)).map(|x| x.1).collect()
+        })
+        .collect()
+}
+
+fn check_knn(b: &dyn Backend, n: usize, dim: usize, k: usize, seed: u64) {
+    let mut r = Lcg(seed);
+    let p: Vec<f32> = (0..n * dim).map(|_| (r.next() * 10.0) as f32).collect();
+    let (idx, dist) = b.knn_exact(&p, dim, k);
+    let kk = k.min(n);
+    assert_eq!(idx.len(), n * kk);
+    let want = brute_knn(&p, dim, k);
+    for i in 0..n {
+        assert_eq!(
+            &idx[i * kk..(i + 1) * kk],
+            &want[i][..],
+            "{}: row {i}",
+            b.name()
+        );
+        assert_eq!(dist[i * kk], 0.0);
+        assert!(dist[i * kk..(i + 1) * kk].windows(2).all(|w| w[0] <= w[1]));
+    }
+    let (ci, cd) = CpuBackend.knn_exact(&p, dim, k);
+    assert_eq!(idx, ci, "{} vs cpu", b.name());
+    assert_eq!(dist, cd, "{} vs cpu", b.name());
+}
+
+#[test]
+fn knn_exact_matches_brute_force() {
+    for b in backends() {
+        check_knn(b.as_ref(), 300, 10, 15, 7);
+        check_knn(b.as_ref(), 130, 50, 15, 8);
+        check_knn(b.as_ref(), 5, 3, 15, 9);
+        check_knn(b.as_ref(), 1, 4, 15, 10);
+        ran_here(b.as_ref());
+    }
+}
+
+#[test]
+fn knn_keeps_duplicates_self_first_by_index() {
+    // Duplicate points are at distance 0 from each other: ties go by index, so self need not
+    // come first (as in scanpy), on both backends.
+    let p = [1.0f32, 1.0, 1.0, 1.0, 1.0, 1.0, 5.0, 5.0];
+    for b in backends() {
+        let (idx, dist) = b.knn_exact(&p, 2, 3);
+        assert_eq!(&idx[3..6], &[0, 1, 2], "{}", b.name());
+        assert_eq!(&dist[3..6], &[0.0, 0.0, 0.0]);
+        assert_eq!(&idx[9..12], &[3, 0, 1], "{}", b.name());
+        ran_here(b.as_ref());
+    }
+}
+
+#[test]
+fn gpu_backend_names_its_device() {
+    if let Some(g) = gpu() {
+        assert_eq!(g.name(), "gpu");
+        assert!(!g.device().is_empty());
+        assert!(g.driver().is_some());
+        assert_eq!(g.fallback_reason(), None);
+    }
+}
