@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs what a fresh Debian 12 machine lacks for building and testing cartscope:
-# HDF5 headers (libhdf5-dev, pkg-config) and a Python venv with anndata for the interop tests.
+# HDF5 headers (libhdf5-dev, pkg-config), chromium (report test) and a Python venv with anndata for the interop tests.
 # Idempotent: does nothing that is already done. Source it or run it.
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -11,6 +11,8 @@ need_apt=()
 pkg-config --exists hdf5 2>/dev/null || need_apt+=(libhdf5-dev pkg-config)
 command -v cc >/dev/null || need_apt+=(gcc)
 python3 -c 'import venv, ensurepip' 2>/dev/null || need_apt+=(python3-venv)
+# Headless browser for the report test (tests/it/cart.rs).
+command -v chromium >/dev/null || need_apt+=(chromium)
 if [ ${#need_apt[@]} -gt 0 ]; then
   echo "setup: installing ${need_apt[*]}" >&2
   as_root apt-get update -qq

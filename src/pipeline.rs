@@ -990,6 +990,10 @@ pub fn run_with_progress(
     write_atomic(&outdir.join("summary.json"), &json)?;
     let csv = cart::summary::to_csv(&summary.cart);
     write_atomic(&outdir.join("summary.csv"), csv.as_bytes())?;
+    if opts.cart.report {
+        let html = crate::report::render(&adata, &summary, opts);
+        write_atomic(&outdir.join("report.html"), html.as_bytes())?;
+    }
     Ok(summary)
 }
 
