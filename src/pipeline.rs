@@ -528,7 +528,11 @@ pub fn analyse(
         opts.cart.car_min_counts,
     );
     let mut highly_variable = highly_variable;
-    if let Some(j) = car.as_ref().and_then(|c| col_map[c.index]) {
+    if let Some(j) = car
+        .as_ref()
+        .filter(|_| !opts.cart.car_in_hvg)
+        .and_then(|c| col_map[c.index])
+    {
         let ranking = hvg_var_columns
             .iter()
             .find_map(|(name, col)| match (name.as_str(), col) {

@@ -41,6 +41,10 @@ pub struct CartOptions {
     pub gene_sets_mode: GeneSetsMode,
     /// Write report.html.
     pub report: bool,
+    /// Let the CAR feature compete for the HVGs, as the reference script does (it knows no
+    /// CAR); off by default, so that the construct never shapes PCA and the kNN graph. The
+    /// scanpy golden tests turn it on.
+    pub car_in_hvg: bool,
 }
 
 impl Default for CartOptions {
@@ -51,6 +55,7 @@ impl Default for CartOptions {
             gene_sets: None,
             gene_sets_mode: GeneSetsMode::Replace,
             report: true,
+            car_in_hvg: false,
         }
     }
 }
