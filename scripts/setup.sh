@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Installs what a fresh Debian 12 machine lacks for building and testing cartscope:
 # HDF5 headers (libhdf5-dev, pkg-config), a Vulkan driver that runs on the CPU (lavapipe, from
-# mesa-vulkan-drivers, so the GPU backend's shaders run in tests without a GPU) and a Python
-# venv with anndata for the interop tests.
+# mesa-vulkan-drivers, so the GPU backend's shaders run in tests without a GPU), chromium (the
+# report's browser test) and a Python venv with anndata for the interop tests.
 # Idempotent: does nothing that is already done. Source it or run it.
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -17,6 +17,8 @@ python3 -c 'import venv, ensurepip' 2>/dev/null || need_apt+=(python3-venv)
 if ! ls /usr/share/vulkan/icd.d/lvp_icd*.json >/dev/null 2>&1 || ! ldconfig -p | grep -q 'libvulkan.so.1'; then
   need_apt+=(mesa-vulkan-drivers libvulkan1)
 fi
+# Headless browser for the report test (tests/it/cart.rs).
+command -v chromium >/dev/null || need_apt+=(chromium)
 if [ ${#need_apt[@]} -gt 0 ]; then
   echo "setup: installing ${need_apt[*]}" >&2
   as_root apt-get update -qq

@@ -158,7 +158,58 @@ pub struct RunArgs {
     #[arg(long)]
     pub quiet: bool,
     #[command(flatten)]
+    pub cart_args: CartArgs,
+    #[command(flatten)]
     pub input_args: InputArgs,
+}
+
+/// CAR-T options of `cartscope run`.
+#[derive(Debug, Args)]
+pub struct CartArgs {
+    /// The CAR construct feature [detected from the documented names: CAR, CAT_scFv,
+    /// FMC63-28Z, muCD19BBz, Kymriah, Yescarta, *scFv*, *FMC63*, *CD19BBz*, *CD19-28z*, CAR token].
+    #[arg(long, value_name = "NAME")]
+    pub car_feature: Option<String>,
+    /// CAR feature counts that make a cell CAR+ [1].
+    #[arg(long, value_name = "N")]
+    pub car_min_counts: Option<u32>,
+    /// Gene sets to score, as a GMT file (NAME<TAB>DESCRIPTION<TAB>GENE...).
+    #[arg(long, value_name = "FILE.gmt")]
+    pub gene_sets: Option<PathBuf>,
+    /// Whether --gene-sets replaces or extends the default sets [replace].
+    #[arg(long, value_enum)]
+    pub gene_sets_mode: Option<cartscope::cart::GeneSetsMode>,
+    /// Skip report.html (the tables are still written).
+    #[arg(long)]
+    pub no_report: bool,
+    /// Keep the CAR feature out of the highly variable genes, so the construct never shapes
+    /// PCA, the kNN graph or the clusters. Off by default: scanpy's reference pipeline knows
+    /// no CAR and lets it compete like any gene, and the default run reproduces scanpy.
+    #[arg(long)]
+    pub car_out_of_hvg: bool,
+}
+
+impl CartArgs {
+    fn apply(&self, o: &mut cartscope::cart::CartOptions) {
+        if let Some(v) = &self.car_feature {
+            o.car_feature = Some(v.clone());
+        }
+        if let Some(v) = self.car_min_counts {
+            o.car_min_counts = v;
+        }
+        if let Some(v) = &self.gene_sets {
+            o.gene_sets = Some(v.clone());
+        }
+        if let Some(v) = self.gene_sets_mode {
+            o.gene_sets_mode = v;
+        }
+        if self.no_report {
+            o.report = false;
+        }
+        if self.car_out_of_hvg {
+            o.car_in_hvg = false;
+        }
+    }
 }
 
 impl RunArgs {
@@ -198,6 +249,7 @@ impl RunArgs {
         }
         o.keep_counts |= self.keep_counts;
         o.allow_non_integer |= self.input_args.allow_non_integer;
+        self.cart_args.apply(&mut o.cart);
         o.validate()?;
         Ok(o)
     }

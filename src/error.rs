@@ -75,6 +75,16 @@ pub enum Error {
         /// The first offending value and where it is.
         message: String,
     },
+    /// A gene-set (GMT) file that cannot be parsed.
+    #[error("{path}: line {line}: {message}")]
+    GeneSets {
+        /// The GMT file.
+        path: PathBuf,
+        /// The 1-based line at fault (0: the file as a whole).
+        line: usize,
+        /// What is wrong with it.
+        message: String,
+    },
     /// An invalid option or combination of options.
     #[error("{0}")]
     Usage(String),
@@ -102,7 +112,8 @@ impl Error {
             | Error::UnknownFormat { .. }
             | Error::Hdf5 { .. }
             | Error::Invalid { .. }
-            | Error::Values { .. } => ErrorKind::BadInput,
+            | Error::Values { .. }
+            | Error::GeneSets { .. } => ErrorKind::BadInput,
             Error::Usage(_) => ErrorKind::Usage,
             Error::Write { .. } | Error::Gpu(_) => ErrorKind::Other,
         }

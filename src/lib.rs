@@ -26,6 +26,7 @@ pub mod io;
 pub mod matrix;
 pub mod pipeline;
 pub mod pp;
+pub mod report;
 pub mod simulate;
 pub mod tl;
 

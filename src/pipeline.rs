@@ -16,6 +16,7 @@ use std::time::Instant;
 use serde::{Deserialize, Serialize};
 
 use crate::backend::{Backend, CpuBackend, GpuBackend, Moments, ScaleSpec, Transform};
+use crate::cart;
 use crate::error::{Error, Result};
 use crate::io::h5ad_write::WriteOptions;
 use crate::io::names::is_mito;
@@ -94,6 +95,8 @@ pub struct RunOptions {
     pub backend: BackendChoice,
     /// Accept non-integer / negative input values with a warning.
     pub allow_non_integer: bool,
+    /// CAR detection, gene sets and the report.
+    pub cart: crate::cart::CartOptions,
     /// gzip level of result.h5ad (None: uncompressed).
     pub gzip: Option<u8>,
     /// Memory (MiB) the data may take in RAM; beyond it, later stages re-read the input in
@@ -119,6 +122,7 @@ impl Default for RunOptions {
             pca_solver: crate::tl::pca::PcaSolver::CovarianceEigh,
             backend: BackendChoice::Auto,
             allow_non_integer: false,
+            cart: crate::cart::CartOptions::default(),
             gzip: None,
             max_memory_mib: 0,
         }
@@ -147,7 +151,7 @@ impl RunOptions {
         if self.chunk_rows == 0 {
             return bad("--chunk-rows must be at least 1");
         }
-        Ok(())
+        self.cart.validate()
     }
 }
 
@@ -185,6 +189,8 @@ pub struct RunSummary {
     pub total_seconds: f64,
     /// Peak resident memory of the process (MiB), from the OS.
     pub peak_rss_mib: f64,
+    /// CAR-T summary: CAR status, gene sets, per-sample numbers.
+    pub cart: crate::cart::summary::CartSummary,
 }
 
 /// Peak resident set size of this process in MiB (Linux `VmHWM`), 0 where unknown.
@@ -277,11 +283,12 @@ struct Stopwatch {
 }
 
 /// The stages, in order, as the progress bar names them.
-const STAGES: [&str; 7] = [
+const STAGES: [&str; 8] = [
     "read + qc",
     "filter",
     "normalize + log1p",
     "hvg",
+    "cart scores + calls",
     "scale",
     "pca",
     "neighbors",
@@ -357,6 +364,11 @@ pub fn analyse(
     let mut src = CountSource::open(input, read)?;
     let (n_in, g_in) = (src.n_obs(), src.n_vars());
     let mito: Vec<bool> = src.var.index.iter().map(|g| is_mito(g)).collect();
+    // CAR candidates' raw counts are kept for every cell while the input is read.
+    let gene_sets = cart::genesets::load(opts.cart.gene_sets.as_deref(), opts.cart.gene_sets_mode)?;
+    let car_candidates =
+        cart::detect::candidate_indices(&src.var.index, opts.cart.car_feature.as_deref())?;
+    let mut car_counts: Vec<Vec<f32>> = vec![Vec::with_capacity(n_in); car_candidates.len()];
     let policy = CountPolicy::counts(opts.allow_non_integer);
     let mut scan = ValueScan::default();
     let mut cells = CellQc::default();
@@ -380,6 +392,7 @@ pub fn analyse(
         let worker = scope.spawn(|| -> Result<()> {
             for (a, mut m) in rx {
                 scan.update_named(&names, &m, a, policy)?;
+                cart::detect::gather(&m, &car_candidates, &mut car_counts);
                 drop_explicit_zeros(&mut m);
                 let before = cells.n_genes_by_counts.len();
                 qc::accumulate(&m, &mito, &mut cells, &mut genes);
@@ -553,10 +566,51 @@ pub fn analyse(
             (h.highly_variable, cols)
         }
     };
+    let car = cart::detect::choose(
+        &gene_names,
+        &car_candidates,
+        std::mem::take(&mut car_counts),
+        opts.cart.car_min_counts,
+    );
+    let mut highly_variable = highly_variable;
+    if let Some(j) = car
+        .as_ref()
+        .filter(|_| !opts.cart.car_in_hvg)
+        .and_then(|c| col_map[c.index])
+    {
+        let ranking = hvg_var_columns
+            .iter()
+            .find_map(|(name, col)| match (name.as_str(), col) {
+                ("dispersions_norm", Column::F32(v)) => {
+                    Some(v.iter().map(|&x| f64::from(x)).collect())
+                }
+                ("variances_norm", Column::F64(v)) => Some(v.clone()),
+                _ => None,
+            });
+        cart::exclude_from_hvg(
+            &mut highly_variable,
+            &ranking.unwrap_or_default(),
+            j as usize,
+        );
+    }
     let hvg_cols: Vec<u32> = (0..g as u32)
         .filter(|&j| highly_variable[j as usize])
         .collect();
     clock.lap("hvg");
+
+    // Gene-set scores (on all genes after filter_genes, as the reference script scores them
+    // after HVG selection) and the marker values of the cell calls.
+    let kept_genes: Vec<String> = keep_genes.iter().map(|&j| gene_names[j].clone()).collect();
+    let mut acc = cart::CellAccumulator::new(&kept_genes, &lmom.mean_var(1).0, &gene_sets);
+    data.for_each_chunk(step, backend, opts.target_sum, |x| {
+        acc.push(x);
+        Ok(())
+    })?;
+    let cart_cells = acc.finish(car.as_ref().map(|c| {
+        let counts = keep_cells.iter().map(|&i| c.counts[i]).collect();
+        (c.name.clone(), counts, opts.cart.car_min_counts)
+    }));
+    clock.lap("cart");
 
     // scale statistics on the HVGs (ddof 1, f64; zero std -> 1).
     let (lmean, lvar) = lmom.mean_var(1);
@@ -667,6 +721,31 @@ pub fn analyse(
                 .map(|&i| i64::from(cells.n_genes_by_counts[i]))
                 .collect(),
         ),
+    );
+    cart_cells.annotate(&mut obs);
+    let default_sample = input.file_stem().map_or_else(
+        || "sample".to_string(),
+        |s| s.to_string_lossy().into_owned(),
+    );
+    let car_note = match (&car, opts.cart.car_feature.as_deref()) {
+        (Some(c), Some(_)) => format!("CAR feature '{}' given with --car-feature", c.name),
+        (Some(c), None) if c.others.is_empty() => {
+            format!("CAR feature '{}' detected from the default names", c.name)
+        }
+        (Some(c), None) => format!(
+            "CAR feature '{}' detected; several candidates: the one detected in the most cells was chosen",
+            c.name
+        ),
+        (None, _) => "no CAR construct feature in the data (none of the default names or patterns matched): CAR status is absent".to_string(),
+    };
+    let cart_summary = cart::summary::summarise(
+        &obs,
+        &cart::summary::sample_labels(&obs, &default_sample),
+        &cart::summary::sample_labels(&src.obs, &default_sample),
+        &cart_cells,
+        car_note,
+        car.as_ref().map(|c| c.others.clone()).unwrap_or_default(),
+        opts.cart.car_min_counts,
     );
     let mut var = src.var.take(&keep_genes);
     let on_genes_f32 = |v: Vec<f32>| Column::F32(keep_genes.iter().map(|&j| v[j]).collect());
@@ -800,6 +879,7 @@ pub fn analyse(
         stage_seconds: std::mem::take(&mut clock.stages),
         total_seconds: total,
         peak_rss_mib: peak_rss_mib(),
+        cart: cart_summary,
     };
     Ok(RunResult {
         adata,
@@ -966,6 +1046,12 @@ pub fn run_with_progress(
     let json =
         serde_json::to_vec_pretty(&summary).map_err(|e| Error::write(outdir, "summary.json", e))?;
     write_atomic(&outdir.join("summary.json"), &json)?;
+    let csv = cart::summary::to_csv(&summary.cart);
+    write_atomic(&outdir.join("summary.csv"), csv.as_bytes())?;
+    if opts.cart.report {
+        let html = crate::report::render(&adata, &summary, opts);
+        write_atomic(&outdir.join("report.html"), html.as_bytes())?;
+    }
     Ok(summary)
 }
 

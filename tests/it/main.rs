@@ -1,4 +1,5 @@
 //! Integration tests of cartscope, one binary with a module per concern:
+//! - `cart`: CAR-T calls against simulated truth, scores against scanpy, the summary;
 //! - `readers`: every fixture layout reads to the values its generator recorded;
 //! - `golden`: `cartscope run` matches committed scanpy reference runs;
 //! - `errors`: every malformed input gives exit code 2 and a one-line message naming the file;
@@ -8,6 +9,7 @@
 //! - `robustness`: corrupted inputs give errors, never panics;
 //! - `simulate`: the simulator is deterministic, its truth recoverable, its formats equivalent.
 
+mod cart;
 mod common;
 mod errors;
 mod golden;

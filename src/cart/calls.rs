@@ -1,0 +1,206 @@
+//! Rule-based cell calls from log-normalised marker expression (`log1p(count / total * 1e4)`).
+//!
+//! "Detected" means a value above zero, i.e. at least one count.
+//!
+//! **T cell** ([`T_MARKERS`]): at least 2 of CD3D, CD3E, CD3G, TRAC detected; or exactly 1 of
+//! them and none of the B, myeloid and NK markers [`NON_T_MARKERS`]. One stray CD3 count is
+//! common in non-T cells (about 1 in 5 in a 3,500-UMI B cell or monocyte), two are not.
+//!
+//! **CD4 / CD8** (T cells only; other cells `non_T`): `CD4` when CD4 is detected and neither
+//! CD8A nor CD8B; `CD8` when CD8A or CD8B is detected and CD4 is not; `DN` (double negative)
+//! when none is; `ambiguous` when both are (double positive or a doublet). At typical depths
+//! CD4 is a low-count gene: many CD4 T cells carry no CD4 UMI and are called `DN`, so the
+//! CD4:CD8 ratio counts only decided cells and under-counts CD4 cells.
+//!
+//! **Phenotype** (T cells only; other cells `non_T`): the mean log-expression of each
+//! programme in [`PROGRAMMES`] is computed, and the programme with the highest mean wins
+//! (ties: the earlier in the list); `unassigned` when every programme is at zero. The memory
+//! programme is split by the stem-like TCF7/LEF1 pair: `naive_stem_memory` when their mean is
+//! at least [`STEM_MIN`] (about 1.3 UMIs per 10,000), otherwise `central_memory`.
+//! Effector memory is GZMK/CCL5/KLRB1 without the memory programme; effector is the cytotoxic
+//! granule programme; exhausted the inhibitory receptors with TOX; Treg-like FOXP3/IL2RA/CCR4/
+//! IKZF2 (CTLA4 is left out: exhausted cells express it too).
+
+/// Pan-T markers.
+pub const T_MARKERS: [&str; 4] = ["CD3D", "CD3E", "CD3G", "TRAC"];
+/// B-cell, myeloid and NK markers that veto a single-marker T call.
+pub const NON_T_MARKERS: [&str; 9] = [
+    "CD19", "MS4A1", "CD79A", "CD79B", "CD14", "LYZ", "CSF1R", "KLRF1", "NCAM1",
+];
+/// The CD4 lineage marker.
+pub const CD4_MARKERS: [&str; 1] = ["CD4"];
+/// The CD8 lineage markers.
+pub const CD8_MARKERS: [&str; 2] = ["CD8A", "CD8B"];
+/// Stem-like memory pair that splits the memory programme.
+pub const STEM_MARKERS: [&str; 2] = ["TCF7", "LEF1"];
+/// Minimum mean log-expression of [`STEM_MARKERS`] for `naive_stem_memory`.
+pub const STEM_MIN: f32 = 0.85;
+
+/// Phenotype programmes, in tie-break order; `memory` is split by [`STEM_MARKERS`].
+pub const PROGRAMMES: [(&str, &[&str]); 6] = [
+    (
+        "proliferating",
+        &["MKI67", "TOP2A", "TYMS", "ZWINT", "STMN1", "HMGB2"],
+    ),
+    (
+        "exhausted",
+        &["PDCD1", "HAVCR2", "LAG3", "TIGIT", "TOX", "ENTPD1"],
+    ),
+    ("treg_like", &["FOXP3", "IL2RA", "CCR4", "IKZF2"]),
+    (
+        "effector",
+        &["GZMB", "PRF1", "NKG7", "GNLY", "IFNG", "GZMH"],
+    ),
+    ("effector_memory", &["GZMK", "CCL5", "KLRB1"]),
+    (
+        "memory",
+        &["TCF7", "LEF1", "CCR7", "SELL", "IL7R", "CD27", "CD28"],
+    ),
+];
+
+/// Label of cells that are not called T cells.
+pub const NON_T: &str = "non_T";
+
+/// Every phenotype label, in display order.
+pub const PHENOTYPES: [&str; 9] = [
+    "naive_stem_memory",
+    "central_memory",
+    "effector_memory",
+    "effector",
+    "exhausted",
+    "proliferating",
+    "treg_like",
+    "unassigned",
+    NON_T,
+];
+
+/// Every CD4/CD8 label, in display order.
+pub const LINEAGES: [&str; 5] = ["CD4", "CD8", "DN", "ambiguous", NON_T];
+
+/// Every marker gene the calls read, without duplicates, in a fixed order.
+pub fn marker_genes() -> Vec<&'static str> {
+    let mut out: Vec<&'static str> = Vec::new();
+    let all = T_MARKERS
+        .iter()
+        .chain(&NON_T_MARKERS)
+        .chain(&CD4_MARKERS)
+        .chain(&CD8_MARKERS)
+        .chain(&STEM_MARKERS)
+        .chain(PROGRAMMES.iter().flat_map(|(_, g)| g.iter()));
+    for g in all {
+        if !out.contains(g) {
+            out.push(g);
+        }
+    }
+    out
+}
+
+/// One cell's calls.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CellCall {
+    /// T cell or not.
+    pub t_cell: bool,
+    /// One of [`LINEAGES`].
+    pub cd4_cd8: &'static str,
+    /// One of [`PHENOTYPES`].
+    pub phenotype: &'static str,
+}
+
+/// Calls a cell from its marker values, `value(gene)` giving the log-normalised expression
+/// (None when the gene is absent from the data).
+pub fn call_cell(value: impl Fn(&str) -> Option<f32>) -> CellCall {
+    let detected = |g: &&&str| value(g).is_some_and(|v| v > 0.0);
+    let n_t = T_MARKERS.iter().filter(detected).count();
+    let t_cell = n_t >= 2 || (n_t == 1 && !NON_T_MARKERS.iter().any(|g| detected(&g)));
+    if !t_cell {
+        return CellCall {
+            t_cell,
+            cd4_cd8: NON_T,
+            phenotype: NON_T,
+        };
+    }
+    let cd4 = CD4_MARKERS.iter().any(|g| detected(&g));
+    let cd8 = CD8_MARKERS.iter().any(|g| detected(&g));
+    let cd4_cd8 = match (cd4, cd8) {
+        (true, false) => "CD4",
+        (false, true) => "CD8",
+        (false, false) => "DN",
+        (true, true) => "ambiguous",
+    };
+    let mean = |genes: &[&str]| -> Option<f32> {
+        let v: Vec<f32> = genes.iter().filter_map(|g| value(g)).collect();
+        (!v.is_empty()).then(|| v.iter().sum::<f32>() / v.len() as f32)
+    };
+    let mut best: Option<(&str, f32)> = None;
+    for (name, genes) in PROGRAMMES {
+        if let Some(m) = mean(genes)
+            && m > best.map_or(0.0, |b| b.1)
+        {
+            best = Some((name, m));
+        }
+    }
+    let phenotype = match best {
+        None => "unassigned",
+        Some(("memory", _)) => {
+            if mean(&STEM_MARKERS).unwrap_or(0.0) >= STEM_MIN {
+                "naive_stem_memory"
+            } else {
+                "central_memory"
+            }
+        }
+        Some((name, _)) => PHENOTYPES
+            .iter()
+            .copied()
+            .find(|p| *p == name)
+            .unwrap_or("unassigned"),
+    };
+    CellCall {
+        t_cell,
+        cd4_cd8,
+        phenotype,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cell(pairs: &[(&str, f32)]) -> CellCall {
+        call_cell(|g| Some(pairs.iter().find(|p| p.0 == g).map_or(0.0, |p| p.1)))
+    }
+
+    #[test]
+    fn t_cells_need_two_pan_t_markers_or_one_without_other_lineages() {
+        assert!(cell(&[("CD3D", 1.0), ("TRAC", 1.0)]).t_cell);
+        assert!(cell(&[("CD3E", 1.0)]).t_cell);
+        assert!(!cell(&[("CD3E", 1.0), ("LYZ", 2.0)]).t_cell);
+        assert_eq!(cell(&[("LYZ", 2.0)]).phenotype, NON_T);
+    }
+
+    #[test]
+    fn lineage_and_phenotype_rules() {
+        let t = [("CD3D", 1.0), ("CD3E", 1.0)];
+        let with = |extra: &[(&str, f32)]| {
+            let mut v = t.to_vec();
+            v.extend_from_slice(extra);
+            cell(&v)
+        };
+        assert_eq!(with(&[("CD4", 1.0)]).cd4_cd8, "CD4");
+        assert_eq!(with(&[("CD8B", 1.0)]).cd4_cd8, "CD8");
+        assert_eq!(with(&[]).cd4_cd8, "DN");
+        assert_eq!(with(&[("CD4", 1.0), ("CD8A", 1.0)]).cd4_cd8, "ambiguous");
+        assert_eq!(with(&[]).phenotype, "unassigned");
+        assert_eq!(with(&[("MKI67", 3.0)]).phenotype, "proliferating");
+        assert_eq!(with(&[("PDCD1", 3.0), ("TOX", 2.0)]).phenotype, "exhausted");
+        assert_eq!(
+            with(&[("TCF7", 2.0), ("LEF1", 1.0), ("SELL", 1.0)]).phenotype,
+            "naive_stem_memory"
+        );
+        assert_eq!(
+            with(&[("IL7R", 2.0), ("CD27", 1.0)]).phenotype,
+            "central_memory"
+        );
+        assert_eq!(with(&[("GZMK", 2.0)]).phenotype, "effector_memory");
+        assert_eq!(with(&[("FOXP3", 2.0)]).phenotype, "treg_like");
+    }
+}

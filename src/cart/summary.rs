@@ -1,0 +1,321 @@
+//! The per-sample CAR-T summary (`summary.json` section `cart`, `summary.csv`).
+//!
+//! Per sample (obs `sample`, else the input's name): cells in and after QC; median genes,
+//! counts and % mitochondrial counts after QC; the CAR feature, CAR+ count and fraction of
+//! QC cells and of T cells; the CD4:CD8 ratio (cells called `CD4` over cells called `CD8`)
+//! among CAR+ T cells and among all T cells; phenotype fractions among T cells and among CAR+
+//! T cells; the median of every score among T cells and among CAR+ T cells; and the
+//! exhaustion-to-memory balance, median exhaustion score minus median memory score (among
+//! CAR+ T cells when there is a CAR feature, else among T cells; positive: exhausted-leaning).
+
+use std::collections::BTreeMap;
+
+use serde::Serialize;
+
+use super::{CartCells, GeneSetReport, calls};
+use crate::io::{Column, Frame};
+
+/// One sample's numbers.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct SampleSummary {
+    /// Sample label.
+    pub sample: String,
+    /// Cells read.
+    pub n_cells_in: usize,
+    /// Cells after QC.
+    pub n_cells_after_qc: usize,
+    /// Median genes per cell after QC.
+    pub median_genes: f64,
+    /// Median counts per cell after QC.
+    pub median_counts: f64,
+    /// Median % mitochondrial counts after QC.
+    pub median_pct_mito: f64,
+    /// Cells called T cells.
+    pub n_t_cells: usize,
+    /// CAR+ cells (None without a CAR feature).
+    pub n_car_positive: Option<usize>,
+    /// CAR+ cells / cells after QC.
+    pub car_positive_fraction: Option<f64>,
+    /// CAR+ T cells / T cells.
+    pub car_positive_fraction_of_t: Option<f64>,
+    /// CD4 / CD8 calls among CAR+ T cells (None without CAR or without CD8 cells).
+    pub cd4_cd8_ratio_car: Option<f64>,
+    /// CD4 / CD8 calls among all T cells.
+    pub cd4_cd8_ratio_t: Option<f64>,
+    /// Phenotype fractions among T cells.
+    pub phenotype_fractions_t: BTreeMap<String, f64>,
+    /// Phenotype fractions among CAR+ T cells.
+    pub phenotype_fractions_car: Option<BTreeMap<String, f64>>,
+    /// Median score per set among T cells.
+    pub median_scores_t: BTreeMap<String, f64>,
+    /// Median score per set among CAR+ T cells.
+    pub median_scores_car: Option<BTreeMap<String, f64>>,
+    /// Median exhaustion minus median memory score (CAR+ T cells, else T cells).
+    pub exhaustion_memory_balance: Option<f64>,
+}
+
+/// The `cart` section of summary.json.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct CartSummary {
+    /// The CAR feature used; None when the data have none.
+    pub car_feature: Option<String>,
+    /// Why there is no CAR status, or how the feature was chosen.
+    pub car_note: String,
+    /// Other CAR candidates and the cells they would call CAR+.
+    pub car_other_candidates: Vec<(String, usize)>,
+    /// `--car-min-counts`.
+    pub car_min_counts: u32,
+    /// Gene sets, with genes used and missing.
+    pub gene_sets: Vec<GeneSetReport>,
+    /// Per-sample numbers.
+    pub samples: Vec<SampleSummary>,
+}
+
+/// numpy's median (mean of the two middle values), None for no values; NaNs are skipped.
+pub fn median(values: impl Iterator<Item = f64>) -> Option<f64> {
+    let mut v: Vec<f64> = values.filter(|x| !x.is_nan()).collect();
+    if v.is_empty() {
+        return None;
+    }
+    v.sort_by(f64::total_cmp);
+    let m = v.len() / 2;
+    Some(if v.len() % 2 == 1 {
+        v[m]
+    } else {
+        (v[m - 1] + v[m]) / 2.0
+    })
+}
+
+/// Per-cell sample labels: obs `sample` when present, else `default`.
+pub fn sample_labels(obs: &Frame, default: &str) -> Vec<String> {
+    obs.column("sample")
+        .and_then(Column::as_strings)
+        .map(|v| {
+            v.into_iter()
+                .map(|s| s.unwrap_or_else(|| default.to_string()))
+                .collect()
+        })
+        .unwrap_or_else(|| vec![default.to_string(); obs.len()])
+}
+
+fn numeric(obs: &Frame, name: &str) -> Vec<f64> {
+    match obs.column(name) {
+        Some(Column::F32(v)) => v.iter().map(|&x| f64::from(x)).collect(),
+        Some(Column::F64(v)) => v.clone(),
+        Some(Column::I32(v)) => v.iter().map(|&x| f64::from(x)).collect(),
+        Some(Column::I64(v)) => v.iter().map(|&x| x as f64).collect(),
+        _ => vec![f64::NAN; obs.len()],
+    }
+}
+
+fn ratio(a: usize, b: usize) -> Option<f64> {
+    (b > 0).then(|| a as f64 / b as f64)
+}
+
+/// Builds the summary from the annotated obs of the cells after QC, their sample labels, and
+/// the sample labels of all input cells.
+pub fn summarise(
+    obs: &Frame,
+    labels: &[String],
+    labels_in: &[String],
+    cells: &CartCells,
+    car_note: String,
+    car_other_candidates: Vec<(String, usize)>,
+    car_min_counts: u32,
+) -> CartSummary {
+    let mut order: Vec<String> = Vec::new();
+    for l in labels_in {
+        if !order.contains(l) {
+            order.push(l.clone());
+        }
+    }
+    let genes = numeric(obs, "n_genes_by_counts");
+    let counts = numeric(obs, "total_counts");
+    let mito = numeric(obs, "pct_counts_mt");
+    let car = cells.car.as_ref();
+    let samples = order
+        .iter()
+        .map(|s| {
+            let rows: Vec<usize> = (0..labels.len()).filter(|&i| &labels[i] == s).collect();
+            let t: Vec<usize> = rows
+                .iter()
+                .copied()
+                .filter(|&i| cells.calls[i].t_cell)
+                .collect();
+            let car_t: Option<Vec<usize>> =
+                car.map(|c| t.iter().copied().filter(|&i| c.positive[i]).collect());
+            let count = |set: &[usize], lin: &str| {
+                set.iter()
+                    .filter(|&&i| cells.calls[i].cd4_cd8 == lin)
+                    .count()
+            };
+            let fractions = |set: &[usize]| -> BTreeMap<String, f64> {
+                calls::PHENOTYPES
+                    .iter()
+                    .filter(|p| **p != calls::NON_T)
+                    .map(|p| {
+                        let k = set
+                            .iter()
+                            .filter(|&&i| cells.calls[i].phenotype == *p)
+                            .count();
+                        (
+                            p.to_string(),
+                            if set.is_empty() {
+                                0.0
+                            } else {
+                                k as f64 / set.len() as f64
+                            },
+                        )
+                    })
+                    .collect()
+            };
+            let medians = |set: &[usize]| -> BTreeMap<String, f64> {
+                cells
+                    .scores
+                    .iter()
+                    .filter_map(|(name, v)| {
+                        Some((name.clone(), median(set.iter().map(|&i| v[i]))?))
+                    })
+                    .collect()
+            };
+            let n_car = car.map(|c| rows.iter().filter(|&&i| c.positive[i]).count());
+            let balance_set = car_t.as_deref().unwrap_or(&t);
+            let m = medians(balance_set);
+            SampleSummary {
+                sample: s.clone(),
+                n_cells_in: labels_in.iter().filter(|l| *l == s).count(),
+                n_cells_after_qc: rows.len(),
+                median_genes: median(rows.iter().map(|&i| genes[i])).unwrap_or(f64::NAN),
+                median_counts: median(rows.iter().map(|&i| counts[i])).unwrap_or(f64::NAN),
+                median_pct_mito: median(rows.iter().map(|&i| mito[i])).unwrap_or(f64::NAN),
+                n_t_cells: t.len(),
+                n_car_positive: n_car,
+                car_positive_fraction: n_car.and_then(|k| ratio(k, rows.len())),
+                car_positive_fraction_of_t: car_t.as_ref().and_then(|c| ratio(c.len(), t.len())),
+                cd4_cd8_ratio_car: car_t
+                    .as_ref()
+                    .and_then(|c| ratio(count(c, "CD4"), count(c, "CD8"))),
+                cd4_cd8_ratio_t: ratio(count(&t, "CD4"), count(&t, "CD8")),
+                phenotype_fractions_t: fractions(&t),
+                phenotype_fractions_car: car_t.as_deref().map(fractions),
+                median_scores_t: medians(&t),
+                median_scores_car: car_t.as_deref().map(medians),
+                exhaustion_memory_balance: m
+                    .get("exhaustion_score")
+                    .zip(m.get("memory_score"))
+                    .map(|(e, mm)| e - mm),
+            }
+        })
+        .collect();
+    CartSummary {
+        car_feature: car.map(|c| c.name.clone()),
+        car_note,
+        car_other_candidates,
+        car_min_counts,
+        gene_sets: cells.gene_sets.clone(),
+        samples,
+    }
+}
+
+fn fmt_opt(v: Option<f64>) -> String {
+    v.map_or(String::new(), |x| format!("{x}"))
+}
+
+fn csv_field(s: &str) -> String {
+    if s.contains([',', '"', '\n']) {
+        format!("\"{}\"", s.replace('"', "\"\""))
+    } else {
+        s.to_string()
+    }
+}
+
+/// summary.csv: one row per sample; empty fields where a value does not exist (no CAR
+/// feature, no CD8 cells).
+pub fn to_csv(s: &CartSummary) -> String {
+    let set_names: Vec<String> = s
+        .gene_sets
+        .iter()
+        .filter_map(|g| g.score_column.clone())
+        .collect();
+    let phen: Vec<&str> = calls::PHENOTYPES
+        .iter()
+        .copied()
+        .filter(|p| *p != calls::NON_T)
+        .collect();
+    let mut header: Vec<String> = [
+        "sample",
+        "n_cells_in",
+        "n_cells_after_qc",
+        "median_genes",
+        "median_counts",
+        "median_pct_mito",
+        "car_feature",
+        "n_t_cells",
+        "n_car_positive",
+        "car_positive_fraction",
+        "car_positive_fraction_of_t",
+        "cd4_cd8_ratio_car",
+        "cd4_cd8_ratio_t",
+        "exhaustion_memory_balance",
+    ]
+    .map(String::from)
+    .to_vec();
+    header.extend(phen.iter().map(|p| format!("frac_t_{p}")));
+    header.extend(phen.iter().map(|p| format!("frac_car_{p}")));
+    header.extend(set_names.iter().map(|n| format!("median_t_{n}")));
+    header.extend(set_names.iter().map(|n| format!("median_car_{n}")));
+    let mut out = header.join(",") + "\n";
+    for r in &s.samples {
+        let mut row: Vec<String> = vec![
+            csv_field(&r.sample),
+            r.n_cells_in.to_string(),
+            r.n_cells_after_qc.to_string(),
+            r.median_genes.to_string(),
+            r.median_counts.to_string(),
+            r.median_pct_mito.to_string(),
+            csv_field(s.car_feature.as_deref().unwrap_or("")),
+            r.n_t_cells.to_string(),
+            r.n_car_positive.map_or(String::new(), |k| k.to_string()),
+            fmt_opt(r.car_positive_fraction),
+            fmt_opt(r.car_positive_fraction_of_t),
+            fmt_opt(r.cd4_cd8_ratio_car),
+            fmt_opt(r.cd4_cd8_ratio_t),
+            fmt_opt(r.exhaustion_memory_balance),
+        ];
+        row.extend(
+            phen.iter()
+                .map(|p| fmt_opt(r.phenotype_fractions_t.get(*p).copied())),
+        );
+        row.extend(phen.iter().map(|p| {
+            fmt_opt(
+                r.phenotype_fractions_car
+                    .as_ref()
+                    .and_then(|m| m.get(*p).copied()),
+            )
+        }));
+        row.extend(
+            set_names
+                .iter()
+                .map(|n| fmt_opt(r.median_scores_t.get(n).copied())),
+        );
+        row.extend(
+            set_names
+                .iter()
+                .map(|n| fmt_opt(r.median_scores_car.as_ref().and_then(|m| m.get(n).copied()))),
+        );
+        out += &(row.join(",") + "\n");
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn median_is_numpys() {
+        assert_eq!(median([3.0, 1.0, 2.0].into_iter()), Some(2.0));
+        assert_eq!(median([4.0, 1.0, 2.0, 3.0].into_iter()), Some(2.5));
+        assert_eq!(median(std::iter::empty()), None);
+    }
+}

@@ -1,0 +1,325 @@
+//! Hand-written SVG plots: scatter, histogram, box plots and stacked bars. Each returns one
+//! `<svg class="plot">` element with its marks inline (no scripts, no external resources).
+
+use std::fmt::Write;
+
+/// Categorical colours (Okabe-Ito, then greys), readable by colour-blind readers.
+pub const PALETTE: [&str; 10] = [
+    "#E69F00", "#56B4E9", "#009E73", "#F0E442", "#0072B2", "#D55E00", "#CC79A7", "#7F3C8D",
+    "#999999", "#DDDDDD",
+];
+
+const W: f64 = 420.0;
+const H: f64 = 300.0;
+const M: f64 = 40.0;
+
+/// Escapes text for HTML/SVG.
+pub fn esc(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+}
+
+fn range(v: impl Iterator<Item = f64>) -> (f64, f64) {
+    let (lo, hi) = v
+        .filter(|x| x.is_finite())
+        .fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), x| {
+            (a.min(x), b.max(x))
+        });
+    if !lo.is_finite() {
+        (0.0, 1.0)
+    } else if hi > lo {
+        (lo, hi)
+    } else {
+        (lo - 0.5, hi + 0.5)
+    }
+}
+
+fn open(id: &str, title: &str, xlab: &str, ylab: &str) -> String {
+    format!(
+        "<svg class=\"plot\" data-plot=\"{id}\" xmlns=\"http://www.w3.org/2000/svg\" viewBox=\"0 0 {W} {H}\" width=\"{W}\" height=\"{H}\" role=\"img\"><title>{t}</title>\
+<rect x=\"{M}\" y=\"{M2}\" width=\"{pw}\" height=\"{ph}\" fill=\"none\" stroke=\"#888\"/>\
+<text x=\"{cx}\" y=\"16\" text-anchor=\"middle\" font-size=\"13\">{t}</text>\
+<text x=\"{cx}\" y=\"{by}\" text-anchor=\"middle\" font-size=\"11\">{x}</text>\
+<text x=\"12\" y=\"{cy}\" text-anchor=\"middle\" font-size=\"11\" transform=\"rotate(-90 12 {cy})\">{y}</text>",
+        t = esc(title),
+        x = esc(xlab),
+        y = esc(ylab),
+        M2 = 24.0,
+        pw = W - M - 10.0,
+        ph = H - M - 24.0,
+        cx = (W + M) / 2.0,
+        by = H - 6.0,
+        cy = (H - M + 24.0) / 2.0,
+    )
+}
+
+fn ticks(s: &mut String, lo: f64, hi: f64, x_axis: bool) {
+    for k in 0..=4 {
+        let v = lo + (hi - lo) * f64::from(k) / 4.0;
+        let label = if (hi - lo).abs() >= 100.0 {
+            format!("{v:.0}")
+        } else {
+            format!("{v:.2}")
+        };
+        if x_axis {
+            let x = M + (W - M - 10.0) * f64::from(k) / 4.0;
+            let _ = write!(
+                s,
+                "<text x=\"{x:.1}\" y=\"{:.1}\" font-size=\"9\" text-anchor=\"middle\">{label}</text>",
+                H - M + 12.0
+            );
+        } else {
+            let y = H - M - (H - M - 24.0) * f64::from(k) / 4.0;
+            let _ = write!(
+                s,
+                "<text x=\"{:.1}\" y=\"{y:.1}\" font-size=\"9\" text-anchor=\"end\">{label}</text>",
+                M - 3.0
+            );
+        }
+    }
+}
+
+fn sx(v: f64, lo: f64, hi: f64) -> f64 {
+    M + (v - lo) / (hi - lo) * (W - M - 10.0)
+}
+
+fn sy(v: f64, lo: f64, hi: f64) -> f64 {
+    H - M - (v - lo) / (hi - lo) * (H - M - 24.0)
+}
+
+fn legend(s: &mut String, labels: &[(String, &str)]) -> String {
+    let mut out = String::from("<div class=\"legend\">");
+    for (l, c) in labels {
+        let _ = write!(
+            out,
+            "<span><i style=\"background:{c}\"></i>{}</span>",
+            esc(l)
+        );
+    }
+    out.push_str("</div>");
+    s.push_str("</svg>");
+    out
+}
+
+/// Scatter of (x, y) coloured by category codes (`None`: missing, drawn grey).
+pub fn scatter_categorical(
+    id: &str,
+    title: &str,
+    labels: (&str, &str),
+    xy: &[(f64, f64)],
+    codes: &[Option<usize>],
+    categories: &[String],
+) -> String {
+    let (x0, x1) = range(xy.iter().map(|p| p.0));
+    let (y0, y1) = range(xy.iter().map(|p| p.1));
+    let mut s = open(id, title, labels.0, labels.1);
+    for (p, c) in xy.iter().zip(codes) {
+        let col = c.map_or("#CCCCCC", |c| PALETTE[c % PALETTE.len()]);
+        let _ = write!(
+            s,
+            "<circle cx=\"{:.1}\" cy=\"{:.1}\" r=\"1.8\" fill=\"{col}\" fill-opacity=\"0.8\"/>",
+            sx(p.0, x0, x1),
+            sy(p.1, y0, y1)
+        );
+    }
+    let present: Vec<(String, &str)> = categories
+        .iter()
+        .enumerate()
+        .filter(|(k, _)| codes.contains(&Some(*k)))
+        .map(|(k, c)| (c.clone(), PALETTE[k % PALETTE.len()]))
+        .collect();
+    let leg = legend(&mut s, &present);
+    s + &leg
+}
+
+/// Viridis-like ramp from dark blue to yellow for t in [0, 1].
+fn ramp(t: f64) -> String {
+    let stops = [
+        (68.0, 1.0, 84.0),
+        (59.0, 82.0, 139.0),
+        (33.0, 145.0, 140.0),
+        (94.0, 201.0, 98.0),
+        (253.0, 231.0, 37.0),
+    ];
+    let t = t.clamp(0.0, 1.0) * 4.0;
+    let k = (t.floor() as usize).min(3);
+    let f = t - k as f64;
+    let (a, b) = (stops[k], stops[k + 1]);
+    format!(
+        "rgb({:.0},{:.0},{:.0})",
+        a.0 + (b.0 - a.0) * f,
+        a.1 + (b.1 - a.1) * f,
+        a.2 + (b.2 - a.2) * f
+    )
+}
+
+/// Scatter coloured by a continuous value (2nd to 98th percentile mapped to the ramp).
+pub fn scatter_continuous(
+    id: &str,
+    title: &str,
+    labels: (&str, &str),
+    xy: &[(f64, f64)],
+    value: &[f64],
+) -> String {
+    let (x0, x1) = range(xy.iter().map(|p| p.0));
+    let (y0, y1) = range(xy.iter().map(|p| p.1));
+    let mut sorted: Vec<f64> = value.iter().copied().filter(|v| v.is_finite()).collect();
+    sorted.sort_by(f64::total_cmp);
+    let q = |f: f64| {
+        sorted
+            .get(((sorted.len() as f64 - 1.0) * f) as usize)
+            .copied()
+            .unwrap_or(0.0)
+    };
+    let (lo, hi) = (q(0.02), q(0.98).max(q(0.02) + 1e-9));
+    let mut order: Vec<usize> = (0..xy.len()).collect();
+    order.sort_by(|&a, &b| value[a].total_cmp(&value[b]));
+    let mut s = open(id, title, labels.0, labels.1);
+    for i in order {
+        let _ = write!(
+            s,
+            "<circle cx=\"{:.1}\" cy=\"{:.1}\" r=\"1.8\" fill=\"{}\"/>",
+            sx(xy[i].0, x0, x1),
+            sy(xy[i].1, y0, y1),
+            ramp((value[i] - lo) / (hi - lo))
+        );
+    }
+    let leg = legend(
+        &mut s,
+        &[
+            (format!("{lo:.2}"), "rgb(68,1,84)"),
+            (format!("{hi:.2}"), "rgb(253,231,37)"),
+        ],
+    );
+    s + &leg
+}
+
+/// Histogram with `bins` equal-width bins and an optional threshold line.
+pub fn histogram(
+    id: &str,
+    title: &str,
+    xlab: &str,
+    v: &[f64],
+    bins: usize,
+    threshold: Option<f64>,
+) -> String {
+    let (lo, hi) = range(v.iter().copied());
+    let mut counts = vec![0usize; bins];
+    for &x in v.iter().filter(|x| x.is_finite()) {
+        let b = (((x - lo) / (hi - lo)) * bins as f64) as usize;
+        counts[b.min(bins - 1)] += 1;
+    }
+    let top = counts.iter().copied().max().unwrap_or(1).max(1) as f64;
+    let mut s = open(id, title, xlab, "cells");
+    ticks(&mut s, lo, hi, true);
+    ticks(&mut s, 0.0, top, false);
+    let bw = (W - M - 10.0) / bins as f64;
+    for (k, &c) in counts.iter().enumerate() {
+        let h = c as f64 / top * (H - M - 24.0);
+        let _ = write!(
+            s,
+            "<rect x=\"{:.1}\" y=\"{:.1}\" width=\"{:.1}\" height=\"{h:.1}\" fill=\"#0072B2\"/>",
+            M + bw * k as f64,
+            H - M - h,
+            (bw - 1.0).max(0.5)
+        );
+    }
+    if let Some(t) = threshold.filter(|t| *t >= lo && *t <= hi) {
+        let x = sx(t, lo, hi);
+        let _ = write!(
+            s,
+            "<line x1=\"{x:.1}\" x2=\"{x:.1}\" y1=\"24\" y2=\"{:.1}\" stroke=\"#D55E00\" stroke-dasharray=\"4 2\"/>",
+            H - M
+        );
+    }
+    s.push_str("</svg>");
+    s
+}
+
+/// Box plots (median, quartiles, 5-95 % whiskers) of `v` per group.
+pub fn boxplot(id: &str, title: &str, ylab: &str, groups: &[(String, Vec<f64>)]) -> String {
+    let (lo, hi) = range(groups.iter().flat_map(|g| g.1.iter().copied()));
+    let mut s = open(id, title, "", ylab);
+    ticks(&mut s, lo, hi, false);
+    let n = groups.len().max(1) as f64;
+    let bw = (W - M - 10.0) / n;
+    for (k, (name, vals)) in groups.iter().enumerate() {
+        let mut v: Vec<f64> = vals.iter().copied().filter(|x| x.is_finite()).collect();
+        if v.is_empty() {
+            continue;
+        }
+        v.sort_by(f64::total_cmp);
+        let q = |f: f64| v[((v.len() - 1) as f64 * f).round() as usize];
+        let cx = M + bw * (k as f64 + 0.5);
+        let y = |x: f64| sy(x, lo, hi);
+        let col = PALETTE[k % PALETTE.len()];
+        let _ = write!(
+            s,
+            "<line x1=\"{cx:.1}\" x2=\"{cx:.1}\" y1=\"{:.1}\" y2=\"{:.1}\" stroke=\"#444\"/>\
+<rect x=\"{:.1}\" y=\"{:.1}\" width=\"{:.1}\" height=\"{:.1}\" fill=\"{col}\" stroke=\"#444\"/>\
+<line x1=\"{:.1}\" x2=\"{:.1}\" y1=\"{:.1}\" y2=\"{:.1}\" stroke=\"#000\" stroke-width=\"2\"/>\
+<text x=\"{cx:.1}\" y=\"{:.1}\" font-size=\"8\" text-anchor=\"end\" transform=\"rotate(-30 {cx:.1} {:.1})\">{}</text>",
+            y(q(0.05)),
+            y(q(0.95)),
+            cx - bw * 0.3,
+            y(q(0.75)),
+            bw * 0.6,
+            (y(q(0.25)) - y(q(0.75))).max(0.5),
+            cx - bw * 0.3,
+            cx + bw * 0.3,
+            y(q(0.5)),
+            y(q(0.5)),
+            H - M + 10.0,
+            H - M + 10.0,
+            esc(name)
+        );
+    }
+    s.push_str("</svg>");
+    s
+}
+
+/// Horizontal stacked bars: one bar per row, segments by category fraction.
+pub fn stacked_bars(
+    id: &str,
+    title: &str,
+    rows: &[(String, Vec<f64>)],
+    categories: &[String],
+) -> String {
+    let mut s = open(id, title, "fraction", "");
+    let n = rows.len().max(1) as f64;
+    let bh = (H - M - 24.0) / n;
+    for (r, (name, fr)) in rows.iter().enumerate() {
+        let mut x = M;
+        let y = 24.0 + bh * r as f64 + bh * 0.15;
+        for (k, f) in fr.iter().enumerate() {
+            let w = f * (W - M - 10.0);
+            if w > 0.0 {
+                let _ = write!(
+                    s,
+                    "<rect x=\"{x:.1}\" y=\"{y:.1}\" width=\"{w:.1}\" height=\"{:.1}\" fill=\"{}\"><title>{} {:.1} %</title></rect>",
+                    bh * 0.7,
+                    PALETTE[k % PALETTE.len()],
+                    esc(&categories[k]),
+                    f * 100.0
+                );
+            }
+            x += w;
+        }
+        let _ = write!(
+            s,
+            "<text x=\"{:.1}\" y=\"{:.1}\" font-size=\"9\">{}</text>",
+            M + 2.0,
+            y + bh * 0.45,
+            esc(name)
+        );
+    }
+    let present: Vec<(String, &str)> = categories
+        .iter()
+        .enumerate()
+        .map(|(k, c)| (c.clone(), PALETTE[k % PALETTE.len()]))
+        .collect();
+    let leg = legend(&mut s, &present);
+    s + &leg
+}
