@@ -28,3 +28,8 @@ unzip -o -q -j "$tmp"/whl/scirpy-*.whl scirpy/tests/data/wu2020_200_v0_11.h5ad -
 # (c) the cell_ranger and seurat_v3 HVG flavors on the sample (seurat_v3 needs scikit-misc).
 "$py" tests/golden/make_hvg_golden.py sample_data/P01_day90.h5ad cell_ranger tests/golden/P01_day90_cell_ranger_hvg.npz
 "$py" tests/golden/make_hvg_golden.py sample_data/P01_day90.h5ad seurat_v3 tests/golden/P01_day90_seurat_v3_hvg.npz
+
+# (d) Leiden and UMAP on the sample: the same reference run with clustering (scanpy's graph and
+# X_pca are the ones in P01_day90_scanpy.npz; this run differs only by adding leiden + umap).
+"$py" "$ref" sample_data/P01_day90.h5ad "$tmp/day90_cluster"
+"$py" tests/golden/make_cluster_golden.py "$tmp/day90_cluster/reference.h5ad" sample_data/P01_day90.h5ad tests/golden/P01_day90_cluster.npz

@@ -1,6 +1,7 @@
 //! Integration tests of cartscope, one binary with a module per concern:
 //! - `readers`: every fixture layout reads to the values its generator recorded;
 //! - `golden`: `cartscope run` matches committed scanpy reference runs;
+//! - `cluster`: Leiden and UMAP on scanpy's graph agree with scanpy's;
 //! - `errors`: every malformed input gives exit code 2 and a one-line message naming the file;
 //! - `run_cli`: `cartscope run` outputs, config precedence, clean failures;
 //! - `roundtrip`: written files read back identically (fixed cases and proptest);
@@ -8,6 +9,7 @@
 //! - `robustness`: corrupted inputs give errors, never panics;
 //! - `simulate`: the simulator is deterministic, its truth recoverable, its formats equivalent.
 
+mod cluster;
 mod common;
 mod errors;
 mod golden;
