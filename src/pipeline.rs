@@ -584,16 +584,18 @@ pub fn analyse(
         clock.lap("leiden");
         (c, params)
     });
-    let layout = opts.umap.then(|| {
+    let layout = if opts.umap {
         let params = UmapParams {
             min_dist: opts.umap_min_dist,
             seed: opts.seed,
             ..UmapParams::default()
         };
-        let u = umap(&conn, Some((&x_pca, n_comps)), &params);
+        let u = umap(&conn, Some((&x_pca, n_comps)), &params)?;
         clock.lap("umap");
-        u
-    });
+        Some(u)
+    } else {
+        None
+    };
 
     // Assemble the AnnData under scanpy's keys.
     let mut obs = src.obs.take(&keep_cells);

@@ -202,7 +202,7 @@ fn leiden_on_scanpys_graph_agrees_with_scanpy() {
 fn umap_on_scanpys_graph_is_as_trustworthy_as_scanpys() {
     let dir = tempfile::tempdir().unwrap();
     let g = golden(dir.path());
-    let u = umap(&g.conn, Some((&g.x_pca, g.n_pcs)), &UmapParams::default());
+    let u = umap(&g.conn, Some((&g.x_pca, g.n_pcs)), &UmapParams::default()).unwrap();
     assert_eq!(u.n_epochs, 500);
     let (t, p) = trust_and_preservation(&g.x_pca, g.n_pcs, &u.embedding, 2, 15);
     println!(
