@@ -11,7 +11,10 @@
 //! epoch: the edges of one head point are processed in order by one thread, moving that point
 //! step by step exactly as umap moves `current`; the equal and opposite moves of the tail
 //! points (`move_other`) are stored per edge and summed afterwards in edge order, point by
-//! point. Negative samples come from a counter-based hash of (seed, epoch, edge, draw). So the
+//! point. The negative samples of one positive sample push the point from where that sample
+//! left it, summed (umap moves it after each; computing them together lets the CPU overlap
+//! them, twice as fast, and each push is small). Negative samples come from a counter-based hash
+//! of (seed, epoch, edge, draw). So the
 //! result depends on the seed only, never on the number of threads, and an epoch is a pure
 //! function of (graph, epochs_per_sample, embedding, params, seed, epoch) that a GPU kernel can
 //! reproduce ([`optimize_epoch`]).
@@ -782,7 +785,8 @@ fn log2_fast(x: f32) -> f32 {
 #[inline]
 fn exp2_fast(y: f32) -> f32 {
     let y = y.clamp(-126.0, 127.0);
-    let i = y.round();
+    // Round to nearest by truncating a positive number (no libm call on baseline x86-64).
+    let i = ((y + 128.5) as i32 - 128) as f32;
     let f = (y - i) * std::f32::consts::LN_2;
     let p = 1.0
         + f * (1.0
@@ -922,6 +926,10 @@ fn epoch_in<const D: usize>(
                     let eps_neg = eps / rate;
                     let n_neg = ((now - clock.next_negative) / eps_neg).max(0.0) as u32;
                     let key = sample_key(seed, epoch as u32, e as u32);
+                    // The pushes of one edge's negative samples are taken from the same position
+                    // and applied together: independent, so the CPU overlaps them (umap applies
+                    // each before the next; one push is a small fraction of a step).
+                    let mut push = [0f32; D];
                     for draw in 0..n_neg {
                         let k = negative_sample(key, draw, n as u32) as usize;
                         if k == j {
@@ -937,8 +945,11 @@ fn epoch_in<const D: usize>(
                         }
                         let coeff = 2.0 * gamma * b / ((0.001 + d2) * (a * pow_fast(d2, b) + 1.0));
                         for d in 0..D {
-                            cur[d] += clip(coeff * (cur[d] - other[d])) * alpha;
+                            push[d] += clip(coeff * (cur[d] - other[d])) * alpha;
                         }
+                    }
+                    for d in 0..D {
+                        cur[d] += push[d];
                     }
                     clock.next_negative += f64::from(n_neg) * eps_neg;
                 }
