@@ -24,6 +24,24 @@
 //! Cluster labels: igraph numbers clusters by the first cell in each; here "0" is the largest
 //! cluster (then by size, ties by first cell), as scanpy's leidenalg flavor numbers them; labels are
 //! arbitrary for every comparison made (ARI, modularity).
+//!
+//! Why not a crate: leiden-rs 0.8.1 (the maintained Rust Leiden; its default schedule, modularity,
+//! each pair once) against this module on the same graphs, release build, 2 shared cores,
+//! seeds 0-2 (scanpy's graph of the 1,857-cell sample; cartscope's graph of a simulated
+//! 27,580-cell sample):
+//!
+//! | | this module | leiden-rs 0.8.1 |
+//! |---|---|---|
+//! | modularity, sample (scanpy: 0.5925) | 0.5922-0.5940 | 0.5760-0.5830 |
+//! | ARI with scanpy's labels, sample | 0.83-0.92 | 0.67-0.77 |
+//! | modularity, 27,580 cells | 0.6493-0.6498 | 0.6325-0.6371 |
+//! | seconds, 27,580 cells | 0.17-0.20 | 0.50-0.74 |
+//! | same seed, same labels | yes | yes |
+//!
+//! leiden-rs runs its own schedule (convergence on a quality epsilon, not igraph's
+//! `n_iterations` from the previous partition), lands 0.015 below scanpy's modularity (outside
+//! the 0.01 tolerance) and is 3x slower; following igraph step by step is what makes the
+//! agreement with scanpy checkable.
 
 use rand::{Rng, SeedableRng};
 use rand_xoshiro::Xoshiro256PlusPlus;
