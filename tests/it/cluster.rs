@@ -221,3 +221,37 @@ fn umap_on_scanpys_graph_is_as_trustworthy_as_scanpys() {
         g.knn_preservation
     );
 }
+
+/// The other direction: scanpy's leiden and umap on cartscope's graph of the sample, through
+/// tests/golden/compare_cluster.py (needs scanpy, so the reference venv: REF_PYTHON).
+/// `REF_PYTHON=... cargo test --test it -- --ignored scanpy_on_cartscopes_graph --nocapture`
+#[test]
+#[ignore = "needs the scanpy reference venv in REF_PYTHON"]
+fn scanpy_on_cartscopes_graph_agrees_with_cartscope() {
+    let py = std::env::var("REF_PYTHON").expect("REF_PYTHON: a python with scanpy 1.11.5");
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let dir = tempfile::tempdir().unwrap();
+    let opts = cartscope::pipeline::RunOptions {
+        backend: cartscope::pipeline::BackendChoice::Cpu,
+        ..Default::default()
+    };
+    cartscope::pipeline::run(
+        &root.join("sample_data/P01_day90.h5ad"),
+        dir.path(),
+        &Default::default(),
+        &opts,
+    )
+    .unwrap();
+    let out = std::process::Command::new(py)
+        .arg(root.join("tests/golden/compare_cluster.py"))
+        .arg(dir.path().join("result.h5ad"))
+        .args(["--seeds", "10"])
+        .output()
+        .unwrap();
+    println!("{}", String::from_utf8_lossy(&out.stdout));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
