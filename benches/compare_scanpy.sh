@@ -1,25 +1,28 @@
 #!/usr/bin/env bash
-# Times scanpy (../shared/reference/scanpy_reference.py, without leiden/umap) and
-# `cartscope run --backend cpu` on the same input on this machine, one after the other, and
-# prints per-stage and end-to-end seconds, the speed-up, and both peak RSS figures.
+# Times scanpy (../shared/reference/scanpy_reference.py) and `cartscope run --backend cpu` on
+# the same input on this machine, one after the other, and prints per-stage and end-to-end
+# seconds (leiden and umap included), the speed-up, and both peak RSS figures.
 #
-# Usage: benches/compare_scanpy.sh INPUT.h5ad
+# Usage: benches/compare_scanpy.sh INPUT.h5ad [--no-cluster]
+#   --no-cluster skips leiden and umap on both sides.
 #   REF_PYTHON   python with ../shared/reference/requirements.txt (scanpy 1.11.5) [python3]
 #   CARTSCOPE    cartscope binary [target/release/cartscope, built if missing]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 input="$1"
+no_cluster=()
+[ "${2:-}" = "--no-cluster" ] && no_cluster=(--no-cluster)
 py="${REF_PYTHON:-python3}"
 bin="${CARTSCOPE:-${CARGO_TARGET_DIR:-target}/release/cartscope}"
 [ -x "$bin" ] || cargo build --release --locked
 work="$(mktemp -d)"
 trap 'rm -rf "$work"' EXIT
 
-"$py" ../shared/reference/scanpy_reference.py "$input" "$work/scanpy" --no-cluster > /dev/null
+"$py" ../shared/reference/scanpy_reference.py "$input" "$work/scanpy" "${no_cluster[@]}" > /dev/null
 # Peak RSS of the cartscope process as the OS reports it (getrusage of the child).
-"$py" - "$bin" "$input" "$work/cartscope" <<'PY' > "$work/cartscope_rss"
+"$py" - "$bin" "$input" "$work/cartscope" "${no_cluster[@]}" <<'PY' > "$work/cartscope_rss"
 import resource, subprocess, sys
-subprocess.run([sys.argv[1], "run", "--backend", "cpu", "--quiet", sys.argv[2], "-o", sys.argv[3]], check=True)
+subprocess.run([sys.argv[1], "run", "--backend", "cpu", "--quiet", sys.argv[2], "-o", sys.argv[3], *sys.argv[4:]], check=True)
 print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024)
 PY
 "$py" - "$work/scanpy/timings.json" "$work/cartscope/summary.json" "$work/cartscope_rss" <<'PY'
@@ -37,6 +40,7 @@ pairs = [
     ("hvg + scale + pca", sc["hvg"] + sc["scale"] + sc["pca"], st["hvg"] + st["scale"] + st["pca"]),
     ("neighbors", sc["neighbors"], st["neighbors"]),
 ]
+pairs += [(k, sc[k], st[k]) for k in ("leiden", "umap") if k in sc and k in st]
 scores = sum(v for k, v in sc.items() if k.startswith("score_"))
 sc_total = sc["total_without_import"] - scores
 cs_total = cs["total_seconds"]

@@ -27,7 +27,8 @@ pub enum Command {
     Convert(ConvertArgs),
     /// Simulate a CAR-T trial sample with known truth (deterministic for a seed).
     Simulate(SimulateArgs),
-    /// Run the standard scanpy pipeline (QC, normalisation, HVG, scaling, PCA, kNN graph).
+    /// Run the standard scanpy pipeline (QC, normalisation, HVG, scaling, PCA, kNN graph,
+    /// Leiden, UMAP).
     Run(RunArgs),
     /// List the GPU adapters wgpu sees (best first), with driver and key limits.
     Devices(DevicesArgs),
@@ -154,6 +155,21 @@ pub struct RunArgs {
     /// gzip level (0-9) for result.h5ad; uncompressed when omitted.
     #[arg(long, value_parser = clap::value_parser!(u8).range(0..=9))]
     pub gzip: Option<u8>,
+    /// Skip Leiden clustering (obs["leiden"]).
+    #[arg(long)]
+    pub no_cluster: bool,
+    /// Skip the UMAP layout (obsm["X_umap"]).
+    #[arg(long)]
+    pub no_umap: bool,
+    /// leiden(resolution) [1].
+    #[arg(long)]
+    pub resolution: Option<f64>,
+    /// umap(min_dist) [0.5].
+    #[arg(long)]
+    pub umap_min_dist: Option<f64>,
+    /// random_state of leiden and umap [0].
+    #[arg(long)]
+    pub seed: Option<u64>,
     /// No progress bar and no closing line (the bar only ever appears on a terminal).
     #[arg(long)]
     pub quiet: bool,
@@ -239,8 +255,13 @@ impl RunArgs {
             n_pcs,
             n_neighbors,
             chunk_rows,
-            backend
+            backend,
+            resolution,
+            umap_min_dist,
+            seed
         );
+        o.cluster &= !self.no_cluster;
+        o.umap &= !self.no_umap;
         if let Some(m) = self.max_memory {
             o.max_memory_mib = m;
         }

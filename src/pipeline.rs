@@ -2,7 +2,8 @@
 //!
 //! QC metrics (mito = `MT-`, case-insensitive) -> filter_cells(min_genes) ->
 //! filter_genes(min_cells) -> pct_counts_mt < max -> normalize_total(target_sum) + log1p ->
-//! highly_variable_genes -> scale(max_value) on the HVGs -> PCA -> kNN + UMAP connectivities.
+//! highly_variable_genes -> scale(max_value) on the HVGs -> PCA -> kNN + UMAP connectivities ->
+//! Leiden clustering and the UMAP layout (each optional).
 //! Every default equals `../shared/reference/scanpy_reference.py` (ALGORITHMS.md).
 //!
 //! Stages work on row chunks: QC accumulates per chunk; normalisation, moments, scaling, Gram
@@ -26,8 +27,10 @@ use crate::matrix::CsrMatrix;
 use crate::pp::hvg::{HvgFlavor, highly_variable_genes};
 use crate::pp::qc::{self, CellQc, GeneQc};
 use crate::pp::seurat_v3;
+use crate::tl::leiden::{LeidenParams, leiden};
 use crate::tl::neighbors;
 use crate::tl::pca::{default_n_comps, fit_from_gram_with};
+use crate::tl::umap::{UmapParams, umap};
 
 /// Which backend runs the kernels.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Serialize, Deserialize, Default)]
@@ -102,6 +105,16 @@ pub struct RunOptions {
     /// Memory (MiB) the data may take in RAM; beyond it, later stages re-read the input in
     /// chunks. 0: half of the available memory.
     pub max_memory_mib: u64,
+    /// Leiden clustering into `obs["leiden"]`.
+    pub cluster: bool,
+    /// leiden(resolution).
+    pub resolution: f64,
+    /// UMAP layout into `obsm["X_umap"]`.
+    pub umap: bool,
+    /// umap(min_dist).
+    pub umap_min_dist: f64,
+    /// random_state of leiden and umap.
+    pub seed: u64,
 }
 
 impl Default for RunOptions {
@@ -125,6 +138,11 @@ impl Default for RunOptions {
             cart: crate::cart::CartOptions::default(),
             gzip: None,
             max_memory_mib: 0,
+            cluster: true,
+            resolution: 1.0,
+            umap: true,
+            umap_min_dist: 0.5,
+            seed: 0,
         }
     }
 }
@@ -150,6 +168,13 @@ impl RunOptions {
         }
         if self.chunk_rows == 0 {
             return bad("--chunk-rows must be at least 1");
+        }
+        if !(self.resolution.is_finite() && self.resolution > 0.0) {
+            return bad("--resolution must be positive");
+        }
+        // find_ab_params fits a curve that falls from 1 at min_dist over spread (1).
+        if !(0.0..=1.0).contains(&self.umap_min_dist) {
+            return bad("--umap-min-dist must lie in [0, 1] (spread is 1)");
         }
         self.cart.validate()
     }
@@ -283,7 +308,7 @@ struct Stopwatch {
 }
 
 /// The stages, in order, as the progress bar names them.
-const STAGES: [&str; 8] = [
+const STAGES: [&str; 10] = [
     "read + qc",
     "filter",
     "normalize + log1p",
@@ -292,6 +317,8 @@ const STAGES: [&str; 8] = [
     "scale",
     "pca",
     "neighbors",
+    "leiden",
+    "umap",
 ];
 
 impl Stopwatch {
@@ -361,6 +388,8 @@ pub fn analyse(
 ) -> Result<RunResult> {
     opts.validate()?;
     let mut clock = Stopwatch::new(progress);
+    let skipped = usize::from(!opts.cluster) + usize::from(!opts.umap);
+    clock.bar.set_length((STAGES.len() - skipped) as u64);
     let mut src = CountSource::open(input, read)?;
     let (n_in, g_in) = (src.n_obs(), src.n_vars());
     let mito: Vec<bool> = src.var.index.iter().map(|g| is_mito(g)).collect();
@@ -705,6 +734,30 @@ pub fn analyse(
     };
     clock.lap("neighbors");
 
+    // Leiden and UMAP on the connectivities (ALGORITHMS.md section 6).
+    let clustering = opts.cluster.then(|| {
+        let params = LeidenParams {
+            resolution: opts.resolution,
+            seed: opts.seed,
+            ..LeidenParams::default()
+        };
+        let c = leiden(&conn, &params);
+        clock.lap("leiden");
+        (c, params)
+    });
+    let layout = if opts.umap {
+        let params = UmapParams {
+            min_dist: opts.umap_min_dist,
+            seed: opts.seed,
+            ..UmapParams::default()
+        };
+        let u = umap(&conn, Some((&x_pca, n_comps)), &params)?;
+        clock.lap("umap");
+        Some(u)
+    } else {
+        None
+    };
+
     // Assemble the AnnData under scanpy's keys.
     let mut obs = src.obs.take(&keep_cells);
     let pick_i32 = |v: &[i32]| Column::I32(keep_cells.iter().map(|&i| v[i]).collect());
@@ -722,6 +775,16 @@ pub fn analyse(
                 .collect(),
         ),
     );
+    if let Some((c, _)) = &clustering {
+        obs.set(
+            "leiden",
+            Column::Categorical {
+                codes: c.membership.iter().map(|&m| m as i32).collect(),
+                categories: (0..c.n_clusters).map(|k| k.to_string()).collect(),
+                ordered: false,
+            },
+        );
+    }
     cart_cells.annotate(&mut obs);
     let default_sample = input.file_stem().map_or_else(
         || "sample".to_string(),
@@ -792,7 +855,7 @@ pub fn analyse(
         .ok()
         .and_then(|v| v.as_str().map(String::from))
         .unwrap_or_default();
-    let uns = vec![
+    let mut uns = vec![
         // scanpy's marker that X is log-transformed (natural log: base None, which anndata
         // does not store, so the mapping is empty; scanpy reads the base with .get).
         ("log1p".to_string(), UnsValue::Map(Vec::new())),
@@ -848,6 +911,37 @@ pub fn analyse(
             )]),
         ),
     ];
+    let mut obsm = vec![("X_pca".to_string(), Dense::F32(x_pca))];
+    if let Some((c, p)) = clustering {
+        uns.push((
+            "leiden".to_string(),
+            UnsValue::Map(vec![
+                (
+                    "params".into(),
+                    UnsValue::Map(vec![
+                        ("resolution".into(), UnsValue::Float(p.resolution)),
+                        ("random_state".into(), UnsValue::Int(p.seed as i64)),
+                        ("n_iterations".into(), UnsValue::Int(p.n_iterations as i64)),
+                    ]),
+                ),
+                ("modularity".into(), UnsValue::Float(c.modularity)),
+            ]),
+        ));
+    }
+    if let Some(u) = layout {
+        uns.push((
+            "umap".to_string(),
+            UnsValue::Map(vec![(
+                "params".into(),
+                UnsValue::Map(vec![
+                    ("a".into(), UnsValue::Float(u.a)),
+                    ("b".into(), UnsValue::Float(u.b)),
+                ]),
+            )]),
+        ));
+        let e = ndarray::Array2::from_shape_vec((n, 2), u.embedding).expect("n x 2");
+        obsm.push(("X_umap".into(), Dense::F32(e)));
+    }
     let adata = AnnData {
         obs,
         var,
@@ -856,7 +950,7 @@ pub fn analyse(
             .into_iter()
             .map(|m| ("counts".to_string(), m))
             .collect(),
-        obsm: vec![("X_pca".into(), Dense::F32(x_pca))],
+        obsm,
         varm: vec![("PCs".into(), Dense::F32(pcs))],
         obsp: vec![("connectivities".into(), conn)],
         obsp_f64: vec![("distances".into(), distances)],

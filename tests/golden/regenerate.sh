@@ -32,3 +32,8 @@ unzip -o -q -j "$tmp"/whl/scirpy-*.whl scirpy/tests/data/wu2020_200_v0_11.h5ad -
 # (d) gene-set scores (score_genes, random_state=0) on the sample and the real T cells.
 "$py" tests/golden/make_score_golden.py sample_data/P01_day90.h5ad tests/golden/P01_day90_scores.npz
 "$py" tests/golden/make_score_golden.py "$tmp/wu2020_200_v0_11.h5ad" tests/golden/wu2020_200_scores.npz
+
+# (e) Leiden and UMAP on the sample: the same reference run with clustering (scanpy's graph and
+# X_pca are the ones in P01_day90_scanpy.npz; this run differs only by adding leiden + umap).
+"$py" "$ref" sample_data/P01_day90.h5ad "$tmp/day90_cluster"
+"$py" tests/golden/make_cluster_golden.py "$tmp/day90_cluster/reference.h5ad" sample_data/P01_day90.h5ad tests/golden/P01_day90_cluster.npz

@@ -2,6 +2,7 @@
 //! - `cart`: CAR-T calls against simulated truth, scores against scanpy, the summary;
 //! - `readers`: every fixture layout reads to the values its generator recorded;
 //! - `golden`: `cartscope run` matches committed scanpy reference runs;
+//! - `cluster`: Leiden and UMAP on scanpy's graph agree with scanpy's;
 //! - `errors`: every malformed input gives exit code 2 and a one-line message naming the file;
 //! - `run_cli`: `cartscope run` outputs, config precedence, clean failures;
 //! - `roundtrip`: written files read back identically (fixed cases and proptest);
@@ -10,6 +11,7 @@
 //! - `simulate`: the simulator is deterministic, its truth recoverable, its formats equivalent.
 
 mod cart;
+mod cluster;
 mod common;
 mod errors;
 mod golden;

@@ -22,6 +22,11 @@ fn run_writes_result_summary_and_the_config_used() {
             "--n-pcs",
             "30",
             "--keep-counts",
+            "--no-umap",
+            "--resolution",
+            "0.8",
+            "--seed",
+            "3",
             "--config",
         ])
         .arg(&cfg)
@@ -50,6 +55,10 @@ fn run_writes_result_summary_and_the_config_used() {
     );
     assert_eq!(used["min_cells"].as_integer(), Some(5));
     assert_eq!(used["keep_counts"].as_bool(), Some(true));
+    assert_eq!(used["cluster"].as_bool(), Some(true));
+    assert_eq!(used["umap"].as_bool(), Some(false), "--no-umap");
+    assert_eq!(used["resolution"].as_float(), Some(0.8));
+    assert_eq!(used["seed"].as_integer(), Some(3));
     let summary: serde_json::Value =
         serde_json::from_slice(&std::fs::read(out.join("summary.json")).unwrap()).unwrap();
     assert_eq!(summary["backend"], "cpu");
@@ -57,6 +66,26 @@ fn run_writes_result_summary_and_the_config_used() {
     assert_eq!(summary["n_pcs"], 30);
     assert!(summary["peak_rss_mib"].as_f64().unwrap() > 0.0);
     assert_eq!(summary["n_cells_in"], 2000);
+    let stages: Vec<&str> = summary["stage_seconds"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s[0].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        stages,
+        [
+            "read+qc",
+            "filter",
+            "normalize+log1p",
+            "hvg",
+            "scale",
+            "pca",
+            "neighbors",
+            "leiden",
+            "write"
+        ]
+    );
     let mut src =
         cartscope::io::CountSource::open(&out.join("result.h5ad"), &Default::default()).unwrap();
     assert_eq!(
@@ -80,6 +109,66 @@ fn run_writes_result_summary_and_the_config_used() {
         .read_all()
         .unwrap();
     assert_eq!(first, second);
+    let labels = |p: &std::path::Path| {
+        cartscope::io::CountSource::open(&p.join("result.h5ad"), &Default::default())
+            .unwrap()
+            .obs
+            .column("leiden")
+            .and_then(|c| c.as_strings())
+            .unwrap()
+    };
+    assert_eq!(labels(&out), labels(&again), "same seed, same clusters");
+}
+
+#[test]
+fn run_writes_leiden_and_umap_as_scanpy_does() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out");
+    let o = cartscope()
+        .args(["run", "--backend", "cpu", "--quiet"])
+        .arg(sample())
+        .arg("-o")
+        .arg(&out)
+        .output()
+        .unwrap();
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    crate::python_interop::run_python(&format!(
+        r#"
+import anndata as ad, numpy as np
+a = ad.read_h5ad(r"{}")
+l = a.obs["leiden"]
+assert l.dtype == "category", l.dtype
+cats = list(l.cat.categories)
+assert cats == [str(i) for i in range(len(cats))], cats
+sizes = l.value_counts(sort=False).reindex(cats).to_numpy()
+assert (np.diff(sizes) <= 0).all(), sizes
+p = a.uns["leiden"]["params"]
+assert (p["resolution"], p["random_state"], p["n_iterations"]) == (1.0, 0, 2), p
+assert 0 < a.uns["leiden"]["modularity"] < 1
+e = a.obsm["X_umap"]
+assert e.dtype == np.float32 and e.shape == (a.n_obs, 2) and np.isfinite(e).all()
+assert abs(a.uns["umap"]["params"]["a"] - 0.58303) < 1e-4
+assert abs(a.uns["umap"]["params"]["b"] - 1.33417) < 1e-4
+"#,
+        out.join("result.h5ad").display()
+    ));
+    let summary: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.join("summary.json")).unwrap()).unwrap();
+    let stages: Vec<&str> = summary["stage_seconds"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s[0].as_str().unwrap())
+        .collect();
+    assert!(
+        stages.ends_with(&["neighbors", "leiden", "umap", "write"]),
+        "{stages:?}"
+    );
 }
 
 #[test]
@@ -93,6 +182,11 @@ fn bad_options_and_inputs_exit_2_without_output() {
             "unknown field",
         ),
         (vec!["--n-neighbors".into(), "1".into()], "--n-neighbors"),
+        (vec!["--resolution".into(), "0".into()], "--resolution"),
+        (
+            vec!["--umap-min-dist".into(), "2".into()],
+            "--umap-min-dist",
+        ),
         (vec!["--min-genes".into(), "100000".into()], "too few cells"),
     ];
     for (k, (extra, needle)) in cases.into_iter().enumerate() {

@@ -1,0 +1,77 @@
+#!/usr/bin/env python3
+"""scanpy's Leiden and UMAP on cartscope's graph: the other direction of tests/it/cluster.rs.
+
+Usage: compare_cluster.py RESULT.h5ad [--seeds N]
+
+Reads a cartscope result.h5ad (obsp connectivities, obsm X_pca, obs leiden, obsm X_umap), runs
+sc.tl.leiden(flavor="igraph", n_iterations=2, directed=False) and sc.tl.umap() on the same
+connectivities with scanpy 1.11.5, and prints ARI, modularity of both partitions (igraph's,
+on the same graph), trustworthiness and kNN(15) preservation of both layouts against X_pca,
+and each side's ARI with the simulated truth (obs truth_cell_type) when present. Exits 1 when
+|modularity difference| > 0.01 or |trustworthiness difference| > 0.02. With --seeds N, scanpy's
+own seed-to-seed ARI over random_state 1..N-1 is printed as the baseline the ARI is judged by.
+Needs the reference venv (../shared/reference/requirements.txt).
+"""
+import json
+import sys
+import time
+import warnings
+
+import numpy as np
+
+warnings.filterwarnings("ignore")
+import anndata as ad  # noqa: E402
+import scanpy as sc  # noqa: E402
+from sklearn.metrics import adjusted_rand_score as ari  # noqa: E402
+
+from cluster_metrics import knn_preservation, modularity, trustworthiness  # noqa: E402
+
+
+def main():
+    a = ad.read_h5ad(sys.argv[1])
+    seeds = int(sys.argv[sys.argv.index("--seeds") + 1]) if "--seeds" in sys.argv else 1
+    ours = a.obs["leiden"].astype(int).to_numpy()
+    ours_umap = a.obsm["X_umap"]
+    a.uns["neighbors"] = {"connectivities_key": "connectivities", "distances_key": "distances",
+                          "params": {"n_neighbors": 15, "method": "umap", "random_state": 0,
+                                     "metric": "euclidean", "n_pcs": a.obsm["X_pca"].shape[1]}}
+    t = time.perf_counter()
+    sc.tl.leiden(a, resolution=1.0, flavor="igraph", n_iterations=2, directed=False, key_added="sc_leiden")
+    t_leiden = time.perf_counter() - t
+    theirs = a.obs["sc_leiden"].astype(int).to_numpy()
+    t = time.perf_counter()
+    sc.tl.umap(a)
+    t_umap = time.perf_counter() - t
+    conn, x = a.obsp["connectivities"], a.obsm["X_pca"]
+    r = {
+        "n_cells": int(a.n_obs),
+        "ari_cartscope_vs_scanpy": ari(ours, theirs),
+        "modularity_cartscope": modularity(conn, ours),
+        "modularity_scanpy": modularity(conn, theirs),
+        "clusters_cartscope": int(ours.max() + 1),
+        "clusters_scanpy": int(theirs.max() + 1),
+        "trustworthiness_cartscope": trustworthiness(x, ours_umap),
+        "trustworthiness_scanpy": trustworthiness(x, a.obsm["X_umap"]),
+        "knn15_preservation_cartscope": knn_preservation(x, ours_umap),
+        "knn15_preservation_scanpy": knn_preservation(x, a.obsm["X_umap"]),
+        "scanpy_seconds_leiden": t_leiden,
+        "scanpy_seconds_umap": t_umap,
+    }
+    if "truth_cell_type" in a.obs:
+        truth = a.obs["truth_cell_type"].astype(str).to_numpy()
+        r["ari_truth_cartscope"], r["ari_truth_scanpy"] = ari(ours, truth), ari(theirs, truth)
+    if seeds > 1:
+        other = []
+        for s in range(1, seeds):
+            sc.tl.leiden(a, resolution=1.0, flavor="igraph", n_iterations=2, directed=False,
+                         random_state=s, key_added="other")
+            other.append(ari(theirs, a.obs["other"].astype(int).to_numpy()))
+        r["scanpy_seed_ari_mean"], r["scanpy_seed_ari_min"] = float(np.mean(other)), float(np.min(other))
+    print(json.dumps({k: (round(v, 4) if isinstance(v, float) else v) for k, v in r.items()}, indent=1))
+    ok = (abs(r["modularity_cartscope"] - r["modularity_scanpy"]) <= 0.01
+          and abs(r["trustworthiness_cartscope"] - r["trustworthiness_scanpy"]) <= 0.02)
+    sys.exit(0 if ok else 1)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,257 @@
+//! Leiden and UMAP against scanpy 1.11.5 on scanpy's own kNN graph of the committed sample
+//! (tests/golden/P01_day90_scanpy.npz holds the graph and X_pca, P01_day90_cluster.npz scanpy's
+//! labels, modularity, X_umap and its scores; tests/golden/regenerate.sh made both).
+//! Tolerances of ALGORITHMS.md section 9: Leiden |modularity difference| <= 0.01; UMAP
+//! trustworthiness (k = 15) within 0.02 of scanpy's, kNN(15) preservation within 0.03.
+//!
+//! Leiden ARI: section 9 recommends >= 0.9 against scanpy, but scanpy does not reach that
+//! against itself on this graph: with random_state 1..9 instead of 0 its labels agree with its
+//! own seed-0 labels at ARI 0.72-0.88 (mean 0.81, stored in the golden); at resolution 1 the
+//! sample's clusters cut through continuous states (ARI with the simulated cell types 0.33), so
+//! where cells on a boundary go depends on the random order of moves, for any generator. The
+//! test asks what can be asked: that cartscope's labels (seeds 0..4) agree with scanpy's as
+//! well as scanpy's other seeds do (mean ARI no lower than theirs minus 0.05, the sampling
+//! spread of a mean of a handful of runs whose ARIs vary by about 0.05).
+//! The agreement with the simulated truth is printed for both.
+
+use std::path::{Path, PathBuf};
+
+use cartscope::CsrMatrix;
+use cartscope::tl::leiden::{LeidenParams, leiden};
+use cartscope::tl::umap::{UmapParams, umap};
+
+use crate::python_interop::run_python;
+
+/// scanpy's graph, X_pca, labels, truth and scores, dumped by numpy into `dir` as raw arrays.
+struct Golden {
+    conn: CsrMatrix,
+    x_pca: Vec<f32>,
+    n_pcs: usize,
+    leiden: Vec<u32>,
+    truth: Vec<String>,
+    modularity: f64,
+    trustworthiness: f64,
+    knn_preservation: f64,
+    seed_ari: Vec<f64>,
+}
+
+fn read<T: bytemuck::Pod>(path: &Path) -> Vec<T> {
+    let bytes = std::fs::read(path).unwrap();
+    let mut v = vec![T::zeroed(); bytes.len() / std::mem::size_of::<T>()];
+    bytemuck::cast_slice_mut::<T, u8>(&mut v).copy_from_slice(&bytes);
+    v
+}
+
+fn golden(dir: &Path) -> Golden {
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/golden");
+    run_python(&format!(
+        r#"
+import json, numpy as np
+g = np.load(r"{g}"); c = np.load(r"{c}"); d = r"{d}"
+g["connectivities_indptr"].astype("<u8").tofile(d + "/indptr")
+g["connectivities_indices"].astype("<u4").tofile(d + "/indices")
+g["connectivities_data"].astype("<f4").tofile(d + "/data")
+g["X_pca"].astype("<f4").tofile(d + "/x_pca")
+c["leiden"].astype("<u4").tofile(d + "/leiden")
+c["leiden_seed_ari"].astype("<f8").tofile(d + "/seed_ari")
+open(d + "/truth", "w").write("\n".join(c["truth_cell_type"]))
+json.dump({{k: float(c[k]) for k in ("modularity", "trustworthiness", "knn_preservation")}}
+          | {{"n_pcs": int(g["X_pca"].shape[1])}}, open(d + "/scalars.json", "w"))
+"#,
+        g = root.join("P01_day90_scanpy.npz").display(),
+        c = root.join("P01_day90_cluster.npz").display(),
+        d = dir.display()
+    ));
+    let indptr: Vec<u64> = read(&dir.join("indptr"));
+    let n = indptr.len() - 1;
+    let s: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("scalars.json")).unwrap()).unwrap();
+    Golden {
+        conn: CsrMatrix {
+            n_rows: n,
+            n_cols: n,
+            indptr,
+            indices: read(&dir.join("indices")),
+            data: read(&dir.join("data")),
+        },
+        x_pca: read(&dir.join("x_pca")),
+        n_pcs: s["n_pcs"].as_u64().unwrap() as usize,
+        leiden: read(&dir.join("leiden")),
+        truth: std::fs::read_to_string(dir.join("truth"))
+            .unwrap()
+            .lines()
+            .map(String::from)
+            .collect(),
+        modularity: s["modularity"].as_f64().unwrap(),
+        trustworthiness: s["trustworthiness"].as_f64().unwrap(),
+        knn_preservation: s["knn_preservation"].as_f64().unwrap(),
+        seed_ari: read(&dir.join("seed_ari")),
+    }
+}
+
+/// Adjusted Rand index of two labelings.
+pub fn ari<A: Eq + std::hash::Hash + Clone, B: Eq + std::hash::Hash + Clone>(
+    a: &[A],
+    b: &[B],
+) -> f64 {
+    use std::collections::HashMap;
+    let mut cells: HashMap<(A, B), f64> = HashMap::new();
+    let mut ra: HashMap<A, f64> = HashMap::new();
+    let mut rb: HashMap<B, f64> = HashMap::new();
+    for (x, y) in a.iter().zip(b) {
+        *cells.entry((x.clone(), y.clone())).or_default() += 1.0;
+        *ra.entry(x.clone()).or_default() += 1.0;
+        *rb.entry(y.clone()).or_default() += 1.0;
+    }
+    let c2 = |v: f64| v * (v - 1.0) / 2.0;
+    let index: f64 = cells.values().map(|&v| c2(v)).sum();
+    let sa: f64 = ra.values().map(|&v| c2(v)).sum();
+    let sb: f64 = rb.values().map(|&v| c2(v)).sum();
+    let expected = sa * sb / c2(a.len() as f64);
+    (index - expected) / ((sa + sb) / 2.0 - expected)
+}
+
+fn sq_dists(x: &[f32], dim: usize, i: usize) -> Vec<f64> {
+    let n = x.len() / dim;
+    let xi = &x[i * dim..(i + 1) * dim];
+    (0..n)
+        .map(|j| {
+            x[j * dim..(j + 1) * dim]
+                .iter()
+                .zip(xi)
+                .map(|(a, b)| f64::from(a - b).powi(2))
+                .sum()
+        })
+        .collect()
+}
+
+/// Points other than `i` ordered by distance (ties by index, as a stable argsort).
+fn ranked(x: &[f32], dim: usize, i: usize) -> Vec<usize> {
+    let d = sq_dists(x, dim, i);
+    let mut order: Vec<usize> = (0..d.len()).filter(|&j| j != i).collect();
+    order.sort_by(|&a, &b| d[a].total_cmp(&d[b]).then(a.cmp(&b)));
+    order
+}
+
+/// sklearn's `trustworthiness(X, E, n_neighbors=k)` and the kNN(k) preservation.
+pub fn trust_and_preservation(x: &[f32], dx: usize, e: &[f32], de: usize, k: usize) -> (f64, f64) {
+    let n = x.len() / dx;
+    let (mut penalty, mut kept) = (0.0f64, 0.0f64);
+    for i in 0..n {
+        let orig = ranked(x, dx, i);
+        let mut rank = vec![0usize; n];
+        for (r, &j) in orig.iter().enumerate() {
+            rank[j] = r + 1;
+        }
+        let emb = ranked(e, de, i);
+        for &j in &emb[..k] {
+            penalty += rank[j].saturating_sub(k) as f64;
+        }
+        let near: std::collections::HashSet<usize> = orig[..k].iter().copied().collect();
+        kept += emb[..k].iter().filter(|j| near.contains(j)).count() as f64 / k as f64;
+    }
+    let (n, k) = (n as f64, k as f64);
+    (
+        1.0 - penalty * 2.0 / (n * k * (2.0 * n - 3.0 * k - 1.0)),
+        kept / n,
+    )
+}
+
+#[test]
+fn leiden_on_scanpys_graph_agrees_with_scanpy() {
+    let dir = tempfile::tempdir().unwrap();
+    let g = golden(dir.path());
+    let c = leiden(&g.conn, &LeidenParams::default());
+    let vs_scanpy = ari(&c.membership, &g.leiden);
+    println!(
+        "leiden on scanpy's graph: {} clusters (scanpy {}), ARI vs scanpy {vs_scanpy:.4}, \
+         modularity {:.4} (scanpy {:.4}, difference {:.4}); ARI vs truth_cell_type: \
+         cartscope {:.4}, scanpy {:.4}",
+        c.n_clusters,
+        g.leiden.iter().max().unwrap() + 1,
+        c.modularity,
+        g.modularity,
+        (c.modularity - g.modularity).abs(),
+        ari(&c.membership, &g.truth),
+        ari(&g.leiden, &g.truth)
+    );
+    assert!((c.modularity - g.modularity).abs() <= 0.01);
+    let ours: Vec<f64> = (0..5)
+        .map(|seed| {
+            let p = LeidenParams {
+                seed,
+                ..LeidenParams::default()
+            };
+            ari(&leiden(&g.conn, &p).membership, &g.leiden)
+        })
+        .collect();
+    let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len() as f64;
+    println!(
+        "ARI vs scanpy seed 0: cartscope seeds 0-4 {ours:.3?} (mean {:.4}); scanpy seeds 1-9 \
+         {:.3?} (mean {:.4})",
+        mean(&ours),
+        g.seed_ari,
+        mean(&g.seed_ari)
+    );
+    assert!(mean(&ours) >= mean(&g.seed_ari) - 0.05);
+    // Same seed, same labels.
+    assert_eq!(c, leiden(&g.conn, &LeidenParams::default()));
+}
+
+#[test]
+fn umap_on_scanpys_graph_is_as_trustworthy_as_scanpys() {
+    let dir = tempfile::tempdir().unwrap();
+    let g = golden(dir.path());
+    let u = umap(&g.conn, Some((&g.x_pca, g.n_pcs)), &UmapParams::default()).unwrap();
+    assert_eq!(u.n_epochs, 500);
+    let (t, p) = trust_and_preservation(&g.x_pca, g.n_pcs, &u.embedding, 2, 15);
+    println!(
+        "umap on scanpy's graph: trustworthiness {t:.4} (scanpy {:.4}), kNN(15) preservation \
+         {p:.4} (scanpy {:.4})",
+        g.trustworthiness, g.knn_preservation
+    );
+    assert!(
+        (t - g.trustworthiness).abs() <= 0.02,
+        "{t} vs {}",
+        g.trustworthiness
+    );
+    assert!(
+        (p - g.knn_preservation).abs() <= 0.03,
+        "{p} vs {}",
+        g.knn_preservation
+    );
+}
+
+/// The other direction: scanpy's leiden and umap on cartscope's graph of the sample, through
+/// tests/golden/compare_cluster.py (needs scanpy, so the reference venv: REF_PYTHON).
+/// `REF_PYTHON=... cargo test --test it -- --ignored scanpy_on_cartscopes_graph --nocapture`
+#[test]
+#[ignore = "needs the scanpy reference venv in REF_PYTHON"]
+fn scanpy_on_cartscopes_graph_agrees_with_cartscope() {
+    let py = std::env::var("REF_PYTHON").expect("REF_PYTHON: a python with scanpy 1.11.5");
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let dir = tempfile::tempdir().unwrap();
+    let opts = cartscope::pipeline::RunOptions {
+        backend: cartscope::pipeline::BackendChoice::Cpu,
+        ..Default::default()
+    };
+    cartscope::pipeline::run(
+        &root.join("sample_data/P01_day90.h5ad"),
+        dir.path(),
+        &Default::default(),
+        &opts,
+    )
+    .unwrap();
+    let out = std::process::Command::new(py)
+        .arg(root.join("tests/golden/compare_cluster.py"))
+        .arg(dir.path().join("result.h5ad"))
+        .args(["--seeds", "10"])
+        .output()
+        .unwrap();
+    println!("{}", String::from_utf8_lossy(&out.stdout));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
