@@ -79,6 +79,7 @@ fn run_writes_result_summary_and_the_config_used() {
             "filter",
             "normalize+log1p",
             "hvg",
+            "cart",
             "scale",
             "pca",
             "neighbors",
