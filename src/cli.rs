@@ -29,7 +29,7 @@ pub enum Command {
     Simulate(SimulateArgs),
     /// Run the standard scanpy pipeline (QC, normalisation, HVG, scaling, PCA, kNN graph,
     /// Leiden, UMAP).
-    Run(RunArgs),
+    Run(Box<RunArgs>),
     /// List the GPU adapters wgpu sees (best first), with driver and key limits.
     Devices(DevicesArgs),
     /// Time each kernel on synthetic data: seconds, GB/s, GFLOP/s, fraction of the device's peak.
