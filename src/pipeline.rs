@@ -420,16 +420,23 @@ pub fn analyse(
         let (tx, rx) = std::sync::mpsc::sync_channel::<(usize, CsrMatrix)>(1);
         let worker = scope.spawn(|| -> Result<()> {
             for (a, mut m) in rx {
-                scan.update_named(&names, &m, a, policy)?;
-                cart::detect::gather(&m, &car_candidates, &mut car_counts);
+                // The value checks and the QC sums read the chunk independently (the sums skip
+                // explicit zeros), so they run side by side.
+                let (checked, ()) = rayon::join(
+                    || scan.update_named(&names, &m, a, policy),
+                    || {
+                        cart::detect::gather(&m, &car_candidates, &mut car_counts);
+                        let before = cells.n_genes_by_counts.len();
+                        qc::accumulate(&m, &mito, &mut cells, &mut genes);
+                        let keep: Vec<bool> = cells.n_genes_by_counts[before..]
+                            .iter()
+                            .map(|&n| n >= opts.min_genes as i32)
+                            .collect();
+                        qc::cells_per_gene(&m, &keep, &mut n_cells_per_gene);
+                    },
+                );
+                checked?;
                 drop_explicit_zeros(&mut m);
-                let before = cells.n_genes_by_counts.len();
-                qc::accumulate(&m, &mito, &mut cells, &mut genes);
-                let keep: Vec<bool> = cells.n_genes_by_counts[before..]
-                    .iter()
-                    .map(|&n| n >= opts.min_genes as i32)
-                    .collect();
-                qc::cells_per_gene(&m, &keep, &mut n_cells_per_gene);
                 if let Some(c) = counts.as_mut() {
                     c.append_rows(&m);
                     // Counts and their log-normalised copy: 16 bytes per stored entry.
@@ -564,9 +571,13 @@ pub fn analyse(
     let mut lmom = Moments::new(g);
     let mut hmom = (transform != Transform::Identity).then(|| Moments::new(g));
     data.for_each_chunk(step, backend, opts.target_sum, |x| {
-        lmom.merge(&backend.gene_moments(x, Transform::Identity));
-        if let Some(h) = hmom.as_mut() {
-            h.merge(&backend.gene_moments(x, transform));
+        match hmom.as_mut() {
+            Some(h) => {
+                let (raw, transformed) = backend.gene_moments_pair(x, transform);
+                lmom.merge(&raw);
+                h.merge(&transformed);
+            }
+            None => lmom.merge(&backend.gene_moments(x, Transform::Identity)),
         }
         Ok(())
     })?;

@@ -45,37 +45,15 @@ impl Backend for CpuBackend {
     }
 
     fn gene_moments(&self, chunk: &CsrMatrix, transform: Transform) -> Moments {
-        // Row blocks summed in parallel into per-block moments, merged in block order (the
-        // result does not depend on the thread count).
-        let g = chunk.n_cols;
-        let rows_per_block = 4096;
-        let blocks: Vec<Moments> = (0..chunk.n_rows.div_ceil(rows_per_block))
-            .into_par_iter()
-            .map(|b| {
-                let (r0, r1) = (
-                    b * rows_per_block,
-                    ((b + 1) * rows_per_block).min(chunk.n_rows),
-                );
-                let mut m = Moments::new(g);
-                let range = chunk.indptr[r0] as usize..chunk.indptr[r1] as usize;
-                for (&j, &v) in chunk.indices[range.clone()].iter().zip(&chunk.data[range]) {
-                    let x = match transform {
-                        Transform::Identity => v,
-                        Transform::Expm1 => v.exp_m1(),
-                    };
-                    m.sum[j as usize] += f64::from(x);
-                    m.sum_sq[j as usize] += f64::from(x * x);
-                }
-                m.n = (r1 - r0) as u64;
-                m
-            })
-            .collect();
-        let mut total = Moments::new(g);
-        for b in &blocks {
-            total.merge(b);
-        }
-        total.n = chunk.n_rows as u64;
-        total
+        moments_by_blocks(chunk, transform, false).0
+    }
+
+    fn gene_moments_pair(&self, chunk: &CsrMatrix, transform: Transform) -> (Moments, Moments) {
+        let (raw, transformed) = moments_by_blocks(chunk, transform, true);
+        (
+            raw,
+            transformed.unwrap_or_else(|| Moments::new(chunk.n_cols)),
+        )
     }
 
     fn scale_dense(
@@ -297,6 +275,68 @@ impl Backend for CpuBackend {
     fn knn_exact(&self, points: &[f32], dim: usize, k: usize) -> (Vec<u32>, Vec<f64>) {
         knn_exact_certified(points, dim, k)
     }
+}
+
+/// Per-gene moments of `transform(x)` and, with `both`, also of the stored values themselves,
+/// in one pass: row blocks summed in parallel into per-block moments, merged in block order
+/// (the result does not depend on the thread count). Returns (first, second) where first is
+/// the identity moments when `both`, else the transformed ones.
+fn moments_by_blocks(
+    chunk: &CsrMatrix,
+    transform: Transform,
+    both: bool,
+) -> (Moments, Option<Moments>) {
+    let g = chunk.n_cols;
+    let rows_per_block = 4096;
+    let blocks: Vec<(Moments, Option<Moments>)> = (0..chunk.n_rows.div_ceil(rows_per_block))
+        .into_par_iter()
+        .map(|b| {
+            let (r0, r1) = (
+                b * rows_per_block,
+                ((b + 1) * rows_per_block).min(chunk.n_rows),
+            );
+            let mut m = Moments::new(g);
+            let mut t = both.then(|| Moments::new(g));
+            let range = chunk.indptr[r0] as usize..chunk.indptr[r1] as usize;
+            for (&j, &v) in chunk.indices[range.clone()].iter().zip(&chunk.data[range]) {
+                let x = match transform {
+                    Transform::Identity => v,
+                    Transform::Expm1 => v.exp_m1(),
+                };
+                let j = j as usize;
+                match t.as_mut() {
+                    Some(t) => {
+                        m.sum[j] += f64::from(v);
+                        m.sum_sq[j] += f64::from(v * v);
+                        t.sum[j] += f64::from(x);
+                        t.sum_sq[j] += f64::from(x * x);
+                    }
+                    None => {
+                        m.sum[j] += f64::from(x);
+                        m.sum_sq[j] += f64::from(x * x);
+                    }
+                }
+            }
+            m.n = (r1 - r0) as u64;
+            if let Some(t) = t.as_mut() {
+                t.n = m.n;
+            }
+            (m, t)
+        })
+        .collect();
+    let mut first = Moments::new(g);
+    let mut second = both.then(|| Moments::new(g));
+    for (m, t) in &blocks {
+        first.merge(m);
+        if let (Some(s), Some(t)) = (second.as_mut(), t) {
+            s.merge(t);
+        }
+    }
+    first.n = chunk.n_rows as u64;
+    if let Some(s) = second.as_mut() {
+        s.n = chunk.n_rows as u64;
+    }
+    (first, second)
 }
 
 /// Above this fraction of stored HVG entries the Gram update goes dense.
@@ -618,6 +658,24 @@ mod tests {
         assert_eq!(bands.first().map(|b| b.0), Some(0));
         assert_eq!(bands.last().map(|b| b.1), Some(2000));
         assert!(bands.windows(2).all(|w| w[0].1 == w[1].0));
+    }
+
+    #[test]
+    fn paired_moments_equal_separate_passes() {
+        let dense: Vec<f32> = (0..9000 * 7)
+            .map(|i| {
+                if i % 3 == 0 {
+                    (i % 11) as f32 * 0.37
+                } else {
+                    0.0
+                }
+            })
+            .collect();
+        let m = CsrMatrix::from_dense(9000, 7, &dense);
+        let (raw, ex) = CpuBackend.gene_moments_pair(&m, Transform::Expm1);
+        assert_eq!(raw, CpuBackend.gene_moments(&m, Transform::Identity));
+        assert_eq!(ex, CpuBackend.gene_moments(&m, Transform::Expm1));
+        assert_eq!(raw.n, 9000);
     }
 
     #[test]

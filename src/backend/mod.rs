@@ -107,6 +107,15 @@ pub trait Backend: Send + Sync {
     /// Per-gene Σx and Σx² of a chunk (after `transform`), implicit zeros included in `n`.
     fn gene_moments(&self, chunk: &CsrMatrix, transform: Transform) -> Moments;
 
+    /// [`Backend::gene_moments`] of the stored values and of `transform` of them, both from
+    /// one pass where a backend can (the default makes two calls).
+    fn gene_moments_pair(&self, chunk: &CsrMatrix, transform: Transform) -> (Moments, Moments) {
+        (
+            self.gene_moments(chunk, Transform::Identity),
+            self.gene_moments(chunk, transform),
+        )
+    }
+
     /// The columns `cols` (in that order) of a chunk as a dense row-major block, each
     /// `(x - mean) / std` then clipped to `[-max_value, max_value]`.
     fn scale_dense(
