@@ -962,13 +962,26 @@ pub fn run_with_progress(
     progress: bool,
 ) -> Result<RunSummary> {
     let backend = select_backend(opts.backend)?;
+    run_on_backend(input, outdir, read, opts, backend.as_ref(), progress)
+}
+
+/// [`run_with_progress`] on a backend the caller built, so that several runs (a batch) share
+/// one device context.
+pub fn run_on_backend(
+    input: &Path,
+    outdir: &Path,
+    read: &ReadOptions,
+    opts: &RunOptions,
+    backend: &dyn Backend,
+    progress: bool,
+) -> Result<RunSummary> {
     std::fs::create_dir_all(outdir).map_err(|e| Error::write(outdir, "output folder", e))?;
     let result = outdir.join("result.h5ad");
     let RunResult {
         adata,
         x_writer,
         mut summary,
-    } = analyse(input, read, opts, backend.as_ref(), progress, Some(&result))?;
+    } = analyse(input, read, opts, backend, progress, Some(&result))?;
     let started = Instant::now();
     let mut w = match x_writer {
         Some(w) => w,
