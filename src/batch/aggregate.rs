@@ -71,8 +71,7 @@ pub fn write_manifest_copy(m: &Manifest, outdir: &Path) -> Result<()> {
         .join(",")
         + "\n";
     for s in &m.samples {
-        let path = std::path::absolute(&s.path).unwrap_or_else(|_| s.path.clone());
-        let mut row = vec![s.id.clone(), path.to_string_lossy().into_owned()];
+        let mut row = vec![s.id.clone(), absolute(&s.path)];
         row.extend(m.metadata_values(s));
         out += &(row
             .iter()
@@ -82,6 +81,15 @@ pub fn write_manifest_copy(m: &Manifest, outdir: &Path) -> Result<()> {
             + "\n");
     }
     write_atomic(&outdir.join(MANIFEST_COPY), out.as_bytes())
+}
+
+/// The absolute form of an input path (as given when it cannot be made absolute), so the
+/// batch and a later aggregate over its manifest copy write the same text.
+fn absolute(p: &Path) -> String {
+    std::path::absolute(p)
+        .unwrap_or_else(|_| p.to_path_buf())
+        .to_string_lossy()
+        .into_owned()
 }
 
 /// Reads a one-sample summary.csv into (columns, fields of the row for `id`, else the first).
@@ -168,7 +176,7 @@ fn join(fields: &[String]) -> String {
         + "\n"
 }
 
-/// batch_summary.csv: sample_id, status, error, path, report, the manifest metadata, then the
+/// batch_summary.csv: sample_id, status, error, path (absolute), report, the manifest metadata, then the
 /// per-sample summary fields (empty for samples that did not complete).
 pub fn batch_summary_csv(m: &Manifest, rows: &[SampleRow]) -> String {
     let cols = summary_columns(rows);
@@ -183,7 +191,7 @@ pub fn batch_summary_csv(m: &Manifest, rows: &[SampleRow]) -> String {
             r.sample.id.clone(),
             r.status.clone(),
             r.error.clone(),
-            r.sample.path_text.clone(),
+            absolute(&r.sample.path),
             if r.has_report {
                 format!("samples/{}/report.html", r.sample.id)
             } else {
