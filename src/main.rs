@@ -1,7 +1,7 @@
 //! The `cartscope` command: parse flags, call the library, map errors to exit codes.
 //!
 //! Exit codes: 0 success; 2 bad input or usage (the message names the file and field);
-//! 1 any other failure.
+//! 3 `batch`/`aggregate`: some samples failed, the others completed; 1 any other failure.
 
 mod cli;
 
