@@ -30,10 +30,50 @@ pub enum Command {
     /// Run the standard scanpy pipeline (QC, normalisation, HVG, scaling, PCA, kNN graph,
     /// Leiden, UMAP).
     Run(Box<RunArgs>),
+    /// Run every sample of a manifest (CSV/TSV: sample_id, path[, patient, timepoint, day, ...])
+    /// into OUTDIR/samples/<sample_id>/, then write batch_summary.csv, persistence.csv and
+    /// batch_report.html. Exit codes: 0 all samples completed; 2 bad manifest or options
+    /// (nothing written); 3 some samples failed (the others are complete, the failures are in
+    /// batch_summary.csv); 1 other errors.
+    Batch(BatchArgs),
+    /// Build batch_summary.csv, persistence.csv and batch_report.html from the finished sample
+    /// folders OUTDIR/samples/<sample_id>/ (e.g. made by `cartscope run` in a workflow).
+    /// Exit code 3 when some samples are failed or missing.
+    Aggregate(AggregateArgs),
     /// List the GPU adapters wgpu sees (best first), with driver and key limits.
     Devices(DevicesArgs),
     /// Time each kernel on synthetic data: seconds, GB/s, GFLOP/s, fraction of the device's peak.
     Bench(BenchArgs),
+}
+
+/// `cartscope batch MANIFEST -o OUTDIR`: the run options apply to every sample.
+#[derive(Debug, Args)]
+#[command(mut_arg("input", |a| a.value_name("MANIFEST").help(
+    "Manifest (CSV, or TSV for .tsv files): sample_id, path (relative to the manifest), optional patient, timepoint, day; other columns are carried as metadata"
+)))]
+#[command(mut_arg("output", |a| a.value_name("OUTDIR").help(
+    "Output folder (samples/<sample_id>/, batch_summary.csv, persistence.csv, batch_report.html)"
+)))]
+pub struct BatchArgs {
+    /// Samples run at the same time.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..))]
+    pub jobs: u16,
+    /// Skip samples whose completion marker matches the input (path, size, mtime) and the
+    /// parameters; redo the others.
+    #[arg(long)]
+    pub resume: bool,
+    #[command(flatten)]
+    pub run: RunArgs,
+}
+
+/// `cartscope aggregate OUTDIR`.
+#[derive(Debug, Args)]
+pub struct AggregateArgs {
+    /// The batch output folder holding samples/<sample_id>/.
+    pub outdir: PathBuf,
+    /// The manifest [OUTDIR/manifest.csv, the copy `cartscope batch` writes].
+    #[arg(long, value_name = "FILE")]
+    pub manifest: Option<PathBuf>,
 }
 
 /// `cartscope bench`.

@@ -18,6 +18,7 @@
 #![warn(missing_docs)]
 
 pub mod backend;
+pub mod batch;
 pub mod bench;
 pub mod cart;
 pub mod error;

@@ -1,7 +1,7 @@
 //! The `cartscope` command: parse flags, call the library, map errors to exit codes.
 //!
 //! Exit codes: 0 success; 2 bad input or usage (the message names the file and field);
-//! 1 any other failure.
+//! 3 `batch`/`aggregate`: some samples failed, the others completed; 1 any other failure.
 
 mod cli;
 
@@ -23,6 +23,10 @@ fn main() -> ExitCode {
         Err(err) => {
             if is_broken_pipe(&err) {
                 return ExitCode::SUCCESS;
+            }
+            if let Some(f) = err.downcast_ref::<SamplesFailed>() {
+                eprintln!("error: {f}");
+                return ExitCode::from(3);
             }
             // Library errors already name the file, field and cause in one line; others get
             // their context chain.
@@ -147,6 +151,23 @@ fn run(cli: cli::Cli) -> anyhow::Result<()> {
             }
             Ok(())
         }
+        cli::Command::Batch(args) => batch(&args),
+        cli::Command::Aggregate(args) => {
+            let (m, c) =
+                cartscope::batch::aggregate::aggregate(&args.outdir, args.manifest.as_deref())?;
+            eprintln!(
+                "{} samples: {} completed, {} failed, {} missing -> {}",
+                m.samples.len(),
+                c.ok,
+                c.failed,
+                c.missing,
+                args.outdir.join("batch_summary.csv").display()
+            );
+            if c.failed + c.missing > 0 {
+                return Err(SamplesFailed(c.failed + c.missing, m.samples.len()).into());
+            }
+            Ok(())
+        }
         cli::Command::Simulate(args) => {
             let started = std::time::Instant::now();
             let summary = cartscope::simulate::simulate(&args.output, &args.options())?;
@@ -194,5 +215,62 @@ fn convert(args: &cli::ConvertArgs) -> anyhow::Result<()> {
         n,
         src.n_vars()
     );
+    Ok(())
+}
+
+/// Some samples of a batch failed; the others completed. Exit code 3.
+#[derive(Debug)]
+struct SamplesFailed(usize, usize);
+
+impl std::fmt::Display for SamplesFailed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} of {} samples failed (see batch_summary.csv); the others are complete",
+            self.0, self.1
+        )
+    }
+}
+
+impl std::error::Error for SamplesFailed {}
+
+/// `cartscope batch`: the manifest is validated before anything is written.
+fn batch(args: &cli::BatchArgs) -> anyhow::Result<()> {
+    let manifest = cartscope::batch::Manifest::read(&args.run.input)?;
+    let opts = args.run.options()?;
+    let quiet = args.run.quiet;
+    let log = |line: &str| {
+        if !quiet {
+            eprintln!("{line}");
+        }
+    };
+    let bopts = cartscope::batch::BatchOptions {
+        jobs: usize::from(args.jobs),
+        resume: args.resume,
+    };
+    let started = std::time::Instant::now();
+    let r = cartscope::batch::run_batch(
+        &manifest,
+        &args.run.output,
+        &args.run.input_args.read_options(),
+        &opts,
+        &bopts,
+        &log,
+    )?;
+    let failed = r.n_failed();
+    if !quiet {
+        eprintln!(
+            "{} samples on {} in {:.1} s: {} completed, {} failed -> {}",
+            r.samples.len(),
+            r.backend,
+            started.elapsed().as_secs_f64(),
+            r.samples.len() - failed,
+            failed,
+            args.run.output.join("batch_summary.csv").display()
+        );
+    }
+    if failed > 0 {
+        return Err(SamplesFailed(failed, r.samples.len()).into());
+    }
     Ok(())
 }

@@ -1122,13 +1122,35 @@ pub fn run_with_progress(
         backend,
         fallback_reason,
     } = select_backend(opts.backend)?;
+    run_on_backend(
+        input,
+        outdir,
+        read,
+        opts,
+        backend.as_ref(),
+        fallback_reason,
+        progress,
+    )
+}
+
+/// [`run_with_progress`] on a backend the caller built, so that several runs (a batch) share
+/// one device context; `fallback_reason` says why it is not the backend asked for, if so.
+pub fn run_on_backend(
+    input: &Path,
+    outdir: &Path,
+    read: &ReadOptions,
+    opts: &RunOptions,
+    backend: &dyn Backend,
+    fallback_reason: Option<String>,
+    progress: bool,
+) -> Result<RunSummary> {
     std::fs::create_dir_all(outdir).map_err(|e| Error::write(outdir, "output folder", e))?;
     let result = outdir.join("result.h5ad");
     let RunResult {
         adata,
         x_writer,
         mut summary,
-    } = analyse(input, read, opts, backend.as_ref(), progress, Some(&result))?;
+    } = analyse(input, read, opts, backend, progress, Some(&result))?;
     let started = Instant::now();
     let mut w = match x_writer {
         Some(w) => w,

@@ -1,4 +1,5 @@
 //! Integration tests of cartscope, one binary with a module per concern:
+//! - `batch`: `cartscope batch`/`aggregate`: failures isolated, numbers as single runs, resume;
 //! - `cart`: CAR-T calls against simulated truth, scores against scanpy, the summary;
 //! - `readers`: every fixture layout reads to the values its generator recorded;
 //! - `golden`: `cartscope run` matches committed scanpy reference runs;
@@ -10,6 +11,7 @@
 //! - `robustness`: corrupted inputs give errors, never panics;
 //! - `simulate`: the simulator is deterministic, its truth recoverable, its formats equivalent.
 
+mod batch;
 mod cart;
 mod cluster;
 mod common;

@@ -1,0 +1,333 @@
+//! Cross-sample outputs built from finished sample folders: `batch_summary.csv`,
+//! `persistence.csv`, `batch_report.html`. Used by `cartscope batch` after its samples ran and
+//! by `cartscope aggregate` over folders that other tools (a Snakemake workflow) filled with
+//! `cartscope run`.
+//!
+//! A sample is `ok` when `samples/<id>/summary.csv` exists (the batch publishes a folder only
+//! when complete; `cartscope run` writes summary.csv after result.h5ad and summary.json),
+//! `failed` when `samples/<id>.error.txt` holds its error, else `missing`.
+//!
+//! `persistence.csv` has one row per completed sample with patient, time point and day,
+//! ordered by patient (manifest order) then day: the CAR+ count and fractions, the CD4:CD8
+//! ratio among CAR+ T cells, the phenotype fractions among CAR+ T cells, the median scores
+//! among CAR+ T cells and the exhaustion-memory balance. Two samples of one patient at one
+//! time point (blood and marrow, say) stay two rows: medians do not pool.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use super::manifest::{Manifest, Sample, csv_field, split_line};
+use super::{error_file, sample_dir};
+use crate::pipeline::write_atomic;
+use crate::{Error, Result};
+
+/// The normalised copy of the manifest a batch leaves in OUTDIR (paths absolute), read by
+/// `cartscope aggregate OUTDIR` when no manifest is named.
+pub const MANIFEST_COPY: &str = "manifest.csv";
+
+/// One sample's row of the cross-sample tables.
+#[derive(Debug, Clone)]
+pub struct SampleRow {
+    /// The manifest row.
+    pub sample: Sample,
+    /// `ok`, `failed` or `missing`.
+    pub status: String,
+    /// The error of a failed or missing sample.
+    pub error: String,
+    /// The sample's summary.csv fields by column name (empty unless ok).
+    pub fields: BTreeMap<String, String>,
+    /// summary.csv column order.
+    pub columns: Vec<String>,
+    /// Whether samples/<id>/report.html exists.
+    pub has_report: bool,
+}
+
+impl SampleRow {
+    /// A field parsed as a number (None when empty or absent).
+    pub fn num(&self, column: &str) -> Option<f64> {
+        self.fields.get(column).and_then(|v| v.parse::<f64>().ok())
+    }
+}
+
+/// Counts of the statuses.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Counts {
+    /// Completed samples.
+    pub ok: usize,
+    /// Failed samples.
+    pub failed: usize,
+    /// Samples with neither outputs nor an error.
+    pub missing: usize,
+}
+
+/// Writes [`MANIFEST_COPY`] with absolute input paths.
+pub fn write_manifest_copy(m: &Manifest, outdir: &Path) -> Result<()> {
+    let mut cols = vec!["sample_id".to_string(), "path".to_string()];
+    cols.extend(m.metadata_columns());
+    let mut out = cols
+        .iter()
+        .map(|c| csv_field(c))
+        .collect::<Vec<_>>()
+        .join(",")
+        + "\n";
+    for s in &m.samples {
+        let mut row = vec![s.id.clone(), absolute(&s.path)];
+        row.extend(m.metadata_values(s));
+        out += &(row
+            .iter()
+            .map(|v| csv_field(v))
+            .collect::<Vec<_>>()
+            .join(",")
+            + "\n");
+    }
+    write_atomic(&outdir.join(MANIFEST_COPY), out.as_bytes())
+}
+
+/// The absolute form of an input path (as given when it cannot be made absolute), so the
+/// batch and a later aggregate over its manifest copy write the same text.
+fn absolute(p: &Path) -> String {
+    std::path::absolute(p)
+        .unwrap_or_else(|_| p.to_path_buf())
+        .to_string_lossy()
+        .into_owned()
+}
+
+/// Reads a one-sample summary.csv into (columns, fields of the row for `id`, else the first).
+fn read_summary_csv(path: &Path, id: &str) -> Result<(Vec<String>, BTreeMap<String, String>)> {
+    let text = std::fs::read_to_string(path).map_err(|e| Error::read(path, e))?;
+    let mut lines = text.lines().filter(|l| !l.is_empty());
+    let bad = |m: &str| Error::invalid(path, "summary.csv", m);
+    let header = split_line(lines.next().ok_or_else(|| bad("empty"))?, ',')
+        .ok_or_else(|| bad("unterminated quote"))?;
+    let rows: Vec<Vec<String>> = lines
+        .map(|l| split_line(l, ',').ok_or_else(|| bad("unterminated quote")))
+        .collect::<Result<_>>()?;
+    let row = rows
+        .iter()
+        .find(|r| r.first().is_some_and(|s| s == id))
+        .or_else(|| rows.first())
+        .ok_or_else(|| bad("no sample row"))?;
+    if row.len() != header.len() {
+        return Err(bad("row and header lengths differ"));
+    }
+    Ok((
+        header.clone(),
+        header.iter().cloned().zip(row.iter().cloned()).collect(),
+    ))
+}
+
+/// The state of every manifest sample in `outdir`.
+pub fn collect(m: &Manifest, outdir: &Path) -> Vec<SampleRow> {
+    m.samples
+        .iter()
+        .map(|s| {
+            let dir = sample_dir(outdir, &s.id);
+            let mut row = SampleRow {
+                sample: s.clone(),
+                status: "missing".into(),
+                error: String::new(),
+                fields: BTreeMap::new(),
+                columns: Vec::new(),
+                has_report: dir.join("report.html").is_file(),
+            };
+            let summary = dir.join("summary.csv");
+            if summary.is_file() {
+                match read_summary_csv(&summary, &s.id) {
+                    Ok((columns, fields)) => {
+                        row.status = "ok".into();
+                        row.columns = columns;
+                        row.fields = fields;
+                    }
+                    Err(e) => {
+                        row.status = "failed".into();
+                        row.error = e.to_string();
+                    }
+                }
+            } else if let Ok(e) = std::fs::read_to_string(error_file(outdir, &s.id)) {
+                row.status = "failed".into();
+                row.error = e.trim().to_string();
+            } else {
+                row.error = format!("no finished outputs in samples/{}", s.id);
+            }
+            row
+        })
+        .collect()
+}
+
+/// summary.csv columns of all completed samples, first-seen order, without `sample`.
+fn summary_columns(rows: &[SampleRow]) -> Vec<String> {
+    let mut cols: Vec<String> = Vec::new();
+    for r in rows {
+        for c in &r.columns {
+            if c != "sample" && !cols.contains(c) {
+                cols.push(c.clone());
+            }
+        }
+    }
+    cols
+}
+
+fn join(fields: &[String]) -> String {
+    fields
+        .iter()
+        .map(|f| csv_field(f))
+        .collect::<Vec<_>>()
+        .join(",")
+        + "\n"
+}
+
+/// batch_summary.csv: sample_id, status, error, path (absolute), report, the manifest metadata, then the
+/// per-sample summary fields (empty for samples that did not complete).
+pub fn batch_summary_csv(m: &Manifest, rows: &[SampleRow]) -> String {
+    let cols = summary_columns(rows);
+    let mut header: Vec<String> = ["sample_id", "status", "error", "path", "report"]
+        .map(String::from)
+        .to_vec();
+    header.extend(m.metadata_columns());
+    header.extend(cols.iter().cloned());
+    let mut out = join(&header);
+    for r in rows {
+        let mut f = vec![
+            r.sample.id.clone(),
+            r.status.clone(),
+            r.error.clone(),
+            absolute(&r.sample.path),
+            if r.has_report {
+                format!("samples/{}/report.html", r.sample.id)
+            } else {
+                String::new()
+            },
+        ];
+        f.extend(m.metadata_values(&r.sample));
+        f.extend(
+            cols.iter()
+                .map(|c| r.fields.get(c).cloned().unwrap_or_default()),
+        );
+        out += &join(&f);
+    }
+    out
+}
+
+/// Completed samples grouped by patient (manifest order of first appearance), each group
+/// ordered by day (samples without a day keep manifest order, after the dated ones).
+pub fn by_patient(rows: &[SampleRow]) -> Vec<(String, Vec<&SampleRow>)> {
+    let mut groups: Vec<(String, Vec<&SampleRow>)> = Vec::new();
+    for r in rows.iter().filter(|r| r.status == "ok") {
+        match groups.iter_mut().find(|(p, _)| *p == r.sample.patient) {
+            Some((_, v)) => v.push(r),
+            None => groups.push((r.sample.patient.clone(), vec![r])),
+        }
+    }
+    for (_, v) in &mut groups {
+        v.sort_by(|a, b| match (a.sample.day, b.sample.day) {
+            (Some(x), Some(y)) => x.total_cmp(&y),
+            (Some(_), None) => std::cmp::Ordering::Less,
+            (None, Some(_)) => std::cmp::Ordering::Greater,
+            (None, None) => std::cmp::Ordering::Equal,
+        });
+    }
+    groups
+}
+
+/// The time-point label of a sample: the manifest's, else `day N`, else the sample id.
+pub fn timepoint_label(s: &Sample) -> String {
+    if !s.timepoint.is_empty() {
+        s.timepoint.clone()
+    } else if let Some(d) = s.day {
+        format!("day {d}")
+    } else {
+        s.id.clone()
+    }
+}
+
+/// The persistence columns taken from each sample's summary: fixed ones, then every
+/// `frac_car_*` and `median_car_*` column present.
+pub fn persistence_value_columns(rows: &[SampleRow]) -> Vec<String> {
+    let cols = summary_columns(rows);
+    let mut v: Vec<String> = [
+        "n_cells_after_qc",
+        "n_t_cells",
+        "n_car_positive",
+        "car_positive_fraction",
+        "car_positive_fraction_of_t",
+        "cd4_cd8_ratio_car",
+        "exhaustion_memory_balance",
+    ]
+    .map(String::from)
+    .to_vec();
+    v.extend(cols.iter().filter(|c| c.starts_with("frac_car_")).cloned());
+    v.extend(
+        cols.iter()
+            .filter(|c| c.starts_with("median_car_"))
+            .cloned(),
+    );
+    v
+}
+
+/// persistence.csv (see the module documentation).
+pub fn persistence_csv(rows: &[SampleRow]) -> String {
+    let values = persistence_value_columns(rows);
+    let mut header: Vec<String> = ["patient", "timepoint", "day", "sample_id"]
+        .map(String::from)
+        .to_vec();
+    header.extend(values.iter().cloned());
+    let mut out = join(&header);
+    for (patient, group) in by_patient(rows) {
+        for r in group {
+            let mut f = vec![
+                patient.clone(),
+                timepoint_label(&r.sample),
+                r.sample.day.map_or(String::new(), |d| d.to_string()),
+                r.sample.id.clone(),
+            ];
+            f.extend(
+                values
+                    .iter()
+                    .map(|c| r.fields.get(c).cloned().unwrap_or_default()),
+            );
+            out += &join(&f);
+        }
+    }
+    out
+}
+
+/// Writes batch_summary.csv, persistence.csv and batch_report.html into `outdir`.
+pub fn write_outputs(m: &Manifest, outdir: &Path) -> Result<Counts> {
+    let rows = collect(m, outdir);
+    write_atomic(
+        &outdir.join("batch_summary.csv"),
+        batch_summary_csv(m, &rows).as_bytes(),
+    )?;
+    write_atomic(
+        &outdir.join("persistence.csv"),
+        persistence_csv(&rows).as_bytes(),
+    )?;
+    let html = super::report::render(m, &rows);
+    write_atomic(&outdir.join("batch_report.html"), html.as_bytes())?;
+    let mut c = Counts::default();
+    for r in &rows {
+        match r.status.as_str() {
+            "ok" => c.ok += 1,
+            "failed" => c.failed += 1,
+            _ => c.missing += 1,
+        }
+    }
+    Ok(c)
+}
+
+/// `cartscope aggregate OUTDIR [--manifest FILE]`: the manifest named, else the copy a batch
+/// left in OUTDIR.
+pub fn aggregate(outdir: &Path, manifest: Option<&Path>) -> Result<(Manifest, Counts)> {
+    let file: PathBuf = manifest.map_or_else(|| outdir.join(MANIFEST_COPY), Path::to_path_buf);
+    let m = Manifest::read(&file)?;
+    let samples = outdir.join("samples");
+    if !samples.is_dir() {
+        return Err(Error::invalid(
+            outdir,
+            "samples",
+            "no samples folder: run the samples first (cartscope run INPUT -o OUTDIR/samples/ID)",
+        ));
+    }
+    let counts = write_outputs(&m, outdir)?;
+    Ok((m, counts))
+}

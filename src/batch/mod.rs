@@ -1,0 +1,355 @@
+//! Batch processing of a trial's samples: one `run` per manifest row, cross-sample tables.
+//!
+//! [`run_batch`] validates the manifest and the options, builds one backend for all samples,
+//! then runs the full pipeline for every sample into `OUTDIR/samples/<sample_id>/`, up to
+//! `jobs` samples at a time. A sample that fails (missing or corrupt file, too few cells, even
+//! a panic) is recorded and the others go on. At the end [`aggregate::write_outputs`] builds
+//! `batch_summary.csv`, `persistence.csv` and `batch_report.html` from the finished folders
+//! (the same code `cartscope aggregate` runs).
+//!
+//! # Completion and resume
+//! A sample is written into `samples/.<id>.partial/`; when its outputs are all written a
+//! completion marker ([`MARKER`]) goes into that folder and the folder is renamed to
+//! `samples/<id>/`. An interrupted run therefore leaves at most a `.partial` folder (removed
+//! when the sample is redone), never a folder that looks complete. The marker records the
+//! input's canonical path, size and modification time (not a content hash: reading every input
+//! twice would cost as much I/O as the run's own read) and the run parameters verbatim (the
+//! options as in `config.toml` plus the read options). `--resume` skips a sample whose marker
+//! matches the current input and parameters exactly and redoes every other one.
+
+pub mod aggregate;
+pub mod manifest;
+pub mod report;
+
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Instant;
+
+use serde::{Deserialize, Serialize};
+
+use crate::backend::Backend;
+use crate::io::ReadOptions;
+use crate::pipeline::{RunOptions, run_on_backend, select_backend, write_atomic};
+use crate::{Error, Result};
+pub use manifest::{Manifest, Sample};
+
+/// The completion marker inside a finished sample folder.
+pub const MARKER: &str = ".cartscope-complete.json";
+
+/// Batch-level options.
+#[derive(Debug, Clone, Copy)]
+pub struct BatchOptions {
+    /// Samples run at the same time (at least 1).
+    pub jobs: usize,
+    /// Skip samples whose completion marker matches.
+    pub resume: bool,
+}
+
+impl Default for BatchOptions {
+    fn default() -> Self {
+        BatchOptions {
+            jobs: 1,
+            resume: false,
+        }
+    }
+}
+
+/// What happened to one sample.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Outcome {
+    /// Ran and completed.
+    Done,
+    /// Its marker matched (`--resume`); left as it was.
+    UpToDate,
+    /// Failed with this one-line error.
+    Failed(String),
+}
+
+/// One sample's outcome.
+#[derive(Debug, Clone)]
+pub struct SampleOutcome {
+    /// Manifest sample id.
+    pub id: String,
+    /// The outcome.
+    pub outcome: Outcome,
+    /// Wall seconds spent on it.
+    pub seconds: f64,
+}
+
+/// What a batch did.
+#[derive(Debug, Clone)]
+pub struct BatchResult {
+    /// Per sample, in manifest order.
+    pub samples: Vec<SampleOutcome>,
+    /// Backend name.
+    pub backend: String,
+}
+
+impl BatchResult {
+    /// Samples that failed.
+    pub fn n_failed(&self) -> usize {
+        self.samples
+            .iter()
+            .filter(|s| matches!(s.outcome, Outcome::Failed(_)))
+            .count()
+    }
+}
+
+/// The identity of a finished sample: input stamp and parameters.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Marker {
+    /// Manifest sample id.
+    pub sample_id: String,
+    /// Canonical input path.
+    pub input: String,
+    /// Input size in bytes (for a folder input such as 10x MTX: the sum over its files).
+    pub input_size: u64,
+    /// Input modification time, nanoseconds since the Unix epoch (folder: the latest file).
+    pub input_mtime_ns: u128,
+    /// Run options (TOML, as config.toml) and read options.
+    pub parameters: String,
+    /// cartscope version that wrote it.
+    pub cartscope_version: String,
+}
+
+fn stamp_file(path: &Path) -> std::io::Result<(u64, u128)> {
+    let md = std::fs::metadata(path)?;
+    let mtime = md
+        .modified()?
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
+    if !md.is_dir() {
+        return Ok((md.len(), mtime));
+    }
+    let (mut size, mut latest) = (0, mtime);
+    for entry in std::fs::read_dir(path)? {
+        let (s, m) = stamp_file(&entry?.path())?;
+        size += s;
+        latest = latest.max(m);
+    }
+    Ok((size, latest))
+}
+
+/// The marker a sample would get now (reads only file metadata).
+pub fn current_marker(sample: &Sample, read: &ReadOptions, opts: &RunOptions) -> Result<Marker> {
+    let canonical =
+        std::fs::canonicalize(&sample.path).map_err(|e| Error::read(&sample.path, e))?;
+    let (size, mtime) = stamp_file(&canonical).map_err(|e| Error::read(&sample.path, e))?;
+    Ok(Marker {
+        sample_id: sample.id.clone(),
+        input: canonical.to_string_lossy().into_owned(),
+        input_size: size,
+        input_mtime_ns: mtime,
+        parameters: parameters(read, opts)?,
+        cartscope_version: env!("CARGO_PKG_VERSION").to_string(),
+    })
+}
+
+fn parameters(read: &ReadOptions, opts: &RunOptions) -> Result<String> {
+    let toml = toml::to_string(opts).map_err(|e| Error::Usage(format!("run options: {e}")))?;
+    Ok(format!("{toml}\n# read options: {read:?}\n"))
+}
+
+/// The marker stored in a finished folder, if any and readable.
+pub fn stored_marker(folder: &Path) -> Option<Marker> {
+    let text = std::fs::read_to_string(folder.join(MARKER)).ok()?;
+    serde_json::from_str(&text).ok()
+}
+
+/// Where a sample's outputs go.
+pub fn sample_dir(outdir: &Path, id: &str) -> PathBuf {
+    outdir.join("samples").join(id)
+}
+
+fn partial_dir(outdir: &Path, id: &str) -> PathBuf {
+    outdir.join("samples").join(format!(".{id}.partial"))
+}
+
+/// The file holding a failed sample's error (read back by [`aggregate`]).
+pub fn error_file(outdir: &Path, id: &str) -> PathBuf {
+    outdir.join("samples").join(format!("{id}.error.txt"))
+}
+
+fn remove_dir(path: &Path) -> Result<()> {
+    match std::fs::remove_dir_all(path) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(Error::write(path, "folder", e)),
+    }
+}
+
+fn remove_file(path: &Path) -> Result<()> {
+    match std::fs::remove_file(path) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(Error::write(path, "file", e)),
+    }
+}
+
+/// Runs one sample into its partial folder, then publishes it. Errors are the sample's own.
+fn run_sample(
+    sample: &Sample,
+    outdir: &Path,
+    read: &ReadOptions,
+    opts: &RunOptions,
+    backend: &dyn Backend,
+    fallback: &Option<String>,
+    resume: bool,
+) -> Result<Outcome> {
+    let final_dir = sample_dir(outdir, &sample.id);
+    let marker = current_marker(sample, read, opts);
+    if resume
+        && let (Ok(now), Some(stored)) = (&marker, stored_marker(&final_dir))
+        && *now == stored
+    {
+        return Ok(Outcome::UpToDate);
+    }
+    let partial = partial_dir(outdir, &sample.id);
+    remove_dir(&partial)?;
+    let marker = marker?;
+    let ran = run_on_backend(
+        &sample.path,
+        &partial,
+        read,
+        opts,
+        backend,
+        fallback.clone(),
+        false,
+    );
+    if let Err(e) = ran {
+        remove_dir(&partial)?;
+        return Err(e);
+    }
+    let json = serde_json::to_vec_pretty(&marker).map_err(|e| Error::write(&partial, MARKER, e))?;
+    write_atomic(&partial.join(MARKER), &json)?;
+    // A kill between these two steps leaves no final folder: the sample is redone on resume.
+    remove_dir(&final_dir)?;
+    std::fs::rename(&partial, &final_dir).map_err(|e| Error::write(&final_dir, "rename", e))?;
+    Ok(Outcome::Done)
+}
+
+/// One sample, with failures (errors and panics) turned into its outcome.
+fn run_isolated(
+    sample: &Sample,
+    outdir: &Path,
+    read: &ReadOptions,
+    opts: &RunOptions,
+    backend: &dyn Backend,
+    fallback: &Option<String>,
+    resume: bool,
+) -> Outcome {
+    let attempt = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        run_sample(sample, outdir, read, opts, backend, fallback, resume)
+    }));
+    let message = match attempt {
+        Ok(Ok(outcome)) => {
+            if let Err(e) = remove_file(&error_file(outdir, &sample.id)) {
+                return Outcome::Failed(e.to_string());
+            }
+            return outcome;
+        }
+        Ok(Err(e)) => e.to_string(),
+        Err(panic) => {
+            let what = panic
+                .downcast_ref::<String>()
+                .cloned()
+                .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
+                .unwrap_or_else(|| "unknown panic".into());
+            format!("internal error: {what}")
+        }
+    };
+    let message = message.replace(['\n', '\r'], " ");
+    // Nothing from an earlier run may look complete once this input fails.
+    let _ = remove_dir(&partial_dir(outdir, &sample.id));
+    let _ = remove_dir(&sample_dir(outdir, &sample.id));
+    let _ = write_atomic(&error_file(outdir, &sample.id), message.as_bytes());
+    Outcome::Failed(message)
+}
+
+/// Runs every sample of `manifest` into `outdir` and writes the cross-sample outputs.
+///
+/// Errors (nothing written): invalid options, no backend. Errors after the samples ran: the
+/// cross-sample outputs could not be written. Sample failures are in the result, not errors.
+/// `log` receives one line per sample as it finishes.
+pub fn run_batch(
+    manifest: &Manifest,
+    outdir: &Path,
+    read: &ReadOptions,
+    opts: &RunOptions,
+    batch: &BatchOptions,
+    log: &(dyn Fn(&str) + Sync),
+) -> Result<BatchResult> {
+    opts.validate()?;
+    if batch.jobs == 0 {
+        return Err(Error::Usage("--jobs must be at least 1".into()));
+    }
+    let selected = select_backend(opts.backend)?;
+    let fallback = selected.fallback_reason.clone();
+    let backend = selected.backend;
+    let samples_dir = outdir.join("samples");
+    std::fs::create_dir_all(&samples_dir)
+        .map_err(|e| Error::write(&samples_dir, "output folder", e))?;
+    aggregate::write_manifest_copy(manifest, outdir)?;
+    let n = manifest.samples.len();
+    let next = AtomicUsize::new(0);
+    let finished = AtomicUsize::new(0);
+    let results: Mutex<Vec<Option<SampleOutcome>>> = Mutex::new(vec![None; n]);
+    let backend_ref: &dyn Backend = backend.as_ref();
+    std::thread::scope(|scope| {
+        for _ in 0..batch.jobs.min(n) {
+            scope.spawn(|| {
+                loop {
+                    let i = next.fetch_add(1, Ordering::SeqCst);
+                    let Some(sample) = manifest.samples.get(i) else {
+                        break;
+                    };
+                    let started = Instant::now();
+                    let outcome = run_isolated(
+                        sample,
+                        outdir,
+                        read,
+                        opts,
+                        backend_ref,
+                        &fallback,
+                        batch.resume,
+                    );
+                    let seconds = started.elapsed().as_secs_f64();
+                    let k = finished.fetch_add(1, Ordering::SeqCst) + 1;
+                    log(&match &outcome {
+                        Outcome::Done => format!("[{k}/{n}] {}: done in {seconds:.1} s", sample.id),
+                        Outcome::UpToDate => {
+                            format!("[{k}/{n}] {}: up to date, skipped", sample.id)
+                        }
+                        Outcome::Failed(e) => format!("[{k}/{n}] {}: FAILED: {e}", sample.id),
+                    });
+                    if let Ok(mut r) = results.lock() {
+                        r[i] = Some(SampleOutcome {
+                            id: sample.id.clone(),
+                            outcome,
+                            seconds,
+                        });
+                    }
+                }
+            });
+        }
+    });
+    let samples: Vec<SampleOutcome> = results
+        .into_inner()
+        .map_err(|_| Error::Usage("a batch worker panicked".into()))?
+        .into_iter()
+        .zip(&manifest.samples)
+        .map(|(r, s)| {
+            r.unwrap_or_else(|| SampleOutcome {
+                id: s.id.clone(),
+                outcome: Outcome::Failed("not run".into()),
+                seconds: 0.0,
+            })
+        })
+        .collect();
+    aggregate::write_outputs(manifest, outdir)?;
+    Ok(BatchResult {
+        samples,
+        backend: backend.name().to_string(),
+    })
+}

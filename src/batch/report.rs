@@ -1,0 +1,294 @@
+//! batch_report.html: one self-contained page (inline SVG, no scripts, no external files) with
+//! per-patient persistence curves over time, the phenotype composition of CAR+ T cells over
+//! time, median scores over time, and a table of all samples linking each sample's report.
+
+use std::fmt::Write;
+
+use super::aggregate::{SampleRow, by_patient, timepoint_label};
+use super::manifest::Manifest;
+use crate::report::svg::{PALETTE, esc, stacked_bars};
+
+const W: f64 = 460.0;
+const H: f64 = 300.0;
+const L: f64 = 52.0;
+const T: f64 = 26.0;
+const R: f64 = 12.0;
+const B: f64 = 40.0;
+
+/// A named series of points (x, y, label shown on hover).
+pub type Series = (String, Vec<(f64, f64, String)>);
+
+fn span(v: impl Iterator<Item = f64>, zero: bool) -> (f64, f64) {
+    let (mut lo, mut hi) = v
+        .filter(|x| x.is_finite())
+        .fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), x| {
+            (a.min(x), b.max(x))
+        });
+    if !lo.is_finite() {
+        return (0.0, 1.0);
+    }
+    if zero {
+        lo = lo.min(0.0);
+    }
+    if hi <= lo {
+        hi = lo + 1.0;
+    }
+    (lo, hi)
+}
+
+fn tick(v: f64, lo: f64, hi: f64) -> String {
+    if (hi - lo).abs() >= 20.0 {
+        format!("{v:.0}")
+    } else if (hi - lo).abs() >= 1.0 {
+        format!("{v:.1}")
+    } else {
+        format!("{v:.2}")
+    }
+}
+
+/// Lines with markers, one series per entry; points are (x, y, label shown on hover).
+pub fn line_plot(
+    id: &str,
+    title: &str,
+    (xlab, ylab): (&str, &str),
+    series: &[Series],
+    y_from_zero: bool,
+) -> String {
+    let (x0, x1) = span(series.iter().flat_map(|s| s.1.iter().map(|p| p.0)), false);
+    let (y0, y1) = span(
+        series.iter().flat_map(|s| s.1.iter().map(|p| p.1)),
+        y_from_zero,
+    );
+    let pw = W - L - R;
+    let ph = H - T - B;
+    let sx = |x: f64| L + (x - x0) / (x1 - x0) * pw;
+    let sy = |y: f64| T + ph - (y - y0) / (y1 - y0) * ph;
+    let mut s = format!(
+        "<svg class=\"plot\" data-plot=\"{id}\" xmlns=\"http://www.w3.org/2000/svg\" viewBox=\"0 0 {W} {H}\" width=\"{W}\" height=\"{H}\" role=\"img\"><title>{t}</title>\
+<rect x=\"{L}\" y=\"{T}\" width=\"{pw}\" height=\"{ph}\" fill=\"none\" stroke=\"#888\"/>\
+<text x=\"{cx}\" y=\"16\" text-anchor=\"middle\" font-size=\"13\">{t}</text>\
+<text x=\"{cx}\" y=\"{by}\" text-anchor=\"middle\" font-size=\"11\">{x}</text>\
+<text x=\"12\" y=\"{cy}\" text-anchor=\"middle\" font-size=\"11\" transform=\"rotate(-90 12 {cy})\">{y}</text>",
+        t = esc(title),
+        x = esc(xlab),
+        y = esc(ylab),
+        cx = L + pw / 2.0,
+        by = H - 6.0,
+        cy = T + ph / 2.0,
+    );
+    for k in 0..=4 {
+        let f = f64::from(k) / 4.0;
+        let (xv, yv) = (x0 + (x1 - x0) * f, y0 + (y1 - y0) * f);
+        let _ = write!(
+            s,
+            "<text x=\"{:.1}\" y=\"{:.1}\" font-size=\"9\" text-anchor=\"middle\">{}</text>\
+<text x=\"{:.1}\" y=\"{:.1}\" font-size=\"9\" text-anchor=\"end\">{}</text>",
+            sx(xv),
+            T + ph + 12.0,
+            tick(xv, x0, x1),
+            L - 3.0,
+            sy(yv) + 3.0,
+            tick(yv, y0, y1)
+        );
+    }
+    let mut legend = String::from("<div class=\"legend\">");
+    for (i, (name, pts)) in series.iter().enumerate() {
+        let c = PALETTE[i % PALETTE.len()];
+        let path: Vec<String> = pts
+            .iter()
+            .filter(|p| p.0.is_finite() && p.1.is_finite())
+            .map(|p| format!("{:.1},{:.1}", sx(p.0), sy(p.1)))
+            .collect();
+        let _ = write!(
+            s,
+            "<polyline fill=\"none\" stroke=\"{c}\" stroke-width=\"2\" points=\"{}\"/>",
+            path.join(" ")
+        );
+        for p in pts.iter().filter(|p| p.0.is_finite() && p.1.is_finite()) {
+            let _ = write!(
+                s,
+                "<circle cx=\"{:.1}\" cy=\"{:.1}\" r=\"3.5\" fill=\"{c}\"><title>{}: {} = {}</title></circle>",
+                sx(p.0),
+                sy(p.1),
+                esc(name),
+                esc(&p.2),
+                tick(p.1, y0, y1)
+            );
+        }
+        let _ = write!(
+            legend,
+            "<span><i style=\"background:{c}\"></i>{}</span>",
+            esc(name)
+        );
+    }
+    s.push_str("</svg>");
+    legend.push_str("</div>");
+    s + &legend
+}
+
+/// x of a sample: its day, else its position in the patient's series.
+fn x_of(r: &SampleRow, i: usize) -> f64 {
+    r.sample.day.unwrap_or(i as f64)
+}
+
+fn series(groups: &[(String, Vec<&SampleRow>)], column: &str) -> Vec<Series> {
+    groups
+        .iter()
+        .map(|(p, v)| {
+            let name = if p.is_empty() { "samples" } else { p.as_str() };
+            let pts = v
+                .iter()
+                .enumerate()
+                .filter_map(|(i, r)| Some((x_of(r, i), r.num(column)?, timepoint_label(&r.sample))))
+                .collect();
+            (name.to_string(), pts)
+        })
+        .collect()
+}
+
+fn fmt(v: Option<f64>, digits: usize) -> String {
+    v.map_or("–".into(), |x| format!("{x:.digits$}"))
+}
+
+/// The whole page.
+pub fn render(m: &Manifest, rows: &[SampleRow]) -> String {
+    let groups = by_patient(rows);
+    let xlab = if m.has_day {
+        "day after infusion"
+    } else {
+        "time point (manifest order)"
+    };
+    let ok = rows.iter().filter(|r| r.status == "ok").count();
+    let mut h = String::from(
+        "<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>cartscope batch report</title><style>\
+body{font-family:system-ui,sans-serif;margin:1.5em;max-width:1400px;color:#222}\
+.plots{display:flex;flex-wrap:wrap;gap:12px}.plots figure{margin:0}\
+.legend span{margin-right:10px;font-size:12px}.legend i{display:inline-block;width:10px;height:10px;margin-right:4px}\
+table{border-collapse:collapse;font-size:13px}td,th{border:1px solid #ccc;padding:3px 6px;text-align:right}\
+td.l,th.l{text-align:left}tr.failed td{background:#fde8e8}tr.missing td{background:#fff6dd}</style></head><body>",
+    );
+    let _ = write!(
+        h,
+        "<h1>CAR-T batch report</h1><p>Manifest <code>{}</code>: {} samples, {ok} completed, {} failed or missing.</p>",
+        esc(&m.file.display().to_string()),
+        rows.len(),
+        rows.len() - ok
+    );
+    let has_car = rows.iter().any(|r| r.num("n_car_positive").is_some());
+    h.push_str("<h2>Persistence over time</h2>");
+    if groups.is_empty() {
+        h.push_str("<p>No completed samples.</p>");
+    } else if !has_car {
+        h.push_str("<p>No CAR feature in any completed sample: no CAR+ persistence curves.</p>");
+    } else {
+        h.push_str("<div class=\"plots\"><figure>");
+        h += &line_plot(
+            "car_fraction",
+            "CAR+ fraction of cells after QC",
+            (xlab, "CAR+ fraction"),
+            &series(&groups, "car_positive_fraction"),
+            true,
+        );
+        h.push_str("</figure><figure>");
+        h += &line_plot(
+            "car_count",
+            "CAR+ cells",
+            (xlab, "CAR+ cells"),
+            &series(&groups, "n_car_positive"),
+            true,
+        );
+        h.push_str("</figure><figure>");
+        h += &line_plot(
+            "cd4_cd8_car",
+            "CD4:CD8 among CAR+ T cells",
+            (xlab, "CD4 / CD8"),
+            &series(&groups, "cd4_cd8_ratio_car"),
+            true,
+        );
+        h.push_str("</figure>");
+        let score_cols: Vec<String> = rows
+            .iter()
+            .flat_map(|r| r.columns.iter())
+            .filter(|c| c.starts_with("median_car_"))
+            .fold(Vec::new(), |mut v, c| {
+                if !v.contains(c) {
+                    v.push(c.clone());
+                }
+                v
+            });
+        for c in &score_cols {
+            let set = c.trim_start_matches("median_car_");
+            h.push_str("<figure>");
+            h += &line_plot(
+                c,
+                &format!("median {set} among CAR+ T cells"),
+                (xlab, "median score"),
+                &series(&groups, c),
+                false,
+            );
+            h.push_str("</figure>");
+        }
+        h.push_str("</div>");
+        h.push_str("<h2>Phenotype composition of CAR+ T cells over time</h2><div class=\"plots\">");
+        for (p, v) in &groups {
+            let cats: Vec<String> = v
+                .iter()
+                .flat_map(|r| r.columns.iter())
+                .filter_map(|c| c.strip_prefix("frac_car_"))
+                .fold(Vec::new(), |mut acc, c| {
+                    if !acc.iter().any(|x: &String| x == c) {
+                        acc.push(c.to_string());
+                    }
+                    acc
+                });
+            let bars: Vec<(String, Vec<f64>)> = v
+                .iter()
+                .map(|r| {
+                    (
+                        timepoint_label(&r.sample),
+                        cats.iter()
+                            .map(|c| r.num(&format!("frac_car_{c}")).unwrap_or(0.0))
+                            .collect(),
+                    )
+                })
+                .collect();
+            let title = if p.is_empty() {
+                "all samples".to_string()
+            } else {
+                format!("patient {p}")
+            };
+            h.push_str("<figure>");
+            h += &stacked_bars(&format!("phenotypes_{p}"), &title, &bars, &cats);
+            h.push_str("</figure>");
+        }
+        h.push_str("</div>");
+    }
+    h.push_str("<h2>Samples</h2><table><tr><th class=\"l\">sample</th><th class=\"l\">patient</th><th class=\"l\">time point</th><th>day</th><th class=\"l\">status</th><th>cells in</th><th>cells after QC</th><th>T cells</th><th>CAR+</th><th>CAR+ fraction</th><th>CD4:CD8 CAR+</th><th class=\"l\">report / error</th></tr>");
+    for r in rows {
+        let link = if r.status == "ok" && r.has_report {
+            format!(
+                "<a href=\"samples/{0}/report.html\">samples/{0}/report.html</a>",
+                esc(&r.sample.id)
+            )
+        } else {
+            esc(&r.error)
+        };
+        let _ = write!(
+            h,
+            "<tr class=\"{st}\"><td class=\"l\">{}</td><td class=\"l\">{}</td><td class=\"l\">{}</td><td>{}</td><td class=\"l\">{st}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td class=\"l\">{link}</td></tr>",
+            esc(&r.sample.id),
+            esc(&r.sample.patient),
+            esc(&r.sample.timepoint),
+            r.sample.day.map_or(String::new(), |d| d.to_string()),
+            fmt(r.num("n_cells_in"), 0),
+            fmt(r.num("n_cells_after_qc"), 0),
+            fmt(r.num("n_t_cells"), 0),
+            fmt(r.num("n_car_positive"), 0),
+            fmt(r.num("car_positive_fraction"), 3),
+            fmt(r.num("cd4_cd8_ratio_car"), 2),
+            st = esc(&r.status),
+        );
+    }
+    h.push_str("</table></body></html>\n");
+    h
+}

@@ -1,0 +1,414 @@
+//! `cartscope batch` and `cartscope aggregate`: a bad manifest is exit code 2 with nothing
+//! written; a corrupt and a missing sample are recorded as failed (exit code 3) while the
+//! others complete with exactly the numbers of single `cartscope run`s; persistence.csv
+//! recomputed here from each sample's result.h5ad obs; a batch killed mid-run leaves no
+//! unfinished sample looking complete and `--resume` redoes only what was unfinished.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use cartscope::batch::manifest::split_line;
+use cartscope::io::{Column, CountSource, Frame, ReadOptions};
+
+use crate::common::cartscope;
+
+fn simulate(dir: &Path, name: &str, seed: &str, timepoint: &str) -> PathBuf {
+    let out = dir.join(format!("{name}.h5ad"));
+    cartscope()
+        .args([
+            "simulate", "--cells", "1500", "--genes", "1000", "--seed", seed,
+        ])
+        .args(["--timepoint", timepoint, "--sample", name, "-o"])
+        .arg(&out)
+        .assert()
+        .success();
+    out
+}
+
+/// Rows of a CSV as maps from column to value.
+fn read_csv(path: &Path) -> Vec<BTreeMap<String, String>> {
+    let text = std::fs::read_to_string(path).unwrap();
+    let mut lines = text.lines();
+    let header = split_line(lines.next().unwrap(), ',').unwrap();
+    lines
+        .map(|l| {
+            let f = split_line(l, ',').unwrap();
+            assert_eq!(f.len(), header.len(), "{l}");
+            header.iter().cloned().zip(f).collect()
+        })
+        .collect()
+}
+
+fn num(row: &BTreeMap<String, String>, col: &str) -> f64 {
+    row.get(col)
+        .unwrap_or_else(|| panic!("column {col}"))
+        .parse()
+        .unwrap_or_else(|_| panic!("{col} = {:?}", row[col]))
+}
+
+fn close(a: f64, b: f64, what: &str) {
+    assert!(
+        (a - b).abs() <= 1e-12 * b.abs().max(1.0),
+        "{what}: {a} vs {b}"
+    );
+}
+
+fn obs(result: &Path) -> Frame {
+    CountSource::open(result, &ReadOptions::default())
+        .unwrap()
+        .obs
+}
+
+fn bools(f: &Frame, name: &str) -> Vec<bool> {
+    match f.column(name) {
+        Some(Column::Bool(v)) => v.clone(),
+        other => panic!("obs {name}: {other:?}"),
+    }
+}
+
+fn strings(f: &Frame, name: &str) -> Vec<String> {
+    f.column(name)
+        .and_then(Column::as_strings)
+        .unwrap_or_else(|| panic!("obs {name}"))
+        .into_iter()
+        .map(Option::unwrap_or_default)
+        .collect()
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    let m = v.len() / 2;
+    if v.len() % 2 == 1 {
+        v[m]
+    } else {
+        (v[m - 1] + v[m]) / 2.0
+    }
+}
+
+fn mtime(p: &Path) -> std::time::SystemTime {
+    std::fs::metadata(p).unwrap().modified().unwrap()
+}
+
+const FAST: [&str; 4] = ["--backend", "cpu", "--no-report", "--quiet"];
+
+#[test]
+fn batch_isolates_failures_matches_single_runs_and_recomputes_persistence() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path();
+    let a = simulate(d, "A", "1", "infusion");
+    let b = simulate(d, "B", "2", "day28");
+    std::fs::write(
+        d.join("corrupt.h5ad"),
+        b"\x89HDF\r\n\x1a\nthis is not a matrix",
+    )
+    .unwrap();
+    std::fs::write(
+        d.join("manifest.csv"),
+        "sample_id,path,patient,timepoint,day,tissue\n\
+         A,A.h5ad,P1,infusion,0,product\n\
+         B,B.h5ad,P1,day28,28,\"blood, peripheral\"\n\
+         C,corrupt.h5ad,P2,infusion,0,product\n\
+         D,missing.h5ad,P2,day28,28,blood\n",
+    )
+    .unwrap();
+    let out = d.join("out");
+    let r = cartscope()
+        .arg("batch")
+        .arg(d.join("manifest.csv"))
+        .arg("-o")
+        .arg(&out)
+        .args(["--jobs", "2"])
+        .args(FAST)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&r.stderr);
+    assert_eq!(r.status.code(), Some(3), "{stderr}");
+    assert!(stderr.contains("2 of 4 samples failed"), "{stderr}");
+
+    // The failures are recorded, the others complete with markers.
+    let rows = read_csv(&out.join("batch_summary.csv"));
+    let status: Vec<&str> = rows.iter().map(|r| r["status"].as_str()).collect();
+    assert_eq!(status, ["ok", "ok", "failed", "failed"]);
+    assert!(rows[2]["error"].contains("corrupt.h5ad"), "{:?}", rows[2]);
+    assert!(rows[3]["error"].contains("missing.h5ad"), "{:?}", rows[3]);
+    assert_eq!(rows[1]["tissue"], "blood, peripheral");
+    assert_eq!(rows[1]["day"], "28");
+    for id in ["C", "D"] {
+        assert!(!out.join("samples").join(id).exists());
+        assert!(out.join(format!("samples/{id}.error.txt")).is_file());
+    }
+    for id in ["A", "B"] {
+        assert!(
+            out.join(format!("samples/{id}/.cartscope-complete.json"))
+                .is_file()
+        );
+    }
+
+    // Same numbers as single runs of the same files.
+    for (id, input) in [("A", &a), ("B", &b)] {
+        let single = d.join(format!("single_{id}"));
+        cartscope()
+            .arg("run")
+            .arg(input)
+            .arg("-o")
+            .arg(&single)
+            .args(FAST)
+            .assert()
+            .success();
+        let ours = std::fs::read_to_string(out.join(format!("samples/{id}/summary.csv"))).unwrap();
+        let theirs = std::fs::read_to_string(single.join("summary.csv")).unwrap();
+        assert_eq!(ours, theirs, "sample {id}");
+        let row = rows.iter().find(|r| r["sample_id"] == id).unwrap();
+        let single_row = &read_csv(&single.join("summary.csv"))[0];
+        for col in [
+            "n_cells_after_qc",
+            "n_car_positive",
+            "median_car_exhaustion_score",
+        ] {
+            close(num(row, col), num(single_row, col), col);
+        }
+    }
+
+    // persistence.csv recomputed from each sample's obs.
+    let pers = read_csv(&out.join("persistence.csv"));
+    assert_eq!(pers.len(), 2);
+    assert_eq!(
+        (
+            pers[0]["patient"].as_str(),
+            pers[0]["day"].as_str(),
+            pers[1]["sample_id"].as_str()
+        ),
+        ("P1", "0", "B")
+    );
+    for p in &pers {
+        let o = obs(&out.join(format!("samples/{}/result.h5ad", p["sample_id"])));
+        let car = bools(&o, "car_positive");
+        let t = bools(&o, "t_cell");
+        let phen = strings(&o, "phenotype");
+        let lin = strings(&o, "cd4_cd8");
+        let exh = match o.column("exhaustion_score") {
+            Some(Column::F64(v)) => v.clone(),
+            other => panic!("exhaustion_score: {other:?}"),
+        };
+        let n = car.len();
+        let n_car = car.iter().filter(|&&c| c).count();
+        let car_t: Vec<usize> = (0..n).filter(|&i| car[i] && t[i]).collect();
+        assert!(n_car > 50, "too few CAR+ cells to test: {n_car}");
+        assert_eq!(num(p, "n_cells_after_qc") as usize, n);
+        assert_eq!(num(p, "n_car_positive") as usize, n_car);
+        close(
+            num(p, "car_positive_fraction"),
+            n_car as f64 / n as f64,
+            "CAR+ fraction",
+        );
+        let k = |ph: &str| car_t.iter().filter(|&&i| phen[i] == ph).count() as f64;
+        for ph in ["exhausted", "central_memory", "effector"] {
+            close(
+                num(p, &format!("frac_car_{ph}")),
+                k(ph) / car_t.len() as f64,
+                ph,
+            );
+        }
+        let l = |x: &str| car_t.iter().filter(|&&i| lin[i] == x).count() as f64;
+        close(num(p, "cd4_cd8_ratio_car"), l("CD4") / l("CD8"), "CD4:CD8");
+        close(
+            num(p, "median_car_exhaustion_score"),
+            median(car_t.iter().map(|&i| exh[i]).collect()),
+            "median exhaustion",
+        );
+    }
+    // The simulated patient loses CAR+ cells between infusion and day 28.
+    assert!(num(&pers[1], "car_positive_fraction") < num(&pers[0], "car_positive_fraction"));
+
+    // The report links every completed sample and names the failures.
+    let html = std::fs::read_to_string(out.join("batch_report.html")).unwrap();
+    assert!(html.contains("data-plot=\"car_fraction\""));
+    assert!(html.contains("missing.h5ad"));
+    assert!(!html.contains("<script"));
+
+    // aggregate rebuilds the same tables from the folders alone.
+    let before = std::fs::read_to_string(out.join("batch_summary.csv")).unwrap();
+    let pers_before = std::fs::read_to_string(out.join("persistence.csv")).unwrap();
+    std::fs::remove_file(out.join("batch_summary.csv")).unwrap();
+    std::fs::remove_file(out.join("persistence.csv")).unwrap();
+    let r = cartscope().arg("aggregate").arg(&out).output().unwrap();
+    assert_eq!(r.status.code(), Some(3));
+    assert_eq!(
+        std::fs::read_to_string(out.join("batch_summary.csv")).unwrap(),
+        before
+    );
+    assert_eq!(
+        std::fs::read_to_string(out.join("persistence.csv")).unwrap(),
+        pers_before
+    );
+}
+
+#[test]
+fn batch_killed_mid_run_resumes_only_unfinished_samples() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path();
+    simulate(d, "A", "3", "infusion");
+    simulate(d, "B", "4", "day14");
+    std::fs::write(
+        d.join("m.tsv"),
+        "sample_id\tpath\tday\nA\tA.h5ad\t0\nB\tB.h5ad\t14\n",
+    )
+    .unwrap();
+    let out = d.join("out");
+    let bin = assert_cmd::cargo::cargo_bin("cartscope");
+    let mut child = std::process::Command::new(&bin)
+        .arg("batch")
+        .arg(d.join("m.tsv"))
+        .arg("-o")
+        .arg(&out)
+        .args(FAST)
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let marker_a = out.join("samples/A/.cartscope-complete.json");
+    let started = Instant::now();
+    while !marker_a.exists() {
+        assert!(
+            started.elapsed() < Duration::from_secs(300),
+            "sample A never finished"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    child.kill().unwrap();
+    let status = child.wait().unwrap();
+    assert!(!status.success(), "the batch finished before it was killed");
+    // B is unfinished: nothing under its final name.
+    assert!(!out.join("samples/B").exists());
+    let a_result = out.join("samples/A/result.h5ad");
+    let a_time = mtime(&a_result);
+
+    let r = cartscope()
+        .arg("batch")
+        .arg(d.join("m.tsv"))
+        .arg("-o")
+        .arg(&out)
+        .arg("--resume")
+        .args(["--backend", "cpu", "--no-report"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&r.stderr);
+    assert_eq!(r.status.code(), Some(0), "{stderr}");
+    assert!(stderr.contains("A: up to date, skipped"), "{stderr}");
+    assert!(stderr.contains("B: done"), "{stderr}");
+    assert_eq!(mtime(&a_result), a_time, "A was redone");
+    assert!(out.join("samples/B/.cartscope-complete.json").is_file());
+    assert!(!out.join("samples/.B.partial").exists());
+    let rows = read_csv(&out.join("batch_summary.csv"));
+    assert!(rows.iter().all(|r| r["status"] == "ok"));
+
+    // Different parameters: the markers no longer match, both samples are redone.
+    let r = cartscope()
+        .arg("batch")
+        .arg(d.join("m.tsv"))
+        .arg("-o")
+        .arg(&out)
+        .arg("--resume")
+        .args(["--backend", "cpu", "--no-report", "--n-pcs", "20"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&r.stderr);
+    assert_eq!(r.status.code(), Some(0), "{stderr}");
+    assert_eq!(stderr.matches(": done in").count(), 2, "{stderr}");
+}
+
+#[test]
+fn bad_manifest_is_exit_2_naming_row_and_column_with_nothing_written() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path();
+    let cases = [
+        (
+            "sample_id,path\nA,a.h5ad\nA,b.h5ad\n",
+            "line 3, column sample_id",
+        ),
+        ("sample_id,file\nA,a.h5ad\n", "column path"),
+        ("sample_id,path,day\nA,a.h5ad,day 3\n", "line 2, column day"),
+        ("sample_id,path\nA,a.h5ad,extra\n", "line 2"),
+    ];
+    for (i, (text, want)) in cases.iter().enumerate() {
+        let m = d.join(format!("m{i}.csv"));
+        std::fs::write(&m, text).unwrap();
+        let out = d.join(format!("out{i}"));
+        let r = cartscope()
+            .arg("batch")
+            .arg(&m)
+            .arg("-o")
+            .arg(&out)
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&r.stderr);
+        assert_eq!(r.status.code(), Some(2), "{stderr}");
+        assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
+        assert!(
+            stderr.contains(&format!("m{i}.csv")) && stderr.contains(want),
+            "{stderr}"
+        );
+        assert!(!out.exists(), "case {i} wrote {}", out.display());
+    }
+}
+
+/// snakemake from CARTSCOPE_SNAKEMAKE, else on PATH; None (the test skips) when absent.
+fn snakemake() -> Option<PathBuf> {
+    let exe = std::env::var_os("CARTSCOPE_SNAKEMAKE")
+        .map_or_else(|| PathBuf::from("snakemake"), PathBuf::from);
+    let ok = std::process::Command::new(&exe)
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    ok.then_some(exe)
+}
+
+#[test]
+fn snakefile_runs_each_sample_and_aggregates_like_batch() {
+    let Some(snakemake) = snakemake() else {
+        eprintln!(
+            "skipped: snakemake not found (install it and put it on PATH or set CARTSCOPE_SNAKEMAKE)"
+        );
+        return;
+    };
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("results");
+    let r = std::process::Command::new(snakemake)
+        .arg("-s")
+        .arg(root.join("workflow/Snakefile"))
+        .args(["--cores", "2", "--directory"])
+        .arg(tmp.path())
+        .arg("--config")
+        .arg(format!(
+            "manifest={}",
+            root.join("sample_data/manifest.csv").display()
+        ))
+        .arg(format!("outdir={}", out.display()))
+        .arg(format!(
+            "cartscope={}",
+            assert_cmd::cargo::cargo_bin("cartscope").display()
+        ))
+        .arg("run_args=--backend cpu --no-report")
+        .output()
+        .unwrap();
+    assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
+    let rows = read_csv(&out.join("batch_summary.csv"));
+    assert_eq!(rows.len(), 3);
+    assert!(rows.iter().all(|r| r["status"] == "ok"), "{rows:?}");
+    let pers = read_csv(&out.join("persistence.csv"));
+    let days: Vec<f64> = pers.iter().map(|p| num(p, "day")).collect();
+    assert_eq!(days, [0.0, 14.0, 90.0]);
+    for p in &pers {
+        let single = &read_csv(&out.join(format!("samples/{}/summary.csv", p["sample_id"])))[0];
+        for col in [
+            "n_car_positive",
+            "car_positive_fraction",
+            "cd4_cd8_ratio_car",
+        ] {
+            close(num(p, col), num(single, col), col);
+        }
+    }
+    // The simulated responder's CAR+ fraction falls from infusion to day 90.
+    assert!(num(&pers[2], "car_positive_fraction") < num(&pers[0], "car_positive_fraction"));
+}
