@@ -35,7 +35,7 @@ pub enum Command {
     /// batch_report.html. Exit codes: 0 all samples completed; 2 bad manifest or options
     /// (nothing written); 3 some samples failed (the others are complete, the failures are in
     /// batch_summary.csv); 1 other errors.
-    Batch(BatchArgs),
+    Batch(Box<BatchArgs>),
     /// Build batch_summary.csv, persistence.csv and batch_report.html from the finished sample
     /// folders OUTDIR/samples/<sample_id>/ (e.g. made by `cartscope run` in a workflow).
     /// Exit code 3 when some samples are failed or missing.
