@@ -55,14 +55,20 @@ fn open(id: &str, title: &str, xlab: &str, ylab: &str) -> String {
     )
 }
 
+/// A tick value with enough decimals that ticks `step` apart read differently.
+fn tick_label(v: f64, step: f64) -> String {
+    let decimals = if step > 0.0 && step.is_finite() {
+        ((-step.log10()).floor() + 2.0).clamp(0.0, 6.0) as usize
+    } else {
+        2
+    };
+    format!("{v:.decimals$}")
+}
+
 fn ticks(s: &mut String, lo: f64, hi: f64, x_axis: bool) {
     for k in 0..=4 {
         let v = lo + (hi - lo) * f64::from(k) / 4.0;
-        let label = if (hi - lo).abs() >= 100.0 {
-            format!("{v:.0}")
-        } else {
-            format!("{v:.2}")
-        };
+        let label = tick_label(v, (hi - lo).abs() / 4.0);
         if x_axis {
             let x = M + (W - M - 10.0) * f64::from(k) / 4.0;
             let _ = write!(
@@ -322,4 +328,21 @@ pub fn stacked_bars(
         .collect();
     let leg = legend(&mut s, &present);
     s + &leg
+}
+
+#[cfg(test)]
+mod tick_tests {
+    use super::tick_label;
+
+    #[test]
+    fn ticks_a_narrow_range_apart_read_differently() {
+        let labels: Vec<String> = (0..=4)
+            .map(|k| tick_label(-0.09 + 0.01 * f64::from(k) / 4.0, 0.0025))
+            .collect();
+        let mut unique = labels.clone();
+        unique.dedup();
+        assert_eq!(unique.len(), 5, "{labels:?}");
+        assert_eq!(tick_label(1045.0, 261.25), "1045");
+        assert_eq!(tick_label(0.57, 0.1425), "0.57");
+    }
 }
