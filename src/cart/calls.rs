@@ -15,8 +15,12 @@
 //! **Phenotype** (T cells only; other cells `non_T`): the mean log-expression of each
 //! programme in [`PROGRAMMES`] is computed, and the programme with the highest mean wins
 //! (ties: the earlier in the list); `unassigned` when every programme is at zero. The memory
-//! programme is split by the stem-like TCF7/LEF1 pair: `naive_stem_memory` when their mean is
-//! at least [`STEM_MIN`] (about 1.3 UMIs per 10,000), otherwise `central_memory`.
+//! programme is split by a stem-like score: the log of the mean normalised expression of
+//! [`STEM_MARKERS`] (TCF7, LEF1, CCR7, SELL pooled before the log, so one zero count does not
+//! dominate), minus [`STEM_GZMK_WEIGHT`] times GZMK log-expression (central memory starts the
+//! GZMK effector programme, naive/stem-like memory does not). `naive_stem_memory` when the score
+//! is at least [`STEM_MIN`] (a pooled mean of about 2.2 per 10,000 without GZMK), otherwise
+//! `central_memory`.
 //! Effector memory is GZMK/CCL5/KLRB1 without the memory programme; effector is the cytotoxic
 //! granule programme; exhausted the inhibitory receptors with TOX; Treg-like FOXP3/IL2RA/CCR4/
 //! IKZF2 (CTLA4 is left out: exhausted cells express it too).
@@ -31,10 +35,12 @@ pub const NON_T_MARKERS: [&str; 9] = [
 pub const CD4_MARKERS: [&str; 1] = ["CD4"];
 /// The CD8 lineage markers.
 pub const CD8_MARKERS: [&str; 2] = ["CD8A", "CD8B"];
-/// Stem-like memory pair that splits the memory programme.
-pub const STEM_MARKERS: [&str; 2] = ["TCF7", "LEF1"];
-/// Minimum mean log-expression of [`STEM_MARKERS`] for `naive_stem_memory`.
-pub const STEM_MIN: f32 = 0.85;
+/// Stem-like / naive markers that split the memory programme.
+pub const STEM_MARKERS: [&str; 4] = ["TCF7", "LEF1", "CCR7", "SELL"];
+/// Weight of GZMK log-expression subtracted from the stem-like score.
+pub const STEM_GZMK_WEIGHT: f32 = 0.5;
+/// Minimum stem-like score for `naive_stem_memory`.
+pub const STEM_MIN: f32 = 1.15;
 
 /// Phenotype programmes, in tie-break order; `memory` is split by [`STEM_MARKERS`].
 pub const PROGRAMMES: [(&str, &[&str]); 6] = [
@@ -142,7 +148,7 @@ pub fn call_cell(value: impl Fn(&str) -> Option<f32>) -> CellCall {
     let phenotype = match best {
         None => "unassigned",
         Some(("memory", _)) => {
-            if mean(&STEM_MARKERS).unwrap_or(0.0) >= STEM_MIN {
+            if stem_score(&value) >= STEM_MIN {
                 "naive_stem_memory"
             } else {
                 "central_memory"
@@ -159,6 +165,22 @@ pub fn call_cell(value: impl Fn(&str) -> Option<f32>) -> CellCall {
         cd4_cd8,
         phenotype,
     }
+}
+
+/// The stem-like score: `ln(1 + mean(expm1(v)))` over [`STEM_MARKERS`] minus
+/// [`STEM_GZMK_WEIGHT`] times GZMK log-expression (absent genes are left out).
+pub fn stem_score(value: &impl Fn(&str) -> Option<f32>) -> f32 {
+    let v: Vec<f32> = STEM_MARKERS
+        .iter()
+        .filter_map(|g| value(g))
+        .map(f32::exp_m1)
+        .collect();
+    let pooled = if v.is_empty() {
+        0.0
+    } else {
+        (v.iter().sum::<f32>() / v.len() as f32).ln_1p()
+    };
+    pooled - STEM_GZMK_WEIGHT * value("GZMK").unwrap_or(0.0)
 }
 
 #[cfg(test)]
@@ -195,6 +217,10 @@ mod tests {
         assert_eq!(
             with(&[("TCF7", 2.0), ("LEF1", 1.0), ("SELL", 1.0)]).phenotype,
             "naive_stem_memory"
+        );
+        assert_eq!(
+            with(&[("TCF7", 2.0), ("LEF1", 1.0), ("SELL", 1.0), ("GZMK", 1.0)]).phenotype,
+            "central_memory"
         );
         assert_eq!(
             with(&[("IL7R", 2.0), ("CD27", 1.0)]).phenotype,
