@@ -159,8 +159,9 @@ fn simulated_sample_calls_match_truth_and_summary_recomputes() {
         macc >= 0.85,
         "phenotype accuracy, memory subsets merged: {macc}"
     );
-    // Below the 85 % target over all seven states (measured 0.807): a regression floor only.
-    assert!(pacc >= 0.80, "phenotype accuracy {pacc}");
+    // Below the 85 % target over all seven states (measured 0.8135 on this sample; 0.80-0.82
+    // on other seeds): a regression floor only.
+    assert!(pacc >= 0.81, "phenotype accuracy {pacc}");
 
     // Summary numbers recomputed from obs.
     let json: serde_json::Value =
