@@ -31,12 +31,12 @@ pub enum Command {
     /// Leiden, UMAP).
     Run(Box<RunArgs>),
     /// Run every sample of a manifest (CSV/TSV: sample_id, path[, patient, timepoint, day, ...])
-    /// into OUTDIR/samples/<sample_id>/, then write batch_summary.csv, persistence.csv and
-    /// batch_report.html. Exit codes: 0 all samples completed; 2 bad manifest or options
+    /// into OUTDIR/samples/<sample_id>/, then write batch_summary.csv (and .parquet),
+    /// persistence.csv and batch_report.html. Exit codes: 0 all samples completed; 2 bad manifest or options
     /// (nothing written); 3 some samples failed (the others are complete, the failures are in
     /// batch_summary.csv); 1 other errors.
     Batch(Box<BatchArgs>),
-    /// Build batch_summary.csv, persistence.csv and batch_report.html from the finished sample
+    /// Build batch_summary.csv/.parquet, persistence.csv and batch_report.html from the finished sample
     /// folders OUTDIR/samples/<sample_id>/ (e.g. made by `cartscope run` in a workflow).
     /// Exit code 3 when some samples are failed or missing.
     Aggregate(AggregateArgs),
@@ -52,7 +52,7 @@ pub enum Command {
     "Manifest (CSV, or TSV for .tsv files): sample_id, path (relative to the manifest), optional patient, timepoint, day; other columns are carried as metadata"
 )))]
 #[command(mut_arg("output", |a| a.value_name("OUTDIR").help(
-    "Output folder (samples/<sample_id>/, batch_summary.csv, persistence.csv, batch_report.html)"
+    "Output folder (samples/<sample_id>/, batch_summary.csv, batch_summary.parquet, persistence.csv, batch_report.html)"
 )))]
 pub struct BatchArgs {
     /// Samples run at the same time.
@@ -140,7 +140,7 @@ pub struct DevicesArgs {
 pub struct RunArgs {
     /// Input count matrix (.h5ad, 10x .h5 or 10x MTX directory).
     pub input: PathBuf,
-    /// Output folder (result.h5ad, summary.json, config.toml).
+    /// Output folder (result.h5ad, cells.parquet, summary.json, summary.csv, config.toml, report.html).
     #[arg(short, long)]
     pub output: PathBuf,
     /// Kernel backend.

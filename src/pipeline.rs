@@ -797,10 +797,7 @@ pub fn analyse(
         );
     }
     cart_cells.annotate(&mut obs);
-    let default_sample = input.file_stem().map_or_else(
-        || "sample".to_string(),
-        |s| s.to_string_lossy().into_owned(),
-    );
+    let default_sample = default_sample(input);
     let car_note = match (&car, opts.cart.car_feature.as_deref()) {
         (Some(c), Some(_)) => format!("CAR feature '{}' given with --car-feature", c.name),
         (Some(c), None) if c.others.is_empty() => {
@@ -1100,7 +1097,8 @@ fn drop_explicit_zeros(m: &mut CsrMatrix) {
     *m = out;
 }
 
-/// Runs the pipeline and writes `OUTDIR/result.h5ad`, `summary.json` and `config.toml`.
+/// Runs the pipeline and writes `OUTDIR/result.h5ad`, `cells.parquet`, `summary.json` and
+/// `config.toml`.
 pub fn run(
     input: &Path,
     outdir: &Path,
@@ -1168,6 +1166,9 @@ pub fn run_on_backend(
     if summary.fallback_reason.is_none() {
         summary.fallback_reason = fallback_reason;
     }
+    // Before summary.csv: a folder with summary.csv counts as complete (`cartscope aggregate`).
+    let mut cells = crate::report::table::cells_frame(&adata, &default_sample(input))?;
+    crate::report::table::write_parquet_atomic(&outdir.join("cells.parquet"), &mut cells)?;
     let config = toml::to_string(opts).map_err(|e| Error::write(outdir, "config.toml", e))?;
     write_atomic(&outdir.join("config.toml"), config.as_bytes())?;
     let json =
@@ -1180,6 +1181,15 @@ pub fn run_on_backend(
         write_atomic(&outdir.join("report.html"), html.as_bytes())?;
     }
     Ok(summary)
+}
+
+/// The sample label of cells when obs has no `sample` column: the input's file name without
+/// its extension.
+fn default_sample(input: &Path) -> String {
+    input.file_stem().map_or_else(
+        || "sample".to_string(),
+        |s| s.to_string_lossy().into_owned(),
+    )
 }
 
 /// Writes bytes under a temporary name, then renames.

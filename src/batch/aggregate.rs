@@ -1,5 +1,5 @@
-//! Cross-sample outputs built from finished sample folders: `batch_summary.csv`,
-//! `persistence.csv`, `batch_report.html`. Used by `cartscope batch` after its samples ran and
+//! Cross-sample outputs built from finished sample folders: `batch_summary.csv` (and the same
+//! table as `batch_summary.parquet`), `persistence.csv`, `batch_report.html`. Used by `cartscope batch` after its samples ran and
 //! by `cartscope aggregate` over folders that other tools (a Snakemake workflow) filled with
 //! `cartscope run`.
 //!
@@ -176,36 +176,94 @@ fn join(fields: &[String]) -> String {
         + "\n"
 }
 
-/// batch_summary.csv: sample_id, status, error, path (absolute), report, the manifest metadata, then the
-/// per-sample summary fields (empty for samples that did not complete).
-pub fn batch_summary_csv(m: &Manifest, rows: &[SampleRow]) -> String {
+/// The batch summary table: header and one row of fields per sample, as in
+/// batch_summary.csv: sample_id, status, error, path (absolute), report, the manifest
+/// metadata, then the per-sample summary fields (empty for samples that did not complete).
+pub fn batch_summary_table(m: &Manifest, rows: &[SampleRow]) -> (Vec<String>, Vec<Vec<String>>) {
     let cols = summary_columns(rows);
     let mut header: Vec<String> = ["sample_id", "status", "error", "path", "report"]
         .map(String::from)
         .to_vec();
     header.extend(m.metadata_columns());
     header.extend(cols.iter().cloned());
+    let table = rows
+        .iter()
+        .map(|r| {
+            let mut f = vec![
+                r.sample.id.clone(),
+                r.status.clone(),
+                r.error.clone(),
+                absolute(&r.sample.path),
+                if r.has_report {
+                    format!("samples/{}/report.html", r.sample.id)
+                } else {
+                    String::new()
+                },
+            ];
+            f.extend(m.metadata_values(&r.sample));
+            f.extend(
+                cols.iter()
+                    .map(|c| r.fields.get(c).cloned().unwrap_or_default()),
+            );
+            f
+        })
+        .collect();
+    (header, table)
+}
+
+/// batch_summary.csv (see [`batch_summary_table`]).
+pub fn batch_summary_csv(m: &Manifest, rows: &[SampleRow]) -> String {
+    let (header, table) = batch_summary_table(m, rows);
     let mut out = join(&header);
-    for r in rows {
-        let mut f = vec![
-            r.sample.id.clone(),
-            r.status.clone(),
-            r.error.clone(),
-            absolute(&r.sample.path),
-            if r.has_report {
-                format!("samples/{}/report.html", r.sample.id)
-            } else {
-                String::new()
-            },
-        ];
-        f.extend(m.metadata_values(&r.sample));
-        f.extend(
-            cols.iter()
-                .map(|c| r.fields.get(c).cloned().unwrap_or_default()),
-        );
-        out += &join(&f);
+    for f in &table {
+        out += &join(f);
     }
     out
+}
+
+/// batch_summary.parquet: the columns of batch_summary.csv. Identifiers and text (sample_id,
+/// status, error, path, report, patient, timepoint, the manifest's extra columns, the summary's
+/// `car_feature`) are strings exactly as in the CSV; every other column is float64
+/// when each of its non-empty fields is a number (empty fields become nulls), else strings.
+pub fn batch_summary_frame(m: &Manifest, rows: &[SampleRow]) -> Result<polars::prelude::DataFrame> {
+    use polars::prelude::{DataFrame, NamedFrom, Series};
+    let (header, table) = batch_summary_table(m, rows);
+    let mut text: Vec<String> = [
+        "sample_id",
+        "status",
+        "error",
+        "path",
+        "report",
+        "car_feature",
+    ]
+    .map(String::from)
+    .to_vec();
+    text.extend(m.metadata_columns().into_iter().filter(|c| c != "day"));
+    let mut cols: Vec<polars::prelude::Column> = Vec::with_capacity(header.len());
+    for (j, name) in header.iter().enumerate() {
+        let fields: Vec<&str> = table.iter().map(|f| f[j].as_str()).collect();
+        let numbers: Option<Vec<Option<f64>>> = (!text.contains(name))
+            .then(|| {
+                fields
+                    .iter()
+                    .map(|f| {
+                        if f.is_empty() {
+                            Some(None)
+                        } else {
+                            f.parse::<f64>().ok().map(Some)
+                        }
+                    })
+                    .collect()
+            })
+            .flatten();
+        let series = match numbers {
+            Some(v) => Series::new(name.as_str().into(), v),
+            None => Series::new(name.as_str().into(), fields),
+        };
+        cols.push(series.into());
+    }
+    DataFrame::new(table.len(), cols)
+        .map_err(|e| Error::Usage(format!("building the batch_summary.parquet table: {e}")))
 }
 
 /// Completed samples grouped by patient (manifest order of first appearance), each group
@@ -291,13 +349,16 @@ pub fn persistence_csv(rows: &[SampleRow]) -> String {
     out
 }
 
-/// Writes batch_summary.csv, persistence.csv and batch_report.html into `outdir`.
+/// Writes batch_summary.csv, batch_summary.parquet, persistence.csv and batch_report.html into
+/// `outdir`.
 pub fn write_outputs(m: &Manifest, outdir: &Path) -> Result<Counts> {
     let rows = collect(m, outdir);
     write_atomic(
         &outdir.join("batch_summary.csv"),
         batch_summary_csv(m, &rows).as_bytes(),
     )?;
+    let mut frame = batch_summary_frame(m, &rows)?;
+    crate::report::table::write_parquet_atomic(&outdir.join("batch_summary.parquet"), &mut frame)?;
     write_atomic(
         &outdir.join("persistence.csv"),
         persistence_csv(&rows).as_bytes(),

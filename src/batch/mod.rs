@@ -4,7 +4,7 @@
 //! then runs the full pipeline for every sample into `OUTDIR/samples/<sample_id>/`, up to
 //! `jobs` samples at a time. A sample that fails (missing or corrupt file, too few cells, even
 //! a panic) is recorded and the others go on. At the end [`aggregate::write_outputs`] builds
-//! `batch_summary.csv`, `persistence.csv` and `batch_report.html` from the finished folders
+//! `batch_summary.csv` (and `.parquet`), `persistence.csv` and `batch_report.html` from the finished folders
 //! (the same code `cartscope aggregate` runs).
 //!
 //! # Completion and resume

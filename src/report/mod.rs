@@ -6,6 +6,7 @@
 //! which the browser test reads.
 
 pub mod svg;
+pub mod table;
 
 use std::fmt::Write;
 

@@ -1,7 +1,8 @@
 //! `cartscope batch` and `cartscope aggregate`: a bad manifest is exit code 2 with nothing
 //! written; a corrupt and a missing sample are recorded as failed (exit code 3) while the
 //! others complete with exactly the numbers of single `cartscope run`s; persistence.csv
-//! recomputed here from each sample's result.h5ad obs; a batch killed mid-run leaves no
+//! recomputed here from each sample's result.h5ad obs; batch_summary.parquet equal to
+//! batch_summary.csv; a batch killed mid-run leaves no
 //! unfinished sample looking complete and `--resume` redoes only what was unfinished.
 
 use std::collections::BTreeMap;
@@ -86,6 +87,63 @@ fn median(mut v: Vec<f64>) -> f64 {
     }
 }
 
+/// batch_summary.parquet read back with polars against batch_summary.csv: the same columns in
+/// the same order, the same rows; text columns equal to the CSV fields, numeric columns float64
+/// with nulls exactly where the CSV field is empty.
+fn assert_parquet_matches_csv(out: &Path) {
+    use polars::prelude::{DataType, ParquetReader, SerReader};
+    let text = std::fs::read_to_string(out.join("batch_summary.csv")).unwrap();
+    let header = split_line(text.lines().next().unwrap(), ',').unwrap();
+    let rows = read_csv(&out.join("batch_summary.csv"));
+    let file = std::fs::File::open(out.join("batch_summary.parquet")).unwrap();
+    let df = ParquetReader::new(file).finish().unwrap();
+    let names: Vec<String> = df
+        .get_column_names()
+        .iter()
+        .map(|n| n.to_string())
+        .collect();
+    assert_eq!(names, header);
+    assert_eq!(df.height(), rows.len());
+    for name in &header {
+        let c = df.column(name).unwrap();
+        match c.dtype() {
+            DataType::String => {
+                let ca = c.str().unwrap();
+                let got: Vec<&str> = (0..ca.len()).map(|i| ca.get(i).unwrap()).collect();
+                let want: Vec<&str> = rows.iter().map(|r| r[name].as_str()).collect();
+                assert_eq!(got, want, "{name}");
+            }
+            DataType::Float64 => {
+                let ca = c.f64().unwrap();
+                let got: Vec<Option<f64>> = (0..ca.len()).map(|i| ca.get(i)).collect();
+                let want: Vec<Option<f64>> = rows
+                    .iter()
+                    .map(|r| (!r[name].is_empty()).then(|| num(r, name)))
+                    .collect();
+                assert_eq!(got.len(), want.len());
+                for (g, w) in got.iter().zip(&want) {
+                    assert_eq!(g.map(f64::to_bits), w.map(f64::to_bits), "{name}");
+                }
+            }
+            other => panic!("{name}: {other}"),
+        }
+    }
+    for name in ["sample_id", "status", "error", "patient", "car_feature"] {
+        assert_eq!(
+            df.column(name).unwrap().dtype(),
+            &DataType::String,
+            "{name}"
+        );
+    }
+    for name in ["day", "n_cells_after_qc", "car_positive_fraction"] {
+        assert_eq!(
+            df.column(name).unwrap().dtype(),
+            &DataType::Float64,
+            "{name}"
+        );
+    }
+}
+
 fn mtime(p: &Path) -> std::time::SystemTime {
     std::fs::metadata(p).unwrap().modified().unwrap()
 }
@@ -128,6 +186,7 @@ fn batch_isolates_failures_matches_single_runs_and_recomputes_persistence() {
 
     // The failures are recorded, the others complete with markers.
     let rows = read_csv(&out.join("batch_summary.csv"));
+    assert_parquet_matches_csv(&out);
     let status: Vec<&str> = rows.iter().map(|r| r["status"].as_str()).collect();
     assert_eq!(status, ["ok", "ok", "failed", "failed"]);
     assert!(rows[2]["error"].contains("corrupt.h5ad"), "{:?}", rows[2]);

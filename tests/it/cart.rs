@@ -6,6 +6,8 @@
 //!   the same control genes, max |diff| <= 1e-6, Pearson r >= 0.98;
 //! - data without a CAR feature get no CAR columns (absent, not zero); a bad GMT file is one
 //!   error line naming the file and the line;
+//! - cells.parquet, read back with polars, holds one row per cell after QC with the barcodes,
+//!   scores, calls, CAR status, clusters and embeddings of result.h5ad exactly;
 //! - report.html loads from disk in headless Chromium with no console messages and every plot
 //!   drawn; a screenshot is kept under `<target dir>/test-artifacts/report.png`.
 
@@ -281,6 +283,16 @@ fn real_t_cells_without_car_feature_have_no_car_columns() {
     assert!(o.column("car_positive").is_none());
     assert!(o.column("car_counts").is_none());
     assert!(o.column("phenotype").is_some());
+    let cells = {
+        use polars::prelude::{ParquetReader, SerReader};
+        ParquetReader::new(std::fs::File::open(dir.path().join("cells.parquet")).unwrap())
+            .finish()
+            .unwrap()
+    };
+    assert_eq!(cells.height(), o.len());
+    assert!(cells.column("car_positive").is_err());
+    assert!(cells.column("car_counts").is_err());
+    assert!(cells.column("phenotype").is_ok());
     let json: serde_json::Value =
         serde_json::from_slice(&std::fs::read(dir.path().join("summary.json")).unwrap()).unwrap();
     assert!(json["cart"]["car_feature"].is_null());
@@ -421,4 +433,94 @@ fn no_report_skips_the_html_but_keeps_the_tables() {
     );
     assert!(!dir.path().join("report.html").exists());
     assert!(dir.path().join("summary.csv").exists());
+}
+
+/// cells.parquet read back with polars: one row per cell after QC, the barcodes of result.h5ad
+/// in order, and every column equal to its obs/obsm source exactly.
+#[test]
+fn cells_parquet_equals_the_obs_of_result_h5ad() {
+    use polars::prelude::{DataType, ParquetReader, SerReader};
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("sim.h5ad");
+    let sim = cartscope::simulate::SimOptions {
+        cells: 600,
+        seed: 11,
+        ..Default::default()
+    };
+    cartscope::simulate::simulate(&input, &sim).unwrap();
+    let out = dir.path().join("out");
+    let s = run(&input, &out, &ReadOptions::default(), &cpu()).unwrap();
+    let result = out.join("result.h5ad");
+    let o = obs(&result);
+    let file = std::fs::File::open(out.join("cells.parquet")).unwrap();
+    let df = ParquetReader::new(file).finish().unwrap();
+
+    assert_eq!(df.height(), s.n_cells_after_qc);
+    assert_eq!(df.height(), o.len());
+    let text = |name: &str| -> Vec<String> {
+        let c = df.column(name).unwrap_or_else(|e| panic!("{name}: {e}"));
+        let ca = c.str().unwrap();
+        (0..ca.len())
+            .map(|i| {
+                ca.get(i)
+                    .unwrap_or_else(|| panic!("{name}: null"))
+                    .to_string()
+            })
+            .collect()
+    };
+    let f64s = |name: &str| -> Vec<f64> {
+        let c = df.column(name).unwrap_or_else(|e| panic!("{name}: {e}"));
+        assert_eq!(c.dtype(), &DataType::Float64, "{name}");
+        c.f64().unwrap().into_no_null_iter().collect()
+    };
+    let f32s = |name: &str| -> Vec<f32> {
+        let c = df.column(name).unwrap_or_else(|e| panic!("{name}: {e}"));
+        assert_eq!(c.dtype(), &DataType::Float32, "{name}");
+        c.f32().unwrap().into_no_null_iter().collect()
+    };
+    assert_eq!(text("barcode"), o.index);
+    assert_eq!(text("sample"), strings(&o, "sample"));
+
+    let scores: Vec<&String> = o
+        .columns
+        .iter()
+        .map(|(n, _)| n)
+        .filter(|n| n.ends_with("_score"))
+        .collect();
+    assert!(scores.len() >= 3, "{scores:?}");
+    for name in scores {
+        // float64 in obs; compared bit for bit.
+        let want: Vec<u64> = floats(&o, name).iter().map(|x| x.to_bits()).collect();
+        let got: Vec<u64> = f64s(name).iter().map(|x| x.to_bits()).collect();
+        assert_eq!(got, want, "{name}");
+    }
+    for name in ["total_counts", "pct_counts_mt", "car_counts"] {
+        let got: Vec<f64> = f32s(name).iter().map(|&x| f64::from(x)).collect();
+        assert_eq!(got, floats(&o, name), "{name}");
+    }
+    let flags = |name: &str| -> Vec<bool> {
+        let ca = df.column(name).unwrap().bool().unwrap();
+        (0..ca.len()).map(|i| ca.get(i).unwrap()).collect()
+    };
+    let car = flags("car_positive");
+    assert_eq!(car, bools(&o, "car_positive"));
+    let t = flags("t_cell");
+    assert_eq!(t, bools(&o, "t_cell"));
+    for name in ["cd4_cd8", "phenotype", "leiden"] {
+        assert_eq!(text(name), strings(&o, name), "{name}");
+    }
+
+    let h5 = hdf5::File::open(&result).unwrap();
+    for (key, prefix, n) in [("obsm/X_pca", "PC", s.n_pcs), ("obsm/X_umap", "UMAP", 2)] {
+        let a = h5.dataset(key).unwrap().read_2d::<f32>().unwrap();
+        assert_eq!(a.ncols(), n, "{key}");
+        for j in 0..n {
+            assert_eq!(
+                f32s(&format!("{prefix}{}", j + 1)),
+                a.column(j).to_vec(),
+                "{key} {j}"
+            );
+        }
+        assert!(df.column(&format!("{prefix}{}", n + 1)).is_err());
+    }
 }
