@@ -68,6 +68,26 @@ impl GpuBackend {
             }
         }
     }
+
+    /// The Gram kernel on `source`, added to `gram`/`colsum` only once complete (so a
+    /// fallback never adds twice); on failure `cpu` does the update instead.
+    fn gram_or_cpu(
+        &self,
+        what: &'static str,
+        source: &kernels::DenseSource<'_>,
+        gram: &mut [f64],
+        colsum: &mut [f64],
+        cpu: impl FnOnce(&mut [f64], &mut [f64]),
+    ) {
+        let (mut g, mut s) = (vec![0.0; gram.len()], vec![0.0; colsum.len()]);
+        match kernels::gram(&self.ctx, source, &mut g, &mut s) {
+            Ok(()) => {
+                add(gram, &g);
+                add(colsum, &s);
+            }
+            Err(e) => self.or_cpu(what, || Err(e), || cpu(gram, colsum)),
+        }
+    }
 }
 
 impl Backend for GpuBackend {
@@ -129,24 +149,13 @@ impl Backend for GpuBackend {
     }
 
     fn gram_accumulate(&self, block: &[f64], k: usize, gram: &mut [f64], colsum: &mut [f64]) {
-        // The device result is added only once complete, so a fallback never adds twice.
-        let (mut g, mut s) = (vec![0.0; gram.len()], vec![0.0; colsum.len()]);
-        match kernels::gram(
-            &self.ctx,
+        self.gram_or_cpu(
+            "gram_accumulate",
             &kernels::DenseSource::Dense(block, k),
-            &mut g,
-            &mut s,
-        ) {
-            Ok(()) => {
-                add(gram, &g);
-                add(colsum, &s);
-            }
-            Err(e) => self.or_cpu(
-                "gram_accumulate",
-                || Err(e),
-                || CpuBackend.gram_accumulate(block, k, gram, colsum),
-            ),
-        }
+            gram,
+            colsum,
+            |gram, colsum| CpuBackend.gram_accumulate(block, k, gram, colsum),
+        );
     }
 
     fn project(&self, block: &[f64], k: usize, mean: &[f64], comps: &[f64], c: usize) -> Vec<f64> {
@@ -186,33 +195,13 @@ impl Backend for GpuBackend {
         gram: &mut [f64],
         colsum: &mut [f64],
     ) {
-        let k = spec.cols.len();
-        let (mut g, mut s) = (vec![0.0; k * k], vec![0.0; k]);
-        match kernels::gram(
-            &self.ctx,
+        self.gram_or_cpu(
+            "scaled_gram",
             &kernels::DenseSource::Csr(chunk, spec),
-            &mut g,
-            &mut s,
-        ) {
-            Ok(()) => {
-                add(gram, &g);
-                add(colsum, &s);
-            }
-            Err(e) => self.or_cpu(
-                "scaled_gram",
-                || Err(e),
-                || {
-                    let block = CpuBackend.scale_dense(
-                        chunk,
-                        spec.cols,
-                        spec.mean,
-                        spec.std,
-                        spec.max_value,
-                    );
-                    CpuBackend.gram_accumulate(&block, k, gram, colsum);
-                },
-            ),
-        }
+            gram,
+            colsum,
+            |gram, colsum| CpuBackend.scaled_gram(chunk, spec, gram, colsum),
+        );
     }
 
     fn scaled_project(
@@ -234,11 +223,7 @@ impl Backend for GpuBackend {
                     c,
                 )
             },
-            || {
-                let block =
-                    CpuBackend.scale_dense(chunk, spec.cols, spec.mean, spec.std, spec.max_value);
-                CpuBackend.project(&block, spec.cols.len(), pca_mean, comps, c)
-            },
+            || CpuBackend.scaled_project(chunk, spec, pca_mean, comps, c),
         )
     }
 }
