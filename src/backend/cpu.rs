@@ -452,19 +452,7 @@ fn knn_exact_certified(points: &[f32], dim: usize, k: usize) -> (Vec<u32>, Vec<f
     let u = f64::from(f32::EPSILON) / 2.0;
     let m = (dim + 1) as f64;
     let gamma = m * u / (1.0 - m * u);
-    let exact = |i: usize, j: usize| -> f64 {
-        let (a, b) = (
-            &points[i * dim..(i + 1) * dim],
-            &points[j * dim..(j + 1) * dim],
-        );
-        a.iter()
-            .zip(b)
-            .map(|(&x, &y)| {
-                let d = f64::from(x) - f64::from(y);
-                d * d
-            })
-            .sum()
-    };
+    let exact = |i: usize, j: usize| squared_distance(points, dim, i, j);
     let aug = dim + 1;
     let mut queries = vec![1.0f32; n * aug];
     let mut keyed = vec![0.0f32; n * aug];
@@ -525,23 +513,7 @@ fn knn_exact_certified(points: &[f32], dim: usize, k: usize) -> (Vec<u32>, Vec<f
             for r in 0..rows {
                 let i = q0 + r;
                 let slack = gamma * (2.0 * (norms[i] * max_sq).sqrt() + max_sq) + u * max_sq;
-                let mut exact_best: Vec<(f64, u32)> = best[r]
-                    .iter()
-                    .map(|&(_, j)| {
-                        (
-                            if j as usize == i {
-                                0.0
-                            } else {
-                                exact(i, j as usize)
-                            },
-                            j,
-                        )
-                    })
-                    .collect();
-                if !exact_best.iter().any(|&(_, j)| j as usize == i) {
-                    exact_best.push((0.0, i as u32));
-                }
-                exact_best.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
+                let mut exact_best = rerank_exact(points, dim, i, best[r].iter().map(|c| c.1));
                 // Left out: true d² >= worst key + |q|² - slack; a relative 1e-12 covers the
                 // f64 arithmetic of this comparison itself.
                 let floor = f64::from(worst[r]) + norms[i] - slack;
@@ -569,6 +541,47 @@ fn knn_exact_certified(points: &[f32], dim: usize, k: usize) -> (Vec<u32>, Vec<f
         recomputed.into_inner()
     );
     (idx, dist)
+}
+
+/// f64 squared Euclidean distance between points `i` and `j` (row-major, `dim` columns).
+pub(crate) fn squared_distance(points: &[f32], dim: usize, i: usize, j: usize) -> f64 {
+    let (a, b) = (
+        &points[i * dim..(i + 1) * dim],
+        &points[j * dim..(j + 1) * dim],
+    );
+    a.iter()
+        .zip(b)
+        .map(|(&x, &y)| {
+            let d = f64::from(x) - f64::from(y);
+            d * d
+        })
+        .sum()
+}
+
+/// The candidates of point `i` with their squared distances computed in f64, `i` itself
+/// included at 0 (added when missing), sorted by (distance, index): the exact re-ranking both
+/// backends apply to their candidate lists.
+pub(crate) fn rerank_exact(
+    points: &[f32],
+    dim: usize,
+    i: usize,
+    candidates: impl Iterator<Item = u32>,
+) -> Vec<(f64, u32)> {
+    let mut best: Vec<(f64, u32)> = candidates
+        .map(|j| {
+            let d = if j as usize == i {
+                0.0
+            } else {
+                squared_distance(points, dim, i, j as usize)
+            };
+            (d, j)
+        })
+        .collect();
+    if !best.iter().any(|&(_, j)| j as usize == i) {
+        best.push((0.0, i as u32));
+    }
+    best.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
+    best
 }
 
 /// Position of the largest first component.

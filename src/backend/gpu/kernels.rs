@@ -779,39 +779,18 @@ pub(crate) fn knn_exact(
     let cand = knn_candidates(ctx, points, dim, want)?;
     let mut idx = vec![0u32; n * k];
     let mut dist = vec![0.0f64; n * k];
-    let exact = |i: usize, j: usize| -> f64 {
-        let (a, b) = (
-            &points[i * dim..(i + 1) * dim],
-            &points[j * dim..(j + 1) * dim],
-        );
-        a.iter()
-            .zip(b)
-            .map(|(&x, &y)| (f64::from(x) - f64::from(y)).powi(2))
-            .sum()
-    };
     idx.par_chunks_mut(k)
         .zip(dist.par_chunks_mut(k))
         .zip(cand.par_chunks(want))
         .enumerate()
         .for_each(|(i, ((oi, od), c))| {
-            let mut best: Vec<(f64, u32)> = c
-                .iter()
-                .filter(|&&j| (j as usize) < n)
-                .map(|&j| {
-                    (
-                        if j as usize == i {
-                            0.0
-                        } else {
-                            exact(i, j as usize)
-                        },
-                        j,
-                    )
-                })
-                .collect();
-            if !best.iter().any(|&(_, j)| j as usize == i) {
-                best.push((0.0, i as u32));
-            }
-            best.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
+            // Unfilled list slots hold an out-of-range index.
+            let best = crate::backend::cpu::rerank_exact(
+                points,
+                dim,
+                i,
+                c.iter().copied().filter(|&j| (j as usize) < n),
+            );
             for (s, &(d2, j)) in best.iter().take(k).enumerate() {
                 oi[s] = j;
                 od[s] = d2.sqrt();
