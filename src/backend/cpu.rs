@@ -428,14 +428,8 @@ const KNN_MARGIN: usize = 8;
 /// Within a query row, `|q - p|²` ranks like the key `|p|² - 2 q·p`, which one f32 GEMM gives
 /// directly from the augmented vectors `[q, 1]` and `[-2p, |p|²]`. The GEMM runs tile by tile
 /// (64 queries x 4,096 points, 1 MiB, in cache) and each row keeps its best `k + 8` keys in a
-/// small bounded list. Those candidates are re-ranked by distances computed directly in f64,
-/// ties broken by index. The result is then *proved* equal to f64 brute force: an f32 dot
-/// product over `m` terms is off by at most `γ_m = m·u/(1 - m·u)` times the sum of the terms'
-/// magnitudes (u = 2⁻²⁴, any summation order), here `2|q||p| + |p|²`, plus `u|p|²` for
-/// rounding `|p|²` to f32; so every point left out has a true key of at least the worst kept
-/// key minus that slack (taken with the largest |p|). When the k-th exact distance is below
-/// that bound, nothing left out can enter the top k; otherwise (rare: near-ties at the
-/// boundary) the row is recomputed by f64 brute force.
+/// small bounded list. [`KnnCertifier`] then re-ranks those candidates by f64 distances and
+/// proves the row equal to f64 brute force, or recomputes it.
 fn knn_exact_certified(points: &[f32], dim: usize, k: usize) -> (Vec<u32>, Vec<f64>) {
     let dim = dim.max(1);
     let n = points.len() / dim;
@@ -444,15 +438,7 @@ fn knn_exact_certified(points: &[f32], dim: usize, k: usize) -> (Vec<u32>, Vec<f
         return (Vec::new(), Vec::new());
     }
     let want = (k + KNN_MARGIN).min(n);
-    let norms: Vec<f64> = points
-        .chunks(dim)
-        .map(|r| r.iter().map(|&v| f64::from(v) * f64::from(v)).sum())
-        .collect();
-    let max_sq = norms.iter().fold(0.0f64, |a, &b| a.max(b));
-    let u = f64::from(f32::EPSILON) / 2.0;
-    let m = (dim + 1) as f64;
-    let gamma = m * u / (1.0 - m * u);
-    let exact = |i: usize, j: usize| squared_distance(points, dim, i, j);
+    let cert = KnnCertifier::new(points, dim, 1.0);
     let aug = dim + 1;
     let mut queries = vec![1.0f32; n * aug];
     let mut keyed = vec![0.0f32; n * aug];
@@ -461,7 +447,7 @@ fn knn_exact_certified(points: &[f32], dim: usize, k: usize) -> (Vec<u32>, Vec<f
         for a in 0..dim {
             keyed[i * aug + a] = -2.0 * points[i * dim + a];
         }
-        keyed[i * aug + dim] = norms[i] as f32;
+        keyed[i * aug + dim] = cert.norms[i] as f32;
     }
     let all = faer::MatRef::from_row_major_slice(&keyed, n, aug);
     let mut idx = vec![0u32; n * k];
@@ -511,26 +497,11 @@ fn knn_exact_certified(points: &[f32], dim: usize, k: usize) -> (Vec<u32>, Vec<f
                 }
             }
             for r in 0..rows {
-                let i = q0 + r;
-                let slack = gamma * (2.0 * (norms[i] * max_sq).sqrt() + max_sq) + u * max_sq;
-                let mut exact_best = rerank_exact(points, dim, i, best[r].iter().map(|c| c.1));
-                // Left out: true d² >= worst key + |q|² - slack; a relative 1e-12 covers the
-                // f64 arithmetic of this comparison itself.
-                let floor = f64::from(worst[r]) + norms[i] - slack;
-                let certified =
-                    want == n || exact_best[k - 1].0 < floor - 1e-12 * (norms[i] + max_sq);
-                if !certified {
+                let (row, redone) = cert.row(q0 + r, k, best[r].iter().map(|c| c.1), worst[r]);
+                if redone {
                     recomputed.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                    exact_best = (0..n)
-                        .map(|j| (if j == i { 0.0 } else { exact(i, j) }, j as u32))
-                        .collect();
-                    exact_best.select_nth_unstable_by(k - 1, |a, b| {
-                        a.0.total_cmp(&b.0).then(a.1.cmp(&b.1))
-                    });
-                    exact_best.truncate(k);
-                    exact_best.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
                 }
-                for (s, &(d2, j)) in exact_best.iter().take(k).enumerate() {
+                for (s, &(d2, j)) in row.iter().enumerate() {
                     oi[r * k + s] = j;
                     od[r * k + s] = d2.sqrt();
                 }
@@ -542,6 +513,96 @@ fn knn_exact_certified(points: &[f32], dim: usize, k: usize) -> (Vec<u32>, Vec<f
     );
     (idx, dist)
 }
+
+/// Turns a row's f32 candidate list into its exact f64 top k, with a proof.
+///
+/// Both backends search with the f32 key `|p|² - 2 q·p` (the squared distance less the
+/// row's constant `|q|²`) and keep the `k + 8` smallest keys per query. The candidates are
+/// re-ranked by distances computed directly in f64, ties broken by index
+/// ([`rerank_exact`]). The result is then *proved* equal to f64 brute force: an f32 dot
+/// product over `m` terms is off by at most `γ_m = m·u/(1 - m·u)` times the sum of the
+/// terms' magnitudes (u = 2⁻²⁴, any summation order, fused or not), here `2|q||p| + |p|²`,
+/// plus `u|p|²` for rounding `|p|²` to f32; so every point left out has a true key of at
+/// least the worst kept key minus that slack (taken with the largest |p|). When the k-th
+/// exact distance is below that bound, nothing left out can enter the top k; otherwise
+/// (rare: near-ties at the boundary) the row is recomputed by f64 brute force.
+///
+/// `headroom` multiplies the slack: 1 for the CPU's IEEE arithmetic, more for a device whose
+/// compiler may reassociate, flush denormals or use its own rounding; a larger slack only
+/// sends more rows to the brute-force path, never a wrong row through.
+pub(crate) struct KnnCertifier<'a> {
+    points: &'a [f32],
+    dim: usize,
+    /// `|p|²` of every point, in f64.
+    pub(crate) norms: Vec<f64>,
+    max_sq: f64,
+    gamma: f64,
+    headroom: f64,
+}
+
+impl<'a> KnnCertifier<'a> {
+    pub(crate) fn new(points: &'a [f32], dim: usize, headroom: f64) -> Self {
+        let dim = dim.max(1);
+        let norms: Vec<f64> = points
+            .par_chunks(dim)
+            .map(|r| r.iter().map(|&v| f64::from(v) * f64::from(v)).sum())
+            .collect();
+        let max_sq = norms.iter().fold(0.0f64, |a, &b| a.max(b));
+        let m = (dim + 1) as f64;
+        let gamma = m * F32_UNIT_ROUNDOFF / (1.0 - m * F32_UNIT_ROUNDOFF);
+        KnnCertifier {
+            points,
+            dim,
+            norms,
+            max_sq,
+            gamma,
+            headroom,
+        }
+    }
+
+    /// The exact top `k` of point `i` (squared distance, index), from the candidates of the
+    /// f32 search whose largest kept key is `worst`; `true` when the proof failed and the row
+    /// was recomputed by brute force.
+    pub(crate) fn row(
+        &self,
+        i: usize,
+        k: usize,
+        candidates: impl Iterator<Item = u32>,
+        worst: f32,
+    ) -> (Vec<(f64, u32)>, bool) {
+        let n = self.norms.len();
+        let mut kept = 0usize;
+        let mut best = rerank_exact(self.points, self.dim, i, candidates.inspect(|_| kept += 1));
+        let (u, max_sq, qn) = (F32_UNIT_ROUNDOFF, self.max_sq, self.norms[i]);
+        let slack =
+            self.headroom * (self.gamma * (2.0 * (qn * max_sq).sqrt() + max_sq) + u * max_sq);
+        // Left out: true d² >= worst key + |q|² - slack; a relative 1e-12 covers the f64
+        // arithmetic of this comparison itself. A list holding every point proves itself.
+        let floor = f64::from(worst) + qn - slack;
+        let certified =
+            kept >= n || (best.len() >= k && best[k - 1].0 < floor - 1e-12 * (qn + max_sq));
+        if !certified {
+            best = (0..n)
+                .map(|j| {
+                    let d = if j == i {
+                        0.0
+                    } else {
+                        squared_distance(self.points, self.dim, i, j)
+                    };
+                    (d, j as u32)
+                })
+                .collect();
+            best.select_nth_unstable_by(k - 1, |a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
+            best.truncate(k);
+            best.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
+        }
+        best.truncate(k);
+        (best, !certified)
+    }
+}
+
+/// Unit roundoff of f32 (2⁻²⁴).
+const F32_UNIT_ROUNDOFF: f64 = f32::EPSILON as f64 / 2.0;
 
 /// f64 squared Euclidean distance between points `i` and `j` (row-major, `dim` columns).
 pub(crate) fn squared_distance(points: &[f32], dim: usize, i: usize, j: usize) -> f64 {

@@ -5,6 +5,7 @@ use bytemuck::{Pod, Zeroable};
 use rayon::prelude::*;
 
 use super::context::{GpuContext, GpuError};
+use crate::backend::cpu::KnnCertifier;
 use crate::backend::{Moments, ScaleSpec, Transform};
 use crate::matrix::CsrMatrix;
 
@@ -688,13 +689,15 @@ struct KnnParams {
     _pad: [u32; 2],
 }
 
-/// Candidate lists (`list_len` per point, ascending by f32 score) of the exact kNN search.
+/// Candidate lists (`list_len` per point, ascending by f32 score) of the exact kNN search,
+/// and per point the largest score kept (the bound the host's certification starts from).
 pub(crate) fn knn_candidates(
     ctx: &GpuContext,
     points: &[f32],
+    norms: &[f64],
     dim: usize,
     list_len: usize,
-) -> Result<Vec<u32>, GpuError> {
+) -> Result<(Vec<u32>, Vec<f32>), GpuError> {
     let n = points.len() / dim.max(1);
     if list_len > KNN_KMAX {
         return Err(GpuError::LimitExceeded {
@@ -711,10 +714,7 @@ pub(crate) fn knn_candidates(
             limit: ctx.limits.max_buffer_size,
         });
     }
-    let norms: Vec<f32> = points
-        .par_chunks(dim)
-        .map(|r| r.iter().map(|&v| f64::from(v) * f64::from(v)).sum::<f64>() as f32)
-        .collect();
+    let norms: Vec<f32> = norms.iter().map(|&v| v as f32).collect();
     let pts = ctx.upload("points", points);
     let nb = ctx.upload("norms", &norms);
     // Query and candidate slices: whole multiples of 64 points (so byte offsets stay 256-byte
@@ -724,6 +724,7 @@ pub(crate) fn knn_candidates(
     let q_slice = fit.min(KNN_QT * ctx.limits.max_compute_workgroups_per_dimension as usize);
     let c_slice = fit.min(KNN_SLICE);
     let mut out = vec![0u32; n * list_len];
+    let mut worst = vec![0f32; n];
     for q0 in (0..n).step_by(q_slice) {
         let nq = (n - q0).min(q_slice);
         let bd = ctx.storage("best_d", (nq * list_len * 4) as u64);
@@ -758,12 +759,22 @@ pub(crate) fn knn_candidates(
         }
         let ids: Vec<u32> = ctx.read(&bi, 0, nq * list_len)?;
         out[q0 * list_len..(q0 + nq) * list_len].copy_from_slice(&ids);
+        let scores: Vec<f32> = ctx.read(&bd, 0, nq * list_len)?;
+        for (w, row) in worst[q0..q0 + nq].iter_mut().zip(scores.chunks(list_len)) {
+            *w = row[list_len - 1];
+        }
     }
-    Ok(out)
+    Ok((out, worst))
 }
 
-/// Exact kNN: the device's candidate lists re-ranked by f64 distances exactly as the CPU
-/// backend re-ranks its own (self forced in at 0, ties broken by index).
+/// Slack multiplier of the certification for device arithmetic: WGSL leaves the compiler free
+/// to contract and reorder f32 operations and to flush denormals, so the proof of each row
+/// assumes twice the IEEE error bound (any bound only costs brute-force rows, never a wrong one).
+const KNN_DEVICE_HEADROOM: f64 = 2.0;
+
+/// Exact kNN: the device's candidate lists re-ranked by f64 distances and certified (or a row
+/// recomputed by brute force) by the same [`KnnCertifier`] the CPU backend uses, so both
+/// backends return the f64 brute-force result, ties broken by index.
 pub(crate) fn knn_exact(
     ctx: &GpuContext,
     points: &[f32],
@@ -776,25 +787,34 @@ pub(crate) fn knn_exact(
         return Ok((Vec::new(), Vec::new()));
     }
     let want = (k + KNN_MARGIN).min(n);
-    let cand = knn_candidates(ctx, points, dim, want)?;
+    let cert = KnnCertifier::new(points, dim, KNN_DEVICE_HEADROOM);
+    let (cand, worst) = knn_candidates(ctx, points, &cert.norms, dim, want)?;
     let mut idx = vec![0u32; n * k];
     let mut dist = vec![0.0f64; n * k];
+    let recomputed = std::sync::atomic::AtomicUsize::new(0);
     idx.par_chunks_mut(k)
         .zip(dist.par_chunks_mut(k))
         .zip(cand.par_chunks(want))
         .enumerate()
         .for_each(|(i, ((oi, od), c))| {
             // Unfilled list slots hold an out-of-range index.
-            let best = crate::backend::cpu::rerank_exact(
-                points,
-                dim,
+            let (best, redone) = cert.row(
                 i,
+                k,
                 c.iter().copied().filter(|&j| (j as usize) < n),
+                worst[i],
             );
-            for (s, &(d2, j)) in best.iter().take(k).enumerate() {
+            if redone {
+                recomputed.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            }
+            for (s, &(d2, j)) in best.iter().enumerate() {
                 oi[s] = j;
                 od[s] = d2.sqrt();
             }
         });
+    tracing::debug!(
+        "GPU exact kNN: {} of {n} rows recomputed by brute force (boundary within f32 error)",
+        recomputed.into_inner()
+    );
     Ok((idx, dist))
 }

@@ -327,6 +327,40 @@ fn knn_exact_matches_brute_force() {
 }
 
 #[test]
+fn knn_is_certified_where_f32_keys_misrank() {
+    // Tight clusters far from the origin: |p|² ~ 7e6 makes the f32 keys coarser than the
+    // distances inside a cluster, so the device's candidate lists miss true neighbours. The
+    // certification must notice and give exactly the f64 brute-force answer anyway.
+    let (n, dim, k) = (700usize, 7usize, 15usize);
+    let mut r = Lcg(11);
+    let p: Vec<f32> = (0..n * dim)
+        .map(|e| 1000.0 * ((e / dim) % 3) as f32 + (r.next() - 0.5) as f32)
+        .collect();
+    let want = brute_knn(&p, dim, k);
+    let Some(g) = gpu() else { return };
+    let cert = crate::backend::cpu::KnnCertifier::new(&p, dim, 1.0);
+    let len = k + super::kernels::KNN_MARGIN;
+    let (cand, _) =
+        super::kernels::knn_candidates(&g.ctx, &p, &cert.norms, dim, len).expect("candidates");
+    let missed = (0..n)
+        .filter(|&i| {
+            let list = &cand[i * len..(i + 1) * len];
+            want[i].iter().any(|j| !list.contains(j))
+        })
+        .count();
+    assert!(
+        missed > 0,
+        "the f32 candidates were exact: the test proves nothing"
+    );
+    let (idx, _) = g.knn_exact(&p, dim, k);
+    for i in 0..n {
+        assert_eq!(&idx[i * k..(i + 1) * k], &want[i][..], "row {i}");
+    }
+    assert_eq!(idx, CpuBackend.knn_exact(&p, dim, k).0);
+    ran_here(&g);
+}
+
+#[test]
 fn knn_keeps_duplicates_self_first_by_index() {
     // Duplicate points are at distance 0 from each other: ties go by index, so self need not
     // come first (as in scanpy), on both backends.
