@@ -2,9 +2,11 @@
 //!
 //! "Detected" means a value above zero, i.e. at least one count.
 //!
-//! **T cell** ([`T_MARKERS`]): at least 2 of CD3D, CD3E, CD3G, TRAC detected; or exactly 1 of
-//! them and none of the B, myeloid and NK markers [`NON_T_MARKERS`]. One stray CD3 count is
-//! common in non-T cells (about 1 in 5 in a 3,500-UMI B cell or monocyte), two are not.
+//! **T cell** ([`T_MARKERS`]: CD3D, CD3E, CD3G and the T-cell receptor constant regions TRAC,
+//! TRBC1, TRBC2): at least 3 of them detected; or at least 1 and none of the B, myeloid and NK
+//! markers [`NON_T_MARKERS`]. One or two stray counts of these genes are common in a 3,500-UMI
+//! B cell or monocyte (ambient RNA), three are not; a T cell with only one or two of them
+//! detected is still called when nothing marks it as another lineage.
 //!
 //! **CD4 / CD8** (T cells only; other cells `non_T`): `CD4` when CD4 is detected and neither
 //! CD8A nor CD8B; `CD8` when CD8A or CD8B is detected and CD4 is not; `DN` (double negative)
@@ -17,16 +19,20 @@
 //! (ties: the earlier in the list); `unassigned` when every programme is at zero. The memory
 //! programme is split by a stem-like score: the log of the mean normalised expression of
 //! [`STEM_MARKERS`] (TCF7, LEF1, CCR7, SELL pooled before the log, so one zero count does not
-//! dominate), minus [`STEM_GZMK_WEIGHT`] times GZMK log-expression (central memory starts the
-//! GZMK effector programme, naive/stem-like memory does not). `naive_stem_memory` when the score
-//! is at least [`STEM_MIN`] (a pooled mean of about 2.2 per 10,000 without GZMK), otherwise
-//! `central_memory`.
+//! dominate), minus the same pooled log of the antigen-experience genes
+//! [`EXPERIENCED_MARKERS`] (S100A4, ANXA1, ITGB1/CD29: on in central and effector memory, off in
+//! naive and stem-like memory cells), minus [`STEM_GZMK_WEIGHT`] times GZMK log-expression
+//! (central memory starts the GZMK effector programme, naive/stem-like memory does not).
+//! `naive_stem_memory` when the score is at least [`STEM_MIN`] (the stem-like genes about 1.6
+//! times the experience genes in normalised counts, without GZMK), otherwise `central_memory`.
 //! Effector memory is GZMK/CCL5/KLRB1 without the memory programme; effector is the cytotoxic
 //! granule programme; exhausted the inhibitory receptors with TOX; Treg-like FOXP3/IL2RA/CCR4/
 //! IKZF2 (CTLA4 is left out: exhausted cells express it too).
 
-/// Pan-T markers.
-pub const T_MARKERS: [&str; 4] = ["CD3D", "CD3E", "CD3G", "TRAC"];
+/// Pan-T markers: the CD3 chains and the T-cell receptor alpha and beta constant regions.
+pub const T_MARKERS: [&str; 6] = ["CD3D", "CD3E", "CD3G", "TRAC", "TRBC1", "TRBC2"];
+/// Pan-T markers detected that call a T cell whatever else the cell expresses.
+pub const T_MIN_MARKERS: usize = 3;
 /// B-cell, myeloid and NK markers that veto a single-marker T call.
 pub const NON_T_MARKERS: [&str; 9] = [
     "CD19", "MS4A1", "CD79A", "CD79B", "CD14", "LYZ", "CSF1R", "KLRF1", "NCAM1",
@@ -37,10 +43,12 @@ pub const CD4_MARKERS: [&str; 1] = ["CD4"];
 pub const CD8_MARKERS: [&str; 2] = ["CD8A", "CD8B"];
 /// Stem-like / naive markers that split the memory programme.
 pub const STEM_MARKERS: [&str; 4] = ["TCF7", "LEF1", "CCR7", "SELL"];
+/// Antigen-experience markers, subtracted from the stem-like score.
+pub const EXPERIENCED_MARKERS: [&str; 3] = ["S100A4", "ANXA1", "ITGB1"];
 /// Weight of GZMK log-expression subtracted from the stem-like score.
 pub const STEM_GZMK_WEIGHT: f32 = 0.5;
 /// Minimum stem-like score for `naive_stem_memory`.
-pub const STEM_MIN: f32 = 1.15;
+pub const STEM_MIN: f32 = 0.5;
 
 /// Phenotype programmes, in tie-break order; `memory` is split by [`STEM_MARKERS`].
 pub const PROGRAMMES: [(&str, &[&str]); 6] = [
@@ -92,6 +100,7 @@ pub fn marker_genes() -> Vec<&'static str> {
         .chain(&CD4_MARKERS)
         .chain(&CD8_MARKERS)
         .chain(&STEM_MARKERS)
+        .chain(&EXPERIENCED_MARKERS)
         .chain(PROGRAMMES.iter().flat_map(|(_, g)| g.iter()));
     for g in all {
         if !out.contains(g) {
@@ -117,7 +126,7 @@ pub struct CellCall {
 pub fn call_cell(value: impl Fn(&str) -> Option<f32>) -> CellCall {
     let detected = |g: &&&str| value(g).is_some_and(|v| v > 0.0);
     let n_t = T_MARKERS.iter().filter(detected).count();
-    let t_cell = n_t >= 2 || (n_t == 1 && !NON_T_MARKERS.iter().any(|g| detected(&g)));
+    let t_cell = n_t >= T_MIN_MARKERS || (n_t >= 1 && !NON_T_MARKERS.iter().any(|g| detected(&g)));
     if !t_cell {
         return CellCall {
             t_cell,
@@ -167,20 +176,25 @@ pub fn call_cell(value: impl Fn(&str) -> Option<f32>) -> CellCall {
     }
 }
 
-/// The stem-like score: `ln(1 + mean(expm1(v)))` over [`STEM_MARKERS`] minus
-/// [`STEM_GZMK_WEIGHT`] times GZMK log-expression (absent genes are left out).
+/// The stem-like score: `ln(1 + mean(expm1(v)))` over [`STEM_MARKERS`], minus the same over
+/// [`EXPERIENCED_MARKERS`], minus [`STEM_GZMK_WEIGHT`] times GZMK log-expression (absent genes
+/// are left out).
 pub fn stem_score(value: &impl Fn(&str) -> Option<f32>) -> f32 {
-    let v: Vec<f32> = STEM_MARKERS
-        .iter()
-        .filter_map(|g| value(g))
-        .map(f32::exp_m1)
-        .collect();
-    let pooled = if v.is_empty() {
-        0.0
-    } else {
-        (v.iter().sum::<f32>() / v.len() as f32).ln_1p()
+    let pooled = |genes: &[&str]| {
+        let v: Vec<f32> = genes
+            .iter()
+            .filter_map(|g| value(g))
+            .map(f32::exp_m1)
+            .collect();
+        if v.is_empty() {
+            0.0
+        } else {
+            (v.iter().sum::<f32>() / v.len() as f32).ln_1p()
+        }
     };
-    pooled - STEM_GZMK_WEIGHT * value("GZMK").unwrap_or(0.0)
+    pooled(&STEM_MARKERS)
+        - pooled(&EXPERIENCED_MARKERS)
+        - STEM_GZMK_WEIGHT * value("GZMK").unwrap_or(0.0)
 }
 
 #[cfg(test)]
@@ -192,10 +206,13 @@ mod tests {
     }
 
     #[test]
-    fn t_cells_need_two_pan_t_markers_or_one_without_other_lineages() {
+    fn t_cells_need_three_pan_t_markers_or_one_without_other_lineages() {
         assert!(cell(&[("CD3D", 1.0), ("TRAC", 1.0)]).t_cell);
         assert!(cell(&[("CD3E", 1.0)]).t_cell);
+        assert!(cell(&[("TRBC2", 1.0)]).t_cell);
         assert!(!cell(&[("CD3E", 1.0), ("LYZ", 2.0)]).t_cell);
+        assert!(!cell(&[("CD3E", 1.0), ("TRBC1", 1.0), ("LYZ", 2.0)]).t_cell);
+        assert!(cell(&[("CD3E", 1.0), ("TRAC", 1.0), ("TRBC1", 1.0), ("LYZ", 2.0)]).t_cell);
         assert_eq!(cell(&[("LYZ", 2.0)]).phenotype, NON_T);
     }
 
@@ -218,8 +235,21 @@ mod tests {
             with(&[("TCF7", 2.0), ("LEF1", 1.0), ("SELL", 1.0)]).phenotype,
             "naive_stem_memory"
         );
+        // Pooled stem-like genes ln(1 + 2.89) = 1.36; with GZMK at 2: 1.36 - 1 < 0.5.
+        let stem = [("TCF7", 2.0), ("LEF1", 1.0), ("SELL", 1.0), ("CCR7", 1.0)];
+        assert_eq!(
+            with(&[stem.as_slice(), &[("GZMK", 2.0)]].concat()).phenotype,
+            "central_memory"
+        );
+        // Without CCR7 the pool is ln(1 + 2.46) = 1.24: with GZMK at 1 the score is 0.74, still
+        // naive/stem-like, until S100A4 (pooled over the three experience genes:
+        // ln(1 + 6.39 / 3) = 1.14) marks antigen experience.
         assert_eq!(
             with(&[("TCF7", 2.0), ("LEF1", 1.0), ("SELL", 1.0), ("GZMK", 1.0)]).phenotype,
+            "naive_stem_memory"
+        );
+        assert_eq!(
+            with(&[("TCF7", 2.0), ("LEF1", 1.0), ("SELL", 1.0), ("S100A4", 2.0)]).phenotype,
             "central_memory"
         );
         assert_eq!(

@@ -28,13 +28,15 @@ pub const RIBOSOMAL: [&str; 60] = [
 ];
 
 /// Markers and programme genes of the simulated populations (includes every CART_BIOLOGY gene).
-pub const MARKERS: [&str; 77] = [
+pub const MARKERS: [&str; 80] = [
     // T-cell receptor complex and pan-T
     "CD3D", "CD3E", "CD3G", "TRAC", "TRBC1", "TRBC2", "CD2", "CD5", "CD7", "LCK",
     // CD4 / CD8 / gamma-delta
     "CD4", "CD8A", "CD8B", "TRDC", "TRGC1", "TRGC2",
     // memory / stem-like (persistence)
-    "TCF7", "SELL", "CCR7", "IL7R", "LEF1", "CD27", "CD28", // cytotoxicity
+    "TCF7", "SELL", "CCR7", "IL7R", "LEF1", "CD27", "CD28",
+    // antigen-experienced (memory and effector, not naive) T cells
+    "S100A4", "ANXA1", "ITGB1", // cytotoxicity
     "PRF1", "IFNG", "GZMK", "GZMB", "GZMA", "GZMH", "NKG7", "GNLY", "CCL5", "CST7",
     // exhaustion
     "PDCD1", "HAVCR2", "LAG3", "TIGIT", "CTLA4", "TOX", "ENTPD1", "CXCL13", "LAYN",

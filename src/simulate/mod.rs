@@ -10,7 +10,9 @@
 //! T cells, and non-T contaminants (B cells, monocytes, NK cells). Each population multiplies a
 //! shared baseline expression profile by its marker programme (see [`programme`]): e.g.
 //! exhausted T cells raise PDCD1, HAVCR2, LAG3, TIGIT, TOX, CTLA4, ENTPD1 and lower the
-//! memory genes; naive/stem-like memory raise TCF7, SELL, CCR7, LEF1, IL7R, CD27, CD28.
+//! memory genes; naive/stem-like memory raise TCF7, SELL, CCR7, LEF1, IL7R, CD27, CD28, and
+//! central memory raises them less while switching on the antigen-experience genes S100A4,
+//! ANXA1 and ITGB1 (CD29) that effector memory and effector cells carry too.
 //!
 //! **Counts.** A cell's library size is log-normal (population-specific median, sigma 0.45,
 //! clipped at 2.5 sigma);
@@ -317,6 +319,26 @@ pub fn programme(cell_type: &str, state: &str) -> Vec<(&'static str, f64)> {
     if matches!(state, "effector" | "exhausted") {
         p.extend(memory.iter().map(|&g| (g, 0.15)));
     }
+    // Antigen experience: S100A4, ANXA1 and ITGB1 (CD29) rise from central memory on and stay
+    // off in naive and stem-like memory cells, the classic naive vs memory split of blood T
+    // cells at the RNA level. Monocytes and NK cells express them too.
+    let experienced: &[(&str, f64)] = match (cell_type, state) {
+        ("CD4 T" | "CD8 T", "central_memory") => {
+            &[("S100A4", 40.0), ("ANXA1", 25.0), ("ITGB1", 15.0)]
+        }
+        ("CD4 T" | "CD8 T", "effector_memory" | "effector") => {
+            &[("S100A4", 60.0), ("ANXA1", 40.0), ("ITGB1", 20.0)]
+        }
+        ("CD4 T" | "CD8 T", "exhausted" | "proliferating") => {
+            &[("S100A4", 25.0), ("ANXA1", 15.0), ("ITGB1", 15.0)]
+        }
+        ("Treg" | "gdT/DN T", _) | ("NK", _) => {
+            &[("S100A4", 40.0), ("ANXA1", 30.0), ("ITGB1", 15.0)]
+        }
+        ("Monocyte", _) => &[("S100A4", 80.0), ("ANXA1", 50.0), ("ITGB1", 10.0)],
+        _ => &[],
+    };
+    p.extend_from_slice(experienced);
     p
 }
 
