@@ -1133,6 +1133,10 @@ pub fn run_with_progress(
 
 /// [`run_with_progress`] on a backend the caller built, so that several runs (a batch) share
 /// one device context; `fallback_reason` says why it is not the backend asked for, if so.
+///
+/// A failed run leaves no partial output: a folder this run created is removed again, and in
+/// a folder that already existed the files this run had published are removed (files of
+/// earlier runs that this one never replaced stay).
 pub fn run_on_backend(
     input: &Path,
     outdir: &Path,
@@ -1142,7 +1146,43 @@ pub fn run_on_backend(
     fallback_reason: Option<String>,
     progress: bool,
 ) -> Result<RunSummary> {
+    let created = !outdir.exists();
     std::fs::create_dir_all(outdir).map_err(|e| Error::write(outdir, "output folder", e))?;
+    let mut published = Vec::new();
+    let out = run_into(
+        input,
+        outdir,
+        read,
+        opts,
+        backend,
+        fallback_reason,
+        progress,
+        &mut published,
+    );
+    if out.is_err() {
+        if created {
+            let _ = std::fs::remove_dir_all(outdir);
+        } else {
+            for path in &published {
+                let _ = std::fs::remove_file(path);
+            }
+        }
+    }
+    out
+}
+
+/// The body of [`run_on_backend`]; every file it publishes is pushed to `published`.
+#[allow(clippy::too_many_arguments)]
+fn run_into(
+    input: &Path,
+    outdir: &Path,
+    read: &ReadOptions,
+    opts: &RunOptions,
+    backend: &dyn Backend,
+    fallback_reason: Option<String>,
+    progress: bool,
+    published: &mut Vec<PathBuf>,
+) -> Result<RunSummary> {
     let result = outdir.join("result.h5ad");
     let RunResult {
         adata,
@@ -1158,6 +1198,7 @@ pub fn run_on_backend(
         w.append_x(x)?;
     }
     w.finish(&adata)?;
+    published.push(result);
     summary
         .stage_seconds
         .push(("write".into(), started.elapsed().as_secs_f64()));
@@ -1168,17 +1209,25 @@ pub fn run_on_backend(
     }
     // Before summary.csv: a folder with summary.csv counts as complete (`cartscope aggregate`).
     let mut cells = crate::report::table::cells_frame(&adata, &default_sample(input))?;
-    crate::report::table::write_parquet_atomic(&outdir.join("cells.parquet"), &mut cells)?;
+    let parquet = outdir.join("cells.parquet");
+    crate::report::table::write_parquet_atomic(&parquet, &mut cells)?;
+    published.push(parquet);
+    let mut publish = |name: &str, bytes: &[u8]| -> Result<()> {
+        let path = outdir.join(name);
+        write_atomic(&path, bytes)?;
+        published.push(path);
+        Ok(())
+    };
     let config = toml::to_string(opts).map_err(|e| Error::write(outdir, "config.toml", e))?;
-    write_atomic(&outdir.join("config.toml"), config.as_bytes())?;
+    publish("config.toml", config.as_bytes())?;
     let json =
         serde_json::to_vec_pretty(&summary).map_err(|e| Error::write(outdir, "summary.json", e))?;
-    write_atomic(&outdir.join("summary.json"), &json)?;
+    publish("summary.json", &json)?;
     let csv = cart::summary::to_csv(&summary.cart);
-    write_atomic(&outdir.join("summary.csv"), csv.as_bytes())?;
+    publish("summary.csv", csv.as_bytes())?;
     if opts.cart.report {
         let html = crate::report::render(&adata, &summary, opts);
-        write_atomic(&outdir.join("report.html"), html.as_bytes())?;
+        publish("report.html", html.as_bytes())?;
     }
     Ok(summary)
 }

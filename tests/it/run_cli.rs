@@ -190,6 +190,17 @@ fn bad_options_and_inputs_exit_2_without_output() {
         ),
         (vec!["--min-genes".into(), "100000".into()], "too few cells"),
     ];
+    let missing = dir.path().join("missing.h5ad");
+    let o = cartscope()
+        .arg("run")
+        .arg(&missing)
+        .arg("-o")
+        .arg(dir.path().join("out_missing"))
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("missing.h5ad"));
+    assert!(!dir.path().join("out_missing").exists());
     for (k, (extra, needle)) in cases.into_iter().enumerate() {
         let out = dir.path().join(format!("out{k}"));
         let o = cartscope()
@@ -203,11 +214,25 @@ fn bad_options_and_inputs_exit_2_without_output() {
         let stderr = String::from_utf8_lossy(&o.stderr);
         assert_eq!(o.status.code(), Some(2), "{extra:?}: {stderr}");
         assert!(stderr.contains(needle), "{extra:?}: {stderr}");
-        assert!(
-            !out.join("result.h5ad").exists(),
-            "{extra:?}: no result left"
-        );
+        assert!(!out.exists(), "{extra:?}: no output folder left");
     }
+    // A folder that existed keeps what it held, and gains nothing.
+    let out = dir.path().join("existing");
+    std::fs::create_dir(&out).unwrap();
+    std::fs::write(out.join("notes.txt"), "mine").unwrap();
+    let o = cartscope()
+        .args(["run", "--min-genes", "100000"])
+        .arg(sample())
+        .arg("-o")
+        .arg(&out)
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(2));
+    let left: Vec<_> = std::fs::read_dir(&out)
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(left, vec![std::ffi::OsString::from("notes.txt")]);
 }
 
 /// The Vulkan loader sees no driver: wgpu finds no adapter at all.
