@@ -15,7 +15,19 @@ use cartscope::io::values::{CountPolicy, ValueScan};
 use cartscope::io::{AnnData, CountSource, H5adWriter};
 use cartscope::{Error, ErrorKind};
 
+/// Mesa's Vulkan device-select layer connects to a Wayland display to find the default GPU,
+/// and on a headless machine libwayland prints "error: XDG_RUNTIME_DIR is invalid" twice on
+/// every run. cartscope ranks the adapters itself, so the layer is switched off (unless the
+/// user set NODEVICE_SELECT).
+fn quiet_vulkan_device_select() {
+    if std::env::var_os("NODEVICE_SELECT").is_none() {
+        // SAFETY: called first thing in main, before any other thread exists.
+        unsafe { std::env::set_var("NODEVICE_SELECT", "1") };
+    }
+}
+
 fn main() -> ExitCode {
+    quiet_vulkan_device_select();
     let cli = cli::Cli::parse();
     init_logging(cli.verbose);
     match run(cli) {
