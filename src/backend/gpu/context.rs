@@ -1,6 +1,7 @@
 //! Device setup, separate from the work: adapter choice, the device with the adapter's own
 //! limits, the compiled pipelines (built once), buffer helpers that respect the size limits,
-//! and readback through MAP_READ staging buffers. Every failure is a [`GpuError`].
+//! and readback through MAP_READ staging buffers, kept in a small pool and reused. Every
+//! failure is a [`GpuError`].
 
 use std::sync::{Arc, Mutex};
 
@@ -152,7 +153,14 @@ pub struct GpuContext {
     pub adapter: AdapterSummary,
     /// Errors reported outside an error scope (device lost, uncaptured errors), newest last.
     errors: Arc<Mutex<Option<GpuError>>>,
+    /// Idle MAP_READ staging buffers, reused by [`GpuContext::read`].
+    staging: Mutex<Vec<wgpu::Buffer>>,
 }
+
+/// Smallest staging buffer made (readbacks of a few values share one), and how many idle ones
+/// are kept: enough for the few readback sizes of one pipeline run.
+const STAGING_MIN_BYTES: u64 = 1 << 20;
+const STAGING_KEEP: usize = 4;
 
 impl std::fmt::Debug for GpuContext {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -229,6 +237,7 @@ impl GpuContext {
             limits,
             adapter: summary,
             errors,
+            staging: Mutex::new(Vec::new()),
         };
         ctx.check()?;
         tracing::info!(
@@ -398,17 +407,28 @@ impl GpuContext {
             return Ok(Vec::new());
         }
         let size = bytes.div_ceil(4) * 4;
-        let staging = self.device.create_buffer(&wgpu::BufferDescriptor {
-            label: Some("staging"),
-            size,
-            usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
-            mapped_at_creation: false,
-        });
+        let staging = self.take_staging(size);
+        let out = self.read_through(&staging, src, offset, size, bytes as usize);
+        // A buffer still mapped after a failure is not returned to the pool.
+        if out.is_ok() {
+            self.give_staging(staging);
+        }
+        out
+    }
+
+    fn read_through<T: bytemuck::Pod>(
+        &self,
+        staging: &wgpu::Buffer,
+        src: &wgpu::Buffer,
+        offset: u64,
+        size: u64,
+        bytes: usize,
+    ) -> Result<Vec<T>, GpuError> {
         self.run(|enc| {
-            enc.copy_buffer_to_buffer(src, offset, &staging, 0, size);
+            enc.copy_buffer_to_buffer(src, offset, staging, 0, size);
             Ok(())
         })?;
-        let slice = staging.slice(..);
+        let slice = staging.slice(..size);
         let (tx, rx) = std::sync::mpsc::channel();
         slice.map_async(wgpu::MapMode::Read, move |r| {
             let _ = tx.send(r);
@@ -422,10 +442,53 @@ impl GpuContext {
         let view = slice
             .get_mapped_range()
             .map_err(|e| GpuError::Readback(e.to_string()))?;
-        let out: Vec<T> = bytemuck::pod_collect_to_vec(&view[..bytes as usize]);
+        let out: Vec<T> = bytemuck::pod_collect_to_vec(&view[..bytes]);
         drop(view);
         staging.unmap();
         Ok(out)
+    }
+
+    /// An idle staging buffer of at least `size` bytes (the smallest that fits), or a new one
+    /// rounded up to a power of two so that later, similar reads fit it too.
+    fn take_staging(&self, size: u64) -> wgpu::Buffer {
+        if let Ok(mut pool) = self.staging.lock() {
+            let fit = pool
+                .iter()
+                .enumerate()
+                .filter(|(_, b)| b.size() >= size)
+                .min_by_key(|(_, b)| b.size())
+                .map(|(i, _)| i);
+            if let Some(i) = fit {
+                return pool.swap_remove(i);
+            }
+        }
+        let rounded = size
+            .max(STAGING_MIN_BYTES)
+            .next_power_of_two()
+            .min(self.limits.max_buffer_size.max(size));
+        self.device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some("staging"),
+            size: rounded.div_ceil(4) * 4,
+            usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
+            mapped_at_creation: false,
+        })
+    }
+
+    /// Returns a staging buffer to the pool, dropping the smallest when the pool is full.
+    fn give_staging(&self, buffer: wgpu::Buffer) {
+        if let Ok(mut pool) = self.staging.lock() {
+            pool.push(buffer);
+            if pool.len() > STAGING_KEEP {
+                pool.sort_by_key(|b| std::cmp::Reverse(b.size()));
+                pool.truncate(STAGING_KEEP);
+            }
+        }
+    }
+
+    /// Idle staging buffers held for reuse (for tests).
+    #[cfg(test)]
+    pub(crate) fn idle_staging(&self) -> usize {
+        self.staging.lock().map_or(0, |p| p.len())
     }
 }
 

@@ -375,6 +375,23 @@ fn knn_keeps_duplicates_self_first_by_index() {
 }
 
 #[test]
+fn readback_reuses_its_staging_buffers() {
+    let Some(g) = gpu() else { return };
+    // A private context: the shared one is used by tests running in parallel.
+    let ctx = GpuContext::new(true).expect("context");
+    let data: Vec<u32> = (0..5000).collect();
+    let buf = ctx.upload("data", &data);
+    assert_eq!(ctx.idle_staging(), 0);
+    for (offset, count) in [(0usize, 5000usize), (4, 3), (100, 17), (0, 1)] {
+        let got: Vec<u32> = ctx.read(&buf, (offset * 4) as u64, count).expect("read");
+        assert_eq!(got, data[offset..offset + count]);
+        // One buffer serves every read: taken, then given back.
+        assert_eq!(ctx.idle_staging(), 1);
+    }
+    ran_here(&g);
+}
+
+#[test]
 fn gpu_backend_names_its_device() {
     if let Some(g) = gpu() {
         assert_eq!(g.name(), "gpu");
