@@ -1,5 +1,7 @@
 //! Integration tests of cartscope, one binary with a module per concern:
-//! - `batch`: `cartscope batch`/`aggregate`: failures isolated, numbers as single runs, resume;
+//! - `batch`: `cartscope batch`/`aggregate`: failures isolated, numbers as single runs, resume,
+//!   batch_report.html in headless Chromium;
+//! - `browser`: the headless Chromium check of generated HTML pages (a helper, no tests);
 //! - `cart`: CAR-T calls against simulated truth, scores against scanpy, the summary;
 //! - `readers`: every fixture layout reads to the values its generator recorded;
 //! - `golden`: `cartscope run` matches committed scanpy reference runs;
@@ -12,6 +14,7 @@
 //! - `simulate`: the simulator is deterministic, its truth recoverable, its formats equivalent.
 
 mod batch;
+mod browser;
 mod cart;
 mod cluster;
 mod common;
