@@ -5,6 +5,7 @@
 //! - `cart`: CAR-T calls against simulated truth, scores against scanpy, the summary;
 //! - `readers`: every fixture layout reads to the values its generator recorded;
 //! - `golden`: `cartscope run` matches committed scanpy reference runs;
+//! - `joint`: `cartscope run --joint` matches scanpy's concat + `batch_key` analysis;
 //! - `cluster`: Leiden and UMAP on scanpy's graph agree with scanpy's;
 //! - `errors`: every malformed input gives exit code 2 and a one-line message naming the file;
 //! - `run_cli`: `cartscope run` outputs, config precedence, clean failures;
@@ -20,6 +21,7 @@ mod cluster;
 mod common;
 mod errors;
 mod golden;
+mod joint;
 mod python_interop;
 mod readers;
 mod robustness;
