@@ -439,7 +439,7 @@ fn batch_codes(src: &CountSource, key: &str) -> Result<(Vec<String>, Vec<u32>)> 
 }
 
 /// [`analyse`] on an opened source. With `batch_key` (an obs column), highly variable genes
-/// are chosen with scanpy's `batch_key` semantics (seurat and cell_ranger flavors).
+/// are chosen with scanpy's `batch_key` semantics.
 pub fn analyse_source(
     mut src: CountSource,
     batch_key: Option<&str>,
@@ -449,11 +449,6 @@ pub fn analyse_source(
     x_out: Option<&Path>,
 ) -> Result<RunResult> {
     opts.validate()?;
-    if batch_key.is_some() && opts.hvg_flavor == HvgFlavor::SeuratV3 {
-        return Err(Error::Usage(
-            "highly variable genes with a batch key support the seurat and cell_ranger flavors, not seurat_v3".into(),
-        ));
-    }
     let input = src.path.clone();
     let input = input.as_path();
     let batches = batch_key.map(|k| batch_codes(&src, k)).transpose()?;
@@ -606,22 +601,14 @@ pub fn analyse_source(
 
     // seurat_v3 works on the raw counts: its statistics are taken before normalisation.
     let v3 = if opts.hvg_flavor == HvgFlavor::SeuratV3 {
-        let mut m = Moments::new(g);
-        data.for_each_chunk(step, backend, opts.target_sum, |x| {
-            m.merge(&backend.gene_moments(x, Transform::Identity));
-            Ok(())
-        })?;
-        let (mu, var) = m.mean_var(1);
-        let fit = seurat_v3::fit(&mu, &var, 0.3);
-        let clip = seurat_v3::clip_values(&fit, n);
-        let (mut s1, mut s2) = (vec![0.0f64; g], vec![0.0f64; g]);
-        data.for_each_chunk(step, backend, opts.target_sum, |x| {
-            let (a, b) = backend.clipped_sums(x, &clip);
-            s1.iter_mut().zip(a).for_each(|(t, v)| *t += v);
-            s2.iter_mut().zip(b).for_each(|(t, v)| *t += v);
-            Ok(())
-        })?;
-        Some((fit, s1, s2))
+        Some(seurat_v3_selection(
+            &mut data,
+            batch_rows.as_ref(),
+            step,
+            backend,
+            opts,
+            (n, g),
+        )?)
     } else {
         None
     };
@@ -657,8 +644,8 @@ pub fn analyse_source(
     let (mean, var) = hmom.as_ref().unwrap_or(&lmom).mean_var(1);
     let kept_genes: Vec<String> = keep_genes.iter().map(|&j| gene_names[j].clone()).collect();
     // highly_variable_genes(batch_key): each batch's moments (and which genes it expresses).
-    let batch_stats = match &batch_rows {
-        Some(b) => Some(batch_moments(
+    let batch_stats = match (&batch_rows, &v3) {
+        (Some(b), None) => Some(batch_moments(
             &mut data,
             b,
             step,
@@ -667,19 +654,21 @@ pub fn analyse_source(
             transform,
             g,
         )?),
-        None => None,
+        _ => None,
     };
     // The selection, its var columns, and the ranking that picks a replacement for the CAR.
-    let (highly_variable, hvg_var_columns, ranking) = match (&v3, batch_stats) {
-        (Some((fit, s1, s2)), _) => {
-            let (norm, rank, hv) = seurat_v3::select(fit, n, s1, s2, opts.n_top_genes);
-            let cols = vec![
-                ("means".to_string(), Column::F64(fit.means.clone())),
-                ("variances".to_string(), Column::F64(fit.variances.clone())),
-                ("variances_norm".to_string(), Column::F64(norm.clone())),
-                ("highly_variable_rank".to_string(), Column::F32(rank)),
+    let (highly_variable, hvg_var_columns, ranking) = match (v3, batch_stats) {
+        (Some(s), _) => {
+            let mut cols = vec![
+                ("means".to_string(), Column::F64(s.means)),
+                ("variances".to_string(), Column::F64(s.variances)),
+                ("variances_norm".to_string(), Column::F64(s.norm.clone())),
+                ("highly_variable_rank".to_string(), Column::F32(s.rank)),
             ];
-            (hv, cols, norm)
+            if let Some(nb) = s.nbatches {
+                cols.push(("highly_variable_nbatches".to_string(), Column::I64(nb)));
+            }
+            (s.highly_variable, cols, s.norm)
         }
         (None, Some(stats)) => {
             let b = highly_variable_genes_batched(
@@ -1162,6 +1151,36 @@ impl LogData<'_> {
     }
 }
 
+/// Calls `f(batch, rows)` on the cells of each chunk, split into contiguous runs of one batch
+/// (cells of a batch are contiguous in a joint run, so a chunk holds few runs).
+fn for_each_batch_run(
+    data: &mut LogData<'_>,
+    codes: &[u32],
+    step: usize,
+    backend: &dyn Backend,
+    target_sum: f32,
+    mut f: impl FnMut(usize, &CsrMatrix) -> Result<()>,
+) -> Result<()> {
+    let mut offset = 0usize;
+    data.for_each_chunk(step, backend, target_sum, |x| {
+        let mut a = 0;
+        while a < x.n_rows {
+            let b = codes[offset + a];
+            let e = (a..x.n_rows)
+                .find(|&r| codes[offset + r] != b)
+                .unwrap_or(x.n_rows);
+            if a == 0 && e == x.n_rows {
+                f(b as usize, x)?;
+            } else {
+                f(b as usize, &x.slice_rows(a..e))?;
+            }
+            a = e;
+        }
+        offset += x.n_rows;
+        Ok(())
+    })
+}
+
 /// Per-batch moments of the filtered log-normalised matrix under `transform`, and which
 /// genes each batch expresses (a positive value in one of its cells, scanpy's
 /// `filter_genes(min_cells=1)`); batches left without cells are skipped, as scanpy drops
@@ -1178,35 +1197,22 @@ fn batch_moments(
     let nb = batches.categories.len();
     let mut moments: Vec<Moments> = (0..nb).map(|_| Moments::new(g)).collect();
     let mut expressed = vec![vec![false; g]; nb];
-    let codes = &batches.codes;
-    let mut offset = 0usize;
-    data.for_each_chunk(step, backend, target_sum, |x| {
-        // Cells of a batch are contiguous runs; each run is accumulated on its own.
-        let mut a = 0;
-        while a < x.n_rows {
-            let b = codes[offset + a];
-            let e = (a..x.n_rows)
-                .find(|&r| codes[offset + r] != b)
-                .unwrap_or(x.n_rows);
-            let sliced;
-            let part = if a == 0 && e == x.n_rows {
-                x
-            } else {
-                sliced = x.slice_rows(a..e);
-                &sliced
-            };
-            moments[b as usize].merge(&backend.gene_moments(part, transform));
-            let seen = &mut expressed[b as usize];
+    for_each_batch_run(
+        data,
+        &batches.codes,
+        step,
+        backend,
+        target_sum,
+        |b, part| {
+            moments[b].merge(&backend.gene_moments(part, transform));
             for (&j, &v) in part.indices.iter().zip(&part.data) {
                 if v > 0.0 {
-                    seen[j as usize] = true;
+                    expressed[b][j as usize] = true;
                 }
             }
-            a = e;
-        }
-        offset += x.n_rows;
-        Ok(())
-    })?;
+            Ok(())
+        },
+    )?;
     Ok(moments
         .into_iter()
         .zip(expressed)
@@ -1220,6 +1226,126 @@ fn batch_moments(
             }
         })
         .collect())
+}
+
+/// seurat_v3's statistics and selection: `means`, `variances`, `variances_norm`,
+/// `highly_variable_rank`, `highly_variable` and, with a batch key,
+/// `highly_variable_nbatches`.
+struct V3Selection {
+    means: Vec<f64>,
+    variances: Vec<f64>,
+    norm: Vec<f64>,
+    rank: Vec<f32>,
+    highly_variable: Vec<bool>,
+    nbatches: Option<Vec<i64>>,
+}
+
+/// seurat_v3 on the raw counts (before normalisation), with or without batches.
+fn seurat_v3_selection(
+    data: &mut LogData<'_>,
+    batches: Option<&BatchRows>,
+    step: usize,
+    backend: &dyn Backend,
+    opts: &RunOptions,
+    (n, g): (usize, usize),
+) -> Result<V3Selection> {
+    let target_sum = opts.target_sum;
+    let Some(batches) = batches else {
+        let mut m = Moments::new(g);
+        data.for_each_chunk(step, backend, target_sum, |x| {
+            m.merge(&backend.gene_moments(x, Transform::Identity));
+            Ok(())
+        })?;
+        let (mu, var) = m.mean_var(1);
+        let fit = seurat_v3::fit(&mu, &var, 0.3);
+        let clip = seurat_v3::clip_values(&fit, n);
+        let (mut s1, mut s2) = (vec![0.0f64; g], vec![0.0f64; g]);
+        data.for_each_chunk(step, backend, target_sum, |x| {
+            let (a, b) = backend.clipped_sums(x, &clip);
+            s1.iter_mut().zip(a).for_each(|(t, v)| *t += v);
+            s2.iter_mut().zip(b).for_each(|(t, v)| *t += v);
+            Ok(())
+        })?;
+        let (norm, rank, highly_variable) = seurat_v3::select(&fit, n, &s1, &s2, opts.n_top_genes);
+        return Ok(V3Selection {
+            means: fit.means,
+            variances: fit.variances,
+            norm,
+            rank,
+            highly_variable,
+            nbatches: None,
+        });
+    };
+    // Per batch: moments, a LOESS fit on them, clip values at the batch's size, clipped sums.
+    let nb = batches.categories.len();
+    let mut moments: Vec<Moments> = (0..nb).map(|_| Moments::new(g)).collect();
+    for_each_batch_run(
+        data,
+        &batches.codes,
+        step,
+        backend,
+        target_sum,
+        |b, part| {
+            moments[b].merge(&backend.gene_moments(part, Transform::Identity));
+            Ok(())
+        },
+    )?;
+    let mut all = Moments::new(g);
+    moments.iter().for_each(|m| all.merge(m));
+    let (means, variances) = all.mean_var(1);
+    let mut fits: Vec<Option<(seurat_v3::SeuratV3, Vec<f64>)>> = moments
+        .iter()
+        .map(|m| {
+            (m.n > 0).then(|| {
+                let (mu, var) = m.mean_var(1);
+                let fit = seurat_v3::fit(&mu, &var, 0.3);
+                let clip = seurat_v3::clip_values(&fit, m.n as usize);
+                (fit, clip)
+            })
+        })
+        .collect();
+    let mut sums = vec![(vec![0.0f64; g], vec![0.0f64; g]); nb];
+    for_each_batch_run(
+        data,
+        &batches.codes,
+        step,
+        backend,
+        target_sum,
+        |b, part| {
+            if let Some((_, clip)) = &fits[b] {
+                let (a, q) = backend.clipped_sums(part, clip);
+                sums[b].0.iter_mut().zip(a).for_each(|(t, v)| *t += v);
+                sums[b].1.iter_mut().zip(q).for_each(|(t, v)| *t += v);
+            }
+            Ok(())
+        },
+    )?;
+    // Batches in np.unique's order (sorted labels), those without cells left out.
+    let mut order: Vec<usize> = (0..nb).filter(|&b| fits[b].is_some()).collect();
+    order.sort_by(|&a, &b| batches.categories[a].cmp(&batches.categories[b]));
+    let per_batch: Vec<seurat_v3::Batch> = order
+        .iter()
+        .filter_map(|&b| {
+            let (fit, _) = fits[b].take()?;
+            let (clipped_sum, clipped_sq) = std::mem::take(&mut sums[b]);
+            Some(seurat_v3::Batch {
+                fit,
+                n: moments[b].n as usize,
+                clipped_sum,
+                clipped_sq,
+            })
+        })
+        .collect();
+    let (norm, rank, nbatches, highly_variable) =
+        seurat_v3::select_batched(&per_batch, opts.n_top_genes);
+    Ok(V3Selection {
+        means,
+        variances,
+        norm,
+        rank,
+        highly_variable,
+        nbatches: Some(nbatches),
+    })
 }
 
 /// Rows `rows` of `m` with columns renumbered by `col_map` (None = dropped), in one pass.

@@ -10,15 +10,15 @@
 //!
 //! QC runs on the concatenation, as a scanpy user would after `sc.concat`: filter_cells and the
 //! mito filter are per cell anyway, and filter_genes(min_cells) counts cells across all
-//! samples. Highly variable genes use `batch_key="sample"` (ALGORITHMS.md section 3); scaling,
-//! PCA, the kNN graph, Leiden and UMAP are computed once on all cells; the CAR-T summary has
-//! one row per sample, from that sample's cells.
+//! samples. Highly variable genes use `batch_key="sample"` (ALGORITHMS.md section 3, every
+//! flavor); scaling, PCA, the kNN graph, Leiden and UMAP are computed once on all cells; the
+//! CAR-T summary has one row per sample, from that sample's cells.
 
 use std::path::Path;
 
+use crate::Result;
 use crate::io::{Column, CountSource, ReadOptions};
 use crate::pipeline::{RunOptions, RunSummary, run_source, select_backend};
-use crate::{Error, Result};
 
 use super::Manifest;
 
@@ -105,11 +105,6 @@ pub fn run_joint(
     progress: bool,
 ) -> Result<RunSummary> {
     opts.validate()?;
-    if opts.hvg_flavor == crate::pp::hvg::HvgFlavor::SeuratV3 {
-        return Err(Error::Usage(
-            "--joint selects highly variable genes with batch_key=\"sample\", implemented for the seurat and cell_ranger flavors, not seurat_v3".into(),
-        ));
-    }
     let m = Manifest::read(manifest)?;
     let src = open(&m, read)?;
     let selected = select_backend(opts.backend)?;

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """scanpy's joint analysis of a manifest's samples, the golden of `cartscope run --joint`.
 
-Usage: make_joint_golden.py MANIFEST.csv OUT.npz   (needs scanpy 1.11.5)
+Usage: make_joint_golden.py MANIFEST.csv OUT.npz   (needs scanpy 1.11.5 and scikit-misc)
 
 The samples are concatenated as anndata does (`ad.concat(join="inner", label="sample",
 keys=sample_ids, index_unique="-")`), the manifest's patient/timepoint (categoricals in manifest
@@ -11,8 +11,10 @@ order) and day (float64) replace those obs columns, and the reference pipeline o
 (arpack) and neighbors. Kept: what make_golden.py keeps (the first 10 PCs), plus every gene's
 batch HVG columns after filter_genes (`var_names`, `highly_variable`,
 `highly_variable_nbatches`, `highly_variable_intersection`, `means`, `dispersions`,
-`dispersions_norm_all`), the cells' samples (`obs_sample`), and the same HVG columns for
-`flavor="cell_ranger"` with the batch key (prefix `cr_`).
+`dispersions_norm_all`), the cells' samples (`obs_sample`), the same HVG columns for
+`flavor="cell_ranger"` with the batch key (prefix `cr_`), and `flavor="seurat_v3"` with the
+batch key on the counts after QC (prefix `v3_`: `highly_variable`, `highly_variable_nbatches`,
+`highly_variable_rank`, `variances_norm`, `means`, `variances`).
 """
 import csv
 import sys
@@ -48,6 +50,7 @@ sc.pp.calculate_qc_metrics(a, qc_vars=["mt"], percent_top=None, log1p=False, inp
 sc.pp.filter_cells(a, min_genes=200)
 sc.pp.filter_genes(a, min_cells=3)
 a = a[a.obs["pct_counts_mt"] < 20].copy()
+v3 = sc.pp.highly_variable_genes(a, flavor="seurat_v3", n_top_genes=2000, batch_key="sample", inplace=False)
 sc.pp.normalize_total(a, target_sum=1e4)
 sc.pp.log1p(a)
 
@@ -65,6 +68,12 @@ hvg = {
     "cr_highly_variable_nbatches": cr["highly_variable_nbatches"].to_numpy().astype(np.int64),
     "cr_dispersions_norm": cr["dispersions_norm"].to_numpy().astype(np.float32),
     "obs_sample": a.obs["sample"].to_numpy().astype(str),
+    "v3_highly_variable": v3["highly_variable"].to_numpy(),
+    "v3_highly_variable_nbatches": v3["highly_variable_nbatches"].to_numpy().astype(np.int64),
+    "v3_highly_variable_rank": v3["highly_variable_rank"].to_numpy().astype(np.float32),
+    "v3_variances_norm": v3["variances_norm"].to_numpy().astype(np.float64),
+    "v3_means": v3["means"].to_numpy().astype(np.float64),
+    "v3_variances": v3["variances"].to_numpy().astype(np.float64),
 }
 a = a[:, a.var["highly_variable"]].copy()
 sc.pp.scale(a, max_value=10)

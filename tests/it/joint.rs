@@ -5,12 +5,12 @@
 //! - QC totals, HVG set, PCA, kNN and connectivities within compare.py's tolerances;
 //! - every gene's batch HVG columns: the selection and `highly_variable_nbatches` /
 //!   `highly_variable_intersection` exactly, `dispersions_norm` within 1e-5 (seurat and
-//!   cell_ranger);
+//!   cell_ranger); seurat_v3 within the LOESS tolerances of the single-sample test;
 //! - obs `sample` (categories in manifest order), the manifest's metadata and the barcodes of
 //!   every cell; per-sample cell counts in summary.csv/json equal scanpy's filtering;
 //! - report.html renders in headless Chromium, with the embedding coloured by sample;
-//! - a bad manifest, a missing input, samples sharing no gene and seurat_v3 are exit 2 with
-//!   one line naming the file, and nothing written; partly shared genes are joined on their
+//! - a bad manifest, a missing input and samples sharing no gene are exit 2 with one line
+//!   naming the file, and nothing written; partly shared genes are joined on their
 //!   intersection.
 
 use std::path::{Path, PathBuf};
@@ -135,6 +135,48 @@ fn joint_hvg_batch_columns_equal_scanpy_cell_ranger() {
     .unwrap();
     assert_eq!(s.n_hvg, 2000);
     check_batch_hvg(&dir.path().join("result.h5ad"), "cr_");
+}
+
+/// seurat_v3 with the batch key, on the counts after QC. cartscope's LOESS is direct where
+/// scanpy's skmisc interpolates, so the single-sample tolerances of golden.rs apply: selection
+/// Jaccard >= 0.99 and variances_norm within 0.8 % (ALGORITHMS.md section 3); per batch the
+/// same difference moves genes across the rank-2000 boundary, so nbatches must agree for
+/// >= 99 % of the genes and never by more than one batch. means and variances are exact.
+#[test]
+fn joint_hvg_seurat_v3_batch_columns_match_scanpy_within_loess_tolerance() {
+    let dir = tempfile::tempdir().unwrap();
+    let opts = cartscope::pipeline::RunOptions {
+        backend: cartscope::pipeline::BackendChoice::Cpu,
+        hvg_flavor: cartscope::pp::hvg::HvgFlavor::SeuratV3,
+        cluster: false,
+        umap: false,
+        n_pcs: 10,
+        ..Default::default()
+    };
+    cartscope::batch::joint::run_joint(
+        &manifest(),
+        dir.path(),
+        &ReadOptions::default(),
+        &opts,
+        false,
+    )
+    .unwrap();
+    run_python(&format!(
+        "import warnings; warnings.simplefilter('ignore'); import anndata as ad, numpy as np\n\
+         r = ad.read_h5ad('{}'); z = np.load('{}')\n\
+         assert list(r.var_names) == list(z['var_names'])\n\
+         a = set(np.flatnonzero(r.var['highly_variable'].to_numpy())); b = set(np.flatnonzero(z['v3_highly_variable']))\n\
+         jac = len(a & b) / len(a | b); print('hvg jaccard', jac); assert jac >= 0.99, jac\n\
+         nb, zb = r.var['highly_variable_nbatches'].to_numpy(), z['v3_highly_variable_nbatches']\n\
+         same = float(np.mean(nb == zb)); print('nbatches equal', same); assert same >= 0.99 and np.abs(nb - zb).max() <= 1\n\
+         x, y = r.var['variances_norm'].to_numpy(), z['v3_variances_norm']\n\
+         d = np.max(np.abs(x - y) / np.abs(y)); print('variances_norm max rel', d); assert d <= 0.008, d\n\
+         for c in ('means', 'variances'):\n\
+         \x20   d = np.max(np.abs(r.var[c].to_numpy() - z['v3_' + c]) / np.maximum(np.abs(z['v3_' + c]), 1e-300)); assert d <= 1e-12, (c, d)\n\
+         print('ok')",
+        dir.path().join("result.h5ad").display(),
+        golden().display()
+    ));
 }
 
 fn obs(result: &Path) -> Frame {
@@ -280,41 +322,25 @@ fn joint_bad_inputs_are_exit_2_naming_the_file_with_nothing_written() {
     let d = tmp.path();
     tiny_h5ad(&d.join("a.h5ad"), &["CD3E", "CD4", "CD8A"]);
     tiny_h5ad(&d.join("b.h5ad"), &["ZZ1", "ZZ2"]);
-    let cases: [(&str, &str, &[&str]); 6] = [
+    let cases = [
         (
             "sample_id,path\nA,a.h5ad\nA,b.h5ad\n",
             "m0.csv: line 3, column sample_id",
-            &[],
         ),
-        ("sample_id,file\nA,a.h5ad\n", "m1.csv: column path", &[]),
+        ("sample_id,file\nA,a.h5ad\n", "m1.csv: column path"),
         (
             "sample_id,path,day\nA,a.h5ad,soon\n",
             "m2.csv: line 2, column day",
-            &[],
         ),
-        (
-            "sample_id,path\nA,a.h5ad\nB,missing.h5ad\n",
-            "missing.h5ad",
-            &[],
-        ),
-        (
-            "sample_id,path\nA,a.h5ad\nB,b.h5ad\n",
-            "m4.csv: sample B: ",
-            &[],
-        ),
-        (
-            "sample_id,path\nA,a.h5ad\n",
-            "seurat_v3",
-            &["--hvg-flavor", "seurat_v3"],
-        ),
+        ("sample_id,path\nA,a.h5ad\nB,missing.h5ad\n", "missing.h5ad"),
+        ("sample_id,path\nA,a.h5ad\nB,b.h5ad\n", "m4.csv: sample B: "),
     ];
-    for (i, (text, want, flags)) in cases.iter().enumerate() {
+    for (i, (text, want)) in cases.iter().enumerate() {
         let m = d.join(format!("m{i}.csv"));
         std::fs::write(&m, text).unwrap();
         let out = d.join(format!("out{i}"));
         let r = cartscope()
             .args(["run", "--joint", "--backend", "cpu"])
-            .args(*flags)
             .arg(&m)
             .arg("-o")
             .arg(&out)
