@@ -29,7 +29,7 @@ pub enum Command {
     Simulate(SimulateArgs),
     /// Run the standard scanpy pipeline (QC, normalisation, HVG, scaling, PCA, kNN graph,
     /// Leiden, UMAP).
-    Run(Box<RunArgs>),
+    Run(Box<RunCmd>),
     /// Run every sample of a manifest (CSV/TSV: sample_id, path[, patient, timepoint, day, ...])
     /// into OUTDIR/samples/<sample_id>/, then write batch_summary.csv (and .parquet),
     /// persistence.csv and batch_report.html. Exit codes: 0 all samples completed; 2 bad manifest or options
@@ -133,6 +133,22 @@ pub struct DevicesArgs {
     /// JSON instead of text.
     #[arg(long)]
     pub json: bool,
+}
+
+/// `cartscope run INPUT -o OUTDIR`, or `cartscope run MANIFEST --joint -o OUTDIR`.
+#[derive(Debug, Args)]
+#[command(mut_arg("input", |a| a.help(
+    "Input count matrix (.h5ad, 10x .h5 or 10x MTX directory); with --joint, a manifest as for `cartscope batch`"
+)))]
+pub struct RunCmd {
+    /// Analyse every sample of the manifest INPUT together: cells stacked as anndata's concat
+    /// (genes in all samples, barcodes BARCODE-sample_id, obs sample and the manifest's
+    /// metadata), QC on all cells, highly variable genes with batch_key="sample", one PCA,
+    /// kNN graph, Leiden and UMAP; the CAR-T summary has one row per sample.
+    #[arg(long)]
+    pub joint: bool,
+    #[command(flatten)]
+    pub run: RunArgs,
 }
 
 /// `cartscope run`. Options left out take the config file's value, else the reference default.

@@ -138,15 +138,27 @@ fn run(cli: cli::Cli) -> anyhow::Result<()> {
             }
             Ok(())
         }
-        cli::Command::Run(args) => {
+        cli::Command::Run(cmd) => {
+            let args = &cmd.run;
             let opts = args.options()?;
-            let s = cartscope::pipeline::run_with_progress(
-                &args.input,
-                &args.output,
-                &args.input_args.read_options(),
-                &opts,
-                !args.quiet,
-            )?;
+            let read = args.input_args.read_options();
+            let s = if cmd.joint {
+                cartscope::batch::joint::run_joint(
+                    &args.input,
+                    &args.output,
+                    &read,
+                    &opts,
+                    !args.quiet,
+                )?
+            } else {
+                cartscope::pipeline::run_with_progress(
+                    &args.input,
+                    &args.output,
+                    &read,
+                    &opts,
+                    !args.quiet,
+                )?
+            };
             if !args.quiet {
                 eprintln!(
                     "{} cells in, {} after QC, {} genes, {} HVGs, {} PCs on {} in {:.2} s (peak {:.0} MiB) -> {}",

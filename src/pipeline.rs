@@ -24,7 +24,7 @@ use crate::io::names::is_mito;
 use crate::io::values::{CountPolicy, ValueNames, ValueScan};
 use crate::io::{AnnData, Column, CountSource, Dense, H5adWriter, ReadOptions, UnsValue};
 use crate::matrix::CsrMatrix;
-use crate::pp::hvg::{HvgFlavor, highly_variable_genes};
+use crate::pp::hvg::{BatchStats, HvgFlavor, highly_variable_genes, highly_variable_genes_batched};
 use crate::pp::qc::{self, CellQc, GeneQc};
 use crate::pp::seurat_v3;
 use crate::tl::leiden::{LeidenParams, leiden};
@@ -387,10 +387,74 @@ pub fn analyse(
     x_out: Option<&Path>,
 ) -> Result<RunResult> {
     opts.validate()?;
+    let src = CountSource::open(input, read)?;
+    analyse_source(src, None, opts, backend, progress, x_out)
+}
+
+/// The batches of the filtered cells: category names and each cell's category.
+struct BatchRows {
+    categories: Vec<String>,
+    codes: Vec<u32>,
+}
+
+/// Each cell's batch from obs column `key` (categorical, or text in order of appearance).
+fn batch_codes(src: &CountSource, key: &str) -> Result<(Vec<String>, Vec<u32>)> {
+    let col = src
+        .obs
+        .column(key)
+        .ok_or_else(|| Error::invalid(&src.path, format!("obs/{key}"), "no such column"))?;
+    let cat = match col {
+        Column::Categorical { .. } => col.clone(),
+        other => match other.as_strings() {
+            Some(v) if v.iter().all(Option::is_some) => {
+                Column::categorical_from(&v.into_iter().flatten().collect::<Vec<_>>())
+            }
+            _ => {
+                return Err(Error::invalid(
+                    &src.path,
+                    format!("obs/{key}"),
+                    "a batch key must be text without missing values",
+                ));
+            }
+        },
+    };
+    let Column::Categorical {
+        codes, categories, ..
+    } = cat
+    else {
+        unreachable!("categorical by construction");
+    };
+    let codes = codes
+        .iter()
+        .map(|&c| u32::try_from(c))
+        .collect::<std::result::Result<Vec<u32>, _>>()
+        .map_err(|_| {
+            Error::invalid(
+                &src.path,
+                format!("obs/{key}"),
+                "a batch key must not have missing values",
+            )
+        })?;
+    Ok((categories, codes))
+}
+
+/// [`analyse`] on an opened source. With `batch_key` (an obs column), highly variable genes
+/// are chosen with scanpy's `batch_key` semantics.
+pub fn analyse_source(
+    mut src: CountSource,
+    batch_key: Option<&str>,
+    opts: &RunOptions,
+    backend: &dyn Backend,
+    progress: bool,
+    x_out: Option<&Path>,
+) -> Result<RunResult> {
+    opts.validate()?;
+    let input = src.path.clone();
+    let input = input.as_path();
+    let batches = batch_key.map(|k| batch_codes(&src, k)).transpose()?;
     let mut clock = Stopwatch::new(progress);
     let skipped = usize::from(!opts.cluster) + usize::from(!opts.umap);
     clock.bar.set_length((STAGES.len() - skipped) as u64);
-    let mut src = CountSource::open(input, read)?;
     let (n_in, g_in) = (src.n_obs(), src.n_vars());
     let mito: Vec<bool> = src.var.index.iter().map(|g| is_mito(g)).collect();
     // CAR candidates' raw counts are kept for every cell while the input is read.
@@ -505,6 +569,10 @@ pub fn analyse(
         col_map[j] = Some(new as u32);
     }
     let (n, g) = (keep_cells.len(), keep_genes.len());
+    let batch_rows = batches.map(|(categories, codes)| BatchRows {
+        categories,
+        codes: keep_cells.iter().map(|&i| codes[i]).collect(),
+    });
     if counts.is_none() && opts.keep_counts {
         return Err(Error::Usage(
             "--keep-counts needs the data in memory; raise --max-memory or drop --keep-counts"
@@ -533,22 +601,14 @@ pub fn analyse(
 
     // seurat_v3 works on the raw counts: its statistics are taken before normalisation.
     let v3 = if opts.hvg_flavor == HvgFlavor::SeuratV3 {
-        let mut m = Moments::new(g);
-        data.for_each_chunk(step, backend, opts.target_sum, |x| {
-            m.merge(&backend.gene_moments(x, Transform::Identity));
-            Ok(())
-        })?;
-        let (mu, var) = m.mean_var(1);
-        let fit = seurat_v3::fit(&mu, &var, 0.3);
-        let clip = seurat_v3::clip_values(&fit, n);
-        let (mut s1, mut s2) = (vec![0.0f64; g], vec![0.0f64; g]);
-        data.for_each_chunk(step, backend, opts.target_sum, |x| {
-            let (a, b) = backend.clipped_sums(x, &clip);
-            s1.iter_mut().zip(a).for_each(|(t, v)| *t += v);
-            s2.iter_mut().zip(b).for_each(|(t, v)| *t += v);
-            Ok(())
-        })?;
-        Some((fit, s1, s2))
+        Some(seurat_v3_selection(
+            &mut data,
+            batch_rows.as_ref(),
+            step,
+            backend,
+            opts,
+            (n, g),
+        )?)
     } else {
         None
     };
@@ -582,19 +642,63 @@ pub fn analyse(
         Ok(())
     })?;
     let (mean, var) = hmom.as_ref().unwrap_or(&lmom).mean_var(1);
-    let (highly_variable, hvg_var_columns) = match &v3 {
-        Some((fit, s1, s2)) => {
-            let (norm, rank, hv) = seurat_v3::select(fit, n, s1, s2, opts.n_top_genes);
-            let cols = vec![
-                ("means".to_string(), Column::F64(fit.means.clone())),
-                ("variances".to_string(), Column::F64(fit.variances.clone())),
-                ("variances_norm".to_string(), Column::F64(norm)),
-                ("highly_variable_rank".to_string(), Column::F32(rank)),
+    let kept_genes: Vec<String> = keep_genes.iter().map(|&j| gene_names[j].clone()).collect();
+    // highly_variable_genes(batch_key): each batch's moments (and which genes it expresses).
+    let batch_stats = match (&batch_rows, &v3) {
+        (Some(b), None) => Some(batch_moments(
+            &mut data,
+            b,
+            step,
+            backend,
+            opts.target_sum,
+            transform,
+            g,
+        )?),
+        _ => None,
+    };
+    // The selection, its var columns, and the ranking that picks a replacement for the CAR.
+    let (highly_variable, hvg_var_columns, ranking) = match (v3, batch_stats) {
+        (Some(s), _) => {
+            let mut cols = vec![
+                ("means".to_string(), Column::F64(s.means)),
+                ("variances".to_string(), Column::F64(s.variances)),
+                ("variances_norm".to_string(), Column::F64(s.norm.clone())),
+                ("highly_variable_rank".to_string(), Column::F32(s.rank)),
             ];
-            (hv, cols)
+            if let Some(nb) = s.nbatches {
+                cols.push(("highly_variable_nbatches".to_string(), Column::I64(nb)));
+            }
+            (s.highly_variable, cols, s.norm)
         }
-        None => {
+        (None, Some(stats)) => {
+            let b = highly_variable_genes_batched(
+                &stats,
+                &kept_genes,
+                opts.hvg_flavor,
+                opts.n_top_genes,
+            )?;
+            let ranking = b.order.iter().map(|&p| -(p as f64)).collect();
+            let cols = vec![
+                ("means".to_string(), Column::F64(b.hvg.means)),
+                ("dispersions".to_string(), Column::F64(b.hvg.dispersions)),
+                (
+                    "dispersions_norm".to_string(),
+                    Column::F32(b.hvg.dispersions_norm),
+                ),
+                (
+                    "highly_variable_nbatches".to_string(),
+                    Column::I64(b.nbatches),
+                ),
+                (
+                    "highly_variable_intersection".to_string(),
+                    Column::Bool(b.intersection),
+                ),
+            ];
+            (b.hvg.highly_variable, cols, ranking)
+        }
+        (None, None) => {
             let h = highly_variable_genes(&mean, &var, opts.hvg_flavor, opts.n_top_genes)?;
+            let ranking = h.dispersions_norm.iter().map(|&x| f64::from(x)).collect();
             let cols = vec![
                 ("means".to_string(), Column::F64(h.means)),
                 ("dispersions".to_string(), Column::F64(h.dispersions)),
@@ -603,7 +707,7 @@ pub fn analyse(
                     Column::F32(h.dispersions_norm),
                 ),
             ];
-            (h.highly_variable, cols)
+            (h.highly_variable, cols, ranking)
         }
     };
     let car = cart::detect::choose(
@@ -618,20 +722,7 @@ pub fn analyse(
         .filter(|_| !opts.cart.car_in_hvg)
         .and_then(|c| col_map[c.index])
     {
-        let ranking = hvg_var_columns
-            .iter()
-            .find_map(|(name, col)| match (name.as_str(), col) {
-                ("dispersions_norm", Column::F32(v)) => {
-                    Some(v.iter().map(|&x| f64::from(x)).collect())
-                }
-                ("variances_norm", Column::F64(v)) => Some(v.clone()),
-                _ => None,
-            });
-        cart::exclude_from_hvg(
-            &mut highly_variable,
-            &ranking.unwrap_or_default(),
-            j as usize,
-        );
+        cart::exclude_from_hvg(&mut highly_variable, &ranking, j as usize);
     }
     let hvg_cols: Vec<u32> = (0..g as u32)
         .filter(|&j| highly_variable[j as usize])
@@ -640,7 +731,6 @@ pub fn analyse(
 
     // Gene-set scores (on all genes after filter_genes, as the reference script scores them
     // after HVG selection) and the marker values of the cell calls.
-    let kept_genes: Vec<String> = keep_genes.iter().map(|&j| gene_names[j].clone()).collect();
     let mut acc = cart::CellAccumulator::new(&kept_genes, &lmom.mean_var(1).0, &gene_sets);
     data.for_each_chunk(step, backend, opts.target_sum, |x| {
         acc.push(x);
@@ -1061,6 +1151,203 @@ impl LogData<'_> {
     }
 }
 
+/// Calls `f(batch, rows)` on the cells of each chunk, split into contiguous runs of one batch
+/// (cells of a batch are contiguous in a joint run, so a chunk holds few runs).
+fn for_each_batch_run(
+    data: &mut LogData<'_>,
+    codes: &[u32],
+    step: usize,
+    backend: &dyn Backend,
+    target_sum: f32,
+    mut f: impl FnMut(usize, &CsrMatrix) -> Result<()>,
+) -> Result<()> {
+    let mut offset = 0usize;
+    data.for_each_chunk(step, backend, target_sum, |x| {
+        let mut a = 0;
+        while a < x.n_rows {
+            let b = codes[offset + a];
+            let e = (a..x.n_rows)
+                .find(|&r| codes[offset + r] != b)
+                .unwrap_or(x.n_rows);
+            if a == 0 && e == x.n_rows {
+                f(b as usize, x)?;
+            } else {
+                f(b as usize, &x.slice_rows(a..e))?;
+            }
+            a = e;
+        }
+        offset += x.n_rows;
+        Ok(())
+    })
+}
+
+/// Per-batch moments of the filtered log-normalised matrix under `transform`, and which
+/// genes each batch expresses (a positive value in one of its cells, scanpy's
+/// `filter_genes(min_cells=1)`); batches left without cells are skipped, as scanpy drops
+/// unused categories when it subsets.
+fn batch_moments(
+    data: &mut LogData<'_>,
+    batches: &BatchRows,
+    step: usize,
+    backend: &dyn Backend,
+    target_sum: f32,
+    transform: Transform,
+    g: usize,
+) -> Result<Vec<BatchStats>> {
+    let nb = batches.categories.len();
+    let mut moments: Vec<Moments> = (0..nb).map(|_| Moments::new(g)).collect();
+    let mut expressed = vec![vec![false; g]; nb];
+    for_each_batch_run(
+        data,
+        &batches.codes,
+        step,
+        backend,
+        target_sum,
+        |b, part| {
+            moments[b].merge(&backend.gene_moments(part, transform));
+            for (&j, &v) in part.indices.iter().zip(&part.data) {
+                if v > 0.0 {
+                    expressed[b][j as usize] = true;
+                }
+            }
+            Ok(())
+        },
+    )?;
+    Ok(moments
+        .into_iter()
+        .zip(expressed)
+        .filter(|(m, _)| m.n > 0)
+        .map(|(m, expressed)| {
+            let (mean, var) = m.mean_var(1);
+            BatchStats {
+                mean,
+                var,
+                expressed,
+            }
+        })
+        .collect())
+}
+
+/// seurat_v3's statistics and selection: `means`, `variances`, `variances_norm`,
+/// `highly_variable_rank`, `highly_variable` and, with a batch key,
+/// `highly_variable_nbatches`.
+struct V3Selection {
+    means: Vec<f64>,
+    variances: Vec<f64>,
+    norm: Vec<f64>,
+    rank: Vec<f32>,
+    highly_variable: Vec<bool>,
+    nbatches: Option<Vec<i64>>,
+}
+
+/// seurat_v3 on the raw counts (before normalisation), with or without batches.
+fn seurat_v3_selection(
+    data: &mut LogData<'_>,
+    batches: Option<&BatchRows>,
+    step: usize,
+    backend: &dyn Backend,
+    opts: &RunOptions,
+    (n, g): (usize, usize),
+) -> Result<V3Selection> {
+    let target_sum = opts.target_sum;
+    let Some(batches) = batches else {
+        let mut m = Moments::new(g);
+        data.for_each_chunk(step, backend, target_sum, |x| {
+            m.merge(&backend.gene_moments(x, Transform::Identity));
+            Ok(())
+        })?;
+        let (mu, var) = m.mean_var(1);
+        let fit = seurat_v3::fit(&mu, &var, 0.3);
+        let clip = seurat_v3::clip_values(&fit, n);
+        let (mut s1, mut s2) = (vec![0.0f64; g], vec![0.0f64; g]);
+        data.for_each_chunk(step, backend, target_sum, |x| {
+            let (a, b) = backend.clipped_sums(x, &clip);
+            s1.iter_mut().zip(a).for_each(|(t, v)| *t += v);
+            s2.iter_mut().zip(b).for_each(|(t, v)| *t += v);
+            Ok(())
+        })?;
+        let (norm, rank, highly_variable) = seurat_v3::select(&fit, n, &s1, &s2, opts.n_top_genes);
+        return Ok(V3Selection {
+            means: fit.means,
+            variances: fit.variances,
+            norm,
+            rank,
+            highly_variable,
+            nbatches: None,
+        });
+    };
+    // Per batch: moments, a LOESS fit on them, clip values at the batch's size, clipped sums.
+    let nb = batches.categories.len();
+    let mut moments: Vec<Moments> = (0..nb).map(|_| Moments::new(g)).collect();
+    for_each_batch_run(
+        data,
+        &batches.codes,
+        step,
+        backend,
+        target_sum,
+        |b, part| {
+            moments[b].merge(&backend.gene_moments(part, Transform::Identity));
+            Ok(())
+        },
+    )?;
+    let mut all = Moments::new(g);
+    moments.iter().for_each(|m| all.merge(m));
+    let (means, variances) = all.mean_var(1);
+    let mut fits: Vec<Option<(seurat_v3::SeuratV3, Vec<f64>)>> = moments
+        .iter()
+        .map(|m| {
+            (m.n > 0).then(|| {
+                let (mu, var) = m.mean_var(1);
+                let fit = seurat_v3::fit(&mu, &var, 0.3);
+                let clip = seurat_v3::clip_values(&fit, m.n as usize);
+                (fit, clip)
+            })
+        })
+        .collect();
+    let mut sums = vec![(vec![0.0f64; g], vec![0.0f64; g]); nb];
+    for_each_batch_run(
+        data,
+        &batches.codes,
+        step,
+        backend,
+        target_sum,
+        |b, part| {
+            if let Some((_, clip)) = &fits[b] {
+                let (a, q) = backend.clipped_sums(part, clip);
+                sums[b].0.iter_mut().zip(a).for_each(|(t, v)| *t += v);
+                sums[b].1.iter_mut().zip(q).for_each(|(t, v)| *t += v);
+            }
+            Ok(())
+        },
+    )?;
+    // Batches in np.unique's order (sorted labels), those without cells left out.
+    let mut order: Vec<usize> = (0..nb).filter(|&b| fits[b].is_some()).collect();
+    order.sort_by(|&a, &b| batches.categories[a].cmp(&batches.categories[b]));
+    let per_batch: Vec<seurat_v3::Batch> = order
+        .iter()
+        .filter_map(|&b| {
+            let (fit, _) = fits[b].take()?;
+            let (clipped_sum, clipped_sq) = std::mem::take(&mut sums[b]);
+            Some(seurat_v3::Batch {
+                fit,
+                n: moments[b].n as usize,
+                clipped_sum,
+                clipped_sq,
+            })
+        })
+        .collect();
+    let (norm, rank, nbatches, highly_variable) =
+        seurat_v3::select_batched(&per_batch, opts.n_top_genes);
+    Ok(V3Selection {
+        means,
+        variances,
+        norm,
+        rank,
+        highly_variable,
+        nbatches: Some(nbatches),
+    })
+}
+
 /// Rows `rows` of `m` with columns renumbered by `col_map` (None = dropped), in one pass.
 fn subset(m: &CsrMatrix, rows: &[usize], col_map: &[Option<u32>], n_cols: usize) -> CsrMatrix {
     let mut out = CsrMatrix::empty(n_cols);
@@ -1146,13 +1433,29 @@ pub fn run_on_backend(
     fallback_reason: Option<String>,
     progress: bool,
 ) -> Result<RunSummary> {
+    opts.validate()?;
+    let src = CountSource::open(input, read)?;
+    run_source(src, None, outdir, opts, backend, fallback_reason, progress)
+}
+
+/// [`run_on_backend`] on an opened source; `batch_key` as in [`analyse_source`]. Leaves no
+/// partial output on failure, as [`run_on_backend`] says.
+pub fn run_source(
+    src: CountSource,
+    batch_key: Option<&str>,
+    outdir: &Path,
+    opts: &RunOptions,
+    backend: &dyn Backend,
+    fallback_reason: Option<String>,
+    progress: bool,
+) -> Result<RunSummary> {
     let created = !outdir.exists();
     std::fs::create_dir_all(outdir).map_err(|e| Error::write(outdir, "output folder", e))?;
     let mut published = Vec::new();
     let out = run_into(
-        input,
+        src,
+        batch_key,
         outdir,
-        read,
         opts,
         backend,
         fallback_reason,
@@ -1171,24 +1474,26 @@ pub fn run_on_backend(
     out
 }
 
-/// The body of [`run_on_backend`]; every file it publishes is pushed to `published`.
+/// The body of [`run_source`]; every file it publishes is pushed to `published`.
 #[allow(clippy::too_many_arguments)]
 fn run_into(
-    input: &Path,
+    src: CountSource,
+    batch_key: Option<&str>,
     outdir: &Path,
-    read: &ReadOptions,
     opts: &RunOptions,
     backend: &dyn Backend,
     fallback_reason: Option<String>,
     progress: bool,
     published: &mut Vec<PathBuf>,
 ) -> Result<RunSummary> {
+    let input = src.path.clone();
+    let input = input.as_path();
     let result = outdir.join("result.h5ad");
     let RunResult {
         adata,
         x_writer,
         mut summary,
-    } = analyse(input, read, opts, backend, progress, Some(&result))?;
+    } = analyse_source(src, batch_key, opts, backend, progress, Some(&result))?;
     let started = Instant::now();
     let mut w = match x_writer {
         Some(w) => w,

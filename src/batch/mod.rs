@@ -18,6 +18,7 @@
 //! matches the current input and parameters exactly and redoes every other one.
 
 pub mod aggregate;
+pub mod joint;
 pub mod manifest;
 pub mod report;
 

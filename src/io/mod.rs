@@ -15,6 +15,7 @@
 //! # Ok::<(), cartscope::Error>(())
 //! ```
 
+pub mod concat;
 pub mod encoding;
 pub mod frame;
 pub mod h5ad;

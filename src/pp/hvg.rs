@@ -39,6 +39,29 @@ pub fn highly_variable_genes(
     flavor: HvgFlavor,
     n_top_genes: usize,
 ) -> Result<HvgResult> {
+    let s = single_batch(mean, var, flavor, n_top_genes)?;
+    Ok(HvgResult {
+        means: s.means,
+        dispersions: s.dispersions,
+        dispersions_norm: s.norm.iter().map(|&x| x as f32).collect(),
+        highly_variable: s.highly_variable,
+    })
+}
+
+/// One batch's statistics, normalised dispersions still in f64.
+struct Single {
+    means: Vec<f64>,
+    dispersions: Vec<f64>,
+    norm: Vec<f64>,
+    highly_variable: Vec<bool>,
+}
+
+fn single_batch(
+    mean: &[f64],
+    var: &[f64],
+    flavor: HvgFlavor,
+    n_top_genes: usize,
+) -> Result<Single> {
     let g = mean.len();
     let mean: Vec<f64> = mean
         .iter()
@@ -76,7 +99,6 @@ pub fn highly_variable_genes(
             ));
         }
     };
-    let dispersions_norm: Vec<f32> = norm.iter().map(|&x| x as f32).collect();
     // n_top mode: the n-th largest non-NaN normalised dispersion (in f64, before scanpy
     // stores it as f32) is the cutoff; NaN never qualifies; ties can select more than n.
     let mut sorted: Vec<f64> = norm.iter().copied().filter(|x| !x.is_nan()).collect();
@@ -87,11 +109,115 @@ pub fn highly_variable_genes(
         let cutoff = sorted[(n_top_genes.min(sorted.len())) - 1];
         norm.iter().map(|&x| !x.is_nan() && x >= cutoff).collect()
     };
-    Ok(HvgResult {
+    Ok(Single {
         means,
         dispersions: disp,
-        dispersions_norm,
+        norm,
         highly_variable,
+    })
+}
+
+/// One batch's per-gene moments for [`highly_variable_genes_batched`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct BatchStats {
+    /// Mean of expm1(X) (seurat) or X (cell_ranger) over the batch's cells.
+    pub mean: Vec<f64>,
+    /// Variance (ddof 1) of the same.
+    pub var: Vec<f64>,
+    /// Whether the gene has a positive value in at least one of the batch's cells.
+    pub expressed: Vec<bool>,
+}
+
+/// HVGs with scanpy's `batch_key` (seurat, cell_ranger) and the batch columns.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BatchedHvg {
+    /// `means`, `dispersions`, `dispersions_norm` (NaN-skipping means over the batches) and
+    /// `highly_variable`.
+    pub hvg: HvgResult,
+    /// `highly_variable_nbatches`: batches in which the gene is highly variable.
+    pub nbatches: Vec<i64>,
+    /// `highly_variable_intersection`: highly variable in every batch.
+    pub intersection: Vec<bool>,
+    /// Each gene's place in the selection order (0 = first chosen).
+    pub order: Vec<usize>,
+}
+
+/// `highly_variable_genes(batch_key=...)` for seurat and cell_ranger (ALGORITHMS.md section
+/// 3): each batch is run on its own after dropping the genes it does not express (those get
+/// zero means, dispersions and normalised dispersions, and count as not variable there);
+/// the per-batch values are averaged skipping NaN; genes are ranked by the number of batches
+/// they are variable in, then by mean normalised dispersion (NaN last), ties in gene-name
+/// order, and the first `n_top_genes` are selected. `names` are the gene names.
+pub fn highly_variable_genes_batched(
+    batches: &[BatchStats],
+    names: &[String],
+    flavor: HvgFlavor,
+    n_top_genes: usize,
+) -> Result<BatchedHvg> {
+    let g = names.len();
+    let (mut sums, mut counts) = (vec![[0.0f64; 3]; g], vec![[0usize; 3]; g]);
+    let mut nbatches = vec![0i64; g];
+    for b in batches {
+        let genes: Vec<usize> = (0..g).filter(|&j| b.expressed[j]).collect();
+        let pick = |v: &[f64]| -> Vec<f64> { genes.iter().map(|&j| v[j]).collect() };
+        let s = single_batch(&pick(&b.mean), &pick(&b.var), flavor, n_top_genes)?;
+        let mut vals = vec![[0.0f64; 3]; g];
+        for (k, &j) in genes.iter().enumerate() {
+            vals[j] = [s.means[k], s.dispersions[k], s.norm[k]];
+            nbatches[j] += i64::from(s.highly_variable[k]);
+        }
+        for j in 0..g {
+            for c in 0..3 {
+                if !vals[j][c].is_nan() {
+                    sums[j][c] += vals[j][c];
+                    counts[j][c] += 1;
+                }
+            }
+        }
+    }
+    let avg = |c: usize| -> Vec<f64> {
+        (0..g)
+            .map(|j| {
+                if counts[j][c] == 0 {
+                    f64::NAN
+                } else {
+                    sums[j][c] / counts[j][c] as f64
+                }
+            })
+            .collect()
+    };
+    let (means, dispersions, norm) = (avg(0), avg(1), avg(2));
+    // groupby(gene name) sorts by name; pandas' multi-column sort is stable: (nbatches desc,
+    // dispersions_norm desc, NaN last), ties in name order.
+    let mut order: Vec<usize> = (0..g).collect();
+    order.sort_by(|&a, &b| names[a].cmp(&names[b]));
+    order.sort_by(|&a, &b| {
+        nbatches[b]
+            .cmp(&nbatches[a])
+            .then_with(|| match (norm[a].is_nan(), norm[b].is_nan()) {
+                (true, true) => std::cmp::Ordering::Equal,
+                (true, false) => std::cmp::Ordering::Greater,
+                (false, true) => std::cmp::Ordering::Less,
+                (false, false) => norm[b]
+                    .partial_cmp(&norm[a])
+                    .unwrap_or(std::cmp::Ordering::Equal),
+            })
+    });
+    let mut place = vec![0usize; g];
+    for (p, &j) in order.iter().enumerate() {
+        place[j] = p;
+    }
+    let n_batches = batches.len() as i64;
+    Ok(BatchedHvg {
+        hvg: HvgResult {
+            means,
+            dispersions,
+            dispersions_norm: norm.iter().map(|&x| x as f32).collect(),
+            highly_variable: place.iter().map(|&p| p < n_top_genes).collect(),
+        },
+        intersection: nbatches.iter().map(|&k| k == n_batches).collect(),
+        nbatches,
+        order: place,
     })
 }
 
@@ -212,6 +338,62 @@ mod tests {
         let x = [0.0, 1.0, 2.0, 10.0];
         let b = cut_equal_width(&x, 10);
         assert_eq!(b, vec![0, 0, 1, 9]);
+    }
+
+    #[test]
+    fn batches_average_with_zeros_for_unexpressed_genes_and_rank_by_nbatches_first() {
+        let names: Vec<String> = (0..30).map(|j| format!("g{j:02}")).collect();
+        let mean: Vec<f64> = (0..30).map(|j| 0.1 + 0.05 * j as f64).collect();
+        let var_a: Vec<f64> = (0..30).map(|j| mean[j] * (1.0 + (j % 7) as f64)).collect();
+        let var_b: Vec<f64> = (0..30).map(|j| mean[j] * (1.0 + (j % 5) as f64)).collect();
+        let mut expressed_b = vec![true; 30];
+        expressed_b[3] = false;
+        let batches = [
+            BatchStats {
+                mean: mean.clone(),
+                var: var_a.clone(),
+                expressed: vec![true; 30],
+            },
+            BatchStats {
+                mean: mean.clone(),
+                var: var_b.clone(),
+                expressed: expressed_b.clone(),
+            },
+        ];
+        let r = highly_variable_genes_batched(&batches, &names, HvgFlavor::Seurat, 5).unwrap();
+        let a = single_batch(&mean, &var_a, HvgFlavor::Seurat, 5).unwrap();
+        let keep: Vec<usize> = (0..30).filter(|&j| expressed_b[j]).collect();
+        let pick = |v: &[f64]| -> Vec<f64> { keep.iter().map(|&j| v[j]).collect() };
+        let b = single_batch(&pick(&mean), &pick(&var_b), HvgFlavor::Seurat, 5).unwrap();
+        // Gene 3 is absent from batch b: its zeros enter the means.
+        assert_eq!(r.hvg.means[3], a.means[3] / 2.0);
+        assert_eq!(r.hvg.dispersions_norm[3], (a.norm[3] / 2.0) as f32);
+        let k4 = keep.iter().position(|&j| j == 4).unwrap();
+        assert_eq!(r.hvg.means[4], (a.means[4] + b.means[k4]) / 2.0);
+        for j in 0..30 {
+            let in_b = keep
+                .iter()
+                .position(|&k| k == j)
+                .is_some_and(|k| b.highly_variable[k]);
+            assert_eq!(
+                r.nbatches[j],
+                i64::from(a.highly_variable[j]) + i64::from(in_b)
+            );
+            assert_eq!(r.intersection[j], r.nbatches[j] == 2);
+        }
+        // Selection order: nbatches first, then mean normalised dispersion.
+        let mut by_order: Vec<usize> = (0..30).collect();
+        by_order.sort_by_key(|&j| r.order[j]);
+        for w in by_order.windows(2) {
+            let (x, y) = (w[0], w[1]);
+            assert!(r.nbatches[x] >= r.nbatches[y]);
+            if r.nbatches[x] == r.nbatches[y] {
+                // NaN last (gene 0: one gene in its bin with mean dispersion 0).
+                let (dx, dy) = (r.hvg.dispersions_norm[x], r.hvg.dispersions_norm[y]);
+                assert!(dy.is_nan() || dx >= dy, "{x} {dx} before {y} {dy}");
+            }
+        }
+        assert_eq!(r.hvg.highly_variable.iter().filter(|&&h| h).count(), 5);
     }
 
     #[test]

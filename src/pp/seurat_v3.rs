@@ -1,7 +1,8 @@
-//! `highly_variable_genes(flavor="seurat_v3")` on raw counts (ALGORITHMS.md section 3, one
-//! batch): a degree-2 LOESS of log10 variance on log10 mean (span 0.3, tricube weights)
-//! predicts each gene's expected standard deviation; counts are clipped at
-//! `mean + sd * sqrt(n)`; the variance of the clipped, standardised counts ranks the genes.
+//! `highly_variable_genes(flavor="seurat_v3")` on raw counts (ALGORITHMS.md section 3): a
+//! degree-2 LOESS of log10 variance on log10 mean (span 0.3, tricube weights) predicts each
+//! gene's expected standard deviation; counts are clipped at `mean + sd * sqrt(n)`; the
+//! variance of the clipped, standardised counts ranks the genes. With a batch key this runs
+//! per batch and the ranks are combined ([`select_batched`]).
 //!
 //! The LOESS is evaluated directly at every gene (netlib's `surface="direct"`); scanpy calls
 //! skmisc with kd-tree interpolation, which ALGORITHMS.md measured to agree on the top 2,000
@@ -48,6 +49,34 @@ pub fn clip_values(s: &SeuratV3, n: usize) -> Vec<f64> {
         .collect()
 }
 
+/// Normalised variances of clipped, standardised counts from the clipped sums (`Σ clip(x)`,
+/// `Σ clip(x)²` over stored entries).
+fn normalized_variances(
+    s: &SeuratV3,
+    n: usize,
+    clipped_sum: &[f64],
+    clipped_sq: &[f64],
+) -> Vec<f64> {
+    let nf = n as f64;
+    (0..s.means.len())
+        .map(|j| {
+            let (m, sd) = (s.means[j], s.reg_std[j]);
+            (nf * m * m + clipped_sq[j] - 2.0 * m * clipped_sum[j]) / ((nf - 1.0) * sd * sd)
+        })
+        .collect()
+}
+
+/// rank = argsort(argsort(-V)), ties by gene order.
+fn ranks(norm: &[f64]) -> Vec<usize> {
+    let mut order: Vec<usize> = (0..norm.len()).collect();
+    order.sort_by(|&a, &b| norm[b].total_cmp(&norm[a]).then(a.cmp(&b)));
+    let mut rank = vec![0usize; norm.len()];
+    for (r, &j) in order.iter().enumerate() {
+        rank[j] = r;
+    }
+    rank
+}
+
 /// Normalised variances and the selection from the clipped sums (`Σ clip(x)`, `Σ clip(x)²`
 /// over stored entries): `(variances_norm, highly_variable_rank (NaN past n_top),
 /// highly_variable)`.
@@ -58,25 +87,82 @@ pub fn select(
     clipped_sq: &[f64],
     n_top: usize,
 ) -> (Vec<f64>, Vec<f32>, Vec<bool>) {
-    let nf = n as f64;
-    let norm: Vec<f64> = (0..s.means.len())
-        .map(|j| {
-            let (m, sd) = (s.means[j], s.reg_std[j]);
-            (nf * m * m + clipped_sq[j] - 2.0 * m * clipped_sum[j]) / ((nf - 1.0) * sd * sd)
-        })
+    let norm = normalized_variances(s, n, clipped_sum, clipped_sq);
+    let rank = ranks(&norm);
+    let hv: Vec<bool> = rank.iter().map(|&r| r < n_top).collect();
+    let rank = rank
+        .iter()
+        .map(|&r| if r < n_top { r as f32 } else { f32::NAN })
         .collect();
-    // rank = argsort(argsort(-V)); ties by gene order.
-    let mut order: Vec<usize> = (0..norm.len()).collect();
-    order.sort_by(|&a, &b| norm[b].total_cmp(&norm[a]).then(a.cmp(&b)));
-    let mut rank = vec![f32::NAN; norm.len()];
-    let mut hv = vec![false; norm.len()];
-    for (r, &j) in order.iter().enumerate() {
-        if r < n_top {
-            rank[j] = r as f32;
-            hv[j] = true;
+    (norm, rank, hv)
+}
+
+/// One batch of [`select_batched`]: its fit (on the batch's own means and variances), cells,
+/// and clipped sums at its clip values.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Batch {
+    /// The LOESS fit on the batch.
+    pub fit: SeuratV3,
+    /// Cells of the batch.
+    pub n: usize,
+    /// `Σ clip(x)` per gene over the batch.
+    pub clipped_sum: Vec<f64>,
+    /// `Σ clip(x)²` per gene over the batch.
+    pub clipped_sq: Vec<f64>,
+}
+
+/// The seurat_v3 selection with a batch key (ALGORITHMS.md section 3): per batch the
+/// normalised variances and their ranks; `highly_variable_nbatches` counts the batches where
+/// the rank is below `n_top`; `highly_variable_rank` is the median of those ranks (NaN when
+/// none); `variances_norm` the mean over batches (summed in the order given, which should be
+/// the batches' sorted labels, as `np.unique` orders them); the first `n_top` genes by (rank
+/// ascending, nbatches descending, NaN last, ties in gene order) are selected. Returns
+/// `(variances_norm, highly_variable_rank, highly_variable_nbatches, highly_variable)`.
+pub fn select_batched(
+    batches: &[Batch],
+    n_top: usize,
+) -> (Vec<f64>, Vec<f32>, Vec<i64>, Vec<bool>) {
+    let g = batches.first().map_or(0, |b| b.fit.means.len());
+    let mut norm_sum = vec![0.0f64; g];
+    let mut kept: Vec<Vec<f32>> = vec![Vec::new(); g];
+    for b in batches {
+        let norm = normalized_variances(&b.fit, b.n, &b.clipped_sum, &b.clipped_sq);
+        for (j, r) in ranks(&norm).into_iter().enumerate() {
+            norm_sum[j] += norm[j];
+            if r < n_top {
+                kept[j].push(r as f32);
+            }
         }
     }
-    (norm, rank, hv)
+    let nb = batches.len() as f64;
+    let variances_norm: Vec<f64> = norm_sum.iter().map(|s| s / nb).collect();
+    let nbatches: Vec<i64> = kept.iter().map(|k| k.len() as i64).collect();
+    let rank: Vec<f32> = kept
+        .iter_mut()
+        .map(|k| {
+            k.sort_by(f32::total_cmp);
+            match k.len() {
+                0 => f32::NAN,
+                m if m % 2 == 1 => k[m / 2],
+                m => (k[m / 2 - 1] + k[m / 2]) / 2.0,
+            }
+        })
+        .collect();
+    let mut order: Vec<usize> = (0..g).collect();
+    order.sort_by(|&a, &b| {
+        let by_rank = match (rank[a].is_nan(), rank[b].is_nan()) {
+            (true, true) => std::cmp::Ordering::Equal,
+            (true, false) => std::cmp::Ordering::Greater,
+            (false, true) => std::cmp::Ordering::Less,
+            (false, false) => rank[a].total_cmp(&rank[b]),
+        };
+        by_rank.then(nbatches[b].cmp(&nbatches[a]))
+    });
+    let mut hv = vec![false; g];
+    for &j in order.iter().take(n_top) {
+        hv[j] = true;
+    }
+    (variances_norm, rank, nbatches, hv)
 }
 
 /// Degree-2 local regression with tricube weights over the `floor(span * n)` nearest x,

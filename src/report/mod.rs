@@ -1,9 +1,9 @@
 //! `report.html`: one self-contained page for a biologist reading a CAR-T sample — QC,
-//! the embedding (UMAP when present, else PCA) coloured by phenotype, CAR status and each
-//! score, score distributions by phenotype, phenotype fractions, the summary table, the
-//! parameters and the backend. Plots are inline SVG ([`svg`]); the only script is a short
-//! inline check that stamps how many plots have marks (`data-plots-rendered` on `<body>`),
-//! which the browser test reads.
+//! the embedding (UMAP when present, else PCA) coloured by sample (when there are several,
+//! as in `cartscope run --joint`), phenotype, CAR status and each score, score distributions
+//! by phenotype, phenotype fractions, the summary table, the parameters and the backend.
+//! Plots are inline SVG ([`svg`]); the only script is a short inline check that stamps how
+//! many plots have marks (`data-plots-rendered` on `<body>`), which the browser test reads.
 
 pub mod svg;
 pub mod table;
@@ -168,6 +168,25 @@ pub fn render(ad: &AnnData, summary: &RunSummary, opts: &RunOptions) -> String {
             "<h2>{name} embedding</h2><p class=\"note\">{} of {n} cells drawn.</p><div class=\"grid\">",
             shown.len()
         );
+        // Several samples in one embedding (`cartscope run --joint`): coloured by sample.
+        if let Some(Column::Categorical {
+            codes, categories, ..
+        }) = obs.column("sample")
+            && categories.len() > 1
+        {
+            let codes: Vec<Option<usize>> = shown
+                .iter()
+                .map(|&i| usize::try_from(codes[i]).ok())
+                .collect();
+            plots.push(svg::scatter_categorical(
+                "embedding_sample",
+                "Sample",
+                ax,
+                &xy,
+                &codes,
+                categories,
+            ));
+        }
         if let Some(p) = &phen {
             let cats: Vec<String> = PHENOTYPES.iter().map(|s| s.to_string()).collect();
             let codes: Vec<Option<usize>> = shown

@@ -37,3 +37,8 @@ unzip -o -q -j "$tmp"/whl/scirpy-*.whl scirpy/tests/data/wu2020_200_v0_11.h5ad -
 # X_pca are the ones in P01_day90_scanpy.npz; this run differs only by adding leiden + umap).
 "$py" "$ref" sample_data/P01_day90.h5ad "$tmp/day90_cluster"
 "$py" tests/golden/make_cluster_golden.py "$tmp/day90_cluster/reference.h5ad" sample_data/P01_day90.h5ad tests/golden/P01_day90_cluster.npz
+
+# (f) the joint analysis of the sample manifest: ad.concat + highly_variable_genes(batch_key="sample")
+# (seurat, and cell_ranger and seurat_v3 for the HVG columns; needs scikit-misc), then scale, PCA
+# and neighbors.
+"$py" tests/golden/make_joint_golden.py sample_data/manifest.csv tests/golden/sample_joint_scanpy.npz

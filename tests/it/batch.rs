@@ -471,3 +471,45 @@ fn snakefile_runs_each_sample_and_aggregates_like_batch() {
     // The simulated responder's CAR+ fraction falls from infusion to day 90.
     assert!(num(&pers[2], "car_positive_fraction") < num(&pers[0], "car_positive_fraction"));
 }
+
+/// batch_report.html of the sample manifest in headless Chromium: no console message, every
+/// plot drawn with one point per time point, the sample table complete.
+#[test]
+fn batch_report_renders_every_plot_in_headless_chromium() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("out");
+    let manifest = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("sample_data/manifest.csv");
+    // The report reads the per-sample summaries only: the embedding stages are skipped.
+    let o = cartscope()
+        .args(["batch", "--backend", "cpu", "--no-umap", "--no-cluster"])
+        .arg(&manifest)
+        .arg("-o")
+        .arg(&out)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let dom = crate::browser::check_page(&out.join("batch_report.html"), "batch_report.png");
+    let plots: Vec<&str> = dom
+        .split("<svg class=\"plot\"")
+        .skip(1)
+        .map(|p| p.split("</svg>").next().unwrap_or(""))
+        .collect();
+    // CAR+ fraction, CAR+ count, CD4:CD8 and the five median scores over time, one phenotype
+    // composition for the one patient.
+    assert_eq!(plots.len(), 9, "{dom}");
+    let lines: Vec<&&str> = plots.iter().filter(|p| p.contains("<polyline")).collect();
+    assert_eq!(lines.len(), 8);
+    for p in lines {
+        assert_eq!(
+            p.matches("<circle").count(),
+            3,
+            "one point per time point: {p}"
+        );
+    }
+    for id in ["P01_infusion", "P01_day14", "P01_day90"] {
+        assert!(
+            dom.contains(&format!("samples/{id}/report.html")),
+            "row of {id}"
+        );
+    }
+}

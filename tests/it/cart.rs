@@ -320,45 +320,6 @@ fn bad_gmt_file_is_one_line_naming_file_and_line() {
     assert!(!dir.path().join("out/result.h5ad").exists());
 }
 
-/// Where test artifacts are kept: `<target dir>/test-artifacts`.
-fn artifacts() -> PathBuf {
-    let target = std::env::var("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|_| root().join("target"));
-    let dir = target.join("test-artifacts");
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
-
-fn chromium(profile: &Path, args: &[&str], page: &Path) -> std::process::Output {
-    let bin = ["chromium", "chromium-browser"]
-        .into_iter()
-        .find(|b| {
-            std::process::Command::new(b)
-                .arg("--version")
-                .output()
-                .is_ok_and(|o| o.status.success())
-        })
-        .expect("chromium not found: run scripts/setup.sh (installs Debian's chromium)");
-    std::process::Command::new(bin)
-        .args([
-            "--headless",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--disable-background-networking",
-            "--disable-component-update",
-            "--disable-sync",
-            "--no-first-run",
-            "--enable-logging=stderr",
-            "--v=0",
-        ])
-        .arg(format!("--user-data-dir={}", profile.display()))
-        .args(args)
-        .arg(format!("file://{}", page.display()))
-        .output()
-        .unwrap()
-}
-
 #[test]
 fn report_renders_every_plot_in_headless_chromium() {
     let dir = tempfile::tempdir().unwrap();
@@ -370,44 +331,16 @@ fn report_renders_every_plot_in_headless_chromium() {
         &cpu(),
     )
     .unwrap();
-    let page = out.join("report.html");
-    let html = std::fs::read_to_string(&page).unwrap();
-    for external in ["<script src", "<link ", "https://", "@import"] {
-        assert!(!html.contains(external), "report.html loads {external}");
-    }
-    let o = chromium(&dir.path().join("profile"), &["--dump-dom"], &page);
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    let dom = String::from_utf8_lossy(&o.stdout);
-    let log = String::from_utf8_lossy(&o.stderr);
-    let console: Vec<&str> = log
-        .lines()
-        .filter(|l| l.contains("CONSOLE") || l.contains("Uncaught"))
-        .collect();
-    assert!(console.is_empty(), "console messages: {console:?}");
+    let dom = crate::browser::check_page(&out.join("report.html"), "report.png");
     let plots = dom.matches("<svg class=\"plot\"").count();
     // 3 QC histograms, phenotype + CAR + 5 score embeddings, 5 box plots, 1 bar chart.
     assert_eq!(plots, 16);
+    // The page's own check stamps the same count of plots with marks.
     assert!(
         dom.contains(&format!("data-plots-rendered=\"{plots}/{plots}\"")),
         "not every plot has marks"
     );
     assert_eq!(dom.matches("data-marks=\"yes\"").count(), plots);
-    let shot = artifacts().join("report.png");
-    let _ = std::fs::remove_file(&shot);
-    let o = chromium(
-        &dir.path().join("profile2"),
-        &[
-            &format!("--screenshot={}", shot.display()),
-            "--window-size=1400,3000",
-        ],
-        &page,
-    );
-    assert!(o.status.success());
-    assert!(
-        std::fs::metadata(&shot).unwrap().len() > 10_000,
-        "screenshot kept at {}",
-        shot.display()
-    );
 }
 
 #[test]

@@ -1,8 +1,11 @@
 //! Integration tests of cartscope, one binary with a module per concern:
-//! - `batch`: `cartscope batch`/`aggregate`: failures isolated, numbers as single runs, resume;
+//! - `batch`: `cartscope batch`/`aggregate`: failures isolated, numbers as single runs, resume,
+//!   batch_report.html in headless Chromium;
+//! - `browser`: the headless Chromium check of generated HTML pages (a helper, no tests);
 //! - `cart`: CAR-T calls against simulated truth, scores against scanpy, the summary;
 //! - `readers`: every fixture layout reads to the values its generator recorded;
 //! - `golden`: `cartscope run` matches committed scanpy reference runs;
+//! - `joint`: `cartscope run --joint` matches scanpy's concat + `batch_key` analysis;
 //! - `cluster`: Leiden and UMAP on scanpy's graph agree with scanpy's;
 //! - `errors`: every malformed input gives exit code 2 and a one-line message naming the file;
 //! - `run_cli`: `cartscope run` outputs, config precedence, clean failures;
@@ -12,11 +15,13 @@
 //! - `simulate`: the simulator is deterministic, its truth recoverable, its formats equivalent.
 
 mod batch;
+mod browser;
 mod cart;
 mod cluster;
 mod common;
 mod errors;
 mod golden;
+mod joint;
 mod python_interop;
 mod readers;
 mod robustness;

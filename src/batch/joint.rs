@@ -1,0 +1,120 @@
+//! `cartscope run MANIFEST --joint`: every sample of a manifest analysed together, so that time
+//! points share one embedding.
+//!
+//! The samples are stacked as anndata's `concat(join="inner", label="sample", keys=sample_ids,
+//! index_unique="-")` would stack them ([`crate::io::concat`]): cells `BARCODE-sample_id`, the
+//! genes every sample has (an empty intersection is an error), obs `sample` categorical in
+//! manifest order. The manifest's metadata then replace any obs columns of the same name:
+//! `patient`, `timepoint` and the extra columns as categoricals (categories in manifest order,
+//! an empty field is missing), `day` as float64 (NaN when empty).
+//!
+//! QC runs on the concatenation, as a scanpy user would after `sc.concat`: filter_cells and the
+//! mito filter are per cell anyway, and filter_genes(min_cells) counts cells across all
+//! samples. Highly variable genes use `batch_key="sample"` (ALGORITHMS.md section 3, every
+//! flavor); scaling, PCA, the kNN graph, Leiden and UMAP are computed once on all cells; the
+//! CAR-T summary has one row per sample, from that sample's cells.
+
+use std::path::Path;
+
+use crate::Result;
+use crate::io::{Column, CountSource, ReadOptions};
+use crate::pipeline::{RunOptions, RunSummary, run_source, select_backend};
+
+use super::Manifest;
+
+/// The obs column that names each cell's sample (the HVG batch key).
+pub const SAMPLE_KEY: &str = "sample";
+
+/// Categorical of `values` with categories in order of first appearance; empty is missing.
+fn categorical(values: &[String]) -> Column {
+    let mut categories: Vec<String> = Vec::new();
+    let codes = values
+        .iter()
+        .map(|v| {
+            if v.is_empty() {
+                return -1;
+            }
+            match categories.iter().position(|c| c == v) {
+                Some(p) => p as i32,
+                None => {
+                    categories.push(v.clone());
+                    (categories.len() - 1) as i32
+                }
+            }
+        })
+        .collect();
+    Column::Categorical {
+        codes,
+        categories,
+        ordered: false,
+    }
+}
+
+/// Opens every sample of `m` and stacks them into one source with the manifest's metadata in
+/// obs. Every input is opened (and the genes joined) before anything is written.
+pub fn open(m: &Manifest, read: &ReadOptions) -> Result<CountSource> {
+    let parts = m
+        .samples
+        .iter()
+        .map(|s| Ok((s.id.clone(), CountSource::open(&s.path, read)?)))
+        .collect::<Result<Vec<_>>>()?;
+    let sizes: Vec<usize> = parts.iter().map(|(_, s)| s.n_obs()).collect();
+    let mut src = crate::io::concat::concat(&m.file, SAMPLE_KEY, parts)?;
+    // Per-sample values repeated over that sample's cells.
+    let per_cell = |v: Vec<String>| -> Vec<String> {
+        v.into_iter()
+            .zip(&sizes)
+            .flat_map(|(x, &k)| std::iter::repeat_n(x, k))
+            .collect()
+    };
+    if m.has_patient {
+        let v = per_cell(m.samples.iter().map(|s| s.patient.clone()).collect());
+        src.obs.set("patient", categorical(&v));
+    }
+    if m.has_timepoint {
+        let v = per_cell(m.samples.iter().map(|s| s.timepoint.clone()).collect());
+        src.obs.set("timepoint", categorical(&v));
+    }
+    if m.has_day {
+        let day: Vec<f64> = m
+            .samples
+            .iter()
+            .zip(&sizes)
+            .flat_map(|(s, &k)| std::iter::repeat_n(s.day.unwrap_or(f64::NAN), k))
+            .collect();
+        src.obs.set("day", Column::F64(day));
+    }
+    for (c, name) in m.extra_columns.iter().enumerate() {
+        if name == SAMPLE_KEY {
+            continue;
+        }
+        let v = per_cell(m.samples.iter().map(|s| s.extra[c].clone()).collect());
+        src.obs.set(name.clone(), categorical(&v));
+    }
+    Ok(src)
+}
+
+/// Reads the manifest, opens and stacks its samples, and runs the pipeline on all cells into
+/// `outdir` (the outputs of `cartscope run`). Nothing is written when the manifest, an input
+/// or the options are bad.
+pub fn run_joint(
+    manifest: &Path,
+    outdir: &Path,
+    read: &ReadOptions,
+    opts: &RunOptions,
+    progress: bool,
+) -> Result<RunSummary> {
+    opts.validate()?;
+    let m = Manifest::read(manifest)?;
+    let src = open(&m, read)?;
+    let selected = select_backend(opts.backend)?;
+    run_source(
+        src,
+        Some(SAMPLE_KEY),
+        outdir,
+        opts,
+        selected.backend.as_ref(),
+        selected.fallback_reason,
+        progress,
+    )
+}
