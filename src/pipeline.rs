@@ -1438,11 +1438,21 @@ pub fn run_on_backend(
     run_source(src, None, outdir, opts, backend, fallback_reason, progress)
 }
 
-/// [`run_on_backend`] on an opened source; `batch_key` as in [`analyse_source`]. Leaves no
-/// partial output on failure, as [`run_on_backend`] says.
+/// The obs columns that describe the samples of a joint run: the batch key of
+/// [`analyse_source`] and the sample metadata carried into `cells.parquet` after it.
+#[derive(Debug, Clone)]
+pub struct SampleColumns {
+    /// The obs column naming each cell's sample.
+    pub key: String,
+    /// Per-sample metadata columns of obs (patient, time point, day, manifest extras).
+    pub metadata: Vec<String>,
+}
+
+/// [`run_on_backend`] on an opened source; with `samples`, highly variable genes use its key
+/// as the batch key. Leaves no partial output on failure, as [`run_on_backend`] says.
 pub fn run_source(
     src: CountSource,
-    batch_key: Option<&str>,
+    samples: Option<&SampleColumns>,
     outdir: &Path,
     opts: &RunOptions,
     backend: &dyn Backend,
@@ -1454,7 +1464,7 @@ pub fn run_source(
     let mut published = Vec::new();
     let out = run_into(
         src,
-        batch_key,
+        samples,
         outdir,
         opts,
         backend,
@@ -1478,7 +1488,7 @@ pub fn run_source(
 #[allow(clippy::too_many_arguments)]
 fn run_into(
     src: CountSource,
-    batch_key: Option<&str>,
+    samples: Option<&SampleColumns>,
     outdir: &Path,
     opts: &RunOptions,
     backend: &dyn Backend,
@@ -1493,7 +1503,14 @@ fn run_into(
         adata,
         x_writer,
         mut summary,
-    } = analyse_source(src, batch_key, opts, backend, progress, Some(&result))?;
+    } = analyse_source(
+        src,
+        samples.map(|s| s.key.as_str()),
+        opts,
+        backend,
+        progress,
+        Some(&result),
+    )?;
     let started = Instant::now();
     let mut w = match x_writer {
         Some(w) => w,
@@ -1513,7 +1530,8 @@ fn run_into(
         summary.fallback_reason = fallback_reason;
     }
     // Before summary.csv: a folder with summary.csv counts as complete (`cartscope aggregate`).
-    let mut cells = crate::report::table::cells_frame(&adata, &default_sample(input))?;
+    let metadata = samples.map_or(&[][..], |s| s.metadata.as_slice());
+    let mut cells = crate::report::table::cells_frame(&adata, &default_sample(input), metadata)?;
     let parquet = outdir.join("cells.parquet");
     crate::report::table::write_parquet_atomic(&parquet, &mut cells)?;
     published.push(parquet);

@@ -18,7 +18,7 @@ use std::path::Path;
 
 use crate::Result;
 use crate::io::{Column, CountSource, ReadOptions};
-use crate::pipeline::{RunOptions, RunSummary, run_source, select_backend};
+use crate::pipeline::{RunOptions, RunSummary, SampleColumns, run_source, select_backend};
 
 use super::Manifest;
 
@@ -94,6 +94,27 @@ pub fn open(m: &Manifest, read: &ReadOptions) -> Result<CountSource> {
     Ok(src)
 }
 
+/// The obs columns [`open`] fills from the manifest, in manifest order.
+pub fn metadata_columns(m: &Manifest) -> Vec<String> {
+    let mut v: Vec<String> = Vec::new();
+    for (has, name) in [
+        (m.has_patient, "patient"),
+        (m.has_timepoint, "timepoint"),
+        (m.has_day, "day"),
+    ] {
+        if has {
+            v.push(name.to_string());
+        }
+    }
+    v.extend(
+        m.extra_columns
+            .iter()
+            .filter(|c| c.as_str() != SAMPLE_KEY)
+            .cloned(),
+    );
+    v
+}
+
 /// Reads the manifest, opens and stacks its samples, and runs the pipeline on all cells into
 /// `outdir` (the outputs of `cartscope run`). Nothing is written when the manifest, an input
 /// or the options are bad.
@@ -107,10 +128,14 @@ pub fn run_joint(
     opts.validate()?;
     let m = Manifest::read(manifest)?;
     let src = open(&m, read)?;
+    let samples = SampleColumns {
+        key: SAMPLE_KEY.to_string(),
+        metadata: metadata_columns(&m),
+    };
     let selected = select_backend(opts.backend)?;
     run_source(
         src,
-        Some(SAMPLE_KEY),
+        Some(&samples),
         outdir,
         opts,
         selected.backend.as_ref(),

@@ -34,13 +34,22 @@ const CALLS: [&str; 6] = [
 
 /// The per-cell table of `adata` (cells after QC), `default_sample` labelling cells when obs
 /// has no `sample` column.
-pub fn cells_frame(adata: &AnnData, default_sample: &str) -> Result<DataFrame> {
+pub fn cells_frame(
+    adata: &AnnData,
+    default_sample: &str,
+    metadata: &[String],
+) -> Result<DataFrame> {
     let obs = &adata.obs;
     let n = obs.len();
     let mut cols: Vec<polars::prelude::Column> = Vec::new();
     cols.push(Series::new("barcode".into(), obs.index.as_slice()).into());
     let samples = crate::cart::summary::sample_labels(obs, default_sample);
     cols.push(Series::new("sample".into(), samples).into());
+    for name in metadata {
+        if let Some(c) = obs.column(name) {
+            cols.push(series(name, c).into());
+        }
+    }
     let scores = obs
         .columns
         .iter()

@@ -230,6 +230,38 @@ fn joint_obs_has_sample_and_manifest_metadata_per_cell() {
         SAMPLES.iter().position(|s| *s == w[0]) <= SAMPLES.iter().position(|s| *s == w[1])
     }));
     assert!(seen.iter().all(|&k| k > 1500), "{seen:?}");
+    // cells.parquet carries the same sample metadata, right after `sample`.
+    let cells = {
+        use polars::prelude::{ParquetReader, SerReader};
+        ParquetReader::new(std::fs::File::open(out().join("cells.parquet")).unwrap())
+            .finish()
+            .unwrap()
+    };
+    let names: Vec<String> = cells
+        .get_column_names()
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+    assert_eq!(
+        names[..5],
+        ["barcode", "sample", "patient", "timepoint", "day"]
+    );
+    let text = |name: &str| -> Vec<String> {
+        let c = cells.column(name).unwrap().str().unwrap();
+        c.iter().map(|v| v.unwrap().to_string()).collect()
+    };
+    assert_eq!(text("sample"), sample);
+    assert_eq!(text("patient"), patient);
+    assert_eq!(text("timepoint"), timepoint);
+    let pday: Vec<f64> = cells
+        .column("day")
+        .unwrap()
+        .f64()
+        .unwrap()
+        .iter()
+        .map(|v| v.unwrap())
+        .collect();
+    assert_eq!(pday, day);
     // The per-cell sample equals scanpy's after its filtering, cell for cell.
     run_python(&format!(
         "import numpy as np, anndata as ad, warnings; warnings.simplefilter('ignore')\n\
