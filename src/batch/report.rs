@@ -6,7 +6,7 @@ use std::fmt::Write;
 
 use super::aggregate::{SampleRow, by_patient, timepoint_label};
 use super::manifest::Manifest;
-use crate::report::svg::{PALETTE, esc, stacked_bars};
+use crate::report::svg::{PALETTE, esc, stacked_bars, tick_label};
 
 const W: f64 = 460.0;
 const H: f64 = 300.0;
@@ -36,14 +36,10 @@ fn span(v: impl Iterator<Item = f64>, zero: bool) -> (f64, f64) {
     (lo, hi)
 }
 
+/// A tick label of the axis from `lo` to `hi` (five ticks): as many decimals as it takes for
+/// neighbouring ticks to read differently.
 fn tick(v: f64, lo: f64, hi: f64) -> String {
-    if (hi - lo).abs() >= 20.0 {
-        format!("{v:.0}")
-    } else if (hi - lo).abs() >= 1.0 {
-        format!("{v:.1}")
-    } else {
-        format!("{v:.2}")
-    }
+    tick_label(v, (hi - lo) / 4.0)
 }
 
 /// Lines with markers, one series per entry; points are (x, y, label shown on hover).
@@ -291,4 +287,32 @@ td.l,th.l{text-align:left}tr.failed td{background:#fde8e8}tr.missing td{backgrou
     }
     h.push_str("</table></body></html>\n");
     h
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn narrow_score_axes_label_every_tick_differently() {
+        let series: Vec<Series> = vec![(
+            "P01".to_string(),
+            vec![
+                (0.0, -0.0812, "a".to_string()),
+                (14.0, -0.0795, "b".to_string()),
+                (90.0, -0.0801, "c".to_string()),
+            ],
+        )];
+        let svg = line_plot("t", "t", ("day", "score"), &series, false);
+        // The y ticks are the right-aligned labels.
+        let labels: Vec<&str> = svg
+            .split("text-anchor=\"end\">")
+            .skip(1)
+            .map(|t| &t[..t.find('<').unwrap()])
+            .collect();
+        assert_eq!(labels.len(), 5, "{labels:?}");
+        let mut distinct = labels.clone();
+        distinct.dedup();
+        assert_eq!(distinct.len(), 5, "{labels:?}");
+    }
 }

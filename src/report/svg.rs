@@ -56,7 +56,7 @@ fn open(id: &str, title: &str, xlab: &str, ylab: &str) -> String {
 }
 
 /// A tick value with enough decimals that ticks `step` apart read differently.
-fn tick_label(v: f64, step: f64) -> String {
+pub(crate) fn tick_label(v: f64, step: f64) -> String {
     let decimals = if step > 0.0 && step.is_finite() {
         ((-step.log10()).floor() + 2.0).clamp(0.0, 6.0) as usize
     } else {
