@@ -40,6 +40,7 @@ use rand_xoshiro::Xoshiro256PlusPlus;
 use rayon::prelude::*;
 use std::sync::atomic::{AtomicU32, Ordering};
 
+use crate::backend::{Backend, CpuBackend};
 use crate::error::{Error, Result};
 use crate::matrix::CsrMatrix;
 use crate::simulate::splitmix;
@@ -172,8 +173,18 @@ pub fn default_epochs(n: usize) -> usize {
 }
 
 /// The UMAP layout of the graph `conn` (symmetric fuzzy simplicial set, every stored entry an
-/// edge). `data` (row-major, `dim` columns, e.g. X_pca) places disconnected pieces.
+/// edge) on the CPU. `data` (row-major, `dim` columns, e.g. X_pca) places disconnected pieces.
 pub fn umap(conn: &CsrMatrix, data: Option<(&[f32], usize)>, params: &UmapParams) -> Result<Umap> {
+    umap_on(&CpuBackend, conn, data, params)
+}
+
+/// [`umap`] with the SGD epochs on `backend` ([`Backend::umap_optimize`]).
+pub fn umap_on(
+    backend: &dyn Backend,
+    conn: &CsrMatrix,
+    data: Option<(&[f32], usize)>,
+    params: &UmapParams,
+) -> Result<Umap> {
     let n = conn.n_rows;
     let dim = params.n_components;
     if !(1..=MAX_COMPONENTS).contains(&dim) {
@@ -202,7 +213,7 @@ pub fn umap(conn: &CsrMatrix, data: Option<(&[f32], usize)>, params: &UmapParams
         n_epochs,
         seed: params.seed,
     };
-    optimize_layout(&sgd, &mut embedding, dim, &sgd_params);
+    backend.umap_optimize(&sgd, &mut embedding, dim, &sgd_params);
     tracing::debug!(
         "umap {n_epochs} epochs on {} edges: {:.3} s in all",
         sgd.tail.len(),
@@ -982,8 +993,9 @@ impl<'s, const D: usize> Walk<'s, D> {
     }
 
     /// umap's update for one positive sample of edge `e` of the current point and its
-    /// negative samples.
+    /// negative samples. (Lane loops index several arrays in lockstep.)
     #[inline(always)]
+    #[allow(clippy::needless_range_loop)]
     fn sample(&mut self, c: &EpochCtx<'_>, e: usize) {
         let (a, b, alpha) = (c.a, c.b, c.alpha);
         let j = self.j;
