@@ -554,8 +554,42 @@ fn dense_top(g: &Graph, norm_w: &[f64], trivial: &[f64], want: usize) -> Option<
     )
 }
 
+/// Dot product with four running sums (independent chains, so it runs at the processor's
+/// throughput rather than its add latency).
 fn dot(a: &[f64], b: &[f64]) -> f64 {
-    a.iter().zip(b).map(|(x, y)| x * y).sum()
+    let mut s = [0.0f64; 4];
+    let (ca, cb) = (a.chunks_exact(4), b.chunks_exact(4));
+    let tail: f64 = ca
+        .remainder()
+        .iter()
+        .zip(cb.remainder())
+        .map(|(x, y)| x * y)
+        .sum();
+    for (x, y) in ca.zip(cb) {
+        for k in 0..4 {
+            s[k] += x[k] * y[k];
+        }
+    }
+    (s[0] + s[1]) + (s[2] + s[3]) + tail
+}
+
+/// `v` minus its projections on `lock` and every basis vector, twice (classical Gram-Schmidt
+/// with reorthogonalisation: the coefficients of one sweep are independent dot products, taken
+/// in parallel).
+fn orthogonalize(v: &mut [f64], lock: &[f64], basis: &[Vec<f64>]) {
+    for _ in 0..2 {
+        let mut against: Vec<&[f64]> = vec![lock];
+        against.extend(basis.iter().map(Vec::as_slice));
+        let coeff: Vec<f64> = against.par_iter().map(|b| dot(v, b)).collect();
+        v.par_chunks_mut(4096).enumerate().for_each(|(c, part)| {
+            let (off, len) = (c * 4096, part.len());
+            for (b, &k) in against.iter().zip(&coeff) {
+                for (x, y) in part.iter_mut().zip(&b[off..off + len]) {
+                    *x -= k * y;
+                }
+            }
+        });
+    }
 }
 
 /// Largest `want` eigenvectors of a symmetric operator in the complement of the unit vector
@@ -582,14 +616,7 @@ fn krylov_top(
     for _restart in 0..60 {
         while basis.len() < m_max {
             let mut v = next.clone();
-            for _ in 0..2 {
-                let c = dot(&v, lock);
-                v.iter_mut().zip(lock).for_each(|(x, l)| *x -= c * l);
-                for b in &basis {
-                    let c = dot(&v, b);
-                    v.iter_mut().zip(b).for_each(|(x, y)| *x -= c * y);
-                }
-            }
+            orthogonalize(&mut v, lock, &basis);
             let norm = dot(&v, &v).sqrt();
             if norm < 1e-10 {
                 if basis.is_empty() {
@@ -611,9 +638,12 @@ fn krylov_top(
         if m < want {
             return None;
         }
-        let h = faer::Mat::<f64>::from_fn(m, m, |i, j| {
-            0.5 * (dot(&basis[i], &images[j]) + dot(&basis[j], &images[i]))
-        });
+        // basis^T images, symmetrised; its entries are independent dot products.
+        let bi: Vec<Vec<f64>> = (0..m)
+            .into_par_iter()
+            .map(|i| (0..m).map(|j| dot(&basis[i], &images[j])).collect())
+            .collect();
+        let h = faer::Mat::<f64>::from_fn(m, m, |i, j| 0.5 * (bi[i][j] + bi[j][i]));
         let evd = h.self_adjoint_eigen(faer::Side::Lower).ok()?;
         let (s, u) = (evd.S().column_vector(), evd.U());
         let combine = |vs: &[Vec<f64>], col: usize| -> Vec<f64> {
@@ -625,8 +655,14 @@ fn krylov_top(
             out
         };
         let n_keep = keep.min(m);
-        let ritz: Vec<Vec<f64>> = (0..n_keep).map(|c| combine(&basis, c)).collect();
-        let ritz_img: Vec<Vec<f64>> = (0..n_keep).map(|c| combine(&images, c)).collect();
+        let ritz: Vec<Vec<f64>> = (0..n_keep)
+            .into_par_iter()
+            .map(|c| combine(&basis, c))
+            .collect();
+        let ritz_img: Vec<Vec<f64>> = (0..n_keep)
+            .into_par_iter()
+            .map(|c| combine(&images, c))
+            .collect();
         let mut unconverged = None;
         for c in 0..want {
             let theta = s[m - 1 - c];
@@ -819,11 +855,13 @@ fn log2_fast(x: f32) -> f32 {
     // The mantissa in [1, 2), halved into [sqrt(1/2), sqrt(2)] when above sqrt(2).
     let e = ((bits >> 23) & 0xff) as i32 - 127 + i32::from(high);
     let m = f32::from_bits((bits & 0x007f_ffff) | if high { 0x3f00_0000 } else { 0x3f80_0000 });
-    // ln m = 2 atanh(t), t = (m - 1) / (m + 1), |t| < 0.172: four terms leave < 2e-8.
+    // ln m = 2 atanh(t), t = (m - 1) / (m + 1), |t| < 0.172: four terms leave < 2e-8. Estrin's
+    // scheme (pairs of terms side by side): a shorter chain of dependent operations.
     let t = (m - 1.0) / (m + 1.0);
     let t2 = t * t;
-    let ln_m = 2.0 * t * (1.0 + t2 * (1.0 / 3.0 + t2 * (1.0 / 5.0 + t2 * (1.0 / 7.0))));
-    e as f32 + ln_m * std::f32::consts::LOG2_E
+    let t4 = t2 * t2;
+    let series = (1.0 + t2 * (1.0 / 3.0)) + t4 * (1.0 / 5.0 + t2 * (1.0 / 7.0));
+    e as f32 + (t * (2.0 * std::f32::consts::LOG2_E)) * series
 }
 
 /// 2^y: the nearest integer into the exponent bits, 2^f for |f| <= 1/2 by its Taylor series.
@@ -834,11 +872,12 @@ fn exp2_fast(y: f32) -> f32 {
     let y = y.clamp(-126.0, 127.0);
     let t = y + SHIFT;
     let i = t - SHIFT;
+    // Taylor series of e^f, f = (y - i) ln 2, to f^6, by Estrin's scheme.
     let f = (y - i) * std::f32::consts::LN_2;
-    let p = 1.0
-        + f * (1.0
-            + f * (0.5
-                + f * (1.0 / 6.0 + f * (1.0 / 24.0 + f * (1.0 / 120.0 + f * (1.0 / 720.0))))));
+    let f2 = f * f;
+    let f4 = f2 * f2;
+    let p = ((1.0 + f) + f2 * (0.5 + f * (1.0 / 6.0)))
+        + f4 * ((1.0 / 24.0 + f * (1.0 / 120.0)) + f2 * (1.0 / 720.0));
     let scale = (t.to_bits() as i32 - 0x4b40_0000 + 127) as u32;
     p * f32::from_bits(scale << 23)
 }
@@ -868,8 +907,20 @@ pub fn sample_key(seed: u32, epoch: u32, edge: u32) -> u32 {
 /// instead of a modulo: as uniform, cheaper).
 #[inline]
 pub fn negative_sample(key: u32, draw: u32, n: u32) -> u32 {
-    let h = pcg_hash(key.wrapping_add(draw.wrapping_mul(0x9E37_79B9)));
-    ((u64::from(h) * u64::from(n)) >> 32) as u32
+    mul_hi(
+        pcg_hash(key.wrapping_add(draw.wrapping_mul(0x9E37_79B9))),
+        n,
+    )
+}
+
+/// The high 32 bits of `a b`, from 16-bit halves: 32-bit multiplies only, so eight of them
+/// fit one AVX2 instruction each (and WGSL, without 64-bit integers, computes it the same way).
+#[inline]
+pub fn mul_hi(a: u32, b: u32) -> u32 {
+    let (a0, a1, b0, b1) = (a & 0xffff, a >> 16, b & 0xffff, b >> 16);
+    let (p00, p01, p10, p11) = (a0 * b0, a0 * b1, a1 * b0, a1 * b1);
+    let mid = (p00 >> 16) + (p01 & 0xffff) + (p10 & 0xffff);
+    p11 + (p01 >> 16) + (p10 >> 16) + (mid >> 16)
 }
 
 /// Points per parallel task.
@@ -935,12 +986,16 @@ impl EpochCtx<'_> {
 struct Walk<'s, const D: usize> {
     j: usize,
     end: usize,
-    e: usize,
     cur: [f32; D],
     first_point: usize,
     first_edge: usize,
     drawn: &'s mut [u32],
     out: &'s mut [f32],
+    /// The current point's edges sampled in this epoch (`len` of them), `pos` the next one.
+    list: Vec<u32>,
+    len: usize,
+    pos: usize,
+    loaded: bool,
 }
 
 impl<'s, const D: usize> Walk<'s, D> {
@@ -952,42 +1007,51 @@ impl<'s, const D: usize> Walk<'s, D> {
         drawn: &'s mut [u32],
         out: &'s mut [f32],
     ) -> Self {
-        let cur = if start < end {
-            c.point(start)
-        } else {
-            [0.0; D]
-        };
+        let max_degree = (start..end)
+            .map(|j| c.g.head_ptr[j + 1] - c.g.head_ptr[j])
+            .max()
+            .unwrap_or(0);
         Walk {
             j: start,
             end,
-            e: c.g.head_ptr[start],
-            cur,
+            cur: [0.0; D],
             first_point: start,
             first_edge: c.g.head_ptr[start],
             drawn,
             out,
+            list: vec![0; max_degree],
+            len: 0,
+            pos: 0,
+            loaded: false,
         }
     }
 
     /// The next edge sampled in this epoch, storing each point whose edges are done; None
-    /// once the run is done.
+    /// once the run is done. A point's sampled edges are listed first without a branch per
+    /// edge (whether one is sampled is close to a coin toss for the processor).
     #[inline(always)]
     fn next_edge(&mut self, c: &EpochCtx<'_>) -> Option<usize> {
         while self.j < self.end {
-            let stop = c.g.head_ptr[self.j + 1];
-            while self.e < stop {
-                let e = self.e;
-                self.e += 1;
-                if sampled(c.epoch, c.g.rate[e]) {
-                    return Some(e);
+            if !self.loaded {
+                self.cur = c.point(self.j);
+                let (lo, hi) = (c.g.head_ptr[self.j], c.g.head_ptr[self.j + 1]);
+                let mut k = 0;
+                for e in lo..hi {
+                    // Written at k either way; kept only when sampled (k <= e - lo).
+                    self.list[k] = e as u32;
+                    k += usize::from(sampled(c.epoch, c.g.rate[e]));
                 }
+                (self.len, self.pos, self.loaded) = (k, 0, true);
+            }
+            if self.pos < self.len {
+                let e = self.list[self.pos] as usize;
+                self.pos += 1;
+                return Some(e);
             }
             let r = self.j - self.first_point;
             self.out[r * D..(r + 1) * D].copy_from_slice(&self.cur);
             self.j += 1;
-            if self.j < self.end {
-                self.cur = c.point(self.j);
-            }
+            self.loaded = false;
         }
         None
     }
@@ -1032,9 +1096,13 @@ impl<'s, const D: usize> Walk<'s, D> {
             let m = (n_neg - first).min(LANES as u32);
             // All lanes computed, the draws beyond `m` and draws of the point itself masked
             // out: a fixed trip count keeps the lanes in vector registers.
+            let mut h = [0u32; LANES];
+            for (l, h) in h.iter_mut().enumerate() {
+                *h = pcg_hash(key.wrapping_add((first + l as u32).wrapping_mul(0x9E37_79B9)));
+            }
             let mut idx = [0usize; LANES];
-            for (l, k) in idx.iter_mut().enumerate() {
-                *k = negative_sample(key, first + l as u32, c.n) as usize;
+            for l in 0..LANES {
+                idx[l] = mul_hi(h[l], c.n) as usize;
             }
             let mut live = [false; LANES];
             for l in 0..LANES {
@@ -1206,10 +1274,11 @@ fn epoch_in<const D: usize>(
             for (r, point) in points.chunks_mut(D).enumerate() {
                 let k = block * BLOCK + r;
                 for s in g.in_ptr[k]..g.in_ptr[k + 1] {
-                    if stamp[s].load(Ordering::Relaxed) == epoch {
-                        for d in 0..D {
-                            point[d] += f32::from_bits(delta[s * D + d].load(Ordering::Relaxed));
-                        }
+                    // Moves from other epochs add +0.0 (no branch to mispredict).
+                    let live = stamp[s].load(Ordering::Relaxed) == epoch;
+                    for d in 0..D {
+                        let v = f32::from_bits(delta[s * D + d].load(Ordering::Relaxed));
+                        point[d] += if live { v } else { 0.0 };
                     }
                 }
             }
@@ -1234,6 +1303,24 @@ mod tests {
                 assert!(((f64::from(fast) - exact) / exact).abs() < 1e-5, "{x}^{b}");
             }
             x *= 1.37;
+        }
+    }
+
+    #[test]
+    fn mul_hi_is_the_high_word_of_the_product() {
+        let mut rng = Xoshiro256PlusPlus::seed_from_u64(5);
+        for i in 0..100_000u32 {
+            let (a, b) = match i {
+                0 => (u32::MAX, u32::MAX),
+                1 => (u32::MAX, 1),
+                2 => (0, u32::MAX),
+                _ => (rng.random(), rng.random()),
+            };
+            assert_eq!(
+                mul_hi(a, b),
+                ((u64::from(a) * u64::from(b)) >> 32) as u32,
+                "{a} {b}"
+            );
         }
     }
 
