@@ -51,14 +51,11 @@ fn cluster(c: &mut Criterion) {
         }
         // Ten SGD epochs of the full schedule (the layout stage is n_epochs / 10 of these).
         let (a, bb) = find_ab_params(1.0, 0.5);
-        let sgd = SgdGraph::new(
-            &cartscope::tl::umap::Graph {
-                indptr: conn.indptr.iter().map(|&p| p as usize).collect(),
-                indices: conn.indices.clone(),
-                weights: conn.data.iter().map(|&w| f64::from(w)).collect(),
-            },
-            200,
-        );
+        let sgd = SgdGraph::new(&cartscope::tl::umap::Graph {
+            indptr: conn.indptr.iter().map(|&p| p as usize).collect(),
+            indices: conn.indices.clone(),
+            weights: conn.data.iter().map(|&w| f64::from(w)).collect(),
+        });
         let p = SgdParams {
             a: a as f32,
             b: bb as f32,

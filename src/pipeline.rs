@@ -30,7 +30,7 @@ use crate::pp::seurat_v3;
 use crate::tl::leiden::{LeidenParams, leiden};
 use crate::tl::neighbors;
 use crate::tl::pca::{default_n_comps, fit_from_gram_with};
-use crate::tl::umap::{UmapParams, umap};
+use crate::tl::umap::{UmapParams, umap_on};
 
 /// Which backend runs the kernels.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Serialize, Deserialize, Default)]
@@ -852,7 +852,7 @@ pub fn analyse_source(
             seed: opts.seed,
             ..UmapParams::default()
         };
-        let u = umap(&conn, Some((&x_pca, n_comps)), &params)?;
+        let u = umap_on(backend, &conn, Some((&x_pca, n_comps)), &params)?;
         clock.lap("umap");
         Some(u)
     } else {

@@ -11,6 +11,7 @@ pub use cpu::CpuBackend;
 pub use gpu::GpuBackend;
 
 use crate::matrix::CsrMatrix;
+use crate::tl::umap::{SgdGraph, SgdParams};
 
 /// Per-gene running sums of a chunk, for means and variances (scanpy's `mean_var`).
 #[derive(Debug, Clone, PartialEq)]
@@ -178,5 +179,12 @@ pub trait Backend: Send + Sync {
             k,
             crate::tl::nndescent::NnDescentParams::for_size(n, seed),
         )
+    }
+
+    /// umap's SGD epochs on `embedding` (row-major `n x dim`, the initial layout in, the final
+    /// one out), deterministic for a seed on a given backend; the CPU's parallel Rust loop
+    /// unless a backend has its own.
+    fn umap_optimize(&self, g: &SgdGraph, embedding: &mut [f32], dim: usize, p: &SgdParams) {
+        crate::tl::umap::optimize_layout(g, embedding, dim, p);
     }
 }

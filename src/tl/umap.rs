@@ -10,14 +10,18 @@
 //! not reproducible. Here every epoch reads the embedding as it stood at the start of the
 //! epoch: the edges of one head point are processed in order by one thread, moving that point
 //! step by step exactly as umap moves `current`; the equal and opposite moves of the tail
-//! points (`move_other`) are stored per edge and summed afterwards in edge order, point by
-//! point. The negative samples of one positive sample push the point from where that sample
-//! left it, summed (umap moves it after each; computing them together lets the CPU overlap
-//! them, twice as fast, and each push is small). Negative samples come from a counter-based hash
-//! of (seed, epoch, edge, draw). So the
-//! result depends on the seed only, never on the number of threads, and an epoch is a pure
-//! function of (graph, epochs_per_sample, embedding, params, seed, epoch) that a GPU kernel can
-//! reproduce ([`optimize_epoch`]).
+//! points (`move_other`) are left in per-edge slots grouped by tail and summed afterwards in
+//! edge order, point by point. The negative samples of one positive sample push the point from
+//! where that sample left it, summed (umap moves it after each; computing them together lets
+//! them run side by side in vector lanes, and each push is small). Negative samples come from a
+//! counter-based hash of (seed, epoch, edge, draw), and the sampling schedule is umap's
+//! per-edge clocks in closed form ([`samples_by`], [`negatives_by`]). So the result depends on
+//! the seed only, never on the number of threads or the instruction set (the AVX2 build does
+//! the same IEEE operations, without FMA), and an epoch is a function of (graph, rates,
+//! negative counts, embedding, params, seed, epoch) that a GPU kernel reproduces
+//! ([`optimize_epoch`], `shaders/umap.wgsl`). The CPU walks two runs of head points side by
+//! side: each point's samples form a chain of dependent steps, and two independent chains keep
+//! the processor busy.
 //!
 //! **Spectral initialisation.** The smallest non-trivial eigenvectors of the normalised
 //! Laplacian `I - D^-1/2 A D^-1/2` are the largest of `D^-1/2 A D^-1/2` orthogonal to
@@ -34,7 +38,9 @@ use rand::{Rng, SeedableRng};
 use rand_distr::{Distribution, StandardNormal};
 use rand_xoshiro::Xoshiro256PlusPlus;
 use rayon::prelude::*;
+use std::sync::atomic::{AtomicU32, Ordering};
 
+use crate::backend::{Backend, CpuBackend};
 use crate::error::{Error, Result};
 use crate::matrix::CsrMatrix;
 use crate::simulate::splitmix;
@@ -167,8 +173,18 @@ pub fn default_epochs(n: usize) -> usize {
 }
 
 /// The UMAP layout of the graph `conn` (symmetric fuzzy simplicial set, every stored entry an
-/// edge). `data` (row-major, `dim` columns, e.g. X_pca) places disconnected pieces.
+/// edge) on the CPU. `data` (row-major, `dim` columns, e.g. X_pca) places disconnected pieces.
 pub fn umap(conn: &CsrMatrix, data: Option<(&[f32], usize)>, params: &UmapParams) -> Result<Umap> {
+    umap_on(&CpuBackend, conn, data, params)
+}
+
+/// [`umap`] with the SGD epochs on `backend` ([`Backend::umap_optimize`]).
+pub fn umap_on(
+    backend: &dyn Backend,
+    conn: &CsrMatrix,
+    data: Option<(&[f32], usize)>,
+    params: &UmapParams,
+) -> Result<Umap> {
     let n = conn.n_rows;
     let dim = params.n_components;
     if !(1..=MAX_COMPONENTS).contains(&dim) {
@@ -187,7 +203,7 @@ pub fn umap(conn: &CsrMatrix, data: Option<(&[f32], usize)>, params: &UmapParams
         started.elapsed().as_secs_f64()
     );
     let mut embedding = scale_init(&init, n, dim, &mut rng);
-    let sgd = SgdGraph::new(&graph, n_epochs);
+    let sgd = SgdGraph::new(&graph);
     let sgd_params = SgdParams {
         a: a as f32,
         b: b as f32,
@@ -197,7 +213,7 @@ pub fn umap(conn: &CsrMatrix, data: Option<(&[f32], usize)>, params: &UmapParams
         n_epochs,
         seed: params.seed,
     };
-    optimize_layout(&sgd, &mut embedding, dim, &sgd_params);
+    backend.umap_optimize(&sgd, &mut embedding, dim, &sgd_params);
     tracing::debug!(
         "umap {n_epochs} epochs on {} edges: {:.3} s in all",
         sgd.tail.len(),
@@ -538,8 +554,42 @@ fn dense_top(g: &Graph, norm_w: &[f64], trivial: &[f64], want: usize) -> Option<
     )
 }
 
+/// Dot product with four running sums (independent chains, so it runs at the processor's
+/// throughput rather than its add latency).
 fn dot(a: &[f64], b: &[f64]) -> f64 {
-    a.iter().zip(b).map(|(x, y)| x * y).sum()
+    let mut s = [0.0f64; 4];
+    let (ca, cb) = (a.chunks_exact(4), b.chunks_exact(4));
+    let tail: f64 = ca
+        .remainder()
+        .iter()
+        .zip(cb.remainder())
+        .map(|(x, y)| x * y)
+        .sum();
+    for (x, y) in ca.zip(cb) {
+        for k in 0..4 {
+            s[k] += x[k] * y[k];
+        }
+    }
+    (s[0] + s[1]) + (s[2] + s[3]) + tail
+}
+
+/// `v` minus its projections on `lock` and every basis vector, twice (classical Gram-Schmidt
+/// with reorthogonalisation: the coefficients of one sweep are independent dot products, taken
+/// in parallel).
+fn orthogonalize(v: &mut [f64], lock: &[f64], basis: &[Vec<f64>]) {
+    for _ in 0..2 {
+        let mut against: Vec<&[f64]> = vec![lock];
+        against.extend(basis.iter().map(Vec::as_slice));
+        let coeff: Vec<f64> = against.par_iter().map(|b| dot(v, b)).collect();
+        v.par_chunks_mut(4096).enumerate().for_each(|(c, part)| {
+            let (off, len) = (c * 4096, part.len());
+            for (b, &k) in against.iter().zip(&coeff) {
+                for (x, y) in part.iter_mut().zip(&b[off..off + len]) {
+                    *x -= k * y;
+                }
+            }
+        });
+    }
 }
 
 /// Largest `want` eigenvectors of a symmetric operator in the complement of the unit vector
@@ -566,14 +616,7 @@ fn krylov_top(
     for _restart in 0..60 {
         while basis.len() < m_max {
             let mut v = next.clone();
-            for _ in 0..2 {
-                let c = dot(&v, lock);
-                v.iter_mut().zip(lock).for_each(|(x, l)| *x -= c * l);
-                for b in &basis {
-                    let c = dot(&v, b);
-                    v.iter_mut().zip(b).for_each(|(x, y)| *x -= c * y);
-                }
-            }
+            orthogonalize(&mut v, lock, &basis);
             let norm = dot(&v, &v).sqrt();
             if norm < 1e-10 {
                 if basis.is_empty() {
@@ -595,9 +638,12 @@ fn krylov_top(
         if m < want {
             return None;
         }
-        let h = faer::Mat::<f64>::from_fn(m, m, |i, j| {
-            0.5 * (dot(&basis[i], &images[j]) + dot(&basis[j], &images[i]))
-        });
+        // basis^T images, symmetrised; its entries are independent dot products.
+        let bi: Vec<Vec<f64>> = (0..m)
+            .into_par_iter()
+            .map(|i| (0..m).map(|j| dot(&basis[i], &images[j])).collect())
+            .collect();
+        let h = faer::Mat::<f64>::from_fn(m, m, |i, j| 0.5 * (bi[i][j] + bi[j][i]));
         let evd = h.self_adjoint_eigen(faer::Side::Lower).ok()?;
         let (s, u) = (evd.S().column_vector(), evd.U());
         let combine = |vs: &[Vec<f64>], col: usize| -> Vec<f64> {
@@ -609,8 +655,14 @@ fn krylov_top(
             out
         };
         let n_keep = keep.min(m);
-        let ritz: Vec<Vec<f64>> = (0..n_keep).map(|c| combine(&basis, c)).collect();
-        let ritz_img: Vec<Vec<f64>> = (0..n_keep).map(|c| combine(&images, c)).collect();
+        let ritz: Vec<Vec<f64>> = (0..n_keep)
+            .into_par_iter()
+            .map(|c| combine(&basis, c))
+            .collect();
+        let ritz_img: Vec<Vec<f64>> = (0..n_keep)
+            .into_par_iter()
+            .map(|c| combine(&images, c))
+            .collect();
         let mut unconverged = None;
         for c in 0..want {
             let theta = s[m - 1 - c];
@@ -639,7 +691,7 @@ fn krylov_top(
 }
 
 /// The graph as SGD walks it: edges grouped by head point (CSR order, as umap's COO), each
-/// with its tail and sampling period, and for each point the edges whose tail it is.
+/// with its tail and sampling rate, and for each point the slots of the edges whose tail it is.
 #[derive(Debug, Clone)]
 pub struct SgdGraph {
     /// Points.
@@ -648,31 +700,26 @@ pub struct SgdGraph {
     pub head_ptr: Vec<usize>,
     /// Tail point of each edge.
     pub tail: Vec<u32>,
-    /// Epochs between samples of each edge (umap's `make_epochs_per_sample`).
-    pub epochs_per_sample: Vec<f64>,
-    /// Edges whose tail is point `i`: `in_edges[in_ptr[i]..in_ptr[i + 1]]`, ascending.
+    /// Positive samples per epoch of each edge, `w / max w` in f32 (umap's
+    /// `1 / epochs_per_sample`; 0: never sampled).
+    pub rate: Vec<f32>,
+    /// Where each edge leaves the move of its tail: its position among the tail's in-edges.
+    pub slot: Vec<u32>,
+    /// Slots of the edges whose tail is point `i`: `in_ptr[i]..in_ptr[i + 1]`, in ascending
+    /// edge order.
     pub in_ptr: Vec<usize>,
-    /// Edge ids by tail point.
-    pub in_edges: Vec<u32>,
 }
 
 impl SgdGraph {
-    /// The sampling schedule of `g` over `n_epochs`: an edge of weight w is sampled every
-    /// `n_epochs / (n_epochs w / max w)` epochs.
-    pub fn new(g: &Graph, n_epochs: usize) -> SgdGraph {
+    /// The sampling rates of `g` (an edge of weight w is sampled `w / max w` times per epoch)
+    /// and its in-edge slots.
+    pub fn new(g: &Graph) -> SgdGraph {
         let n = g.n();
         let max = g.weights.iter().fold(0f64, |m, &w| m.max(w));
-        let epochs_per_sample = g
+        let rate = g
             .weights
             .iter()
-            .map(|&w| {
-                let samples = n_epochs as f64 * (w / max);
-                if samples > 0.0 {
-                    n_epochs as f64 / samples
-                } else {
-                    -1.0
-                }
-            })
+            .map(|&w| if max > 0.0 { (w / max) as f32 } else { 0.0 })
             .collect();
         let mut in_ptr = vec![0usize; n + 1];
         for &t in &g.indices {
@@ -682,18 +729,18 @@ impl SgdGraph {
             in_ptr[i + 1] += in_ptr[i];
         }
         let mut fill = in_ptr.clone();
-        let mut in_edges = vec![0u32; g.indices.len()];
+        let mut slot = vec![0u32; g.indices.len()];
         for (e, &t) in g.indices.iter().enumerate() {
-            in_edges[fill[t as usize]] = e as u32;
+            slot[e] = fill[t as usize] as u32;
             fill[t as usize] += 1;
         }
         SgdGraph {
             n_vertices: n,
             head_ptr: g.indptr.clone(),
             tail: g.indices.clone(),
-            epochs_per_sample,
+            rate,
+            slot,
             in_ptr,
-            in_edges,
         }
     }
 }
@@ -717,48 +764,84 @@ pub struct SgdParams {
     pub seed: u64,
 }
 
-/// When each edge is next sampled, and next negatively sampled (umap's per-edge counters).
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct EdgeClock {
-    /// Epoch of the next positive sample.
-    pub next_sample: f64,
-    /// Epoch of the next negative sample.
-    pub next_negative: f64,
+impl SgdParams {
+    /// The learning rate of `epoch`: linear decay from `learning_rate` (umap's alpha).
+    pub fn alpha(&self, epoch: usize) -> f32 {
+        self.learning_rate * (1.0 - epoch as f32 / self.n_epochs as f32)
+    }
+
+    /// The 32-bit seed of the negative-sample hash.
+    pub fn hash_seed(&self) -> u32 {
+        splitmix(self.seed) as u32
+    }
+}
+
+/// Positive samples of an edge with `rate` in epochs `0..=epoch`. umap samples an edge in
+/// epoch n when its clock (starting at `1 / rate`, advanced by `1 / rate` per sample) is at
+/// most n: `floor(n rate)` samples by epoch n, so none in epoch 0, one in every epoch from
+/// the first for the heaviest edges. Closed form, in f32, so the GPU derives the same
+/// schedule.
+#[inline]
+pub fn samples_by(epoch: u32, rate: f32) -> u32 {
+    (epoch as f32 * rate) as u32
+}
+
+/// Whether an edge with `rate` is sampled in `epoch`.
+#[inline]
+pub fn sampled(epoch: u32, rate: f32) -> bool {
+    epoch > 0 && samples_by(epoch, rate) > samples_by(epoch - 1, rate)
+}
+
+/// Negative samples an edge has drawn once its positive sample in `epoch` is done. umap's
+/// negative clock starts at and advances by `1 / neg_rate` (`neg_rate` = rate x negative
+/// sample rate) and a positive sample in epoch n draws every tick up to n but the first:
+/// `max(0, floor(n neg_rate) - 1)` in all. The draws of one sample are this minus the count
+/// after the edge's previous sample, which the caller keeps per edge.
+#[inline]
+pub fn negatives_by(epoch: u32, neg_rate: f32) -> u32 {
+    ((epoch as f32 * neg_rate) as u32).saturating_sub(1)
+}
+
+/// What the SGD carries from one epoch to the next besides the layout.
+#[derive(Debug)]
+pub struct SgdState {
+    /// Negative samples drawn by each edge so far.
+    pub drawn: Vec<u32>,
+    /// The layout being written.
+    next: Vec<f32>,
+    /// Move of the tail left in each in-edge slot (f32 bits), valid where `stamp` is the epoch.
+    delta: Vec<AtomicU32>,
+    /// Epoch in which each slot was last written.
+    stamp: Vec<AtomicU32>,
+}
+
+impl SgdState {
+    /// Nothing drawn yet.
+    pub fn new(g: &SgdGraph, dim: usize) -> Self {
+        SgdState {
+            drawn: vec![0; g.tail.len()],
+            next: vec![0.0; g.n_vertices * dim],
+            delta: (0..g.tail.len() * dim).map(|_| AtomicU32::new(0)).collect(),
+            stamp: (0..g.tail.len())
+                .map(|_| AtomicU32::new(u32::MAX))
+                .collect(),
+        }
+    }
 }
 
 /// umap's `optimize_layout_euclidean` over all epochs, deterministic and parallel (module
 /// header). `embedding` is row-major `n x dim`.
 pub fn optimize_layout(g: &SgdGraph, embedding: &mut [f32], dim: usize, p: &SgdParams) {
-    let mut clocks: Vec<EdgeClock> = g
-        .epochs_per_sample
-        .iter()
-        .map(|&e| EdgeClock {
-            next_sample: e,
-            next_negative: e / f64::from(p.negative_sample_rate),
-        })
-        .collect();
-    let mut next = embedding.to_vec();
-    let mut delta = vec![0f32; g.tail.len() * dim];
+    let mut state = SgdState::new(g, dim);
     for epoch in 0..p.n_epochs {
-        let alpha = p.learning_rate * (1.0 - epoch as f32 / p.n_epochs as f32);
-        optimize_epoch(
-            g,
-            &mut clocks,
-            embedding,
-            &mut next,
-            &mut delta,
-            dim,
-            p,
-            epoch,
-            alpha,
-        );
-        embedding.copy_from_slice(&next);
+        optimize_epoch(g, &mut state, embedding, dim, p, epoch);
     }
 }
 
 /// `x^b` for `x > 0` as `exp2(b log2 x)` with short polynomials (relative error below 1e-5
 /// over the distances a layout sees): the SGD spends half its time in `powf` otherwise, and
-/// the gradient's own noise dwarfs the difference.
+/// the gradient's own noise dwarfs the difference. Branch-free, so a loop over lanes
+/// vectorises.
 #[inline]
 pub fn pow_fast(x: f32, b: f32) -> f32 {
     exp2_fast(b * log2_fast(x))
@@ -768,31 +851,35 @@ pub fn pow_fast(x: f32, b: f32) -> f32 {
 #[inline]
 fn log2_fast(x: f32) -> f32 {
     let bits = x.to_bits();
-    let mut e = ((bits >> 23) & 0xff) as i32 - 127;
-    let mut m = f32::from_bits((bits & 0x007f_ffff) | 0x3f80_0000);
-    if m > std::f32::consts::SQRT_2 {
-        m *= 0.5;
-        e += 1;
-    }
-    // ln m = 2 atanh(t), t = (m - 1) / (m + 1), |t| < 0.172: four terms leave < 2e-8.
+    let high = f32::from_bits((bits & 0x007f_ffff) | 0x3f80_0000) > std::f32::consts::SQRT_2;
+    // The mantissa in [1, 2), halved into [sqrt(1/2), sqrt(2)] when above sqrt(2).
+    let e = ((bits >> 23) & 0xff) as i32 - 127 + i32::from(high);
+    let m = f32::from_bits((bits & 0x007f_ffff) | if high { 0x3f00_0000 } else { 0x3f80_0000 });
+    // ln m = 2 atanh(t), t = (m - 1) / (m + 1), |t| < 0.172: four terms leave < 2e-8. Estrin's
+    // scheme (pairs of terms side by side): a shorter chain of dependent operations.
     let t = (m - 1.0) / (m + 1.0);
     let t2 = t * t;
-    let ln_m = 2.0 * t * (1.0 + t2 * (1.0 / 3.0 + t2 * (1.0 / 5.0 + t2 * (1.0 / 7.0))));
-    e as f32 + ln_m * std::f32::consts::LOG2_E
+    let t4 = t2 * t2;
+    let series = (1.0 + t2 * (1.0 / 3.0)) + t4 * (1.0 / 5.0 + t2 * (1.0 / 7.0));
+    e as f32 + (t * (2.0 * std::f32::consts::LOG2_E)) * series
 }
 
-/// 2^y: integer part into the exponent bits, 2^f for |f| <= 1/2 by its Taylor series.
+/// 2^y: the nearest integer into the exponent bits, 2^f for |f| <= 1/2 by its Taylor series.
 #[inline]
 fn exp2_fast(y: f32) -> f32 {
+    // 1.5 x 2^23: adding it leaves round(y) in the low mantissa bits (no libm call, no branch).
+    const SHIFT: f32 = 12_582_912.0;
     let y = y.clamp(-126.0, 127.0);
-    // Round to nearest by truncating a positive number (no libm call on baseline x86-64).
-    let i = ((y + 128.5) as i32 - 128) as f32;
+    let t = y + SHIFT;
+    let i = t - SHIFT;
+    // Taylor series of e^f, f = (y - i) ln 2, to f^6, by Estrin's scheme.
     let f = (y - i) * std::f32::consts::LN_2;
-    let p = 1.0
-        + f * (1.0
-            + f * (0.5
-                + f * (1.0 / 6.0 + f * (1.0 / 24.0 + f * (1.0 / 120.0 + f * (1.0 / 720.0))))));
-    p * f32::from_bits(((i as i32 + 127) as u32) << 23)
+    let f2 = f * f;
+    let f4 = f2 * f2;
+    let p = ((1.0 + f) + f2 * (0.5 + f * (1.0 / 6.0)))
+        + f4 * ((1.0 / 24.0 + f * (1.0 / 120.0)) + f2 * (1.0 / 720.0));
+    let scale = (t.to_bits() as i32 - 0x4b40_0000 + 127) as u32;
+    p * f32::from_bits(scale << 23)
 }
 
 /// umap's gradient clip.
@@ -820,156 +907,392 @@ pub fn sample_key(seed: u32, epoch: u32, edge: u32) -> u32 {
 /// instead of a modulo: as uniform, cheaper).
 #[inline]
 pub fn negative_sample(key: u32, draw: u32, n: u32) -> u32 {
-    let h = pcg_hash(key.wrapping_add(draw.wrapping_mul(0x9E37_79B9)));
-    ((u64::from(h) * u64::from(n)) >> 32) as u32
+    mul_hi(
+        pcg_hash(key.wrapping_add(draw.wrapping_mul(0x9E37_79B9))),
+        n,
+    )
+}
+
+/// The high 32 bits of `a b`, from 16-bit halves: 32-bit multiplies only, so eight of them
+/// fit one AVX2 instruction each (and WGSL, without 64-bit integers, computes it the same way).
+#[inline]
+pub fn mul_hi(a: u32, b: u32) -> u32 {
+    let (a0, a1, b0, b1) = (a & 0xffff, a >> 16, b & 0xffff, b >> 16);
+    let (p00, p01, p10, p11) = (a0 * b0, a0 * b1, a1 * b0, a1 * b1);
+    let mid = (p00 >> 16) + (p01 & 0xffff) + (p10 & 0xffff);
+    p11 + (p01 >> 16) + (p10 >> 16) + (mid >> 16)
 }
 
 /// Points per parallel task.
 const BLOCK: usize = 512;
 
+/// Negative samples of one positive sample computed side by side (a positive sample draws
+/// about `negative_sample_rate` of them).
+const LANES: usize = 8;
+
 /// Output dimensions the SGD is compiled for.
 pub const MAX_COMPONENTS: usize = 4;
 
-/// One epoch: reads `prev`, writes `next`. Pass 1, per head point (in parallel): its sampled
-/// edges in order, attracting it to the tails and pushing it from negative samples (all at
-/// their `prev` positions), storing the tails' opposite moves in `delta`. Pass 2, per point:
-/// the moves of the edges it is the tail of, summed in edge order. `dim` is 1 to
-/// [`MAX_COMPONENTS`] (other values leave `next` equal to `prev`).
-#[allow(clippy::too_many_arguments)]
+/// One epoch: reads `embedding`, then overwrites it with the next layout. Pass 1, per head
+/// point (in parallel): its sampled edges in order, attracting it to the tails and pushing it
+/// from negative samples (all at their positions at the start of the epoch), leaving the
+/// tails' opposite moves in their in-edge slots. Pass 2, per point: the moves left in its
+/// slots in this epoch, summed in edge order. `dim` is 1 to [`MAX_COMPONENTS`] (other values
+/// leave the layout as it is).
 pub fn optimize_epoch(
     g: &SgdGraph,
-    clocks: &mut [EdgeClock],
-    prev: &[f32],
-    next: &mut [f32],
-    delta: &mut [f32],
+    state: &mut SgdState,
+    embedding: &mut [f32],
     dim: usize,
     p: &SgdParams,
     epoch: usize,
-    alpha: f32,
 ) {
     match dim {
-        1 => epoch_in::<1>(g, clocks, prev, next, delta, p, epoch, alpha),
-        2 => epoch_in::<2>(g, clocks, prev, next, delta, p, epoch, alpha),
-        3 => epoch_in::<3>(g, clocks, prev, next, delta, p, epoch, alpha),
-        4 => epoch_in::<4>(g, clocks, prev, next, delta, p, epoch, alpha),
-        _ => next.copy_from_slice(prev),
+        1 => epoch_in::<1>(g, state, embedding, p, epoch),
+        2 => epoch_in::<2>(g, state, embedding, p, epoch),
+        3 => epoch_in::<3>(g, state, embedding, p, epoch),
+        4 => epoch_in::<4>(g, state, embedding, p, epoch),
+        _ => {}
     }
 }
 
-#[allow(clippy::too_many_arguments)]
+/// What every head point of an epoch reads.
+struct EpochCtx<'a> {
+    g: &'a SgdGraph,
+    prev: &'a [f32],
+    delta: &'a [AtomicU32],
+    stamp: &'a [AtomicU32],
+    epoch: u32,
+    n: u32,
+    seed: u32,
+    a: f32,
+    b: f32,
+    gamma: f32,
+    negative_rate: f32,
+    alpha: f32,
+}
+
+impl EpochCtx<'_> {
+    #[inline(always)]
+    fn point<const D: usize>(&self, k: usize) -> [f32; D] {
+        let mut x = [0f32; D];
+        x.copy_from_slice(&self.prev[k * D..(k + 1) * D]);
+        x
+    }
+}
+
+/// A run of head points walked in order: the current point, its position so far and the next
+/// edge to look at.
+struct Walk<'s, const D: usize> {
+    j: usize,
+    end: usize,
+    cur: [f32; D],
+    first_point: usize,
+    first_edge: usize,
+    drawn: &'s mut [u32],
+    out: &'s mut [f32],
+    /// The current point's edges sampled in this epoch (`len` of them), `pos` the next one.
+    list: Vec<u32>,
+    len: usize,
+    pos: usize,
+    loaded: bool,
+}
+
+impl<'s, const D: usize> Walk<'s, D> {
+    #[inline(always)]
+    fn new(
+        c: &EpochCtx<'_>,
+        start: usize,
+        end: usize,
+        drawn: &'s mut [u32],
+        out: &'s mut [f32],
+    ) -> Self {
+        let max_degree = (start..end)
+            .map(|j| c.g.head_ptr[j + 1] - c.g.head_ptr[j])
+            .max()
+            .unwrap_or(0);
+        Walk {
+            j: start,
+            end,
+            cur: [0.0; D],
+            first_point: start,
+            first_edge: c.g.head_ptr[start],
+            drawn,
+            out,
+            list: vec![0; max_degree],
+            len: 0,
+            pos: 0,
+            loaded: false,
+        }
+    }
+
+    /// The next edge sampled in this epoch, storing each point whose edges are done; None
+    /// once the run is done. A point's sampled edges are listed first without a branch per
+    /// edge (whether one is sampled is close to a coin toss for the processor).
+    #[inline(always)]
+    fn next_edge(&mut self, c: &EpochCtx<'_>) -> Option<usize> {
+        while self.j < self.end {
+            if !self.loaded {
+                self.cur = c.point(self.j);
+                let (lo, hi) = (c.g.head_ptr[self.j], c.g.head_ptr[self.j + 1]);
+                let mut k = 0;
+                for e in lo..hi {
+                    // Written at k either way; kept only when sampled (k <= e - lo).
+                    self.list[k] = e as u32;
+                    k += usize::from(sampled(c.epoch, c.g.rate[e]));
+                }
+                (self.len, self.pos, self.loaded) = (k, 0, true);
+            }
+            if self.pos < self.len {
+                let e = self.list[self.pos] as usize;
+                self.pos += 1;
+                return Some(e);
+            }
+            let r = self.j - self.first_point;
+            self.out[r * D..(r + 1) * D].copy_from_slice(&self.cur);
+            self.j += 1;
+            self.loaded = false;
+        }
+        None
+    }
+
+    /// umap's update for one positive sample of edge `e` of the current point and its
+    /// negative samples. (Lane loops index several arrays in lockstep.)
+    #[inline(always)]
+    #[allow(clippy::needless_range_loop)]
+    fn sample(&mut self, c: &EpochCtx<'_>, e: usize) {
+        let (a, b, alpha) = (c.a, c.b, c.alpha);
+        let j = self.j;
+        let cur = &mut self.cur;
+        let other: [f32; D] = c.point(c.g.tail[e] as usize);
+        let mut d2 = 0f32;
+        for d in 0..D {
+            d2 += (cur[d] - other[d]) * (cur[d] - other[d]);
+        }
+        let coeff = if d2 > 0.0 {
+            let pb = pow_fast(d2, b);
+            -2.0 * a * b * (pb / d2) / (a * pb + 1.0)
+        } else {
+            0.0
+        };
+        let slot = c.g.slot[e] as usize;
+        for d in 0..D {
+            let grad = clip(coeff * (cur[d] - other[d]));
+            cur[d] += grad * alpha;
+            c.delta[slot * D + d].store((-grad * alpha).to_bits(), Ordering::Relaxed);
+        }
+        c.stamp[slot].store(c.epoch, Ordering::Relaxed);
+        let drawn = &mut self.drawn[e - self.first_edge];
+        let total = negatives_by(c.epoch, c.g.rate[e] * c.negative_rate);
+        let n_neg = total.saturating_sub(*drawn);
+        *drawn = (*drawn).max(total);
+        // The pushes of one positive sample's negative samples are taken from the same
+        // position and applied together, LANES at a time: independent, so they vectorise (umap
+        // applies each before the next; one push is a small fraction of a step).
+        let key = sample_key(c.seed, c.epoch, e as u32);
+        let mut push = [0f32; D];
+        let mut first = 0u32;
+        while first < n_neg {
+            let m = (n_neg - first).min(LANES as u32);
+            // All lanes computed, the draws beyond `m` and draws of the point itself masked
+            // out: a fixed trip count keeps the lanes in vector registers.
+            let mut h = [0u32; LANES];
+            for (l, h) in h.iter_mut().enumerate() {
+                *h = pcg_hash(key.wrapping_add((first + l as u32).wrapping_mul(0x9E37_79B9)));
+            }
+            let mut idx = [0usize; LANES];
+            for l in 0..LANES {
+                idx[l] = mul_hi(h[l], c.n) as usize;
+            }
+            let mut live = [false; LANES];
+            for l in 0..LANES {
+                live[l] = (l as u32) < m && idx[l] != j;
+            }
+            let mut o = [[0f32; LANES]; D];
+            for d in 0..D {
+                for l in 0..LANES {
+                    o[d][l] = c.prev[idx[l] * D + d];
+                }
+            }
+            let mut d2 = [0f32; LANES];
+            for d in 0..D {
+                for l in 0..LANES {
+                    let t = cur[d] - o[d][l];
+                    d2[l] += t * t;
+                }
+            }
+            let mut coeff = [0f32; LANES];
+            for l in 0..LANES {
+                let q = 2.0 * c.gamma * b / ((0.001 + d2[l]) * (a * pow_fast(d2[l], b) + 1.0));
+                coeff[l] = if live[l] && d2[l] > 0.0 { q } else { 0.0 };
+            }
+            for d in 0..D {
+                let mut g = [0f32; LANES];
+                for l in 0..LANES {
+                    g[l] = clip(coeff[l] * (cur[d] - o[d][l])) * alpha;
+                }
+                push[d] += ((g[0] + g[1]) + (g[2] + g[3])) + ((g[4] + g[5]) + (g[6] + g[7]));
+            }
+            first += m;
+        }
+        for d in 0..D {
+            cur[d] += push[d];
+        }
+    }
+}
+
+/// Pass 1 over head points `start..end`: two halves walked side by side, so the processor
+/// overlaps two independent chains of dependent steps (each point's samples depend on its
+/// previous ones; the halves' do not).
+#[inline(always)]
+fn heads<const D: usize>(
+    c: &EpochCtx<'_>,
+    start: usize,
+    end: usize,
+    drawn: &mut [u32],
+    out: &mut [f32],
+) {
+    let mid = start + (end - start) / 2;
+    let split = c.g.head_ptr[mid] - c.g.head_ptr[start];
+    let (d1, d2) = drawn.split_at_mut(split);
+    let (o1, o2) = out.split_at_mut((mid - start) * D);
+    let mut w1 = Walk::<D>::new(c, start, mid, d1, o1);
+    let mut w2 = Walk::<D>::new(c, mid, end, d2, o2);
+    loop {
+        match (w1.next_edge(c), w2.next_edge(c)) {
+            (Some(x), Some(y)) => {
+                w1.sample(c, x);
+                w2.sample(c, y);
+            }
+            (Some(x), None) => {
+                w1.sample(c, x);
+                while let Some(x) = w1.next_edge(c) {
+                    w1.sample(c, x);
+                }
+                break;
+            }
+            (None, Some(y)) => {
+                w2.sample(c, y);
+                while let Some(y) = w2.next_edge(c) {
+                    w2.sample(c, y);
+                }
+                break;
+            }
+            (None, None) => break,
+        }
+    }
+}
+
+/// [`heads`] compiled for AVX2 (8 lanes in one instruction; no FMA, so the same roundings and
+/// bits as the baseline build).
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+fn heads_avx2<const D: usize>(
+    c: &EpochCtx<'_>,
+    start: usize,
+    end: usize,
+    drawn: &mut [u32],
+    out: &mut [f32],
+) {
+    heads::<D>(c, start, end, drawn, out)
+}
+
+fn heads_dispatch<const D: usize>(
+    c: &EpochCtx<'_>,
+    start: usize,
+    end: usize,
+    drawn: &mut [u32],
+    out: &mut [f32],
+) {
+    #[cfg(target_arch = "x86_64")]
+    if !force_portable() && std::is_x86_feature_detected!("avx2") {
+        // SAFETY: the processor has AVX2 (checked on the line above).
+        unsafe { heads_avx2::<D>(c, start, end, drawn, out) };
+        return;
+    }
+    heads::<D>(c, start, end, drawn, out)
+}
+
+#[cfg(test)]
+fn force_portable() -> bool {
+    tests::PORTABLE.load(Ordering::Relaxed)
+}
+
+#[cfg(not(test))]
+fn force_portable() -> bool {
+    false
+}
+
 fn epoch_in<const D: usize>(
     g: &SgdGraph,
-    clocks: &mut [EdgeClock],
-    prev: &[f32],
-    next: &mut [f32],
-    delta: &mut [f32],
+    state: &mut SgdState,
+    embedding: &mut [f32],
     p: &SgdParams,
     epoch: usize,
-    alpha: f32,
 ) {
     let n = g.n_vertices;
-    let now = epoch as f64;
-    let seed = splitmix(p.seed) as u32;
-    let (a, b, gamma) = (p.a, p.b, p.gamma);
-    let rate = f64::from(p.negative_sample_rate);
-    let point = |k: usize| -> [f32; D] {
-        let mut x = [0f32; D];
-        x.copy_from_slice(&prev[k * D..(k + 1) * D]);
-        x
+    let SgdState {
+        drawn,
+        next,
+        delta,
+        stamp,
+    } = state;
+    let c = EpochCtx {
+        g,
+        prev: embedding,
+        delta,
+        stamp,
+        epoch: epoch as u32,
+        n: n as u32,
+        seed: p.hash_seed(),
+        a: p.a,
+        b: p.b,
+        gamma: p.gamma,
+        negative_rate: p.negative_sample_rate,
+        alpha: p.alpha(epoch),
     };
     // Split the per-edge and per-point arrays at block boundaries.
     let mut tasks = Vec::with_capacity(n.div_ceil(BLOCK));
     {
-        let (mut c_rest, mut d_rest, mut n_rest) = (&mut clocks[..], &mut delta[..], &mut next[..]);
+        let (mut d_rest, mut n_rest) = (&mut drawn[..], &mut next[..]);
         for start in (0..n).step_by(BLOCK) {
             let end = (start + BLOCK).min(n);
             let edges = g.head_ptr[end] - g.head_ptr[start];
-            let (c, cr) = std::mem::take(&mut c_rest).split_at_mut(edges);
-            let (d, dr) = std::mem::take(&mut d_rest).split_at_mut(edges * D);
+            let (d, dr) = std::mem::take(&mut d_rest).split_at_mut(edges);
             let (x, xr) = std::mem::take(&mut n_rest).split_at_mut((end - start) * D);
-            (c_rest, d_rest, n_rest) = (cr, dr, xr);
-            tasks.push((start, end, c, d, x));
+            (d_rest, n_rest) = (dr, xr);
+            tasks.push((start, end, d, x));
         }
     }
     tasks
         .into_par_iter()
-        .for_each(|(start, end, clocks, delta, out)| {
-            let e0 = g.head_ptr[start];
-            for j in start..end {
-                let mut cur = point(j);
-                for e in g.head_ptr[j]..g.head_ptr[j + 1] {
-                    let local = e - e0;
-                    let dl = &mut delta[local * D..(local + 1) * D];
-                    dl.fill(0.0);
-                    let clock = &mut clocks[local];
-                    let eps = g.epochs_per_sample[e];
-                    if eps <= 0.0 || clock.next_sample > now {
-                        continue;
-                    }
-                    let other = point(g.tail[e] as usize);
-                    let mut d2 = 0f32;
+        .for_each(|(start, end, drawn, out)| heads_dispatch::<D>(&c, start, end, drawn, out));
+    let epoch = epoch as u32;
+    next.par_chunks_mut(D * BLOCK)
+        .enumerate()
+        .for_each(|(block, points)| {
+            for (r, point) in points.chunks_mut(D).enumerate() {
+                let k = block * BLOCK + r;
+                for s in g.in_ptr[k]..g.in_ptr[k + 1] {
+                    // Moves from other epochs add +0.0 (no branch to mispredict).
+                    let live = stamp[s].load(Ordering::Relaxed) == epoch;
                     for d in 0..D {
-                        d2 += (cur[d] - other[d]) * (cur[d] - other[d]);
+                        let v = f32::from_bits(delta[s * D + d].load(Ordering::Relaxed));
+                        point[d] += if live { v } else { 0.0 };
                     }
-                    let coeff = if d2 > 0.0 {
-                        let pb = pow_fast(d2, b);
-                        -2.0 * a * b * (pb / d2) / (a * pb + 1.0)
-                    } else {
-                        0.0
-                    };
-                    for d in 0..D {
-                        let grad = clip(coeff * (cur[d] - other[d]));
-                        cur[d] += grad * alpha;
-                        dl[d] = -grad * alpha;
-                    }
-                    clock.next_sample += eps;
-                    let eps_neg = eps / rate;
-                    let n_neg = ((now - clock.next_negative) / eps_neg).max(0.0) as u32;
-                    let key = sample_key(seed, epoch as u32, e as u32);
-                    // The pushes of one edge's negative samples are taken from the same position
-                    // and applied together: independent, so the CPU overlaps them (umap applies
-                    // each before the next; one push is a small fraction of a step).
-                    let mut push = [0f32; D];
-                    for draw in 0..n_neg {
-                        let k = negative_sample(key, draw, n as u32) as usize;
-                        if k == j {
-                            continue;
-                        }
-                        let other = point(k);
-                        let mut d2 = 0f32;
-                        for d in 0..D {
-                            d2 += (cur[d] - other[d]) * (cur[d] - other[d]);
-                        }
-                        if d2 <= 0.0 {
-                            continue;
-                        }
-                        let coeff = 2.0 * gamma * b / ((0.001 + d2) * (a * pow_fast(d2, b) + 1.0));
-                        for d in 0..D {
-                            push[d] += clip(coeff * (cur[d] - other[d])) * alpha;
-                        }
-                    }
-                    for d in 0..D {
-                        cur[d] += push[d];
-                    }
-                    clock.next_negative += f64::from(n_neg) * eps_neg;
                 }
-                out[(j - start) * D..(j - start + 1) * D].copy_from_slice(&cur);
             }
         });
-    let delta = &*delta;
-    next.par_chunks_mut(D).enumerate().for_each(|(k, point)| {
-        for &e in &g.in_edges[g.in_ptr[k]..g.in_ptr[k + 1]] {
-            let e = e as usize;
-            for d in 0..D {
-                point[d] += delta[e * D + d];
-            }
-        }
-    });
+    embedding.copy_from_slice(next);
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Makes pass 1 take the baseline build even where AVX2 is there.
+    pub(super) static PORTABLE: std::sync::atomic::AtomicBool =
+        std::sync::atomic::AtomicBool::new(false);
 
     #[test]
     fn fast_pow_is_accurate() {
@@ -980,6 +1303,24 @@ mod tests {
                 assert!(((f64::from(fast) - exact) / exact).abs() < 1e-5, "{x}^{b}");
             }
             x *= 1.37;
+        }
+    }
+
+    #[test]
+    fn mul_hi_is_the_high_word_of_the_product() {
+        let mut rng = Xoshiro256PlusPlus::seed_from_u64(5);
+        for i in 0..100_000u32 {
+            let (a, b) = match i {
+                0 => (u32::MAX, u32::MAX),
+                1 => (u32::MAX, 1),
+                2 => (0, u32::MAX),
+                _ => (rng.random(), rng.random()),
+            };
+            assert_eq!(
+                mul_hi(a, b),
+                ((u64::from(a) * u64::from(b)) >> 32) as u32,
+                "{a} {b}"
+            );
         }
     }
 
@@ -1048,10 +1389,8 @@ mod tests {
         }
     }
 
-    #[test]
-    fn epochs_do_not_depend_on_the_thread_count() {
-        // Two cliques joined by one edge.
-        let n = 1500;
+    /// Two cliques of `n / 2` points (each joined to its 5 nearest indices) joined by one edge.
+    fn two_cliques(n: usize) -> CsrMatrix {
         let mut m = CsrMatrix::empty(n);
         for i in 0..n {
             for j in 0..n {
@@ -1064,6 +1403,73 @@ mod tests {
             m.indptr.push(m.indices.len() as u64);
         }
         m.n_rows = n;
+        m
+    }
+
+    #[test]
+    fn closed_form_schedule_is_umaps_clocks() {
+        // umap's per-edge clocks in f64 (optimize_layout_euclidean) against the closed forms,
+        // for weights relative to the maximum as a graph's are. The two round differently only
+        // where a tick falls within rounding of an epoch boundary: there a sample or a draw
+        // moves to the neighbouring epoch, never appears or vanishes, so the running counts
+        // agree but for rare epochs, and then by one sample and its draws.
+        let mut rng = Xoshiro256PlusPlus::seed_from_u64(3);
+        let (n_epochs, neg_rate) = (500u32, 5.0f64);
+        let (mut pairs, mut moved) = (0usize, 0usize);
+        for i in 0..2000 {
+            let rate = match i {
+                0 => 1.0f32,
+                1 => 0.5,
+                2 => 0.25,
+                _ => rng.random_range(0.002f32..1.0),
+            };
+            let eps = 1.0 / f64::from(rate);
+            let eps_neg = eps / neg_rate;
+            let (mut next, mut next_neg) = (eps, eps_neg);
+            let (mut umap_pos, mut umap_neg, mut ours_pos, mut ours_neg) = (0u32, 0u32, 0u32, 0u32);
+            for n in 0..n_epochs {
+                if next <= f64::from(n) {
+                    next += eps;
+                    umap_pos += 1;
+                    let n_neg = ((f64::from(n) - next_neg) / eps_neg).max(0.0) as u32;
+                    next_neg += f64::from(n_neg) * eps_neg;
+                    umap_neg += n_neg;
+                }
+                if sampled(n, rate) {
+                    ours_pos += 1;
+                    ours_neg = ours_neg.max(negatives_by(n, rate * neg_rate as f32));
+                }
+                // A positive sample that moved takes its draws along (at most one epoch's ticks,
+                // rate x 5 + 1), or leaves them to the next sample.
+                assert!(
+                    umap_pos.abs_diff(ours_pos) <= 1 && umap_neg.abs_diff(ours_neg) <= 6,
+                    "rate {rate} epoch {n}: umap {umap_pos} {umap_neg}, ours {ours_pos} {ours_neg}"
+                );
+                pairs += 1;
+                moved += usize::from((umap_pos, umap_neg) != (ours_pos, ours_neg));
+            }
+        }
+        assert!(moved * 1000 < pairs, "{moved} of {pairs}");
+    }
+
+    #[test]
+    fn the_avx2_build_gives_the_portable_bits() {
+        let m = two_cliques(1500);
+        let params = UmapParams {
+            n_epochs: Some(30),
+            ..UmapParams::default()
+        };
+        let fast = umap(&m, None, &params).unwrap();
+        PORTABLE.store(true, Ordering::Relaxed);
+        let portable = umap(&m, None, &params);
+        PORTABLE.store(false, Ordering::Relaxed);
+        assert_eq!(fast, portable.unwrap());
+    }
+
+    #[test]
+    fn epochs_do_not_depend_on_the_thread_count() {
+        let n = 1500;
+        let m = two_cliques(n);
         let params = UmapParams {
             n_epochs: Some(50),
             ..UmapParams::default()

@@ -18,7 +18,7 @@ use std::path::{Path, PathBuf};
 
 use cartscope::CsrMatrix;
 use cartscope::tl::leiden::{LeidenParams, leiden};
-use cartscope::tl::umap::{UmapParams, umap};
+use cartscope::tl::umap::{UmapParams, umap, umap_on};
 
 use crate::python_interop::run_python;
 
@@ -220,6 +220,44 @@ fn umap_on_scanpys_graph_is_as_trustworthy_as_scanpys() {
         "{p} vs {}",
         g.knn_preservation
     );
+}
+
+/// The SGD epochs as the GPU backend's WGSL kernel (lavapipe in CI): the same tolerances
+/// against scanpy, and the same bits from a second run.
+#[test]
+fn umap_on_the_gpu_is_as_trustworthy_as_scanpys_and_repeats_itself() {
+    if std::env::var("CARTSCOPE_SKIP_GPU_TESTS").is_ok_and(|v| v == "1") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let g = golden(dir.path());
+    let gpu = cartscope::backend::GpuBackend::new(true).unwrap();
+    let params = UmapParams::default();
+    let u = umap_on(&gpu, &g.conn, Some((&g.x_pca, g.n_pcs)), &params).unwrap();
+    assert_eq!(
+        cartscope::backend::Backend::fallback_reason(&gpu),
+        None,
+        "the epochs ran on the GPU"
+    );
+    assert_eq!(u.n_epochs, 500);
+    let (t, p) = trust_and_preservation(&g.x_pca, g.n_pcs, &u.embedding, 2, 15);
+    println!(
+        "GPU umap on scanpy's graph: trustworthiness {t:.4} (scanpy {:.4}), kNN(15) \
+         preservation {p:.4} (scanpy {:.4})",
+        g.trustworthiness, g.knn_preservation
+    );
+    assert!(
+        (t - g.trustworthiness).abs() <= 0.02,
+        "{t} vs {}",
+        g.trustworthiness
+    );
+    assert!(
+        (p - g.knn_preservation).abs() <= 0.03,
+        "{p} vs {}",
+        g.knn_preservation
+    );
+    let again = umap_on(&gpu, &g.conn, Some((&g.x_pca, g.n_pcs)), &params).unwrap();
+    assert_eq!(u, again);
 }
 
 /// The other direction: scanpy's leiden and umap on cartscope's graph of the sample, through

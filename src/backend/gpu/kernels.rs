@@ -8,6 +8,7 @@ use super::context::{GpuContext, GpuError};
 use crate::backend::cpu::KnnCertifier;
 use crate::backend::{Moments, ScaleSpec, Transform};
 use crate::matrix::CsrMatrix;
+use crate::tl::umap::{SgdGraph, SgdParams};
 
 macro_rules! shader {
     ($file:literal) => {
@@ -46,6 +47,9 @@ pub(crate) struct Kernels {
     column_sums: wgpu::ComputePipeline,
     project: wgpu::ComputePipeline,
     knn: wgpu::ComputePipeline,
+    umap_heads: wgpu::ComputePipeline,
+    umap_tails: wgpu::ComputePipeline,
+    umap_tick: wgpu::ComputePipeline,
 }
 
 fn pipeline(
@@ -77,6 +81,7 @@ impl Kernels {
         let gram = module("gram", shader!("gram.wgsl"));
         let project = module("project", shader!("project.wgsl"));
         let knn = module("knn", shader!("knn.wgsl"));
+        let umap = module("umap", shader!("umap.wgsl"));
         Kernels {
             normalize: pipeline(device, &normalize, "normalize_log1p"),
             moments_scatter: pipeline(device, &moments, "moments_scatter"),
@@ -87,6 +92,9 @@ impl Kernels {
             column_sums: pipeline(device, &gram, "column_sums"),
             project: pipeline(device, &project, "project"),
             knn: pipeline(device, &knn, "knn_candidates"),
+            umap_heads: pipeline(device, &umap, "umap_heads"),
+            umap_tails: pipeline(device, &umap, "umap_tails"),
+            umap_tick: pipeline(device, &umap, "umap_tick"),
         }
     }
 }
@@ -817,4 +825,133 @@ pub(crate) fn knn_exact(
         recomputed.into_inner()
     );
     Ok((idx, dist))
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, Pod, Zeroable)]
+struct UmapParams {
+    n: u32,
+    dim: u32,
+    seed: u32,
+    n_epochs: u32,
+    a: f32,
+    b: f32,
+    gamma: f32,
+    negative_rate: f32,
+    learning_rate: f32,
+    _pad: [u32; 3],
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, Pod, Zeroable)]
+struct UmapEdge {
+    tail: u32,
+    rate: f32,
+    slot: u32,
+}
+
+/// Epochs per submission: bounds the time of one command buffer.
+const UMAP_EPOCHS_PER_SUBMIT: usize = 25;
+
+/// Epochs `0..epochs` of umap's SGD (`shaders/umap.wgsl`), the CPU's [`optimize_epoch`] per
+/// epoch, with the learning rate decaying over `p.n_epochs`; returns the layout (row-major
+/// `n x dim`).
+///
+/// [`optimize_epoch`]: crate::tl::umap::optimize_epoch
+pub(crate) fn umap_epochs(
+    ctx: &GpuContext,
+    g: &SgdGraph,
+    embedding: &[f32],
+    dim: usize,
+    p: &SgdParams,
+    epochs: usize,
+) -> Result<Vec<f32>, GpuError> {
+    let n = g.n_vertices;
+    let m = g.tail.len();
+    if !(1..=crate::tl::umap::MAX_COMPONENTS).contains(&dim) {
+        return Err(GpuError::LimitExceeded {
+            what: "umap dimensions".into(),
+            need: dim as u64,
+            limit: crate::tl::umap::MAX_COMPONENTS as u64,
+        });
+    }
+    // Without edges nothing moves.
+    if n == 0 || m == 0 || epochs == 0 {
+        return Ok(embedding.to_vec());
+    }
+    ctx.fits("umap edges", (m * std::mem::size_of::<UmapEdge>()) as u64)?;
+    ctx.fits("umap moves", (m * (dim + 1) * 4) as u64)?;
+    ctx.fits("umap layout", (n * dim * 4) as u64)?;
+    let head_ptr: Vec<u32> = g.head_ptr.iter().map(|&v| v as u32).collect();
+    let in_ptr: Vec<u32> = g.in_ptr.iter().map(|&v| v as u32).collect();
+    let edges: Vec<UmapEdge> = (0..m)
+        .map(|e| UmapEdge {
+            tail: g.tail[e],
+            rate: g.rate[e],
+            slot: g.slot[e],
+        })
+        .collect();
+    let mut moves = vec![0u32; m * (dim + 1)];
+    for s in 0..m {
+        moves[s * (dim + 1) + dim] = u32::MAX;
+    }
+    let params = ctx.uniform(&UmapParams {
+        n: n as u32,
+        dim: dim as u32,
+        seed: p.hash_seed(),
+        n_epochs: p.n_epochs as u32,
+        a: p.a,
+        b: p.b,
+        gamma: p.gamma,
+        negative_rate: p.negative_sample_rate,
+        learning_rate: p.learning_rate,
+        _pad: [0; 3],
+    });
+    let counter = ctx.upload("umap epoch", &[0u32]);
+    let hp = ctx.upload("umap head_ptr", &head_ptr);
+    let eb = ctx.upload("umap edges", &edges);
+    let drawn = ctx.upload("umap drawn", &vec![0u32; m]);
+    let prev = ctx.upload("umap prev", embedding);
+    let next = ctx.upload("umap next", embedding);
+    let mv = ctx.upload("umap moves", &moves);
+    let ip = ctx.upload("umap in_ptr", &in_ptr);
+    let heads = ctx.bind(
+        &ctx.kernels.umap_heads,
+        &[
+            (0, whole(&params)),
+            (1, whole(&counter)),
+            (2, whole(&hp)),
+            (3, whole(&eb)),
+            (4, whole(&drawn)),
+            (5, whole(&prev)),
+            (6, whole(&next)),
+            (7, whole(&mv)),
+        ],
+    );
+    let tails = ctx.bind(
+        &ctx.kernels.umap_tails,
+        &[
+            (0, whole(&params)),
+            (1, whole(&counter)),
+            (6, whole(&next)),
+            (7, whole(&mv)),
+            (8, whole(&ip)),
+        ],
+    );
+    let tick = ctx.bind(&ctx.kernels.umap_tick, &[(1, whole(&counter))]);
+    let (gx, gy) = ctx.grid(n.div_ceil(64) as u32)?;
+    let bytes = (n * dim * 4) as u64;
+    for first in (0..epochs).step_by(UMAP_EPOCHS_PER_SUBMIT) {
+        let last = (first + UMAP_EPOCHS_PER_SUBMIT).min(epochs);
+        ctx.run(|enc| {
+            for _ in first..last {
+                dispatch(enc, &ctx.kernels.umap_heads, &heads, (gx, gy, 1));
+                dispatch(enc, &ctx.kernels.umap_tails, &tails, (gx, gy, 1));
+                enc.copy_buffer_to_buffer(&next, 0, &prev, 0, bytes);
+                dispatch(enc, &ctx.kernels.umap_tick, &tick, (1, 1, 1));
+            }
+            Ok(())
+        })?;
+    }
+    ctx.read(&prev, 0, n * dim)
 }

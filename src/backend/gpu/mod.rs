@@ -21,6 +21,7 @@ pub use context::{AdapterSummary, GpuContext, GpuError, list_adapters};
 
 use super::{Backend, CpuBackend, Moments, ScaleSpec, Transform};
 use crate::matrix::CsrMatrix;
+use crate::tl::umap::{SgdGraph, SgdParams};
 
 /// Kernels on a GPU through wgpu.
 #[derive(Debug, Clone)]
@@ -225,6 +226,19 @@ impl Backend for GpuBackend {
             },
             || CpuBackend.scaled_project(chunk, spec, pca_mean, comps, c),
         )
+    }
+
+    fn umap_optimize(&self, g: &SgdGraph, embedding: &mut [f32], dim: usize, p: &SgdParams) {
+        // The device returns the layout only once every epoch ran, so the fallback starts from
+        // the initial layout.
+        match kernels::umap_epochs(&self.ctx, g, embedding, dim, p, p.n_epochs) {
+            Ok(out) => embedding.copy_from_slice(&out),
+            Err(e) => self.or_cpu(
+                "umap_optimize",
+                || Err(e),
+                || CpuBackend.umap_optimize(g, embedding, dim, p),
+            ),
+        }
     }
 }
 
