@@ -734,6 +734,17 @@ mod tests {
     }
 
     #[test]
+    fn binsearch_is_igraphs_bisection() {
+        let v = [1.0, 2.0, 2.0, 2.0, 5.0];
+        // Not present: the first element above.
+        assert_eq!(binsearch(&v, 0.5), 0);
+        assert_eq!(binsearch(&v, 2.5), 4);
+        // Present: where the bisection meets it (middle of 0..=4 first).
+        assert_eq!(binsearch(&v, 2.0), 2);
+        assert_eq!(binsearch(&v, 1.0), 0);
+    }
+
+    #[test]
     fn modularity_of_two_disjoint_edges() {
         // Two components, each one edge (stored both ways): Q = 2 * (1/2 - 1/4) = 0.5.
         let m = CsrMatrix {
