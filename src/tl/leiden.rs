@@ -5,10 +5,11 @@
 //! for the same seed.
 //!
 //! The graph is the one scanpy hands igraph (`get_igraph_from_adjacency`): one undirected edge
-//! per stored non-zero entry, numbered in row-major order, so every pair of cells is joined by
-//! two parallel edges (i->j and j->i). They are kept as two entries of igraph's incidence lists
-//! (`IGRAPH_ALL`, ordered by the other end, then by edge id), so every sum of edge weights adds
-//! the same numbers in the same order as igraph. Node weights are the strengths
+//! per stored non-zero entry, numbered in stored (row-major) order, so every pair of cells is
+//! joined by two parallel edges (i->j and j->i). They are kept as two entries of igraph's
+//! incidence lists (`IGRAPH_ALL`: by the other end, parallel edges by descending edge id,
+//! self-loops twice), so every sum of edge weights adds the same numbers in the same order as
+//! igraph. Node weights are the strengths
 //! (`Graph.strength`, igraph's edge order) and the resolution is divided by their total
 //! (python-igraph's `normalize_resolution` for modularity).
 //!
@@ -145,8 +146,8 @@ impl IgraphRng {
 }
 
 /// An undirected weighted graph as igraph's incidence lists (`IGRAPH_ALL`, loops twice): for
-/// each node its incident edges as (other end, weight), ordered by the other end and then by
-/// edge id, so parallel edges stay separate entries.
+/// each node its incident edges as (other end, weight) in igraph's order (see
+/// [`Graph::from_adjacency`]), so parallel edges stay separate entries.
 #[derive(Debug, Clone)]
 struct Graph {
     indptr: Vec<usize>,
@@ -168,52 +169,114 @@ impl Graph {
     }
 
     /// The graph scanpy builds (`get_igraph_from_adjacency`): one undirected edge per stored
-    /// non-zero entry, numbered in row-major order, so both (i, j) and (j, i) become edges.
-    /// Also returns the node weights that python-igraph gives modularity, `Graph.strength`
-    /// (igraph adds each edge's weight to its larger end in edge order, then to its smaller).
+    /// non-zero entry, numbered in stored order, so both (i, j) and (j, i) become edges.
+    /// igraph lists a node's incident edges by the other end, parallel edges by descending
+    /// edge id, and its self-loops twice (all of them, then all again). Also returns the node
+    /// weights that python-igraph gives modularity, `Graph.strength` (igraph adds each edge's
+    /// weight to its larger end in edge order, then to its smaller end).
     fn from_adjacency(adj: &CsrMatrix) -> (Graph, Vec<f64>) {
         let n = adj.n_rows;
-        // Edges in id order: (row, column, weight).
-        let mut edges: Vec<(u32, u32, f64)> = Vec::with_capacity(adj.indices.len());
+        // The edges in id order, as a CSR of the non-zero entries.
+        let mut row_ptr = Vec::with_capacity(n + 1);
+        row_ptr.push(0usize);
+        let mut col: Vec<u32> = Vec::with_capacity(adj.indices.len());
+        let mut wt: Vec<f64> = Vec::with_capacity(adj.indices.len());
+        let mut canonical = true;
         for i in 0..n {
             let (idx, val) = adj.row(i);
+            let first = col.len();
             for (&j, &v) in idx.iter().zip(val) {
                 if v != 0.0 {
-                    edges.push((i as u32, j, f64::from(v)));
+                    col.push(j);
+                    wt.push(f64::from(v));
+                }
+            }
+            canonical &= col[first..].windows(2).all(|p| p[0] < p[1]);
+            row_ptr.push(col.len());
+        }
+        let mut strength = vec![0.0f64; n];
+        for pass in 0..2 {
+            for i in 0..n {
+                for e in row_ptr[i]..row_ptr[i + 1] {
+                    let j = col[e] as usize;
+                    let end = if pass == 0 { i.max(j) } else { i.min(j) };
+                    strength[end] += wt[e];
                 }
             }
         }
-        let mut strength = vec![0.0f64; n];
-        for &(i, j, w) in &edges {
-            strength[i.max(j) as usize] += w;
-        }
-        for &(i, j, w) in &edges {
-            strength[i.min(j) as usize] += w;
-        }
-        // Each edge is listed at both ends (a self-loop twice at its node).
-        let mut indptr = vec![0usize; n + 1];
-        for &(i, j, _) in &edges {
-            indptr[i as usize + 1] += 1;
-            indptr[j as usize + 1] += 1;
+        // The entries of each column, by row (edge id ascending).
+        let mut col_ptr = vec![0usize; n + 1];
+        for &j in &col {
+            col_ptr[j as usize + 1] += 1;
         }
         for v in 0..n {
-            indptr[v + 1] += indptr[v];
+            col_ptr[v + 1] += col_ptr[v];
         }
-        let mut fill = indptr.clone();
-        let mut list = vec![(0u32, 0u32); indptr[n]];
-        for (e, &(i, j, _)) in edges.iter().enumerate() {
-            list[fill[i as usize]] = (j, e as u32);
-            fill[i as usize] += 1;
-            list[fill[j as usize]] = (i, e as u32);
-            fill[j as usize] += 1;
+        let mut fill = col_ptr.clone();
+        let mut col_edge = vec![0u32; col.len()];
+        let mut col_row = vec![0u32; col.len()];
+        let mut col_w = vec![0.0f64; col.len()];
+        for i in 0..n {
+            for e in row_ptr[i]..row_ptr[i + 1] {
+                let j = col[e] as usize;
+                col_edge[fill[j]] = e as u32;
+                col_row[fill[j]] = i as u32;
+                col_w[fill[j]] = wt[e];
+                fill[j] += 1;
+            }
         }
+        // A node's incidence list is its row (edges it starts) merged with its column (edges
+        // it ends); a self-loop is in both.
+        let mut indptr = Vec::with_capacity(n + 1);
+        indptr.push(0usize);
+        let mut other = Vec::with_capacity(2 * col.len());
+        let mut weight = Vec::with_capacity(2 * col.len());
+        let mut entries: Vec<(u32, bool, std::cmp::Reverse<u32>, f64)> = Vec::new();
         for v in 0..n {
-            list[indptr[v]..indptr[v + 1]].sort_unstable();
+            let (mut a, a_end) = (row_ptr[v], row_ptr[v + 1]);
+            let (mut b, b_end) = (col_ptr[v], col_ptr[v + 1]);
+            if canonical {
+                // Each side has at most one edge per other end: of a pair, the higher id
+                // first; a self-loop (the same edge on both sides) from the row first.
+                while a < a_end || b < b_end {
+                    let take_row = b == b_end
+                        || (a < a_end
+                            && (col[a] < col_row[b]
+                                || (col[a] == col_row[b] && a as u32 >= col_edge[b])));
+                    if take_row {
+                        other.push(col[a]);
+                        weight.push(wt[a]);
+                        a += 1;
+                    } else {
+                        other.push(col_row[b]);
+                        weight.push(col_w[b]);
+                        b += 1;
+                    }
+                }
+            } else {
+                // Other end, then (self-loops only) row side before column side, then
+                // descending edge id.
+                entries.clear();
+                for e in a..a_end {
+                    entries.push((col[e], false, std::cmp::Reverse(e as u32), wt[e]));
+                }
+                for k in b..b_end {
+                    let u = col_row[k];
+                    let e = std::cmp::Reverse(col_edge[k]);
+                    entries.push((u, u as usize == v, e, col_w[k]));
+                }
+                entries.sort_unstable_by_key(|&(u, side, e, _)| (u, side, e));
+                other.extend(entries.iter().map(|e| e.0));
+                weight.extend(entries.iter().map(|e| e.3));
+                (a, b) = (a_end, b_end);
+            }
+            debug_assert!(a == a_end && b == b_end);
+            indptr.push(other.len());
         }
         let graph = Graph {
             indptr,
-            other: list.iter().map(|&(u, _)| u).collect(),
-            weight: list.iter().map(|&(_, e)| edges[e as usize].2).collect(),
+            other,
+            weight,
         };
         (graph, strength)
     }
@@ -731,6 +794,56 @@ mod tests {
         let g = ring_of_cliques(12, 5);
         let p = LeidenParams::default();
         assert_eq!(leiden(&g, &p), leiden(&g, &p));
+    }
+
+    fn csr(indptr: &[u64], indices: &[u32], data: &[f32]) -> CsrMatrix {
+        CsrMatrix {
+            n_rows: indptr.len() - 1,
+            n_cols: indptr.len() - 1,
+            indptr: indptr.to_vec(),
+            indices: indices.to_vec(),
+            data: data.to_vec(),
+        }
+    }
+
+    fn incidence(g: &Graph) -> Vec<Vec<(usize, f64)>> {
+        (0..g.n()).map(|v| g.incident(v).collect()).collect()
+    }
+
+    #[test]
+    fn incidence_lists_and_strengths_are_igraphs() {
+        // python-igraph 1.0 on scanpy's get_igraph_from_adjacency of these matrices:
+        // [[(G.es[e].target if G.es[e].source == v else G.es[e].source, G.es[e]["weight"])
+        //   for e in G.incident(v, mode="all")] for v in range(3)], G.strength(weights="weight")
+        let (g, s) = Graph::from_adjacency(&csr(
+            &[0, 2, 5, 6],
+            &[0, 1, 0, 1, 2, 1],
+            &[0.5, 2.0, 3.0, 1.5, 0.25, 4.0],
+        ));
+        assert_eq!(
+            incidence(&g),
+            vec![
+                vec![(0, 0.5), (0, 0.5), (1, 3.0), (1, 2.0)],
+                vec![(0, 3.0), (0, 2.0), (1, 1.5), (1, 1.5), (2, 4.0), (2, 0.25)],
+                vec![(1, 4.0), (1, 0.25)],
+            ]
+        );
+        assert_eq!(s, vec![6.0, 12.25, 4.25]);
+        // A row out of column order.
+        let (g, s) = Graph::from_adjacency(&csr(
+            &[0, 3, 4, 6],
+            &[2, 0, 1, 0, 1, 0],
+            &[1.0, 0.5, 2.0, 3.0, 0.25, 4.0],
+        ));
+        assert_eq!(
+            incidence(&g),
+            vec![
+                vec![(0, 0.5), (0, 0.5), (1, 3.0), (1, 2.0), (2, 4.0), (2, 1.0)],
+                vec![(0, 3.0), (0, 2.0), (2, 0.25)],
+                vec![(0, 4.0), (0, 1.0), (1, 0.25)],
+            ]
+        );
+        assert_eq!(s, vec![11.0, 5.25, 5.25]);
     }
 
     #[test]
