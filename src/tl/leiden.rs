@@ -594,9 +594,7 @@ fn refine(
         for &v in nodes {
             refined[v as usize] = renumber[refined[v as usize] as usize];
         }
-        for i in 0..nodes.len() {
-            renumber[i] = u32::MAX;
-        }
+        renumber[..nodes.len()].fill(u32::MAX);
     }
     (refined, n_refined as usize)
 }
