@@ -1,4 +1,4 @@
-//! numpy's legacy `RandomState` (MT19937), as far as `score_genes` uses it.
+//! numpy's legacy `RandomState` (MT19937), as far as `score_genes` and Leiden use it.
 //!
 //! scanpy's `score_genes` seeds the global state with `np.random.seed(random_state)` and draws
 //! each bin's control genes with pandas `Series.sample(n)`, which is
@@ -27,6 +27,49 @@ impl NumpyRandomState {
         NumpyRandomState { mt, pos: 624 }
     }
 
+    /// `np.random.RandomState([lo, hi])` (numpy's `init_by_array`) for a seed of 2^32 or more,
+    /// which `RandomState(seed)` itself rejects; `seed(s)` below 2^32.
+    pub fn seed_u64(seed: u64) -> Self {
+        let Ok(small) = u32::try_from(seed) else {
+            return Self::seed_by_array(&[seed as u32, (seed >> 32) as u32]);
+        };
+        Self::seed(small)
+    }
+
+    /// numpy's `init_by_array(key)`.
+    fn seed_by_array(key: &[u32]) -> Self {
+        let mut s = Self::seed(19_650_218);
+        let mt = &mut s.mt;
+        let (mut i, mut j) = (1usize, 0usize);
+        for _ in 0..624.max(key.len()) {
+            let prev = mt[i - 1] ^ (mt[i - 1] >> 30);
+            mt[i] = (mt[i] ^ prev.wrapping_mul(1_664_525))
+                .wrapping_add(key[j])
+                .wrapping_add(j as u32);
+            i += 1;
+            j += 1;
+            if i >= 624 {
+                mt[0] = mt[623];
+                i = 1;
+            }
+            if j >= key.len() {
+                j = 0;
+            }
+        }
+        for _ in 0..623 {
+            let prev = mt[i - 1] ^ (mt[i - 1] >> 30);
+            mt[i] = (mt[i] ^ prev.wrapping_mul(1_566_083_941)).wrapping_sub(i as u32);
+            i += 1;
+            if i >= 624 {
+                mt[0] = mt[623];
+                i = 1;
+            }
+        }
+        mt[0] = 0x8000_0000;
+        s.pos = 624;
+        s
+    }
+
     fn twist(&mut self) {
         const UPPER: u32 = 0x8000_0000;
         const LOWER: u32 = 0x7fff_ffff;
@@ -52,6 +95,21 @@ impl NumpyRandomState {
         y ^= (y << 7) & 0x9d2c_5680;
         y ^= (y << 15) & 0xefc6_0000;
         y ^ (y >> 18)
+    }
+
+    /// `RandomState.tomaxint()` on a 64-bit `long`: a 64-bit draw (high word first) shifted
+    /// right by one.
+    pub fn tomaxint(&mut self) -> u64 {
+        let hi = u64::from(self.next_u32());
+        let lo = u64::from(self.next_u32());
+        ((hi << 32) | lo) >> 1
+    }
+
+    /// `RandomState.random()`: 53 random bits in `[0, 1)`.
+    pub fn random(&mut self) -> f64 {
+        let a = f64::from(self.next_u32() >> 5);
+        let b = f64::from(self.next_u32() >> 6);
+        (a * 67_108_864.0 + b) / 9_007_199_254_740_992.0
     }
 
     /// numpy's `random_interval(max)`: uniform in `0..=max` by masked rejection.
@@ -100,5 +158,12 @@ mod tests {
         // np.random.seed(0); np.random.permutation(10)
         let mut r = NumpyRandomState::seed(0);
         assert_eq!(r.permutation(10), vec![2, 8, 4, 9, 1, 6, 7, 3, 0, 5]);
+        // r = np.random.RandomState(0); r.tomaxint(), r.random()
+        let mut r = NumpyRandomState::seed(0);
+        assert_eq!(r.tomaxint(), 5_061_911_111_874_532_631);
+        assert_eq!(r.random(), 0.7151893663724195);
+        // np.random.RandomState([1, 1]).randint(0, 2**32, 2, dtype=np.uint64)
+        let mut r = NumpyRandomState::seed_u64((1 << 32) | 1);
+        assert_eq!([r.next_u32(), r.next_u32()], [991_850_117, 2_151_679_444]);
     }
 }

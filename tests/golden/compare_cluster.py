@@ -4,12 +4,13 @@
 Usage: compare_cluster.py RESULT.h5ad [--seeds N]
 
 Reads a cartscope result.h5ad (obsp connectivities, obsm X_pca, obs leiden, obsm X_umap), runs
-sc.tl.leiden(flavor="igraph", n_iterations=2, directed=False) and sc.tl.umap() on the same
-connectivities with scanpy 1.11.5, and prints ARI, modularity of both partitions (igraph's,
-on the same graph), trustworthiness and kNN(15) preservation of both layouts against X_pca,
-and each side's ARI with the simulated truth (obs truth_cell_type) when present. Exits 1 when
-|modularity difference| > 0.01 or |trustworthiness difference| > 0.02. With --seeds N, scanpy's
-own seed-to-seed ARI over random_state 1..N-1 is printed as the baseline the ARI is judged by.
+sc.tl.leiden(flavor="igraph", n_iterations=2, directed=False) with cartscope's resolution and
+random_state (uns leiden params) and sc.tl.umap() on the same connectivities with scanpy
+1.11.5, and prints ARI, whether the labels are identical, modularity of both partitions
+(igraph's, on the same graph), trustworthiness and kNN(15) preservation of both layouts against
+X_pca, and each side's ARI with the simulated truth (obs truth_cell_type) when present. Exits 1
+when ARI < 0.9, |modularity difference| > 0.01 or |trustworthiness difference| > 0.02. With
+--seeds N, scanpy's own seed-to-seed ARI over random_state 1..N-1 is printed for comparison.
 Needs the reference venv (../shared/reference/requirements.txt).
 """
 import json
@@ -35,8 +36,10 @@ def main():
     a.uns["neighbors"] = {"connectivities_key": "connectivities", "distances_key": "distances",
                           "params": {"n_neighbors": 15, "method": "umap", "random_state": 0,
                                      "metric": "euclidean", "n_pcs": a.obsm["X_pca"].shape[1]}}
+    p = a.uns["leiden"]["params"]
     t = time.perf_counter()
-    sc.tl.leiden(a, resolution=1.0, flavor="igraph", n_iterations=2, directed=False, key_added="sc_leiden")
+    sc.tl.leiden(a, resolution=float(p["resolution"]), flavor="igraph", n_iterations=2,
+                 directed=False, random_state=int(p["random_state"]), key_added="sc_leiden")
     t_leiden = time.perf_counter() - t
     theirs = a.obs["sc_leiden"].astype(int).to_numpy()
     t = time.perf_counter()
@@ -46,6 +49,7 @@ def main():
     r = {
         "n_cells": int(a.n_obs),
         "ari_cartscope_vs_scanpy": ari(ours, theirs),
+        "labels_identical": bool(np.array_equal(ours, theirs)),
         "modularity_cartscope": modularity(conn, ours),
         "modularity_scanpy": modularity(conn, theirs),
         "clusters_cartscope": int(ours.max() + 1),
@@ -68,7 +72,8 @@ def main():
             other.append(ari(theirs, a.obs["other"].astype(int).to_numpy()))
         r["scanpy_seed_ari_mean"], r["scanpy_seed_ari_min"] = float(np.mean(other)), float(np.min(other))
     print(json.dumps({k: (round(v, 4) if isinstance(v, float) else v) for k, v in r.items()}, indent=1))
-    ok = (abs(r["modularity_cartscope"] - r["modularity_scanpy"]) <= 0.01
+    ok = (r["ari_cartscope_vs_scanpy"] >= 0.9
+          and abs(r["modularity_cartscope"] - r["modularity_scanpy"]) <= 0.01
           and abs(r["trustworthiness_cartscope"] - r["trustworthiness_scanpy"]) <= 0.02)
     sys.exit(0 if ok else 1)
 
