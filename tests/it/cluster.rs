@@ -263,28 +263,34 @@ fn leiden_reproduces_scanpy_across_seeds_resolutions_and_graphs() {
     }
 }
 
+/// A 2-d layout of the golden's cells against scanpy's: trustworthiness (k = 15) within 0.02,
+/// kNN(15) preservation within 0.03.
+fn assert_as_trustworthy_as_scanpys(what: &str, g: &Golden, embedding: &[f32]) {
+    let (t, p) = trust_and_preservation(&g.x_pca, g.n_pcs, embedding, 2, 15);
+    println!(
+        "{what} on scanpy's graph: trustworthiness {t:.4} (scanpy {:.4}), kNN(15) preservation \
+         {p:.4} (scanpy {:.4})",
+        g.trustworthiness, g.knn_preservation
+    );
+    assert!(
+        (t - g.trustworthiness).abs() <= 0.02,
+        "{what}: {t} vs {}",
+        g.trustworthiness
+    );
+    assert!(
+        (p - g.knn_preservation).abs() <= 0.03,
+        "{what}: {p} vs {}",
+        g.knn_preservation
+    );
+}
+
 #[test]
 fn umap_on_scanpys_graph_is_as_trustworthy_as_scanpys() {
     let dir = tempfile::tempdir().unwrap();
     let g = golden(dir.path());
     let u = umap(&g.conn, Some((&g.x_pca, g.n_pcs)), &UmapParams::default()).unwrap();
     assert_eq!(u.n_epochs, 500);
-    let (t, p) = trust_and_preservation(&g.x_pca, g.n_pcs, &u.embedding, 2, 15);
-    println!(
-        "umap on scanpy's graph: trustworthiness {t:.4} (scanpy {:.4}), kNN(15) preservation \
-         {p:.4} (scanpy {:.4})",
-        g.trustworthiness, g.knn_preservation
-    );
-    assert!(
-        (t - g.trustworthiness).abs() <= 0.02,
-        "{t} vs {}",
-        g.trustworthiness
-    );
-    assert!(
-        (p - g.knn_preservation).abs() <= 0.03,
-        "{p} vs {}",
-        g.knn_preservation
-    );
+    assert_as_trustworthy_as_scanpys("umap", &g, &u.embedding);
 }
 
 /// The SGD epochs as the GPU backend's WGSL kernel (lavapipe in CI): the same tolerances
@@ -305,22 +311,7 @@ fn umap_on_the_gpu_is_as_trustworthy_as_scanpys_and_repeats_itself() {
         "the epochs ran on the GPU"
     );
     assert_eq!(u.n_epochs, 500);
-    let (t, p) = trust_and_preservation(&g.x_pca, g.n_pcs, &u.embedding, 2, 15);
-    println!(
-        "GPU umap on scanpy's graph: trustworthiness {t:.4} (scanpy {:.4}), kNN(15) \
-         preservation {p:.4} (scanpy {:.4})",
-        g.trustworthiness, g.knn_preservation
-    );
-    assert!(
-        (t - g.trustworthiness).abs() <= 0.02,
-        "{t} vs {}",
-        g.trustworthiness
-    );
-    assert!(
-        (p - g.knn_preservation).abs() <= 0.03,
-        "{p} vs {}",
-        g.knn_preservation
-    );
+    assert_as_trustworthy_as_scanpys("GPU umap", &g, &u.embedding);
     let again = umap_on(&gpu, &g.conn, Some((&g.x_pca, g.n_pcs)), &params).unwrap();
     assert_eq!(u, again);
 }
