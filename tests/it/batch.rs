@@ -389,26 +389,7 @@ fn bad_manifest_is_exit_2_naming_row_and_column_with_nothing_written() {
         ("sample_id,path,day\nA,a.h5ad,day 3\n", "line 2, column day"),
         ("sample_id,path\nA,a.h5ad,extra\n", "line 2"),
     ];
-    for (i, (text, want)) in cases.iter().enumerate() {
-        let m = d.join(format!("m{i}.csv"));
-        std::fs::write(&m, text).unwrap();
-        let out = d.join(format!("out{i}"));
-        let r = cartscope()
-            .arg("batch")
-            .arg(&m)
-            .arg("-o")
-            .arg(&out)
-            .output()
-            .unwrap();
-        let stderr = String::from_utf8_lossy(&r.stderr);
-        assert_eq!(r.status.code(), Some(2), "{stderr}");
-        assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
-        assert!(
-            stderr.contains(&format!("m{i}.csv")) && stderr.contains(want),
-            "{stderr}"
-        );
-        assert!(!out.exists(), "case {i} wrote {}", out.display());
-    }
+    crate::common::assert_manifests_rejected(d, &["batch"], &cases, true);
 }
 
 /// snakemake from CARTSCOPE_SNAKEMAKE, else on PATH; None (the test skips) when absent.

@@ -1,6 +1,6 @@
 //! Shared helpers: fixture paths and the expected values written by make_fixtures.py.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use serde_json::Value;
 
@@ -35,4 +35,35 @@ pub fn floats(v: &Value) -> Vec<f32> {
 
 pub fn cartscope() -> assert_cmd::Command {
     assert_cmd::Command::cargo_bin("cartscope").expect("binary built")
+}
+
+/// Writes each manifest text of `cases` as `dir/m{i}.csv`, runs `cartscope ARGS MANIFEST -o
+/// dir/out{i}` and asserts the rejection: exit code 2, one stderr line containing the case's
+/// text (and the manifest's file name when `names_manifest`), and no output folder.
+pub fn assert_manifests_rejected(
+    dir: &Path,
+    args: &[&str],
+    cases: &[(&str, &str)],
+    names_manifest: bool,
+) {
+    for (i, (text, want)) in cases.iter().enumerate() {
+        let m = dir.join(format!("m{i}.csv"));
+        std::fs::write(&m, text).unwrap();
+        let out = dir.join(format!("out{i}"));
+        let r = cartscope()
+            .args(args)
+            .arg(&m)
+            .arg("-o")
+            .arg(&out)
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&r.stderr);
+        assert_eq!(r.status.code(), Some(2), "case {i}: {stderr}");
+        assert_eq!(stderr.trim().lines().count(), 1, "case {i}: {stderr}");
+        assert!(stderr.contains(want), "case {i}: {stderr}");
+        if names_manifest {
+            assert!(stderr.contains(&format!("m{i}.csv")), "case {i}: {stderr}");
+        }
+        assert!(!out.exists(), "case {i} wrote {}", out.display());
+    }
 }

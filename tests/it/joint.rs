@@ -367,23 +367,12 @@ fn joint_bad_inputs_are_exit_2_naming_the_file_with_nothing_written() {
         ("sample_id,path\nA,a.h5ad\nB,missing.h5ad\n", "missing.h5ad"),
         ("sample_id,path\nA,a.h5ad\nB,b.h5ad\n", "m4.csv: sample B: "),
     ];
-    for (i, (text, want)) in cases.iter().enumerate() {
-        let m = d.join(format!("m{i}.csv"));
-        std::fs::write(&m, text).unwrap();
-        let out = d.join(format!("out{i}"));
-        let r = cartscope()
-            .args(["run", "--joint", "--backend", "cpu"])
-            .arg(&m)
-            .arg("-o")
-            .arg(&out)
-            .output()
-            .unwrap();
-        let stderr = String::from_utf8_lossy(&r.stderr);
-        assert_eq!(r.status.code(), Some(2), "case {i}: {stderr}");
-        assert_eq!(stderr.trim().lines().count(), 1, "case {i}: {stderr}");
-        assert!(stderr.contains(want), "case {i}: {stderr}");
-        assert!(!out.exists(), "case {i} wrote {}", out.display());
-    }
+    crate::common::assert_manifests_rejected(
+        d,
+        &["run", "--joint", "--backend", "cpu"],
+        &cases,
+        false,
+    );
     let m4 = std::fs::read_to_string(d.join("m4.csv")).unwrap();
     assert!(m4.contains("b.h5ad"));
 }
