@@ -35,8 +35,10 @@
 //! two 32-bit halves). The algorithm is sequential, so the labels are the same on every
 //! machine and thread count.
 //!
-//! Labels are igraph's membership as scanpy stores it: numbered by first appearance along the
-//! last aggregated graph's nodes, not by size (scanpy's categories are then in natural order).
+//! The partition is scanpy's; the names are renumbered by size, "0" the largest, equal sizes in
+//! igraph's order (leidenalg's `renumber_communities`, what scanpy's default flavor does).
+//! scanpy's igraph flavor stores igraph's numbering (first appearance along the last
+//! aggregated graph's nodes), so its labels are a permutation of these: the same clusters.
 //!
 //! On scanpy's graphs of the sample (1,857 cells) and of 200 real T cells, for seeds 0-9 and
 //! resolutions 0.5, 1 and 2, the labels equal scanpy's (`tests/it/cluster.rs`).
@@ -64,6 +66,7 @@
 
 use crate::cart::rng::NumpyRandomState;
 use crate::matrix::CsrMatrix;
+use rayon::prelude::*;
 
 /// igraph's randomness of the refinement step (`beta`).
 pub const BETA: f64 = 0.01;
@@ -92,7 +95,7 @@ impl Default for LeidenParams {
 /// A partition of the cells.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Clustering {
-    /// Cluster of each cell, numbered as igraph returns them (scanpy's labels).
+    /// Cluster of each cell: scanpy's partition, numbered by size ("0" the largest).
     pub membership: Vec<u32>,
     /// Number of clusters.
     pub n_clusters: usize,
@@ -145,145 +148,300 @@ impl IgraphRng {
     }
 }
 
-/// An undirected weighted graph as igraph's incidence lists (`IGRAPH_ALL`, loops twice): for
-/// each node its incident edges as (other end, weight) in igraph's order (see
-/// [`Graph::from_adjacency`]), so parallel edges stay separate entries.
-#[derive(Debug, Clone)]
-struct Graph {
-    indptr: Vec<usize>,
-    other: Vec<u32>,
-    weight: Vec<f64>,
+/// One entry of an incidence list: the other end and the weight of the edges to it that the
+/// slot holds. Sums over a list add each edge's weight in f64, in igraph's order.
+trait Slot: Copy {
+    fn other(self) -> usize;
+    /// `acc += w` for each edge of the slot, in order.
+    fn add_to(self, acc: &mut f64);
+    /// `acc -= w` for each edge of the slot, in order.
+    fn sub_from(self, acc: &mut f64);
 }
 
-impl Graph {
+/// A slot of the cells' graph: up to two parallel edges to one other end, with the input's
+/// f32 weights (exact in f64). Parallel edges are neighbours in igraph's lists (ordered by
+/// the other end), so pairing them halves the lookups the hot loops make per edge while every
+/// sum still adds the same weights in the same order. A run of odd length ends in a slot
+/// whose second weight is 0, an exact no-op in the sums (the lists hold no zero weights and
+/// no sum starts from -0).
+#[derive(Debug, Clone, Copy, Default)]
+struct Pair {
+    other: u32,
+    weight: [f32; 2],
+}
+
+impl Slot for Pair {
+    #[inline(always)]
+    fn other(self) -> usize {
+        self.other as usize
+    }
+    #[inline(always)]
+    fn add_to(self, acc: &mut f64) {
+        *acc += f64::from(self.weight[0]);
+        *acc += f64::from(self.weight[1]);
+    }
+    #[inline(always)]
+    fn sub_from(self, acc: &mut f64) {
+        *acc -= f64::from(self.weight[0]);
+        *acc -= f64::from(self.weight[1]);
+    }
+}
+
+/// A slot of an aggregated graph: its one edge to the other end (aggregation merges parallel
+/// edges), weight in f64.
+#[derive(Debug, Clone, Copy, Default)]
+struct Single {
+    other: u32,
+    weight: f64,
+}
+
+impl Slot for Single {
+    #[inline(always)]
+    fn other(self) -> usize {
+        self.other as usize
+    }
+    #[inline(always)]
+    fn add_to(self, acc: &mut f64) {
+        *acc += self.weight;
+    }
+    #[inline(always)]
+    fn sub_from(self, acc: &mut f64) {
+        *acc -= self.weight;
+    }
+}
+
+/// An undirected weighted graph as igraph's incidence lists (`IGRAPH_ALL`, loops twice): for
+/// each node its incident edges (other end, weight) in igraph's order (see
+/// [`Graph::from_adjacency`]), parallel edges kept as separate edges, in slots `S`.
+#[derive(Debug, Clone)]
+struct Graph<S> {
+    /// Node `v`'s slots are `slots[indptr[v]..indptr[v + 1]]`.
+    indptr: Vec<usize>,
+    slots: Vec<S>,
+}
+
+impl<S: Slot> Graph<S> {
     fn n(&self) -> usize {
         self.indptr.len() - 1
     }
 
-    fn incident(&self, v: usize) -> impl Iterator<Item = (usize, f64)> + '_ {
-        let r = self.indptr[v]..self.indptr[v + 1];
-        self.other[r.clone()]
-            .iter()
-            .zip(&self.weight[r])
-            .map(|(&u, &w)| (u as usize, w))
+    #[inline(always)]
+    fn incident(&self, v: usize) -> &[S] {
+        &self.slots[self.indptr[v]..self.indptr[v + 1]]
     }
 
+    /// Asks the cache for the start of `v`'s list, which the loops visit in random node
+    /// order: fetched while the current node is processed, it is there when its turn comes.
+    #[inline(always)]
+    fn prefetch(&self, v: usize) {
+        let (start, end) = (self.indptr[v], self.indptr[v + 1]);
+        let per_line = 64 / std::mem::size_of::<S>();
+        for i in (start..end).step_by(per_line.max(1)).take(4) {
+            prefetch(&self.slots[i]);
+        }
+    }
+}
+
+/// A hint to load the cache line of `x`; no effect on results.
+#[inline(always)]
+fn prefetch<T>(x: &T) {
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: a prefetch has no architectural effect, and the address is a live reference.
+    unsafe {
+        std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T0 }>(
+            (x as *const T).cast(),
+        );
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = x;
+}
+
+impl Graph<Pair> {
     /// The graph scanpy builds (`get_igraph_from_adjacency`): one undirected edge per stored
     /// non-zero entry, numbered in stored order, so both (i, j) and (j, i) become edges.
     /// igraph lists a node's incident edges by the other end, parallel edges by descending
     /// edge id, and its self-loops twice (all of them, then all again). Also returns the node
     /// weights that python-igraph gives modularity, `Graph.strength` (igraph adds each edge's
     /// weight to its larger end in edge order, then to its smaller end).
-    fn from_adjacency(adj: &CsrMatrix) -> (Graph, Vec<f64>) {
+    ///
+    /// Given each node's row (edges it starts) and column (edges it ends), a node's list and
+    /// strength depend on nothing else, so nodes are built in parallel blocks.
+    #[inline(never)]
+    fn from_adjacency(adj: &CsrMatrix) -> (Graph<Pair>, Vec<f64>) {
         let n = adj.n_rows;
-        // The edges in id order, as a CSR of the non-zero entries.
-        let mut row_ptr = Vec::with_capacity(n + 1);
-        row_ptr.push(0usize);
-        let mut col: Vec<u32> = Vec::with_capacity(adj.indices.len());
-        let mut wt: Vec<f64> = Vec::with_capacity(adj.indices.len());
-        let mut canonical = true;
-        for i in 0..n {
-            let (idx, val) = adj.row(i);
-            let first = col.len();
-            for (&j, &v) in idx.iter().zip(val) {
-                if v != 0.0 {
-                    col.push(j);
-                    wt.push(f64::from(v));
+        // The edges in id order, as a CSR of the non-zero entries (the input's own arrays
+        // when it stores no zeros).
+        let row_ptr: Vec<usize> = adj.indptr.iter().map(|&p| p as usize).collect();
+        let filtered: Option<(Vec<usize>, Vec<u32>, Vec<f32>)> =
+            adj.data.contains(&0.0).then(|| {
+                let mut ptr = Vec::with_capacity(n + 1);
+                ptr.push(0usize);
+                let (mut col, mut wt) = (Vec::new(), Vec::new());
+                for i in 0..n {
+                    let (idx, val) = adj.row(i);
+                    for (&j, &v) in idx.iter().zip(val) {
+                        if v != 0.0 {
+                            col.push(j);
+                            wt.push(v);
+                        }
+                    }
+                    ptr.push(col.len());
                 }
-            }
-            canonical &= col[first..].windows(2).all(|p| p[0] < p[1]);
-            row_ptr.push(col.len());
-        }
-        let mut strength = vec![0.0f64; n];
-        for pass in 0..2 {
-            for i in 0..n {
-                for e in row_ptr[i]..row_ptr[i + 1] {
-                    let j = col[e] as usize;
-                    let end = if pass == 0 { i.max(j) } else { i.min(j) };
-                    strength[end] += wt[e];
-                }
-            }
-        }
+                (ptr, col, wt)
+            });
+        let (row_ptr, col, wt): (&[usize], &[u32], &[f32]) = match &filtered {
+            Some((p, c, w)) => (p, c, w),
+            None => (&row_ptr, &adj.indices, &adj.data),
+        };
+        let canonical = (0..n).all(|i| col[row_ptr[i]..row_ptr[i + 1]].is_sorted_by(|a, b| a < b));
         // The entries of each column, by row (edge id ascending).
         let mut col_ptr = vec![0usize; n + 1];
-        for &j in &col {
+        for &j in col {
             col_ptr[j as usize + 1] += 1;
         }
         for v in 0..n {
             col_ptr[v + 1] += col_ptr[v];
         }
         let mut fill = col_ptr.clone();
-        let mut col_edge = vec![0u32; col.len()];
+        let mut col_edge = vec![0u32; if canonical { 0 } else { col.len() }];
         let mut col_row = vec![0u32; col.len()];
-        let mut col_w = vec![0.0f64; col.len()];
+        let mut col_w = vec![0.0f32; col.len()];
         for i in 0..n {
             for e in row_ptr[i]..row_ptr[i + 1] {
                 let j = col[e] as usize;
-                col_edge[fill[j]] = e as u32;
+                if !canonical {
+                    col_edge[fill[j]] = e as u32;
+                }
                 col_row[fill[j]] = i as u32;
                 col_w[fill[j]] = wt[e];
                 fill[j] += 1;
             }
         }
-        // A node's incidence list is its row (edges it starts) merged with its column (edges
-        // it ends); a self-loop is in both.
-        let mut indptr = Vec::with_capacity(n + 1);
-        indptr.push(0usize);
-        let mut other = Vec::with_capacity(2 * col.len());
-        let mut weight = Vec::with_capacity(2 * col.len());
-        let mut entries: Vec<(u32, bool, std::cmp::Reverse<u32>, f64)> = Vec::new();
-        for v in 0..n {
-            let (mut a, a_end) = (row_ptr[v], row_ptr[v + 1]);
-            let (mut b, b_end) = (col_ptr[v], col_ptr[v + 1]);
-            if canonical {
-                // Each side has at most one edge per other end: of a pair, the higher id
-                // first; a self-loop (the same edge on both sides) from the row first.
-                while a < a_end || b < b_end {
-                    let take_row = b == b_end
-                        || (a < a_end
-                            && (col[a] < col_row[b]
-                                || (col[a] == col_row[b] && a as u32 >= col_edge[b])));
-                    if take_row {
-                        other.push(col[a]);
-                        weight.push(wt[a]);
-                        a += 1;
-                    } else {
-                        other.push(col_row[b]);
-                        weight.push(col_w[b]);
-                        b += 1;
+        drop(fill);
+        const BLOCK: usize = 4096;
+        let blocks: Vec<(Vec<usize>, Vec<Pair>, Vec<f64>)> = (0..n.div_ceil(BLOCK))
+            .into_par_iter()
+            .map(|block| {
+                let nodes = block * BLOCK..((block + 1) * BLOCK).min(n);
+                let mut ends = Vec::with_capacity(nodes.len());
+                let mut slots = Vec::new();
+                let mut strength = Vec::with_capacity(nodes.len());
+                let mut entries: Vec<(u32, bool, std::cmp::Reverse<u32>, f32)> = Vec::new();
+                for v in nodes {
+                    let row = row_ptr[v]..row_ptr[v + 1];
+                    let column = col_ptr[v]..col_ptr[v + 1];
+                    let v32 = v as u32;
+                    // Strength: as the larger end, the column's edges from earlier rows, then
+                    // the row's edges to columns <= v; as the smaller end, the row's edges to
+                    // columns >= v, then the column's edges from later rows (all in edge id
+                    // order; a self-loop counts in both).
+                    let mut s = 0.0f64;
+                    for k in column.clone() {
+                        if col_row[k] < v32 {
+                            s += f64::from(col_w[k]);
+                        }
                     }
+                    for e in row.clone() {
+                        if col[e] <= v32 {
+                            s += f64::from(wt[e]);
+                        }
+                    }
+                    for e in row.clone() {
+                        if col[e] >= v32 {
+                            s += f64::from(wt[e]);
+                        }
+                    }
+                    for k in column.clone() {
+                        if col_row[k] > v32 {
+                            s += f64::from(col_w[k]);
+                        }
+                    }
+                    strength.push(s);
+                    // The list: the row merged with the column.
+                    if canonical {
+                        // Each side has at most one edge per other end u. Of the pair (v, u)
+                        // from the row and (u, v) from the column the higher id comes first:
+                        // the row's when u < v (row u precedes row v), the column's when
+                        // u > v; a self-loop (the same edge on both sides) from the row first.
+                        let (mut a, mut b) = (row.start, column.start);
+                        push_pairs(
+                            &mut slots,
+                            std::iter::from_fn(|| {
+                                if a == row.end && b == column.end {
+                                    return None;
+                                }
+                                let take_row = b == column.end
+                                    || (a < row.end
+                                        && (col[a] < col_row[b]
+                                            || (col[a] == col_row[b] && col[a] <= v32)));
+                                if take_row {
+                                    a += 1;
+                                    Some((col[a - 1], wt[a - 1]))
+                                } else {
+                                    b += 1;
+                                    Some((col_row[b - 1], col_w[b - 1]))
+                                }
+                            }),
+                        );
+                    } else {
+                        // Other end, then (self-loops only) row side before column side, then
+                        // descending edge id.
+                        entries.clear();
+                        for e in row.clone() {
+                            entries.push((col[e], false, std::cmp::Reverse(e as u32), wt[e]));
+                        }
+                        for k in column.clone() {
+                            let u = col_row[k];
+                            entries.push((u, u == v32, std::cmp::Reverse(col_edge[k]), col_w[k]));
+                        }
+                        entries.sort_unstable_by_key(|&(u, side, e, _)| (u, side, e));
+                        push_pairs(&mut slots, entries.iter().map(|e| (e.0, e.3)));
+                    }
+                    ends.push(slots.len());
                 }
-            } else {
-                // Other end, then (self-loops only) row side before column side, then
-                // descending edge id.
-                entries.clear();
-                for e in a..a_end {
-                    entries.push((col[e], false, std::cmp::Reverse(e as u32), wt[e]));
-                }
-                for k in b..b_end {
-                    let u = col_row[k];
-                    let e = std::cmp::Reverse(col_edge[k]);
-                    entries.push((u, u as usize == v, e, col_w[k]));
-                }
-                entries.sort_unstable_by_key(|&(u, side, e, _)| (u, side, e));
-                other.extend(entries.iter().map(|e| e.0));
-                weight.extend(entries.iter().map(|e| e.3));
-                (a, b) = (a_end, b_end);
-            }
-            debug_assert!(a == a_end && b == b_end);
-            indptr.push(other.len());
-        }
-        let graph = Graph {
-            indptr,
-            other,
-            weight,
+                (ends, slots, strength)
+            })
+            .collect();
+        let total: usize = blocks.iter().map(|b| b.1.len()).sum();
+        let mut graph = Graph {
+            indptr: Vec::with_capacity(n + 1),
+            slots: Vec::with_capacity(total),
         };
+        graph.indptr.push(0);
+        let mut strength = Vec::with_capacity(n);
+        for (ends, slots, s) in blocks {
+            let base = graph.slots.len();
+            graph.indptr.extend(ends.iter().map(|&e| base + e));
+            graph.slots.extend_from_slice(&slots);
+            strength.extend_from_slice(&s);
+        }
         (graph, strength)
     }
 }
 
+/// Appends one node's incidence list (in igraph's order) to `slots`, parallel edges paired.
+fn push_pairs(slots: &mut Vec<Pair>, list: impl IntoIterator<Item = (u32, f32)>) {
+    let mut open = false;
+    for (u, w) in list {
+        match slots.last_mut() {
+            Some(last) if open && last.other == u => {
+                last.weight[1] = w;
+                open = false;
+            }
+            _ => {
+                slots.push(Pair {
+                    other: u,
+                    weight: [w, 0.0],
+                });
+                open = true;
+            }
+        }
+    }
+}
+
 /// Leiden clustering of the undirected graph `adj` (every stored entry an edge), as scanpy's
-/// `sc.tl.leiden(flavor="igraph", n_iterations=2, random_state=seed)` computes it.
+/// `sc.tl.leiden(flavor="igraph", n_iterations=2, random_state=seed)` computes it, with the
+/// clusters renumbered by size.
 pub fn leiden(adj: &CsrMatrix, params: &LeidenParams) -> Clustering {
     let (graph, node_weights) = Graph::from_adjacency(adj);
     let n = graph.n();
@@ -294,18 +452,38 @@ pub fn leiden(adj: &CsrMatrix, params: &LeidenParams) -> Clustering {
     for _ in 0..params.n_iterations {
         one_iteration(&graph, &node_weights, &mut membership, resolution, &mut rng);
     }
-    // igraph's labels are 0..k, numbered through the last aggregated graph.
-    let n_clusters = membership
-        .iter()
-        .map(|&c| c as usize + 1)
-        .max()
-        .unwrap_or(0);
+    let n_clusters = number_by_size(&mut membership);
     let modularity = modularity(adj, &membership, 1.0);
     Clustering {
         membership,
         n_clusters,
         modularity,
     }
+}
+
+/// Renumbers igraph's clusters (0..k) by size, largest first, equal sizes in igraph's order
+/// (leidenalg's `renumber_communities`); returns k.
+fn number_by_size(membership: &mut [u32]) -> usize {
+    let k = membership
+        .iter()
+        .map(|&c| c as usize + 1)
+        .max()
+        .unwrap_or(0);
+    let mut size = vec![0usize; k];
+    for &c in membership.iter() {
+        size[c as usize] += 1;
+    }
+    let mut order: Vec<u32> = (0..k as u32).collect();
+    // Stable: ties keep igraph's numbering.
+    order.sort_by_key(|&c| std::cmp::Reverse(size[c as usize]));
+    let mut new = vec![0u32; k];
+    for (rank, &c) in order.iter().enumerate() {
+        new[c as usize] = rank as u32;
+    }
+    for c in membership.iter_mut() {
+        *c = new[*c as usize];
+    }
+    k
 }
 
 /// `igraph_reindex_membership`: cluster ids made contiguous in order of first appearance.
@@ -327,7 +505,7 @@ fn reindex(membership: &mut [u32]) -> usize {
 /// igraph, the cells' membership is updated from an aggregated level only when that level is
 /// refined further, so the last local moving (which found every node best alone) leaves it.
 fn one_iteration(
-    graph: &Graph,
+    graph: &Graph<Pair>,
     node_weights: &[f64],
     membership: &mut [u32],
     resolution: f64,
@@ -335,51 +513,82 @@ fn one_iteration(
 ) {
     let n = graph.n();
     reindex(membership);
-    // Node of the current aggregated graph that holds each cell.
-    let mut aggregate_node: Vec<u32> = (0..n as u32).collect();
-    let mut agg: Option<(Graph, Vec<f64>)> = None;
-    let mut agg_membership: Vec<u32> = membership.to_vec();
-    let mut level = 0;
-    loop {
-        let (g, w) = match &agg {
-            Some((g, w)) => (g, w.as_slice()),
-            None => (graph, node_weights),
-        };
-        let n_clusters = fast_move_nodes(g, w, &mut agg_membership, resolution, rng);
-        if level == 0 {
+    let mut state = Level {
+        membership,
+        aggregate_node: (0..n as u32).collect(),
+        agg_membership: Vec::new(),
+        level: 0,
+        resolution,
+    };
+    state.agg_membership = state.membership.to_vec();
+    let mut agg = match state.step(graph, node_weights, rng) {
+        Some(next) => next,
+        None => return,
+    };
+    while let Some(next) = state.step(&agg.0, &agg.1, rng) {
+        agg = next;
+    }
+}
+
+/// The state one iteration carries from one aggregation level to the next.
+struct Level<'a> {
+    /// The cells' membership.
+    membership: &'a mut [u32],
+    /// Node of the current aggregated graph that holds each cell.
+    aggregate_node: Vec<u32>,
+    /// Membership of the current graph's nodes.
+    agg_membership: Vec<u32>,
+    level: usize,
+    resolution: f64,
+}
+
+impl Level<'_> {
+    /// Local moving on graph `g`, then (unless every node stays alone) refinement and
+    /// aggregation: returns the next level's graph and node weights, or `None` when done.
+    fn step<S: Slot>(
+        &mut self,
+        g: &Graph<S>,
+        w: &[f64],
+        rng: &mut IgraphRng,
+    ) -> Option<(Graph<Single>, Vec<f64>)> {
+        let resolution = self.resolution;
+        let n_clusters = fast_move_nodes(g, w, &mut self.agg_membership, resolution, rng);
+        if self.level == 0 {
             // On the first level igraph moves the cells' own membership.
-            membership.copy_from_slice(&agg_membership);
+            self.membership.copy_from_slice(&self.agg_membership);
         }
         if n_clusters >= g.n() {
-            break;
+            return None;
         }
-        if level > 0 {
-            for (m, &v) in membership.iter_mut().zip(&aggregate_node) {
-                *m = agg_membership[v as usize];
+        if self.level > 0 {
+            for (m, &v) in self.membership.iter_mut().zip(&self.aggregate_node) {
+                *m = self.agg_membership[v as usize];
             }
         }
         let (mut refined, mut n_refined) =
-            refine(g, w, &agg_membership, n_clusters, resolution, rng);
+            refine(g, w, &self.agg_membership, n_clusters, resolution, rng);
         if n_refined >= g.n() {
             // Refinement merged nothing: aggregate on the clustering itself.
-            refined.copy_from_slice(&agg_membership);
+            refined.copy_from_slice(&self.agg_membership);
             n_refined = n_clusters;
         }
-        for v in aggregate_node.iter_mut() {
+        for v in self.aggregate_node.iter_mut() {
             *v = refined[*v as usize];
         }
-        let next = aggregate(g, w, &agg_membership, &refined, n_refined);
-        agg_membership = next.2;
-        agg = Some((next.0, next.1));
-        level += 1;
+        let (graph, weights, membership) =
+            aggregate(g, w, &self.agg_membership, &refined, n_refined);
+        self.agg_membership = membership;
+        self.level += 1;
+        Some((graph, weights))
     }
 }
 
 /// igraph's `fastmovenodes`: nodes leave a queue (shuffled at first) and move to the cluster
 /// with the strictly largest gain; stable neighbours left outside the new cluster re-enter the
 /// queue. Returns the number of clusters, with `membership` reindexed.
-fn fast_move_nodes(
-    g: &Graph,
+#[inline(never)]
+fn fast_move_nodes<S: Slot>(
+    g: &Graph<S>,
     node_weights: &[f64],
     membership: &mut [u32],
     resolution: f64,
@@ -403,6 +612,9 @@ fn fast_move_nodes(
     let mut added = vec![false; n];
     let mut candidates: Vec<u32> = Vec::new();
     while let Some(v) = queue.pop_front() {
+        if let Some(&next) = queue.front() {
+            g.prefetch(next as usize);
+        }
         let v = v as usize;
         let current = membership[v] as usize;
         let wv = node_weights[v];
@@ -416,15 +628,28 @@ fn fast_move_nodes(
         let spare = *empty.last().expect("the node's own cluster at least");
         candidates.push(spare);
         added[spare as usize] = true;
-        for (u, w) in g.incident(v) {
+        // Neighbours mostly share a cluster: a run of them sums in a register, flushed when
+        // the cluster changes (the same additions in the same order).
+        let mut run = (u32::MAX, 0.0f64);
+        for &slot in g.incident(v) {
+            let u = slot.other();
             if u != v {
                 let c = membership[u];
-                if !added[c as usize] {
-                    added[c as usize] = true;
-                    candidates.push(c);
+                if c != run.0 {
+                    if run.0 != u32::MAX {
+                        edge_to[run.0 as usize] = run.1;
+                    }
+                    if !added[c as usize] {
+                        added[c as usize] = true;
+                        candidates.push(c);
+                    }
+                    run = (c, edge_to[c as usize]);
                 }
-                edge_to[c as usize] += w;
+                slot.add_to(&mut run.1);
             }
+        }
+        if run.0 != u32::MAX {
+            edge_to[run.0 as usize] = run.1;
         }
         let mut best = current;
         let mut best_gain = edge_to[current] - wv * cluster_weight[current] * resolution;
@@ -446,7 +671,8 @@ fn fast_move_nodes(
         stable[v] = true;
         if best != current {
             membership[v] = best as u32;
-            for (u, _) in g.incident(v) {
+            for slot in g.incident(v) {
+                let u = slot.other();
                 if stable[u] && membership[u] as usize != best {
                     queue.push_back(u as u32);
                     stable[u] = false;
@@ -462,8 +688,9 @@ fn fast_move_nodes(
 /// order) joins a well-connected refined cluster of its cluster, chosen at random with weight
 /// `exp(gain / beta)` among gains >= 0. Returns the refined clusters, numbered cluster by
 /// cluster in order of first member, and their number.
-fn refine(
-    g: &Graph,
+#[inline(never)]
+fn refine<S: Slot>(
+    g: &Graph<S>,
     node_weights: &[f64],
     membership: &[u32],
     n_clusters: usize,
@@ -503,15 +730,19 @@ fn refine(
         let cluster = c as u32;
         let mut total = 0.0f64;
         for (i, &v) in nodes.iter().enumerate() {
+            if let Some(&next) = nodes.get(i + 1) {
+                g.prefetch(next as usize);
+            }
             let v = v as usize;
             refined[v] = i as u32;
             weight[i] = node_weights[v];
             non_singleton[i] = false;
             total += node_weights[v];
             let mut ext = 0.0f64;
-            for (u, w) in g.incident(v) {
+            for &slot in g.incident(v) {
+                let u = slot.other();
                 if u != v && membership[u] == cluster {
-                    ext += w;
+                    slot.add_to(&mut ext);
                 }
             }
             external[i] = ext;
@@ -519,7 +750,10 @@ fn refine(
         order.clear();
         order.extend_from_slice(nodes);
         rng.shuffle(&mut order);
-        for &v in &order {
+        for (i, &v) in order.iter().enumerate() {
+            if let Some(&next) = order.get(i + 1) {
+                g.prefetch(next as usize);
+            }
             let v = v as usize;
             let current = refined[v] as usize;
             if non_singleton[current]
@@ -532,15 +766,26 @@ fn refine(
             candidates.clear();
             candidates.push(current as u32);
             added[current] = true;
-            for (u, w) in g.incident(v) {
+            let mut run = (u32::MAX, 0.0f64);
+            for &slot in g.incident(v) {
+                let u = slot.other();
                 if u != v && membership[u] == cluster {
                     let r = refined[u];
-                    if !added[r as usize] {
-                        added[r as usize] = true;
-                        candidates.push(r);
+                    if r != run.0 {
+                        if run.0 != u32::MAX {
+                            edge_to[run.0 as usize] = run.1;
+                        }
+                        if !added[r as usize] {
+                            added[r as usize] = true;
+                            candidates.push(r);
+                        }
+                        run = (r, edge_to[r as usize]);
                     }
-                    edge_to[r as usize] += w;
+                    slot.add_to(&mut run.1);
                 }
+            }
+            if run.0 != u32::MAX {
+                edge_to[run.0 as usize] = run.1;
             }
             let mut best = current;
             let mut best_gain = 0.0f64;
@@ -569,15 +814,18 @@ fn refine(
                 best
             };
             weight[chosen] += wv;
-            for (u, w) in g.incident(v) {
+            let mut ext = external[chosen];
+            for &slot in g.incident(v) {
+                let u = slot.other();
                 if membership[u] == cluster {
                     if refined[u] as usize == chosen {
-                        external[chosen] -= w;
+                        slot.sub_from(&mut ext);
                     } else {
-                        external[chosen] += w;
+                        slot.add_to(&mut ext);
                     }
                 }
             }
+            external[chosen] = ext;
             if chosen != current {
                 refined[v] = chosen as u32;
                 non_singleton[chosen] = true;
@@ -622,13 +870,14 @@ fn binsearch(v: &[f64], x: f64) -> usize {
 /// the edges between them in the order they are met (members in node order, each member's
 /// incidence list); edges inside a refined cluster are dropped. Returns the graph, its node
 /// weights and the membership of each refined cluster (its last member's cluster).
-fn aggregate(
-    g: &Graph,
+#[inline(never)]
+fn aggregate<S: Slot>(
+    g: &Graph<S>,
     node_weights: &[f64],
     membership: &[u32],
     refined: &[u32],
     k: usize,
-) -> (Graph, Vec<f64>, Vec<u32>) {
+) -> (Graph<Single>, Vec<f64>, Vec<u32>) {
     let n = g.n();
     let mut start = vec![0usize; k + 1];
     for &r in refined {
@@ -654,17 +903,30 @@ fn aggregate(
     let mut degree = vec![0usize; k + 1];
     for c in 0..k {
         let mut last = 0usize;
-        for &v in &members[start[c]..start[c + 1]] {
+        for (i, &v) in members.iter().enumerate().take(start[c + 1]).skip(start[c]) {
+            if let Some(&next) = members.get(i + 1) {
+                g.prefetch(next as usize);
+            }
             let v = v as usize;
-            for (u, w) in g.incident(v) {
-                let d = refined[u];
+            let mut run = (u32::MAX, 0.0f64);
+            for &slot in g.incident(v) {
+                let d = refined[slot.other()];
                 if d as usize > c {
-                    if !added[d as usize] {
-                        added[d as usize] = true;
-                        touched.push(d);
+                    if d != run.0 {
+                        if run.0 != u32::MAX {
+                            acc[run.0 as usize] = run.1;
+                        }
+                        if !added[d as usize] {
+                            added[d as usize] = true;
+                            touched.push(d);
+                        }
+                        run = (d, acc[d as usize]);
                     }
-                    acc[d as usize] += w;
+                    slot.add_to(&mut run.1);
                 }
+            }
+            if run.0 != u32::MAX {
+                acc[run.0 as usize] = run.1;
             }
             agg_weights[c] += node_weights[v];
             last = v;
@@ -685,27 +947,15 @@ fn aggregate(
     }
     let indptr = degree;
     let mut fill = indptr.clone();
-    let mut other = vec![0u32; indptr[k]];
-    let mut weight = vec![0.0f64; indptr[k]];
+    let mut slots = vec![Single::default(); indptr[k]];
     // Edges come by ascending c, then ascending d: both ends' lists fill in ascending order.
-    for &(c, d, w) in &edges {
-        let (c, d) = (c as usize, d as usize);
-        other[fill[c]] = d as u32;
-        weight[fill[c]] = w;
-        fill[c] += 1;
-        other[fill[d]] = c as u32;
-        weight[fill[d]] = w;
-        fill[d] += 1;
+    for &(c, d, weight) in &edges {
+        slots[fill[c as usize]] = Single { other: d, weight };
+        fill[c as usize] += 1;
+        slots[fill[d as usize]] = Single { other: c, weight };
+        fill[d as usize] += 1;
     }
-    (
-        Graph {
-            indptr,
-            other,
-            weight,
-        },
-        agg_weights,
-        agg_membership,
-    )
+    (Graph { indptr, slots }, agg_weights, agg_membership)
 }
 
 /// Newman modularity of `membership` on the undirected graph `adj` (every stored entry an
@@ -804,8 +1054,18 @@ mod tests {
         }
     }
 
-    fn incidence(g: &Graph) -> Vec<Vec<(usize, f64)>> {
-        (0..g.n()).map(|v| g.incident(v).collect()).collect()
+    /// The incidence lists with the slots expanded back into edges (the test graphs have no
+    /// zero weights, so a zero second weight is an odd run's padding).
+    fn incidence(g: &Graph<Pair>) -> Vec<Vec<(usize, f64)>> {
+        (0..g.n())
+            .map(|v| {
+                g.incident(v)
+                    .iter()
+                    .flat_map(|s| s.weight.map(|w| (s.other(), f64::from(w))))
+                    .filter(|&(_, w)| w != 0.0)
+                    .collect()
+            })
+            .collect()
     }
 
     #[test]
@@ -842,6 +1102,65 @@ mod tests {
             ]
         );
         assert_eq!(s, vec![11.0, 5.25, 5.25]);
+    }
+
+    /// igraph's `Graph.strength` as it sums: every edge's weight to its larger end in edge
+    /// order, then to its smaller end.
+    fn strength_two_passes(adj: &CsrMatrix) -> Vec<f64> {
+        let mut s = vec![0.0f64; adj.n_rows];
+        for pass in 0..2 {
+            for i in 0..adj.n_rows {
+                let (idx, val) = adj.row(i);
+                for (&j, &w) in idx.iter().zip(val) {
+                    let j = j as usize;
+                    s[if pass == 0 { i.max(j) } else { i.min(j) }] += f64::from(w);
+                }
+            }
+        }
+        s
+    }
+
+    #[test]
+    fn strengths_add_in_igraphs_order() {
+        // Weights of very different magnitudes, so any other order of the sums shows in the
+        // bits; rows out of order, repeated entries and self-loops, sorted and not.
+        let mut state = 3u64;
+        let mut next = |m: u64| {
+            state = state
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            (state >> 33) % m
+        };
+        for sorted in [true, false] {
+            let n = 5000;
+            let mut m = CsrMatrix::empty(n);
+            for _ in 0..n {
+                let mut row: Vec<(u32, f32)> = (0..next(12))
+                    .map(|_| {
+                        let w = (1.0 + next(1000) as f32) * 10f32.powi(next(13) as i32 - 6);
+                        (next(n as u64) as u32, w)
+                    })
+                    .collect();
+                if sorted {
+                    row.sort_by_key(|e| e.0);
+                    row.dedup_by_key(|e| e.0);
+                }
+                for (j, w) in row {
+                    m.indices.push(j);
+                    m.data.push(w);
+                }
+                m.indptr.push(m.indices.len() as u64);
+            }
+            m.n_rows = n;
+            let (_, s) = Graph::from_adjacency(&m);
+            let reference = strength_two_passes(&m);
+            assert!(
+                s.iter()
+                    .zip(&reference)
+                    .all(|(a, b)| a.to_bits() == b.to_bits()),
+                "sorted rows: {sorted}"
+            );
+        }
     }
 
     #[test]
