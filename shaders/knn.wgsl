@@ -4,8 +4,9 @@
 // 256 threads compute the 64 x 64 dot-product tile with 4 x 4 register blocks (dimensions
 // staged 16 at a time through workgroup memory), then one thread per query merges the tile
 // into its private sorted list. Lists carry over between dispatches (`first` = 0), so the
-// candidates can be streamed in slices that respect the binding limits. The host re-ranks the
-// lists with f64 distances.
+// candidates can be streamed in slices that respect the binding limits. Each query's largest
+// kept key also goes to `worst_d` (one f32 per query), so the host, which re-ranks the lists
+// with f64 distances and certifies them from that key, reads back only the indices and it.
 
 struct Params {
     n_q: u32,
@@ -26,6 +27,8 @@ struct Params {
 @group(0) @binding(3) var<storage, read> cnorm: array<f32>;
 @group(0) @binding(4) var<storage, read_write> best_d: array<f32>;
 @group(0) @binding(5) var<storage, read_write> best_i: array<u32>;
+// Per query: the largest key of its list (best_d's last slot), INF while the list is not full.
+@group(0) @binding(6) var<storage, read_write> worst_d: array<f32>;
 
 const QT: u32 = 64u;
 const CT: u32 = 64u;
@@ -137,5 +140,6 @@ fn knn_candidates(
             best_d[my_q * len + s] = ld[s];
             best_i[my_q * len + s] = li[s];
         }
+        worst_d[my_q] = ld[len - 1u];
     }
 }

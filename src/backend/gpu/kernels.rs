@@ -737,6 +737,7 @@ pub(crate) fn knn_candidates(
         let nq = (n - q0).min(q_slice);
         let bd = ctx.storage("best_d", (nq * list_len * 4) as u64);
         let bi = ctx.storage("best_i", (nq * list_len * 4) as u64);
+        let wd = ctx.storage("worst_d", (nq * 4) as u64);
         let (gx, gy) = ctx.grid(nq.div_ceil(KNN_QT) as u32)?;
         for c0 in (0..n).step_by(c_slice) {
             let nc = (n - c0).min(c_slice);
@@ -759,6 +760,7 @@ pub(crate) fn knn_candidates(
                         (3, slice(&nb, c0, nc, 1)),
                         (4, whole(&bd)),
                         (5, whole(&bi)),
+                        (6, whole(&wd)),
                     ],
                 );
                 dispatch(enc, &ctx.kernels.knn, &bind, (gx, gy, 1));
@@ -767,10 +769,9 @@ pub(crate) fn knn_candidates(
         }
         let ids: Vec<u32> = ctx.read(&bi, 0, nq * list_len)?;
         out[q0 * list_len..(q0 + nq) * list_len].copy_from_slice(&ids);
-        let scores: Vec<f32> = ctx.read(&bd, 0, nq * list_len)?;
-        for (w, row) in worst[q0..q0 + nq].iter_mut().zip(scores.chunks(list_len)) {
-            *w = row[list_len - 1];
-        }
+        // The lists' scores stay on the device: the certification needs only the last.
+        let w: Vec<f32> = ctx.read(&wd, 0, nq)?;
+        worst[q0..q0 + nq].copy_from_slice(&w);
     }
     Ok((out, worst))
 }
