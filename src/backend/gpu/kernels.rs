@@ -735,6 +735,18 @@ pub(crate) fn knn_candidates(
     dim: usize,
     list_len: usize,
 ) -> Result<(Vec<u32>, Vec<f32>), GpuError> {
+    knn_candidates_sliced(ctx, points, norms, dim, list_len, KNN_SLICE)
+}
+
+/// [`knn_candidates`] with at most `max_slice` candidates (a multiple of 64) per dispatch.
+pub(crate) fn knn_candidates_sliced(
+    ctx: &GpuContext,
+    points: &[f32],
+    norms: &[f64],
+    dim: usize,
+    list_len: usize,
+    max_slice: usize,
+) -> Result<(Vec<u32>, Vec<f32>), GpuError> {
     let n = points.len() / dim.max(1);
     if list_len > KNN_KMAX {
         return Err(GpuError::LimitExceeded {
@@ -759,7 +771,7 @@ pub(crate) fn knn_candidates(
     let per_point = (dim * 4).max(list_len * 8) as u64;
     let fit = ((ctx.max_binding() / per_point) as usize / KNN_QT * KNN_QT).max(KNN_QT);
     let q_slice = fit.min(KNN_QT * ctx.limits.max_compute_workgroups_per_dimension as usize);
-    let c_slice = fit.min(KNN_SLICE);
+    let c_slice = fit.min(max_slice);
     let mut out = vec![0u32; n * list_len];
     let mut worst = vec![0f32; n];
     for q0 in (0..n).step_by(q_slice) {

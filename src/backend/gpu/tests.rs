@@ -361,6 +361,39 @@ fn knn_is_certified_where_f32_keys_misrank() {
 }
 
 #[test]
+fn knn_candidates_do_not_depend_on_the_candidate_slices() {
+    // Points on a coarse integer grid: many duplicates, so many equal f32 keys, which every
+    // slicing must break the same way (by index). Lists carried across 64, 128 or 320
+    // candidates per dispatch equal the lists of one dispatch, worst keys included.
+    let Some(g) = gpu() else { return };
+    let (n, dim, len) = (1000usize, 3usize, 23usize);
+    let mut r = Lcg(12);
+    let p: Vec<f32> = (0..n * dim)
+        .map(|_| (r.next() * 4.0).floor() as f32)
+        .collect();
+    let norms: Vec<f64> = p
+        .chunks(dim)
+        .map(|x| x.iter().map(|&v| f64::from(v * v)).sum())
+        .collect();
+    let whole = super::kernels::knn_candidates(&g.ctx, &p, &norms, dim, len).expect("one slice");
+    for slice in [64, 128, 320] {
+        let sliced = super::kernels::knn_candidates_sliced(&g.ctx, &p, &norms, dim, len, slice)
+            .expect("slices");
+        assert_eq!(sliced, whole, "{slice} candidates per dispatch");
+    }
+    // Each list holds distinct, valid indices, and its worst key is finite (n > len).
+    for i in 0..n {
+        let mut l = whole.0[i * len..(i + 1) * len].to_vec();
+        l.sort_unstable();
+        l.dedup();
+        assert_eq!(l.len(), len);
+        assert!(l.iter().all(|&j| (j as usize) < n));
+        assert!(whole.1[i] < 1e30);
+    }
+    ran_here(&g);
+}
+
+#[test]
 fn knn_keeps_duplicates_self_first_by_index() {
     // Duplicate points are at distance 0 from each other: ties go by index, so self need not
     // come first (as in scanpy), on both backends.
