@@ -29,6 +29,8 @@ pub(crate) const KNN_MARGIN: usize = 8;
 const KNN_KMAX: usize = 64;
 /// Queries per kNN workgroup.
 const KNN_QT: usize = 64;
+/// Threads, and lists, per query in the kNN kernel (merged after the last candidate slice).
+const KNN_PARTS: usize = 4;
 /// Candidates per kNN dispatch: bounds the time of one dispatch.
 const KNN_SLICE: usize = 1 << 17;
 /// Moments: partial-sum lanes per pass, rows per lane, entries per workgroup.
@@ -723,7 +725,8 @@ struct KnnParams {
     list_len: u32,
     c_offset: u32,
     first: u32,
-    _pad: [u32; 2],
+    last: u32,
+    _pad: u32,
 }
 
 /// Candidate lists (`list_len` per point, ascending by f32 score) of the exact kNN search,
@@ -768,7 +771,7 @@ pub(crate) fn knn_candidates_sliced(
     let nb = ctx.upload(&norms);
     // Query and candidate slices: whole multiples of 64 points (so byte offsets stay 256-byte
     // aligned) that fit one binding, lists included.
-    let per_point = (dim * 4).max(list_len * 8) as u64;
+    let per_point = (dim * 4).max(KNN_PARTS * list_len * 4) as u64;
     let fit = ((ctx.max_binding() / per_point) as usize / KNN_QT * KNN_QT).max(KNN_QT);
     let q_slice = fit.min(KNN_QT * ctx.limits.max_compute_workgroups_per_dimension as usize);
     let c_slice = fit.min(max_slice);
@@ -776,8 +779,9 @@ pub(crate) fn knn_candidates_sliced(
     let mut worst = vec![0f32; n];
     for q0 in (0..n).step_by(q_slice) {
         let nq = (n - q0).min(q_slice);
-        let bd = ctx.storage((nq * list_len * 4) as u64);
-        let bi = ctx.storage((nq * list_len * 4) as u64);
+        // Each query's lists ([part][query][list_len]); part 0 ends up holding the merged one.
+        let bd = ctx.storage((KNN_PARTS * nq * list_len * 4) as u64);
+        let bi = ctx.storage((KNN_PARTS * nq * list_len * 4) as u64);
         let wd = ctx.storage((nq * 4) as u64);
         let (gx, gy) = ctx.grid(nq.div_ceil(KNN_QT) as u32)?;
         for c0 in (0..n).step_by(c_slice) {
@@ -789,7 +793,8 @@ pub(crate) fn knn_candidates_sliced(
                 list_len: list_len as u32,
                 c_offset: c0 as u32,
                 first: u32::from(c0 == 0),
-                _pad: [0; 2],
+                last: u32::from(c0 + nc == n),
+                _pad: 0,
             });
             ctx.run(|enc| {
                 let bind = ctx.bind(
