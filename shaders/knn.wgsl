@@ -2,10 +2,14 @@
 // |p|² - 2 q·p (the squared distance less the constant |q|²), never materialising the
 // distance matrix. A workgroup owns 64 queries and streams the candidates in tiles of 64:
 // 256 threads compute the 64 x 64 dot-product tile with 4 x 4 register blocks (dimensions
-// staged 16 at a time through workgroup memory), then one thread per query merges the tile
-// into its private sorted list. Lists carry over between dispatches (`first` = 0), so the
-// candidates can be streamed in slices that respect the binding limits. The host re-ranks the
-// lists with f64 distances.
+// staged 16 at a time through workgroup memory), then all 256 threads merge the tile into
+// sorted lists held in private memory: four threads per query, each taking a quarter of the
+// tile's candidates into its own list. Lists carry over between dispatches (`first` = 0), so
+// the candidates can be streamed in slices that respect the binding limits. After the last
+// slice (`last` = 1) the four lists of a query are merged by (key, index), which gives the
+// same list one thread taking every candidate in index order would keep. Each query's largest
+// kept key also goes to `worst_d` (one f32 per query), so the host, which re-ranks the lists
+// with f64 distances and certifies them from that key, reads back only the indices and it.
 
 struct Params {
     n_q: u32,
@@ -16,28 +20,48 @@ struct Params {
     c_offset: u32,
     // 1: start from empty lists; 0: continue the lists in best_d/best_i.
     first: u32,
+    // 1: merge each query's lists into part 0 and write worst_d.
+    last: u32,
     _pad0: u32,
-    _pad1: u32,
 }
 
 @group(0) @binding(0) var<uniform> params: Params;
 @group(0) @binding(1) var<storage, read> queries: array<f32>;
 @group(0) @binding(2) var<storage, read> cands: array<f32>;
 @group(0) @binding(3) var<storage, read> cnorm: array<f32>;
+// [part][query][list_len]: the lists of the four threads of each query; after the last slice
+// part 0 holds the merged list.
 @group(0) @binding(4) var<storage, read_write> best_d: array<f32>;
 @group(0) @binding(5) var<storage, read_write> best_i: array<u32>;
+// Per query: the largest key of its merged list, INF while the list is not full.
+@group(0) @binding(6) var<storage, read_write> worst_d: array<f32>;
 
 const QT: u32 = 64u;
 const CT: u32 = 64u;
 const DS: u32 = 16u;
 const KMAX: u32 = 64u;
 const INF: f32 = 3.0e38;
+// Threads (and lists) per query, and the candidates of a tile each takes.
+const PARTS: u32 = 4u;
+const PART_C: u32 = CT / PARTS;
+// Row stride of Dt: one more than CT, so the 32 queries of a subgroup reading the same
+// candidate column hit distinct banks.
+const DSTRIDE: u32 = CT + 1u;
 
 // [d][q] and [d][c] slices of the query and candidate tiles.
 var<workgroup> Qs: array<vec4<f32>, 256>;
 var<workgroup> Cs: array<vec4<f32>, 256>;
 // [q][c] scores of the current tile.
-var<workgroup> Dt: array<f32, 4096>;
+var<workgroup> Dt: array<f32, 4160>;
+// [part][q] largest key of each list as of the previous tile. A candidate whose key is not
+// below another part's is left out: that part already holds list_len candidates with smaller
+// or equal keys and smaller indices, so the merged list could not hold it either.
+var<workgroup> Wp: array<f32, 256>;
+
+// Whether (d, i) comes before (e, j): by key, then by index.
+fn before(d: f32, i: u32, e: f32, j: u32) -> bool {
+    return d < e || (d == e && i < j);
+}
 
 @compute @workgroup_size(256)
 fn knn_candidates(
@@ -52,20 +76,25 @@ fn knn_candidates(
     let tq = t / 16u;
     let tc = t % 16u;
     let len = params.list_len;
-    // The selecting thread's list (t < QT), sorted ascending.
+    // This thread's list: query t % QT, candidates of part t / QT; sorted ascending by
+    // (key, index), since candidates arrive in index order and ties go after.
     var ld: array<f32, KMAX>;
     var li: array<u32, KMAX>;
-    let my_q = q0 + t;
-    let selecting = t < QT && my_q < params.n_q;
+    let lq = t % QT;
+    let part = t / QT;
+    let my_q = q0 + lq;
+    let selecting = my_q < params.n_q;
+    let at0 = (part * params.n_q + my_q) * len;
     for (var s = 0u; s < len; s++) {
         ld[s] = INF;
         li[s] = 0xffffffffu;
         if (selecting && params.first == 0u) {
-            ld[s] = best_d[my_q * len + s];
-            li[s] = best_i[my_q * len + s];
+            ld[s] = best_d[at0 + s];
+            li[s] = best_i[at0 + s];
         }
     }
     var worst = ld[len - 1u];
+    Wp[t] = worst;
     // Loader coordinates: element e = t + 256 l of a 64 x 16 slice, dimension fastest.
     for (var c0 = 0u; c0 < params.n_c; c0 += CT) {
         var sums: array<vec4<f32>, 4>;
@@ -109,14 +138,18 @@ fn knn_candidates(
                 if (c < params.n_c) {
                     score = cnorm[c] - 2.0 * sums[i][j];
                 }
-                Dt[(tq * 4u + i) * CT + tc * 4u + j] = score;
+                Dt[(tq * 4u + i) * DSTRIDE + tc * 4u + j] = score;
             }
         }
         workgroupBarrier();
         if (selecting) {
-            let m = min(CT, params.n_c - c0);
-            for (var j = 0u; j < m; j++) {
-                let s = Dt[t * CT + j];
+            // The bar is the lowest of the four parts' (this part's own is the current one).
+            for (var p = 0u; p < PARTS; p++) {
+                worst = min(worst, Wp[p * QT + lq]);
+            }
+            let j1 = min((part + 1u) * PART_C, params.n_c - c0);
+            for (var j = part * PART_C; j < j1; j++) {
+                let s = Dt[lq * DSTRIDE + j];
                 if (s < worst) {
                     var at = len - 1u;
                     while (at > 0u && ld[at - 1u] > s) {
@@ -126,16 +159,55 @@ fn knn_candidates(
                     }
                     ld[at] = s;
                     li[at] = params.c_offset + c0 + j;
-                    worst = ld[len - 1u];
+                    worst = min(worst, ld[len - 1u]);
                 }
             }
         }
         workgroupBarrier();
+        // Read above before this write; read again after the next tile's barriers.
+        Wp[t] = ld[len - 1u];
     }
-    if (selecting) {
+    // Parts 1.. hand their lists over through memory; part 0 keeps its own in registers and,
+    // after the last slice, merges the four into its place.
+    if (selecting && (part > 0u || params.last == 0u)) {
         for (var s = 0u; s < len; s++) {
-            best_d[my_q * len + s] = ld[s];
-            best_i[my_q * len + s] = li[s];
+            best_d[at0 + s] = ld[s];
+            best_i[at0 + s] = li[s];
         }
+    }
+    if (params.last == 0u) {
+        return;
+    }
+    storageBarrier();
+    if (selecting && part == 0u) {
+        // Next unread slot of each list; part 0's comes from ld/li.
+        var next = array<u32, 4>(0u, 0u, 0u, 0u);
+        let stride = params.n_q * len;
+        var top = INF;
+        for (var s = 0u; s < len; s++) {
+            var bd = INF;
+            var bi = 0xffffffffu;
+            var src_part = 0u;
+            if (next[0] < len) {
+                bd = ld[next[0]];
+                bi = li[next[0]];
+            }
+            for (var p = 1u; p < PARTS; p++) {
+                if (next[p] < len) {
+                    let d = best_d[at0 + p * stride + next[p]];
+                    let i = best_i[at0 + p * stride + next[p]];
+                    if (before(d, i, bd, bi)) {
+                        bd = d;
+                        bi = i;
+                        src_part = p;
+                    }
+                }
+            }
+            next[src_part] += 1u;
+            best_d[at0 + s] = bd;
+            best_i[at0 + s] = bi;
+            top = bd;
+        }
+        worst_d[my_q] = top;
     }
 }

@@ -1,8 +1,9 @@
 //! Device setup, separate from the work: adapter choice, the device with the adapter's own
-//! limits, the compiled pipelines (built once), buffer helpers that respect the size limits,
-//! and readback through MAP_READ staging buffers, kept in a small pool and reused. Every
-//! failure is a [`GpuError`].
+//! limits, the compiled pipelines (built once), storage buffers and readback through MAP_READ
+//! staging buffers, both kept in small pools and reused so that a chunk loop does not allocate
+//! device memory every chunk. Every failure is a [`GpuError`].
 
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use serde::Serialize;
@@ -155,12 +156,88 @@ pub struct GpuContext {
     errors: Arc<Mutex<Option<GpuError>>>,
     /// Idle MAP_READ staging buffers, reused by [`GpuContext::read`].
     staging: Mutex<Vec<wgpu::Buffer>>,
+    /// Idle storage buffers, reused by [`GpuContext::upload`] and [`GpuContext::storage`].
+    pool: Mutex<Vec<wgpu::Buffer>>,
+    /// Bumped when a submission or readback fails: buffers taken before then are dropped, not
+    /// pooled, since the failure may have left them invalid.
+    generation: AtomicU64,
+    /// Storage buffers created for the pool so far.
+    pool_allocations: AtomicUsize,
 }
 
 /// Smallest staging buffer made (readbacks of a few values share one), and how many idle ones
 /// are kept: enough for the few readback sizes of one pipeline run.
 const STAGING_MIN_BYTES: u64 = 1 << 20;
 const STAGING_KEEP: usize = 4;
+
+/// Smallest pooled storage buffer, and how many idle ones are kept: the most one kernel holds
+/// at once (the fused scale + Gram and projection hold about eight) with room to spare.
+const POOL_MIN_BYTES: u64 = 4096;
+const POOL_KEEP: usize = 12;
+const STORAGE_USAGE: wgpu::BufferUsages = wgpu::BufferUsages::STORAGE
+    .union(wgpu::BufferUsages::COPY_SRC)
+    .union(wgpu::BufferUsages::COPY_DST);
+
+/// Size of a new pooled buffer for `bytes`: four sizes per power of two (at most a quarter
+/// more than asked for, since chunk buffers reach the 2 GiB binding limit), so that later
+/// chunks of similar size fit it; never above `max` unless `bytes` itself is.
+fn pooled_size(bytes: u64, max: u64) -> u64 {
+    let b = bytes.max(POOL_MIN_BYTES);
+    let step = (b.next_power_of_two() / 8).max(4);
+    (b.div_ceil(step) * step).min(max.max(bytes))
+}
+
+/// A storage buffer (STORAGE | COPY_SRC | COPY_DST) from the context's pool, of which the
+/// first [`len`](Self::len) bytes are this use's; it goes back to the pool when dropped. Bind
+/// it with [`binding`](Self::binding), which covers exactly those bytes: the buffer may be
+/// larger and hold another use's data beyond them.
+///
+/// It must not be dropped and taken again while a command encoder that uses it is still being
+/// recorded (queued writes land before the whole submission); every kernel submits and waits
+/// before its buffers go.
+pub(crate) struct DeviceBuffer<'a> {
+    ctx: &'a GpuContext,
+    buffer: Option<wgpu::Buffer>,
+    len: u64,
+    /// The pool's generation when taken (see [`GpuContext::invalidate_pool`]).
+    generation: u64,
+    /// Created for this use, so still zero-filled.
+    fresh: bool,
+}
+
+impl DeviceBuffer<'_> {
+    /// Bytes of this use (a multiple of 4, at least 4).
+    pub(crate) fn len(&self) -> u64 {
+        self.len
+    }
+
+    /// The first `len` bytes, as a binding.
+    pub(crate) fn binding(&self) -> wgpu::BindingResource<'_> {
+        wgpu::BindingResource::Buffer(wgpu::BufferBinding {
+            buffer: self,
+            offset: 0,
+            size: std::num::NonZeroU64::new(self.len),
+        })
+    }
+}
+
+impl std::ops::Deref for DeviceBuffer<'_> {
+    type Target = wgpu::Buffer;
+
+    fn deref(&self) -> &wgpu::Buffer {
+        self.buffer
+            .as_ref()
+            .expect("a pooled buffer is held until dropped")
+    }
+}
+
+impl Drop for DeviceBuffer<'_> {
+    fn drop(&mut self) {
+        if let Some(b) = self.buffer.take() {
+            self.ctx.give_pooled(b, self.generation);
+        }
+    }
+}
 
 impl std::fmt::Debug for GpuContext {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -238,6 +315,9 @@ impl GpuContext {
             adapter: summary,
             errors,
             staging: Mutex::new(Vec::new()),
+            pool: Mutex::new(Vec::new()),
+            generation: AtomicU64::new(0),
+            pool_allocations: AtomicUsize::new(0),
         };
         ctx.check()?;
         tracing::info!(
@@ -289,30 +369,94 @@ impl GpuContext {
         Ok(())
     }
 
-    /// A storage buffer holding `data` (at least 4 bytes, so empty inputs bind).
-    pub(crate) fn upload<T: bytemuck::Pod>(&self, label: &str, data: &[T]) -> wgpu::Buffer {
+    /// A pooled storage buffer holding `data` (at least 4 bytes, so empty inputs bind; bytes
+    /// past the data up to a multiple of 4 are zero).
+    pub(crate) fn upload<T: bytemuck::Pod>(&self, data: &[T]) -> DeviceBuffer<'_> {
         let bytes: &[u8] = bytemuck::cast_slice(data);
-        let zero = [0u8; 4];
-        self.device
-            .create_buffer_init(&wgpu::util::BufferInitDescriptor {
-                label: Some(label),
-                contents: if bytes.is_empty() { &zero } else { bytes },
-                usage: wgpu::BufferUsages::STORAGE
-                    | wgpu::BufferUsages::COPY_SRC
-                    | wgpu::BufferUsages::COPY_DST,
-            })
+        let len = (bytes.len() as u64).max(4).div_ceil(4) * 4;
+        let buf = self.take_pooled(len);
+        if bytes.len() as u64 == len {
+            self.queue.write_buffer(&buf, 0, bytes);
+        } else {
+            let mut padded = bytes.to_vec();
+            padded.resize(len as usize, 0);
+            self.queue.write_buffer(&buf, 0, &padded);
+        }
+        buf
     }
 
-    /// A zero-filled storage buffer of `bytes` (rounded up to 4).
-    pub(crate) fn storage(&self, label: &str, bytes: u64) -> wgpu::Buffer {
-        self.device.create_buffer(&wgpu::BufferDescriptor {
-            label: Some(label),
-            size: bytes.max(4).div_ceil(4) * 4,
-            usage: wgpu::BufferUsages::STORAGE
-                | wgpu::BufferUsages::COPY_SRC
-                | wgpu::BufferUsages::COPY_DST,
-            mapped_at_creation: false,
-        })
+    /// A pooled storage buffer of `bytes` (rounded up to 4), zero-filled.
+    pub(crate) fn storage(&self, bytes: u64) -> DeviceBuffer<'_> {
+        let len = bytes.max(4).div_ceil(4) * 4;
+        let buf = self.take_pooled(len);
+        // New buffers start zeroed; a reused one holds its last use's data. The clear is
+        // submitted now, so it precedes every later submission.
+        if !buf.fresh {
+            let mut enc = self
+                .device
+                .create_command_encoder(&wgpu::CommandEncoderDescriptor { label: None });
+            enc.clear_buffer(&buf, 0, Some(len));
+            self.queue.submit(Some(enc.finish()));
+        }
+        buf
+    }
+
+    /// An idle pooled buffer of at least `len` bytes (the smallest that fits), or a new one
+    /// (see [`pooled_size`]).
+    fn take_pooled(&self, len: u64) -> DeviceBuffer<'_> {
+        let generation = self.generation.load(Ordering::Acquire);
+        let reused = self.pool.lock().ok().and_then(|mut pool| {
+            let fit = pool
+                .iter()
+                .enumerate()
+                .filter(|(_, b)| b.size() >= len)
+                .min_by_key(|(_, b)| b.size())
+                .map(|(i, _)| i)?;
+            Some(pool.swap_remove(fit))
+        });
+        let (buffer, fresh) = match reused {
+            Some(b) => (b, false),
+            None => {
+                self.pool_allocations.fetch_add(1, Ordering::Relaxed);
+                let b = self.device.create_buffer(&wgpu::BufferDescriptor {
+                    label: Some("pooled storage"),
+                    size: pooled_size(len, self.limits.max_buffer_size),
+                    usage: STORAGE_USAGE,
+                    mapped_at_creation: false,
+                });
+                (b, true)
+            }
+        };
+        DeviceBuffer {
+            ctx: self,
+            buffer: Some(buffer),
+            len,
+            generation,
+            fresh,
+        }
+    }
+
+    /// Returns a buffer to the pool unless a failure happened since it was taken, dropping the
+    /// smallest idle one when the pool is full.
+    fn give_pooled(&self, buffer: wgpu::Buffer, taken_in: u64) {
+        if taken_in != self.generation.load(Ordering::Acquire) || self.check().is_err() {
+            return;
+        }
+        if let Ok(mut pool) = self.pool.lock() {
+            pool.push(buffer);
+            if pool.len() > POOL_KEEP {
+                pool.sort_by_key(|b| std::cmp::Reverse(b.size()));
+                pool.truncate(POOL_KEEP);
+            }
+        }
+    }
+
+    /// After a failure: buffers in use are not pooled again, idle ones are dropped.
+    fn invalidate_pool(&self) {
+        self.generation.fetch_add(1, Ordering::AcqRel);
+        if let Ok(mut pool) = self.pool.lock() {
+            pool.clear();
+        }
     }
 
     /// A uniform buffer with one parameter block.
@@ -384,6 +528,9 @@ impl GpuContext {
         self.queue.submit(Some(encoder.finish()));
         let v = pollster::block_on(val.pop());
         let o = pollster::block_on(oom.pop());
+        if o.is_some() || v.is_some() {
+            self.invalidate_pool();
+        }
         if let Some(e) = o {
             return Err(GpuError::OutOfMemory(one_line(&e.to_string())));
         }
@@ -391,7 +538,7 @@ impl GpuContext {
             return Err(GpuError::Wgpu(one_line(&e.to_string())));
         }
         let out = out?;
-        self.wait()?;
+        self.wait().inspect_err(|_| self.invalidate_pool())?;
         Ok(out)
     }
 
@@ -489,6 +636,12 @@ impl GpuContext {
     #[cfg(test)]
     pub(crate) fn idle_staging(&self) -> usize {
         self.staging.lock().map_or(0, |p| p.len())
+    }
+
+    /// Storage buffers created for the pool so far (for tests).
+    #[cfg(test)]
+    pub(crate) fn pool_allocations(&self) -> usize {
+        self.pool_allocations.load(Ordering::Relaxed)
     }
 }
 

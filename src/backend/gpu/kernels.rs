@@ -4,7 +4,7 @@
 use bytemuck::{Pod, Zeroable};
 use rayon::prelude::*;
 
-use super::context::{GpuContext, GpuError};
+use super::context::{DeviceBuffer, GpuContext, GpuError};
 use crate::backend::cpu::KnnCertifier;
 use crate::backend::{Moments, ScaleSpec, Transform};
 use crate::matrix::CsrMatrix;
@@ -29,6 +29,8 @@ pub(crate) const KNN_MARGIN: usize = 8;
 const KNN_KMAX: usize = 64;
 /// Queries per kNN workgroup.
 const KNN_QT: usize = 64;
+/// Threads, and lists, per query in the kNN kernel (merged after the last candidate slice).
+const KNN_PARTS: usize = 4;
 /// Candidates per kNN dispatch: bounds the time of one dispatch.
 const KNN_SLICE: usize = 1 << 17;
 /// Moments: partial-sum lanes per pass, rows per lane, entries per workgroup.
@@ -114,16 +116,41 @@ fn dispatch(
     pass.dispatch_workgroups(groups.0, groups.1, groups.2);
 }
 
-fn whole(b: &wgpu::Buffer) -> wgpu::BindingResource<'_> {
-    b.as_entire_binding()
+/// What a kernel binds whole: a uniform block, or the bytes of a pooled buffer's use (never
+/// the rest of it, which may hold another use's data).
+trait Bindable {
+    fn resource(&self) -> wgpu::BindingResource<'_>;
+}
+
+impl Bindable for wgpu::Buffer {
+    fn resource(&self) -> wgpu::BindingResource<'_> {
+        self.as_entire_binding()
+    }
+}
+
+impl Bindable for DeviceBuffer<'_> {
+    fn resource(&self) -> wgpu::BindingResource<'_> {
+        self.binding()
+    }
+}
+
+fn whole(b: &impl Bindable) -> wgpu::BindingResource<'_> {
+    b.resource()
 }
 
 /// Elements `first..first + count` of a buffer of `width`-float rows.
-fn slice(b: &wgpu::Buffer, first: usize, count: usize, width: usize) -> wgpu::BindingResource<'_> {
+fn slice<'a>(
+    b: &'a DeviceBuffer<'_>,
+    first: usize,
+    count: usize,
+    width: usize,
+) -> wgpu::BindingResource<'a> {
+    let offset = (first * width * 4) as u64;
+    let size = ((count * width * 4).max(4) as u64).min(b.len() - offset);
     wgpu::BindingResource::Buffer(wgpu::BufferBinding {
         buffer: b,
-        offset: (first * width * 4) as u64,
-        size: std::num::NonZeroU64::new((count * width * 4).max(4) as u64),
+        offset,
+        size: std::num::NonZeroU64::new(size),
     })
 }
 
@@ -190,8 +217,8 @@ pub(crate) fn normalize_log1p(
         if e.is_empty() {
             continue;
         }
-        let ip = ctx.upload("indptr", &indptr);
-        let data = ctx.upload("data", &chunk.data[e.clone()]);
+        let ip = ctx.upload(&indptr);
+        let data = ctx.upload(&chunk.data[e.clone()]);
         let params = ctx.uniform(&NormalizeParams {
             n_rows: r.len() as u32,
             target_sum,
@@ -248,8 +275,8 @@ pub(crate) fn gene_moments(
             limit: ctx.max_binding(),
         });
     }
-    let lane_buf = ctx.storage("lanes", (lanes * 2 * g * 4) as u64);
-    let totals = ctx.storage("totals", (2 * g * 8) as u64);
+    let lane_buf = ctx.storage((lanes * 2 * g * 4) as u64);
+    let totals = ctx.storage((2 * g * 8) as u64);
     let transform = match transform {
         Transform::Identity => 0,
         Transform::Expm1 => 1,
@@ -260,8 +287,8 @@ pub(crate) fn gene_moments(
         if e.is_empty() {
             continue;
         }
-        let idx = ctx.upload("indices", &chunk.indices[e.clone()]);
-        let data = ctx.upload("data", &chunk.data[e.clone()]);
+        let idx = ctx.upload(&chunk.indices[e.clone()]);
+        let data = ctx.upload(&chunk.data[e.clone()]);
         ctx.run(|enc| {
             // Passes of at most lanes x MOMENT_ROWS_PER_LANE rows keep each f32 partial short.
             let step = lanes * MOMENT_ROWS_PER_LANE;
@@ -373,12 +400,16 @@ impl DenseSource<'_> {
 
 /// Uploads what the densify kernel needs once per call: the gene -> column map and the scale
 /// statistics.
-struct ScaleInputs {
-    pos: wgpu::Buffer,
-    stats: wgpu::Buffer,
+struct ScaleInputs<'a> {
+    pos: DeviceBuffer<'a>,
+    stats: DeviceBuffer<'a>,
 }
 
-fn scale_inputs(ctx: &GpuContext, chunk: &CsrMatrix, spec: &ScaleSpec<'_>) -> ScaleInputs {
+fn scale_inputs<'a>(
+    ctx: &'a GpuContext,
+    chunk: &CsrMatrix,
+    spec: &ScaleSpec<'_>,
+) -> ScaleInputs<'a> {
     let mut pos = vec![u32::MAX; chunk.n_cols];
     for (c, &j) in spec.cols.iter().enumerate() {
         pos[j as usize] = c as u32;
@@ -390,8 +421,8 @@ fn scale_inputs(ctx: &GpuContext, chunk: &CsrMatrix, spec: &ScaleSpec<'_>) -> Sc
         .map(|(&m, &s)| [m as f32, s as f32])
         .collect();
     ScaleInputs {
-        pos: ctx.upload("pos", &pos),
-        stats: ctx.upload("stats", &stats),
+        pos: ctx.upload(&pos),
+        stats: ctx.upload(&stats),
     }
 }
 
@@ -416,7 +447,7 @@ fn for_each_dense_batch(
     k_pad: usize,
     mut f: impl FnMut(
         &mut wgpu::CommandEncoder,
-        &wgpu::Buffer,
+        &DeviceBuffer<'_>,
         usize,
         usize,
         usize,
@@ -431,10 +462,10 @@ fn for_each_dense_batch(
                 let (indptr, e) = csr_part(chunk, &r);
                 let rows = r.len();
                 let rows_pad = rows.div_ceil(GRAM_BK) * GRAM_BK;
-                let ip = ctx.upload("indptr", &indptr);
-                let idx = ctx.upload("indices", &chunk.indices[e.clone()]);
-                let data = ctx.upload("data", &chunk.data[e]);
-                let dense = ctx.storage("dense", (rows_pad * k_pad * 4) as u64);
+                let ip = ctx.upload(&indptr);
+                let idx = ctx.upload(&chunk.indices[e.clone()]);
+                let data = ctx.upload(&chunk.data[e]);
+                let dense = ctx.storage((rows_pad * k_pad * 4) as u64);
                 let params = ctx.uniform(&ScaleParams {
                     n_rows: rows as u32,
                     k_pad: k_pad as u32,
@@ -473,7 +504,7 @@ fn for_each_dense_batch(
                         *o = v as f32;
                     }
                 }
-                let dense = ctx.upload("dense", &host);
+                let dense = ctx.upload(&host);
                 ctx.run(|enc| f(enc, &dense, rows, rows_pad, a))?;
             }
         }
@@ -501,8 +532,8 @@ pub(crate) fn gram(
     ctx.fits("the Gram accumulator", one)?;
     // Row splits run side by side for occupancy, each with its own accumulator.
     let n_splits = ((ctx.max_binding() / one) as usize).clamp(1, 8);
-    let acc = ctx.storage("gram", one * n_splits as u64);
-    let cs = ctx.storage("colsum", (k_pad * 8) as u64);
+    let acc = ctx.storage(one * n_splits as u64);
+    let cs = ctx.storage((k_pad * 8) as u64);
     let tiles = (k_pad / GRAM_TILE) as u32;
     for_each_dense_batch(ctx, src, k_pad, |enc, dense, _rows, rows_pad, _| {
         let per_split = rows_pad.div_ceil(n_splits).div_ceil(GRAM_BK) * GRAM_BK;
@@ -598,10 +629,10 @@ pub(crate) fn project(
     let shift: Vec<f64> = (0..c)
         .map(|j| (0..k).map(|a| mean[a] * comps[a * c + j]).sum())
         .collect();
-    let vb = ctx.upload("components", &v);
+    let vb = ctx.upload(&v);
     // The projected rows of a batch must fit a binding too.
     let max_rows = (ctx.max_binding() / (4 * c_pad as u64)) as usize;
-    let mut batches: Vec<(usize, usize, wgpu::Buffer)> = Vec::new();
+    let mut batches: Vec<(usize, usize, DeviceBuffer<'_>)> = Vec::new();
     for_each_dense_batch(ctx, src, k_pad, |enc, dense, rows, _rows_pad, first| {
         if rows > max_rows {
             return Err(GpuError::LimitExceeded {
@@ -610,7 +641,7 @@ pub(crate) fn project(
                 limit: ctx.max_binding(),
             });
         }
-        let ob = ctx.storage("projection", (rows * c_pad * 4) as u64);
+        let ob = ctx.storage((rows * c_pad * 4) as u64);
         let params = ctx.uniform(&ProjectParams {
             rows: rows as u32,
             k_pad: k_pad as u32,
@@ -659,13 +690,13 @@ pub(crate) fn scale_dense(
         return Ok(out);
     }
     let k_pad = k_padded(k);
-    let mut batches: Vec<(usize, usize, wgpu::Buffer)> = Vec::new();
+    let mut batches: Vec<(usize, usize, DeviceBuffer<'_>)> = Vec::new();
     for_each_dense_batch(
         ctx,
         &DenseSource::Csr(chunk, spec),
         k_pad,
         |enc, dense, rows, rows_pad, first| {
-            let copy = ctx.storage("dense copy", (rows_pad * k_pad * 4) as u64);
+            let copy = ctx.storage((rows_pad * k_pad * 4) as u64);
             enc.copy_buffer_to_buffer(dense, 0, &copy, 0, (rows_pad * k_pad * 4) as u64);
             batches.push((first, rows, copy));
             Ok(())
@@ -694,7 +725,8 @@ struct KnnParams {
     list_len: u32,
     c_offset: u32,
     first: u32,
-    _pad: [u32; 2],
+    last: u32,
+    _pad: u32,
 }
 
 /// Candidate lists (`list_len` per point, ascending by f32 score) of the exact kNN search,
@@ -705,6 +737,18 @@ pub(crate) fn knn_candidates(
     norms: &[f64],
     dim: usize,
     list_len: usize,
+) -> Result<(Vec<u32>, Vec<f32>), GpuError> {
+    knn_candidates_sliced(ctx, points, norms, dim, list_len, KNN_SLICE)
+}
+
+/// [`knn_candidates`] with at most `max_slice` candidates (a multiple of 64) per dispatch.
+pub(crate) fn knn_candidates_sliced(
+    ctx: &GpuContext,
+    points: &[f32],
+    norms: &[f64],
+    dim: usize,
+    list_len: usize,
+    max_slice: usize,
 ) -> Result<(Vec<u32>, Vec<f32>), GpuError> {
     let n = points.len() / dim.max(1);
     if list_len > KNN_KMAX {
@@ -723,20 +767,22 @@ pub(crate) fn knn_candidates(
         });
     }
     let norms: Vec<f32> = norms.iter().map(|&v| v as f32).collect();
-    let pts = ctx.upload("points", points);
-    let nb = ctx.upload("norms", &norms);
+    let pts = ctx.upload(points);
+    let nb = ctx.upload(&norms);
     // Query and candidate slices: whole multiples of 64 points (so byte offsets stay 256-byte
     // aligned) that fit one binding, lists included.
-    let per_point = (dim * 4).max(list_len * 8) as u64;
+    let per_point = (dim * 4).max(KNN_PARTS * list_len * 4) as u64;
     let fit = ((ctx.max_binding() / per_point) as usize / KNN_QT * KNN_QT).max(KNN_QT);
     let q_slice = fit.min(KNN_QT * ctx.limits.max_compute_workgroups_per_dimension as usize);
-    let c_slice = fit.min(KNN_SLICE);
+    let c_slice = fit.min(max_slice);
     let mut out = vec![0u32; n * list_len];
     let mut worst = vec![0f32; n];
     for q0 in (0..n).step_by(q_slice) {
         let nq = (n - q0).min(q_slice);
-        let bd = ctx.storage("best_d", (nq * list_len * 4) as u64);
-        let bi = ctx.storage("best_i", (nq * list_len * 4) as u64);
+        // Each query's lists ([part][query][list_len]); part 0 ends up holding the merged one.
+        let bd = ctx.storage((KNN_PARTS * nq * list_len * 4) as u64);
+        let bi = ctx.storage((KNN_PARTS * nq * list_len * 4) as u64);
+        let wd = ctx.storage((nq * 4) as u64);
         let (gx, gy) = ctx.grid(nq.div_ceil(KNN_QT) as u32)?;
         for c0 in (0..n).step_by(c_slice) {
             let nc = (n - c0).min(c_slice);
@@ -747,7 +793,8 @@ pub(crate) fn knn_candidates(
                 list_len: list_len as u32,
                 c_offset: c0 as u32,
                 first: u32::from(c0 == 0),
-                _pad: [0; 2],
+                last: u32::from(c0 + nc == n),
+                _pad: 0,
             });
             ctx.run(|enc| {
                 let bind = ctx.bind(
@@ -759,6 +806,7 @@ pub(crate) fn knn_candidates(
                         (3, slice(&nb, c0, nc, 1)),
                         (4, whole(&bd)),
                         (5, whole(&bi)),
+                        (6, whole(&wd)),
                     ],
                 );
                 dispatch(enc, &ctx.kernels.knn, &bind, (gx, gy, 1));
@@ -767,10 +815,9 @@ pub(crate) fn knn_candidates(
         }
         let ids: Vec<u32> = ctx.read(&bi, 0, nq * list_len)?;
         out[q0 * list_len..(q0 + nq) * list_len].copy_from_slice(&ids);
-        let scores: Vec<f32> = ctx.read(&bd, 0, nq * list_len)?;
-        for (w, row) in worst[q0..q0 + nq].iter_mut().zip(scores.chunks(list_len)) {
-            *w = row[list_len - 1];
-        }
+        // The lists' scores stay on the device: the certification needs only the last.
+        let w: Vec<f32> = ctx.read(&wd, 0, nq)?;
+        worst[q0..q0 + nq].copy_from_slice(&w);
     }
     Ok((out, worst))
 }
@@ -907,14 +954,14 @@ pub(crate) fn umap_epochs(
         learning_rate: p.learning_rate,
         _pad: [0; 3],
     });
-    let counter = ctx.upload("umap epoch", &[0u32]);
-    let hp = ctx.upload("umap head_ptr", &head_ptr);
-    let eb = ctx.upload("umap edges", &edges);
-    let drawn = ctx.upload("umap drawn", &vec![0u32; m]);
-    let prev = ctx.upload("umap prev", embedding);
-    let next = ctx.upload("umap next", embedding);
-    let mv = ctx.upload("umap moves", &moves);
-    let ip = ctx.upload("umap in_ptr", &in_ptr);
+    let counter = ctx.upload(&[0u32]);
+    let hp = ctx.upload(&head_ptr);
+    let eb = ctx.upload(&edges);
+    let drawn = ctx.upload(&vec![0u32; m]);
+    let prev = ctx.upload(embedding);
+    let next = ctx.upload(embedding);
+    let mv = ctx.upload(&moves);
+    let ip = ctx.upload(&in_ptr);
     let heads = ctx.bind(
         &ctx.kernels.umap_heads,
         &[

@@ -361,6 +361,39 @@ fn knn_is_certified_where_f32_keys_misrank() {
 }
 
 #[test]
+fn knn_candidates_do_not_depend_on_the_candidate_slices() {
+    // Points on a coarse integer grid: many duplicates, so many equal f32 keys, which every
+    // slicing must break the same way (by index). Lists carried across 64, 128 or 320
+    // candidates per dispatch equal the lists of one dispatch, worst keys included.
+    let Some(g) = gpu() else { return };
+    let (n, dim, len) = (1000usize, 3usize, 23usize);
+    let mut r = Lcg(12);
+    let p: Vec<f32> = (0..n * dim)
+        .map(|_| (r.next() * 4.0).floor() as f32)
+        .collect();
+    let norms: Vec<f64> = p
+        .chunks(dim)
+        .map(|x| x.iter().map(|&v| f64::from(v * v)).sum())
+        .collect();
+    let whole = super::kernels::knn_candidates(&g.ctx, &p, &norms, dim, len).expect("one slice");
+    for slice in [64, 128, 320] {
+        let sliced = super::kernels::knn_candidates_sliced(&g.ctx, &p, &norms, dim, len, slice)
+            .expect("slices");
+        assert_eq!(sliced, whole, "{slice} candidates per dispatch");
+    }
+    // Each list holds distinct, valid indices, and its worst key is finite (n > len).
+    for i in 0..n {
+        let mut l = whole.0[i * len..(i + 1) * len].to_vec();
+        l.sort_unstable();
+        l.dedup();
+        assert_eq!(l.len(), len);
+        assert!(l.iter().all(|&j| (j as usize) < n));
+        assert!(whole.1[i] < 1e30);
+    }
+    ran_here(&g);
+}
+
+#[test]
 fn knn_keeps_duplicates_self_first_by_index() {
     // Duplicate points are at distance 0 from each other: ties go by index, so self need not
     // come first (as in scanpy), on both backends.
@@ -380,7 +413,7 @@ fn readback_reuses_its_staging_buffers() {
     // A private context: the shared one is used by tests running in parallel.
     let ctx = GpuContext::new(true).expect("context");
     let data: Vec<u32> = (0..5000).collect();
-    let buf = ctx.upload("data", &data);
+    let buf = ctx.upload(&data);
     assert_eq!(ctx.idle_staging(), 0);
     for (offset, count) in [(0usize, 5000usize), (4, 3), (100, 17), (0, 1)] {
         let got: Vec<u32> = ctx.read(&buf, (offset * 4) as u64, count).expect("read");
@@ -389,6 +422,45 @@ fn readback_reuses_its_staging_buffers() {
         assert_eq!(ctx.idle_staging(), 1);
     }
     ran_here(&g);
+}
+
+#[test]
+fn chunk_loops_reuse_pooled_buffers_and_match_the_cpu() {
+    let Some(shared) = gpu() else { return };
+    // A private context, so that the allocation count is this test's alone.
+    let ctx = Arc::new(GpuContext::new(true).expect("context"));
+    let g = GpuBackend::with_context(ctx.clone());
+    let cols: Vec<u32> = (0..180).step_by(2).collect();
+    // Scale statistics of the whole matrix, as the pipeline takes them.
+    let mut stats = counts(400, 180, 20);
+    CpuBackend.normalize_log1p(&mut stats, 1e4);
+    // The largest chunk first, then smaller ones: later chunks run in buffers an earlier,
+    // larger chunk filled, so stale data past a chunk's end (or accumulators not zeroed) would
+    // show in their results; the last chunk repeats the first size.
+    let mut after_first = 0;
+    for (c, rows) in [400usize, 333, 250, 97, 1, 400].into_iter().enumerate() {
+        let raw = counts(rows, 180, 20 + c as u64);
+        check_normalize(&g, &raw);
+        let mut x = raw.clone();
+        CpuBackend.normalize_log1p(&mut x, 1e4);
+        for t in [Transform::Identity, Transform::Expm1] {
+            check_moments(&g, &x, t);
+        }
+        check_scaled_gram(&g, &x, &stats, &cols, Some(10.0));
+        check_project(&g, &x, &stats, &cols, 17);
+        check_knn(&g, rows, 10, 15, 30 + c as u64);
+        if c == 0 {
+            after_first = ctx.pool_allocations();
+        }
+    }
+    assert!(after_first > 0);
+    assert_eq!(
+        ctx.pool_allocations(),
+        after_first,
+        "chunks after the first allocated device buffers"
+    );
+    ran_here(&g);
+    ran_here(&shared);
 }
 
 #[test]
