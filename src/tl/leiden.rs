@@ -908,25 +908,15 @@ fn aggregate<S: Slot>(
                 g.prefetch(next as usize);
             }
             let v = v as usize;
-            let mut run = (u32::MAX, 0.0f64);
             for &slot in g.incident(v) {
                 let d = refined[slot.other()];
                 if d as usize > c {
-                    if d != run.0 {
-                        if run.0 != u32::MAX {
-                            acc[run.0 as usize] = run.1;
-                        }
-                        if !added[d as usize] {
-                            added[d as usize] = true;
-                            touched.push(d);
-                        }
-                        run = (d, acc[d as usize]);
+                    if !added[d as usize] {
+                        added[d as usize] = true;
+                        touched.push(d);
                     }
-                    slot.add_to(&mut run.1);
+                    slot.add_to(&mut acc[d as usize]);
                 }
-            }
-            if run.0 != u32::MAX {
-                acc[run.0 as usize] = run.1;
             }
             agg_weights[c] += node_weights[v];
             last = v;
