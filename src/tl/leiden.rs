@@ -583,6 +583,42 @@ impl Level<'_> {
     }
 }
 
+/// Adds the weight of each edge from `v` to another node `u` that `key` maps to a cluster
+/// into `edge_to[cluster]`, in list order, and lists each cluster met for the first time in
+/// `candidates` (flagged in `added`). Neighbours mostly share a cluster, so a run of them sums
+/// in a register, stored when the cluster changes: the same additions in the same order.
+#[inline(always)]
+fn gather<S: Slot>(
+    g: &Graph<S>,
+    v: usize,
+    key: impl Fn(usize) -> Option<u32>,
+    edge_to: &mut [f64],
+    added: &mut [bool],
+    candidates: &mut Vec<u32>,
+) {
+    let mut run = (u32::MAX, 0.0f64);
+    for &slot in g.incident(v) {
+        let u = slot.other();
+        let Some(c) = key(u).filter(|_| u != v) else {
+            continue;
+        };
+        if c != run.0 {
+            if run.0 != u32::MAX {
+                edge_to[run.0 as usize] = run.1;
+            }
+            if !added[c as usize] {
+                added[c as usize] = true;
+                candidates.push(c);
+            }
+            run = (c, edge_to[c as usize]);
+        }
+        slot.add_to(&mut run.1);
+    }
+    if run.0 != u32::MAX {
+        edge_to[run.0 as usize] = run.1;
+    }
+}
+
 /// igraph's `fastmovenodes`: nodes leave a queue (shuffled at first) and move to the cluster
 /// with the strictly largest gain; stable neighbours left outside the new cluster re-enter the
 /// queue. Returns the number of clusters, with `membership` reindexed.
@@ -628,29 +664,14 @@ fn fast_move_nodes<S: Slot>(
         let spare = *empty.last().expect("the node's own cluster at least");
         candidates.push(spare);
         added[spare as usize] = true;
-        // Neighbours mostly share a cluster: a run of them sums in a register, flushed when
-        // the cluster changes (the same additions in the same order).
-        let mut run = (u32::MAX, 0.0f64);
-        for &slot in g.incident(v) {
-            let u = slot.other();
-            if u != v {
-                let c = membership[u];
-                if c != run.0 {
-                    if run.0 != u32::MAX {
-                        edge_to[run.0 as usize] = run.1;
-                    }
-                    if !added[c as usize] {
-                        added[c as usize] = true;
-                        candidates.push(c);
-                    }
-                    run = (c, edge_to[c as usize]);
-                }
-                slot.add_to(&mut run.1);
-            }
-        }
-        if run.0 != u32::MAX {
-            edge_to[run.0 as usize] = run.1;
-        }
+        gather(
+            g,
+            v,
+            |u| Some(membership[u]),
+            &mut edge_to,
+            &mut added,
+            &mut candidates,
+        );
         let mut best = current;
         let mut best_gain = edge_to[current] - wv * cluster_weight[current] * resolution;
         for &c in &candidates {
@@ -766,27 +787,14 @@ fn refine<S: Slot>(
             candidates.clear();
             candidates.push(current as u32);
             added[current] = true;
-            let mut run = (u32::MAX, 0.0f64);
-            for &slot in g.incident(v) {
-                let u = slot.other();
-                if u != v && membership[u] == cluster {
-                    let r = refined[u];
-                    if r != run.0 {
-                        if run.0 != u32::MAX {
-                            edge_to[run.0 as usize] = run.1;
-                        }
-                        if !added[r as usize] {
-                            added[r as usize] = true;
-                            candidates.push(r);
-                        }
-                        run = (r, edge_to[r as usize]);
-                    }
-                    slot.add_to(&mut run.1);
-                }
-            }
-            if run.0 != u32::MAX {
-                edge_to[run.0 as usize] = run.1;
-            }
+            gather(
+                g,
+                v,
+                |u| (membership[u] == cluster).then(|| refined[u]),
+                &mut edge_to,
+                &mut added,
+                &mut candidates,
+            );
             let mut best = current;
             let mut best_gain = 0.0f64;
             let mut sum = 0.0f64;
