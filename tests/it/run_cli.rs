@@ -147,6 +147,8 @@ assert l.dtype == "category", l.dtype
 cats = list(l.cat.categories)
 assert cats == [str(i) for i in range(len(cats))], cats
 assert set(l.cat.codes) == set(range(len(cats)))
+sizes = l.value_counts(sort=False).reindex(cats).to_numpy()
+assert (np.diff(sizes) <= 0).all(), ("cluster '0' is the largest, then by size", sizes)
 p = a.uns["leiden"]["params"]
 assert (p["resolution"], p["random_state"], p["n_iterations"]) == (1.0, 0, 2), p
 assert 0 < a.uns["leiden"]["modularity"] < 1
