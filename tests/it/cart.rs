@@ -17,7 +17,7 @@ use std::path::{Path, PathBuf};
 use cartscope::io::{Column, CountSource, Frame, ReadOptions};
 use cartscope::pipeline::{BackendChoice, RunOptions, run};
 
-use crate::common::cartscope;
+use crate::common::{cartscope, succeeds};
 
 fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -375,18 +375,12 @@ fn report_renders_every_plot_in_headless_chromium() {
 #[test]
 fn no_report_skips_the_html_but_keeps_the_tables() {
     let dir = tempfile::tempdir().unwrap();
-    let o = cartscope()
-        .args(["run", "--quiet", "--backend", "cpu", "--no-report"])
-        .arg(root().join("sample_data/P01_infusion.h5ad"))
-        .arg("-o")
-        .arg(dir.path())
-        .output()
-        .unwrap();
-    assert_eq!(
-        o.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&o.stderr)
+    succeeds(
+        cartscope()
+            .args(["run", "--quiet", "--backend", "cpu", "--no-report"])
+            .arg(root().join("sample_data/P01_infusion.h5ad"))
+            .arg("-o")
+            .arg(dir.path()),
     );
     assert!(!dir.path().join("report.html").exists());
     assert!(dir.path().join("summary.csv").exists());

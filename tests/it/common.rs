@@ -37,6 +37,19 @@ pub fn cartscope() -> assert_cmd::Command {
     assert_cmd::Command::cargo_bin("cartscope").expect("binary built")
 }
 
+/// Runs `cmd` to the end, asserts exit code 0 (its stderr in the message) and returns what it
+/// printed.
+pub fn succeeds(cmd: &mut assert_cmd::Command) -> std::process::Output {
+    let o = cmd.output().unwrap();
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    o
+}
+
 /// Writes each manifest text of `cases` as `dir/m{i}.csv`, runs `cartscope ARGS MANIFEST -o
 /// dir/out{i}` and asserts the rejection: exit code 2, one stderr line containing the case's
 /// text (and the manifest's file name when `names_manifest`), and no output folder.

@@ -1,7 +1,7 @@
 //! `cartscope run` through the binary: outputs, the config file and its precedence, and
 //! failures that leave nothing behind.
 
-use crate::common::cartscope;
+use crate::common::{cartscope, succeeds};
 
 fn sample() -> std::path::PathBuf {
     std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("sample_data/P01_infusion.h5ad")
@@ -13,33 +13,27 @@ fn run_writes_result_summary_and_the_config_used() {
     let cfg = dir.path().join("in.toml");
     std::fs::write(&cfg, "n_top_genes = 1000\nn_pcs = 20\nmin_cells = 5\n").unwrap();
     let out = dir.path().join("out");
-    let o = cartscope()
-        .args([
-            "run",
-            "--backend",
-            "cpu",
-            "--quiet",
-            "--n-pcs",
-            "30",
-            "--keep-counts",
-            "--no-umap",
-            "--resolution",
-            "0.8",
-            "--seed",
-            "3",
-            "--config",
-        ])
-        .arg(&cfg)
-        .arg(sample())
-        .arg("-o")
-        .arg(&out)
-        .output()
-        .unwrap();
-    assert_eq!(
-        o.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&o.stderr)
+    succeeds(
+        cartscope()
+            .args([
+                "run",
+                "--backend",
+                "cpu",
+                "--quiet",
+                "--n-pcs",
+                "30",
+                "--keep-counts",
+                "--no-umap",
+                "--resolution",
+                "0.8",
+                "--seed",
+                "3",
+                "--config",
+            ])
+            .arg(&cfg)
+            .arg(sample())
+            .arg("-o")
+            .arg(&out),
     );
     let used: toml::Value =
         toml::from_str(&std::fs::read_to_string(out.join("config.toml")).unwrap()).unwrap();
@@ -95,15 +89,14 @@ fn run_writes_result_summary_and_the_config_used() {
     );
     // The written config reproduces the run.
     let again = dir.path().join("again");
-    let o = cartscope()
-        .args(["run", "--quiet", "--config"])
-        .arg(out.join("config.toml"))
-        .arg(sample())
-        .arg("-o")
-        .arg(&again)
-        .output()
-        .unwrap();
-    assert_eq!(o.status.code(), Some(0));
+    succeeds(
+        cartscope()
+            .args(["run", "--quiet", "--config"])
+            .arg(out.join("config.toml"))
+            .arg(sample())
+            .arg("-o")
+            .arg(&again),
+    );
     let first = src.read_all().unwrap();
     let second = cartscope::io::CountSource::open(&again.join("result.h5ad"), &Default::default())
         .unwrap()
@@ -125,18 +118,12 @@ fn run_writes_result_summary_and_the_config_used() {
 fn run_writes_leiden_and_umap_as_scanpy_does() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("out");
-    let o = cartscope()
-        .args(["run", "--backend", "cpu", "--quiet"])
-        .arg(sample())
-        .arg("-o")
-        .arg(&out)
-        .output()
-        .unwrap();
-    assert_eq!(
-        o.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&o.stderr)
+    succeeds(
+        cartscope()
+            .args(["run", "--backend", "cpu", "--quiet"])
+            .arg(sample())
+            .arg("-o")
+            .arg(&out),
     );
     crate::python_interop::run_python(&format!(
         r#"
@@ -258,18 +245,12 @@ fn backend_gpu_without_an_adapter_fails_cleanly_and_auto_falls_back() {
     assert!(stderr.contains("no GPU adapter"), "{stderr}");
     assert!(!out.exists(), "nothing written");
     let out = dir.path().join("auto");
-    let o = without_gpu(&mut cartscope())
-        .args(["run", "--quiet", "--backend", "auto", "--n-pcs", "10"])
-        .arg(sample())
-        .arg("-o")
-        .arg(&out)
-        .output()
-        .unwrap();
-    assert_eq!(
-        o.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&o.stderr)
+    succeeds(
+        without_gpu(&mut cartscope())
+            .args(["run", "--quiet", "--backend", "auto", "--n-pcs", "10"])
+            .arg(sample())
+            .arg("-o")
+            .arg(&out),
     );
     let summary: serde_json::Value =
         serde_json::from_slice(&std::fs::read(out.join("summary.json")).unwrap()).unwrap();
@@ -284,11 +265,7 @@ fn backend_gpu_without_an_adapter_fails_cleanly_and_auto_falls_back() {
 
 #[test]
 fn devices_lists_adapters_as_json() {
-    let o = without_gpu(&mut cartscope())
-        .args(["devices", "--json"])
-        .output()
-        .unwrap();
-    assert_eq!(o.status.code(), Some(0));
+    let o = succeeds(without_gpu(&mut cartscope()).args(["devices", "--json"]));
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     assert_eq!(v.as_array().map(Vec::len), Some(0), "no driver, no adapter");
     if std::env::var("CARTSCOPE_SKIP_GPU_TESTS").is_ok_and(|v| v == "1") {
@@ -310,19 +287,13 @@ fn re_reading_the_file_gives_the_in_memory_result() {
         (&a, vec![]),
         (&b, vec!["--max-memory", "1", "--chunk-rows", "300"]),
     ] {
-        let o = cartscope()
-            .args(["run", "--quiet"])
-            .args(&extra)
-            .arg(sample())
-            .arg("-o")
-            .arg(out)
-            .output()
-            .unwrap();
-        assert_eq!(
-            o.status.code(),
-            Some(0),
-            "{}",
-            String::from_utf8_lossy(&o.stderr)
+        succeeds(
+            cartscope()
+                .args(["run", "--quiet"])
+                .args(&extra)
+                .arg(sample())
+                .arg("-o")
+                .arg(out),
         );
     }
     let read = |p: &std::path::Path| {
