@@ -600,21 +600,42 @@ fn umap_on_the_gpu_takes_empty_and_tiny_graphs() {
     ran_here(&gpu);
 }
 
+/// Tiny bench sizes: every kernel, a few chunks.
+fn tiny_bench() -> crate::bench::BenchOptions {
+    crate::bench::BenchOptions {
+        cells: 600,
+        genes: 400,
+        nnz_per_cell: 40,
+        hvg: 64,
+        chunk_rows: 256,
+        knn_points: 300,
+        dim: 8,
+        k: 5,
+    }
+}
+
 #[test]
 fn device_time_of_a_kernel_is_positive_and_within_its_wall_time() {
     let Some(g) = gpu() else { return };
     let ctx = g.context().clone();
     let m = counts(3000, 257, 41);
     if !ctx.timestamps() {
-        // No timestamp queries on this adapter: nothing is timed on the device.
+        // No timestamp queries on this adapter: nothing is timed on the device, and the bench
+        // says so instead of printing device columns.
         eprintln!(
-            "device timing unavailable on {}: checking that nothing is timed",
+            "device timing unavailable on {}: checking that nothing is timed and the bench's \
+             fallback",
             ctx.adapter.name
         );
         assert!(g.device_timing().is_err());
         assert_eq!(g.device_seconds(&mut || panic!("must not run")), None);
         let (_, t) = ctx.device_time(|| g.normalize_log1p(&mut m.clone(), 1e4));
         assert_eq!(t, None);
+        let rows = crate::bench::run(&g, &tiny_bench());
+        assert!(rows.iter().all(|r| r.device_seconds.is_none()));
+        let text = crate::bench::to_text(&g.device(), &rows, &g.device_timing());
+        assert!(text.contains("device timing: unavailable ("), "{text}");
+        assert!(text.contains("does not offer timestamp queries"), "{text}");
         return;
     }
     eprintln!(
@@ -678,5 +699,29 @@ fn device_time_of_a_kernel_is_positive_and_within_its_wall_time() {
         });
     });
     assert_eq!(solo, Some(0.0));
+    ran_here(&g);
+}
+
+#[test]
+fn bench_on_the_gpu_reports_host_and_device_times() {
+    let Some(g) = gpu() else { return };
+    let rows = crate::bench::run(&g, &tiny_bench());
+    let text = crate::bench::to_text(&g.device(), &rows, &g.device_timing());
+    eprintln!("{text}");
+    assert_eq!(rows.len(), 5);
+    assert!(rows.iter().all(|r| r.seconds > 0.0));
+    if g.context().timestamps() {
+        for r in &rows {
+            let d = r.device_seconds.expect("device time");
+            assert!(d > 0.0, "{}: device time {d}", r.kernel);
+            assert!(r.device_gb_per_s.unwrap() > 0.0 && r.device_gflop_per_s.unwrap() > 0.0);
+        }
+        assert!(text.contains("device ms"), "{text}");
+        assert!(!text.contains("unavailable"), "{text}");
+    } else {
+        eprintln!("device timing unavailable: the bench reports host times only");
+        assert!(rows.iter().all(|r| r.device_seconds.is_none()));
+        assert!(text.contains("device timing: unavailable"), "{text}");
+    }
     ran_here(&g);
 }
