@@ -3,7 +3,9 @@
 //! listed in `backends()` (the GPU one when an adapter opens, lavapipe included); sizes stay
 //! moderate so a run takes minutes on two cores. GPU kernels are timed through the trait,
 //! whose calls return only once the device has finished and the results are read back, so
-//! wall-clock iterations measure what the pipeline pays, transfers included.
+//! wall-clock iterations measure what the pipeline pays, transfers included. For the time of
+//! the kernels on the device itself see `cartscope bench` (timestamp queries) and
+//! benches/README.md.
 
 use std::hint::black_box;
 

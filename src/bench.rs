@@ -1,6 +1,13 @@
 //! `cartscope bench`: each pipeline kernel on synthetic data of a chosen size, through the
 //! [`Backend`] trait (so GPU times include the host <-> device transfers the pipeline pays),
 //! reported as time, GB/s and GFLOP/s, and on a known GPU as a fraction of its peak.
+//!
+//! Two times per kernel where the backend can time its device ([`Backend::device_timing`]:
+//! a GPU with timestamp queries): the host's wall clock around the calls (`seconds`, as the
+//! pipeline pays it: uploads, submission, waiting, readback and the host's share included),
+//! and, from a second run of the same calls, the time the device spent in the kernels' compute
+//! passes (`device_seconds`). The `device_*` rates and fraction of peak come from the device
+//! time, and say what the kernels themselves reach; the others from the wall clock.
 
 use std::time::Instant;
 
@@ -59,6 +66,15 @@ pub struct BenchRow {
     /// Fraction of the device's peak bandwidth (memory-bound kernels) or f32 peak (compute-bound
     /// kernels); None when the device's peak is unknown.
     pub fraction_of_peak: Option<f64>,
+    /// Seconds the device spent in the kernels' compute passes (timestamp queries) for the
+    /// whole size; None where the backend cannot time its device.
+    pub device_seconds: Option<f64>,
+    /// GB/s from the device time.
+    pub device_gb_per_s: Option<f64>,
+    /// GFLOP/s from the device time.
+    pub device_gflop_per_s: Option<f64>,
+    /// Fraction of peak from the device time (None also when the peak is unknown).
+    pub device_fraction_of_peak: Option<f64>,
 }
 
 /// Peak memory bandwidth (GB/s) and f32 (non-tensor) GFLOP/s by adapter name, from the vendors'
@@ -104,24 +120,50 @@ pub fn synthetic_counts(rows: usize, genes: usize, nnz: usize, seed: u64) -> Csr
     m
 }
 
-fn time(f: impl FnOnce()) -> f64 {
+fn time(f: &mut dyn FnMut()) -> f64 {
     let t = Instant::now();
     f();
     t.elapsed().as_secs_f64()
 }
 
-/// Runs every kernel on `backend` and returns one row per kernel.
+/// Runs every kernel on `backend` and returns one row per kernel. Where the backend can time
+/// its device, each kernel's calls run a second time under [`Backend::device_seconds`] (the
+/// wall-clock run stays free of timestamp queries).
 pub fn run(backend: &dyn Backend, o: &BenchOptions) -> Vec<BenchRow> {
     let peak = peak_of(&backend.device());
-    let row = |kernel: &str, seconds: f64, bytes: f64, flops: f64, compute_bound: bool| {
-        let gbs = bytes / seconds / 1e9;
-        let gfs = flops / seconds / 1e9;
+    let on_device = backend.device_timing().is_ok();
+    // Device seconds of `f`, where the backend has them.
+    let device = |f: &mut dyn FnMut()| {
+        if on_device {
+            backend.device_seconds(f)
+        } else {
+            None
+        }
+    };
+    let row = |kernel: &str,
+               seconds: f64,
+               device_seconds: Option<f64>,
+               bytes: f64,
+               flops: f64,
+               compute_bound: bool| {
+        let rates = |secs: f64| {
+            let gbs = bytes / secs / 1e9;
+            let gfs = flops / secs / 1e9;
+            let frac = peak.map(|(b, f)| if compute_bound { gfs / f } else { gbs / b });
+            (gbs, gfs, frac)
+        };
+        let (gbs, gfs, frac) = rates(seconds);
+        let dev = device_seconds.map(rates);
         BenchRow {
             kernel: kernel.into(),
             seconds,
             gb_per_s: gbs,
             gflop_per_s: gfs,
-            fraction_of_peak: peak.map(|(b, f)| if compute_bound { gfs / f } else { gbs / b }),
+            fraction_of_peak: frac,
+            device_seconds,
+            device_gb_per_s: dev.map(|d| d.0),
+            device_gflop_per_s: dev.map(|d| d.1),
+            device_fraction_of_peak: dev.and_then(|d| d.2),
         }
     };
     let mut out = Vec::new();
@@ -138,16 +180,38 @@ pub fn run(backend: &dyn Backend, o: &BenchOptions) -> Vec<BenchRow> {
     let mut secs = 0.0;
     for _ in 0..reps {
         let mut x = chunk.clone();
-        secs += time(|| backend.normalize_log1p(&mut x, 1e4));
+        secs += time(&mut || backend.normalize_log1p(&mut x, 1e4));
     }
-    out.push(row("normalize_log1p", secs, nnz * 8.0, nnz * 4.0, false));
+    let dev = device(&mut || {
+        for _ in 0..reps {
+            let mut x = chunk.clone();
+            backend.normalize_log1p(&mut x, 1e4);
+        }
+    });
+    out.push(row(
+        "normalize_log1p",
+        secs,
+        dev,
+        nnz * 8.0,
+        nnz * 4.0,
+        false,
+    ));
 
-    let secs = time(|| {
+    let mut moments = || {
         for _ in 0..reps {
             std::hint::black_box(backend.gene_moments(&logc, Transform::Expm1));
         }
-    });
-    out.push(row("gene_moments_expm1", secs, nnz * 8.0, nnz * 4.0, false));
+    };
+    let secs = time(&mut moments);
+    let dev = device(&mut moments);
+    out.push(row(
+        "gene_moments_expm1",
+        secs,
+        dev,
+        nnz * 8.0,
+        nnz * 4.0,
+        false,
+    ));
 
     let k = o.hvg.min(o.genes);
     let cols: Vec<u32> = (0..k as u32)
@@ -169,15 +233,18 @@ pub fn run(backend: &dyn Backend, o: &BenchOptions) -> Vec<BenchRow> {
         max_value: Some(10.0),
     };
     let (mut g, mut cs) = (vec![0.0; k * k], vec![0.0; k]);
-    let secs = time(|| {
+    let mut gram = || {
         for _ in 0..reps {
             backend.scaled_gram(&logc, &spec, &mut g, &mut cs);
         }
-    });
+    };
+    let secs = time(&mut gram);
+    let dev = device(&mut gram);
     // SGEMM convention: 2 n k² for XᵀX (the kernel computes half of it and mirrors).
     out.push(row(
         "scaled_gram",
         secs,
+        dev,
         nnz * 8.0,
         2.0 * cells * (k * k) as f64,
         true,
@@ -185,14 +252,17 @@ pub fn run(backend: &dyn Backend, o: &BenchOptions) -> Vec<BenchRow> {
 
     let c = 50usize;
     let comps: Vec<f64> = (0..k * c).map(|i| ((i % 17) as f64 - 8.0) / 17.0).collect();
-    let secs = time(|| {
+    let mut project = || {
         for _ in 0..reps {
             std::hint::black_box(backend.scaled_project(&logc, &spec, &m, &comps, c));
         }
-    });
+    };
+    let secs = time(&mut project);
+    let dev = device(&mut project);
     out.push(row(
         "scaled_project",
         secs,
+        dev,
         nnz * 8.0 + cells * c as f64 * 8.0,
         2.0 * cells * (k * c) as f64,
         true,
@@ -207,12 +277,15 @@ pub fn run(backend: &dyn Backend, o: &BenchOptions) -> Vec<BenchRow> {
                 ((s >> 40) as f32) / (1u64 << 24) as f32 * 10.0
             })
             .collect();
-        let secs = time(|| {
+        let mut knn = || {
             std::hint::black_box(backend.knn_exact(&pts, o.dim, o.k));
-        });
+        };
+        let secs = time(&mut knn);
+        let dev = device(&mut knn);
         out.push(row(
             &format!("knn_exact_{}d_k{}", o.dim, o.k),
             secs,
+            dev,
             (n * o.dim * 4) as f64,
             2.0 * (n as f64) * (n as f64) * o.dim as f64,
             true,
@@ -221,19 +294,56 @@ pub fn run(backend: &dyn Backend, o: &BenchOptions) -> Vec<BenchRow> {
     out
 }
 
-/// The rows as an aligned text table.
-pub fn to_text(device: &str, rows: &[BenchRow]) -> String {
-    let mut s = format!(
-        "device: {device}\n{:<24} {:>10} {:>10} {:>12} {:>9}\n",
+/// The rows as an aligned text table. With device times (every row has one): the host's
+/// seconds, the device's milliseconds, and rates and fraction of peak from the device time,
+/// labelled so; without: the host's seconds and rates, and a line saying why device timing
+/// is unavailable (`device_timing`, from [`Backend::device_timing`]).
+pub fn to_text(device: &str, rows: &[BenchRow], device_timing: &Result<(), String>) -> String {
+    let pct = |f: Option<f64>| f.map_or("n/a".to_string(), |f| format!("{:.1}%", f * 100.0));
+    let mut s = format!("device: {device}\n");
+    let timed = !rows.is_empty() && rows.iter().all(|r| r.device_seconds.is_some());
+    if timed {
+        s.push_str(
+            "times: host s = wall clock around the calls (transfers, submission, readback \
+             included); device ms = the kernels' compute passes on the device (timestamp \
+             queries); dev GB/s, dev GFLOP/s and dev peak from the device time\n",
+        );
+        s.push_str(&format!(
+            "{:<24} {:>10} {:>11} {:>10} {:>12} {:>9}\n",
+            "kernel", "host s", "device ms", "dev GB/s", "dev GFLOP/s", "dev peak"
+        ));
+        for r in rows {
+            s.push_str(&format!(
+                "{:<24} {:>10.4} {:>11.3} {:>10.1} {:>12.1} {:>9}\n",
+                r.kernel,
+                r.seconds,
+                r.device_seconds.unwrap_or(f64::NAN) * 1e3,
+                r.device_gb_per_s.unwrap_or(f64::NAN),
+                r.device_gflop_per_s.unwrap_or(f64::NAN),
+                pct(r.device_fraction_of_peak)
+            ));
+        }
+        return s;
+    }
+    let why = match device_timing {
+        Ok(()) => "the timestamps could not be read".to_string(),
+        Err(e) => e.clone(),
+    };
+    s.push_str(&format!(
+        "device timing: unavailable ({why}); times and rates from the host's wall clock\n"
+    ));
+    s.push_str(&format!(
+        "{:<24} {:>10} {:>10} {:>12} {:>9}\n",
         "kernel", "seconds", "GB/s", "GFLOP/s", "of peak"
-    );
+    ));
     for r in rows {
-        let frac = r
-            .fraction_of_peak
-            .map_or("n/a".to_string(), |f| format!("{:.1}%", f * 100.0));
         s.push_str(&format!(
             "{:<24} {:>10.4} {:>10.1} {:>12.1} {:>9}\n",
-            r.kernel, r.seconds, r.gb_per_s, r.gflop_per_s, frac
+            r.kernel,
+            r.seconds,
+            r.gb_per_s,
+            r.gflop_per_s,
+            pct(r.fraction_of_peak)
         ));
     }
     s
@@ -266,5 +376,57 @@ mod tests {
         assert_eq!(rows.len(), 5);
         assert!(rows.iter().all(|r| r.seconds > 0.0 && r.gflop_per_s > 0.0));
         assert!(rows.iter().all(|r| r.fraction_of_peak.is_none()));
+        // The CPU has no device timer: host times only, and the table says so.
+        assert!(rows.iter().all(|r| r.device_seconds.is_none()
+            && r.device_gb_per_s.is_none()
+            && r.device_fraction_of_peak.is_none()));
+        let timing = CpuBackend.device_timing();
+        assert_eq!(
+            timing,
+            Err("the cpu backend has no device timer".to_string())
+        );
+        let text = to_text("cpu", &rows, &timing);
+        assert!(
+            text.contains("device timing: unavailable (the cpu backend has no device timer)"),
+            "{text}"
+        );
+        assert!(!text.contains("device ms"), "{text}");
+    }
+
+    fn timed_row(seconds: f64, device_seconds: f64) -> BenchRow {
+        BenchRow {
+            kernel: "k".into(),
+            seconds,
+            gb_per_s: 1.0 / seconds,
+            gflop_per_s: 2.0 / seconds,
+            fraction_of_peak: None,
+            device_seconds: Some(device_seconds),
+            device_gb_per_s: Some(1.0 / device_seconds),
+            device_gflop_per_s: Some(2.0 / device_seconds),
+            device_fraction_of_peak: Some(0.25),
+        }
+    }
+
+    #[test]
+    fn the_table_shows_both_times_and_labels_the_device_rates() {
+        let text = to_text("gpu", &[timed_row(2.0, 0.5)], &Ok(()));
+        let lines: Vec<&str> = text.lines().collect();
+        assert!(lines[1].starts_with("times: host s = wall clock"), "{text}");
+        let head: Vec<&str> = lines[2].split_whitespace().collect();
+        assert_eq!(
+            head,
+            [
+                "kernel", "host", "s", "device", "ms", "dev", "GB/s", "dev", "GFLOP/s", "dev",
+                "peak"
+            ]
+        );
+        let row: Vec<&str> = lines[3].split_whitespace().collect();
+        assert_eq!(row, ["k", "2.0000", "500.000", "2.0", "4.0", "25.0%"]);
+        // JSON: the host fields keep their names and meaning, the device ones are added.
+        let v = serde_json::to_value(timed_row(2.0, 0.5)).unwrap();
+        assert_eq!(v["seconds"], 2.0);
+        assert_eq!(v["gb_per_s"], 0.5);
+        assert_eq!(v["device_seconds"], 0.5);
+        assert_eq!(v["device_gflop_per_s"], 4.0);
     }
 }

@@ -97,14 +97,25 @@ fn run(cli: cli::Cli) -> anyhow::Result<()> {
                 eprintln!("note: no GPU used ({r})");
             }
             let device = sel.backend.device();
+            let timing = sel.backend.device_timing();
             let rows = cartscope::bench::run(sel.backend.as_ref(), &args.options());
             let mut out = std::io::stdout().lock();
             if args.json {
-                let v = serde_json::json!({ "backend": sel.backend.name(), "device": device, "kernels": rows });
+                let v = serde_json::json!({
+                    "backend": sel.backend.name(),
+                    "device": device,
+                    "device_timing": timing.is_ok(),
+                    "device_timing_unavailable": timing.as_ref().err(),
+                    "kernels": rows,
+                });
                 serde_json::to_writer_pretty(&mut out, &v)?;
                 writeln!(out)?;
             } else {
-                write!(out, "{}", cartscope::bench::to_text(&device, &rows))?;
+                write!(
+                    out,
+                    "{}",
+                    cartscope::bench::to_text(&device, &rows, &timing)
+                )?;
             }
             if let Some(r) = sel.backend.fallback_reason() {
                 eprintln!("warning: some kernels ran on the CPU: {r}");

@@ -101,6 +101,21 @@ pub trait Backend: Send + Sync {
         None
     }
 
+    /// Whether [`Backend::device_seconds`] can time this backend's kernels on its device;
+    /// Err says why not.
+    fn device_timing(&self) -> Result<(), String> {
+        Err(format!("the {} backend has no device timer", self.name()))
+    }
+
+    /// Runs `f` and returns the seconds the device spent executing the kernels `f` called on
+    /// this backend (GPU: compute passes between timestamp queries, without transfers,
+    /// submission or waiting). None, without running `f`, where [`Backend::device_timing`]
+    /// is an Err; None after running it if the timestamps could not be read.
+    fn device_seconds(&self, f: &mut dyn FnMut()) -> Option<f64> {
+        let _ = f;
+        None
+    }
+
     /// scanpy `normalize_total(target_sum)` + `log1p` of a raw-count chunk, in place:
     /// `x / f32(t_i / target)` then `ln(1 + x)`, all in f32; rows with `t_i = 0` stay 0.
     fn normalize_log1p(&self, chunk: &mut CsrMatrix, target_sum: f32);

@@ -321,3 +321,97 @@ fn re_reading_the_file_gives_the_in_memory_result() {
         "X_pca differs by {max_diff} (only the summation order of the Gram differs)"
     );
 }
+
+/// Tiny sizes for `cartscope bench`.
+const TINY_BENCH: [&str; 16] = [
+    "--cells",
+    "300",
+    "--genes",
+    "400",
+    "--nnz-per-cell",
+    "40",
+    "--hvg",
+    "64",
+    "--chunk-rows",
+    "128",
+    "--knn-points",
+    "200",
+    "--dim",
+    "8",
+    "--k",
+    "5",
+];
+
+#[test]
+fn bench_reports_host_times_and_device_times_where_the_device_has_timestamps() {
+    // The CPU: host times only, the fields kept, the device ones null, the reason given.
+    let o = cartscope()
+        .args(["bench", "--backend", "cpu", "--json"])
+        .args(TINY_BENCH)
+        .output()
+        .unwrap();
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["device_timing"], false);
+    assert_eq!(
+        v["device_timing_unavailable"],
+        "the cpu backend has no device timer"
+    );
+    let k = v["kernels"].as_array().unwrap();
+    assert_eq!(k.len(), 5);
+    for r in k {
+        assert!(r["seconds"].as_f64().unwrap() > 0.0, "{r}");
+        assert!(r["gb_per_s"].as_f64().unwrap() > 0.0, "{r}");
+        assert!(r["device_seconds"].is_null(), "{r}");
+        assert!(r["device_gb_per_s"].is_null(), "{r}");
+    }
+    let o = cartscope()
+        .args(["bench", "--backend", "cpu"])
+        .args(TINY_BENCH)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&o.stdout);
+    assert!(text.contains("device timing: unavailable"), "{text}");
+    if std::env::var("CARTSCOPE_SKIP_GPU_TESTS").is_ok_and(|v| v == "1") {
+        return;
+    }
+    // The GPU (lavapipe in CI): both times where the adapter has timestamp queries.
+    let o = cartscope().args(["devices", "--json"]).output().unwrap();
+    let devices: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let timestamps = devices[0]["timestamp_query"].as_bool().unwrap();
+    let o = cartscope()
+        .args(["bench", "--backend", "gpu"])
+        .args(TINY_BENCH)
+        .output()
+        .unwrap();
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let text = String::from_utf8_lossy(&o.stdout);
+    eprintln!("{text}");
+    if timestamps {
+        assert!(text.contains("device ms"), "{text}");
+        let row: Vec<&str> = text
+            .lines()
+            .find(|l| l.starts_with("normalize_log1p"))
+            .unwrap()
+            .split_whitespace()
+            .collect();
+        let device_ms: f64 = row[2].parse().unwrap();
+        assert!(device_ms > 0.0, "{text}");
+    } else {
+        eprintln!(
+            "no timestamp queries on {}: host times only",
+            devices[0]["name"]
+        );
+        assert!(text.contains("device timing: unavailable"), "{text}");
+    }
+}

@@ -2,7 +2,15 @@
 //! limits, the compiled pipelines (built once), storage buffers and readback through MAP_READ
 //! staging buffers, both kept in small pools and reused so that a chunk loop does not allocate
 //! device memory every chunk. Every failure is a [`GpuError`].
+//!
+//! Device timing: where the adapter offers timestamp queries (`Features::TIMESTAMP_QUERY`,
+//! requested when offered, never required), [`GpuContext::device_time`] times the compute
+//! passes that the calling thread submits while a closure runs: each pass of each
+//! [`GpuContext::run`] then writes a timestamp at its beginning and end into a query set,
+//! resolved and read back after the submission, and the differences are summed (times
+//! `Queue::get_timestamp_period`). Outside `device_time` no query is written or read.
 
+use std::cell::Cell;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
@@ -79,6 +87,8 @@ pub struct AdapterSummary {
     pub max_compute_invocations_per_workgroup: u32,
     /// Workgroups per dispatch dimension.
     pub max_compute_workgroups_per_dimension: u32,
+    /// Whether the adapter offers timestamp queries (device-side kernel timing).
+    pub timestamp_query: bool,
 }
 
 fn summarize(a: &wgpu::Adapter) -> AdapterSummary {
@@ -95,6 +105,7 @@ fn summarize(a: &wgpu::Adapter) -> AdapterSummary {
         max_compute_workgroup_storage_size: l.max_compute_workgroup_storage_size,
         max_compute_invocations_per_workgroup: l.max_compute_invocations_per_workgroup,
         max_compute_workgroups_per_dimension: l.max_compute_workgroups_per_dimension,
+        timestamp_query: a.features().contains(wgpu::Features::TIMESTAMP_QUERY),
     }
 }
 
@@ -163,6 +174,89 @@ pub struct GpuContext {
     generation: AtomicU64,
     /// Storage buffers created for the pool so far.
     pool_allocations: AtomicUsize,
+    /// Nanoseconds per timestamp tick where the device has timestamp queries, else None.
+    timestamp_period: Option<f64>,
+    /// Tells this context from others in the thread's profiling state.
+    id: u64,
+}
+
+thread_local! {
+    /// Per thread, while [`GpuContext::device_time`] runs: the profiled context's id and the
+    /// nanoseconds its compute passes took so far (NaN once a timestamp readback failed).
+    static PROFILE: Cell<Option<(u64, f64)>> = const { Cell::new(None) };
+}
+
+/// Context ids.
+static NEXT_ID: AtomicU64 = AtomicU64::new(0);
+
+/// Compute passes per query set (two timestamps each); few under test, so that the tests'
+/// submissions span several sets.
+const PASSES_PER_SET: u32 = if cfg!(test) { 4 } else { 256 };
+/// Bytes between the resolved timestamps of consecutive sets (resolve offsets are aligned).
+const SET_STRIDE: u64 = (2 * PASSES_PER_SET as u64 * wgpu::QUERY_SIZE as u64)
+    .next_multiple_of(wgpu::QUERY_RESOLVE_BUFFER_ALIGNMENT);
+
+/// The timestamp queries of one [`GpuContext::run`]'s compute passes: query sets are made as
+/// passes need them, pass `p` writing queries `2p` and `2p + 1` of set `p / PASSES_PER_SET`.
+struct PassTimer {
+    device: wgpu::Device,
+    sets: Vec<wgpu::QuerySet>,
+    passes: u32,
+}
+
+impl PassTimer {
+    /// The timestamp writes of the next pass.
+    fn next(&mut self) -> wgpu::ComputePassTimestampWrites<'_> {
+        let i = self.passes % PASSES_PER_SET;
+        if i == 0 {
+            self.sets
+                .push(self.device.create_query_set(&wgpu::QuerySetDescriptor {
+                    label: Some("pass timestamps"),
+                    ty: wgpu::QueryType::Timestamp,
+                    count: 2 * PASSES_PER_SET,
+                }));
+        }
+        self.passes += 1;
+        wgpu::ComputePassTimestampWrites {
+            query_set: self.sets.last().expect("a set was just made"),
+            beginning_of_pass_write_index: Some(2 * i),
+            end_of_pass_write_index: Some(2 * i + 1),
+        }
+    }
+}
+
+/// A command encoder that [`GpuContext::run`] hands to its recording closure. It derefs to
+/// the `wgpu::CommandEncoder`; compute passes are begun with [`compute_pass`](Self::compute_pass),
+/// which adds their timestamp writes while the context is being profiled.
+pub(crate) struct Recorder {
+    encoder: wgpu::CommandEncoder,
+    timer: Option<PassTimer>,
+}
+
+impl Recorder {
+    /// A compute pass, timed when profiling.
+    pub(crate) fn compute_pass(&mut self) -> wgpu::ComputePass<'_> {
+        let timestamp_writes = self.timer.as_mut().map(PassTimer::next);
+        self.encoder
+            .begin_compute_pass(&wgpu::ComputePassDescriptor {
+                label: None,
+                timestamp_writes,
+            })
+    }
+}
+
+impl std::ops::Deref for Recorder {
+    type Target = wgpu::CommandEncoder;
+
+    fn deref(&self) -> &wgpu::CommandEncoder {
+        &self.encoder
+    }
+}
+
+impl std::ops::DerefMut for Recorder {
+    fn deref_mut(&mut self) -> &mut wgpu::CommandEncoder {
+        &mut self.encoder
+    }
 }
 
 /// Smallest staging buffer made (readbacks of a few values share one), and how many idle ones
@@ -269,7 +363,8 @@ impl GpuContext {
         let limits = adapter.limits();
         let desc = wgpu::DeviceDescriptor {
             label: Some("cartscope"),
-            required_features: wgpu::Features::empty(),
+            // Timestamp queries where offered (device timing); nothing else is needed.
+            required_features: adapter.features() & wgpu::Features::TIMESTAMP_QUERY,
             required_limits: limits.clone(),
             memory_hints: wgpu::MemoryHints::Performance,
             ..Default::default()
@@ -280,6 +375,10 @@ impl GpuContext {
                 message: e.to_string(),
             }
         })?;
+        let period = f64::from(queue.get_timestamp_period());
+        let timestamp_period = (device.features().contains(wgpu::Features::TIMESTAMP_QUERY)
+            && period > 0.0)
+            .then_some(period);
         let errors: Arc<Mutex<Option<GpuError>>> = Arc::new(Mutex::new(None));
         // wgpu's default handler panics on an uncaptured error; record it instead.
         let sink = errors.clone();
@@ -318,14 +417,21 @@ impl GpuContext {
             pool: Mutex::new(Vec::new()),
             generation: AtomicU64::new(0),
             pool_allocations: AtomicUsize::new(0),
+            timestamp_period,
+            id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
         };
         ctx.check()?;
         tracing::info!(
-            "GPU: {} ({}, {}, driver {})",
+            "GPU: {} ({}, {}, driver {}; timestamp queries: {})",
             ctx.adapter.name,
             ctx.adapter.backend,
             ctx.adapter.device_type,
-            ctx.adapter.driver
+            ctx.adapter.driver,
+            if ctx.timestamps() {
+                "on"
+            } else {
+                "unavailable"
+            }
         );
         Ok(ctx)
     }
@@ -336,6 +442,50 @@ impl GpuContext {
             "{} ({}, {}, driver {})",
             self.adapter.name, self.adapter.backend, self.adapter.device_type, self.adapter.driver
         )
+    }
+
+    /// Whether the device has timestamp queries, i.e. whether [`device_time`](Self::device_time)
+    /// can time kernels on it.
+    pub fn timestamps(&self) -> bool {
+        self.timestamp_period.is_some()
+    }
+
+    /// Runs `f` and returns its value with the seconds the compute passes took on the device
+    /// that this thread submitted to this context meanwhile (from timestamp queries written at
+    /// the beginning and end of each pass): kernel execution only, without uploads, readbacks,
+    /// submission or waiting. None where the device has no timestamp queries (`f` still runs)
+    /// or a timestamp readback failed. Calls may nest; the inner call's time counts in the
+    /// outer's too.
+    pub fn device_time<T>(&self, f: impl FnOnce() -> T) -> (T, Option<f64>) {
+        if !self.timestamps() {
+            return (f(), None);
+        }
+        let outer = PROFILE.with(|p| p.replace(Some((self.id, 0.0))));
+        // Restores the outer state even if `f` panics.
+        struct Restore(Option<(u64, f64)>);
+        impl Drop for Restore {
+            fn drop(&mut self) {
+                let inner = PROFILE.with(|p| p.replace(self.0));
+                if let (Some((outer_id, _)), Some((id, ns))) = (self.0, inner)
+                    && outer_id == id
+                {
+                    add_profiled(id, ns);
+                }
+            }
+        }
+        let restore = Restore(outer);
+        let out = f();
+        let ns = PROFILE.with(|p| p.get()).map_or(f64::NAN, |(_, ns)| ns);
+        drop(restore);
+        (out, ns.is_finite().then_some(ns * 1e-9))
+    }
+
+    /// Whether this thread is profiling this context.
+    fn profiling(&self) -> bool {
+        self.timestamp_period.is_some()
+            && PROFILE
+                .with(|p| p.get())
+                .is_some_and(|(id, _)| id == self.id)
     }
 
     /// The first error reported asynchronously (device lost, uncaptured error), if any.
@@ -514,17 +664,31 @@ impl GpuContext {
     }
 
     /// Runs `record` (which creates buffers and records passes) inside error scopes for
-    /// out-of-memory and validation errors, then submits and waits.
+    /// out-of-memory and validation errors, then submits and waits. While this thread is
+    /// profiling the context (see [`device_time`](Self::device_time)) the passes' timestamps
+    /// are resolved in the same submission and read back after it.
     pub(crate) fn run<T>(
         &self,
-        record: impl FnOnce(&mut wgpu::CommandEncoder) -> Result<T, GpuError>,
+        record: impl FnOnce(&mut Recorder) -> Result<T, GpuError>,
     ) -> Result<T, GpuError> {
         let oom = self.device.push_error_scope(wgpu::ErrorFilter::OutOfMemory);
         let val = self.device.push_error_scope(wgpu::ErrorFilter::Validation);
-        let mut encoder = self
+        let encoder = self
             .device
             .create_command_encoder(&wgpu::CommandEncoderDescriptor { label: None });
-        let out = record(&mut encoder);
+        let mut rec = Recorder {
+            encoder,
+            timer: self.profiling().then(|| PassTimer {
+                device: self.device.clone(),
+                sets: Vec::new(),
+                passes: 0,
+            }),
+        };
+        let out = record(&mut rec);
+        let Recorder { mut encoder, timer } = rec;
+        let timestamps = timer
+            .filter(|t| t.passes > 0)
+            .map(|t| self.resolve_timestamps(&mut encoder, t));
         self.queue.submit(Some(encoder.finish()));
         let v = pollster::block_on(val.pop());
         let o = pollster::block_on(oom.pop());
@@ -539,7 +703,58 @@ impl GpuContext {
         }
         let out = out?;
         self.wait().inspect_err(|_| self.invalidate_pool())?;
+        if let Some((staging, passes)) = timestamps {
+            self.add_timestamps(staging, passes);
+        }
         Ok(out)
+    }
+
+    /// Records the resolution of `t`'s queries and their copy into a staging buffer, returned
+    /// with the number of passes.
+    fn resolve_timestamps(
+        &self,
+        encoder: &mut wgpu::CommandEncoder,
+        t: PassTimer,
+    ) -> (wgpu::Buffer, u32) {
+        let size = SET_STRIDE * t.sets.len() as u64;
+        let resolved = self.device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some("resolved timestamps"),
+            size,
+            usage: wgpu::BufferUsages::QUERY_RESOLVE | wgpu::BufferUsages::COPY_SRC,
+            mapped_at_creation: false,
+        });
+        for (s, set) in t.sets.iter().enumerate() {
+            let used = (t.passes - s as u32 * PASSES_PER_SET).min(PASSES_PER_SET);
+            encoder.resolve_query_set(set, 0..2 * used, &resolved, s as u64 * SET_STRIDE);
+        }
+        let staging = self.take_staging(size);
+        encoder.copy_buffer_to_buffer(&resolved, 0, &staging, 0, size);
+        (staging, t.passes)
+    }
+
+    /// Reads the resolved timestamps of `passes` passes (after the submission finished) and
+    /// adds their durations to this thread's profile; a failed readback poisons it (NaN).
+    fn add_timestamps(&self, staging: wgpu::Buffer, passes: u32) {
+        let period = self.timestamp_period.unwrap_or(0.0);
+        let bytes = SET_STRIDE as usize * passes.div_ceil(PASSES_PER_SET) as usize;
+        let stride = SET_STRIDE as usize / wgpu::QUERY_SIZE as usize;
+        let ns = match self.map_read::<u64>(&staging, bytes as u64, bytes) {
+            Ok(ticks) => {
+                self.give_staging(staging);
+                (0..passes as usize)
+                    .map(|p| {
+                        let (s, i) = (p / PASSES_PER_SET as usize, p % PASSES_PER_SET as usize);
+                        let q = s * stride + 2 * i;
+                        ticks[q + 1].saturating_sub(ticks[q]) as f64 * period
+                    })
+                    .sum()
+            }
+            Err(e) => {
+                tracing::warn!("GPU timestamp readback failed, no device time: {e}");
+                f64::NAN
+            }
+        };
+        add_profiled(self.id, ns);
     }
 
     /// Copies `bytes` of `src` into a MAP_READ staging buffer and returns them as `T`s.
@@ -575,6 +790,17 @@ impl GpuContext {
             enc.copy_buffer_to_buffer(src, offset, staging, 0, size);
             Ok(())
         })?;
+        self.map_read(staging, size, bytes)
+    }
+
+    /// Maps the first `size` bytes of a staging buffer whose copy has been submitted, and
+    /// returns its first `bytes` bytes as `T`s.
+    fn map_read<T: bytemuck::Pod>(
+        &self,
+        staging: &wgpu::Buffer,
+        size: u64,
+        bytes: usize,
+    ) -> Result<Vec<T>, GpuError> {
         let slice = staging.slice(..size);
         let (tx, rx) = std::sync::mpsc::channel();
         slice.map_async(wgpu::MapMode::Read, move |r| {
@@ -643,6 +869,17 @@ impl GpuContext {
     pub(crate) fn pool_allocations(&self) -> usize {
         self.pool_allocations.load(Ordering::Relaxed)
     }
+}
+
+/// Adds `ns` to this thread's profile of context `id`, if it is being profiled.
+fn add_profiled(id: u64, ns: f64) {
+    PROFILE.with(|p| {
+        if let Some((pid, acc)) = p.get()
+            && pid == id
+        {
+            p.set(Some((pid, acc + ns)));
+        }
+    });
 }
 
 /// wgpu messages span lines; logs and summaries get them on one.

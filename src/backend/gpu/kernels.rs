@@ -4,7 +4,7 @@
 use bytemuck::{Pod, Zeroable};
 use rayon::prelude::*;
 
-use super::context::{DeviceBuffer, GpuContext, GpuError};
+use super::context::{DeviceBuffer, GpuContext, GpuError, Recorder};
 use crate::backend::cpu::KnnCertifier;
 use crate::backend::{Moments, ScaleSpec, Transform};
 use crate::matrix::CsrMatrix;
@@ -101,16 +101,14 @@ impl Kernels {
     }
 }
 
+/// One dispatch in its own compute pass (timed when the context is being profiled).
 fn dispatch(
-    enc: &mut wgpu::CommandEncoder,
+    enc: &mut Recorder,
     pipeline: &wgpu::ComputePipeline,
     bind: &wgpu::BindGroup,
     groups: (u32, u32, u32),
 ) {
-    let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor {
-        label: None,
-        timestamp_writes: None,
-    });
+    let mut pass = enc.compute_pass();
     pass.set_pipeline(pipeline);
     pass.set_bind_group(0, bind, &[]);
     pass.dispatch_workgroups(groups.0, groups.1, groups.2);
@@ -445,13 +443,7 @@ fn for_each_dense_batch(
     ctx: &GpuContext,
     src: &DenseSource<'_>,
     k_pad: usize,
-    mut f: impl FnMut(
-        &mut wgpu::CommandEncoder,
-        &DeviceBuffer<'_>,
-        usize,
-        usize,
-        usize,
-    ) -> Result<(), GpuError>,
+    mut f: impl FnMut(&mut Recorder, &DeviceBuffer<'_>, usize, usize, usize) -> Result<(), GpuError>,
 ) -> Result<(), GpuError> {
     let max_rows = dense_rows_limit(ctx, k_pad)?;
     match src {

@@ -9,6 +9,9 @@
 //! The trait's kernels cannot fail, so a GPU failure in the middle of a run (device lost, out
 //! of memory, a limit exceeded) runs that kernel on the CPU instead, logs a warning, and is
 //! reported by [`Backend::fallback_reason`] (written to `summary.json`). It never panics.
+//!
+//! Kernel time on the device itself (`cartscope bench`): [`GpuContext::device_time`], through
+//! [`Backend::device_seconds`], where the adapter offers timestamp queries.
 
 mod context;
 mod kernels;
@@ -106,6 +109,24 @@ impl Backend for GpuBackend {
 
     fn fallback_reason(&self) -> Option<String> {
         self.fallback.lock().ok().and_then(|s| s.clone())
+    }
+
+    fn device_timing(&self) -> Result<(), String> {
+        if self.ctx.timestamps() {
+            Ok(())
+        } else {
+            Err(format!(
+                "{} does not offer timestamp queries",
+                self.ctx.adapter.name
+            ))
+        }
+    }
+
+    fn device_seconds(&self, f: &mut dyn FnMut()) -> Option<f64> {
+        if !self.ctx.timestamps() {
+            return None;
+        }
+        self.ctx.device_time(f).1
     }
 
     fn normalize_log1p(&self, chunk: &mut CsrMatrix, target_sum: f32) {

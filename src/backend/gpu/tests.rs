@@ -599,3 +599,129 @@ fn umap_on_the_gpu_takes_empty_and_tiny_graphs() {
     }
     ran_here(&gpu);
 }
+
+/// Tiny bench sizes: every kernel, a few chunks.
+fn tiny_bench() -> crate::bench::BenchOptions {
+    crate::bench::BenchOptions {
+        cells: 600,
+        genes: 400,
+        nnz_per_cell: 40,
+        hvg: 64,
+        chunk_rows: 256,
+        knn_points: 300,
+        dim: 8,
+        k: 5,
+    }
+}
+
+#[test]
+fn device_time_of_a_kernel_is_positive_and_within_its_wall_time() {
+    let Some(g) = gpu() else { return };
+    let ctx = g.context().clone();
+    let m = counts(3000, 257, 41);
+    if !ctx.timestamps() {
+        // No timestamp queries on this adapter: nothing is timed on the device, and the bench
+        // says so instead of printing device columns.
+        eprintln!(
+            "device timing unavailable on {}: checking that nothing is timed and the bench's \
+             fallback",
+            ctx.adapter.name
+        );
+        assert!(g.device_timing().is_err());
+        assert_eq!(g.device_seconds(&mut || panic!("must not run")), None);
+        let (_, t) = ctx.device_time(|| g.normalize_log1p(&mut m.clone(), 1e4));
+        assert_eq!(t, None);
+        let rows = crate::bench::run(&g, &tiny_bench());
+        assert!(rows.iter().all(|r| r.device_seconds.is_none()));
+        let text = crate::bench::to_text(&g.device(), &rows, &g.device_timing());
+        assert!(text.contains("device timing: unavailable ("), "{text}");
+        assert!(text.contains("does not offer timestamp queries"), "{text}");
+        return;
+    }
+    eprintln!(
+        "{} has timestamp queries: timing kernels on the device",
+        ctx.adapter.name
+    );
+    assert!(ctx.adapter.timestamp_query);
+    assert_eq!(g.device_timing(), Ok(()));
+    let mut plain = m.clone();
+    g.normalize_log1p(&mut plain, 1e4);
+
+    let mut x = m.clone();
+    let t = std::time::Instant::now();
+    let ((), dev) = ctx.device_time(|| g.normalize_log1p(&mut x, 1e4));
+    let wall = t.elapsed().as_secs_f64();
+    let dev = dev.expect("timestamps read back");
+    eprintln!("normalize_log1p 3000 x 257: device {dev:.6} s, wall {wall:.6} s");
+    assert!(dev > 0.0, "device time {dev}");
+    assert!(
+        dev <= wall,
+        "device time {dev} s above the wall time {wall} s"
+    );
+    // Timing changes nothing computed.
+    let bits = |m: &CsrMatrix| m.data.iter().map(|v| v.to_bits()).collect::<Vec<_>>();
+    assert_eq!(bits(&x), bits(&plain));
+
+    // No compute pass, no device time (a readback alone is not a kernel).
+    let (_, none) = ctx.device_time(|| g.gene_moments(&CsrMatrix::empty(10), Transform::Identity));
+    assert_eq!(none, Some(0.0));
+
+    // Nested calls on one context: the outer time is the sum of the inner ones. UMAP records
+    // three passes per epoch, 25 epochs per submission, so its submissions span many query
+    // sets (four passes each under test).
+    let (graph, emb) = sgd_case(400, 3, 2);
+    let p = sgd_params(30);
+    let t = std::time::Instant::now();
+    let ((a, b), outer) = ctx.device_time(|| {
+        let (_, a) = ctx.device_time(|| g.gene_moments(&x, Transform::Expm1));
+        let mut e = emb.clone();
+        let (_, b) = ctx.device_time(|| g.umap_optimize(&graph, &mut e, 2, &p));
+        (a.unwrap(), b.unwrap())
+    });
+    let wall = t.elapsed().as_secs_f64();
+    let outer = outer.unwrap();
+    eprintln!("moments {a:.6} s + umap {b:.6} s = {outer:.6} s on the device, wall {wall:.6} s");
+    assert!(a > 0.0 && b > 0.0, "{a:e} {b:e} {:?}", g.fallback_reason());
+    assert!(
+        (outer - (a + b)).abs() <= 1e-9 * outer,
+        "{outer} != {a} + {b}"
+    );
+    assert!(outer <= wall);
+    // A device time belongs to its thread: another thread's work meanwhile is not counted.
+    let (_, solo) = ctx.device_time(|| {
+        std::thread::scope(|s| {
+            s.spawn(|| {
+                let mut y = m.clone();
+                g.normalize_log1p(&mut y, 1e4);
+            })
+            .join()
+            .unwrap();
+        });
+    });
+    assert_eq!(solo, Some(0.0));
+    ran_here(&g);
+}
+
+#[test]
+fn bench_on_the_gpu_reports_host_and_device_times() {
+    let Some(g) = gpu() else { return };
+    let rows = crate::bench::run(&g, &tiny_bench());
+    let text = crate::bench::to_text(&g.device(), &rows, &g.device_timing());
+    eprintln!("{text}");
+    assert_eq!(rows.len(), 5);
+    assert!(rows.iter().all(|r| r.seconds > 0.0));
+    if g.context().timestamps() {
+        for r in &rows {
+            let d = r.device_seconds.expect("device time");
+            assert!(d > 0.0, "{}: device time {d}", r.kernel);
+            assert!(r.device_gb_per_s.unwrap() > 0.0 && r.device_gflop_per_s.unwrap() > 0.0);
+        }
+        assert!(text.contains("device ms"), "{text}");
+        assert!(!text.contains("unavailable"), "{text}");
+    } else {
+        eprintln!("device timing unavailable: the bench reports host times only");
+        assert!(rows.iter().all(|r| r.device_seconds.is_none()));
+        assert!(text.contains("device timing: unavailable"), "{text}");
+    }
+    ran_here(&g);
+}
