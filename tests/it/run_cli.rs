@@ -345,16 +345,10 @@ const TINY_BENCH: [&str; 16] = [
 #[test]
 fn bench_reports_host_times_and_device_times_where_the_device_has_timestamps() {
     // The CPU: host times only, the fields kept, the device ones null, the reason given.
-    let o = cartscope()
-        .args(["bench", "--backend", "cpu", "--json"])
-        .args(TINY_BENCH)
-        .output()
-        .unwrap();
-    assert_eq!(
-        o.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&o.stderr)
+    let o = succeeds(
+        cartscope()
+            .args(["bench", "--backend", "cpu", "--json"])
+            .args(TINY_BENCH),
     );
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     assert_eq!(v["device_timing"], false);
@@ -384,16 +378,10 @@ fn bench_reports_host_times_and_device_times_where_the_device_has_timestamps() {
     let o = cartscope().args(["devices", "--json"]).output().unwrap();
     let devices: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     let timestamps = devices[0]["timestamp_query"].as_bool().unwrap();
-    let o = cartscope()
-        .args(["bench", "--backend", "gpu"])
-        .args(TINY_BENCH)
-        .output()
-        .unwrap();
-    assert_eq!(
-        o.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&o.stderr)
+    let o = succeeds(
+        cartscope()
+            .args(["bench", "--backend", "gpu"])
+            .args(TINY_BENCH),
     );
     let text = String::from_utf8_lossy(&o.stdout);
     eprintln!("{text}");
