@@ -38,7 +38,7 @@ pub struct SampleRow {
     pub fields: BTreeMap<String, String>,
     /// summary.csv column order.
     pub columns: Vec<String>,
-    /// Whether samples/<id>/report.html exists.
+    /// Whether `samples/<id>/report.html` exists.
     pub has_report: bool,
 }
 
