@@ -514,13 +514,12 @@ fn one_iteration(
     let n = graph.n();
     reindex(membership);
     let mut state = Level {
+        agg_membership: membership.to_vec(),
         membership,
         aggregate_node: (0..n as u32).collect(),
-        agg_membership: Vec::new(),
         level: 0,
         resolution,
     };
-    state.agg_membership = state.membership.to_vec();
     let mut agg = match state.step(graph, node_weights, rng) {
         Some(next) => next,
         None => return,
@@ -704,6 +703,25 @@ fn fast_move_nodes<S: Slot>(
     reindex(membership)
 }
 
+/// The nodes of each label `0..k` in node order: label `c`'s are
+/// `members[start[c]..start[c + 1]]`.
+fn group_by_label(labels: &[u32], k: usize) -> (Vec<usize>, Vec<u32>) {
+    let mut start = vec![0usize; k + 1];
+    for &c in labels {
+        start[c as usize + 1] += 1;
+    }
+    for c in 0..k {
+        start[c + 1] += start[c];
+    }
+    let mut fill = start.clone();
+    let mut members = vec![0u32; labels.len()];
+    for (v, &c) in labels.iter().enumerate() {
+        members[fill[c as usize]] = v as u32;
+        fill[c as usize] += 1;
+    }
+    (start, members)
+}
+
 /// igraph's refinement (`mergenodes` for each cluster in turn, `clean_refined_membership`):
 /// inside each cluster, starting from singletons, each well-connected singleton (in random
 /// order) joins a well-connected refined cluster of its cluster, chosen at random with weight
@@ -720,19 +738,7 @@ fn refine<S: Slot>(
 ) -> (Vec<u32>, usize) {
     let n = g.n();
     // Nodes of each cluster, in node order.
-    let mut start = vec![0usize; n_clusters + 1];
-    for &c in membership {
-        start[c as usize + 1] += 1;
-    }
-    for c in 0..n_clusters {
-        start[c + 1] += start[c];
-    }
-    let mut fill = start.clone();
-    let mut members = vec![0u32; n];
-    for (v, &c) in membership.iter().enumerate() {
-        members[fill[c as usize]] = v as u32;
-        fill[c as usize] += 1;
-    }
+    let (start, members) = group_by_label(membership, n_clusters);
     // Refined cluster of each node, local to its cluster (the position of its first node).
     let mut refined = vec![0u32; n];
     let mut weight = vec![0.0f64; n];
@@ -886,20 +892,7 @@ fn aggregate<S: Slot>(
     refined: &[u32],
     k: usize,
 ) -> (Graph<Single>, Vec<f64>, Vec<u32>) {
-    let n = g.n();
-    let mut start = vec![0usize; k + 1];
-    for &r in refined {
-        start[r as usize + 1] += 1;
-    }
-    for c in 0..k {
-        start[c + 1] += start[c];
-    }
-    let mut fill = start.clone();
-    let mut members = vec![0u32; n];
-    for (v, &r) in refined.iter().enumerate() {
-        members[fill[r as usize]] = v as u32;
-        fill[r as usize] += 1;
-    }
+    let (start, members) = group_by_label(refined, k);
     let mut agg_weights = vec![0.0f64; k];
     let mut agg_membership = vec![0u32; k];
     // Edges (c, d > c, weight) in igraph's creation order within each c, sorted by d below:
