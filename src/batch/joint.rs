@@ -27,27 +27,7 @@ pub const SAMPLE_KEY: &str = "sample";
 
 /// Categorical of `values` with categories in order of first appearance; empty is missing.
 fn categorical(values: &[String]) -> Column {
-    let mut categories: Vec<String> = Vec::new();
-    let codes = values
-        .iter()
-        .map(|v| {
-            if v.is_empty() {
-                return -1;
-            }
-            match categories.iter().position(|c| c == v) {
-                Some(p) => p as i32,
-                None => {
-                    categories.push(v.clone());
-                    (categories.len() - 1) as i32
-                }
-            }
-        })
-        .collect();
-    Column::Categorical {
-        codes,
-        categories,
-        ordered: false,
-    }
+    Column::categorical_from_options(values.iter().map(|v| (!v.is_empty()).then_some(v.as_str())))
 }
 
 /// Opens every sample of `m` and stacks them into one source with the manifest's metadata in

@@ -170,14 +170,24 @@ impl Column {
 
     /// Builds a categorical column from labels, categories in order of first appearance.
     pub fn categorical_from(labels: &[String]) -> Column {
+        Column::categorical_from_options(labels.iter().map(|l| Some(l.as_str())))
+    }
+
+    /// Builds a categorical column from labels, categories in order of first appearance;
+    /// `None` is a missing value (code -1).
+    pub fn categorical_from_options<'a>(
+        labels: impl IntoIterator<Item = Option<&'a str>>,
+    ) -> Column {
         let mut categories: Vec<String> = Vec::new();
         let mut lookup = std::collections::HashMap::new();
         let codes = labels
-            .iter()
+            .into_iter()
             .map(|l| {
-                *lookup.entry(l.clone()).or_insert_with(|| {
-                    categories.push(l.clone());
-                    (categories.len() - 1) as i32
+                l.map_or(-1, |l| {
+                    *lookup.entry(l).or_insert_with(|| {
+                        categories.push(l.to_string());
+                        (categories.len() - 1) as i32
+                    })
                 })
             })
             .collect();
@@ -253,6 +263,19 @@ impl Frame {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn categorical_codes_follow_first_appearance_and_none_is_missing() {
+        let c = Column::categorical_from_options([Some("b"), None, Some("a"), Some("b")]);
+        assert_eq!(
+            c,
+            Column::Categorical {
+                codes: vec![0, -1, 1, 0],
+                categories: vec!["b".into(), "a".into()],
+                ordered: false,
+            }
+        );
+    }
 
     #[test]
     fn subsetting_drops_unused_categories_like_anndata() {
