@@ -1181,6 +1181,37 @@ fn for_each_batch_run(
     })
 }
 
+/// The gene moments of each batch (by code) under `transform`, one pass over the chunks;
+/// `also` sees each batch's run of rows too.
+#[allow(clippy::too_many_arguments)]
+fn per_batch_moments(
+    data: &mut LogData<'_>,
+    batches: &BatchRows,
+    step: usize,
+    backend: &dyn Backend,
+    target_sum: f32,
+    transform: Transform,
+    g: usize,
+    mut also: impl FnMut(usize, &CsrMatrix),
+) -> Result<Vec<Moments>> {
+    let mut moments: Vec<Moments> = (0..batches.categories.len())
+        .map(|_| Moments::new(g))
+        .collect();
+    for_each_batch_run(
+        data,
+        &batches.codes,
+        step,
+        backend,
+        target_sum,
+        |b, part| {
+            moments[b].merge(&backend.gene_moments(part, transform));
+            also(b, part);
+            Ok(())
+        },
+    )?;
+    Ok(moments)
+}
+
 /// Per-batch moments of the filtered log-normalised matrix under `transform`, and which
 /// genes each batch expresses (a positive value in one of its cells, scanpy's
 /// `filter_genes(min_cells=1)`); batches left without cells are skipped, as scanpy drops
@@ -1194,23 +1225,21 @@ fn batch_moments(
     transform: Transform,
     g: usize,
 ) -> Result<Vec<BatchStats>> {
-    let nb = batches.categories.len();
-    let mut moments: Vec<Moments> = (0..nb).map(|_| Moments::new(g)).collect();
-    let mut expressed = vec![vec![false; g]; nb];
-    for_each_batch_run(
+    let mut expressed = vec![vec![false; g]; batches.categories.len()];
+    let moments = per_batch_moments(
         data,
-        &batches.codes,
+        batches,
         step,
         backend,
         target_sum,
+        transform,
+        g,
         |b, part| {
-            moments[b].merge(&backend.gene_moments(part, transform));
             for (&j, &v) in part.indices.iter().zip(&part.data) {
                 if v > 0.0 {
                     expressed[b][j as usize] = true;
                 }
             }
-            Ok(())
         },
     )?;
     Ok(moments
@@ -1278,17 +1307,15 @@ fn seurat_v3_selection(
     };
     // Per batch: moments, a LOESS fit on them, clip values at the batch's size, clipped sums.
     let nb = batches.categories.len();
-    let mut moments: Vec<Moments> = (0..nb).map(|_| Moments::new(g)).collect();
-    for_each_batch_run(
+    let moments = per_batch_moments(
         data,
-        &batches.codes,
+        batches,
         step,
         backend,
         target_sum,
-        |b, part| {
-            moments[b].merge(&backend.gene_moments(part, Transform::Identity));
-            Ok(())
-        },
+        Transform::Identity,
+        g,
+        |_, _| {},
     )?;
     let mut all = Moments::new(g);
     moments.iter().for_each(|m| all.merge(m));
