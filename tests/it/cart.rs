@@ -17,7 +17,7 @@ use std::path::{Path, PathBuf};
 use cartscope::io::{Column, CountSource, Frame, ReadOptions};
 use cartscope::pipeline::{BackendChoice, RunOptions, run};
 
-use crate::common::{cartscope, succeeds};
+use crate::common::{cartscope, obs, succeeds};
 
 fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -28,12 +28,6 @@ fn cpu() -> RunOptions {
         backend: BackendChoice::Cpu,
         ..RunOptions::default()
     }
-}
-
-fn obs(result: &Path) -> Frame {
-    CountSource::open(result, &ReadOptions::default())
-        .unwrap()
-        .obs
 }
 
 fn strings(f: &Frame, name: &str) -> Vec<String> {

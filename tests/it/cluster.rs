@@ -43,6 +43,19 @@ fn read<T: bytemuck::Pod>(path: &Path) -> Vec<T> {
     v
 }
 
+/// The square CSR graph written as `dir/indptr`, `dir/indices` and `dir/data`.
+fn read_graph(dir: &Path) -> CsrMatrix {
+    let indptr: Vec<u64> = read(&dir.join("indptr"));
+    let n = indptr.len() - 1;
+    CsrMatrix {
+        n_rows: n,
+        n_cols: n,
+        indptr,
+        indices: read(&dir.join("indices")),
+        data: read(&dir.join("data")),
+    }
+}
+
 fn golden_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/golden")
 }
@@ -67,18 +80,10 @@ json.dump({{k: float(c[k]) for k in ("modularity", "trustworthiness", "knn_prese
         c = root.join("P01_day90_cluster.npz").display(),
         d = dir.display()
     ));
-    let indptr: Vec<u64> = read(&dir.join("indptr"));
-    let n = indptr.len() - 1;
     let s: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(dir.join("scalars.json")).unwrap()).unwrap();
     Golden {
-        conn: CsrMatrix {
-            n_rows: n,
-            n_cols: n,
-            indptr,
-            indices: read(&dir.join("indices")),
-            data: read(&dir.join("data")),
-        },
+        conn: read_graph(dir),
         x_pca: read(&dir.join("x_pca")),
         n_pcs: s["n_pcs"].as_u64().unwrap() as usize,
         leiden: read(&dir.join("leiden")),
@@ -239,17 +244,11 @@ r[n + "_modularity"].astype("<f8").tofile(d + "/modularity")
         r = root.join("leiden_scanpy.npz").display(),
         d = dir.display()
     ));
-    let indptr: Vec<u64> = read(&dir.join("indptr"));
-    let n = indptr.len() - 1;
+    let conn = read_graph(dir);
+    let n = conn.n_rows;
     let flat: Vec<u32> = read(&dir.join("leiden"));
     LeidenRuns {
-        conn: CsrMatrix {
-            n_rows: n,
-            n_cols: n,
-            indptr,
-            indices: read(&dir.join("indices")),
-            data: read(&dir.join("data")),
-        },
+        conn,
         seeds: read(&dir.join("seed")),
         resolutions: read(&dir.join("resolution")),
         labels: flat.chunks(n).map(<[u32]>::to_vec).collect(),

@@ -33,6 +33,13 @@ pub fn floats(v: &Value) -> Vec<f32> {
         .collect()
 }
 
+/// The obs frame of a written h5ad.
+pub fn obs(result: &Path) -> cartscope::io::Frame {
+    cartscope::io::CountSource::open(result, &Default::default())
+        .unwrap()
+        .obs
+}
+
 pub fn cartscope() -> assert_cmd::Command {
     assert_cmd::Command::cargo_bin("cartscope").expect("binary built")
 }

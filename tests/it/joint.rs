@@ -16,9 +16,9 @@
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
-use cartscope::io::{AnnData, Column, CountSource, Frame, ReadOptions, WriteOptions, write_h5ad};
+use cartscope::io::{AnnData, Column, Frame, ReadOptions, WriteOptions, write_h5ad};
 
-use crate::common::cartscope;
+use crate::common::{cartscope, obs};
 use crate::python_interop::{python, run_python};
 
 fn root() -> PathBuf {
@@ -114,25 +114,27 @@ fn joint_hvg_batch_columns_equal_scanpy_seurat() {
     check_batch_hvg(&out().join("result.h5ad"), "");
 }
 
-#[test]
-fn joint_hvg_batch_columns_equal_scanpy_cell_ranger() {
-    let dir = tempfile::tempdir().unwrap();
+/// `run --joint` of the manifest into `dir` with HVG `flavor` (no clustering or UMAP).
+fn run_joint_hvg(
+    dir: &Path,
+    flavor: cartscope::pp::hvg::HvgFlavor,
+) -> cartscope::pipeline::RunSummary {
     let opts = cartscope::pipeline::RunOptions {
         backend: cartscope::pipeline::BackendChoice::Cpu,
-        hvg_flavor: cartscope::pp::hvg::HvgFlavor::CellRanger,
+        hvg_flavor: flavor,
         cluster: false,
         umap: false,
         n_pcs: 10,
         ..Default::default()
     };
-    let s = cartscope::batch::joint::run_joint(
-        &manifest(),
-        dir.path(),
-        &ReadOptions::default(),
-        &opts,
-        false,
-    )
-    .unwrap();
+    cartscope::batch::joint::run_joint(&manifest(), dir, &ReadOptions::default(), &opts, false)
+        .unwrap()
+}
+
+#[test]
+fn joint_hvg_batch_columns_equal_scanpy_cell_ranger() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = run_joint_hvg(dir.path(), cartscope::pp::hvg::HvgFlavor::CellRanger);
     assert_eq!(s.n_hvg, 2000);
     check_batch_hvg(&dir.path().join("result.h5ad"), "cr_");
 }
@@ -145,22 +147,7 @@ fn joint_hvg_batch_columns_equal_scanpy_cell_ranger() {
 #[test]
 fn joint_hvg_seurat_v3_batch_columns_match_scanpy_within_loess_tolerance() {
     let dir = tempfile::tempdir().unwrap();
-    let opts = cartscope::pipeline::RunOptions {
-        backend: cartscope::pipeline::BackendChoice::Cpu,
-        hvg_flavor: cartscope::pp::hvg::HvgFlavor::SeuratV3,
-        cluster: false,
-        umap: false,
-        n_pcs: 10,
-        ..Default::default()
-    };
-    cartscope::batch::joint::run_joint(
-        &manifest(),
-        dir.path(),
-        &ReadOptions::default(),
-        &opts,
-        false,
-    )
-    .unwrap();
+    run_joint_hvg(dir.path(), cartscope::pp::hvg::HvgFlavor::SeuratV3);
     run_python(&format!(
         "import warnings; warnings.simplefilter('ignore'); import anndata as ad, numpy as np\n\
          r = ad.read_h5ad('{}'); z = np.load('{}')\n\
@@ -177,12 +164,6 @@ fn joint_hvg_seurat_v3_batch_columns_match_scanpy_within_loess_tolerance() {
         dir.path().join("result.h5ad").display(),
         golden().display()
     ));
-}
-
-fn obs(result: &Path) -> Frame {
-    CountSource::open(result, &ReadOptions::default())
-        .unwrap()
-        .obs
 }
 
 fn strings(f: &Frame, name: &str) -> Vec<String> {
