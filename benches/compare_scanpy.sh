@@ -1,11 +1,11 @@
 #!/usr/bin/env bash
-# Times scanpy (../shared/reference/scanpy_reference.py) and `cartscope run --backend cpu` on
+# Times scanpy (reference/scanpy_reference.py) and `cartscope run --backend cpu` on
 # the same input on this machine, one after the other, and prints per-stage and end-to-end
 # seconds (leiden and umap included), the speed-up, and both peak RSS figures.
 #
 # Usage: benches/compare_scanpy.sh INPUT.h5ad [--no-cluster]
 #   --no-cluster skips leiden and umap on both sides.
-#   REF_PYTHON   python with ../shared/reference/requirements.txt (scanpy 1.11.5) [python3]
+#   REF_PYTHON   python with reference/requirements.txt (scanpy 1.11.5) [python3]
 #   CARTSCOPE    cartscope binary [target/release/cartscope, built if missing]
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -22,7 +22,7 @@ bin="${CARTSCOPE:-${CARGO_TARGET_DIR:-target}/release/cartscope}"
 work="$(mktemp -d)"
 trap 'rm -rf "$work"' EXIT
 
-"$py" ../shared/reference/scanpy_reference.py "$input" "$work/scanpy" "${no_cluster[@]}" > /dev/null
+"$py" reference/scanpy_reference.py "$input" "$work/scanpy" "${no_cluster[@]}" > /dev/null
 # Peak RSS of the cartscope process as the OS reports it (getrusage of the child).
 "$py" - "$bin" "$input" "$work/cartscope" "${cs_no_cluster[@]}" <<'PY' > "$work/cartscope_rss"
 import resource, subprocess, sys

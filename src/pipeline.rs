@@ -4,7 +4,7 @@
 //! filter_genes(min_cells) -> pct_counts_mt < max -> normalize_total(target_sum) + log1p ->
 //! highly_variable_genes -> scale(max_value) on the HVGs -> PCA -> kNN + UMAP connectivities ->
 //! Leiden clustering and the UMAP layout (each optional).
-//! Every default equals `../shared/reference/scanpy_reference.py` (ALGORITHMS.md).
+//! Every default equals `reference/scanpy_reference.py` (ALGORITHMS.md).
 //!
 //! Stages work on row chunks: QC accumulates per chunk; normalisation, moments, scaling, Gram
 //! accumulation and projection are backend kernels applied chunk by chunk, so the dense scaled

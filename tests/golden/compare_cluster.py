@@ -11,7 +11,7 @@ random_state (uns leiden params) and sc.tl.umap() on the same connectivities wit
 X_pca, and each side's ARI with the simulated truth (obs truth_cell_type) when present. Exits 1
 when ARI < 0.9, |modularity difference| > 0.01 or |trustworthiness difference| > 0.02. With
 --seeds N, scanpy's own seed-to-seed ARI over random_state 1..N-1 is printed for comparison.
-Needs the reference venv (../shared/reference/requirements.txt).
+Needs the reference venv (reference/requirements.txt).
 """
 import json
 import sys

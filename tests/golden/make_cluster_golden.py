@@ -3,7 +3,7 @@
 
 Usage: make_cluster_golden.py REFERENCE.h5ad INPUT.h5ad OUT.npz
 
-REFERENCE.h5ad is written by ../shared/reference/scanpy_reference.py without --no-cluster
+REFERENCE.h5ad is written by reference/scanpy_reference.py without --no-cluster
 (scanpy 1.11.5: sc.tl.leiden(flavor="igraph", n_iterations=2, directed=False), sc.tl.umap()).
 Kept: the Leiden labels, their modularity on scanpy's graph (igraph's, as scanpy computes it),
 X_umap, its trustworthiness and kNN(15) preservation against X_pca, and the simulated truth

@@ -3,7 +3,7 @@
 
 Usage: make_golden.py REFERENCE.h5ad OUT.npz [--pcs N] [--no-connectivities] [--exact-knn]
 
-REFERENCE.h5ad is written by ../shared/reference/scanpy_reference.py (scanpy 1.11.5). Kept:
+REFERENCE.h5ad is written by reference/scanpy_reference.py (scanpy 1.11.5). Kept:
 obs names and QC columns, the HVG names and their dispersions_norm, the first N PCA scores
 (all by default), variance and variance_ratio, the kNN distance graph and connectivities.
 With --exact-knn (for n >= 8192, where scanpy's graph comes from approximate pynndescent):

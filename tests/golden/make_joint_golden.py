@@ -6,7 +6,7 @@ Usage: make_joint_golden.py MANIFEST.csv OUT.npz   (needs scanpy 1.11.5 and scik
 The samples are concatenated as anndata does (`ad.concat(join="inner", label="sample",
 keys=sample_ids, index_unique="-")`), the manifest's patient/timepoint (categoricals in manifest
 order) and day (float64) replace those obs columns, and the reference pipeline of
-../shared/reference/scanpy_reference.py runs on all cells with
+reference/scanpy_reference.py runs on all cells with
 `highly_variable_genes(flavor="seurat", n_top_genes=2000, batch_key="sample")`, then scale, PCA
 (arpack) and neighbors. Kept: what make_golden.py keeps (the first 10 PCs), plus every gene's
 batch HVG columns after filter_genes (`var_names`, `highly_variable`,

@@ -1,11 +1,11 @@
 #!/usr/bin/env bash
-# Regenerates the scanpy goldens. Needs a venv with ../shared/reference/requirements.txt
+# Regenerates the scanpy goldens. Needs a venv with reference/requirements.txt
 # (scanpy 1.11.5) as $REF_PYTHON, and a release build of cartscope for the simulated input.
 # The goldens were made with exactly these commands.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 py="${REF_PYTHON:?set REF_PYTHON to a python with scanpy 1.11.5}"
-ref=../shared/reference/scanpy_reference.py
+ref=reference/scanpy_reference.py
 tmp="$(mktemp -d)"
 cargo build --release --locked
 bin="${CARGO_TARGET_DIR:-target}/release/cartscope"
