@@ -126,30 +126,38 @@ fn time(f: &mut dyn FnMut()) -> f64 {
     t.elapsed().as_secs_f64()
 }
 
-/// Runs every kernel on `backend` and returns one row per kernel. Where the backend can time
-/// its device, each kernel's calls run a second time under [`Backend::device_seconds`] (the
-/// wall-clock run stays free of timestamp queries).
-pub fn run(backend: &dyn Backend, o: &BenchOptions) -> Vec<BenchRow> {
-    let peak = peak_of(&backend.device());
-    let on_device = backend.device_timing().is_ok();
-    // Device seconds of `f`, where the backend has them.
-    let device = |f: &mut dyn FnMut()| {
-        if on_device {
-            backend.device_seconds(f)
+/// What a kernel call moves and computes, for its rates.
+struct Work {
+    bytes: f64,
+    flops: f64,
+    /// Fraction of peak from the FLOP rate (else from the bandwidth).
+    compute_bound: bool,
+}
+
+/// Times kernels on one backend and turns the seconds into rows.
+struct Meter<'a> {
+    backend: &'a dyn Backend,
+    peak: Option<(f64, f64)>,
+    on_device: bool,
+}
+
+impl Meter<'_> {
+    /// Device seconds of `f`, where the backend has them.
+    fn device(&self, f: &mut dyn FnMut()) -> Option<f64> {
+        if self.on_device {
+            self.backend.device_seconds(f)
         } else {
             None
         }
-    };
-    let row = |kernel: &str,
-               seconds: f64,
-               device_seconds: Option<f64>,
-               bytes: f64,
-               flops: f64,
-               compute_bound: bool| {
+    }
+
+    fn row(&self, kernel: &str, seconds: f64, device_seconds: Option<f64>, w: Work) -> BenchRow {
         let rates = |secs: f64| {
-            let gbs = bytes / secs / 1e9;
-            let gfs = flops / secs / 1e9;
-            let frac = peak.map(|(b, f)| if compute_bound { gfs / f } else { gbs / b });
+            let gbs = w.bytes / secs / 1e9;
+            let gfs = w.flops / secs / 1e9;
+            let frac = self
+                .peak
+                .map(|(b, f)| if w.compute_bound { gfs / f } else { gbs / b });
             (gbs, gfs, frac)
         };
         let (gbs, gfs, frac) = rates(seconds);
@@ -165,6 +173,24 @@ pub fn run(backend: &dyn Backend, o: &BenchOptions) -> Vec<BenchRow> {
             device_gflop_per_s: dev.map(|d| d.1),
             device_fraction_of_peak: dev.and_then(|d| d.2),
         }
+    }
+
+    /// Times `f` on the host, then (where the backend can) on the device.
+    fn measure(&self, kernel: &str, f: &mut dyn FnMut(), w: Work) -> BenchRow {
+        let secs = time(f);
+        let dev = self.device(f);
+        self.row(kernel, secs, dev, w)
+    }
+}
+
+/// Runs every kernel on `backend` and returns one row per kernel. Where the backend can time
+/// its device, each kernel's calls run a second time under [`Backend::device_seconds`] (the
+/// wall-clock run stays free of timestamp queries).
+pub fn run(backend: &dyn Backend, o: &BenchOptions) -> Vec<BenchRow> {
+    let meter = Meter {
+        backend,
+        peak: peak_of(&backend.device()),
+        on_device: backend.device_timing().is_ok(),
     };
     let mut out = Vec::new();
     let chunk = synthetic_counts(o.chunk_rows.min(o.cells.max(1)), o.genes, o.nnz_per_cell, 7);
@@ -176,42 +202,32 @@ pub fn run(backend: &dyn Backend, o: &BenchOptions) -> Vec<BenchRow> {
     // Warm-up: pipelines and allocations outside the timings.
     let mut w = chunk.slice_rows(0..chunk.n_rows.min(64));
     backend.normalize_log1p(&mut w, 1e4);
+    let streaming = |flops: f64| Work {
+        bytes: nnz * 8.0,
+        flops,
+        compute_bound: false,
+    };
 
+    // The copy of the chunk that normalize_log1p overwrites stays outside the host timing.
     let mut secs = 0.0;
     for _ in 0..reps {
         let mut x = chunk.clone();
         secs += time(&mut || backend.normalize_log1p(&mut x, 1e4));
     }
-    let dev = device(&mut || {
+    let dev = meter.device(&mut || {
         for _ in 0..reps {
             let mut x = chunk.clone();
             backend.normalize_log1p(&mut x, 1e4);
         }
     });
-    out.push(row(
-        "normalize_log1p",
-        secs,
-        dev,
-        nnz * 8.0,
-        nnz * 4.0,
-        false,
-    ));
+    out.push(meter.row("normalize_log1p", secs, dev, streaming(nnz * 4.0)));
 
     let mut moments = || {
         for _ in 0..reps {
             std::hint::black_box(backend.gene_moments(&logc, Transform::Expm1));
         }
     };
-    let secs = time(&mut moments);
-    let dev = device(&mut moments);
-    out.push(row(
-        "gene_moments_expm1",
-        secs,
-        dev,
-        nnz * 8.0,
-        nnz * 4.0,
-        false,
-    ));
+    out.push(meter.measure("gene_moments_expm1", &mut moments, streaming(nnz * 4.0)));
 
     let k = o.hvg.min(o.genes);
     let cols: Vec<u32> = (0..k as u32)
@@ -238,17 +254,13 @@ pub fn run(backend: &dyn Backend, o: &BenchOptions) -> Vec<BenchRow> {
             backend.scaled_gram(&logc, &spec, &mut g, &mut cs);
         }
     };
-    let secs = time(&mut gram);
-    let dev = device(&mut gram);
     // SGEMM convention: 2 n k² for XᵀX (the kernel computes half of it and mirrors).
-    out.push(row(
-        "scaled_gram",
-        secs,
-        dev,
-        nnz * 8.0,
-        2.0 * cells * (k * k) as f64,
-        true,
-    ));
+    let work = Work {
+        bytes: nnz * 8.0,
+        flops: 2.0 * cells * (k * k) as f64,
+        compute_bound: true,
+    };
+    out.push(meter.measure("scaled_gram", &mut gram, work));
 
     let c = 50usize;
     let comps: Vec<f64> = (0..k * c).map(|i| ((i % 17) as f64 - 8.0) / 17.0).collect();
@@ -257,41 +269,38 @@ pub fn run(backend: &dyn Backend, o: &BenchOptions) -> Vec<BenchRow> {
             std::hint::black_box(backend.scaled_project(&logc, &spec, &m, &comps, c));
         }
     };
-    let secs = time(&mut project);
-    let dev = device(&mut project);
-    out.push(row(
-        "scaled_project",
-        secs,
-        dev,
-        nnz * 8.0 + cells * c as f64 * 8.0,
-        2.0 * cells * (k * c) as f64,
-        true,
-    ));
+    let work = Work {
+        bytes: nnz * 8.0 + cells * c as f64 * 8.0,
+        flops: 2.0 * cells * (k * c) as f64,
+        compute_bound: true,
+    };
+    out.push(meter.measure("scaled_project", &mut project, work));
 
     if o.knn_points > 0 {
-        let n = o.knn_points;
-        let mut s = 12345u64;
-        let pts: Vec<f32> = (0..n * o.dim)
-            .map(|_| {
-                s = s.wrapping_mul(6364136223846793005).wrapping_add(1);
-                ((s >> 40) as f32) / (1u64 << 24) as f32 * 10.0
-            })
-            .collect();
-        let mut knn = || {
-            std::hint::black_box(backend.knn_exact(&pts, o.dim, o.k));
-        };
-        let secs = time(&mut knn);
-        let dev = device(&mut knn);
-        out.push(row(
-            &format!("knn_exact_{}d_k{}", o.dim, o.k),
-            secs,
-            dev,
-            (n * o.dim * 4) as f64,
-            2.0 * (n as f64) * (n as f64) * o.dim as f64,
-            true,
-        ));
+        out.push(knn_row(&meter, o));
     }
     out
+}
+
+/// The exact kNN search of `o.knn_points` pseudo-random points.
+fn knn_row(meter: &Meter<'_>, o: &BenchOptions) -> BenchRow {
+    let n = o.knn_points;
+    let mut s = 12345u64;
+    let pts: Vec<f32> = (0..n * o.dim)
+        .map(|_| {
+            s = s.wrapping_mul(6364136223846793005).wrapping_add(1);
+            ((s >> 40) as f32) / (1u64 << 24) as f32 * 10.0
+        })
+        .collect();
+    let mut knn = || {
+        std::hint::black_box(meter.backend.knn_exact(&pts, o.dim, o.k));
+    };
+    let work = Work {
+        bytes: (n * o.dim * 4) as f64,
+        flops: 2.0 * (n as f64) * (n as f64) * o.dim as f64,
+        compute_bound: true,
+    };
+    meter.measure(&format!("knn_exact_{}d_k{}", o.dim, o.k), &mut knn, work)
 }
 
 /// The rows as an aligned text table. With device times (every row has one): the host's

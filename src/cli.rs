@@ -81,7 +81,7 @@ pub struct AggregateArgs {
 pub struct BenchArgs {
     /// Backend to time.
     #[arg(long, value_enum, default_value = "auto")]
-    pub backend: cartscope::pipeline::BackendChoice,
+    pub backend: cartscope::backend::BackendChoice,
     /// Cells streamed through the per-chunk kernels.
     #[arg(long, default_value_t = 65_536)]
     pub cells: usize,
@@ -161,7 +161,7 @@ pub struct RunArgs {
     pub output: PathBuf,
     /// Kernel backend.
     #[arg(long, value_enum)]
-    pub backend: Option<cartscope::pipeline::BackendChoice>,
+    pub backend: Option<cartscope::backend::BackendChoice>,
     /// TOML file with run options (same keys as the config.toml written to OUTDIR).
     #[arg(long, value_name = "FILE.toml")]
     pub config: Option<PathBuf>,
@@ -288,7 +288,7 @@ impl RunArgs {
     /// Defaults, overridden by the config file, overridden by flags.
     pub fn options(&self) -> cartscope::Result<cartscope::pipeline::RunOptions> {
         let mut o = match &self.config {
-            Some(p) => cartscope::pipeline::load_config(p)?,
+            Some(p) => cartscope::pipeline::RunOptions::from_toml_file(p)?,
             None => cartscope::pipeline::RunOptions::default(),
         };
         macro_rules! set {

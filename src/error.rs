@@ -17,8 +17,11 @@ pub enum ErrorKind {
     BadInput,
     /// An option or combination of options is invalid.
     Usage,
-    /// Anything else: writing outputs, an HDF5 library failure on our own files, a bug.
+    /// Anything else: writing outputs, an HDF5 library failure on our own files.
     Other,
+    /// A bug in cartscope (a worker thread that panicked, a broken invariant), never the
+    /// user's doing.
+    Internal,
 }
 
 /// Errors returned by cartscope's library.
@@ -92,6 +95,10 @@ pub enum Error {
     /// of memory, a limit exceeded). `--backend auto` falls back to the CPU instead.
     #[error(transparent)]
     Gpu(#[from] crate::backend::gpu::GpuError),
+    /// A bug in cartscope: a worker thread panicked or an invariant broke. Not the user's
+    /// doing; the message says what failed.
+    #[error("internal error: {0}")]
+    Internal(String),
     /// Writing an output failed; nothing was left under the final name.
     #[error("{path}: cannot write {field}: {message}")]
     Write {
@@ -116,6 +123,7 @@ impl Error {
             | Error::GeneSets { .. } => ErrorKind::BadInput,
             Error::Usage(_) => ErrorKind::Usage,
             Error::Write { .. } | Error::Gpu(_) => ErrorKind::Other,
+            Error::Internal(_) => ErrorKind::Internal,
         }
     }
 

@@ -25,11 +25,15 @@ pub mod error;
 pub mod info;
 pub mod io;
 pub mod matrix;
+mod outputs;
 pub mod pipeline;
 pub mod pp;
 pub mod report;
+pub mod run;
 pub mod simulate;
 pub mod tl;
 
 pub use error::{Error, ErrorKind, Result};
 pub use matrix::CsrMatrix;
+pub use pipeline::{RunOptions, RunSummary};
+pub use run::Run;

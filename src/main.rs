@@ -1,7 +1,8 @@
 //! The `cartscope` command: parse flags, call the library, map errors to exit codes.
 //!
 //! Exit codes: 0 success; 2 bad input or usage (the message names the file and field);
-//! 3 `batch`/`aggregate`: some samples failed, the others completed; 1 any other failure.
+//! 3 `batch`/`aggregate`: some samples failed, the others completed; 1 any other failure,
+//! internal errors (a bug: a panic, a worker thread that died) included.
 
 mod cli;
 
@@ -30,7 +31,14 @@ fn main() -> ExitCode {
     quiet_vulkan_device_select();
     let cli = cli::Cli::parse();
     init_logging(cli.verbose);
-    match run(cli) {
+    // A panic is a bug in cartscope, never the user's doing: one line that says so, exit 1
+    // (not Rust's 101, and never the bad-input code 2).
+    std::panic::set_hook(Box::new(|info| eprintln!("error: internal error: {info}")));
+    let ran = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| run(cli)));
+    let Ok(ran) = ran else {
+        return ExitCode::from(1);
+    };
+    match ran {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
             if is_broken_pipe(&err) {
@@ -92,7 +100,7 @@ fn run(cli: cli::Cli) -> anyhow::Result<()> {
         }
         cli::Command::Convert(args) => convert(&args),
         cli::Command::Bench(args) => {
-            let sel = cartscope::pipeline::select_backend(args.backend)?;
+            let sel = cartscope::backend::select_backend(args.backend)?;
             if let Some(r) = &sel.fallback_reason {
                 eprintln!("note: no GPU used ({r})");
             }
@@ -162,13 +170,11 @@ fn run(cli: cli::Cli) -> anyhow::Result<()> {
                     !args.quiet,
                 )?
             } else {
-                cartscope::pipeline::run_with_progress(
-                    &args.input,
-                    &args.output,
-                    &read,
-                    &opts,
-                    !args.quiet,
-                )?
+                cartscope::Run::new(&args.input, &args.output)
+                    .read_options(read)
+                    .options(opts)
+                    .progress(!args.quiet)
+                    .execute()?
             };
             if !args.quiet {
                 eprintln!(

@@ -6,9 +6,11 @@
 
 pub mod cpu;
 pub mod gpu;
+mod select;
 
 pub use cpu::CpuBackend;
 pub use gpu::GpuBackend;
+pub use select::{BackendChoice, Selected, select_backend};
 
 use crate::matrix::CsrMatrix;
 use crate::tl::umap::{SgdGraph, SgdParams};

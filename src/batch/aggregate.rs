@@ -18,7 +18,7 @@ use std::path::{Path, PathBuf};
 
 use super::manifest::{Manifest, Sample, csv_field, split_line};
 use super::{error_file, sample_dir};
-use crate::pipeline::write_atomic;
+use crate::io::write_atomic;
 use crate::{Error, Result};
 
 /// The normalised copy of the manifest a batch leaves in OUTDIR (paths absolute), read by

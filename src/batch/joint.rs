@@ -18,7 +18,8 @@ use std::path::Path;
 
 use crate::Result;
 use crate::io::{Column, CountSource, ReadOptions};
-use crate::pipeline::{RunOptions, RunSummary, SampleColumns, run_source, select_backend};
+use crate::pipeline::{RunOptions, RunSummary, SampleColumns};
+use crate::run::Run;
 
 use super::Manifest;
 
@@ -112,14 +113,9 @@ pub fn run_joint(
         key: SAMPLE_KEY.to_string(),
         metadata: metadata_columns(&m),
     };
-    let selected = select_backend(opts.backend)?;
-    run_source(
-        src,
-        Some(&samples),
-        outdir,
-        opts,
-        selected.backend.as_ref(),
-        selected.fallback_reason,
-        progress,
-    )
+    Run::on_source(src, outdir)
+        .options(opts.clone())
+        .samples(samples)
+        .progress(progress)
+        .execute()
 }

@@ -30,8 +30,11 @@ use std::time::Instant;
 use serde::{Deserialize, Serialize};
 
 use crate::backend::Backend;
+use crate::backend::select_backend;
 use crate::io::ReadOptions;
-use crate::pipeline::{RunOptions, run_on_backend, select_backend, write_atomic};
+use crate::io::write_atomic;
+use crate::pipeline::RunOptions;
+use crate::run::Run;
 use crate::{Error, Result};
 pub use manifest::{Manifest, Sample};
 
@@ -209,15 +212,11 @@ fn run_sample(
     let partial = partial_dir(outdir, &sample.id);
     remove_dir(&partial)?;
     let marker = marker?;
-    let ran = run_on_backend(
-        &sample.path,
-        &partial,
-        read,
-        opts,
-        backend,
-        fallback.clone(),
-        false,
-    );
+    let ran = Run::new(&sample.path, &partial)
+        .read_options(read.clone())
+        .options(opts.clone())
+        .backend(backend, fallback.clone())
+        .execute();
     if let Err(e) = ran {
         remove_dir(&partial)?;
         return Err(e);
@@ -337,7 +336,7 @@ pub fn run_batch(
     });
     let samples: Vec<SampleOutcome> = results
         .into_inner()
-        .map_err(|_| Error::Usage("a batch worker panicked".into()))?
+        .map_err(|_| Error::Internal("a batch worker thread panicked".into()))?
         .into_iter()
         .zip(&manifest.samples)
         .map(|(r, s)| {

@@ -15,6 +15,7 @@
 //! # Ok::<(), cartscope::Error>(())
 //! ```
 
+mod atomic;
 pub mod concat;
 pub mod encoding;
 pub mod frame;
@@ -35,6 +36,7 @@ use serde::Serialize;
 
 use crate::error::{Error, Result};
 use crate::matrix::CsrMatrix;
+pub use atomic::write_atomic;
 pub use frame::{Column, Frame};
 pub use h5ad_write::{AnnData, Dense, H5adWriter, UnsValue, WriteOptions, write_h5ad};
 

@@ -11,7 +11,8 @@ pub mod table;
 use std::fmt::Write;
 
 use crate::cart::calls::PHENOTYPES;
-use crate::io::{AnnData, Column, Dense};
+use crate::cart::summary::CartSummary;
+use crate::io::{AnnData, Column, Dense, Frame};
 use crate::pipeline::{RunOptions, RunSummary};
 use svg::esc;
 
@@ -61,14 +62,43 @@ fn embedding(ad: &AnnData) -> Option<(String, Vec<(f64, f64)>)> {
 /// Renders the report.
 pub fn render(ad: &AnnData, summary: &RunSummary, opts: &RunOptions) -> String {
     let obs = &ad.obs;
-    let n = obs.len();
-    let step = n.div_ceil(MAX_POINTS).max(1);
-    // Every step-th cell, drawn in a fixed pseudo-random order: in cell order the last sample
-    // or cluster of the file would be painted over all the others.
-    let mut shown: Vec<usize> = (0..n).step_by(step).collect();
-    shown.sort_by_key(|&i| crate::simulate::splitmix(i as u64));
     let cart = &summary.cart;
     let mut body = String::new();
+    header(&mut body, summary);
+    summary_table(&mut body, cart);
+    qc_plots(&mut body, obs, opts);
+    let phen = labels(obs.column("phenotype"));
+    let score_cols: Vec<String> = cart
+        .gene_sets
+        .iter()
+        .filter_map(|g| g.score_column.clone())
+        .collect();
+    embedding_plots(&mut body, ad, phen.as_deref(), &score_cols);
+    if cart.car_feature.is_none() {
+        body.push_str("<p class=\"note\">No CAR feature: no CAR status plot.</p>");
+    }
+    if let Some(p) = &phen {
+        score_boxplots(&mut body, obs, p, &score_cols);
+    }
+    phenotype_fractions(&mut body, cart);
+    gene_sets_and_parameters(&mut body, summary, opts);
+    format!(
+        "<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>CAR-T report</title><style>{STYLE}</style></head><body data-plots-rendered=\"pending\">{body}<script>{SCRIPT}</script></body></html>\n"
+    )
+}
+
+/// The cells drawn in a scatter: every step-th cell, in a fixed pseudo-random order (in cell
+/// order the last sample or cluster of the file would be painted over all the others).
+fn shown_cells(n: usize) -> Vec<usize> {
+    let step = n.div_ceil(MAX_POINTS).max(1);
+    let mut shown: Vec<usize> = (0..n).step_by(step).collect();
+    shown.sort_by_key(|&i| crate::simulate::splitmix(i as u64));
+    shown
+}
+
+/// Title line and the CAR construct.
+fn header(body: &mut String, summary: &RunSummary) {
+    let cart = &summary.cart;
     let _ = write!(
         body,
         "<h1>CAR-T report</h1><p class=\"meta\">Input <code>{}</code> &middot; cartscope {} &middot; backend <b>{}</b> ({}) &middot; {} cells in, {} after QC, {} genes</p>",
@@ -90,7 +120,10 @@ pub fn render(ad: &AnnData, summary: &RunSummary, opts: &RunOptions) -> String {
             .collect();
         let _ = write!(body, "<p>Other candidates: {}</p>", others.join(", "));
     }
-    // Summary table.
+}
+
+/// The per-sample summary table.
+fn summary_table(body: &mut String, cart: &CartSummary) {
     body.push_str("<h2>Summary per sample</h2><div class=\"scroll\"><table><tr><th>sample</th><th>cells in</th><th>after QC</th><th>median genes</th><th>median counts</th><th>median % mito</th><th>T cells</th><th>CAR+</th><th>CAR+ % of cells</th><th>CAR+ % of T</th><th>CD4:CD8 CAR+</th><th>CD4:CD8 T</th><th>exhaustion &minus; memory</th></tr>");
     let f = |v: Option<f64>, pct: bool| {
         v.map_or("&ndash;".to_string(), |x| {
@@ -122,8 +155,10 @@ pub fn render(ad: &AnnData, summary: &RunSummary, opts: &RunOptions) -> String {
         );
     }
     body.push_str("</table></div><p class=\"note\">CD4:CD8 counts cells called CD4 over cells called CD8; T cells without a CD4/CD8 UMI are double-negative (DN) and not counted. Exhaustion &minus; memory: median exhaustion score minus median memory score among CAR+ T cells (all T cells without a CAR feature); positive leans exhausted.</p>");
+}
 
-    // QC.
+/// QC histograms with the thresholds.
+fn qc_plots(body: &mut String, obs: &Frame, opts: &RunOptions) {
     let mut plots: Vec<String> = Vec::new();
     body.push_str("<h2>Quality control (cells after QC)</h2><div class=\"grid\">");
     for (col, title, thr) in [
@@ -154,14 +189,19 @@ pub fn render(ad: &AnnData, summary: &RunSummary, opts: &RunOptions) -> String {
         let _ = write!(body, "<figure>{p}</figure>");
     }
     body.push_str("</div>");
+}
 
-    // Embedding.
-    let phen = labels(obs.column("phenotype"));
-    let score_cols: Vec<String> = cart
-        .gene_sets
-        .iter()
-        .filter_map(|g| g.score_column.clone())
-        .collect();
+/// The embedding coloured by sample, phenotype, CAR status and each score.
+fn embedding_plots(
+    body: &mut String,
+    ad: &AnnData,
+    phen: Option<&[String]>,
+    score_cols: &[String],
+) {
+    let obs = &ad.obs;
+    let n = obs.len();
+    let shown = shown_cells(n);
+    let mut plots: Vec<String> = Vec::new();
     if let Some((name, pts)) = embedding(ad) {
         let xy: Vec<(f64, f64)> = shown.iter().map(|&i| pts[i]).collect();
         let axes = (format!("{name}1"), format!("{name}2"));
@@ -190,7 +230,7 @@ pub fn render(ad: &AnnData, summary: &RunSummary, opts: &RunOptions) -> String {
                 categories,
             ));
         }
-        if let Some(p) = &phen {
+        if let Some(p) = phen {
             let cats: Vec<String> = PHENOTYPES.iter().map(|s| s.to_string()).collect();
             let codes: Vec<Option<usize>> = shown
                 .iter()
@@ -218,7 +258,7 @@ pub fn render(ad: &AnnData, summary: &RunSummary, opts: &RunOptions) -> String {
                 &cats,
             ));
         }
-        for col in &score_cols {
+        for col in score_cols {
             if let Some(v) = numeric(obs.column(col)) {
                 let vals: Vec<f64> = shown.iter().map(|&i| v[i]).collect();
                 plots.push(svg::scatter_continuous(
@@ -235,39 +275,40 @@ pub fn render(ad: &AnnData, summary: &RunSummary, opts: &RunOptions) -> String {
         }
         body.push_str("</div>");
     }
-    if cart.car_feature.is_none() {
-        body.push_str("<p class=\"note\">No CAR feature: no CAR status plot.</p>");
-    }
+}
 
-    // Scores by phenotype (T cells).
-    if let Some(p) = &phen {
-        body.push_str("<h2>Scores by phenotype (T cells)</h2><div class=\"grid\">");
-        for col in &score_cols {
-            if let Some(v) = numeric(obs.column(col)) {
-                let groups: Vec<(String, Vec<f64>)> = PHENOTYPES
-                    .iter()
-                    .filter(|c| **c != crate::cart::calls::NON_T)
-                    .map(|c| {
-                        (
-                            c.to_string(),
-                            (0..n)
-                                .filter(|&i| p[i] == *c)
-                                .map(|i| v[i])
-                                .collect::<Vec<f64>>(),
-                        )
-                    })
-                    .filter(|g| !g.1.is_empty())
-                    .collect();
-                plots.push(svg::boxplot(&format!("box_{col}"), col, "score", &groups));
-            }
+/// Score distributions per phenotype among T cells.
+fn score_boxplots(body: &mut String, obs: &Frame, p: &[String], score_cols: &[String]) {
+    let n = obs.len();
+    let mut plots: Vec<String> = Vec::new();
+    body.push_str("<h2>Scores by phenotype (T cells)</h2><div class=\"grid\">");
+    for col in score_cols {
+        if let Some(v) = numeric(obs.column(col)) {
+            let groups: Vec<(String, Vec<f64>)> = PHENOTYPES
+                .iter()
+                .filter(|c| **c != crate::cart::calls::NON_T)
+                .map(|c| {
+                    (
+                        c.to_string(),
+                        (0..n)
+                            .filter(|&i| p[i] == *c)
+                            .map(|i| v[i])
+                            .collect::<Vec<f64>>(),
+                    )
+                })
+                .filter(|g| !g.1.is_empty())
+                .collect();
+            plots.push(svg::boxplot(&format!("box_{col}"), col, "score", &groups));
         }
-        for p in plots.drain(..) {
-            let _ = write!(body, "<figure>{p}</figure>");
-        }
-        body.push_str("</div>");
     }
+    for p in plots.drain(..) {
+        let _ = write!(body, "<figure>{p}</figure>");
+    }
+    body.push_str("</div>");
+}
 
-    // Phenotype fractions.
+/// Stacked phenotype fractions per sample, T cells and CAR+ T cells.
+fn phenotype_fractions(body: &mut String, cart: &CartSummary) {
     let cats: Vec<String> = PHENOTYPES
         .iter()
         .filter(|c| **c != crate::cart::calls::NON_T)
@@ -300,8 +341,11 @@ pub fn render(ad: &AnnData, summary: &RunSummary, opts: &RunOptions) -> String {
             &cats
         )
     );
+}
 
-    // Gene sets and parameters.
+/// The gene sets scored and the parameters of the run.
+fn gene_sets_and_parameters(body: &mut String, summary: &RunSummary, opts: &RunOptions) {
+    let cart = &summary.cart;
     body.push_str("<h2>Gene sets</h2><table><tr><th>set</th><th>genes scored</th><th>missing from the data</th><th>control genes</th></tr>");
     for g in &cart.gene_sets {
         let _ = write!(
@@ -326,9 +370,6 @@ pub fn render(ad: &AnnData, summary: &RunSummary, opts: &RunOptions) -> String {
         esc(&summary.backend),
         summary.total_seconds
     );
-    format!(
-        "<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>CAR-T report</title><style>{STYLE}</style></head><body data-plots-rendered=\"pending\">{body}<script>{SCRIPT}</script></body></html>\n"
-    )
 }
 
 const STYLE: &str = "body{font-family:system-ui,sans-serif;margin:24px;color:#222;max-width:1400px}\

@@ -81,7 +81,7 @@ pub fn cells_frame(
         }
     }
     DataFrame::new(n, cols)
-        .map_err(|e| Error::Usage(format!("building the cells.parquet table: {e}")))
+        .map_err(|e| Error::Internal(format!("building the cells.parquet table: {e}")))
 }
 
 /// One obs column as a polars series of the same type (categoricals and nullable strings as

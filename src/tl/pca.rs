@@ -124,7 +124,7 @@ fn top_eigen_full(cov: &faer::Mat<f64>, n: usize) -> Result<(Vec<f64>, Vec<f64>)
     let k = cov.nrows();
     let evd = cov
         .self_adjoint_eigen(faer::Side::Lower)
-        .map_err(|e| Error::Usage(format!("PCA eigendecomposition did not converge: {e:?}")))?;
+        .map_err(|e| Error::Internal(format!("PCA eigendecomposition did not converge: {e:?}")))?;
     let (s, u) = (evd.S().column_vector(), evd.U());
     let mut values = Vec::with_capacity(n);
     let mut vectors = Vec::with_capacity(n * k);
@@ -184,7 +184,7 @@ fn top_eigen_randomized(cov: &faer::Mat<f64>, n: usize) -> Result<(Vec<f64>, Vec
     let b = q.transpose() * (cov * &q);
     let evd = b
         .self_adjoint_eigen(faer::Side::Lower)
-        .map_err(|e| Error::Usage(format!("PCA eigendecomposition did not converge: {e:?}")))?;
+        .map_err(|e| Error::Internal(format!("PCA eigendecomposition did not converge: {e:?}")))?;
     let (s, y) = (evd.S().column_vector(), evd.U());
     let ritz = &q * y;
     let mut values = Vec::with_capacity(n);

@@ -14,8 +14,10 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
+use crate::common::run;
+use cartscope::backend::BackendChoice;
 use cartscope::io::{Column, CountSource, Frame, ReadOptions};
-use cartscope::pipeline::{BackendChoice, RunOptions, run};
+use cartscope::pipeline::RunOptions;
 
 use crate::common::{cartscope, obs, succeeds};
 

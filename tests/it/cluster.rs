@@ -351,16 +351,13 @@ fn scanpy_on_cartscopes_graph_agrees_with_cartscope() {
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
     let dir = tempfile::tempdir().unwrap();
     let opts = cartscope::pipeline::RunOptions {
-        backend: cartscope::pipeline::BackendChoice::Cpu,
+        backend: cartscope::backend::BackendChoice::Cpu,
         ..Default::default()
     };
-    cartscope::pipeline::run(
-        &root.join("sample_data/P01_day90.h5ad"),
-        dir.path(),
-        &Default::default(),
-        &opts,
-    )
-    .unwrap();
+    cartscope::Run::new(root.join("sample_data/P01_day90.h5ad"), dir.path())
+        .options(opts)
+        .execute()
+        .unwrap();
     let out = std::process::Command::new(py)
         .arg(root.join("tests/golden/compare_cluster.py"))
         .arg(dir.path().join("result.h5ad"))

@@ -87,3 +87,16 @@ pub fn assert_manifests_rejected(
         assert!(!out.exists(), "case {i} wrote {}", out.display());
     }
 }
+
+/// `cartscope run` through the library's one entry point: `input` into `out` with `opts`.
+pub fn run(
+    input: &Path,
+    out: &Path,
+    read: &cartscope::io::ReadOptions,
+    opts: &cartscope::RunOptions,
+) -> cartscope::Result<cartscope::RunSummary> {
+    cartscope::Run::new(input, out)
+        .read_options(read.clone())
+        .options(opts.clone())
+        .execute()
+}

@@ -7,8 +7,9 @@
 
 use std::path::{Path, PathBuf};
 
+use crate::common::run;
 use cartscope::io::ReadOptions;
-use cartscope::pipeline::{RunOptions, run};
+use cartscope::pipeline::RunOptions;
 
 /// The reference script's pipeline: it knows no CAR feature, so the construct competes for
 /// the HVGs there (cartscope keeps it out by default).
@@ -57,7 +58,7 @@ fn sample_matches_scanpy_on_the_exact_knn_path() {
     let dir = tempfile::tempdir().unwrap();
     let input = root().join("sample_data/P01_day90.h5ad");
     let opts = RunOptions {
-        backend: cartscope::pipeline::BackendChoice::Cpu,
+        backend: cartscope::backend::BackendChoice::Cpu,
         ..reference_defaults()
     };
     let s = run(&input, dir.path(), &ReadOptions::default(), &opts).unwrap();
@@ -82,12 +83,12 @@ fn sample_on_the_gpu_matches_scanpy_and_the_cpu() {
         let s = run(&input, dir.path(), &ReadOptions::default(), &opts).unwrap();
         (dir, s)
     };
-    let (gdir, g) = run_on(cartscope::pipeline::BackendChoice::Gpu);
+    let (gdir, g) = run_on(cartscope::backend::BackendChoice::Gpu);
     assert_eq!(g.backend, "gpu");
     assert_eq!(g.fallback_reason, None, "every kernel ran on the GPU");
     assert_eq!((g.n_cells_after_qc, g.n_hvg, g.n_pcs), (1857, 2000, 50));
     compare(&gdir.path().join("result.h5ad"), "P01_day90_scanpy.npz");
-    let (cdir, _) = run_on(cartscope::pipeline::BackendChoice::Cpu);
+    let (cdir, _) = run_on(cartscope::backend::BackendChoice::Cpu);
     let code = format!(
         "import warnings; warnings.simplefilter('ignore'); import anndata as ad, numpy as np\n\
          g = ad.read_h5ad('{}'); c = ad.read_h5ad('{}')\n\

@@ -120,7 +120,7 @@ fn run_joint_hvg(
     flavor: cartscope::pp::hvg::HvgFlavor,
 ) -> cartscope::pipeline::RunSummary {
     let opts = cartscope::pipeline::RunOptions {
-        backend: cartscope::pipeline::BackendChoice::Cpu,
+        backend: cartscope::backend::BackendChoice::Cpu,
         hvg_flavor: flavor,
         cluster: false,
         umap: false,

@@ -1,0 +1,123 @@
+//! The files of a run: `result.h5ad`, `cells.parquet`, `config.toml`, `summary.json`,
+//! `summary.csv` and `report.html`, each published whole (temporary name, then rename). A run
+//! that fails leaves no partial output behind.
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use crate::error::{Error, Result};
+use crate::io::{H5adWriter, WriteOptions, write_atomic};
+use crate::pipeline::{Analysis, RunOptions, RunSummary, Stage, default_sample, peak_rss_mib};
+
+/// An output folder and the files a run has published in it so far.
+pub(crate) struct OutputDir {
+    dir: PathBuf,
+    created: bool,
+    published: Vec<PathBuf>,
+}
+
+impl OutputDir {
+    /// Opens `dir`, creating it (and remembering that this run created it) when missing.
+    pub(crate) fn create(dir: &Path) -> Result<Self> {
+        let created = !dir.exists();
+        std::fs::create_dir_all(dir).map_err(|e| Error::write(dir, "output folder", e))?;
+        Ok(OutputDir {
+            dir: dir.to_path_buf(),
+            created,
+            published: Vec::new(),
+        })
+    }
+
+    /// The path of output `name`.
+    pub(crate) fn path(&self, name: &str) -> PathBuf {
+        self.dir.join(name)
+    }
+
+    /// Writes `bytes` as output `name`.
+    fn publish(&mut self, name: &str, bytes: &[u8]) -> Result<()> {
+        let path = self.path(name);
+        write_atomic(&path, bytes)?;
+        self.published.push(path);
+        Ok(())
+    }
+
+    /// Undoes a failed run: a folder this run created is removed again; in a folder that
+    /// already existed the files this run had published are removed (files of earlier runs
+    /// that this one never replaced stay).
+    pub(crate) fn discard(self) {
+        if self.created {
+            let _ = std::fs::remove_dir_all(&self.dir);
+        } else {
+            for path in &self.published {
+                let _ = std::fs::remove_file(path);
+            }
+        }
+    }
+}
+
+/// What the files record besides the analysis.
+pub(crate) struct Context<'a> {
+    /// The run's options (`config.toml`, the report).
+    pub opts: &'a RunOptions,
+    /// The input (the default sample label of its cells).
+    pub input: &'a Path,
+    /// Per-sample obs columns carried into `cells.parquet` (joint runs).
+    pub metadata: &'a [String],
+    /// Why the backend is not the one asked for, if so.
+    pub fallback_reason: Option<String>,
+}
+
+/// Writes every output of `analysis` into `out`; the summary gains the write stage.
+pub(crate) fn write(
+    out: &mut OutputDir,
+    analysis: Analysis,
+    cx: Context<'_>,
+) -> Result<RunSummary> {
+    let Analysis {
+        adata,
+        x_writer,
+        mut summary,
+    } = analysis;
+    let started = Instant::now();
+    let result = out.path("result.h5ad");
+    let mut w = match x_writer {
+        Some(w) => w,
+        None => H5adWriter::create(
+            &result,
+            adata.var.len(),
+            WriteOptions { gzip: cx.opts.gzip },
+        )?,
+    };
+    if let Some(x) = &adata.x {
+        w.append_x(x)?;
+    }
+    w.finish(&adata)?;
+    out.published.push(result);
+    let secs = started.elapsed().as_secs_f64();
+    summary.stage_seconds.push((Stage::Write, secs));
+    summary.total_seconds += secs;
+    summary.peak_rss_mib = peak_rss_mib();
+    if summary.fallback_reason.is_none() {
+        summary.fallback_reason = cx.fallback_reason;
+    }
+    // Before summary.csv: a folder with summary.csv counts as complete (`cartscope aggregate`).
+    let mut cells =
+        crate::report::table::cells_frame(&adata, &default_sample(cx.input), cx.metadata)?;
+    let parquet = out.path("cells.parquet");
+    crate::report::table::write_parquet_atomic(&parquet, &mut cells)?;
+    out.published.push(parquet);
+    let config = toml::to_string(cx.opts).map_err(|e| Error::write(&out.dir, "config.toml", e))?;
+    out.publish("config.toml", config.as_bytes())?;
+    let json = serde_json::to_vec_pretty(&summary)
+        .map_err(|e| Error::write(&out.dir, "summary.json", e))?;
+    out.publish("summary.json", &json)?;
+    out.publish(
+        "summary.csv",
+        crate::cart::summary::to_csv(&summary.cart).as_bytes(),
+    )?;
+    if cx.opts.cart.report {
+        let html = crate::report::render(&adata, &summary, cx.opts);
+        out.publish("report.html", html.as_bytes())?;
+    }
+    Ok(summary)
+}
