@@ -100,7 +100,7 @@ fn read_and_qc_counts_every_cell_and_gene() {
     }
     assert_eq!(s.n_cells_per_gene, expressed);
     let counts = s.counts.expect("fits in an unbounded budget");
-    assert_eq!(counts.nnz(), m.data.iter().filter(|&&v| v != 0.0).count());
+    assert_eq!(counts.nnz() as usize, m.data.iter().filter(|&&v| v != 0.0).count());
     assert_eq!(s.car.expect("the simulator adds a CAR").name, "CAR");
 }
 
@@ -238,10 +238,15 @@ fn each_hvg_flavor_selects_n_top_genes_with_its_own_columns() {
 }
 
 #[test]
-fn the_car_stays_out_of_the_hvgs_unless_asked() {
+fn the_car_competes_for_the_hvgs_unless_kept_out() {
     let o = opts();
     let (f, h) = hvgs(&o);
     let car = f.car_column().expect("CAR kept by filter_genes");
+    // The simulated construct is bimodal (CAR+ and CAR- cells): highly variable by default.
+    assert!(o.cart.car_in_hvg && h.selection.highly_variable[car]);
+    let mut out = opts();
+    out.cart.car_in_hvg = false;
+    let (_, h) = hvgs(&out);
     assert!(!h.selection.highly_variable[car]);
     let n_hv = h.selection.highly_variable.iter().filter(|&&b| b).count();
     assert_eq!(n_hv, o.n_top_genes, "a replacement takes the CAR's place");
@@ -282,7 +287,8 @@ fn neighbours_cluster_and_embed_every_cell() {
     assert_eq!(g.k, o.n_neighbors);
     // Each cell's k - 1 nearest other cells, sorted by distance, self left out.
     for i in 0..n {
-        let (idx, d) = g.distances.row(i);
+        let span = g.distances.indptr[i] as usize..g.distances.indptr[i + 1] as usize;
+        let (idx, d) = (&g.distances.indices[span.clone()], &g.distances.data[span]);
         assert_eq!(idx.len(), g.k - 1, "cell {i}");
         assert!(!idx.contains(&(i as u32)));
         let mut by_index: Vec<(u32, f64)> = idx.iter().copied().zip(d.iter().copied()).collect();
