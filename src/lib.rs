@@ -28,6 +28,7 @@ pub mod matrix;
 pub mod pipeline;
 pub mod pp;
 pub mod report;
+pub mod rng;
 pub mod simulate;
 pub mod tl;
 

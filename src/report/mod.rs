@@ -66,7 +66,7 @@ pub fn render(ad: &AnnData, summary: &RunSummary, opts: &RunOptions) -> String {
     // Every step-th cell, drawn in a fixed pseudo-random order: in cell order the last sample
     // or cluster of the file would be painted over all the others.
     let mut shown: Vec<usize> = (0..n).step_by(step).collect();
-    shown.sort_by_key(|&i| crate::simulate::splitmix(i as u64));
+    shown.sort_by_key(|&i| crate::rng::splitmix(i as u64));
     let cart = &summary.cart;
     let mut body = String::new();
     let _ = write!(

@@ -43,7 +43,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use crate::backend::{Backend, CpuBackend};
 use crate::error::{Error, Result};
 use crate::matrix::CsrMatrix;
-use crate::simulate::splitmix;
+use crate::rng::{pcg_hash, splitmix};
 
 /// Parameters of [`umap`]; the defaults are scanpy's.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -886,15 +886,6 @@ fn exp2_fast(y: f32) -> f32 {
 #[inline]
 fn clip(v: f32) -> f32 {
     v.clamp(-4.0, 4.0)
-}
-
-/// PCG hash (Jarzynski & Olano 2020): a 32-bit permutation with good avalanche, used as a
-/// counter-based generator (also cheap in WGSL).
-#[inline]
-pub fn pcg_hash(x: u32) -> u32 {
-    let state = x.wrapping_mul(747_796_405).wrapping_add(2_891_336_453);
-    let word = ((state >> ((state >> 28) + 4)) ^ state).wrapping_mul(277_803_737);
-    (word >> 22) ^ word
 }
 
 /// The key of the negative-sample stream of `edge` in `epoch`.
