@@ -5,10 +5,11 @@
 
 use std::hint::black_box;
 
+use cartscope::backend::umap_sgd::{Graph, SgdGraph, SgdParams, optimize_layout};
 use cartscope::backend::{Backend, CpuBackend};
 use cartscope::tl::leiden::{LeidenParams, leiden};
 use cartscope::tl::neighbors::connectivities;
-use cartscope::tl::umap::{SgdGraph, SgdParams, UmapParams, find_ab_params, optimize_layout, umap};
+use cartscope::tl::umap::{UmapParams, find_ab_params, umap};
 use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
 
 const DIM: usize = 20;
@@ -51,7 +52,7 @@ fn cluster(c: &mut Criterion) {
         }
         // Ten SGD epochs of the full schedule (the layout stage is n_epochs / 10 of these).
         let (a, bb) = find_ab_params(1.0, 0.5);
-        let sgd = SgdGraph::new(&cartscope::tl::umap::Graph {
+        let sgd = SgdGraph::new(&Graph {
             indptr: conn.indptr.iter().map(|&p| p as usize).collect(),
             indices: conn.indices.clone(),
             weights: conn.data.iter().map(|&w| f64::from(w)).collect(),

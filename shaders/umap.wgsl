@@ -1,12 +1,12 @@
-// UMAP SGD epochs, as src/tl/umap.rs `optimize_epoch` does them on the CPU: every epoch reads
-// the layout as it stood at its start (`prev`), so the result does not depend on how threads
-// are scheduled. One invocation per head point walks that point's edges in order (pass 1,
+// UMAP SGD epochs, as src/backend/umap_sgd.rs `optimize_epoch` does them on the CPU: every epoch
+// reads the layout as it stood at its start (`prev`), so the result does not depend on how
+// threads are scheduled. One invocation per head point walks that point's edges in order (pass 1,
 // `umap_heads`), writing the point's new position to `next` and leaving each sampled edge's
 // opposite move of its tail in the edge's in-edge slot, stamped with the epoch; one invocation
 // per point then adds the moves stamped in this epoch in slot (= edge) order (pass 2,
-// `umap_tails`). No atomics, no float sums in scheduling order: deterministic on a device.
-// The host copies `next` to `prev` after each epoch and `umap_tick` advances the epoch counter,
-// so a command buffer holds many epochs.
+// `umap_tails`). No atomics, no float sums in scheduling order: deterministic on a device. The
+// host copies `next` to `prev` after each epoch and `umap_tick` advances the epoch counter, so a
+// command buffer holds many epochs.
 //
 // The schedule (umap's per-edge clocks in closed form), the negative-sample hash and the
 // multiply-shift index are the CPU's, bit for bit; powers use the device's exp2/log2.

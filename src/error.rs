@@ -94,7 +94,7 @@ pub enum Error {
     /// The GPU backend could not be used (no adapter, device request failed, device lost, out
     /// of memory, a limit exceeded). `--backend auto` falls back to the CPU instead.
     #[error(transparent)]
-    Gpu(#[from] crate::backend::gpu::GpuError),
+    Gpu(#[from] GpuError),
     /// A bug in cartscope: a worker thread panicked or an invariant broke. Not the user's
     /// doing; the message says what failed.
     #[error("internal error: {0}")]
@@ -174,4 +174,49 @@ fn one_line(s: &str) -> String {
         .find(|l| !l.is_empty())
         .unwrap_or("unknown error")
         .to_string()
+}
+
+/// What can go wrong on the GPU path. None of these panic; under `--backend auto` each one
+/// becomes a logged fallback to the CPU.
+#[derive(Debug, Clone, thiserror::Error)]
+#[non_exhaustive]
+pub enum GpuError {
+    /// wgpu found no adapter at all (no Vulkan/Metal/DX12 driver, or no device).
+    #[error(
+        "no GPU adapter found (is a Vulkan driver installed? on Debian: mesa-vulkan-drivers libvulkan1)"
+    )]
+    NoAdapter,
+    /// Only software adapters (e.g. lavapipe) exist and a hardware GPU was required.
+    #[error("no hardware GPU adapter; only the software adapter {0:?}")]
+    SoftwareOnly(String),
+    /// The adapter refused to create a device.
+    #[error("GPU device request failed on {adapter}: {message}")]
+    RequestDevice {
+        /// The adapter's name.
+        adapter: String,
+        /// wgpu's message.
+        message: String,
+    },
+    /// The device was lost (driver reset, GPU removed, ...).
+    #[error("GPU device lost: {0}")]
+    DeviceLost(String),
+    /// An allocation failed on the device.
+    #[error("GPU out of memory: {0}")]
+    OutOfMemory(String),
+    /// A work item needs more than an adapter limit allows, even split into chunks.
+    #[error("GPU limit exceeded: {what} needs {need}, the adapter allows {limit}")]
+    LimitExceeded {
+        /// What was being sized.
+        what: String,
+        /// What it needs.
+        need: u64,
+        /// The adapter's limit.
+        limit: u64,
+    },
+    /// wgpu reported an error (validation, shader compilation, internal).
+    #[error("GPU error: {0}")]
+    Wgpu(String),
+    /// Reading results back failed.
+    #[error("GPU readback failed: {0}")]
+    Readback(String),
 }

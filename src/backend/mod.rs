@@ -2,18 +2,23 @@
 //!
 //! Stages in [`crate::pp`] and [`crate::tl`] call these kernel-level operations on row chunks
 //! and never know which implementation runs. [`CpuBackend`] (rayon, f64 accumulation) is the
-//! readable reference; [`GpuBackend`] (wgpu + WGSL) implements the same trait.
+//! readable reference; [`GpuBackend`] (wgpu + WGSL) implements the same trait. The CPU kernels
+//! that are more than a loop live in their own modules: NN-descent ([`nndescent`]) and UMAP's
+//! SGD epochs ([`umap_sgd`]), the defaults of [`Backend::knn_approx`] and
+//! [`Backend::umap_optimize`].
 
 pub mod cpu;
 pub mod gpu;
+pub mod nndescent;
 mod select;
+pub mod umap_sgd;
 
 pub use cpu::CpuBackend;
 pub use gpu::GpuBackend;
 pub use select::{BackendChoice, Selected, select_backend};
 
 use crate::matrix::CsrMatrix;
-use crate::tl::umap::{SgdGraph, SgdParams};
+use umap_sgd::{SgdGraph, SgdParams};
 
 /// Per-gene running sums of a chunk, for means and variances (scanpy's `mean_var`).
 #[derive(Debug, Clone, PartialEq)]
@@ -190,11 +195,11 @@ pub trait Backend: Send + Sync {
     /// on the CPU unless a backend has something better.
     fn knn_approx(&self, points: &[f32], dim: usize, k: usize, seed: u64) -> (Vec<u32>, Vec<f64>) {
         let n = points.len() / dim.max(1);
-        crate::tl::nndescent::knn(
+        nndescent::knn(
             points,
             dim,
             k,
-            crate::tl::nndescent::NnDescentParams::for_size(n, seed),
+            nndescent::NnDescentParams::for_size(n, seed),
         )
     }
 
@@ -202,6 +207,6 @@ pub trait Backend: Send + Sync {
     /// one out), deterministic for a seed on a given backend; the CPU's parallel Rust loop
     /// unless a backend has its own.
     fn umap_optimize(&self, g: &SgdGraph, embedding: &mut [f32], dim: usize, p: &SgdParams) {
-        crate::tl::umap::optimize_layout(g, embedding, dim, p);
+        umap_sgd::optimize_layout(g, embedding, dim, p);
     }
 }

@@ -16,7 +16,8 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use super::manifest::{Manifest, Sample, csv_field, split_line};
+use super::manifest::{Manifest, csv_field, split_line};
+use super::rows::{Counts, SampleRow, SampleStatus, by_patient, timepoint_label};
 use super::{error_file, sample_dir};
 use crate::io::write_atomic;
 use crate::{Error, Result};
@@ -24,41 +25,6 @@ use crate::{Error, Result};
 /// The normalised copy of the manifest a batch leaves in OUTDIR (paths absolute), read by
 /// `cartscope aggregate OUTDIR` when no manifest is named.
 pub const MANIFEST_COPY: &str = "manifest.csv";
-
-/// One sample's row of the cross-sample tables.
-#[derive(Debug, Clone)]
-pub struct SampleRow {
-    /// The manifest row.
-    pub sample: Sample,
-    /// `ok`, `failed` or `missing`.
-    pub status: String,
-    /// The error of a failed or missing sample.
-    pub error: String,
-    /// The sample's summary.csv fields by column name (empty unless ok).
-    pub fields: BTreeMap<String, String>,
-    /// summary.csv column order.
-    pub columns: Vec<String>,
-    /// Whether `samples/<id>/report.html` exists.
-    pub has_report: bool,
-}
-
-impl SampleRow {
-    /// A field parsed as a number (None when empty or absent).
-    pub fn num(&self, column: &str) -> Option<f64> {
-        self.fields.get(column).and_then(|v| v.parse::<f64>().ok())
-    }
-}
-
-/// Counts of the statuses.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct Counts {
-    /// Completed samples.
-    pub ok: usize,
-    /// Failed samples.
-    pub failed: usize,
-    /// Samples with neither outputs nor an error.
-    pub missing: usize,
-}
 
 /// Writes [`MANIFEST_COPY`] with absolute input paths.
 pub fn write_manifest_copy(m: &Manifest, outdir: &Path) -> Result<()> {
@@ -124,7 +90,7 @@ pub fn collect(m: &Manifest, outdir: &Path) -> Vec<SampleRow> {
             let dir = sample_dir(outdir, &s.id);
             let mut row = SampleRow {
                 sample: s.clone(),
-                status: "missing".into(),
+                status: SampleStatus::Missing,
                 error: String::new(),
                 fields: BTreeMap::new(),
                 columns: Vec::new(),
@@ -134,17 +100,17 @@ pub fn collect(m: &Manifest, outdir: &Path) -> Vec<SampleRow> {
             if summary.is_file() {
                 match read_summary_csv(&summary, &s.id) {
                     Ok((columns, fields)) => {
-                        row.status = "ok".into();
+                        row.status = SampleStatus::Ok;
                         row.columns = columns;
                         row.fields = fields;
                     }
                     Err(e) => {
-                        row.status = "failed".into();
+                        row.status = SampleStatus::Failed;
                         row.error = e.to_string();
                     }
                 }
             } else if let Ok(e) = std::fs::read_to_string(error_file(outdir, &s.id)) {
-                row.status = "failed".into();
+                row.status = SampleStatus::Failed;
                 row.error = e.trim().to_string();
             } else {
                 row.error = format!("no finished outputs in samples/{}", s.id);
@@ -191,7 +157,7 @@ pub fn batch_summary_table(m: &Manifest, rows: &[SampleRow]) -> (Vec<String>, Ve
         .map(|r| {
             let mut f = vec![
                 r.sample.id.clone(),
-                r.status.clone(),
+                r.status.to_string(),
                 r.error.clone(),
                 absolute(&r.sample.path),
                 if r.has_report {
@@ -266,38 +232,6 @@ pub fn batch_summary_frame(m: &Manifest, rows: &[SampleRow]) -> Result<polars::p
         .map_err(|e| Error::Usage(format!("building the batch_summary.parquet table: {e}")))
 }
 
-/// Completed samples grouped by patient (manifest order of first appearance), each group
-/// ordered by day (samples without a day keep manifest order, after the dated ones).
-pub fn by_patient(rows: &[SampleRow]) -> Vec<(String, Vec<&SampleRow>)> {
-    let mut groups: Vec<(String, Vec<&SampleRow>)> = Vec::new();
-    for r in rows.iter().filter(|r| r.status == "ok") {
-        match groups.iter_mut().find(|(p, _)| *p == r.sample.patient) {
-            Some((_, v)) => v.push(r),
-            None => groups.push((r.sample.patient.clone(), vec![r])),
-        }
-    }
-    for (_, v) in &mut groups {
-        v.sort_by(|a, b| match (a.sample.day, b.sample.day) {
-            (Some(x), Some(y)) => x.total_cmp(&y),
-            (Some(_), None) => std::cmp::Ordering::Less,
-            (None, Some(_)) => std::cmp::Ordering::Greater,
-            (None, None) => std::cmp::Ordering::Equal,
-        });
-    }
-    groups
-}
-
-/// The time-point label of a sample: the manifest's, else `day N`, else the sample id.
-pub fn timepoint_label(s: &Sample) -> String {
-    if !s.timepoint.is_empty() {
-        s.timepoint.clone()
-    } else if let Some(d) = s.day {
-        format!("day {d}")
-    } else {
-        s.id.clone()
-    }
-}
-
 /// The persistence columns taken from each sample's summary: fixed ones, then every
 /// `frac_car_*` and `median_car_*` column present.
 pub fn persistence_value_columns(rows: &[SampleRow]) -> Vec<String> {
@@ -365,15 +299,7 @@ pub fn write_outputs(m: &Manifest, outdir: &Path) -> Result<Counts> {
     )?;
     let html = super::report::render(m, &rows);
     write_atomic(&outdir.join("batch_report.html"), html.as_bytes())?;
-    let mut c = Counts::default();
-    for r in &rows {
-        match r.status.as_str() {
-            "ok" => c.ok += 1,
-            "failed" => c.failed += 1,
-            _ => c.missing += 1,
-        }
-    }
-    Ok(c)
+    Ok(Counts::tally(&rows))
 }
 
 /// `cartscope aggregate OUTDIR [--manifest FILE]`: the manifest named, else the copy a batch

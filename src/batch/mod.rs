@@ -21,6 +21,7 @@ pub mod aggregate;
 pub mod joint;
 pub mod manifest;
 pub mod report;
+pub mod rows;
 
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;

@@ -4,8 +4,8 @@
 
 use std::fmt::Write;
 
-use super::aggregate::{SampleRow, by_patient, timepoint_label};
 use super::manifest::Manifest;
+use super::rows::{SampleRow, SampleStatus, by_patient, timepoint_label};
 use crate::report::svg::{PALETTE, esc, stacked_bars, tick_label};
 
 const W: f64 = 460.0;
@@ -154,7 +154,7 @@ pub fn render(m: &Manifest, rows: &[SampleRow]) -> String {
     } else {
         "time point (manifest order)"
     };
-    let ok = rows.iter().filter(|r| r.status == "ok").count();
+    let ok = rows.iter().filter(|r| r.status == SampleStatus::Ok).count();
     let mut h = String::from(
         "<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>cartscope batch report</title><style>\
 body{font-family:system-ui,sans-serif;margin:1.5em;max-width:1400px;color:#222}\
@@ -261,7 +261,7 @@ td.l,th.l{text-align:left}tr.failed td{background:#fde8e8}tr.missing td{backgrou
     }
     h.push_str("<h2>Samples</h2><table><tr><th class=\"l\">sample</th><th class=\"l\">patient</th><th class=\"l\">time point</th><th>day</th><th class=\"l\">status</th><th>cells in</th><th>cells after QC</th><th>T cells</th><th>CAR+</th><th>CAR+ fraction</th><th>CD4:CD8 CAR+</th><th class=\"l\">report / error</th></tr>");
     for r in rows {
-        let link = if r.status == "ok" && r.has_report {
+        let link = if r.status == SampleStatus::Ok && r.has_report {
             format!(
                 "<a href=\"samples/{0}/report.html\">samples/{0}/report.html</a>",
                 esc(&r.sample.id)
@@ -282,7 +282,7 @@ td.l,th.l{text-align:left}tr.failed td{background:#fde8e8}tr.missing td{backgrou
             fmt(r.num("n_car_positive"), 0),
             fmt(r.num("car_positive_fraction"), 3),
             fmt(r.num("cd4_cd8_ratio_car"), 2),
-            st = esc(&r.status),
+            st = esc(r.status.as_str()),
         );
     }
     h.push_str("</table></body></html>\n");

@@ -11,7 +11,6 @@
 pub mod calls;
 pub mod detect;
 pub mod genesets;
-pub mod rng;
 pub mod score;
 pub mod summary;
 

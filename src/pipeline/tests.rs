@@ -100,7 +100,10 @@ fn read_and_qc_counts_every_cell_and_gene() {
     }
     assert_eq!(s.n_cells_per_gene, expressed);
     let counts = s.counts.expect("fits in an unbounded budget");
-    assert_eq!(counts.nnz() as usize, m.data.iter().filter(|&&v| v != 0.0).count());
+    assert_eq!(
+        counts.nnz() as usize,
+        m.data.iter().filter(|&&v| v != 0.0).count()
+    );
     assert_eq!(s.car.expect("the simulator adds a CAR").name, "CAR");
 }
 

@@ -92,7 +92,7 @@ pub fn render(ad: &AnnData, summary: &RunSummary, opts: &RunOptions) -> String {
 fn shown_cells(n: usize) -> Vec<usize> {
     let step = n.div_ceil(MAX_POINTS).max(1);
     let mut shown: Vec<usize> = (0..n).step_by(step).collect();
-    shown.sort_by_key(|&i| crate::simulate::splitmix(i as u64));
+    shown.sort_by_key(|&i| crate::rng::splitmix(i as u64));
     shown
 }
 

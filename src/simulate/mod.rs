@@ -62,6 +62,7 @@ use crate::io::h5ad_write::WriteOptions;
 use crate::io::tenx_write::{MtxWriter, TenxFeatures, TenxH5Writer};
 use crate::io::{AnnData, Column, Frame, H5adWriter};
 use crate::matrix::CsrMatrix;
+use crate::rng::splitmix;
 
 /// Trajectory of the sample's patient.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Serialize)]
@@ -624,15 +625,6 @@ fn fnv1a(bytes: &[u8]) -> u64 {
     bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, &b| {
         (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
     })
-}
-
-/// SplitMix64: decorrelates per-cell seeds.
-pub(crate) fn splitmix(mut x: u64) -> u64 {
-    x = x.wrapping_add(0x9E37_79B9_7F4A_7C15);
-    let mut z = x;
-    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    z ^ (z >> 31)
 }
 
 /// Ground truth of one barcode.

@@ -64,8 +64,8 @@
 //! only as well as scanpy's seeds agree with each other; drawing scanpy's random numbers makes
 //! it return scanpy's partition (ARI 1).
 
-use crate::cart::rng::NumpyRandomState;
 use crate::matrix::CsrMatrix;
+use crate::rng::NumpyRandomState;
 use rayon::prelude::*;
 
 /// igraph's randomness of the refinement step (`beta`).

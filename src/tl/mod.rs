@@ -3,6 +3,5 @@
 
 pub mod leiden;
 pub mod neighbors;
-pub mod nndescent;
 pub mod pca;
 pub mod umap;

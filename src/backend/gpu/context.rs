@@ -18,51 +18,7 @@ use serde::Serialize;
 use wgpu::util::DeviceExt;
 
 use super::kernels::Kernels;
-
-/// What can go wrong on the GPU path. None of these panic; under `--backend auto` each one
-/// becomes a logged fallback to the CPU.
-#[derive(Debug, Clone, thiserror::Error)]
-#[non_exhaustive]
-pub enum GpuError {
-    /// wgpu found no adapter at all (no Vulkan/Metal/DX12 driver, or no device).
-    #[error(
-        "no GPU adapter found (is a Vulkan driver installed? on Debian: mesa-vulkan-drivers libvulkan1)"
-    )]
-    NoAdapter,
-    /// Only software adapters (e.g. lavapipe) exist and a hardware GPU was required.
-    #[error("no hardware GPU adapter; only the software adapter {0:?}")]
-    SoftwareOnly(String),
-    /// The adapter refused to create a device.
-    #[error("GPU device request failed on {adapter}: {message}")]
-    RequestDevice {
-        /// The adapter's name.
-        adapter: String,
-        /// wgpu's message.
-        message: String,
-    },
-    /// The device was lost (driver reset, GPU removed, ...).
-    #[error("GPU device lost: {0}")]
-    DeviceLost(String),
-    /// An allocation failed on the device.
-    #[error("GPU out of memory: {0}")]
-    OutOfMemory(String),
-    /// A work item needs more than an adapter limit allows, even split into chunks.
-    #[error("GPU limit exceeded: {what} needs {need}, the adapter allows {limit}")]
-    LimitExceeded {
-        /// What was being sized.
-        what: String,
-        /// What it needs.
-        need: u64,
-        /// The adapter's limit.
-        limit: u64,
-    },
-    /// wgpu reported an error (validation, shader compilation, internal).
-    #[error("GPU error: {0}")]
-    Wgpu(String),
-    /// Reading results back failed.
-    #[error("GPU readback failed: {0}")]
-    Readback(String),
-}
+pub(super) use crate::error::GpuError;
 
 /// One adapter as wgpu sees it (`cartscope devices`).
 #[derive(Debug, Clone, Serialize)]

@@ -6,9 +6,9 @@ use rayon::prelude::*;
 
 use super::context::{DeviceBuffer, GpuContext, GpuError, Recorder};
 use crate::backend::cpu::KnnCertifier;
+use crate::backend::umap_sgd::{SgdGraph, SgdParams};
 use crate::backend::{Moments, ScaleSpec, Transform};
 use crate::matrix::CsrMatrix;
-use crate::tl::umap::{SgdGraph, SgdParams};
 
 macro_rules! shader {
     ($file:literal) => {
@@ -896,7 +896,7 @@ const UMAP_EPOCHS_PER_SUBMIT: usize = 25;
 /// epoch, with the learning rate decaying over `p.n_epochs`; returns the layout (row-major
 /// `n x dim`).
 ///
-/// [`optimize_epoch`]: crate::tl::umap::optimize_epoch
+/// [`optimize_epoch`]: crate::backend::umap_sgd::optimize_epoch
 pub(crate) fn umap_epochs(
     ctx: &GpuContext,
     g: &SgdGraph,
@@ -907,11 +907,11 @@ pub(crate) fn umap_epochs(
 ) -> Result<Vec<f32>, GpuError> {
     let n = g.n_vertices;
     let m = g.tail.len();
-    if !(1..=crate::tl::umap::MAX_COMPONENTS).contains(&dim) {
+    if !(1..=crate::backend::umap_sgd::MAX_COMPONENTS).contains(&dim) {
         return Err(GpuError::LimitExceeded {
             what: "umap dimensions".into(),
             need: dim as u64,
-            limit: crate::tl::umap::MAX_COMPONENTS as u64,
+            limit: crate::backend::umap_sgd::MAX_COMPONENTS as u64,
         });
     }
     // Without edges nothing moves.

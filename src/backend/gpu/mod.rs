@@ -20,11 +20,12 @@ mod tests;
 
 use std::sync::{Arc, Mutex};
 
-pub use context::{AdapterSummary, GpuContext, GpuError, list_adapters};
+pub use crate::error::GpuError;
+pub use context::{AdapterSummary, GpuContext, list_adapters};
 
 use super::{Backend, CpuBackend, Moments, ScaleSpec, Transform};
+use crate::backend::umap_sgd::{SgdGraph, SgdParams};
 use crate::matrix::CsrMatrix;
-use crate::tl::umap::{SgdGraph, SgdParams};
 
 /// Kernels on a GPU through wgpu.
 #[derive(Debug, Clone)]

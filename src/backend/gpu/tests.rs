@@ -476,7 +476,11 @@ fn gpu_backend_names_its_device() {
 /// A graph of `n` points in two chains of `n / 2` (each point joined to the 4 nearest indices
 /// of its chain, weights falling with the index gap), the chains joined by one edge, and
 /// `isolated` points without edges at the end; its SGD schedule and a layout on [0, 10].
-fn sgd_case(n: usize, isolated: usize, dim: usize) -> (crate::tl::umap::SgdGraph, Vec<f32>) {
+fn sgd_case(
+    n: usize,
+    isolated: usize,
+    dim: usize,
+) -> (crate::backend::umap_sgd::SgdGraph, Vec<f32>) {
     let total = n + isolated;
     let (mut indptr, mut indices, mut weights) = (vec![0usize], Vec::new(), Vec::new());
     for i in 0..total {
@@ -499,7 +503,7 @@ fn sgd_case(n: usize, isolated: usize, dim: usize) -> (crate::tl::umap::SgdGraph
         }
         indptr.push(indices.len());
     }
-    let g = crate::tl::umap::Graph {
+    let g = crate::backend::umap_sgd::Graph {
         indptr,
         indices,
         weights,
@@ -508,12 +512,12 @@ fn sgd_case(n: usize, isolated: usize, dim: usize) -> (crate::tl::umap::SgdGraph
     let init = (0..total * dim)
         .map(|_| (10.0 * rng.next()) as f32)
         .collect();
-    (crate::tl::umap::SgdGraph::new(&g), init)
+    (crate::backend::umap_sgd::SgdGraph::new(&g), init)
 }
 
-fn sgd_params(n_epochs: usize) -> crate::tl::umap::SgdParams {
+fn sgd_params(n_epochs: usize) -> crate::backend::umap_sgd::SgdParams {
     let (a, b) = crate::tl::umap::find_ab_params(1.0, 0.5);
-    crate::tl::umap::SgdParams {
+    crate::backend::umap_sgd::SgdParams {
         a: a as f32,
         b: b as f32,
         gamma: 1.0,
@@ -539,9 +543,9 @@ fn umap_epochs_on_the_gpu_follow_the_cpu_step_by_step() {
     for (n, isolated, dim) in [(200, 0, 2), (131, 3, 1), (97, 2, 3), (64, 0, 4)] {
         let (g, init) = sgd_case(n, isolated, dim);
         let mut cpu = init.clone();
-        let mut state = crate::tl::umap::SgdState::new(&g, dim);
+        let mut state = crate::backend::umap_sgd::SgdState::new(&g, dim);
         for epoch in 0..EPOCHS {
-            crate::tl::umap::optimize_epoch(&g, &mut state, &mut cpu, dim, &p, epoch);
+            crate::backend::umap_sgd::optimize_epoch(&g, &mut state, &mut cpu, dim, &p, epoch);
         }
         let dev = super::kernels::umap_epochs(&gpu.ctx, &g, &init, dim, &p, EPOCHS).unwrap();
         let mut moved = 0;

@@ -12,7 +12,7 @@ use rand::{Rng, SeedableRng};
 use rand_xoshiro::Xoshiro256PlusPlus;
 use rayon::prelude::*;
 
-use crate::simulate::splitmix;
+use crate::rng::splitmix;
 
 /// Parameters (pynndescent's as scanpy calls it: max_candidates 16, delta 0.001).
 #[derive(Debug, Clone, Copy)]

@@ -1,11 +1,20 @@
-//! numpy's legacy `RandomState` (MT19937), as far as `score_genes` and Leiden use it.
+//! Every random generator of the library, each reproducing a stated reference so that a
+//! result depends on the seed only:
 //!
-//! scanpy's `score_genes` seeds the global state with `np.random.seed(random_state)` and draws
-//! each bin's control genes with pandas `Series.sample(n)`, which is
-//! `RandomState.choice(len, n, replace=False)` = `permutation(len)[:n]`: a Fisher-Yates shuffle
-//! of `arange(len)` from the last element down, each index drawn by numpy's masked rejection
-//! sampler (`random_interval`). Reproducing exactly that stream makes our control genes the
-//! ones scanpy picks for the same seed.
+//! - [`NumpyRandomState`]: numpy's legacy `RandomState` (MT19937), as far as `score_genes` and
+//!   Leiden use it. scanpy's `score_genes` seeds the global state with
+//!   `np.random.seed(random_state)` and draws each bin's control genes with pandas
+//!   `Series.sample(n)`, which is `RandomState.choice(len, n, replace=False)` =
+//!   `permutation(len)[:n]`: a Fisher-Yates shuffle of `arange(len)` from the last element
+//!   down, each index drawn by numpy's masked rejection sampler (`random_interval`).
+//!   python-igraph's Leiden draws from the same generator. Reproducing exactly that stream
+//!   makes our control genes and Leiden visiting orders the ones scanpy gets for the same seed.
+//! - [`splitmix`]: the output step of SplitMix64 (Steele, Lea & Flood 2014; Vigna's reference
+//!   `splitmix64.c`), which derives decorrelated seeds (per cell, per tree, per stage) from one
+//!   seed for the xoshiro generators of the simulator, NN-descent and UMAP.
+//! - [`pcg_hash`]: the PCG hash of Jarzynski & Olano 2020 ("Hash Functions for GPU
+//!   Rendering"), the counter-based generator of UMAP's negative sampling, computed the same
+//!   way by the CPU kernel and by `shaders/umap.wgsl`.
 
 /// MT19937 state with numpy's integer seeding (`init_genrand`).
 #[derive(Debug, Clone)]
@@ -142,6 +151,26 @@ impl NumpyRandomState {
     }
 }
 
+/// SplitMix64's output for the state `x` (Vigna's `splitmix64.c`: add the golden-ratio
+/// increment, then mix): decorrelates seeds derived from one seed. `splitmix(0)` is the
+/// reference's first output from state 0.
+pub fn splitmix(mut x: u64) -> u64 {
+    x = x.wrapping_add(0x9E37_79B9_7F4A_7C15);
+    let mut z = x;
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}
+
+/// PCG hash (Jarzynski & Olano 2020): a 32-bit permutation with good avalanche, used as a
+/// counter-based generator (also cheap in WGSL, where `shaders/umap.wgsl` computes the same).
+#[inline]
+pub fn pcg_hash(x: u32) -> u32 {
+    let state = x.wrapping_mul(747_796_405).wrapping_add(2_891_336_453);
+    let word = ((state >> ((state >> 28) + 4)) ^ state).wrapping_mul(277_803_737);
+    (word >> 22) ^ word
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -165,5 +194,20 @@ mod tests {
         // np.random.RandomState([1, 1]).randint(0, 2**32, 2, dtype=np.uint64)
         let mut r = NumpyRandomState::seed_u64((1 << 32) | 1);
         assert_eq!([r.next_u32(), r.next_u32()], [991_850_117, 2_151_679_444]);
+    }
+
+    #[test]
+    fn splitmix_is_the_reference_output() {
+        // splitmix64.c seeded with 0 and 1: the first next() of each.
+        assert_eq!(splitmix(0), 0xe220_a839_7b1d_cdaf);
+        assert_eq!(splitmix(1), 0x910a_2dec_8902_5cc1);
+    }
+
+    #[test]
+    fn pcg_hash_is_the_reference_permutation() {
+        // pcg_hash of Jarzynski & Olano 2020, evaluated in 32-bit unsigned arithmetic.
+        assert_eq!(pcg_hash(0), 129_708_002);
+        assert_eq!(pcg_hash(1), 2_831_084_092);
+        assert_eq!(pcg_hash(u32::MAX), 3_861_530_882);
     }
 }
