@@ -22,6 +22,7 @@ configs=(
   "seurat_v3|--backend cpu --hvg-flavor seurat_v3 --no-umap"
   "car_out_of_hvg|--backend cpu --car-out-of-hvg --no-cluster"
   "keep_counts|--backend cpu --keep-counts --n-pcs 20 --no-umap"
+  "nn_descent|--backend cpu --knn approx --no-umap"
 )
 failed=0
 for c in "${configs[@]}"; do

@@ -138,6 +138,21 @@ pub fn knn(points: &[f32], dim: usize, k: usize, params: NnDescentParams) -> (Ve
     // embeddings a list of exactly k converges to about 0.9 recall; the wider list gets much
     // closer to exact, and the k nearest of it are returned.
     let cap = (3 * kk).min(n.saturating_sub(1)).max(1);
+    let mut heaps = initial_graph(points, dim, cap, &params);
+    for iter in 0..params.max_iters {
+        let changed = descend(&mut heaps, points, dim, params.max_candidates);
+        tracing::debug!("nn-descent iteration {iter}: {changed} updates");
+        if (changed as f64) <= params.delta * n as f64 * cap as f64 {
+            break;
+        }
+    }
+    final_lists(&heaps, points, dim, k)
+}
+
+/// The starting graph: neighbours within the leaves of a random projection forest, and random
+/// neighbours for the nodes the forest left short.
+fn initial_graph(points: &[f32], dim: usize, cap: usize, params: &NnDescentParams) -> Vec<Heap> {
+    let n = points.len() / dim.max(1);
     let mut heaps: Vec<Heap> = (0..n)
         .map(|_| Heap {
             items: Vec::with_capacity(cap + 1),
@@ -145,7 +160,6 @@ pub fn knn(points: &[f32], dim: usize, k: usize, params: NnDescentParams) -> (Ve
         })
         .collect();
     let pt = |i: usize| &points[i * dim..(i + 1) * dim];
-    // Initial graph from a random projection forest.
     let leaves: Vec<Vec<u32>> = (0..params.n_trees)
         .into_par_iter()
         .flat_map_iter(|t| {
@@ -191,78 +205,84 @@ pub fn knn(points: &[f32], dim: usize, k: usize, params: NnDescentParams) -> (Ve
             tries += 1;
         }
     });
-    for iter in 0..params.max_iters {
-        // Sample new and old candidates per node, then their reverses.
-        let mc = params.max_candidates;
-        let mut new_c: Vec<Vec<u32>> = vec![Vec::new(); n];
-        let mut old_c: Vec<Vec<u32>> = vec![Vec::new(); n];
-        for (i, h) in heaps.iter_mut().enumerate() {
-            for e in h.items.iter_mut() {
-                if e.2 {
-                    if new_c[i].len() < mc {
-                        new_c[i].push(e.1);
-                        e.2 = false;
-                    }
-                } else if old_c[i].len() < mc {
-                    old_c[i].push(e.1);
+    heaps
+}
+
+/// One NN-descent iteration: sample new and old candidates per node and their reverses, join
+/// them locally, and keep the closer pairs; returns how many updates were accepted.
+fn descend(heaps: &mut [Heap], points: &[f32], dim: usize, mc: usize) -> usize {
+    let n = heaps.len();
+    let pt = |i: usize| &points[i * dim..(i + 1) * dim];
+    // Sample new and old candidates per node, then their reverses.
+    let mut new_c: Vec<Vec<u32>> = vec![Vec::new(); n];
+    let mut old_c: Vec<Vec<u32>> = vec![Vec::new(); n];
+    for (i, h) in heaps.iter_mut().enumerate() {
+        for e in h.items.iter_mut() {
+            if e.2 {
+                if new_c[i].len() < mc {
+                    new_c[i].push(e.1);
+                    e.2 = false;
                 }
+            } else if old_c[i].len() < mc {
+                old_c[i].push(e.1);
             }
-        }
-        let (mut new_r, mut old_r): (Vec<Vec<u32>>, Vec<Vec<u32>>) =
-            (vec![Vec::new(); n], vec![Vec::new(); n]);
-        for i in 0..n {
-            for &j in &new_c[i] {
-                if new_r[j as usize].len() < mc {
-                    new_r[j as usize].push(i as u32);
-                }
-            }
-            for &j in &old_c[i] {
-                if old_r[j as usize].len() < mc {
-                    old_r[j as usize].push(i as u32);
-                }
-            }
-        }
-        let worst: Vec<f32> = heaps.iter().map(Heap::worst).collect();
-        let mut updates: Vec<(u32, f32, u32)> = (0..n)
-            .into_par_iter()
-            .flat_map_iter(|i| {
-                let mut nw: Vec<u32> = new_c[i].iter().chain(&new_r[i]).copied().collect();
-                nw.sort_unstable();
-                nw.dedup();
-                let mut od: Vec<u32> = old_c[i].iter().chain(&old_r[i]).copied().collect();
-                od.sort_unstable();
-                od.dedup();
-                let mut u = Vec::new();
-                let mut consider = |a: u32, b: u32| {
-                    if a == b {
-                        return;
-                    }
-                    let d = dist2(pt(a as usize), pt(b as usize));
-                    if d < worst[a as usize] {
-                        u.push((a, d, b));
-                    }
-                    if d < worst[b as usize] {
-                        u.push((b, d, a));
-                    }
-                };
-                for (x, &a) in nw.iter().enumerate() {
-                    for &b in &nw[x + 1..] {
-                        consider(a, b);
-                    }
-                    for &b in &od {
-                        consider(a, b);
-                    }
-                }
-                u.into_iter()
-            })
-            .collect();
-        let changed = apply(&mut heaps, &mut updates);
-        tracing::debug!("nn-descent iteration {iter}: {changed} updates");
-        if (changed as f64) <= params.delta * n as f64 * cap as f64 {
-            break;
         }
     }
-    // Final lists: self first, then neighbours re-ranked by f64 distances.
+    let (mut new_r, mut old_r): (Vec<Vec<u32>>, Vec<Vec<u32>>) =
+        (vec![Vec::new(); n], vec![Vec::new(); n]);
+    for i in 0..n {
+        for &j in &new_c[i] {
+            if new_r[j as usize].len() < mc {
+                new_r[j as usize].push(i as u32);
+            }
+        }
+        for &j in &old_c[i] {
+            if old_r[j as usize].len() < mc {
+                old_r[j as usize].push(i as u32);
+            }
+        }
+    }
+    let worst: Vec<f32> = heaps.iter().map(Heap::worst).collect();
+    let mut updates: Vec<(u32, f32, u32)> = (0..n)
+        .into_par_iter()
+        .flat_map_iter(|i| {
+            let mut nw: Vec<u32> = new_c[i].iter().chain(&new_r[i]).copied().collect();
+            nw.sort_unstable();
+            nw.dedup();
+            let mut od: Vec<u32> = old_c[i].iter().chain(&old_r[i]).copied().collect();
+            od.sort_unstable();
+            od.dedup();
+            let mut u = Vec::new();
+            let mut consider = |a: u32, b: u32| {
+                if a == b {
+                    return;
+                }
+                let d = dist2(pt(a as usize), pt(b as usize));
+                if d < worst[a as usize] {
+                    u.push((a, d, b));
+                }
+                if d < worst[b as usize] {
+                    u.push((b, d, a));
+                }
+            };
+            for (x, &a) in nw.iter().enumerate() {
+                for &b in &nw[x + 1..] {
+                    consider(a, b);
+                }
+                for &b in &od {
+                    consider(a, b);
+                }
+            }
+            u.into_iter()
+        })
+        .collect();
+    apply(heaps, &mut updates)
+}
+
+/// Final lists: self first, then the neighbours re-ranked by f64 distances.
+fn final_lists(heaps: &[Heap], points: &[f32], dim: usize, k: usize) -> (Vec<u32>, Vec<f64>) {
+    let n = heaps.len();
+    let pt = |i: usize| &points[i * dim..(i + 1) * dim];
     let mut idx = vec![0u32; n * k.min(n)];
     let mut dist = vec![0f64; n * k.min(n)];
     let kn = k.min(n);

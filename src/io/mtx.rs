@@ -323,7 +323,16 @@ pub fn parse_matrix(path: &Path, n_features: usize, n_barcodes: usize) -> Result
             ),
         ));
     }
-    // Counting sort by cell; the stable order keeps each cell's genes in file order.
+    Ok(cells_by_genes(triplets, n_barcodes, n_features))
+}
+
+/// (cell, gene, value) triplets as cells x genes CSR: a counting sort by cell whose stable
+/// order keeps each cell's genes in file order.
+fn cells_by_genes(
+    triplets: Vec<(u32, u32, f32)>,
+    n_barcodes: usize,
+    n_features: usize,
+) -> CsrMatrix {
     let mut indptr = vec![0u64; n_barcodes + 1];
     for &(c, _, _) in &triplets {
         indptr[c as usize + 1] += 1;
@@ -340,11 +349,11 @@ pub fn parse_matrix(path: &Path, n_features: usize, n_barcodes: usize) -> Result
         data[p] = v;
         pos[c as usize] += 1;
     }
-    Ok(CsrMatrix {
+    CsrMatrix {
         n_rows: n_barcodes,
         n_cols: n_features,
         indptr,
         indices,
         data,
-    })
+    }
 }

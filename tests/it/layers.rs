@@ -609,3 +609,80 @@ mod inner {
         ["a"]
     );
 }
+
+/// Lines a function may span, signature to closing brace: a function longer than this is doing
+/// several things and reads better as one function per step.
+const MAX_FUNCTION_LINES: usize = 150;
+
+/// Every `.rs` file under `dir`.
+fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) {
+    for entry in std::fs::read_dir(dir).expect("src is readable").flatten() {
+        let p = entry.path();
+        if p.is_dir() {
+            rust_files(&p, out);
+        } else if p.extension().is_some_and(|e| e == "rs") {
+            out.push(p);
+        }
+    }
+}
+
+/// (first line, lines spanned, name) of every function with a body in `s` (comments and
+/// strings blanked).
+fn functions(s: &[char]) -> Vec<(usize, usize, String)> {
+    let line_of = |i: usize| s[..i].iter().filter(|&&c| c == '\n').count() + 1;
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < s.len() {
+        let at_word = i == 0 || !is_ident(s[i - 1]);
+        if at_word && starts_with(s, i, "fn") && s.get(i + 2).is_some_and(|c| c.is_whitespace()) {
+            if let Some((name, after)) = ident_at(s, skip_ws(s, i + 2)) {
+                // The body is the first `{` before any `;` (a declaration without a body).
+                let open = (after..s.len()).find(|&k| s[k] == '{' || s[k] == ';');
+                if let Some(open) = open.filter(|&k| s[k] == '{') {
+                    let close = bracket_end(s, open, '{', '}');
+                    out.push((line_of(i), line_of(close) - line_of(i) + 1, name));
+                }
+            }
+        }
+        i += 1;
+    }
+    out
+}
+
+#[test]
+fn no_function_is_longer_than_a_few_screens() {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    let mut files = Vec::new();
+    rust_files(&src, &mut files);
+    files.sort();
+    let mut long = Vec::new();
+    for file in &files {
+        let code = strip(&std::fs::read_to_string(file).expect("readable source"));
+        for (line, n, name) in functions(&code) {
+            if n > MAX_FUNCTION_LINES {
+                let rel = file
+                    .strip_prefix(&src)
+                    .unwrap_or(file)
+                    .display()
+                    .to_string();
+                long.push(format!("src/{rel}:{line}: fn {name} spans {n} lines"));
+            }
+        }
+    }
+    assert!(
+        long.is_empty(),
+        "\nsplit these into one function per step (limit {MAX_FUNCTION_LINES} lines):\n{}\n",
+        long.join("\n")
+    );
+}
+
+#[test]
+fn function_spans_are_counted_from_signature_to_closing_brace() {
+    let code = strip(
+        "fn a() {\n    let s = \"}\";\n}\n\ntrait T { fn b(&self); }\nfn c() -> u8 {\n    { 1 }\n}\n",
+    );
+    let fns = functions(&code);
+    let found: Vec<(usize, usize, &str)> =
+        fns.iter().map(|(l, n, f)| (*l, *n, f.as_str())).collect();
+    assert_eq!(found, [(1, 3, "a"), (6, 3, "c")]);
+}

@@ -7,7 +7,8 @@
 //! - `golden`: `cartscope run` matches committed scanpy reference runs;
 //! - `joint`: `cartscope run --joint` matches scanpy's concat + `batch_key` analysis;
 //! - `cluster`: Leiden and UMAP on scanpy's graph agree with scanpy's;
-//! - `layers`: the library's modules import only modules of lower layers, and no cycles;
+//! - `layers`: the library's modules import only modules of lower layers, no cycles, and no
+//!   function in src/ spans more than 150 lines;
 //! - `errors`: every malformed input gives exit code 2 and a one-line message naming the file;
 //! - `run_cli`: `cartscope run` outputs, config precedence, clean failures;
 //! - `roundtrip`: written files read back identically (fixed cases and proptest);
