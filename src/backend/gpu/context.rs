@@ -619,28 +619,6 @@ impl GpuContext {
             })
     }
 
-    /// Binds `(binding, buffer)` pairs to group 0 of `pipeline` (an entry point's layout holds
-    /// only the bindings it uses).
-    pub(crate) fn bind(
-        &self,
-        pipeline: &wgpu::ComputePipeline,
-        buffers: &[(u32, wgpu::BindingResource<'_>)],
-    ) -> wgpu::BindGroup {
-        let layout = pipeline.get_bind_group_layout(0);
-        let entries: Vec<wgpu::BindGroupEntry<'_>> = buffers
-            .iter()
-            .map(|(i, r)| wgpu::BindGroupEntry {
-                binding: *i,
-                resource: r.clone(),
-            })
-            .collect();
-        self.device.create_bind_group(&wgpu::BindGroupDescriptor {
-            label: None,
-            layout: &layout,
-            entries: &entries,
-        })
-    }
-
     /// Workgroup grid for `groups` workgroups: (x, y) with x within the per-dimension limit.
     pub(crate) fn grid(&self, groups: u32) -> Result<(u32, u32), GpuError> {
         let max = self.limits.max_compute_workgroups_per_dimension.max(1);
