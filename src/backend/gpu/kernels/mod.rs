@@ -5,7 +5,8 @@
 //! file with the sizes the host and the shader share, defined once in Rust and prepended to the
 //! WGSL as `const` declarations), one [`Kernel`] bindings struct per entry point (declared with
 //! [`kernel!`], fields named and ordered as the WGSL `@binding` variables), and the
-//! `#[repr(C)]` parameter blocks that mirror its WGSL structs.
+//! `#[repr(C)]` parameter blocks that mirror its WGSL structs (checked against them by the
+//! tests in `tests.rs`, through naga's reflection of the very source the device compiles).
 
 mod gram;
 mod knn;
@@ -13,6 +14,8 @@ mod moments;
 mod normalize;
 mod project;
 mod scale;
+#[cfg(test)]
+mod tests;
 mod umap;
 
 use std::fmt::Write as _;
