@@ -13,7 +13,7 @@ struct Params {
     groups_per_lane: u32,
     n_cols: u32,
     n_lanes: u32,
-    // 0: values as stored; 1: expm1(x).
+    // TRANSFORM_EXPM1: expm1(x); otherwise the values as stored.
     transform: u32,
     // 1.0, opaque to the compiler (see two_sum).
     one: f32,
@@ -26,6 +26,9 @@ struct Params {
 @group(0) @binding(3) var<storage, read_write> lanes: array<atomic<u32>>;
 // [2][n_cols] double-single totals.
 @group(0) @binding(4) var<storage, read_write> totals: array<vec2<f32>>;
+
+// From the host (src/backend/gpu/kernels/moments.rs): WG, the threads per workgroup, and
+// TRANSFORM_EXPM1, the `transform` that asks for expm1(x).
 
 // expm1 in f32: a Taylor polynomial (Horner, 11 terms, truncation < 1e-10 relative) below
 // |x| = 0.5, where exp(x) - 1 would cancel and GPU log/exp are only accurate to ~2^-22
@@ -52,7 +55,7 @@ fn atomic_add_f32(i: u32, v: f32) {
     }
 }
 
-@compute @workgroup_size(256)
+@compute @workgroup_size(WG)
 fn moments_scatter(
     @builtin(workgroup_id) wg: vec3<u32>,
     @builtin(num_workgroups) nwg: vec3<u32>,
@@ -66,9 +69,9 @@ fn moments_scatter(
     let begin = params.entry_begin + g * params.per_group;
     let end = min(begin + params.per_group, params.entry_end);
     let base = lane * 2u * params.n_cols;
-    for (var p = begin + t; p < end; p += 256u) {
+    for (var p = begin + t; p < end; p += WG) {
         var x = data[p];
-        if (params.transform == 1u) {
+        if (params.transform == TRANSFORM_EXPM1) {
             x = expm1_acc(x);
         }
         let j = indices[p];
@@ -77,9 +80,9 @@ fn moments_scatter(
     }
 }
 
-@compute @workgroup_size(256)
+@compute @workgroup_size(WG)
 fn moments_fold(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-    let i = gid.x + gid.y * nwg.x * 256u;
+    let i = gid.x + gid.y * nwg.x * WG;
     let m = 2u * params.n_cols;
     if (i >= m) {
         return;

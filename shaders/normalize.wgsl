@@ -6,7 +6,7 @@ struct Params {
     target_sum: f32,
     // 1.0, opaque to the compiler (see two_sum).
     one: f32,
-    _pad1: u32,
+    _pad0: u32,
 }
 
 @group(0) @binding(0) var<uniform> params: Params;
@@ -14,9 +14,11 @@ struct Params {
 @group(0) @binding(1) var<storage, read> indptr: array<u32>;
 @group(0) @binding(2) var<storage, read_write> data: array<f32>;
 
-const WG: u32 = 256u;
-var<workgroup> hi_s: array<f32, 256>;
-var<workgroup> lo_s: array<f32, 256>;
+// WG, the threads per workgroup, comes from the host (src/backend/gpu/kernels/normalize.rs).
+// The reduction halves it down to one.
+const_assert 0u == (WG & (WG - 1u));
+var<workgroup> hi_s: array<f32, WG>;
+var<workgroup> lo_s: array<f32, WG>;
 
 // ln(1 + x) without the cancellation of log(1 + x) for small x: the rounding error of
 // u = 1 + x is corrected to first order (Goldberg's trick, written as a correction term).
@@ -28,7 +30,7 @@ fn log1p_acc(x: f32) -> f32 {
     return log(u) - ((u - 1.0) - x) / u;
 }
 
-@compute @workgroup_size(256)
+@compute @workgroup_size(WG)
 fn normalize_log1p(
     @builtin(workgroup_id) wg: vec3<u32>,
     @builtin(num_workgroups) nwg: vec3<u32>,

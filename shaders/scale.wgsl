@@ -22,11 +22,14 @@ struct Params {
 @group(0) @binding(1) var<storage, read> indptr: array<u32>;
 @group(0) @binding(2) var<storage, read> indices: array<u32>;
 @group(0) @binding(3) var<storage, read> data: array<f32>;
-// Output column of each gene, 0xffffffff when the gene is not an HVG.
+// Output column of each gene, NO_COLUMN when the gene is not an HVG.
 @group(0) @binding(4) var<storage, read> pos: array<u32>;
 // (mean, std) per output column.
 @group(0) @binding(5) var<storage, read> stats: array<vec2<f32>>;
 @group(0) @binding(6) var<storage, read_write> dense: array<f32>;
+
+// From the host (src/backend/gpu/kernels/scale.rs): WG, the threads per workgroup, and
+// NO_COLUMN, the `pos` of a gene that is not an HVG.
 
 fn scaled(x: f32, c: u32) -> f32 {
     let st = stats[c];
@@ -37,7 +40,7 @@ fn scaled(x: f32, c: u32) -> f32 {
     return z;
 }
 
-@compute @workgroup_size(256)
+@compute @workgroup_size(WG)
 fn densify_scale(
     @builtin(workgroup_id) wg: vec3<u32>,
     @builtin(num_workgroups) nwg: vec3<u32>,
@@ -49,7 +52,7 @@ fn densify_scale(
     }
     let base = row * params.k_pad;
     let live = row < params.n_rows;
-    for (var c = t; c < params.k_pad; c += 256u) {
+    for (var c = t; c < params.k_pad; c += WG) {
         var v = 0.0;
         if (live && c < params.k) {
             v = scaled(0.0, c);
@@ -63,9 +66,9 @@ fn densify_scale(
     storageBarrier();
     let a = indptr[row];
     let b = indptr[row + 1u];
-    for (var p = a + t; p < b; p += 256u) {
+    for (var p = a + t; p < b; p += WG) {
         let c = pos[indices[p]];
-        if (c != 0xffffffffu) {
+        if (c != NO_COLUMN) {
             dense[base + c] = scaled(data[p], c);
         }
     }

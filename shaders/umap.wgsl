@@ -47,7 +47,8 @@ struct Edge {
 @group(0) @binding(7) var<storage, read_write> moves: array<u32>;
 @group(0) @binding(8) var<storage, read> in_ptr: array<u32>;
 
-const WG: u32 = 64u;
+// WG, the points (threads) per workgroup, comes from the host
+// (src/backend/gpu/kernels/umap.rs).
 
 fn pcg_hash(x: u32) -> u32 {
     let state = x * 747796405u + 2891336453u;
@@ -97,7 +98,7 @@ fn point(k: u32) -> vec4<f32> {
     return x;
 }
 
-@compute @workgroup_size(64)
+@compute @workgroup_size(WG)
 fn umap_heads(
     @builtin(workgroup_id) wg: vec3<u32>,
     @builtin(num_workgroups) nwg: vec3<u32>,
@@ -163,7 +164,7 @@ fn umap_heads(
     }
 }
 
-@compute @workgroup_size(64)
+@compute @workgroup_size(WG)
 fn umap_tails(
     @builtin(workgroup_id) wg: vec3<u32>,
     @builtin(num_workgroups) nwg: vec3<u32>,

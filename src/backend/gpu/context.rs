@@ -110,6 +110,18 @@ pub fn list_adapters() -> Vec<AdapterSummary> {
     adapters(&instance()).iter().map(summarize).collect()
 }
 
+/// The best adapter (see [`GpuContext::new`]).
+fn best_adapter(accept_software: bool) -> Result<wgpu::Adapter, GpuError> {
+    let Some(best) = adapters(&instance()).into_iter().next() else {
+        return Err(GpuError::NoAdapter);
+    };
+    let info = best.get_info();
+    if !accept_software && !is_hardware(info.device_type) {
+        return Err(GpuError::SoftwareOnly(info.name));
+    }
+    Ok(best)
+}
+
 /// A device, its queue, the compiled kernels and the limits that size every chunk.
 pub struct GpuContext {
     pub(crate) device: wgpu::Device,
@@ -301,26 +313,31 @@ impl GpuContext {
     /// Opens the best adapter: a hardware GPU (discrete first, then integrated), or, when
     /// `accept_software`, a software adapter such as lavapipe if no hardware one exists.
     pub fn new(accept_software: bool) -> Result<Self, GpuError> {
-        let instance = instance();
-        let all = adapters(&instance);
-        let Some(best) = all.into_iter().next() else {
-            return Err(GpuError::NoAdapter);
-        };
-        let info = best.get_info();
-        if !accept_software && !is_hardware(info.device_type) {
-            return Err(GpuError::SoftwareOnly(info.name));
-        }
-        Self::from_adapter(best)
+        Self::from_adapter(best_adapter(accept_software)?, true)
     }
 
-    fn from_adapter(adapter: wgpu::Adapter) -> Result<Self, GpuError> {
+    /// A context on the adapter [`new`](Self::new) opens, without timestamp queries even where
+    /// the adapter offers them: the untimed path, testable on every adapter.
+    #[cfg(test)]
+    pub(crate) fn without_timestamps() -> Result<Self, GpuError> {
+        Self::from_adapter(best_adapter(true)?, false)
+    }
+
+    /// A context on `adapter`, with timestamp queries if `timestamps` and the adapter offers
+    /// them.
+    fn from_adapter(adapter: wgpu::Adapter, timestamps: bool) -> Result<Self, GpuError> {
         let summary = summarize(&adapter);
         // The adapter's own limits, not wgpu's conservative defaults: chunk sizes follow them.
         let limits = adapter.limits();
+        let timestamp_query = if timestamps {
+            wgpu::Features::TIMESTAMP_QUERY
+        } else {
+            wgpu::Features::empty()
+        };
         let desc = wgpu::DeviceDescriptor {
             label: Some("cartscope"),
             // Timestamp queries where offered (device timing); nothing else is needed.
-            required_features: adapter.features() & wgpu::Features::TIMESTAMP_QUERY,
+            required_features: adapter.features() & timestamp_query,
             required_limits: limits.clone(),
             memory_hints: wgpu::MemoryHints::Performance,
             ..Default::default()
@@ -573,28 +590,6 @@ impl GpuContext {
                 contents: bytemuck::bytes_of(params),
                 usage: wgpu::BufferUsages::UNIFORM,
             })
-    }
-
-    /// Binds `(binding, buffer)` pairs to group 0 of `pipeline` (an entry point's layout holds
-    /// only the bindings it uses).
-    pub(crate) fn bind(
-        &self,
-        pipeline: &wgpu::ComputePipeline,
-        buffers: &[(u32, wgpu::BindingResource<'_>)],
-    ) -> wgpu::BindGroup {
-        let layout = pipeline.get_bind_group_layout(0);
-        let entries: Vec<wgpu::BindGroupEntry<'_>> = buffers
-            .iter()
-            .map(|(i, r)| wgpu::BindGroupEntry {
-                binding: *i,
-                resource: r.clone(),
-            })
-            .collect();
-        self.device.create_bind_group(&wgpu::BindGroupDescriptor {
-            label: None,
-            layout: &layout,
-            entries: &entries,
-        })
     }
 
     /// Workgroup grid for `groups` workgroups: (x, y) with x within the per-dimension limit.

@@ -618,36 +618,35 @@ fn tiny_bench() -> crate::bench::BenchOptions {
     }
 }
 
-#[test]
-fn device_time_of_a_kernel_is_positive_and_within_its_wall_time() {
-    let Some(g) = gpu() else { return };
-    let ctx = g.context().clone();
-    let m = counts(3000, 257, 41);
-    if !ctx.timestamps() {
-        // No timestamp queries on this adapter: nothing is timed on the device, and the bench
-        // says so instead of printing device columns.
+/// The shared GPU backend where its adapter offers timestamp queries, which its context must
+/// then have enabled. None (the test is skipped, and says so) where GPU tests are skipped or
+/// the adapter has no timestamp queries: there the timing tests cannot check what they promise,
+/// and the untimed path is checked on every adapter by
+/// `without_timestamp_queries_nothing_is_timed_and_the_bench_says_so`.
+fn timed_gpu() -> Option<GpuBackend> {
+    let g = gpu()?;
+    let ctx = g.context();
+    if !ctx.adapter.timestamp_query {
         eprintln!(
-            "device timing unavailable on {}: checking that nothing is timed and the bench's \
-             fallback",
+            "skipping a device timing test: {} offers no timestamp queries",
             ctx.adapter.name
         );
-        assert!(g.device_timing().is_err());
-        assert_eq!(g.device_seconds(&mut || panic!("must not run")), None);
-        let (_, t) = ctx.device_time(|| g.normalize_log1p(&mut m.clone(), 1e4));
-        assert_eq!(t, None);
-        let rows = crate::bench::run(&g, &tiny_bench());
-        assert!(rows.iter().all(|r| r.device_seconds.is_none()));
-        let text = crate::bench::to_text(&g.device(), &rows, &g.device_timing());
-        assert!(text.contains("device timing: unavailable ("), "{text}");
-        assert!(text.contains("does not offer timestamp queries"), "{text}");
-        return;
+        return None;
     }
-    eprintln!(
-        "{} has timestamp queries: timing kernels on the device",
+    assert!(
+        ctx.timestamps(),
+        "{} offers timestamp queries but the context did not enable them",
         ctx.adapter.name
     );
-    assert!(ctx.adapter.timestamp_query);
     assert_eq!(g.device_timing(), Ok(()));
+    Some(g)
+}
+
+#[test]
+fn device_time_of_a_kernel_is_positive_and_within_its_wall_time() {
+    let Some(g) = timed_gpu() else { return };
+    let ctx = g.context().clone();
+    let m = counts(3000, 257, 41);
     let mut plain = m.clone();
     g.normalize_log1p(&mut plain, 1e4);
 
@@ -708,24 +707,57 @@ fn device_time_of_a_kernel_is_positive_and_within_its_wall_time() {
 
 #[test]
 fn bench_on_the_gpu_reports_host_and_device_times() {
-    let Some(g) = gpu() else { return };
+    let Some(g) = timed_gpu() else { return };
     let rows = crate::bench::run(&g, &tiny_bench());
     let text = crate::bench::to_text(&g.device(), &rows, &g.device_timing());
     eprintln!("{text}");
     assert_eq!(rows.len(), 5);
-    assert!(rows.iter().all(|r| r.seconds > 0.0));
-    if g.context().timestamps() {
-        for r in &rows {
-            let d = r.device_seconds.expect("device time");
-            assert!(d > 0.0, "{}: device time {d}", r.kernel);
-            assert!(r.device_gb_per_s.unwrap() > 0.0 && r.device_gflop_per_s.unwrap() > 0.0);
-        }
-        assert!(text.contains("device ms"), "{text}");
-        assert!(!text.contains("unavailable"), "{text}");
-    } else {
-        eprintln!("device timing unavailable: the bench reports host times only");
-        assert!(rows.iter().all(|r| r.device_seconds.is_none()));
-        assert!(text.contains("device timing: unavailable"), "{text}");
+    for r in &rows {
+        assert!(r.seconds > 0.0, "{}: host time {}", r.kernel, r.seconds);
+        let d = r.device_seconds.expect("device time");
+        assert!(d > 0.0, "{}: device time {d}", r.kernel);
+        assert!(r.device_gb_per_s.unwrap() > 0.0 && r.device_gflop_per_s.unwrap() > 0.0);
     }
+    assert!(text.contains("device ms"), "{text}");
+    assert!(!text.contains("unavailable"), "{text}");
     ran_here(&g);
+}
+
+#[test]
+fn without_timestamp_queries_nothing_is_timed_and_the_bench_says_so() {
+    // A private context without timestamp queries, whatever the adapter offers: what an
+    // adapter without them gets, checked on every adapter.
+    let Some(shared) = gpu() else { return };
+    let ctx = Arc::new(GpuContext::without_timestamps().expect("context"));
+    let g = GpuBackend::with_context(ctx.clone());
+    assert!(!ctx.timestamps());
+    let reason = g.device_timing().expect_err("no device timing");
+    assert!(reason.contains("timestamp queries"), "{reason}");
+    assert_eq!(g.device_seconds(&mut || panic!("must not run")), None);
+    // The closure still runs, and computes what the timed context computes.
+    let m = counts(300, 57, 42);
+    let (mut x, mut want) = (m.clone(), m.clone());
+    let ((), t) = ctx.device_time(|| g.normalize_log1p(&mut x, 1e4));
+    assert_eq!(t, None);
+    shared.normalize_log1p(&mut want, 1e4);
+    assert_eq!(x.data, want.data);
+    // The bench reports host times only, and says why.
+    let rows = crate::bench::run(&g, &tiny_bench());
+    assert_eq!(rows.len(), 5);
+    for r in &rows {
+        assert!(r.seconds > 0.0, "{}: host time {}", r.kernel, r.seconds);
+        assert!(
+            r.device_seconds.is_none() && r.device_gb_per_s.is_none(),
+            "{}",
+            r.kernel
+        );
+    }
+    let text = crate::bench::to_text(&g.device(), &rows, &g.device_timing());
+    assert!(
+        text.contains(&format!("device timing: unavailable ({reason}")),
+        "{text}"
+    );
+    assert!(!text.contains("device ms"), "{text}");
+    ran_here(&g);
+    ran_here(&shared);
 }
