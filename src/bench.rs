@@ -89,7 +89,7 @@ const PEAKS: &[(&str, f64, f64)] = &[
 ];
 
 /// (GB/s, GFLOP/s) peaks of a device by name, where known.
-pub fn peak_of(device: &str) -> Option<(f64, f64)> {
+pub(crate) fn peak_of(device: &str) -> Option<(f64, f64)> {
     PEAKS
         .iter()
         .find(|(n, _, _)| device.contains(n))
@@ -97,7 +97,7 @@ pub fn peak_of(device: &str) -> Option<(f64, f64)> {
 }
 
 /// Deterministic synthetic counts: `rows` cells, `nnz` distinct sorted genes per cell.
-pub fn synthetic_counts(rows: usize, genes: usize, nnz: usize, seed: u64) -> CsrMatrix {
+pub(crate) fn synthetic_counts(rows: usize, genes: usize, nnz: usize, seed: u64) -> CsrMatrix {
     let nnz = nnz.min(genes);
     let mut s = seed | 1;
     let mut next = move || {

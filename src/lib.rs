@@ -29,7 +29,7 @@ mod outputs;
 pub mod pipeline;
 pub mod pp;
 pub mod report;
-pub mod rng;
+pub(crate) mod rng;
 pub mod run;
 pub mod simulate;
 pub mod tl;

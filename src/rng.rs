@@ -18,7 +18,7 @@
 
 /// MT19937 state with numpy's integer seeding (`init_genrand`).
 #[derive(Debug, Clone)]
-pub struct NumpyRandomState {
+pub(crate) struct NumpyRandomState {
     mt: Box<[u32; 624]>,
     pos: usize,
 }
@@ -154,7 +154,7 @@ impl NumpyRandomState {
 /// SplitMix64's output for the state `x` (Vigna's `splitmix64.c`: add the golden-ratio
 /// increment, then mix): decorrelates seeds derived from one seed. `splitmix(0)` is the
 /// reference's first output from state 0.
-pub fn splitmix(mut x: u64) -> u64 {
+pub(crate) fn splitmix(mut x: u64) -> u64 {
     x = x.wrapping_add(0x9E37_79B9_7F4A_7C15);
     let mut z = x;
     z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
@@ -165,7 +165,7 @@ pub fn splitmix(mut x: u64) -> u64 {
 /// PCG hash (Jarzynski & Olano 2020): a 32-bit permutation with good avalanche, used as a
 /// counter-based generator (also cheap in WGSL, where `shaders/umap.wgsl` computes the same).
 #[inline]
-pub fn pcg_hash(x: u32) -> u32 {
+pub(crate) fn pcg_hash(x: u32) -> u32 {
     let state = x.wrapping_mul(747_796_405).wrapping_add(2_891_336_453);
     let word = ((state >> ((state >> 28) + 4)) ^ state).wrapping_mul(277_803_737);
     (word >> 22) ^ word

@@ -24,7 +24,7 @@ enum Input {
     /// A file, opened when the run starts.
     Path(PathBuf, ReadOptions),
     /// An already opened source (e.g. the concatenated samples of a joint run).
-    Source(CountSource),
+    Source(Box<CountSource>),
 }
 
 /// A run of the pipeline on one input into one output folder.
@@ -53,7 +53,7 @@ impl<'a> Run<'a> {
 
     /// A run on an opened source.
     pub fn on_source(src: CountSource, outdir: impl Into<PathBuf>) -> Self {
-        Self::with_input(Input::Source(src), outdir)
+        Self::with_input(Input::Source(Box::new(src)), outdir)
     }
 
     fn with_input(input: Input, outdir: impl Into<PathBuf>) -> Self {
@@ -116,7 +116,7 @@ impl<'a> Run<'a> {
         self.opts.validate()?;
         let src = match self.input {
             Input::Path(path, read) => CountSource::open(&path, &read)?,
-            Input::Source(src) => src,
+            Input::Source(src) => *src,
         };
         let mut out = OutputDir::create(&self.outdir)?;
         let input = src.path.clone();

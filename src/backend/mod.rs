@@ -9,7 +9,7 @@
 
 pub mod cpu;
 pub mod gpu;
-pub mod nndescent;
+pub(crate) mod nndescent;
 mod select;
 pub mod umap_sgd;
 

@@ -137,13 +137,13 @@ impl SgdParams {
 /// the first for the heaviest edges. Closed form, in f32, so the GPU derives the same
 /// schedule.
 #[inline]
-pub fn samples_by(epoch: u32, rate: f32) -> u32 {
+pub(crate) fn samples_by(epoch: u32, rate: f32) -> u32 {
     (epoch as f32 * rate) as u32
 }
 
 /// Whether an edge with `rate` is sampled in `epoch`.
 #[inline]
-pub fn sampled(epoch: u32, rate: f32) -> bool {
+pub(crate) fn sampled(epoch: u32, rate: f32) -> bool {
     epoch > 0 && samples_by(epoch, rate) > samples_by(epoch - 1, rate)
 }
 
@@ -153,13 +153,13 @@ pub fn sampled(epoch: u32, rate: f32) -> bool {
 /// `max(0, floor(n neg_rate) - 1)` in all. The draws of one sample are this minus the count
 /// after the edge's previous sample, which the caller keeps per edge.
 #[inline]
-pub fn negatives_by(epoch: u32, neg_rate: f32) -> u32 {
+pub(crate) fn negatives_by(epoch: u32, neg_rate: f32) -> u32 {
     ((epoch as f32 * neg_rate) as u32).saturating_sub(1)
 }
 
 /// What the SGD carries from one epoch to the next besides the layout.
 #[derive(Debug)]
-pub struct SgdState {
+pub(crate) struct SgdState {
     /// Negative samples drawn by each edge so far.
     pub drawn: Vec<u32>,
     /// The layout being written.
@@ -198,7 +198,7 @@ pub fn optimize_layout(g: &SgdGraph, embedding: &mut [f32], dim: usize, p: &SgdP
 /// the gradient's own noise dwarfs the difference. Branch-free, so a loop over lanes
 /// vectorises.
 #[inline]
-pub fn pow_fast(x: f32, b: f32) -> f32 {
+pub(crate) fn pow_fast(x: f32, b: f32) -> f32 {
     exp2_fast(b * log2_fast(x))
 }
 
@@ -245,24 +245,14 @@ fn clip(v: f32) -> f32 {
 
 /// The key of the negative-sample stream of `edge` in `epoch`.
 #[inline]
-pub fn sample_key(seed: u32, epoch: u32, edge: u32) -> u32 {
+pub(crate) fn sample_key(seed: u32, epoch: u32, edge: u32) -> u32 {
     pcg_hash(edge ^ pcg_hash(epoch ^ pcg_hash(seed)))
-}
-
-/// The `draw`-th negative sample of the stream `key`: a point index below `n` (multiply-shift
-/// instead of a modulo: as uniform, cheaper).
-#[inline]
-pub fn negative_sample(key: u32, draw: u32, n: u32) -> u32 {
-    mul_hi(
-        pcg_hash(key.wrapping_add(draw.wrapping_mul(0x9E37_79B9))),
-        n,
-    )
 }
 
 /// The high 32 bits of `a b`, from 16-bit halves: 32-bit multiplies only, so eight of them
 /// fit one AVX2 instruction each (and WGSL, without 64-bit integers, computes it the same way).
 #[inline]
-pub fn mul_hi(a: u32, b: u32) -> u32 {
+pub(crate) fn mul_hi(a: u32, b: u32) -> u32 {
     let (a0, a1, b0, b1) = (a & 0xffff, a >> 16, b & 0xffff, b >> 16);
     let (p00, p01, p10, p11) = (a0 * b0, a0 * b1, a1 * b0, a1 * b1);
     let mid = (p00 >> 16) + (p01 & 0xffff) + (p10 & 0xffff);
@@ -285,7 +275,7 @@ pub const MAX_COMPONENTS: usize = 4;
 /// tails' opposite moves in their in-edge slots. Pass 2, per point: the moves left in its
 /// slots in this epoch, summed in edge order. `dim` is 1 to [`MAX_COMPONENTS`] (other values
 /// leave the layout as it is).
-pub fn optimize_epoch(
+pub(crate) fn optimize_epoch(
     g: &SgdGraph,
     state: &mut SgdState,
     embedding: &mut [f32],

@@ -24,10 +24,10 @@ use crate::{Error, Result};
 
 /// The normalised copy of the manifest a batch leaves in OUTDIR (paths absolute), read by
 /// `cartscope aggregate OUTDIR` when no manifest is named.
-pub const MANIFEST_COPY: &str = "manifest.csv";
+pub(crate) const MANIFEST_COPY: &str = "manifest.csv";
 
 /// Writes [`MANIFEST_COPY`] with absolute input paths.
-pub fn write_manifest_copy(m: &Manifest, outdir: &Path) -> Result<()> {
+pub(crate) fn write_manifest_copy(m: &Manifest, outdir: &Path) -> Result<()> {
     let mut cols = vec!["sample_id".to_string(), "path".to_string()];
     cols.extend(m.metadata_columns());
     let mut out = cols
@@ -145,7 +145,10 @@ fn join(fields: &[String]) -> String {
 /// The batch summary table: header and one row of fields per sample, as in
 /// batch_summary.csv: sample_id, status, error, path (absolute), report, the manifest
 /// metadata, then the per-sample summary fields (empty for samples that did not complete).
-pub fn batch_summary_table(m: &Manifest, rows: &[SampleRow]) -> (Vec<String>, Vec<Vec<String>>) {
+pub(crate) fn batch_summary_table(
+    m: &Manifest,
+    rows: &[SampleRow],
+) -> (Vec<String>, Vec<Vec<String>>) {
     let cols = summary_columns(rows);
     let mut header: Vec<String> = ["sample_id", "status", "error", "path", "report"]
         .map(String::from)
@@ -178,7 +181,7 @@ pub fn batch_summary_table(m: &Manifest, rows: &[SampleRow]) -> (Vec<String>, Ve
 }
 
 /// batch_summary.csv (see [`batch_summary_table`]).
-pub fn batch_summary_csv(m: &Manifest, rows: &[SampleRow]) -> String {
+pub(crate) fn batch_summary_csv(m: &Manifest, rows: &[SampleRow]) -> String {
     let (header, table) = batch_summary_table(m, rows);
     let mut out = join(&header);
     for f in &table {
@@ -191,7 +194,10 @@ pub fn batch_summary_csv(m: &Manifest, rows: &[SampleRow]) -> String {
 /// status, error, path, report, patient, timepoint, the manifest's extra columns, the summary's
 /// `car_feature`) are strings exactly as in the CSV; every other column is float64
 /// when each of its non-empty fields is a number (empty fields become nulls), else strings.
-pub fn batch_summary_frame(m: &Manifest, rows: &[SampleRow]) -> Result<polars::prelude::DataFrame> {
+pub(crate) fn batch_summary_frame(
+    m: &Manifest,
+    rows: &[SampleRow],
+) -> Result<polars::prelude::DataFrame> {
     use polars::prelude::{DataFrame, NamedFrom, Series};
     let (header, table) = batch_summary_table(m, rows);
     let mut text: Vec<String> = [
@@ -234,7 +240,7 @@ pub fn batch_summary_frame(m: &Manifest, rows: &[SampleRow]) -> Result<polars::p
 
 /// The persistence columns taken from each sample's summary: fixed ones, then every
 /// `frac_car_*` and `median_car_*` column present.
-pub fn persistence_value_columns(rows: &[SampleRow]) -> Vec<String> {
+pub(crate) fn persistence_value_columns(rows: &[SampleRow]) -> Vec<String> {
     let cols = summary_columns(rows);
     let mut v: Vec<String> = [
         "n_cells_after_qc",
@@ -257,7 +263,7 @@ pub fn persistence_value_columns(rows: &[SampleRow]) -> Vec<String> {
 }
 
 /// persistence.csv (see the module documentation).
-pub fn persistence_csv(rows: &[SampleRow]) -> String {
+pub(crate) fn persistence_csv(rows: &[SampleRow]) -> String {
     let values = persistence_value_columns(rows);
     let mut header: Vec<String> = ["patient", "timepoint", "day", "sample_id"]
         .map(String::from)
@@ -285,7 +291,7 @@ pub fn persistence_csv(rows: &[SampleRow]) -> String {
 
 /// Writes batch_summary.csv, batch_summary.parquet, persistence.csv and batch_report.html into
 /// `outdir`.
-pub fn write_outputs(m: &Manifest, outdir: &Path) -> Result<Counts> {
+pub(crate) fn write_outputs(m: &Manifest, outdir: &Path) -> Result<Counts> {
     let rows = collect(m, outdir);
     write_atomic(
         &outdir.join("batch_summary.csv"),

@@ -10,7 +10,7 @@
 //!
 //! QC runs on the concatenation, as a scanpy user would after `sc.concat`: filter_cells and the
 //! mito filter are per cell anyway, and filter_genes(min_cells) counts cells across all
-//! samples. Highly variable genes use `batch_key="sample"` (ALGORITHMS.md section 3, every
+//! samples. Highly variable genes use `batch_key="sample"` (docs/algorithms.md section 3, every
 //! flavor); scaling, PCA, the kNN graph, Leiden and UMAP are computed once on all cells; the
 //! CAR-T summary has one row per sample, from that sample's cells.
 
@@ -24,7 +24,7 @@ use crate::run::Run;
 use super::Manifest;
 
 /// The obs column that names each cell's sample (the HVG batch key).
-pub const SAMPLE_KEY: &str = "sample";
+pub(crate) const SAMPLE_KEY: &str = "sample";
 
 /// Categorical of `values` with categories in order of first appearance; empty is missing.
 fn categorical(values: &[String]) -> Column {
@@ -76,7 +76,7 @@ pub fn open(m: &Manifest, read: &ReadOptions) -> Result<CountSource> {
 }
 
 /// The obs columns [`open`] fills from the manifest, in manifest order.
-pub fn metadata_columns(m: &Manifest) -> Vec<String> {
+pub(crate) fn metadata_columns(m: &Manifest) -> Vec<String> {
     let mut v: Vec<String> = Vec::new();
     for (has, name) in [
         (m.has_patient, "patient"),

@@ -90,7 +90,7 @@ pub fn split_line(line: &str, delim: char) -> Option<Vec<String>> {
 }
 
 /// Quotes a CSV field when it needs it.
-pub fn csv_field(s: &str) -> String {
+pub(crate) fn csv_field(s: &str) -> String {
     if s.contains([',', '"', '\n', '\r']) {
         format!("\"{}\"", s.replace('"', "\"\""))
     } else {

@@ -20,8 +20,8 @@
 pub mod aggregate;
 pub mod joint;
 pub mod manifest;
-pub mod report;
-pub mod rows;
+pub(crate) mod report;
+pub(crate) mod rows;
 
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
@@ -40,7 +40,7 @@ use crate::{Error, Result};
 pub use manifest::{Manifest, Sample};
 
 /// The completion marker inside a finished sample folder.
-pub const MARKER: &str = ".cartscope-complete.json";
+pub(crate) const MARKER: &str = ".cartscope-complete.json";
 
 /// Batch-level options.
 #[derive(Debug, Clone, Copy)]
@@ -103,7 +103,7 @@ impl BatchResult {
 
 /// The identity of a finished sample: input stamp and parameters.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Marker {
+pub(crate) struct Marker {
     /// Manifest sample id.
     pub sample_id: String,
     /// Canonical input path.
@@ -137,7 +137,11 @@ fn stamp_file(path: &Path) -> std::io::Result<(u64, u128)> {
 }
 
 /// The marker a sample would get now (reads only file metadata).
-pub fn current_marker(sample: &Sample, read: &ReadOptions, opts: &RunOptions) -> Result<Marker> {
+pub(crate) fn current_marker(
+    sample: &Sample,
+    read: &ReadOptions,
+    opts: &RunOptions,
+) -> Result<Marker> {
     let canonical =
         std::fs::canonicalize(&sample.path).map_err(|e| Error::read(&sample.path, e))?;
     let (size, mtime) = stamp_file(&canonical).map_err(|e| Error::read(&sample.path, e))?;
@@ -157,13 +161,13 @@ fn parameters(read: &ReadOptions, opts: &RunOptions) -> Result<String> {
 }
 
 /// The marker stored in a finished folder, if any and readable.
-pub fn stored_marker(folder: &Path) -> Option<Marker> {
+pub(crate) fn stored_marker(folder: &Path) -> Option<Marker> {
     let text = std::fs::read_to_string(folder.join(MARKER)).ok()?;
     serde_json::from_str(&text).ok()
 }
 
 /// Where a sample's outputs go.
-pub fn sample_dir(outdir: &Path, id: &str) -> PathBuf {
+pub(crate) fn sample_dir(outdir: &Path, id: &str) -> PathBuf {
     outdir.join("samples").join(id)
 }
 
@@ -172,7 +176,7 @@ fn partial_dir(outdir: &Path, id: &str) -> PathBuf {
 }
 
 /// The file holding a failed sample's error (read back by [`aggregate`]).
-pub fn error_file(outdir: &Path, id: &str) -> PathBuf {
+pub(crate) fn error_file(outdir: &Path, id: &str) -> PathBuf {
     outdir.join("samples").join(format!("{id}.error.txt"))
 }
 

@@ -34,26 +34,26 @@
 //! IKZF2 (CTLA4 is left out: exhausted cells express it too).
 
 /// Pan-T markers: the CD3 chains and the T-cell receptor alpha and beta constant regions.
-pub const T_MARKERS: [&str; 6] = ["CD3D", "CD3E", "CD3G", "TRAC", "TRBC1", "TRBC2"];
+pub(crate) const T_MARKERS: [&str; 6] = ["CD3D", "CD3E", "CD3G", "TRAC", "TRBC1", "TRBC2"];
 /// B-cell, myeloid and NK markers that veto a single-marker T call.
-pub const NON_T_MARKERS: [&str; 9] = [
+pub(crate) const NON_T_MARKERS: [&str; 9] = [
     "CD19", "MS4A1", "CD79A", "CD79B", "CD14", "LYZ", "CSF1R", "KLRF1", "NCAM1",
 ];
 /// The CD4 lineage markers.
-pub const CD4_MARKERS: [&str; 2] = ["CD4", "CD40LG"];
+pub(crate) const CD4_MARKERS: [&str; 2] = ["CD4", "CD40LG"];
 /// The CD8 lineage markers.
-pub const CD8_MARKERS: [&str; 2] = ["CD8A", "CD8B"];
+pub(crate) const CD8_MARKERS: [&str; 2] = ["CD8A", "CD8B"];
 /// Stem-like / naive markers that split the memory programme.
-pub const STEM_MARKERS: [&str; 4] = ["TCF7", "LEF1", "CCR7", "SELL"];
+pub(crate) const STEM_MARKERS: [&str; 4] = ["TCF7", "LEF1", "CCR7", "SELL"];
 /// Antigen-experience markers, subtracted from the stem-like score.
-pub const EXPERIENCED_MARKERS: [&str; 3] = ["S100A4", "ANXA1", "ITGB1"];
+pub(crate) const EXPERIENCED_MARKERS: [&str; 3] = ["S100A4", "ANXA1", "ITGB1"];
 /// Weight of GZMK log-expression subtracted from the stem-like score.
-pub const STEM_GZMK_WEIGHT: f32 = 0.5;
+pub(crate) const STEM_GZMK_WEIGHT: f32 = 0.5;
 /// Minimum stem-like score for `naive_stem_memory`.
-pub const STEM_MIN: f32 = 0.5;
+pub(crate) const STEM_MIN: f32 = 0.5;
 
 /// Phenotype programmes, in tie-break order; `memory` is split by [`STEM_MARKERS`].
-pub const PROGRAMMES: [(&str, &[&str]); 6] = [
+pub(crate) const PROGRAMMES: [(&str, &[&str]); 6] = [
     (
         "proliferating",
         &["MKI67", "TOP2A", "TYMS", "ZWINT", "STMN1", "HMGB2"],
@@ -91,10 +91,10 @@ pub const PHENOTYPES: [&str; 9] = [
 ];
 
 /// Every CD4/CD8 label, in display order.
-pub const LINEAGES: [&str; 5] = ["CD4", "CD8", "DN", "ambiguous", NON_T];
+pub(crate) const LINEAGES: [&str; 5] = ["CD4", "CD8", "DN", "ambiguous", NON_T];
 
 /// Every marker gene the calls read, without duplicates, in a fixed order.
-pub fn marker_genes() -> Vec<&'static str> {
+pub(crate) fn marker_genes() -> Vec<&'static str> {
     let mut out: Vec<&'static str> = Vec::new();
     let all = T_MARKERS
         .iter()
@@ -125,7 +125,7 @@ pub struct CellCall {
 
 /// Calls a cell from its marker values, `value(gene)` giving the log-normalised expression
 /// (None when the gene is absent from the data).
-pub fn call_cell(value: impl Fn(&str) -> Option<f32>) -> CellCall {
+pub(crate) fn call_cell(value: impl Fn(&str) -> Option<f32>) -> CellCall {
     let detected = |g: &&&str| value(g).is_some_and(|v| v > 0.0);
     let n_t = T_MARKERS.iter().filter(detected).count();
     let t_cell = n_t > NON_T_MARKERS.iter().filter(detected).count();
@@ -181,7 +181,7 @@ pub fn call_cell(value: impl Fn(&str) -> Option<f32>) -> CellCall {
 /// The stem-like score: `ln(1 + mean(expm1(v)))` over [`STEM_MARKERS`], minus the same over
 /// [`EXPERIENCED_MARKERS`], minus [`STEM_GZMK_WEIGHT`] times GZMK log-expression (absent genes
 /// are left out).
-pub fn stem_score(value: &impl Fn(&str) -> Option<f32>) -> f32 {
+pub(crate) fn stem_score(value: &impl Fn(&str) -> Option<f32>) -> f32 {
     let pooled = |genes: &[&str]| {
         let v: Vec<f32> = genes
             .iter()

@@ -1,6 +1,6 @@
 //! Finding the CAR construct among a dataset's features.
 //!
-//! CAR-T single-cell references add the construct as an extra feature (CART_BIOLOGY: `CAR`,
+//! CAR-T single-cell references add the construct as an extra feature (docs/cart-calls.md: `CAR`,
 //! `CAT_scFv`, `FMC63-28Z`, `muCD19BBz`, `Kymriah`, `Yescarta`). A feature is a candidate when,
 //! case-insensitively,
 //! - its name is one of [`CAR_EXACT_NAMES`], or
@@ -63,7 +63,7 @@ fn class(name: &str) -> u8 {
 }
 
 /// The features whose counts decide the CAR call: the requested one, else every candidate.
-pub fn candidate_indices(names: &[String], requested: Option<&str>) -> Result<Vec<usize>> {
+pub(crate) fn candidate_indices(names: &[String], requested: Option<&str>) -> Result<Vec<usize>> {
     match requested {
         Some(r) => names
             .iter()
@@ -89,7 +89,7 @@ pub fn candidate_indices(names: &[String], requested: Option<&str>) -> Result<Ve
 
 /// The CAR feature chosen, with its counts in every input cell.
 #[derive(Debug, Clone, PartialEq)]
-pub struct CarChoice {
+pub(crate) struct CarChoice {
     /// Feature name.
     pub name: String,
     /// Feature index in the input.
@@ -102,7 +102,7 @@ pub struct CarChoice {
 
 /// Chooses among `candidates` (feature indices, with per-cell counts in the same order) by
 /// the rule in the module header.
-pub fn choose(
+pub(crate) fn choose(
     names: &[String],
     candidates: &[usize],
     counts: Vec<Vec<f32>>,
@@ -129,7 +129,7 @@ pub fn choose(
 }
 
 /// Appends the counts of the `candidates` columns of every row of `m`.
-pub fn gather(m: &CsrMatrix, candidates: &[usize], out: &mut [Vec<f32>]) {
+pub(crate) fn gather(m: &CsrMatrix, candidates: &[usize], out: &mut [Vec<f32>]) {
     for i in 0..m.n_rows {
         let (idx, val) = m.row(i);
         for (k, &j) in candidates.iter().enumerate() {

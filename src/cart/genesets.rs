@@ -1,4 +1,4 @@
-//! Gene sets scored per cell: the CAR-T defaults (CART_BIOLOGY) and GMT files.
+//! Gene sets scored per cell: the CAR-T defaults (docs/cart-calls.md) and GMT files.
 //!
 //! GMT, the field's standard format (MSigDB): one set per line, tab-separated: name,
 //! description, then the genes. Blank lines and lines starting with `#` are skipped.
@@ -20,8 +20,8 @@ pub struct GeneSet {
     pub genes: Vec<String>,
 }
 
-/// The default sets (CART_BIOLOGY.md; the first four are also the reference script's).
-pub const DEFAULT_SETS: [(&str, &[&str]); 5] = [
+/// The default sets (docs/cart-calls.md; the first four are also the reference script's).
+pub(crate) const DEFAULT_SETS: [(&str, &[&str]); 5] = [
     (
         "exhaustion",
         &["PDCD1", "HAVCR2", "LAG3", "TIGIT", "CTLA4", "TOX", "ENTPD1"],
@@ -64,7 +64,7 @@ pub fn default_sets() -> Vec<GeneSet> {
 }
 
 /// Parses GMT text; `path` names the file in errors.
-pub fn parse_gmt(path: &Path, text: &str) -> Result<Vec<GeneSet>> {
+pub(crate) fn parse_gmt(path: &Path, text: &str) -> Result<Vec<GeneSet>> {
     let bad = |line: usize, message: String| Error::GeneSets {
         path: path.to_path_buf(),
         line,

@@ -18,7 +18,7 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
-pub use detect::{CAR_EXACT_NAMES, CAR_NAME_PATTERNS, CarChoice, car_feature_candidates};
+pub use detect::{CAR_EXACT_NAMES, CAR_NAME_PATTERNS, car_feature_candidates};
 pub use genesets::{GeneSet, GeneSetsMode};
 
 use crate::error::{Error, Result};
@@ -43,7 +43,7 @@ pub struct CartOptions {
     /// Let the CAR feature compete for the HVGs like any gene, as scanpy's reference pipeline
     /// does (it knows no CAR). On by default so that a default run reproduces scanpy: on the
     /// sample, keeping the construct out moves PCA (top-10 |r| 0.9967), kNN recall (0.94) and
-    /// the connectivities (0.17) beyond the tolerances of ALGORITHMS.md section 9.
+    /// the connectivities (0.17) beyond the tolerances of docs/algorithms.md section 9.
     /// `--car-out-of-hvg` keeps it out, so it never shapes PCA and the kNN graph.
     pub car_in_hvg: bool,
 }
@@ -90,7 +90,7 @@ pub struct GeneSetReport {
 
 /// Scores and marker values accumulated over the log-normalised chunks.
 #[derive(Debug)]
-pub struct CellAccumulator {
+pub(crate) struct CellAccumulator {
     sets: Vec<GeneSetReport>,
     scorer: Scorer,
     markers: Vec<(&'static str, usize)>,
@@ -266,7 +266,7 @@ fn categorical<'a>(values: impl Iterator<Item = &'a str>, order: &[&str]) -> Col
 
 /// Takes gene `excluded` (the CAR feature) out of the HVG selection; the best-ranked gene not
 /// yet selected by `ranking` (dispersions_norm or variances_norm) takes its place.
-pub fn exclude_from_hvg(highly_variable: &mut [bool], ranking: &[f64], excluded: usize) {
+pub(crate) fn exclude_from_hvg(highly_variable: &mut [bool], ranking: &[f64], excluded: usize) {
     if !highly_variable.get(excluded).copied().unwrap_or(false) {
         return;
     }

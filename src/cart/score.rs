@@ -1,4 +1,4 @@
-//! Gene-set scores exactly as scanpy's `tl.score_genes` (ALGORITHMS.md section 7), with
+//! Gene-set scores exactly as scanpy's `tl.score_genes` (docs/algorithms.md section 7), with
 //! `ctrl_size=50, n_bins=25, ctrl_as_ref=True, random_state=0`, on the log-normalised data of
 //! all genes left after filter_genes (the reference script scores before subsetting to HVGs).
 //!
@@ -15,15 +15,15 @@ use crate::matrix::CsrMatrix;
 use crate::rng::NumpyRandomState;
 
 /// scanpy's defaults.
-pub const CTRL_SIZE: usize = 50;
+pub(crate) const CTRL_SIZE: usize = 50;
 /// scanpy's default number of expression bins.
-pub const N_BINS: usize = 25;
+pub(crate) const N_BINS: usize = 25;
 /// scanpy's default seed.
-pub const RANDOM_STATE: u32 = 0;
+pub(crate) const RANDOM_STATE: u32 = 0;
 
 /// The control genes scanpy draws for `list` (indices into the genes whose means are `means`),
 /// sorted ascending.
-pub fn control_genes(
+pub(crate) fn control_genes(
     means: &[f64],
     list: &[usize],
     ctrl_size: usize,
@@ -76,7 +76,7 @@ pub fn control_genes(
 
 /// One set prepared for scoring: its present genes and its control genes.
 #[derive(Debug, Clone, PartialEq)]
-pub struct ScorePlan {
+pub(crate) struct ScorePlan {
     /// Present listed genes (indices), in list order.
     pub genes: Vec<usize>,
     /// Control genes (indices), ascending.
@@ -94,7 +94,7 @@ impl ScorePlan {
 
 /// Per-cell scores of several plans, accumulated over row chunks of the log-normalised matrix.
 #[derive(Debug, Clone)]
-pub struct Scorer {
+pub(crate) struct Scorer {
     plans: Vec<ScorePlan>,
     /// For each gene: (plan, +1 list / -1 control) memberships.
     roles: Vec<Vec<(usize, bool)>>,

@@ -87,7 +87,7 @@ pub fn median(values: impl Iterator<Item = f64>) -> Option<f64> {
 }
 
 /// Per-cell sample labels: obs `sample` when present, else `default`.
-pub fn sample_labels(obs: &Frame, default: &str) -> Vec<String> {
+pub(crate) fn sample_labels(obs: &Frame, default: &str) -> Vec<String> {
     obs.column("sample")
         .and_then(Column::as_strings)
         .map(|v| {
@@ -114,7 +114,7 @@ fn ratio(a: usize, b: usize) -> Option<f64> {
 
 /// Builds the summary from the annotated obs of the cells after QC, their sample labels, and
 /// the sample labels of all input cells.
-pub fn summarise(
+pub(crate) fn summarise(
     obs: &Frame,
     labels: &[String],
     labels_in: &[String],
@@ -231,7 +231,7 @@ fn csv_field(s: &str) -> String {
 
 /// summary.csv: one row per sample; empty fields where a value does not exist (no CAR
 /// feature, no CD8 cells).
-pub fn to_csv(s: &CartSummary) -> String {
+pub(crate) fn to_csv(s: &CartSummary) -> String {
     let set_names: Vec<String> = s
         .gene_sets
         .iter()

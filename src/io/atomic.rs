@@ -8,7 +8,7 @@ use crate::error::{Error, Result};
 
 /// Writes `bytes` to `path` under a temporary name, then renames it into place; on failure
 /// the temporary file is removed and nothing exists under `path` that was not there before.
-pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     let tmp = temporary_path(path)?;
     if let Err(e) = std::fs::write(&tmp, bytes) {
         let _ = std::fs::remove_file(&tmp);

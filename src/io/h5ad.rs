@@ -26,7 +26,7 @@ use crate::error::{Error, Result};
 use crate::matrix::CsrMatrix;
 
 /// Entries per block when streaming a CSC matrix.
-pub const CSC_BLOCK: usize = 1 << 22;
+pub(crate) const CSC_BLOCK: usize = 1 << 22;
 
 /// The `encoding-type` of a group or dataset, if present.
 fn encoding_type(path: &Path, loc: &hdf5::Location, field: &str) -> Result<Option<String>> {
@@ -34,7 +34,7 @@ fn encoding_type(path: &Path, loc: &hdf5::Location, field: &str) -> Result<Optio
 }
 
 /// Reads an obs/var dataframe group.
-pub fn read_frame(path: &Path, root: &Group, name: &str) -> Result<Frame> {
+pub(crate) fn read_frame(path: &Path, root: &Group, name: &str) -> Result<Frame> {
     let field = format!("/{name}");
     if h::is_dataset(root, name) {
         return Err(Error::invalid(
@@ -211,7 +211,7 @@ fn categorical(
 }
 
 /// Locates the matrix element to read: X, `layers/<layer>` or `raw/X`.
-pub fn matrix_element(
+pub(crate) fn matrix_element(
     path: &Path,
     root: &Group,
     layer: Option<&str>,
@@ -324,8 +324,8 @@ pub(crate) fn open_matrix(
     };
     let (n_rows, n_cols) = (n_rows as usize, n_cols as usize);
     let csr = match kind.as_str() {
-        "csr_matrix" => true,
-        "csc_matrix" => false,
+        k if k == enc::CSR.0 => true,
+        k if k == enc::CSC.0 => false,
         other => {
             return Err(Error::invalid(
                 path,

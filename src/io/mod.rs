@@ -17,7 +17,7 @@
 
 mod atomic;
 pub mod concat;
-pub mod encoding;
+pub(crate) mod encoding;
 pub mod frame;
 pub mod h5ad;
 pub mod h5ad_write;
@@ -36,7 +36,7 @@ use serde::Serialize;
 
 use crate::error::{Error, Result};
 use crate::matrix::CsrMatrix;
-pub use atomic::write_atomic;
+pub(crate) use atomic::write_atomic;
 pub use frame::{Column, Frame};
 pub use h5ad_write::{AnnData, Dense, H5adWriter, UnsValue, WriteOptions, write_h5ad};
 
@@ -157,7 +157,7 @@ impl std::fmt::Debug for CountSource {
 const HDF5_SIGNATURE: &[u8; 8] = b"\x89HDF\r\n\x1a\n";
 
 /// Sniffs the format of `path` from its content.
-pub fn sniff(path: &Path) -> Result<Format> {
+pub(crate) fn sniff(path: &Path) -> Result<Format> {
     let meta = std::fs::metadata(path).map_err(|e| Error::read(path, e))?;
     if meta.is_dir() {
         return if mtx::find_matrix(path).is_some() {
@@ -337,7 +337,7 @@ fn open_h5ad(path: &Path, opts: &ReadOptions) -> Result<CountSource> {
 
 /// Columns that hold gene symbols when the var index holds IDs (CELLxGENE, scanpy's
 /// `gene_symbols=` convention).
-pub const SYMBOL_COLUMNS: [&str; 2] = ["gene_symbols", "feature_name"];
+pub(crate) const SYMBOL_COLUMNS: [&str; 2] = ["gene_symbols", "feature_name"];
 
 /// Uses a symbol column for the var index when there is one, keeping the old index (usually
 /// Ensembl IDs) as `gene_ids`. Returns where the names came from.

@@ -31,7 +31,7 @@ fn existing(dir: &Path, stems: &[&str]) -> Option<PathBuf> {
 }
 
 /// The matrix file of a 10x MTX directory, if present.
-pub fn find_matrix(dir: &Path) -> Option<PathBuf> {
+pub(crate) fn find_matrix(dir: &Path) -> Option<PathBuf> {
     existing(dir, &["matrix.mtx"])
 }
 
@@ -48,7 +48,7 @@ fn open_text(path: &Path) -> Result<Box<dyn BufRead>> {
 }
 
 /// Whether a file (given its first bytes) is a MatrixMarket matrix, plain or gzipped.
-pub fn is_matrix_market(path: &Path, head: &[u8]) -> bool {
+pub(crate) fn is_matrix_market(path: &Path, head: &[u8]) -> bool {
     if head.starts_with(BANNER.as_bytes()) {
         return true;
     }
@@ -196,7 +196,7 @@ pub fn open(path: &Path, opts: &ReadOptions) -> Result<CountSource> {
 }
 
 /// Parses a genes x cells MatrixMarket coordinate file into cells x genes CSR.
-pub fn parse_matrix(path: &Path, n_features: usize, n_barcodes: usize) -> Result<CsrMatrix> {
+pub(crate) fn parse_matrix(path: &Path, n_features: usize, n_barcodes: usize) -> Result<CsrMatrix> {
     let mut r = open_text(path)?;
     let mut line = String::new();
     let mut line_no = 0usize;

@@ -5,7 +5,7 @@ use std::collections::{HashMap, HashSet};
 /// Makes names unique exactly as anndata's `var_names_make_unique` (`make_index_unique`) does:
 /// the first occurrence keeps its name, later ones get `-1`, `-2`, ... per name, skipping any
 /// suffix that would collide with a name already present. Returns true if anything changed.
-pub fn make_unique(names: &mut [String]) -> bool {
+pub(crate) fn make_unique(names: &mut [String]) -> bool {
     let mut seen: HashSet<String> = HashSet::with_capacity(names.len());
     let dup: Vec<bool> = names.iter().map(|n| !seen.insert(n.clone())).collect();
     if !dup.iter().any(|&d| d) {
@@ -29,7 +29,7 @@ pub fn make_unique(names: &mut [String]) -> bool {
 
 /// Whether a gene is mitochondrial by scanpy's convention (`MT-` prefix, case-insensitive,
 /// so mouse `mt-` genes count too).
-pub fn is_mito(name: &str) -> bool {
+pub(crate) fn is_mito(name: &str) -> bool {
     name.get(..3).is_some_and(|p| p.eq_ignore_ascii_case("MT-"))
 }
 

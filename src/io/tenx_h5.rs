@@ -26,10 +26,10 @@ use crate::error::{Error, Result};
 use crate::matrix::CsrMatrix;
 
 /// The feature type scanpy keeps with `gex_only=True`.
-pub const GENE_EXPRESSION: &str = "Gene Expression";
+pub(crate) const GENE_EXPRESSION: &str = "Gene Expression";
 
 /// Whether an HDF5 file has the layout of a 10x matrix.
-pub fn looks_like(file: &File) -> bool {
+pub(crate) fn looks_like(file: &File) -> bool {
     if h::is_group(file, "matrix") && file.group("matrix").is_ok_and(|g| g.link_exists("indptr")) {
         return true;
     }

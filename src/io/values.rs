@@ -36,7 +36,7 @@ impl CountPolicy {
 
 /// What error messages about values name: the file, the matrix element, cells and genes.
 #[derive(Debug, Clone, Copy)]
-pub struct ValueNames<'a> {
+pub(crate) struct ValueNames<'a> {
     /// The input path.
     pub path: &'a std::path::Path,
     /// The matrix element, e.g. `/X`.
@@ -104,7 +104,7 @@ impl ValueScan {
 
     /// [`ValueScan::update`] with the names its messages need given separately, so a chunk can
     /// be checked while the source reads the next one.
-    pub fn update_named(
+    pub(crate) fn update_named(
         &mut self,
         src: &ValueNames<'_>,
         m: &CsrMatrix,

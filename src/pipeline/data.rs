@@ -24,8 +24,8 @@ pub(crate) struct ChunkCtx<'a> {
 pub(crate) enum FilteredMatrix {
     /// Held whole as CSR.
     Memory(CsrMatrix),
-    /// Re-read from the input in chunks.
-    File(Reread),
+    /// Re-read from the input in chunks (boxed: the source is large beside a CSR header).
+    File(Box<Reread>),
 }
 
 /// A filtered matrix that stays in its file.
@@ -51,13 +51,13 @@ impl FilteredMatrix {
         col_map: Vec<Option<u32>>,
         n_cols: usize,
     ) -> Self {
-        FilteredMatrix::File(Reread {
+        FilteredMatrix::File(Box::new(Reread {
             src,
             keep,
             col_map,
             n_cols,
             normalized: false,
-        })
+        }))
     }
 
     /// normalize_total + log1p: in place in memory; on the fly for each re-read chunk.

@@ -1,4 +1,4 @@
-//! `highly_variable_genes` for the `seurat` and `cell_ranger` flavors (ALGORITHMS.md section 3),
+//! `highly_variable_genes` for the `seurat` and `cell_ranger` flavors (docs/algorithms.md section 3),
 //! from per-gene means and variances (ddof 1) accumulated by the backend.
 
 use crate::error::{Error, Result};
@@ -142,7 +142,7 @@ pub struct BatchedHvg {
     pub order: Vec<usize>,
 }
 
-/// `highly_variable_genes(batch_key=...)` for seurat and cell_ranger (ALGORITHMS.md section
+/// `highly_variable_genes(batch_key=...)` for seurat and cell_ranger (docs/algorithms.md section
 /// 3): each batch is run on its own after dropping the genes it does not express (those get
 /// zero means, dispersions and normalised dispersions, and count as not variable there);
 /// the per-batch values are averaged skipping NaN; genes are ranked by the number of batches

@@ -5,7 +5,7 @@ use crate::matrix::CsrMatrix;
 
 /// Per-cell QC metrics (scanpy's obs columns).
 #[derive(Debug, Clone, Default, PartialEq)]
-pub struct CellQc {
+pub(crate) struct CellQc {
     /// Genes with a non-zero count (`n_genes_by_counts`).
     pub n_genes_by_counts: Vec<i32>,
     /// Σ counts (`total_counts`), f32 as scanpy stores it for f32 X.
@@ -18,7 +18,7 @@ pub struct CellQc {
 
 /// Per-gene QC metrics (scanpy's var columns).
 #[derive(Debug, Clone, PartialEq)]
-pub struct GeneQc {
+pub(crate) struct GeneQc {
     /// Cells with a non-zero count (`n_cells_by_counts`).
     pub n_cells_by_counts: Vec<i32>,
     /// Σ counts (`total_counts`).
@@ -56,7 +56,7 @@ impl GeneQc {
 
 /// Folds a chunk of raw counts into the cell and gene metrics. `mito[j]` marks `MT-` genes.
 /// Explicit zeros are ignored, as scanpy eliminates them first.
-pub fn accumulate(chunk: &CsrMatrix, mito: &[bool], cells: &mut CellQc, genes: &mut GeneQc) {
+pub(crate) fn accumulate(chunk: &CsrMatrix, mito: &[bool], cells: &mut CellQc, genes: &mut GeneQc) {
     for i in 0..chunk.n_rows {
         let (idx, val) = chunk.row(i);
         let (mut n, mut total, mut mt) = (0i32, 0f64, 0f64);
@@ -86,7 +86,7 @@ pub fn accumulate(chunk: &CsrMatrix, mito: &[bool], cells: &mut CellQc, genes: &
 }
 
 /// Number of cells (rows of `chunk` in `keep_rows`) in which each gene is non-zero.
-pub fn cells_per_gene(chunk: &CsrMatrix, keep_rows: &[bool], counts: &mut [i64]) {
+pub(crate) fn cells_per_gene(chunk: &CsrMatrix, keep_rows: &[bool], counts: &mut [i64]) {
     for (i, _) in keep_rows
         .iter()
         .enumerate()

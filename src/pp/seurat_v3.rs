@@ -1,12 +1,13 @@
-//! `highly_variable_genes(flavor="seurat_v3")` on raw counts (ALGORITHMS.md section 3): a
+//! `highly_variable_genes(flavor="seurat_v3")` on raw counts (docs/algorithms.md section 3): a
 //! degree-2 LOESS of log10 variance on log10 mean (span 0.3, tricube weights) predicts each
 //! gene's expected standard deviation; counts are clipped at `mean + sd * sqrt(n)`; the
 //! variance of the clipped, standardised counts ranks the genes. With a batch key this runs
 //! per batch and the ranks are combined ([`select_batched`]).
 //!
 //! The LOESS is evaluated directly at every gene (netlib's `surface="direct"`); scanpy calls
-//! skmisc with kd-tree interpolation, which ALGORITHMS.md measured to agree on the top 2,000
-//! genes with Jaccard 0.998, within the >= 0.99 tolerance.
+//! skmisc with kd-tree interpolation, which was measured to agree with the direct surface on
+//! the top 2,000 genes with Jaccard 0.998 (docs/algorithms.md section 3), within the >= 0.99
+//! tolerance.
 
 use rayon::prelude::*;
 
@@ -111,7 +112,7 @@ pub struct Batch {
     pub clipped_sq: Vec<f64>,
 }
 
-/// The seurat_v3 selection with a batch key (ALGORITHMS.md section 3): per batch the
+/// The seurat_v3 selection with a batch key (docs/algorithms.md section 3): per batch the
 /// normalised variances and their ranks; `highly_variable_nbatches` counts the batches where
 /// the rank is below `n_top`; `highly_variable_rank` is the median of those ranks (NaN when
 /// none); `variances_norm` the mean over batches (summed in the order given, which should be
@@ -167,7 +168,7 @@ pub fn select_batched(
 
 /// Degree-2 local regression with tricube weights over the `floor(span * n)` nearest x,
 /// evaluated at every x (netlib loess, family gaussian, surface direct).
-pub fn loess_direct(x: &[f64], y: &[f64], span: f64) -> Vec<f64> {
+pub(crate) fn loess_direct(x: &[f64], y: &[f64], span: f64) -> Vec<f64> {
     let n = x.len();
     if n == 0 {
         return Vec::new();

@@ -5,7 +5,7 @@
 //! Plots are inline SVG ([`svg`]); the only script is a short inline check that stamps how
 //! many plots have marks (`data-plots-rendered` on `<body>`), which the browser test reads.
 
-pub mod svg;
+pub(crate) mod svg;
 pub mod table;
 
 use std::fmt::Write;
@@ -17,7 +17,7 @@ use crate::pipeline::{RunOptions, RunSummary};
 use svg::esc;
 
 /// At most this many cells are drawn in a scatter (every k-th cell beyond it).
-pub const MAX_POINTS: usize = 6000;
+pub(crate) const MAX_POINTS: usize = 6000;
 
 fn numeric(c: Option<&Column>) -> Option<Vec<f64>> {
     Some(match c? {
@@ -60,7 +60,7 @@ fn embedding(ad: &AnnData) -> Option<(String, Vec<(f64, f64)>)> {
 }
 
 /// Renders the report.
-pub fn render(ad: &AnnData, summary: &RunSummary, opts: &RunOptions) -> String {
+pub(crate) fn render(ad: &AnnData, summary: &RunSummary, opts: &RunOptions) -> String {
     let obs = &ad.obs;
     let cart = &summary.cart;
     let mut body = String::new();

@@ -34,7 +34,7 @@ const CALLS: [&str; 6] = [
 
 /// The per-cell table of `adata` (cells after QC), `default_sample` labelling cells when obs
 /// has no `sample` column.
-pub fn cells_frame(
+pub(crate) fn cells_frame(
     adata: &AnnData,
     default_sample: &str,
     metadata: &[String],
@@ -127,7 +127,7 @@ fn masked<T: Copy>(values: &[T], mask: &[bool]) -> Vec<Option<T>> {
 
 /// Writes `df` as Parquet under a temporary name next to `path`, then renames, so a reader
 /// never sees a half-written file.
-pub fn write_parquet_atomic(path: &Path, df: &mut DataFrame) -> Result<()> {
+pub(crate) fn write_parquet_atomic(path: &Path, df: &mut DataFrame) -> Result<()> {
     let tmp = crate::io::h5ad_write::temporary_path(path)?;
     let written = std::fs::File::create(&tmp)
         .map_err(|e| Error::write(path, "file", e))

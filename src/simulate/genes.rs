@@ -1,6 +1,6 @@
 //! The simulator's gene catalogue: real human gene symbols in functional groups.
 //!
-//! Every gene of the CAR-T gene sets (CART_BIOLOGY), lineage markers of T, B, myeloid and NK
+//! Every gene of the CAR-T gene sets (docs/cart-calls.md), lineage markers of T, B, myeloid and NK
 //! cells, the 13 mitochondrially encoded genes, ribosomal proteins and housekeeping genes.
 //! Datasets with more genes than listed here are filled with background genes named
 //! `SIMBG00001`, ... (clearly synthetic, never mistaken for real genes).
@@ -27,7 +27,7 @@ pub const RIBOSOMAL: [&str; 60] = [
     "RPS12", "RPS13", "RPS14", "RPS15", "RPS15A", "RPS16", "RPS18", "RPS19",
 ];
 
-/// Markers and programme genes of the simulated populations (includes every CART_BIOLOGY gene).
+/// Markers and programme genes of the simulated populations (includes every gene of docs/cart-calls.md).
 pub const MARKERS: [&str; 80] = [
     // T-cell receptor complex and pan-T
     "CD3D", "CD3E", "CD3G", "TRAC", "TRBC1", "TRBC2", "CD2", "CD5", "CD7", "LCK",

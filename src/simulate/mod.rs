@@ -47,7 +47,7 @@
 //! **Determinism.** Every cell draws from its own Xoshiro256++ stream seeded by
 //! `(seed, cell index)`, so the output is identical for a seed whatever the thread count.
 
-pub mod genes;
+pub(crate) mod genes;
 
 use std::path::{Path, PathBuf};
 
@@ -157,7 +157,7 @@ pub struct SimSummary {
 
 /// Parses a day from a time-point label: `infusion`/`IP`/`product` = 0, `day14`/`d14`,
 /// `week2`/`w2` (x7), `month3`/`m3` (x30).
-pub fn day_from_label(label: &str) -> Option<f64> {
+pub(crate) fn day_from_label(label: &str) -> Option<f64> {
     let l = label.to_ascii_lowercase().replace(['_', '-', ' '], "");
     if ["infusion", "ip", "product", "infusionproduct", "baseline"].contains(&l.as_str()) {
         return Some(0.0);

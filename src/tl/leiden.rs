@@ -1,7 +1,7 @@
 //! `sc.tl.leiden(flavor="igraph", n_iterations=2, directed=False)`: Leiden community detection
 //! (Traag, Waltman & van Eck 2019) maximising modularity on `obsp["connectivities"]`, as
 //! igraph's `community_leiden(objective_function="modularity", weights, resolution,
-//! beta=0.01, n_iterations)` does it (ALGORITHMS.md section 6), reproducing scanpy's labels
+//! beta=0.01, n_iterations)` does it (docs/algorithms.md section 6), reproducing scanpy's labels
 //! for the same seed.
 //!
 //! The graph is the one scanpy hands igraph (`get_igraph_from_adjacency`): one undirected edge
@@ -69,7 +69,7 @@ use crate::rng::NumpyRandomState;
 use rayon::prelude::*;
 
 /// igraph's randomness of the refinement step (`beta`).
-pub const BETA: f64 = 0.01;
+pub(crate) const BETA: f64 = 0.01;
 
 /// Parameters of [`leiden`], scanpy's defaults as the reference pipeline calls it.
 #[derive(Debug, Clone, Copy, PartialEq)]

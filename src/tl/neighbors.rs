@@ -1,5 +1,5 @@
 //! `sc.pp.neighbors(n_neighbors=15, method="umap")`: the kNN graph (self included at distance
-//! 0) and umap's fuzzy simplicial set as connectivities (ALGORITHMS.md section 5).
+//! 0) and umap's fuzzy simplicial set as connectivities (docs/algorithms.md section 5).
 //!
 //! `smooth_knn_dist` and the membership strengths follow umap-learn 0.5 exactly, including its
 //! f32 arithmetic (`psum`, `lo`, `mid`, `hi` are float32 there) and its constants.

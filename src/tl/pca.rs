@@ -1,5 +1,5 @@
 //! PCA by exact covariance eigendecomposition (scanpy's `covariance_eigh` solver, which agrees
-//! with its default arpack solver to |r| 0.999999 on the scores, ALGORITHMS.md section 4).
+//! with its default arpack solver to |r| 0.999999 on the scores, docs/algorithms.md section 4).
 //!
 //! The covariance of the scaled HVG matrix is accumulated by the backend as a Gram matrix and
 //! column sums over row chunks (f64): `C = (XᵀX - n μμᵀ) / (n - 1)`. Its eigenvectors are the

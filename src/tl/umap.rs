@@ -1,5 +1,5 @@
 //! `sc.tl.umap()`: umap-learn's `simplicial_set_embedding` on `obsp["connectivities"]` with
-//! scanpy's defaults (ALGORITHMS.md section 6): min_dist 0.5, spread 1, a/b fitted as
+//! scanpy's defaults (docs/algorithms.md section 6): min_dist 0.5, spread 1, a/b fitted as
 //! `find_ab_params` does, 500 epochs up to 10,000 cells and 200 above, edges below
 //! max/n_epochs dropped, spectral initialisation (scaled to 10, N(0, 1e-4) noise, rescaled to
 //! [0, 10]), 5 negative samples per positive one, learning rate 1 decaying linearly, gradients
@@ -155,7 +155,7 @@ pub fn find_ab_params(spread: f64, min_dist: f64) -> (f64, f64) {
 }
 
 /// umap's default epochs: 500 for graphs of at most 10,000 points, else 200.
-pub fn default_epochs(n: usize) -> usize {
+pub(crate) fn default_epochs(n: usize) -> usize {
     if n <= 10_000 { 500 } else { 200 }
 }
 
@@ -295,7 +295,7 @@ fn components(g: &Graph) -> (Vec<u32>, usize) {
 
 /// umap's `spectral_layout` (row-major `n x dim`, f64), with `multi_component_layout` for a
 /// graph in several pieces.
-pub fn spectral_layout(
+pub(crate) fn spectral_layout(
     g: &Graph,
     dim: usize,
     data: Option<(&[f32], usize)>,

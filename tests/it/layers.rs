@@ -634,14 +634,16 @@ fn functions(s: &[char]) -> Vec<(usize, usize, String)> {
     let mut i = 0;
     while i < s.len() {
         let at_word = i == 0 || !is_ident(s[i - 1]);
-        if at_word && starts_with(s, i, "fn") && s.get(i + 2).is_some_and(|c| c.is_whitespace()) {
-            if let Some((name, after)) = ident_at(s, skip_ws(s, i + 2)) {
-                // The body is the first `{` before any `;` (a declaration without a body).
-                let open = (after..s.len()).find(|&k| s[k] == '{' || s[k] == ';');
-                if let Some(open) = open.filter(|&k| s[k] == '{') {
-                    let close = bracket_end(s, open, '{', '}');
-                    out.push((line_of(i), line_of(close) - line_of(i) + 1, name));
-                }
+        if at_word
+            && starts_with(s, i, "fn")
+            && s.get(i + 2).is_some_and(|c| c.is_whitespace())
+            && let Some((name, after)) = ident_at(s, skip_ws(s, i + 2))
+        {
+            // The body is the first `{` before any `;` (a declaration without a body).
+            let open = (after..s.len()).find(|&k| s[k] == '{' || s[k] == ';');
+            if let Some(open) = open.filter(|&k| s[k] == '{') {
+                let close = bracket_end(s, open, '{', '}');
+                out.push((line_of(i), line_of(close) - line_of(i) + 1, name));
             }
         }
         i += 1;
