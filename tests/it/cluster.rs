@@ -1,6 +1,7 @@
 //! Leiden and UMAP against scanpy 1.11.5 on scanpy's own kNN graph of the committed sample
-//! (tests/golden/P01_day90_scanpy.npz holds the graph and X_pca, P01_day90_cluster.npz scanpy's
-//! labels, modularity, X_umap and its scores; tests/golden/regenerate.sh made both).
+//! (tests/golden/P01_day90_scanpy.npz holds the graph and X_pca, leiden_scanpy.npz scanpy's
+//! labels and modularity on exactly that graph, P01_day90_cluster.npz X_umap and its scores and
+//! the simulated truth; tests/golden/regenerate.sh made them).
 //! Tolerances of ALGORITHMS.md section 9: Leiden |modularity difference| <= 0.01; UMAP
 //! trustworthiness (k = 15) within 0.02 of scanpy's, kNN(15) preservation within 0.03.
 //!
@@ -65,19 +66,23 @@ fn golden(dir: &Path) -> Golden {
     run_python(&format!(
         r#"
 import json, numpy as np
-g = np.load(r"{g}"); c = np.load(r"{c}"); d = r"{d}"
+g = np.load(r"{g}"); c = np.load(r"{c}"); r = np.load(r"{r}"); d = r"{d}"
 g["connectivities_indptr"].astype("<u8").tofile(d + "/indptr")
 g["connectivities_indices"].astype("<u4").tofile(d + "/indices")
 g["connectivities_data"].astype("<f4").tofile(d + "/data")
 g["X_pca"].astype("<f4").tofile(d + "/x_pca")
-c["leiden"].astype("<u4").tofile(d + "/leiden")
+# scanpy's seed-0 Leiden at resolution 1 on exactly this graph (make_leiden_golden.py's first run).
+assert (r["P01_day90_seed"][0], r["P01_day90_resolution"][0]) == (0, 1.0)
+r["P01_day90_leiden"][0].astype("<u4").tofile(d + "/leiden")
 c["leiden_seed_ari"].astype("<f8").tofile(d + "/seed_ari")
 open(d + "/truth", "w").write("\n".join(c["truth_cell_type"]))
-json.dump({{k: float(c[k]) for k in ("modularity", "trustworthiness", "knn_preservation")}}
-          | {{"n_pcs": int(g["X_pca"].shape[1])}}, open(d + "/scalars.json", "w"))
+json.dump({{k: float(c[k]) for k in ("trustworthiness", "knn_preservation")}}
+          | {{"modularity": float(r["P01_day90_modularity"][0]), "n_pcs": int(g["X_pca"].shape[1])}},
+          open(d + "/scalars.json", "w"))
 "#,
         g = root.join("P01_day90_scanpy.npz").display(),
         c = root.join("P01_day90_cluster.npz").display(),
+        r = root.join("leiden_scanpy.npz").display(),
         d = dir.display()
     ));
     let s: serde_json::Value =
