@@ -34,11 +34,14 @@ fi
 venv="${CARTSCOPE_VENV:-$root/.venv}"
 req="$root/tests/python/requirements.txt"
 stamp="$venv/.cartscope-requirements"
-if [ ! -x "$venv/bin/python" ] || ! cmp -s "$req" "$stamp"; then
+# The test requirements include the reference pipeline's (scanpy for the Leiden test): the stamp
+# holds both, so a change to either reinstalls.
+wanted="$(cat "$req" "$root/reference/requirements.txt")"
+if [ ! -x "$venv/bin/python" ] || [ "$wanted" != "$(cat "$stamp" 2>/dev/null)" ]; then
   echo "setup: preparing Python venv at $venv" >&2
   python3 -m venv "$venv"
-  "$venv/bin/pip" install -q --disable-pip-version-check -r "$req"
-  cp "$req" "$stamp"
+  (cd "$root/tests/python" && "$venv/bin/pip" install -q --disable-pip-version-check -r requirements.txt)
+  printf '%s\n' "$wanted" > "$stamp"
 fi
 export CARTSCOPE_PYTHON="$venv/bin/python"
 

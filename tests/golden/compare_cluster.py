@@ -6,12 +6,15 @@ Usage: compare_cluster.py RESULT.h5ad [--seeds N]
 Reads a cartscope result.h5ad (obsp connectivities, obsm X_pca, obs leiden, obsm X_umap), runs
 sc.tl.leiden(flavor="igraph", n_iterations=2, directed=False) with cartscope's resolution and
 random_state (uns leiden params) and sc.tl.umap() on the same connectivities with scanpy
-1.11.5, and prints ARI, whether the labels are identical, modularity of both partitions
-(igraph's, on the same graph), trustworthiness and kNN(15) preservation of both layouts against
-X_pca, and each side's ARI with the simulated truth (obs truth_cell_type) when present. Exits 1
-when ARI < 0.9, |modularity difference| > 0.01 or |trustworthiness difference| > 0.02. With
---seeds N, scanpy's own seed-to-seed ARI over random_state 1..N-1 is printed for comparison.
-Needs the reference venv (reference/requirements.txt).
+1.11.5, and prints ARI, whether the labels are identical (scanpy's clusters renamed by size,
+"0" the largest, equal sizes in scanpy's order: the names cartscope gives), modularity of both
+partitions (igraph's, on the same graph), trustworthiness and kNN(15) preservation of both
+layouts against X_pca, and each side's ARI with the simulated truth (obs truth_cell_type) when
+present. Exits 1 unless the labels are identical (and so the modularities equal), and when the
+layouts' trustworthiness differ by more than 0.003 (measured 0.0007 and 0.0011) or their
+kNN(15) preservation by more than 0.005 (measured 0.0012): the two UMAPs draw from different
+random streams. With --seeds N, scanpy's own seed-to-seed ARI over random_state 1..N-1 is
+printed for comparison. Needs scanpy (reference/requirements.txt).
 """
 import json
 import sys
@@ -26,6 +29,15 @@ import scanpy as sc  # noqa: E402
 from sklearn.metrics import adjusted_rand_score as ari  # noqa: E402
 
 from cluster_metrics import knn_preservation, modularity, trustworthiness  # noqa: E402
+
+
+def by_size(labels):
+    """Labels renamed by cluster size, largest first, equal sizes in their original order."""
+    sizes = np.bincount(labels)
+    order = sorted(range(len(sizes)), key=lambda c: (-sizes[c], c))
+    name = np.empty(len(sizes), dtype=labels.dtype)
+    name[order] = np.arange(len(sizes))
+    return name[labels]
 
 
 def main():
@@ -49,7 +61,7 @@ def main():
     r = {
         "n_cells": int(a.n_obs),
         "ari_cartscope_vs_scanpy": ari(ours, theirs),
-        "labels_identical": bool(np.array_equal(ours, theirs)),
+        "labels_identical": bool(np.array_equal(ours, by_size(theirs))),
         "modularity_cartscope": modularity(conn, ours),
         "modularity_scanpy": modularity(conn, theirs),
         "clusters_cartscope": int(ours.max() + 1),
@@ -72,9 +84,10 @@ def main():
             other.append(ari(theirs, a.obs["other"].astype(int).to_numpy()))
         r["scanpy_seed_ari_mean"], r["scanpy_seed_ari_min"] = float(np.mean(other)), float(np.min(other))
     print(json.dumps({k: (round(v, 4) if isinstance(v, float) else v) for k, v in r.items()}, indent=1))
-    ok = (r["ari_cartscope_vs_scanpy"] >= 0.9
-          and abs(r["modularity_cartscope"] - r["modularity_scanpy"]) <= 0.01
-          and abs(r["trustworthiness_cartscope"] - r["trustworthiness_scanpy"]) <= 0.02)
+    ok = (r["labels_identical"]
+          and r["modularity_cartscope"] == r["modularity_scanpy"]
+          and abs(r["trustworthiness_cartscope"] - r["trustworthiness_scanpy"]) <= 0.003
+          and abs(r["knn15_preservation_cartscope"] - r["knn15_preservation_scanpy"]) <= 0.005)
     sys.exit(0 if ok else 1)
 
 

@@ -32,7 +32,8 @@ def main():
         name, path = arg.split("=", 1)
         g = np.load(path)
         conn = sp.csr_matrix(
-            (g["connectivities_data"], g["connectivities_indices"], g["connectivities_indptr"]),
+            (g["connectivities_data"], g["connectivities_indices"].astype(np.int32),
+             g["connectivities_indptr"]),
             shape=tuple(g["connectivities_shape"]),
         )
         a = ad.AnnData(obs=pd.DataFrame(index=[str(i) for i in range(conn.shape[0])]))

@@ -12,18 +12,21 @@ bin="${CARGO_TARGET_DIR:-target}/release/cartscope"
 
 # (a1) the committed sample: exact kNN path (< 8192 cells).
 "$py" "$ref" sample_data/P01_day90.h5ad "$tmp/day90" --no-cluster
-"$py" tests/golden/make_golden.py "$tmp/day90/reference.h5ad" tests/golden/P01_day90_scanpy.npz
+"$py" tests/golden/make_golden.py "$tmp/day90/reference.h5ad" tests/golden/P01_day90_scanpy.npz \
+    --input sample_data/P01_day90.h5ad
 
 # (a2) a simulated sample above 8192 cells: scanpy's approximate (pynndescent) kNN path.
 "$bin" simulate -o "$tmp/sim9k.h5ad" --cells 9500 --genes 4000 --seed 9 --timepoint day30 --patient P02 --preset non-responder
 "$py" "$ref" "$tmp/sim9k.h5ad" "$tmp/sim9k" --no-cluster
-"$py" tests/golden/make_golden.py "$tmp/sim9k/reference.h5ad" tests/golden/sim9k_scanpy.npz --pcs 10 --no-connectivities --exact-knn
+"$py" tests/golden/make_golden.py "$tmp/sim9k/reference.h5ad" tests/golden/sim9k_scanpy.npz --pcs 10 --no-connectivities --exact-knn \
+    --input "$tmp/sim9k.h5ad"
 
 # (b) real T cells shipped in a PyPI wheel (scirpy, BSD-3): 200 cells of Wu et al. 2020.
 "$py" -m pip download --no-deps -q -d "$tmp/whl" scirpy==0.22.5
 unzip -o -q -j "$tmp"/whl/scirpy-*.whl scirpy/tests/data/wu2020_200_v0_11.h5ad -d "$tmp"
 "$py" "$ref" "$tmp/wu2020_200_v0_11.h5ad" "$tmp/wu" --no-cluster
-"$py" tests/golden/make_golden.py "$tmp/wu/reference.h5ad" tests/golden/wu2020_200_scanpy.npz
+"$py" tests/golden/make_golden.py "$tmp/wu/reference.h5ad" tests/golden/wu2020_200_scanpy.npz \
+    --input "$tmp/wu2020_200_v0_11.h5ad"
 
 # (c) the cell_ranger and seurat_v3 HVG flavors on the sample (seurat_v3 needs scikit-misc).
 "$py" tests/golden/make_hvg_golden.py sample_data/P01_day90.h5ad cell_ranger tests/golden/P01_day90_cell_ranger_hvg.npz
@@ -33,8 +36,9 @@ unzip -o -q -j "$tmp"/whl/scirpy-*.whl scirpy/tests/data/wu2020_200_v0_11.h5ad -
 "$py" tests/golden/make_score_golden.py sample_data/P01_day90.h5ad tests/golden/P01_day90_scores.npz
 "$py" tests/golden/make_score_golden.py "$tmp/wu2020_200_v0_11.h5ad" tests/golden/wu2020_200_scores.npz
 
-# (e) Leiden and UMAP on the sample: the same reference run with clustering (scanpy's graph and
-# X_pca are the ones in P01_day90_scanpy.npz; this run differs only by adding leiden + umap).
+# (e) Leiden and UMAP on the sample: the same reference run with clustering (its X_umap and
+# scores; scanpy is not bit-reproducible, so its graph differs from (a1)'s in a few entries and
+# the Leiden labels compared cluster for cluster come from (e2), on exactly (a1)'s graph).
 "$py" "$ref" sample_data/P01_day90.h5ad "$tmp/day90_cluster"
 "$py" tests/golden/make_cluster_golden.py "$tmp/day90_cluster/reference.h5ad" sample_data/P01_day90.h5ad tests/golden/P01_day90_cluster.npz
 

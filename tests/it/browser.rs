@@ -1,6 +1,6 @@
 //! Loading a generated HTML page in headless Chromium: it loads nothing external, logs no
-//! console message, every `<svg class="plot">` in the rendered DOM has marks, and a screenshot
-//! is kept under `<target dir>/test-artifacts/`.
+//! console message, every `<svg class="plot">` in the rendered DOM draws data marks (not only
+//! its frame or threshold lines), and a screenshot is kept under `<target dir>/test-artifacts/`.
 
 use std::path::{Path, PathBuf};
 
@@ -43,17 +43,53 @@ fn chromium(profile: &Path, args: &[&str], page: &Path) -> std::process::Output 
         .unwrap()
 }
 
-/// Marks a plot draws: circles, lines, polylines with points, rects after the frame.
+/// The attribute `name` of an element's start tag (`attrs`: the text after the tag name).
+fn attr<'a>(attrs: &'a str, name: &str) -> Option<&'a str> {
+    let at = attrs.find(&format!(" {name}=\""))? + name.len() + 3;
+    attrs[at..].split('"').next()
+}
+
+fn positive(attrs: &str, name: &str) -> bool {
+    attr(attrs, name)
+        .and_then(|v| v.parse::<f64>().ok())
+        .is_some_and(|v| v > 0.0)
+}
+
+/// Data marks a plot draws: circles with a radius, polylines with points, rects with an area
+/// other than the plot frame (the first rect) and solid lines (box whiskers and medians).
+/// Dashed lines are thresholds drawn whatever the data, and are not marks.
 fn marks(svg: &str) -> usize {
-    let polylines = svg
-        .split("<polyline")
-        .skip(1)
-        .filter(|p| !p.contains("points=\"\""))
-        .count();
-    svg.matches("<circle").count()
-        + svg.matches("<line").count()
-        + polylines
-        + svg.matches("<rect").count().saturating_sub(1)
+    let mut rects = 0;
+    let mut n = 0;
+    for element in svg.split('<').skip(1) {
+        let (tag, rest) = element.split_once([' ', '>', '/']).unwrap_or((element, ""));
+        let attrs = format!(" {}", rest.split('>').next().unwrap_or(""));
+        n += usize::from(match tag {
+            "circle" => positive(&attrs, "r"),
+            "polyline" => attr(&attrs, "points").is_some_and(|p| !p.trim().is_empty()),
+            "line" => attr(&attrs, "stroke-dasharray").is_none(),
+            "rect" => {
+                rects += 1;
+                rects > 1 && positive(&attrs, "width") && positive(&attrs, "height")
+            }
+            _ => false,
+        });
+    }
+    n
+}
+
+#[test]
+fn thresholds_frames_and_empty_shapes_are_not_marks() {
+    let frame = r##"<rect x="48" y="24" width="300" height="200" fill="none" stroke="#888"/>"##;
+    let threshold =
+        r##"<line x1="60" x2="60" y1="24" y2="224" stroke="#D55E00" stroke-dasharray="4 2"/>"##;
+    let empty_bar = r##"<rect x="50" y="224" width="9" height="0.0" fill="#0072B2"/>"##;
+    assert_eq!(marks(&format!("{frame}{threshold}{empty_bar}")), 0);
+    assert_eq!(marks(r#"<polyline fill="none" points=""/>"#), 0);
+    let bar = r##"<rect x="50" y="200" width="9" height="24.0" fill="#0072B2"/>"##;
+    let dot = r#"<circle cx="1.0" cy="2.0" r="1.8" fill="red"></circle>"#;
+    let whisker = r##"<line x1="5" x2="5" y1="1" y2="9" stroke="#444"/>"##;
+    assert_eq!(marks(&format!("{frame}{threshold}{bar}{dot}{whisker}")), 3);
 }
 
 /// Loads `page` in headless Chromium and checks it (see the module); keeps a screenshot as

@@ -1,8 +1,11 @@
 //! Leiden and UMAP against scanpy 1.11.5 on scanpy's own kNN graph of the committed sample
-//! (tests/golden/P01_day90_scanpy.npz holds the graph and X_pca, P01_day90_cluster.npz scanpy's
-//! labels, modularity, X_umap and its scores; tests/golden/regenerate.sh made both).
-//! Tolerances of ALGORITHMS.md section 9: Leiden |modularity difference| <= 0.01; UMAP
-//! trustworthiness (k = 15) within 0.02 of scanpy's, kNN(15) preservation within 0.03.
+//! (tests/golden/P01_day90_scanpy.npz holds the graph and X_pca, leiden_scanpy.npz scanpy's
+//! labels and modularity on exactly that graph, P01_day90_cluster.npz X_umap and its scores and
+//! the simulated truth; tests/golden/regenerate.sh made them).
+//! Leiden: scanpy's labels and modularity (|difference| <= 1e-9, measured 0). UMAP, whose
+//! random stream is not scanpy's: trustworthiness (k = 15) within 0.003 of scanpy's, kNN(15)
+//! preservation within 0.006 (measured 0.0015 and 0.0041; docs/algorithms.md section 9 allows 0.02
+//! and 0.03).
 //!
 //! Leiden: section 9 asks for ARI >= 0.9 against scanpy, which no independent random stream
 //! reaches on this sample (scanpy's own labels for random_state 1..9 agree with its seed-0
@@ -65,19 +68,23 @@ fn golden(dir: &Path) -> Golden {
     run_python(&format!(
         r#"
 import json, numpy as np
-g = np.load(r"{g}"); c = np.load(r"{c}"); d = r"{d}"
+g = np.load(r"{g}"); c = np.load(r"{c}"); r = np.load(r"{r}"); d = r"{d}"
 g["connectivities_indptr"].astype("<u8").tofile(d + "/indptr")
 g["connectivities_indices"].astype("<u4").tofile(d + "/indices")
 g["connectivities_data"].astype("<f4").tofile(d + "/data")
 g["X_pca"].astype("<f4").tofile(d + "/x_pca")
-c["leiden"].astype("<u4").tofile(d + "/leiden")
+# scanpy's seed-0 Leiden at resolution 1 on exactly this graph (make_leiden_golden.py's first run).
+assert (r["P01_day90_seed"][0], r["P01_day90_resolution"][0]) == (0, 1.0)
+r["P01_day90_leiden"][0].astype("<u4").tofile(d + "/leiden")
 c["leiden_seed_ari"].astype("<f8").tofile(d + "/seed_ari")
 open(d + "/truth", "w").write("\n".join(c["truth_cell_type"]))
-json.dump({{k: float(c[k]) for k in ("modularity", "trustworthiness", "knn_preservation")}}
-          | {{"n_pcs": int(g["X_pca"].shape[1])}}, open(d + "/scalars.json", "w"))
+json.dump({{k: float(c[k]) for k in ("trustworthiness", "knn_preservation")}}
+          | {{"modularity": float(r["P01_day90_modularity"][0]), "n_pcs": int(g["X_pca"].shape[1])}},
+          open(d + "/scalars.json", "w"))
 "#,
         g = root.join("P01_day90_scanpy.npz").display(),
         c = root.join("P01_day90_cluster.npz").display(),
+        r = root.join("leiden_scanpy.npz").display(),
         d = dir.display()
     ));
     let s: serde_json::Value =
@@ -190,7 +197,7 @@ fn leiden_on_scanpys_graph_is_scanpys() {
     let sizes = cluster_sizes(&c.membership);
     assert!(sizes.windows(2).all(|p| p[0] >= p[1]), "{sizes:?}");
     assert_eq!(vs_scanpy, 1.0);
-    assert!((c.modularity - g.modularity).abs() <= 0.01);
+    assert!((c.modularity - g.modularity).abs() <= 1e-9);
     // Same seed, same labels.
     assert_eq!(c, leiden(&g.conn, &LeidenParams::default()));
 }
@@ -288,8 +295,8 @@ fn leiden_reproduces_scanpy_across_seeds_resolutions_and_graphs() {
     }
 }
 
-/// A 2-d layout of the golden's cells against scanpy's: trustworthiness (k = 15) within 0.02,
-/// kNN(15) preservation within 0.03.
+/// A 2-d layout of the golden's cells against scanpy's: trustworthiness (k = 15) within 0.003,
+/// kNN(15) preservation within 0.006 (measured, CPU and GPU: 0.0015 and 0.0041).
 fn assert_as_trustworthy_as_scanpys(what: &str, g: &Golden, embedding: &[f32]) {
     let (t, p) = trust_and_preservation(&g.x_pca, g.n_pcs, embedding, 2, 15);
     println!(
@@ -298,12 +305,12 @@ fn assert_as_trustworthy_as_scanpys(what: &str, g: &Golden, embedding: &[f32]) {
         g.trustworthiness, g.knn_preservation
     );
     assert!(
-        (t - g.trustworthiness).abs() <= 0.02,
+        (t - g.trustworthiness).abs() <= 0.003,
         "{what}: {t} vs {}",
         g.trustworthiness
     );
     assert!(
-        (p - g.knn_preservation).abs() <= 0.03,
+        (p - g.knn_preservation).abs() <= 0.006,
         "{what}: {p} vs {}",
         g.knn_preservation
     );
@@ -342,12 +349,15 @@ fn umap_on_the_gpu_is_as_trustworthy_as_scanpys_and_repeats_itself() {
 }
 
 /// The other direction: scanpy's leiden and umap on cartscope's graph of the sample, through
-/// tests/golden/compare_cluster.py (needs scanpy, so the reference venv: REF_PYTHON).
-/// `REF_PYTHON=... cargo test --test it -- --ignored scanpy_on_cartscopes_graph --nocapture`
+/// tests/golden/compare_cluster.py: scanpy's labels are cartscope's, cluster for cluster (named
+/// by size), and the two UMAP layouts are as trustworthy. Needs scanpy in the test Python
+/// (tests/python/requirements.txt pins it, as reference/requirements.txt; `REF_PYTHON` names
+/// another interpreter). About 30 s, most of it scanpy's UMAP and its numba compilation.
 #[test]
-#[ignore = "needs the scanpy reference venv in REF_PYTHON"]
 fn scanpy_on_cartscopes_graph_agrees_with_cartscope() {
-    let py = std::env::var("REF_PYTHON").expect("REF_PYTHON: a python with scanpy 1.11.5");
+    let py = std::env::var("REF_PYTHON")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| crate::python_interop::python());
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
     let dir = tempfile::tempdir().unwrap();
     let opts = cartscope::pipeline::RunOptions {
@@ -358,16 +368,19 @@ fn scanpy_on_cartscopes_graph_agrees_with_cartscope() {
         .options(opts)
         .execute()
         .unwrap();
-    let out = std::process::Command::new(py)
+    let out = std::process::Command::new(&py)
         .arg(root.join("tests/golden/compare_cluster.py"))
         .arg(dir.path().join("result.h5ad"))
-        .args(["--seeds", "10"])
         .output()
         .unwrap();
-    println!("{}", String::from_utf8_lossy(&out.stdout));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    println!("{stdout}");
     assert!(
         out.status.success(),
-        "{}",
+        "{} with scanpy ({}): {stdout}\n{}",
+        root.join("tests/golden/compare_cluster.py").display(),
+        py.display(),
         String::from_utf8_lossy(&out.stderr)
     );
+    assert!(stdout.contains("\"labels_identical\": true"), "{stdout}");
 }

@@ -1,15 +1,15 @@
 //! Golden tests against scanpy 1.11.5: `cartscope run` on inputs whose scanpy reference run is
 //! committed (tests/golden/*.npz, made by tests/golden/regenerate.sh), compared by
-//! tests/golden/compare.py with the tolerances of ALGORITHMS.md section 9: QC totals exact,
-//! HVG Jaccard >= 0.99, |d_norm| <= 1e-5, PCA top-10 |r| >= 0.999 with matching signs,
-//! variance_ratio relative error <= 1e-3, kNN recall >= 0.99 (>= 0.98 against pynndescent),
-//! connectivities relative Frobenius error <= 1e-3.
+//! tests/golden/compare.py with tolerances just above what cartscope measures (each commented
+//! there with its measured value): QC totals exact, the same HVG set (one swap at the cutoff at
+//! most), the log-normalised X, PCA, variances, kNN graph (recall by cartscope's own search:
+//! exact or NN-descent), distances and connectivities, and the dtypes scanpy writes.
 
 use std::path::{Path, PathBuf};
 
 use crate::common::run;
 use cartscope::io::ReadOptions;
-use cartscope::pipeline::RunOptions;
+use cartscope::pipeline::{APPROX_KNN_ABOVE, KnnMethod, RunOptions, RunSummary};
 
 /// The reference script's pipeline: it knows no CAR feature, so the construct competes for
 /// the HVGs there (cartscope keeps it out by default).
@@ -23,11 +23,25 @@ fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
-fn compare(result: &Path, golden: &str) {
+/// The kNN search a run took, as compare.py's `--knn` names it. cartscope's outputs do not
+/// record it, so this follows [`KnnMethod`]'s rule (`auto`: exact on the GPU and up to
+/// [`APPROX_KNN_ABOVE`] cells); compare.py holds an exact search to brute force on the run's
+/// own X_pca, so a run that took the other path fails there.
+fn knn_path(opts: &RunOptions, s: &RunSummary) -> &'static str {
+    match opts.knn {
+        KnnMethod::Exact => "exact",
+        KnnMethod::Approx => "approx",
+        KnnMethod::Auto if s.backend == "gpu" || s.n_cells_after_qc <= APPROX_KNN_ABOVE => "exact",
+        KnnMethod::Auto => "approx",
+    }
+}
+
+fn compare(result: &Path, golden: &str, knn: &str) {
     let out = std::process::Command::new(crate::python_interop::python())
         .arg(root().join("tests/golden/compare.py"))
         .arg(result)
         .arg(root().join("tests/golden").join(golden))
+        .args(["--knn", knn])
         .output()
         .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
@@ -63,11 +77,17 @@ fn sample_matches_scanpy_on_the_exact_knn_path() {
     };
     let s = run(&input, dir.path(), &ReadOptions::default(), &opts).unwrap();
     assert_eq!((s.n_cells_after_qc, s.n_hvg, s.n_pcs), (1857, 2000, 50));
-    compare(&dir.path().join("result.h5ad"), "P01_day90_scanpy.npz");
+    assert_eq!(knn_path(&opts, &s), "exact");
+    compare(
+        &dir.path().join("result.h5ad"),
+        "P01_day90_scanpy.npz",
+        knn_path(&opts, &s),
+    );
 }
 
-/// The same run on the GPU backend (lavapipe in CI) meets the same scanpy tolerances and
-/// agrees with the CPU backend.
+/// The same run on the GPU backend (lavapipe in CI) meets compare.py's GPU tolerances and
+/// agrees with the CPU backend: measured on lavapipe, max |X difference| 4.8e-7, top-10 PCA
+/// 1 - |r| 8.2e-13, variance_ratio 3.6e-7 relative, the same neighbours (fraction 1.0).
 #[test]
 fn sample_on_the_gpu_matches_scanpy_and_the_cpu() {
     if std::env::var("CARTSCOPE_SKIP_GPU_TESTS").is_ok_and(|v| v == "1") {
@@ -81,24 +101,29 @@ fn sample_on_the_gpu_matches_scanpy_and_the_cpu() {
             ..RunOptions::default()
         };
         let s = run(&input, dir.path(), &ReadOptions::default(), &opts).unwrap();
+        assert_eq!(knn_path(&opts, &s), "exact");
         (dir, s)
     };
     let (gdir, g) = run_on(cartscope::backend::BackendChoice::Gpu);
     assert_eq!(g.backend, "gpu");
     assert_eq!(g.fallback_reason, None, "every kernel ran on the GPU");
     assert_eq!((g.n_cells_after_qc, g.n_hvg, g.n_pcs), (1857, 2000, 50));
-    compare(&gdir.path().join("result.h5ad"), "P01_day90_scanpy.npz");
+    compare(
+        &gdir.path().join("result.h5ad"),
+        "P01_day90_scanpy.npz",
+        "exact",
+    );
     let (cdir, _) = run_on(cartscope::backend::BackendChoice::Cpu);
     let code = format!(
         "import warnings; warnings.simplefilter('ignore'); import anndata as ad, numpy as np\n\
          g = ad.read_h5ad('{}'); c = ad.read_h5ad('{}')\n\
          assert (g.var['highly_variable'] == c.var['highly_variable']).all()\n\
-         dx = abs(g.X - c.X).max(); print('X', dx); assert dx <= 2e-6, dx\n\
+         dx = abs(g.X - c.X).max(); print('X', dx); assert dx <= 6e-7, dx\n\
          for i in range(10):\n\
-         \x20   r = abs(np.corrcoef(g.obsm['X_pca'][:, i], c.obsm['X_pca'][:, i])[0, 1]); assert r >= 0.9999, (i, r)\n\
-         vr = np.abs(g.uns['pca']['variance_ratio'] / c.uns['pca']['variance_ratio'] - 1).max(); print('vr', vr); assert vr <= 1e-4, vr\n\
+         \x20   r = abs(np.corrcoef(g.obsm['X_pca'][:, i], c.obsm['X_pca'][:, i])[0, 1]); assert 1 - r <= 1e-12, (i, r)\n\
+         vr = np.abs(g.uns['pca']['variance_ratio'] / c.uns['pca']['variance_ratio'] - 1).max(); print('vr', vr); assert vr <= 5e-7, vr\n\
          a, b = g.obsp['distances'], c.obsp['distances']\n\
-         same = sum(len(set(a[i].indices) & set(b[i].indices)) for i in range(a.shape[0])) / b.nnz; print('knn', same); assert same >= 0.999, same\n\
+         same = sum(len(set(a[i].indices) & set(b[i].indices)) for i in range(a.shape[0])) / b.nnz; print('knn', same); assert same >= 0.9995, same\n\
          print('ok')",
         gdir.path().join("result.h5ad").display(),
         cdir.path().join("result.h5ad").display()
@@ -112,12 +137,19 @@ fn simulated_9500_cells_match_scanpy_and_exact_neighbours() {
     let input = dir.path().join("sim9k.h5ad");
     simulate_sim9k(&input);
     let out = dir.path().join("out");
-    let s = run(&input, &out, &ReadOptions::default(), &reference_defaults()).unwrap();
+    let opts = reference_defaults();
+    let s = run(&input, &out, &ReadOptions::default(), &opts).unwrap();
     assert!(
         s.n_cells_after_qc > 8192,
         "exercises scanpy's approximate-kNN regime"
     );
-    compare(&out.join("result.h5ad"), "sim9k_scanpy.npz");
+    // Below APPROX_KNN_ABOVE cartscope searches exactly where scanpy takes pynndescent.
+    assert_eq!(knn_path(&opts, &s), "exact");
+    compare(
+        &out.join("result.h5ad"),
+        "sim9k_scanpy.npz",
+        knn_path(&opts, &s),
+    );
 }
 
 #[test]
@@ -128,15 +160,14 @@ fn real_t_cells_match_scanpy() {
         .expect("CARTSCOPE_REAL_DATA unset: run scripts/test.sh, which fetches the real test data");
     let input = path.join("wu2020_200_v0_11.h5ad");
     let dir = tempfile::tempdir().unwrap();
-    let s = run(
-        &input,
-        dir.path(),
-        &ReadOptions::default(),
-        &reference_defaults(),
-    )
-    .unwrap();
+    let opts = reference_defaults();
+    let s = run(&input, dir.path(), &ReadOptions::default(), &opts).unwrap();
     assert_eq!(s.n_cells_after_qc, 196);
-    compare(&dir.path().join("result.h5ad"), "wu2020_200_scanpy.npz");
+    compare(
+        &dir.path().join("result.h5ad"),
+        "wu2020_200_scanpy.npz",
+        knn_path(&opts, &s),
+    );
 }
 
 /// Runs the pipeline with an HVG flavor and checks the selection against scanpy's: Jaccard of
@@ -169,8 +200,11 @@ fn check_hvg_flavor(
          jac = len(a & b) / len(a | b); print('jaccard', jac)\n\
          assert jac >= {min_jaccard}, jac\n\
          ours, ref = r.var['{score_col}'].to_numpy().astype(float), z['score']\n\
-         d = np.abs(ours - ref) / (np.abs(ref) if '{score_col}' == 'variances_norm' else 1.0)\n\
-         assert np.nanmax(d) <= {tol}, np.nanmax(d)\n\
+         assert np.array_equal(np.isnan(ours), np.isnan(ref)), 'NaN at different genes'\n\
+         ok = ~np.isnan(ref)\n\
+         d = np.abs(ours - ref)[ok] / (np.abs(ref[ok]) if '{score_col}' == 'variances_norm' else 1.0)\n\
+         print('max diff', d.max(), 'of', ok.sum(), 'genes')\n\
+         assert d.max() <= {tol}, d.max()\n\
          print('ok')",
         dir.path().join("result.h5ad").display(),
         root().join("tests/golden").join(golden).display()
@@ -184,28 +218,29 @@ fn cell_ranger_hvg_flavor_matches_scanpy() {
         cartscope::pp::hvg::HvgFlavor::CellRanger,
         "P01_day90_cell_ranger_hvg.npz",
         "dispersions_norm",
+        // The same genes; |d_norm| measured 4.8e-6 (float32 of magnitude ~1-20).
         1.0,
-        1e-5,
+        6e-6,
     );
 }
 
 #[test]
 fn seurat_v3_hvg_flavor_matches_scanpy_within_loess_tolerance() {
-    // Direct LOESS vs skmisc's interpolated surface: ALGORITHMS.md allows Jaccard >= 0.99 and
-    // measured up to 0.8 % on the normalised variances.
+    // Direct LOESS vs skmisc's interpolated surface: measured Jaccard 0.99601 (4 swaps of
+    // 2,000) and 0.35 % on the normalised variances (docs/algorithms.md allows 0.99 and 0.8 %).
     check_hvg_flavor(
         cartscope::pp::hvg::HvgFlavor::SeuratV3,
         "P01_day90_seurat_v3_hvg.npz",
         "variances_norm",
-        0.99,
-        0.008,
+        0.996,
+        0.004,
     );
 }
 
 #[test]
 fn nn_descent_path_meets_the_recall_target_on_scanpy_pca() {
-    // The approximate search (used above 150,000 cells, forced here) judged by the same golden:
-    // recall against exact neighbours on scanpy's PCA must be >= 0.98.
+    // The approximate search (used above 150,000 cells, forced here) judged by the same golden
+    // with the NN-descent bar of compare.py: recall against exact neighbours on scanpy's PCA.
     let dir = tempfile::tempdir().unwrap();
     let input = dir.path().join("sim9k.h5ad");
     simulate_sim9k(&input);
@@ -214,6 +249,11 @@ fn nn_descent_path_meets_the_recall_target_on_scanpy_pca() {
         knn: cartscope::pipeline::KnnMethod::Approx,
         ..reference_defaults()
     };
-    run(&input, &out, &ReadOptions::default(), &opts).unwrap();
-    compare(&out.join("result.h5ad"), "sim9k_scanpy.npz");
+    let s = run(&input, &out, &ReadOptions::default(), &opts).unwrap();
+    assert_eq!(knn_path(&opts, &s), "approx");
+    compare(
+        &out.join("result.h5ad"),
+        "sim9k_scanpy.npz",
+        knn_path(&opts, &s),
+    );
 }

@@ -141,7 +141,7 @@ fn joint_hvg_batch_columns_equal_scanpy_cell_ranger() {
 
 /// seurat_v3 with the batch key, on the counts after QC. cartscope's LOESS is direct where
 /// scanpy's skmisc interpolates, so the single-sample tolerances of golden.rs apply: selection
-/// Jaccard >= 0.99 and variances_norm within 0.8 % (ALGORITHMS.md section 3); per batch the
+/// Jaccard >= 0.99 and variances_norm within 0.8 % (docs/algorithms.md section 3); per batch the
 /// same difference moves genes across the rank-2000 boundary, so nbatches must agree for
 /// >= 99 % of the genes and never by more than one batch. means and variances are exact.
 #[test]

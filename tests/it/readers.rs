@@ -264,13 +264,28 @@ fn tenx_feature_types_and_genomes() {
     };
     let src = CountSource::open(&fixture("tenx_v3.h5"), &mm10).unwrap();
     assert_eq!(src.var.index, vec!["mm10_Cd3e".to_string()]);
-    // One genome of a v2 file with two: the hg19 part equals the single-genome layout.
+    // One genome of a v2 file with two: the hg19 part is the recorded matrix's hg19 columns
+    // (the first three), with their names and every barcode, as a single-genome file reads.
     let hg19 = ReadOptions {
         genome: Some("hg19".into()),
         ..ReadOptions::default()
     };
-    let src = CountSource::open(&fixture("tenx_v2_two_genomes.h5"), &hg19).unwrap();
-    assert_eq!(src.n_vars(), 3);
+    let two = &expected()["tenx_v2_two_genomes.h5"];
+    let mut src = CountSource::open(&fixture("tenx_v2_two_genomes.h5"), &hg19).unwrap();
+    assert_eq!(src.var.index, ["CD3E", "CD8A", "MT-ND1"]);
+    assert_eq!(src.obs.index, strings(&two["obs_names"]));
+    let n_all = two["n_vars"].as_u64().unwrap() as usize;
+    let hg19_part: Vec<f32> = floats(&two["dense"])
+        .chunks(n_all)
+        .flat_map(|row| row[..3].to_vec())
+        .collect();
+    let m = src.read_all().unwrap();
+    assert_eq!((m.n_rows, m.n_cols), (src.n_obs(), 3));
+    assert_eq!(m.to_dense(), hg19_part);
+    assert_eq!(
+        m.nnz(),
+        hg19_part.iter().filter(|&&x| x != 0.0).count() as u64
+    );
     let unknown = ReadOptions {
         genome: Some("dm6".into()),
         ..ReadOptions::default()

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Compares cartscope's gene-set scores with scanpy's tl.score_genes (ALGORITHMS.md section 7).
+"""Compares cartscope's gene-set scores with scanpy's tl.score_genes (docs/algorithms.md section 7).
 
 Usage: check_scores.py INPUT.h5ad OUTDIR (OUTDIR from `cartscope run INPUT -o OUTDIR`).
 Runs the reference script's preprocessing (QC, filter_cells/genes, mito filter, normalize_total,
