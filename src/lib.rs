@@ -4,9 +4,28 @@
 //! persistence and exhaustion reports.
 //!
 //! The library is the product; the `cartscope` binary is a thin layer over it. Data flows
-//! read ([`io`]) -> preprocess -> analyse -> interpret ([`cart`]) -> report. This first layer
-//! reads AnnData `.h5ad`, 10x HDF5 and 10x MTX count matrices in row chunks and writes `.h5ad`
-//! files that anndata and scanpy open directly.
+//! read ([`io`]) -> preprocess ([`pp`]) -> analyse ([`tl`]) -> interpret ([`cart`]) ->
+//! outputs and report, every numeric kernel on a [`backend::Backend`] (CPU or GPU).
+//!
+//! A run of the standard scanpy pipeline, with the CAR-T layer, is one call: [`Run`] takes
+//! the input, the [`RunOptions`] (every default is scanpy's reference pipeline), and
+//! optionally a backend, a progress bar and the sample columns of a joint run; it writes
+//! `result.h5ad` (scanpy's keys), `cells.parquet`, `summary.json`, `summary.csv` and
+//! `report.html`.
+//!
+//! ```no_run
+//! use cartscope::{Run, RunOptions};
+//!
+//! let opts = RunOptions { n_top_genes: 3000, ..RunOptions::default() };
+//! let summary = Run::new("sample.h5ad", "out/").options(opts).progress(true).execute()?;
+//! for (stage, seconds) in &summary.stage_seconds {
+//!     println!("{stage}: {seconds:.2} s");
+//! }
+//! # Ok::<(), cartscope::Error>(())
+//! ```
+//!
+//! Below the entry point, the stages ([`pipeline`]), the scanpy tools ([`pp`], [`tl`]) and the
+//! readers ([`io`]) are public too, e.g. to inspect a file:
 //!
 //! ```no_run
 //! use cartscope::info::{inspect, InfoOptions};
@@ -14,6 +33,9 @@
 //! println!("{} cells x {} genes, CAR features: {:?}", info.n_obs, info.n_vars, info.car_features);
 //! # Ok::<(), cartscope::Error>(())
 //! ```
+//!
+//! A batch of samples runs with [`batch::run_batch`], several samples as one joint analysis
+//! with [`batch::joint::run_joint`].
 
 #![warn(missing_docs)]
 

@@ -3,7 +3,7 @@
 //! Stages in [`crate::pp`] and [`crate::tl`] call these kernel-level operations on row chunks
 //! and never know which implementation runs. [`CpuBackend`] (rayon, f64 accumulation) is the
 //! readable reference; [`GpuBackend`] (wgpu + WGSL) implements the same trait. The CPU kernels
-//! that are more than a loop live in their own modules: NN-descent ([`nndescent`]) and UMAP's
+//! that are more than a loop live in their own modules: NN-descent (`nndescent`) and UMAP's
 //! SGD epochs ([`umap_sgd`]), the defaults of [`Backend::knn_approx`] and
 //! [`Backend::umap_optimize`].
 

@@ -13,11 +13,11 @@
 //! where that sample left it, summed (umap moves it after each; computing them together lets
 //! them run side by side in vector lanes, and each push is small). Negative samples come from a
 //! counter-based hash of (seed, epoch, edge, draw), and the sampling schedule is umap's
-//! per-edge clocks in closed form ([`samples_by`], [`negatives_by`]). So the result depends on
+//! per-edge clocks in closed form (`samples_by`, `negatives_by`). So the result depends on
 //! the seed only, never on the number of threads or the instruction set (the AVX2 build does
 //! the same IEEE operations, without FMA), and an epoch is a function of (graph, rates,
 //! negative counts, embedding, params, seed, epoch) that a GPU kernel reproduces
-//! ([`optimize_epoch`], `shaders/umap.wgsl`). The CPU walks two runs of head points side by
+//! (`optimize_epoch`, `shaders/umap.wgsl`). The CPU walks two runs of head points side by
 //! side: each point's samples form a chain of dependent steps, and two independent chains keep
 //! the processor busy.
 

@@ -3,13 +3,13 @@
 //! [`run_batch`] validates the manifest and the options, builds one backend for all samples,
 //! then runs the full pipeline for every sample into `OUTDIR/samples/<sample_id>/`, up to
 //! `jobs` samples at a time. A sample that fails (missing or corrupt file, too few cells, even
-//! a panic) is recorded and the others go on. At the end [`aggregate::write_outputs`] builds
+//! a panic) is recorded and the others go on. At the end `aggregate::write_outputs` builds
 //! `batch_summary.csv` (and `.parquet`), `persistence.csv` and `batch_report.html` from the finished folders
 //! (the same code `cartscope aggregate` runs).
 //!
 //! # Completion and resume
 //! A sample is written into `samples/.<id>.partial/`; when its outputs are all written a
-//! completion marker ([`MARKER`]) goes into that folder and the folder is renamed to
+//! completion marker (`MARKER`) goes into that folder and the folder is renamed to
 //! `samples/<id>/`. An interrupted run therefore leaves at most a `.partial` folder (removed
 //! when the sample is redone), never a folder that looks complete. The marker records the
 //! input's canonical path, size and modification time (not a content hash: reading every input

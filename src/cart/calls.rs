@@ -2,16 +2,16 @@
 //!
 //! "Detected" means a value above zero, i.e. at least one count.
 //!
-//! **T cell**: more of the pan-T markers [`T_MARKERS`] (CD3D, CD3E, CD3G and the T-cell
+//! **T cell**: more of the pan-T markers `T_MARKERS` (CD3D, CD3E, CD3G and the T-cell
 //! receptor constant regions TRAC, TRBC1, TRBC2) detected than of the B, myeloid and NK markers
-//! [`NON_T_MARKERS`]. Stray counts of either set are common (ambient RNA: about 1 in 5
+//! `NON_T_MARKERS`. Stray counts of either set are common (ambient RNA: about 1 in 5
 //! 3,500-UMI B cells or monocytes carries a CD3 count, and T cells carry the odd LYZ or CD79B
 //! count), so the call is a vote rather than a veto; it also works where the data lack the TCR
 //! genes (some studies remove them). On simulated samples it finds 99 % of T cells with 2-4
 //! false calls per 640 other cells; on 200 sorted real T cells (Wu et al. 2020) 93 %.
 //!
 //! **CD4 / CD8** (T cells only; other cells `non_T`): `CD4` when a CD4-lineage marker
-//! ([`CD4_MARKERS`]: CD4, CD40LG) is detected and neither CD8A nor CD8B; `CD8` when CD8A or
+//! (`CD4_MARKERS`: CD4, CD40LG) is detected and neither CD8A nor CD8B; `CD8` when CD8A or
 //! CD8B is detected and no CD4-lineage marker; `DN` (double negative) when none is;
 //! `ambiguous` when both are (double positive or a doublet). At typical depths CD4 is a
 //! low-count gene and CD40LG (the CD4 T-cell CD40 ligand) recovers part of the CD4 cells
@@ -19,15 +19,15 @@
 //! counts only decided cells and under-counts CD4 cells.
 //!
 //! **Phenotype** (T cells only; other cells `non_T`): the mean log-expression of each
-//! programme in [`PROGRAMMES`] is computed, and the programme with the highest mean wins
+//! programme in `PROGRAMMES` is computed, and the programme with the highest mean wins
 //! (ties: the earlier in the list); `unassigned` when every programme is at zero. The memory
 //! programme is split by a stem-like score: the log of the mean normalised expression of
-//! [`STEM_MARKERS`] (TCF7, LEF1, CCR7, SELL pooled before the log, so one zero count does not
+//! `STEM_MARKERS` (TCF7, LEF1, CCR7, SELL pooled before the log, so one zero count does not
 //! dominate), minus the same pooled log of the antigen-experience genes
-//! [`EXPERIENCED_MARKERS`] (S100A4, ANXA1, ITGB1/CD29: on in central and effector memory, off in
-//! naive and stem-like memory cells), minus [`STEM_GZMK_WEIGHT`] times GZMK log-expression
+//! `EXPERIENCED_MARKERS` (S100A4, ANXA1, ITGB1/CD29: on in central and effector memory, off in
+//! naive and stem-like memory cells), minus `STEM_GZMK_WEIGHT` times GZMK log-expression
 //! (central memory starts the GZMK effector programme, naive/stem-like memory does not).
-//! `naive_stem_memory` when the score is at least [`STEM_MIN`] (the stem-like genes about 1.6
+//! `naive_stem_memory` when the score is at least `STEM_MIN` (the stem-like genes about 1.6
 //! times the experience genes in normalised counts, without GZMK), otherwise `central_memory`.
 //! Effector memory is GZMK/CCL5/KLRB1 without the memory programme; effector is the cytotoxic
 //! granule programme; exhausted the inhibitory receptors with TOX; Treg-like FOXP3/IL2RA/CCR4/
@@ -117,7 +117,7 @@ pub(crate) fn marker_genes() -> Vec<&'static str> {
 pub struct CellCall {
     /// T cell or not.
     pub t_cell: bool,
-    /// One of [`LINEAGES`].
+    /// One of `LINEAGES`.
     pub cd4_cd8: &'static str,
     /// One of [`PHENOTYPES`].
     pub phenotype: &'static str,

@@ -7,7 +7,7 @@
 //!   round(|pool| / (n_bins - 1))` (numpy rounds half to even); a gene's bin is
 //!   `floor(rank_min(a_j) / n_items)`, ranks 1-based with ties at the minimum.
 //! - For each bin holding a listed gene (ascending), the bin's genes in var order are sampled
-//!   down to `ctrl_size` with numpy's legacy `RandomState` seeded once per set ([`crate::rng`]),
+//!   down to `ctrl_size` with numpy's legacy `RandomState` seeded once per set (`crate::rng`),
 //!   then listed genes are removed. The control set is the union over bins.
 //! - `score_i = mean_list(x_i) - mean_ctrl(x_i)`, sums in f64, implicit zeros included.
 

@@ -7,7 +7,7 @@
 //!
 //! **CSC to CSR with bounded memory.** A CSC matrix stores genes as columns, so the entries of
 //! a range of cells are scattered over the whole file. A row chunk is built by streaming the
-//! CSC `indices`/`data` arrays in blocks of [`CSC_BLOCK`] entries, keeping the entries whose
+//! CSC `indices`/`data` arrays in blocks of `CSC_BLOCK` entries, keeping the entries whose
 //! row falls in the chunk; because columns are visited in order, each output row comes out
 //! sorted. Memory is one block plus the output chunk; each chunk costs one pass over the file,
 //! so callers read CSC input in few, large chunks.

@@ -1,6 +1,6 @@
 //! The standard scanpy pipeline as named stages over typed state, on a [`Backend`].
 //!
-//! [`analyse`] reads as the recipe: read + QC -> filter -> (seurat_v3 on counts) ->
+//! `analyse` reads as the recipe: read + QC -> filter -> (seurat_v3 on counts) ->
 //! normalize_total + log1p -> highly variable genes -> CAR-T scores and calls -> scale -> PCA ->
 //! neighbours -> Leiden -> UMAP -> the AnnData and the summary. Each stage is a function in
 //! its own module that takes and returns a named state; every default equals
@@ -10,7 +10,7 @@
 //! accumulation and projection are backend kernels applied chunk by chunk, so the dense scaled
 //! matrix never exists whole (only one chunk of it at a time). The filtered counts and the
 //! log-normalised matrix are held in memory as CSR while they fit in `--max-memory`, else the
-//! stages re-read the input ([`data`]).
+//! stages re-read the input (`data`).
 //!
 //! Writing the outputs is the job of the layer above ([`crate::run::Run`]).
 

@@ -2,7 +2,7 @@
 //! the embedding (UMAP when present, else PCA) coloured by sample (when there are several,
 //! as in `cartscope run --joint`), phenotype, CAR status and each score, score distributions
 //! by phenotype, phenotype fractions, the summary table, the parameters and the backend.
-//! Plots are inline SVG ([`svg`]); the only script is a short inline check that stamps how
+//! Plots are inline SVG (`svg`); the only script is a short inline check that stamps how
 //! many plots have marks (`data-plots-rendered` on `<body>`), which the browser test reads.
 
 pub(crate) mod svg;

@@ -1,7 +1,7 @@
 //! `cartscope simulate`: synthetic CAR-T trial samples with known truth.
 //!
 //! # Model
-//! **Genes.** Real human symbols from [`genes`] (housekeeping, ribosomal, lineage and
+//! **Genes.** Real human symbols from `genes` (housekeeping, ribosomal, lineage and
 //! CAR-T programme markers, the 13 `MT-` genes), background genes `SIMBG00001...` up to the
 //! requested number, and the CAR construct as the last feature (default name `CAR`).
 //!

@@ -23,7 +23,7 @@
 //! leaves every node alone. The second iteration starts from the first's partition.
 //!
 //! Randomness is scanpy's: `sc.tl.leiden` installs `_RNGIgraph(random_state)`, a numpy
-//! `RandomState(seed)` (MT19937, [`NumpyRandomState`]), as igraph's generator. python-igraph
+//! `RandomState(seed)` (MT19937, `NumpyRandomState`), as igraph's generator. python-igraph
 //! makes it a 32-bit generator whose words are `getrandbits(32)`, which scanpy answers with
 //! `tomaxint() & (2^32 - 1)` (two MT19937 words per draw), and whose reals are `random()`.
 //! igraph turns the words into integers by Lemire's debiased multiplication
