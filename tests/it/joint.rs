@@ -66,6 +66,8 @@ fn joint_run_matches_scanpy_qc_hvg_pca_and_knn() {
         .arg(root().join("tests/golden/compare.py"))
         .arg(out().join("result.h5ad"))
         .arg(golden())
+        // A joint run of a few thousand cells takes the exact search (--knn auto).
+        .args(["--knn", "exact"])
         .output()
         .unwrap();
     let stdout = String::from_utf8_lossy(&o.stdout);
