@@ -226,6 +226,22 @@ pub struct RunArgs {
     /// random_state of leiden and umap [0].
     #[arg(long)]
     pub seed: Option<u64>,
+    /// Skip the marker genes (uns["rank_genes_groups"], markers.csv).
+    #[arg(long)]
+    pub no_markers: bool,
+    /// obs columns whose groups get marker genes, comma-separated: leiden, a call column
+    /// (phenotype, cd4_cd8, ...) or a column of the input [leiden].
+    #[arg(long, value_name = "COLUMN,...", value_delimiter = ',')]
+    pub markers_groupby: Option<Vec<String>>,
+    /// rank_genes_groups(method) [t-test].
+    #[arg(long, value_enum)]
+    pub markers_method: Option<cartscope::tl::markers::MarkerMethod>,
+    /// rank_genes_groups(n_genes): genes kept per group [100].
+    #[arg(long, value_name = "N")]
+    pub markers_n_genes: Option<usize>,
+    /// rank_genes_groups(tie_correct=True) for --markers-method wilcoxon.
+    #[arg(long)]
+    pub markers_tie_correct: bool,
     /// No progress bar and no closing line (the bar only ever appears on a terminal).
     #[arg(long)]
     pub quiet: bool,
@@ -314,8 +330,15 @@ impl RunArgs {
             backend,
             resolution,
             umap_min_dist,
-            seed
+            seed,
+            markers_method,
+            markers_n_genes
         );
+        if let Some(v) = &self.markers_groupby {
+            o.markers_groupby = v.clone();
+        }
+        o.markers &= !self.no_markers;
+        o.markers_tie_correct |= self.markers_tie_correct;
         o.cluster &= !self.no_cluster;
         o.umap &= !self.no_umap;
         if let Some(m) = self.max_memory {

@@ -1,13 +1,17 @@
 //! The files of a run: `result.h5ad`, `cells.parquet`, `config.toml`, `summary.json`,
-//! `summary.csv` and `report.html`, each published whole (temporary name, then rename). A run
+//! `summary.csv`, `markers.csv` and `report.html`, each published whole (temporary name, then rename). A run
 //! that fails leaves no partial output behind.
 
+use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
+use crate::cart::summary::csv_field;
 use crate::error::{Error, Result};
 use crate::io::{H5adWriter, WriteOptions, write_atomic};
-use crate::pipeline::{Analysis, RunOptions, RunSummary, Stage, default_sample, peak_rss_mib};
+use crate::pipeline::{
+    Analysis, Markers, RunOptions, RunSummary, Stage, default_sample, peak_rss_mib,
+};
 
 /// An output folder and the files a run has published in it so far.
 pub(crate) struct OutputDir {
@@ -77,6 +81,7 @@ pub(crate) fn write(
         adata,
         x_writer,
         mut summary,
+        markers,
     } = analysis;
     let started = Instant::now();
     let result = out.path("result.h5ad");
@@ -106,6 +111,9 @@ pub(crate) fn write(
     let parquet = out.path("cells.parquet");
     crate::report::table::write_parquet_atomic(&parquet, &mut cells)?;
     out.published.push(parquet);
+    if let Some(m) = &markers {
+        out.publish("markers.csv", markers_csv(m, &adata.var.index).as_bytes())?;
+    }
     let config = toml::to_string(cx.opts).map_err(|e| Error::write(&out.dir, "config.toml", e))?;
     out.publish("config.toml", config.as_bytes())?;
     let json = serde_json::to_vec_pretty(&summary)
@@ -116,8 +124,38 @@ pub(crate) fn write(
         crate::cart::summary::to_csv(&summary.cart).as_bytes(),
     )?;
     if cx.opts.cart.report {
-        let html = crate::report::render(&adata, &summary, cx.opts);
+        let html = crate::report::render(&adata, &summary, markers.as_ref(), cx.opts);
         out.publish("report.html", html.as_bytes())?;
     }
     Ok(summary)
+}
+
+/// `markers.csv`: one row per group and ranked gene of every grouping (columns: groupby,
+/// group, rank (1 = best), gene, score, logfoldchange, pval, pval_adj, pct_in_group,
+/// pct_rest).
+pub(crate) fn markers_csv(m: &Markers, genes: &[String]) -> String {
+    let mut out = String::from(
+        "groupby,group,rank,gene,score,logfoldchange,pval,pval_adj,pct_in_group,pct_rest\n",
+    );
+    for t in &m.tables {
+        for g in &t.groups {
+            for k in 0..g.genes.len() {
+                let _ = writeln!(
+                    out,
+                    "{},{},{},{},{},{},{:e},{:e},{},{}",
+                    csv_field(&t.groupby),
+                    csv_field(&g.group),
+                    k + 1,
+                    csv_field(&genes[g.genes[k] as usize]),
+                    g.scores[k],
+                    g.logfoldchanges[k],
+                    g.pvals[k],
+                    g.pvals_adj[k],
+                    g.pts[k],
+                    g.pts_rest[k],
+                );
+            }
+        }
+    }
+    out
 }

@@ -221,8 +221,9 @@ fn fmt_opt(v: Option<f64>) -> String {
     v.map_or(String::new(), |x| format!("{x}"))
 }
 
-fn csv_field(s: &str) -> String {
-    if s.contains([',', '"', '\n']) {
+/// `s` as one CSV field (RFC 4180 quoting where needed).
+pub(crate) fn csv_field(s: &str) -> String {
+    if s.contains([',', '"', '\n', '\r']) {
         format!("\"{}\"", s.replace('"', "\"\""))
     } else {
         s.to_string()

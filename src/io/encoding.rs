@@ -25,6 +25,8 @@ pub const CSR: (&str, &str) = ("csr_matrix", "0.1.0");
 /// CSC sparse matrices.
 pub const CSC: (&str, &str) = ("csc_matrix", "0.1.0");
 /// 0-d numeric scalars.
+pub const REC_ARRAY: (&str, &str) = ("rec-array", "0.2.0");
+/// A numeric scalar.
 pub const NUMERIC_SCALAR: (&str, &str) = ("numeric-scalar", "0.2.0");
 /// 0-d strings.
 pub const STRING: (&str, &str) = ("string", "0.2.0");

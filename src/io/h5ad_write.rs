@@ -49,6 +49,30 @@ pub enum UnsValue {
     Strs(Vec<String>),
     /// A nested mapping, in order.
     Map(Vec<(String, UnsValue)>),
+    /// A numpy record array (anndata's `rec-array`): named fields of equal length, stored as
+    /// one HDF5 compound dataset (scanpy's `rank_genes_groups` tables).
+    Records(Vec<(String, RecordColumn)>),
+}
+
+/// One field of a record array.
+#[derive(Debug, Clone, PartialEq)]
+pub enum RecordColumn {
+    /// Strings (numpy object, variable-length UTF-8 in the file).
+    Str(Vec<String>),
+    /// float32.
+    F32(Vec<f32>),
+    /// float64.
+    F64(Vec<f64>),
+}
+
+impl RecordColumn {
+    fn len(&self) -> usize {
+        match self {
+            RecordColumn::Str(v) => v.len(),
+            RecordColumn::F32(v) => v.len(),
+            RecordColumn::F64(v) => v.len(),
+        }
+    }
 }
 
 /// An in-memory AnnData object to write.
@@ -414,6 +438,10 @@ impl H5adWriter {
             UnsValue::F32s(a) => self.array(g, name, a, field),
             UnsValue::I64s(a) => self.array(g, name, a, field),
             UnsValue::Strs(a) => self.strings(g, name, a, field),
+            UnsValue::Records(fields) => {
+                let ds = write_records(g, name, fields).map_err(|e| self.err(field, e))?;
+                self.encode(&ds, enc::REC_ARRAY, field)
+            }
             UnsValue::Map(items) => {
                 let sub = g.create_group(name).map_err(|e| self.err(field, e))?;
                 self.encode(&sub, enc::DICT, field)?;
@@ -552,6 +580,100 @@ pub(crate) fn temporary_path(path: &Path) -> Result<PathBuf> {
         name.to_string_lossy(),
         std::process::id()
     )))
+}
+
+/// Writes `fields` as a 1-d compound dataset, packed in field order, as h5py writes a numpy
+/// record array whose string fields are objects (variable-length UTF-8 strings).
+fn write_records(
+    g: &Group,
+    name: &str,
+    fields: &[(String, RecordColumn)],
+) -> hdf5::Result<Dataset> {
+    use hdf5::types::{CompoundField, CompoundType, FloatSize, TypeDescriptor};
+    use hdf5_sys::h5d::H5Dwrite;
+    use hdf5_sys::h5p::H5P_DEFAULT;
+    use hdf5_sys::h5s::H5S_ALL;
+    use std::ffi::CString;
+    const PTR: usize = std::mem::size_of::<*const std::ffi::c_char>();
+    let n = fields.first().map_or(0, |(_, c)| c.len());
+    if fields.is_empty() || fields.iter().any(|(_, c)| c.len() != n) {
+        return Err(hdf5::Error::from(
+            "record array fields must be non-empty and of one length",
+        ));
+    }
+    let mut members = Vec::with_capacity(fields.len());
+    let mut size = 0;
+    for (i, (field, col)) in fields.iter().enumerate() {
+        let (ty, width) = match col {
+            RecordColumn::Str(_) => (TypeDescriptor::VarLenUnicode, PTR),
+            RecordColumn::F32(_) => (TypeDescriptor::Float(FloatSize::U4), 4),
+            RecordColumn::F64(_) => (TypeDescriptor::Float(FloatSize::U8), 8),
+        };
+        members.push(CompoundField::new(field, ty, size, i));
+        size += width;
+    }
+    let td = TypeDescriptor::Compound(CompoundType {
+        fields: members,
+        size,
+    });
+    let ds = g
+        .new_dataset_builder()
+        .empty_as(&td)
+        .shape(n)
+        .create(name)?;
+    if n == 0 {
+        return Ok(ds);
+    }
+    // The strings stay alive (and their pointers valid) until H5Dwrite has copied them.
+    let mut keep: Vec<CString> = Vec::new();
+    let mut buf = vec![0u8; n * size];
+    let mut offset = 0;
+    for (_, col) in fields {
+        match col {
+            RecordColumn::Str(v) => {
+                for (r, s) in v.iter().enumerate() {
+                    let c = CString::new(s.as_str()).map_err(|_| {
+                        hdf5::Error::from(format!("string {s:?} contains a NUL byte"))
+                    })?;
+                    let ptr = c.as_ptr() as usize;
+                    buf[r * size + offset..][..PTR].copy_from_slice(&ptr.to_ne_bytes());
+                    keep.push(c);
+                }
+                offset += PTR;
+            }
+            RecordColumn::F32(v) => {
+                for (r, x) in v.iter().enumerate() {
+                    buf[r * size + offset..][..4].copy_from_slice(&x.to_ne_bytes());
+                }
+                offset += 4;
+            }
+            RecordColumn::F64(v) => {
+                for (r, x) in v.iter().enumerate() {
+                    buf[r * size + offset..][..8].copy_from_slice(&x.to_ne_bytes());
+                }
+                offset += 8;
+            }
+        }
+    }
+    let mem = hdf5::Datatype::from_descriptor(&td)?;
+    // SAFETY: `buf` holds n records of `size` bytes laid out as `td` (packed, native byte
+    // order), the memory type given; its string slots point into `keep`, alive until after
+    // the call.
+    let status = unsafe {
+        H5Dwrite(
+            ds.id(),
+            mem.id(),
+            H5S_ALL,
+            H5S_ALL,
+            H5P_DEFAULT,
+            buf.as_ptr().cast(),
+        )
+    };
+    drop(keep);
+    if status < 0 {
+        return Err(hdf5::Error::from("H5Dwrite of a record array failed"));
+    }
+    Ok(ds)
 }
 
 pub(crate) fn vlu(s: &str) -> std::result::Result<VarLenUnicode, String> {

@@ -38,7 +38,9 @@ use crate::error::{Error, Result};
 use crate::matrix::CsrMatrix;
 pub(crate) use atomic::write_atomic;
 pub use frame::{Column, Frame};
-pub use h5ad_write::{AnnData, Dense, H5adWriter, UnsValue, WriteOptions, write_h5ad};
+pub use h5ad_write::{
+    AnnData, Dense, H5adWriter, RecordColumn, UnsValue, WriteOptions, write_h5ad,
+};
 
 /// The file formats cartscope reads.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]

@@ -5,8 +5,9 @@ use ndarray::Array2;
 
 use crate::backend::Backend;
 use crate::error::{Error, Result};
-use crate::io::{AnnData, Column, Dense, Frame, UnsValue};
+use crate::io::{AnnData, Column, Dense, Frame, RecordColumn, UnsValue};
 use crate::tl::leiden::{Clustering, LeidenParams};
+use crate::tl::markers::GroupMarkers;
 use crate::tl::umap::Umap;
 
 use super::hvg::Hvgs;
@@ -157,6 +158,55 @@ fn uns_embedding(e: &Embedding) -> Vec<(String, UnsValue)> {
     uns
 }
 
+/// `uns["rank_genes_groups"]` (and `uns["rank_genes_groups_<column>"]` for each further
+/// grouping) in scanpy's layout: record arrays with one field per group, best gene first.
+fn uns_markers(m: &super::markers::Markers, genes: &[String]) -> Vec<(String, UnsValue)> {
+    m.tables
+        .iter()
+        .enumerate()
+        .filter(|(_, t)| !t.groups.is_empty())
+        .map(|(i, t)| {
+            let key = match i {
+                0 => "rank_genes_groups".to_string(),
+                _ => format!("rank_genes_groups_{}", t.groupby),
+            };
+            let records = |f: &dyn Fn(&GroupMarkers) -> RecordColumn| {
+                UnsValue::Records(t.groups.iter().map(|g| (g.group.clone(), f(g))).collect())
+            };
+            let names = records(&|g| {
+                RecordColumn::Str(g.genes.iter().map(|&j| genes[j as usize].clone()).collect())
+            });
+            let value = map(vec![
+                (
+                    "params",
+                    map(vec![
+                        ("groupby", UnsValue::Str(t.groupby.clone())),
+                        ("reference", UnsValue::Str("rest".into())),
+                        (
+                            "method",
+                            UnsValue::Str(m.params.method.scanpy_name().into()),
+                        ),
+                        ("use_raw", UnsValue::Bool(false)),
+                        ("corr_method", UnsValue::Str("benjamini-hochberg".into())),
+                    ]),
+                ),
+                ("names", names),
+                ("scores", records(&|g| RecordColumn::F32(g.scores.clone()))),
+                (
+                    "logfoldchanges",
+                    records(&|g| RecordColumn::F32(g.logfoldchanges.clone())),
+                ),
+                ("pvals", records(&|g| RecordColumn::F64(g.pvals.clone()))),
+                (
+                    "pvals_adj",
+                    records(&|g| RecordColumn::F64(g.pvals_adj.clone())),
+                ),
+            ]);
+            (key, value)
+        })
+        .collect()
+}
+
 /// The parts of an AnnData that do not come from the stages after PCA.
 struct Tables {
     /// obs with every column.
@@ -176,12 +226,16 @@ fn anndata(
     t: Tables,
     pca: Projected,
     e: Embedding,
+    markers: Option<&super::markers::Markers>,
     backend: &str,
     opts: &RunOptions,
 ) -> Result<AnnData> {
     let n = t.obs.len();
     let mut uns = uns_preprocessing(&pca, &e.graph, backend, opts);
     uns.extend(uns_embedding(&e));
+    if let Some(m) = markers {
+        uns.extend(uns_markers(m, &t.var.index));
+    }
     let varm = vec![(
         "PCs".into(),
         Dense::F32(loadings(&pca, &t.hvg_cols, t.var.len())),
@@ -226,6 +280,7 @@ pub(crate) fn analysis(
         scaling,
         pca: mut projected,
         embedding,
+        markers,
     } = s;
     let mut obs = std::mem::take(&mut f.obs);
     add_leiden(&mut obs, embedding.clusters.as_ref());
@@ -244,8 +299,16 @@ pub(crate) fn analysis(
         hvg_cols: scaling.cols,
     };
     Ok(Analysis {
-        adata: anndata(tables, projected, embedding, backend.name(), opts)?,
+        adata: anndata(
+            tables,
+            projected,
+            embedding,
+            markers.as_ref(),
+            backend.name(),
+            opts,
+        )?,
         x_writer,
         summary,
+        markers,
     })
 }

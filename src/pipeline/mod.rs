@@ -2,7 +2,7 @@
 //!
 //! `analyse` reads as the recipe: read + QC -> filter -> (seurat_v3 on counts) ->
 //! normalize_total + log1p -> highly variable genes -> CAR-T scores and calls -> scale -> PCA ->
-//! neighbours -> Leiden -> UMAP -> the AnnData and the summary. Each stage is a function in
+//! neighbours -> Leiden -> UMAP -> marker genes -> the AnnData and the summary. Each stage is a function in
 //! its own module that takes and returns a named state; every default equals
 //! `reference/scanpy_reference.py` (docs/algorithms.md).
 //!
@@ -20,6 +20,7 @@ mod data;
 mod embed;
 mod filter;
 mod hvg;
+mod markers;
 mod neighbors;
 mod options;
 mod pca;
@@ -41,6 +42,7 @@ pub use stage::{Stage, peak_rss_mib};
 pub use summary::RunSummary;
 
 pub(crate) use filter::default_sample;
+pub(crate) use markers::{MarkerTable, Markers};
 
 use assemble::Embedding;
 use data::ChunkCtx;
@@ -70,6 +72,8 @@ pub(crate) struct Analysis {
     pub x_writer: Option<H5adWriter>,
     /// The run summary (without the write stage).
     pub summary: RunSummary,
+    /// Marker genes, when they were ranked (also in `adata.uns`).
+    pub markers: Option<Markers>,
 }
 
 /// The state after the last stage: what every stage produced that goes into the outputs.
@@ -86,6 +90,8 @@ pub(crate) struct Stages {
     pub pca: pca::Projected,
     /// Graph, clusters and layout.
     pub embedding: Embedding,
+    /// Marker genes, when they were ranked.
+    pub markers: Option<markers::Markers>,
 }
 
 /// The recipe, one stage after another.
@@ -101,7 +107,10 @@ pub(crate) fn analyse(src: CountSource, job: &Job<'_>) -> Result<Analysis> {
         .batch_key
         .map(|k| filter::batch_codes(&src, k))
         .transpose()?;
-    let mut clock = Stopwatch::new(Stage::plan(opts.cluster, opts.umap), job.progress);
+    let mut clock = Stopwatch::new(
+        Stage::plan(opts.cluster, opts.umap, opts.markers),
+        job.progress,
+    );
     let gene_sets =
         crate::cart::genesets::load(opts.cart.gene_sets.as_deref(), opts.cart.gene_sets_mode)?;
     let car_candidates =
@@ -136,6 +145,18 @@ pub(crate) fn analyse(src: CountSource, job: &Job<'_>) -> Result<Analysis> {
     if layout.is_some() {
         clock.lap(Stage::Umap);
     }
+    let markers = match opts.markers {
+        true => {
+            let mut calls = crate::io::Frame::new(vec![String::new(); f.n_after.0]);
+            cart_cells.annotate(&mut calls);
+            let clustering = clusters.as_ref().map(|(c, _)| c);
+            let groupings = markers::groupings(opts, &f.obs, &calls, clustering)?;
+            let m = markers::rank(&mut f, &groupings, &ctx, opts)?;
+            clock.lap(Stage::Markers);
+            Some(m)
+        }
+        false => None,
+    };
 
     let stages = Stages {
         filtered: f,
@@ -148,6 +169,7 @@ pub(crate) fn analyse(src: CountSource, job: &Job<'_>) -> Result<Analysis> {
             clusters,
             layout,
         },
+        markers,
     };
     assemble::analysis(stages, &clock, backend, opts)
 }

@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 use crate::backend::BackendChoice;
 use crate::error::{Error, Result};
 use crate::pp::hvg::HvgFlavor;
+use crate::tl::markers::MarkerMethod;
 use crate::tl::pca::PcaSolver;
 
 /// How neighbours are searched.
@@ -80,6 +81,17 @@ pub struct RunOptions {
     pub umap_min_dist: f64,
     /// random_state of leiden and umap.
     pub seed: u64,
+    /// Marker genes (scanpy's rank_genes_groups) for each column of `markers_groupby`.
+    pub markers: bool,
+    /// obs columns whose groups get marker genes; the first is stored as
+    /// `uns["rank_genes_groups"]`, the others as `uns["rank_genes_groups_<column>"]`.
+    pub markers_groupby: Vec<String>,
+    /// rank_genes_groups(method).
+    pub markers_method: MarkerMethod,
+    /// rank_genes_groups(n_genes): genes kept per group.
+    pub markers_n_genes: usize,
+    /// rank_genes_groups(tie_correct), for the Wilcoxon test.
+    pub markers_tie_correct: bool,
 }
 
 impl Default for RunOptions {
@@ -108,6 +120,11 @@ impl Default for RunOptions {
             umap: true,
             umap_min_dist: 0.5,
             seed: 0,
+            markers: true,
+            markers_groupby: vec!["leiden".to_string()],
+            markers_method: MarkerMethod::TTest,
+            markers_n_genes: 100,
+            markers_tie_correct: false,
         }
     }
 }
@@ -140,6 +157,12 @@ impl RunOptions {
         // find_ab_params fits a curve that falls from 1 at min_dist over spread (1).
         if !(0.0..=1.0).contains(&self.umap_min_dist) {
             return bad("--umap-min-dist must lie in [0, 1] (spread is 1)");
+        }
+        if self.markers && self.markers_n_genes == 0 {
+            return bad("--markers-n-genes must be at least 1");
+        }
+        if self.markers && self.markers_groupby.is_empty() {
+            return bad("--markers-groupby needs at least one obs column");
         }
         self.cart.validate()
     }

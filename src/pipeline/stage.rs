@@ -28,6 +28,8 @@ pub enum Stage {
     Leiden,
     /// UMAP layout.
     Umap,
+    /// Marker genes (rank_genes_groups).
+    Markers,
     /// Writing result.h5ad and the tables and report.
     Write,
 }
@@ -46,16 +48,18 @@ impl Stage {
             Stage::Neighbors => "neighbors",
             Stage::Leiden => "leiden",
             Stage::Umap => "umap",
+            Stage::Markers => "markers",
             Stage::Write => "write",
         }
     }
 
     /// The stages a run with these switches goes through, in order.
-    pub fn plan(cluster: bool, umap: bool) -> Vec<Stage> {
+    pub fn plan(cluster: bool, umap: bool, markers: bool) -> Vec<Stage> {
         use Stage::*;
         let mut plan = vec![ReadQc, Filter, Normalize, Hvg, Cart, Scale, Pca, Neighbors];
         plan.extend(cluster.then_some(Leiden));
         plan.extend(umap.then_some(Umap));
+        plan.extend(markers.then_some(Markers));
         plan.push(Write);
         plan
     }
@@ -185,7 +189,10 @@ mod tests {
 
     #[test]
     fn names_are_summary_json_keys() {
-        let names: Vec<&str> = Stage::plan(true, true).iter().map(|s| s.name()).collect();
+        let names: Vec<&str> = Stage::plan(true, true, true)
+            .iter()
+            .map(|s| s.name())
+            .collect();
         assert_eq!(
             names,
             [
@@ -199,6 +206,7 @@ mod tests {
                 "neighbors",
                 "leiden",
                 "umap",
+                "markers",
                 "write"
             ]
         );
@@ -210,8 +218,8 @@ mod tests {
 
     #[test]
     fn plan_skips_switched_off_stages() {
-        let plan = Stage::plan(false, true);
+        let plan = Stage::plan(false, true, true);
         assert!(!plan.contains(&Stage::Leiden) && plan.contains(&Stage::Umap));
-        assert_eq!(Stage::plan(false, false).len(), 9);
+        assert_eq!(Stage::plan(false, false, false).len(), 9);
     }
 }

@@ -340,5 +340,5 @@ fn analyse_streams_and_holds_in_memory_alike() {
     };
     assert_eq!(pca(&mem), pca(&file));
     let stages: Vec<Stage> = mem.summary.stage_seconds.iter().map(|s| s.0).collect();
-    assert_eq!(stages, &Stage::plan(true, true)[..10]);
+    assert_eq!(stages, &Stage::plan(true, true, true)[..11]);
 }

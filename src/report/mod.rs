@@ -1,10 +1,12 @@
 //! `report.html`: one self-contained page for a biologist reading a CAR-T sample — QC,
 //! the embedding (UMAP when present, else PCA) coloured by sample (when there are several,
 //! as in `cartscope run --joint`), phenotype, CAR status and each score, score distributions
-//! by phenotype, phenotype fractions, the summary table, the parameters and the backend.
+//! by phenotype, the Leiden clusters with their marker genes (dot plot and table),
+//! phenotype fractions, the summary table, the parameters and the backend.
 //! Plots are inline SVG (`svg`); the only script is a short inline check that stamps how
 //! many plots have marks (`data-plots-rendered` on `<body>`), which the browser test reads.
 
+mod clusters;
 pub(crate) mod svg;
 pub mod table;
 
@@ -13,7 +15,7 @@ use std::fmt::Write;
 use crate::cart::calls::PHENOTYPES;
 use crate::cart::summary::CartSummary;
 use crate::io::{AnnData, Column, Dense, Frame};
-use crate::pipeline::{RunOptions, RunSummary};
+use crate::pipeline::{Markers, RunOptions, RunSummary};
 use svg::esc;
 
 /// At most this many cells are drawn in a scatter (every k-th cell beyond it).
@@ -60,7 +62,12 @@ fn embedding(ad: &AnnData) -> Option<(String, Vec<(f64, f64)>)> {
 }
 
 /// Renders the report.
-pub(crate) fn render(ad: &AnnData, summary: &RunSummary, opts: &RunOptions) -> String {
+pub(crate) fn render(
+    ad: &AnnData,
+    summary: &RunSummary,
+    markers: Option<&Markers>,
+    opts: &RunOptions,
+) -> String {
     let obs = &ad.obs;
     let cart = &summary.cart;
     let mut body = String::new();
@@ -77,6 +84,7 @@ pub(crate) fn render(ad: &AnnData, summary: &RunSummary, opts: &RunOptions) -> S
     if cart.car_feature.is_none() {
         body.push_str("<p class=\"note\">No CAR feature: no CAR status plot.</p>");
     }
+    clusters::section(&mut body, ad, markers);
     if let Some(p) = &phen {
         score_boxplots(&mut body, obs, p, &score_cols);
     }

@@ -118,6 +118,31 @@ pub fn scatter_categorical(
     codes: &[Option<usize>],
     categories: &[String],
 ) -> String {
+    scatter_groups(id, title, labels, xy, codes, categories, false)
+}
+
+/// [`scatter_categorical`] with each category's label written at the median of its points
+/// (clusters, whose colours repeat beyond the palette).
+pub fn scatter_labelled(
+    id: &str,
+    title: &str,
+    labels: (&str, &str),
+    xy: &[(f64, f64)],
+    codes: &[Option<usize>],
+    categories: &[String],
+) -> String {
+    scatter_groups(id, title, labels, xy, codes, categories, true)
+}
+
+fn scatter_groups(
+    id: &str,
+    title: &str,
+    labels: (&str, &str),
+    xy: &[(f64, f64)],
+    codes: &[Option<usize>],
+    categories: &[String],
+    centre_labels: bool,
+) -> String {
     let (x0, x1) = range(xy.iter().map(|p| p.0));
     let (y0, y1) = range(xy.iter().map(|p| p.1));
     let mut s = open(id, title, labels.0, labels.1);
@@ -130,6 +155,27 @@ pub fn scatter_categorical(
             sy(p.1, y0, y1)
         );
     }
+    if centre_labels {
+        for (k, name) in categories.iter().enumerate() {
+            let mut xs: Vec<f64> = Vec::new();
+            let mut ys: Vec<f64> = Vec::new();
+            for (p, _) in xy.iter().zip(codes).filter(|(_, c)| **c == Some(k)) {
+                xs.push(p.0);
+                ys.push(p.1);
+            }
+            if xs.is_empty() {
+                continue;
+            }
+            let (mx, my) = (median(&mut xs), median(&mut ys));
+            let _ = write!(
+                s,
+                "<text x=\"{:.1}\" y=\"{:.1}\" text-anchor=\"middle\" font-size=\"12\" font-weight=\"bold\" stroke=\"#fff\" stroke-width=\"3\" paint-order=\"stroke\">{}</text>",
+                sx(mx, x0, x1),
+                sy(my, y0, y1) + 4.0,
+                esc(name)
+            );
+        }
+    }
     let present: Vec<(String, &str)> = categories
         .iter()
         .enumerate()
@@ -138,6 +184,82 @@ pub fn scatter_categorical(
         .collect();
     let leg = legend(&mut s, &present);
     s + &leg
+}
+
+fn median(v: &mut [f64]) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
+/// Dot plot of genes (columns) by groups (rows): dot area by the fraction of the group's
+/// cells expressing the gene, colour by its mean expression scaled to the gene's maximum
+/// over the groups (as scanpy's `dotplot(standard_scale="var")`).
+pub fn dotplot(
+    id: &str,
+    title: &str,
+    genes: &[String],
+    groups: &[String],
+    fraction: &[Vec<f64>],
+    mean: &[Vec<f64>],
+) -> String {
+    const CELL: f64 = 16.0;
+    let (left, top, bottom) = (M + 20.0, 30.0, 70.0);
+    let w = left + CELL * genes.len() as f64 + 20.0;
+    let h = top + CELL * groups.len() as f64 + bottom;
+    let mut s = format!(
+        "<svg class=\"plot\" data-plot=\"{id}\" xmlns=\"http://www.w3.org/2000/svg\" viewBox=\"0 0 {w} {h}\" width=\"{w}\" height=\"{h}\" role=\"img\"><title>{t}</title><text x=\"{cx}\" y=\"16\" text-anchor=\"middle\" font-size=\"13\">{t}</text>",
+        t = esc(title),
+        cx = w / 2.0,
+    );
+    let max_by_gene: Vec<f64> = (0..genes.len())
+        .map(|j| mean.iter().map(|m| m[j]).fold(0.0, f64::max))
+        .collect();
+    for (r, g) in groups.iter().enumerate() {
+        let y = top + CELL * (r as f64 + 0.5);
+        let _ = write!(
+            s,
+            "<text x=\"{:.1}\" y=\"{:.1}\" text-anchor=\"end\" font-size=\"10\">{}</text>",
+            left - 4.0,
+            y + 3.5,
+            esc(g)
+        );
+        for j in 0..genes.len() {
+            let frac = fraction[r][j].clamp(0.0, 1.0);
+            if frac <= 0.0 {
+                continue;
+            }
+            let scaled = match max_by_gene[j] > 0.0 {
+                true => mean[r][j] / max_by_gene[j],
+                false => 0.0,
+            };
+            let _ = write!(
+                s,
+                "<circle cx=\"{:.1}\" cy=\"{y:.1}\" r=\"{:.2}\" fill=\"{}\"/>",
+                left + CELL * (j as f64 + 0.5),
+                (CELL / 2.0 - 0.5) * frac.sqrt(),
+                ramp(scaled)
+            );
+        }
+    }
+    let base = top + CELL * groups.len() as f64 + 4.0;
+    for (j, gene) in genes.iter().enumerate() {
+        let x = left + CELL * (j as f64 + 0.5) + 3.0;
+        let _ = write!(
+            s,
+            "<text x=\"{x:.1}\" y=\"{base:.1}\" font-size=\"10\" text-anchor=\"end\" transform=\"rotate(-60 {x:.1} {base:.1})\">{}</text>",
+            esc(gene)
+        );
+    }
+    s.push_str("</svg>");
+    let leg = legend(
+        &mut String::new(),
+        &[
+            ("mean expression: 0".to_string(), "rgb(68,1,84)"),
+            ("gene's highest group mean".to_string(), "rgb(253,231,37)"),
+        ],
+    );
+    s + &leg
+        + "<div class=\"legend\">dot area: fraction of the group's cells expressing the gene</div>"
 }
 
 /// Viridis-like ramp from dark blue to yellow for t in [0, 1].

@@ -1,7 +1,9 @@
 //! scanpy's tools (`sc.tl` and `sc.pp.neighbors`): PCA, the kNN graph with UMAP
-//! connectivities, Leiden clustering and the UMAP layout.
+//! connectivities, Leiden clustering, the UMAP layout and marker genes.
 
 pub mod leiden;
+pub mod markers;
 pub mod neighbors;
 pub mod pca;
+pub(crate) mod special;
 pub mod umap;

@@ -25,6 +25,7 @@ mod errors;
 mod golden;
 mod joint;
 mod layers;
+mod markers;
 mod python_interop;
 mod readers;
 mod robustness;

@@ -1,0 +1,825 @@
+//! Marker genes: scanpy's `rank_genes_groups(adata, groupby, reference="rest")` on the
+//! log-normalised matrix, methods `t-test`, `t-test_overestim_var` and `wilcoxon` (with or
+//! without tie correction), Benjamini-Hochberg correction (docs/algorithms.md section 10).
+//!
+//! Every group is compared with the rest of the cells (cells of no group, e.g. a missing
+//! label, belong to every rest). The statistics come from one pass over the matrix
+//! ([`GroupStats`]): per group and gene the sum, the sum of squares (each square rounded to
+//! float32 first, as scanpy's numba kernel computes it) and the count of non-zero values; the
+//! rest is the total minus the group. The Wilcoxon test adds the rank sums of every group
+//! ([`RankSums`], gene by gene over the cells: zeros share one average rank, so only the
+//! non-zero values are sorted).
+//!
+//! Per group (scanpy's `_RankGenes`):
+//! - mean `m = s / n` and variance `v = (q / n - m^2) * n / (n - 1)`;
+//! - `t-test`: Welch's t (`scipy.stats.ttest_ind_from_stats(equal_var=False)`) of the group
+//!   against the rest; `t-test_overestim_var` gives the rest the group's size; a NaN score
+//!   (equal means, no variance) is 0 with p-value 1;
+//! - `wilcoxon`: `z = (R - n (N + 1) / 2) / sqrt(T n (N - n) (N + 1) / 12)`, R the group's
+//!   rank sum, T the tie correction (1 without it), p-value `2 sf(|z|)`;
+//! - `logfoldchanges = log2((expm1(m) + 1e-9) / (expm1(m_rest) + 1e-9))`;
+//! - adjusted p-values by Benjamini-Hochberg over all genes;
+//! - genes ordered by score, highest first; the top `n_genes` are kept.
+
+use rayon::prelude::*;
+
+use super::special::{benjamini_hochberg, normal_sf, student_t_sf};
+use crate::matrix::CsrMatrix;
+
+/// The test that ranks the genes.
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Default,
+    clap::ValueEnum,
+    serde::Serialize,
+    serde::Deserialize,
+)]
+pub enum MarkerMethod {
+    /// Welch's t-test (scanpy's default).
+    #[default]
+    #[value(name = "t-test")]
+    #[serde(rename = "t-test")]
+    TTest,
+    /// Welch's t-test with the rest given the group's size (overestimates the variance of
+    /// small groups).
+    #[value(name = "t-test_overestim_var")]
+    #[serde(rename = "t-test_overestim_var")]
+    TTestOverestimVar,
+    /// Wilcoxon rank-sum test (normal approximation).
+    #[value(name = "wilcoxon")]
+    #[serde(rename = "wilcoxon")]
+    Wilcoxon,
+}
+
+impl MarkerMethod {
+    /// scanpy's name of the method (`params["method"]`).
+    pub fn scanpy_name(self) -> &'static str {
+        match self {
+            MarkerMethod::TTest => "t-test",
+            MarkerMethod::TTestOverestimVar => "t-test_overestim_var",
+            MarkerMethod::Wilcoxon => "wilcoxon",
+        }
+    }
+}
+
+/// The parameters of [`rank_genes_groups`].
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct MarkerParams {
+    /// The test.
+    pub method: MarkerMethod,
+    /// Genes kept per group (scanpy's `n_genes`), at most the number of genes.
+    pub n_genes: usize,
+    /// Tie correction of the Wilcoxon test (scanpy's `tie_correct`).
+    pub tie_correct: bool,
+}
+
+impl Default for MarkerParams {
+    fn default() -> Self {
+        MarkerParams {
+            method: MarkerMethod::TTest,
+            n_genes: 100,
+            tie_correct: false,
+        }
+    }
+}
+
+/// One group's ranked genes, best first.
+#[derive(Debug, Clone, PartialEq)]
+pub struct GroupMarkers {
+    /// The group's label.
+    pub group: String,
+    /// Cells in the group.
+    pub n_cells: usize,
+    /// Gene indices (columns of the matrix), best first.
+    pub genes: Vec<u32>,
+    /// Test statistics (t or z), float32 as scanpy stores them.
+    pub scores: Vec<f32>,
+    /// log2 fold changes of the group over the rest.
+    pub logfoldchanges: Vec<f32>,
+    /// p-values.
+    pub pvals: Vec<f64>,
+    /// Benjamini-Hochberg adjusted p-values (over all genes).
+    pub pvals_adj: Vec<f64>,
+    /// Fraction of the group's cells expressing each gene.
+    pub pts: Vec<f32>,
+    /// Fraction of the other cells expressing each gene.
+    pub pts_rest: Vec<f32>,
+}
+
+/// Per group and gene: sums, sums of squares and non-zero counts, from one pass.
+#[derive(Debug, Clone)]
+pub struct GroupStats {
+    n_groups: usize,
+    n_genes: usize,
+    /// Cells per group.
+    sizes: Vec<usize>,
+    /// Cells in total (with cells of no group).
+    n_cells: usize,
+    /// `[group * n_genes + gene]`; the last block (index `n_groups`) holds cells of no group.
+    sum: Vec<f64>,
+    sumsq: Vec<f64>,
+    nnz: Vec<u64>,
+}
+
+/// Rows per parallel task when accumulating.
+const ROWS_PER_TASK: usize = 512;
+
+impl GroupStats {
+    /// Empty statistics of `n_groups` groups over `n_genes` genes.
+    pub fn new(n_groups: usize, n_genes: usize) -> Self {
+        let len = (n_groups + 1) * n_genes;
+        GroupStats {
+            n_groups,
+            n_genes,
+            sizes: vec![0; n_groups],
+            n_cells: 0,
+            sum: vec![0.0; len],
+            sumsq: vec![0.0; len],
+            nnz: vec![0; len],
+        }
+    }
+
+    /// Adds the rows of `x`, whose groups are `codes` (one per row; negative or out of range
+    /// = no group).
+    pub fn push(&mut self, x: &CsrMatrix, codes: &[i32]) {
+        assert_eq!(x.n_rows, codes.len(), "one group code per row");
+        let (n_groups, n_genes) = (self.n_groups, self.n_genes);
+        let slot = |c: i32| usize::try_from(c).ok().filter(|&c| c < n_groups);
+        for &c in codes {
+            if let Some(g) = slot(c) {
+                self.sizes[g] += 1;
+            }
+        }
+        self.n_cells += x.n_rows;
+        let len = self.sum.len();
+        let add = |mut acc: (Vec<f64>, Vec<f64>, Vec<u64>), rows: std::ops::Range<usize>| {
+            for i in rows {
+                let base = slot(codes[i]).unwrap_or(n_groups) * n_genes;
+                let (idx, val) = x.row(i);
+                for (&j, &v) in idx.iter().zip(val) {
+                    let k = base + j as usize;
+                    acc.0[k] += f64::from(v);
+                    acc.1[k] += f64::from(v * v);
+                    acc.2[k] += u64::from(v != 0.0);
+                }
+            }
+            acc
+        };
+        let zero = || (vec![0.0; len], vec![0.0; len], vec![0u64; len]);
+        let tasks: Vec<_> = (0..x.n_rows)
+            .step_by(ROWS_PER_TASK)
+            .map(|a| a..(a + ROWS_PER_TASK).min(x.n_rows))
+            .collect();
+        let part = tasks
+            .into_par_iter()
+            .fold(zero, add)
+            .reduce(zero, |mut a, b| {
+                a.0.iter_mut().zip(&b.0).for_each(|(p, q)| *p += q);
+                a.1.iter_mut().zip(&b.1).for_each(|(p, q)| *p += q);
+                a.2.iter_mut().zip(&b.2).for_each(|(p, q)| *p += q);
+                a
+            });
+        self.sum.iter_mut().zip(&part.0).for_each(|(p, q)| *p += q);
+        self.sumsq
+            .iter_mut()
+            .zip(&part.1)
+            .for_each(|(p, q)| *p += q);
+        self.nnz.iter_mut().zip(&part.2).for_each(|(p, q)| *p += q);
+    }
+
+    /// Cells per group.
+    pub fn sizes(&self) -> &[usize] {
+        &self.sizes
+    }
+
+    /// Mean expression and fraction of cells expressing, `[group * n_genes + gene]` (zeros
+    /// for empty groups).
+    pub fn means_fractions(&self) -> (Vec<f32>, Vec<f32>) {
+        let mut mean = vec![0.0f32; self.n_groups * self.n_genes];
+        let mut frac = vec![0.0f32; self.n_groups * self.n_genes];
+        for g in 0..self.n_groups {
+            let n = self.sizes[g].max(1) as f64;
+            for j in 0..self.n_genes {
+                let k = g * self.n_genes + j;
+                mean[k] = (self.sum[k] / n) as f32;
+                frac[k] = (self.nnz[k] as f64 / n) as f32;
+            }
+        }
+        (mean, frac)
+    }
+
+    /// Non-zero values of every gene, all cells.
+    pub fn gene_nnz(&self) -> Vec<u64> {
+        let mut out = vec![0u64; self.n_genes];
+        for block in self.nnz.chunks(self.n_genes) {
+            out.iter_mut().zip(block).for_each(|(o, v)| *o += v);
+        }
+        out
+    }
+
+    /// (sum, sum of squares) of every gene, all cells.
+    fn totals(&self) -> (Vec<f64>, Vec<f64>) {
+        let mut s = vec![0.0; self.n_genes];
+        let mut q = vec![0.0; self.n_genes];
+        for (bs, bq) in self
+            .sum
+            .chunks(self.n_genes)
+            .zip(self.sumsq.chunks(self.n_genes))
+        {
+            s.iter_mut().zip(bs).for_each(|(o, v)| *o += v);
+            q.iter_mut().zip(bq).for_each(|(o, v)| *o += v);
+        }
+        (s, q)
+    }
+}
+
+/// scanpy's `_get_mean_var` from a sum and a sum of squares over `n` cells.
+fn mean_var(s: f64, q: f64, n: usize) -> (f64, f64) {
+    let nf = n as f64;
+    let mean = s / nf;
+    let mut var = q / nf - mean * mean;
+    if n != 1 {
+        var *= nf / (n - 1) as f64;
+    }
+    (mean, var)
+}
+
+/// Welch's t statistic and its two-sided p-value from the groups' statistics (scipy's
+/// `ttest_ind_from_stats(equal_var=False)`, the standard deviations squared back).
+fn welch(m1: f64, v1: f64, n1: f64, m2: f64, v2: f64, n2: f64) -> (f64, f64) {
+    let (s1, s2) = (v1.sqrt(), v2.sqrt());
+    let vn1 = s1 * s1 / n1;
+    let vn2 = s2 * s2 / n2;
+    let mut df = (vn1 + vn2).powi(2) / (vn1 * vn1 / (n1 - 1.0) + vn2 * vn2 / (n2 - 1.0));
+    if df.is_nan() {
+        df = 1.0;
+    }
+    let t = (m1 - m2) / (vn1 + vn2).sqrt();
+    let p = 2.0 * student_t_sf(df, t.abs());
+    (t, p)
+}
+
+/// Rank sums of each group and the tie correction of each gene (Wilcoxon).
+#[derive(Debug, Clone)]
+pub struct RankSums {
+    /// `[group * n_genes + gene]`.
+    sums: Vec<f64>,
+    /// Per gene, `1 - sum(t^3 - t) / (N^3 - N)` over the tie blocks.
+    tie: Vec<f64>,
+}
+
+impl RankSums {
+    /// Zero rank sums for `n_groups` groups over `n_genes` genes.
+    pub fn new(n_groups: usize, n_genes: usize) -> Self {
+        RankSums {
+            sums: vec![0.0; n_groups * n_genes],
+            tie: vec![1.0; n_genes],
+        }
+    }
+
+    /// Ranks genes `first..first + columns.len()` from their non-zero values
+    /// (`columns[j]` = (value, cell) pairs of gene `first + j`, all cells of the matrix), with
+    /// `codes` the group of every cell.
+    pub fn add_columns(&mut self, first: usize, columns: &mut [Vec<(f32, u32)>], codes: &[i32]) {
+        let n_genes = self.tie.len();
+        let n_groups = self.sums.len() / n_genes.max(1);
+        let n_cells = codes.len();
+        let mut sizes = vec![0usize; n_groups];
+        for &c in codes {
+            if let Some(g) = usize::try_from(c).ok().filter(|&g| g < n_groups) {
+                sizes[g] += 1;
+            }
+        }
+        let results: Vec<(Vec<f64>, f64)> = columns
+            .par_iter_mut()
+            .map(|col| rank_one(col, codes, &sizes, n_cells))
+            .collect();
+        for (j, (sums, tie)) in results.into_iter().enumerate() {
+            let gene = first + j;
+            self.tie[gene] = tie;
+            for (g, s) in sums.into_iter().enumerate() {
+                self.sums[g * n_genes + gene] = s;
+            }
+        }
+    }
+}
+
+/// One gene's rank sum per group and tie correction. Ranks are scipy's average ranks over
+/// all `n_cells` cells; the zeros form one tie block.
+fn rank_one(
+    col: &mut Vec<(f32, u32)>,
+    codes: &[i32],
+    sizes: &[usize],
+    n_cells: usize,
+) -> (Vec<f64>, f64) {
+    col.retain(|&(v, _)| v != 0.0);
+    col.sort_unstable_by(|a, b| a.0.total_cmp(&b.0));
+    let n_zero = n_cells - col.len();
+    let n_neg = col.partition_point(|&(v, _)| v < 0.0);
+    let mut sums = vec![0.0f64; sizes.len()];
+    let mut nz_in = vec![0usize; sizes.len()];
+    let mut ties = 0.0f64;
+    let block = |t: usize| {
+        let t = t as f64;
+        t * t * t - t
+    };
+    // Ranks are 1-based; a block of equal values at sorted positions [s, e) gets (s + 1 + e) / 2.
+    let mut s = 0;
+    while s < col.len() {
+        let mut e = s + 1;
+        while e < col.len() && col[e].0 == col[s].0 {
+            e += 1;
+        }
+        let offset = if s >= n_neg { n_zero } else { 0 };
+        let rank = 0.5 * ((s + offset + 1) + (e + offset)) as f64;
+        for &(_, cell) in &col[s..e] {
+            if let Some(g) = usize::try_from(codes[cell as usize])
+                .ok()
+                .filter(|&g| g < sizes.len())
+            {
+                sums[g] += rank;
+                nz_in[g] += 1;
+            }
+        }
+        ties += block(e - s);
+        s = e;
+    }
+    if n_zero > 0 {
+        let zero_rank = 0.5 * ((n_neg + 1) + (n_neg + n_zero)) as f64;
+        for g in 0..sizes.len() {
+            sums[g] += (sizes[g] - nz_in[g]) as f64 * zero_rank;
+        }
+        ties += block(n_zero);
+    }
+    let size = n_cells as f64;
+    let tie = if n_cells >= 2 {
+        1.0 - ties / (size * size * size - size)
+    } else {
+        1.0
+    };
+    (sums, tie)
+}
+
+/// The Wilcoxon z-score and two-sided p-value of a group of `n` of `total` cells with rank
+/// sum `r` and tie correction `coef`.
+fn wilcoxon_z(r: f64, n: usize, total: usize, coef: f64) -> (f64, f64) {
+    let (nf, tf) = (n as f64, total as f64);
+    let sd = (coef * nf * (tf - nf) * (tf + 1.0) / 12.0).sqrt();
+    let mut z = (r - nf * (tf + 1.0) / 2.0) / sd;
+    if z.is_nan() {
+        z = 0.0;
+    }
+    (z, 2.0 * normal_sf(z.abs()))
+}
+
+/// Ranks the genes of every group against the rest. `ranks` must be given for the Wilcoxon
+/// test. Groups with fewer than two cells are left out (scanpy refuses them).
+pub fn rank_genes_groups(
+    stats: &GroupStats,
+    ranks: Option<&RankSums>,
+    names: &[String],
+    params: &MarkerParams,
+) -> Vec<GroupMarkers> {
+    let n_genes = stats.n_genes;
+    let (tot_s, tot_q) = stats.totals();
+    let tot_nnz = stats.gene_nnz();
+    let n = stats.n_cells;
+    (0..stats.n_groups)
+        .into_par_iter()
+        .filter(|&g| stats.sizes[g] >= 2)
+        .map(|g| {
+            let ng = stats.sizes[g];
+            let nr = n - ng;
+            let block = g * n_genes..(g + 1) * n_genes;
+            let (s, q, z) = (
+                &stats.sum[block.clone()],
+                &stats.sumsq[block.clone()],
+                &stats.nnz[block],
+            );
+            let mut scores = vec![0.0f64; n_genes];
+            let mut pvals = vec![1.0f64; n_genes];
+            let mut lfc = vec![0.0f64; n_genes];
+            for j in 0..n_genes {
+                let (m1, v1) = mean_var(s[j], q[j], ng);
+                let (m2, v2) = mean_var(tot_s[j] - s[j], tot_q[j] - q[j], nr);
+                let (score, p) = match params.method {
+                    MarkerMethod::TTest => welch(m1, v1, ng as f64, m2, v2, nr as f64),
+                    MarkerMethod::TTestOverestimVar => welch(m1, v1, ng as f64, m2, v2, ng as f64),
+                    MarkerMethod::Wilcoxon => {
+                        let r = ranks.expect("rank sums for the Wilcoxon test");
+                        let coef = if params.tie_correct { r.tie[j] } else { 1.0 };
+                        wilcoxon_z(r.sums[g * n_genes + j], ng, n, coef)
+                    }
+                };
+                (scores[j], pvals[j]) = if score.is_nan() {
+                    (0.0, 1.0)
+                } else {
+                    (score, if p.is_nan() { 1.0 } else { p })
+                };
+                lfc[j] = ((libm::expm1(m1) + 1e-9) / (libm::expm1(m2) + 1e-9)).log2();
+            }
+            let adjusted = benjamini_hochberg(&pvals);
+            let mut order: Vec<usize> = (0..n_genes).collect();
+            // Highest score first; equal scores: the later gene first (numpy's argsort
+            // reversed).
+            order.sort_by(|&a, &b| scores[b].total_cmp(&scores[a]).then(b.cmp(&a)));
+            order.truncate(params.n_genes.min(n_genes));
+            let pct = |nnz: u64, cells: usize| {
+                if cells == 0 {
+                    0.0
+                } else {
+                    (nnz as f64 / cells as f64) as f32
+                }
+            };
+            GroupMarkers {
+                group: names[g].clone(),
+                n_cells: ng,
+                genes: order.iter().map(|&j| j as u32).collect(),
+                scores: order.iter().map(|&j| scores[j] as f32).collect(),
+                logfoldchanges: order.iter().map(|&j| lfc[j] as f32).collect(),
+                pvals: order.iter().map(|&j| pvals[j]).collect(),
+                pvals_adj: order.iter().map(|&j| adjusted[j]).collect(),
+                pts: order.iter().map(|&j| pct(z[j], ng)).collect(),
+                pts_rest: order.iter().map(|&j| pct(tot_nnz[j] - z[j], nr)).collect(),
+            }
+        })
+        .collect()
+}
+
+/// Collects the non-zero values of genes `genes` (a range of columns) from the rows of `x`,
+/// whose first row is cell `row0`: `columns[j]` gets (value, cell) of gene `genes.start + j`.
+pub fn collect_columns(
+    x: &CsrMatrix,
+    row0: usize,
+    genes: std::ops::Range<usize>,
+    columns: &mut [Vec<(f32, u32)>],
+) {
+    for i in 0..x.n_rows {
+        let (idx, val) = x.row(i);
+        let a = idx.partition_point(|&j| (j as usize) < genes.start);
+        let b = idx.partition_point(|&j| (j as usize) < genes.end);
+        for k in a..b {
+            columns[idx[k] as usize - genes.start].push((val[k], (row0 + i) as u32));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A small matrix with ties, zeros, a gene with no variance and an unlabelled cell.
+    fn fixture() -> (CsrMatrix, Vec<i32>) {
+        #[rustfmt::skip]
+        let dense = [
+            1.0, 0.0, 2.0, 0.5,
+            1.0, 0.0, 2.0, 0.0,
+            3.0, 1.5, 2.0, 0.0,
+            0.0, 1.5, 2.0, 0.7,
+            0.0, 2.5, 2.0, 0.0,
+            2.0, 0.0, 2.0, 0.5,
+            0.0, 0.0, 2.0, 0.0,
+        ];
+        (
+            CsrMatrix::from_dense(7, 4, &dense),
+            vec![0, 0, 0, 1, 1, 1, -1],
+        )
+    }
+
+    fn run(method: MarkerMethod, tie_correct: bool) -> Vec<GroupMarkers> {
+        let (x, codes) = fixture();
+        let mut stats = GroupStats::new(2, 4);
+        stats.push(&x.slice_rows(0..3), &codes[0..3]);
+        stats.push(&x.slice_rows(3..7), &codes[3..7]);
+        let mut ranks = RankSums::new(2, 4);
+        let mut cols = vec![Vec::new(); 4];
+        collect_columns(&x, 0, 0..4, &mut cols);
+        ranks.add_columns(0, &mut cols, &codes);
+        let params = MarkerParams {
+            method,
+            n_genes: 4,
+            tie_correct,
+        };
+        rank_genes_groups(&stats, Some(&ranks), &["a".into(), "b".into()], &params)
+    }
+
+    /// (method, tie_correct, group, genes, scores, pvals, pvals_adj, logfoldchanges)
+    type Case = (
+        MarkerMethod,
+        bool,
+        usize,
+        [u32; 4],
+        [f32; 4],
+        [f64; 4],
+        [f64; 4],
+        [f32; 4],
+    );
+    /// Reference: scanpy 1.11.5 `rank_genes_groups(adata, "g", method, tie_correct, n_genes=4)`
+    /// on the fixture (obs g = a, a, a, b, b, b, missing).
+    const SCANPY: [Case; 8] = [
+        (
+            MarkerMethod::TTest,
+            false,
+            0,
+            [0, 2, 3, 1],
+            [
+                1.399999976158142,
+                0.0,
+                -0.5468687415122986,
+                -0.6324555277824402,
+            ],
+            [
+                0.23356075037302526,
+                1.0,
+                0.6084045656941157,
+                0.55487828305637,
+            ],
+            [
+                0.8112060875921543,
+                1.0,
+                0.8112060875921543,
+                0.8112060875921543,
+            ],
+            [
+                2.726816177368164,
+                0.0,
+                -0.9479132294654846,
+                -1.4052960872650146,
+            ],
+        ),
+        (
+            MarkerMethod::TTest,
+            false,
+            1,
+            [1, 3, 2, 0],
+            [
+                1.1721885204315186,
+                1.1325570344924927,
+                0.0,
+                -0.6363636255264282,
+            ],
+            [
+                0.3241708704897787,
+                0.33075879410338205,
+                1.0,
+                0.5543725858185243,
+            ],
+            [
+                0.6615175882067641,
+                0.6615175882067641,
+                1.0,
+                0.7391634477580324,
+            ],
+            [
+                2.6182491779327393,
+                1.885108470916748,
+                0.0,
+                -1.3937902450561523,
+            ],
+        ),
+        (
+            MarkerMethod::TTestOverestimVar,
+            false,
+            0,
+            [0, 2, 3, 1],
+            [
+                1.3228756189346313,
+                0.0,
+                -0.5039526224136353,
+                -0.5773502588272095,
+            ],
+            [
+                0.257767806142459,
+                1.0,
+                0.6418504880245861,
+                0.5978671879151778,
+            ],
+            [
+                0.8558006506994481,
+                1.0,
+                0.8558006506994481,
+                0.8558006506994481,
+            ],
+            [
+                2.726816177368164,
+                0.0,
+                -0.9479132294654846,
+                -1.4052960872650146,
+            ],
+        ),
+        (
+            MarkerMethod::TTestOverestimVar,
+            false,
+            1,
+            [1, 3, 2, 0],
+            [
+                1.1331286430358887,
+                1.0856202840805054,
+                0.0,
+                -0.5916079878807068,
+            ],
+            [
+                0.3335213465709371,
+                0.3455937276362116,
+                1.0,
+                0.5861505297009377,
+            ],
+            [
+                0.6911874552724232,
+                0.6911874552724232,
+                1.0,
+                0.7815340396012503,
+            ],
+            [
+                2.6182491779327393,
+                1.885108470916748,
+                0.0,
+                -1.3937902450561523,
+            ],
+        ),
+        (
+            MarkerMethod::Wilcoxon,
+            false,
+            0,
+            [0, 2, 3, 1],
+            [
+                1.4142135381698608,
+                0.0,
+                -0.5303300619125366,
+                -0.5303300619125366,
+            ],
+            [
+                0.15729920705028516,
+                1.0,
+                0.5958830905651777,
+                0.5958830905651777,
+            ],
+            [
+                0.6291968282011406,
+                1.0,
+                0.794510787420237,
+                0.794510787420237,
+            ],
+            [
+                2.726816177368164,
+                0.0,
+                -0.9479132294654846,
+                -1.4052960872650146,
+            ],
+        ),
+        (
+            MarkerMethod::Wilcoxon,
+            false,
+            1,
+            [3, 1, 2, 0],
+            [
+                1.0606601238250732,
+                1.0606601238250732,
+                0.0,
+                -0.7071067690849304,
+            ],
+            [
+                0.2888443663464849,
+                0.2888443663464849,
+                1.0,
+                0.4795001221869535,
+            ],
+            [
+                0.5776887326929698,
+                0.5776887326929698,
+                1.0,
+                0.6393334962492713,
+            ],
+            [
+                1.885108470916748,
+                2.6182491779327393,
+                0.0,
+                -1.3937902450561523,
+            ],
+        ),
+        (
+            MarkerMethod::Wilcoxon,
+            true,
+            0,
+            [0, 2, 3, 1],
+            [
+                1.481917142868042,
+                0.0,
+                -0.5916079878807068,
+                -0.5916079878807068,
+            ],
+            [
+                0.13836234188025062,
+                1.0,
+                0.5541131300694455,
+                0.5541131300694455,
+            ],
+            [
+                0.5534493675210025,
+                1.0,
+                0.7388175067592607,
+                0.7388175067592607,
+            ],
+            [
+                2.726816177368164,
+                0.0,
+                -0.9479132294654846,
+                -1.4052960872650146,
+            ],
+        ),
+        (
+            MarkerMethod::Wilcoxon,
+            true,
+            1,
+            [3, 1, 2, 0],
+            [
+                1.1832159757614136,
+                1.1832159757614136,
+                0.0,
+                -0.740958571434021,
+            ],
+            [
+                0.2367235706378572,
+                0.2367235706378572,
+                1.0,
+                0.4587185587250222,
+            ],
+            [
+                0.4734471412757144,
+                0.4734471412757144,
+                1.0,
+                0.6116247449666963,
+            ],
+            [
+                1.885108470916748,
+                2.6182491779327393,
+                0.0,
+                -1.3937902450561523,
+            ],
+        ),
+    ];
+
+    fn close(a: f64, b: f64, rel: f64) -> bool {
+        (a - b).abs() <= rel * b.abs().max(1e-300)
+    }
+
+    #[test]
+    fn every_method_matches_scanpy() {
+        for (method, tie, group, genes, scores, pvals, adj, lfc) in SCANPY {
+            let got = &run(method, tie)[group];
+            let what = format!("{method:?} tie {tie} group {group}");
+            assert_eq!(got.genes, genes, "{what}");
+            for k in 0..4 {
+                assert!(
+                    close(got.scores[k].into(), scores[k].into(), 1e-7),
+                    "{what} score {k}: {} vs {}",
+                    got.scores[k],
+                    scores[k]
+                );
+                assert!(
+                    close(got.pvals[k], pvals[k], 1e-12),
+                    "{what} pval {k}: {} vs {}",
+                    got.pvals[k],
+                    pvals[k]
+                );
+                assert!(
+                    close(got.pvals_adj[k], adj[k], 1e-12),
+                    "{what} pval_adj {k}"
+                );
+                assert!(
+                    close(got.logfoldchanges[k].into(), lfc[k].into(), 1e-7),
+                    "{what} lfc {k}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn fractions_expressing_and_group_sizes() {
+        let got = run(MarkerMethod::TTest, false);
+        assert_eq!((got[0].n_cells, got[1].n_cells), (3, 3));
+        // Gene 0 in group a: 3 of 3 cells; in the rest (b and the unlabelled cell): 1 of 4.
+        assert_eq!(got[0].genes[0], 0);
+        assert_eq!((got[0].pts[0], got[0].pts_rest[0]), (1.0, 0.25));
+    }
+
+    #[test]
+    fn groups_of_one_cell_are_left_out() {
+        let (x, _) = fixture();
+        let codes = [0, 0, 0, 0, 0, 0, 1];
+        let mut stats = GroupStats::new(2, 4);
+        stats.push(&x, &codes);
+        let got = rank_genes_groups(
+            &stats,
+            None,
+            &["a".into(), "b".into()],
+            &MarkerParams::default(),
+        );
+        assert_eq!(got.len(), 1);
+        assert_eq!(got[0].group, "a");
+    }
+}
