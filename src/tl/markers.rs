@@ -513,10 +513,10 @@ mod tests {
         bool,
         usize,
         [u32; 4],
-        [f32; 4],
         [f64; 4],
         [f64; 4],
-        [f32; 4],
+        [f64; 4],
+        [f64; 4],
     );
     /// Reference: scanpy 1.11.5 `rank_genes_groups(adata, "g", method, tie_correct, n_genes=4)`
     /// on the fixture (obs g = a, a, a, b, b, b, missing).
@@ -775,7 +775,7 @@ mod tests {
             assert_eq!(got.genes, genes, "{what}");
             for k in 0..4 {
                 assert!(
-                    close(got.scores[k].into(), scores[k].into(), 1e-7),
+                    close(got.scores[k].into(), scores[k], 1e-7),
                     "{what} score {k}: {} vs {}",
                     got.scores[k],
                     scores[k]
@@ -791,7 +791,7 @@ mod tests {
                     "{what} pval_adj {k}"
                 );
                 assert!(
-                    close(got.logfoldchanges[k].into(), lfc[k].into(), 1e-7),
+                    close(got.logfoldchanges[k].into(), lfc[k], 1e-7),
                     "{what} lfc {k}"
                 );
             }
