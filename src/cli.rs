@@ -275,6 +275,10 @@ pub struct CartArgs {
     /// no CAR and lets it compete like any gene, and the default run reproduces scanpy.
     #[arg(long)]
     pub car_out_of_hvg: bool,
+    /// Skip the cell-cycle phase (obs S_score, G2M_score, phase; scanpy's
+    /// score_genes_cell_cycle with the Tirosh et al. 2016 genes).
+    #[arg(long)]
+    pub no_cell_cycle: bool,
 }
 
 impl CartArgs {
@@ -296,6 +300,9 @@ impl CartArgs {
         }
         if self.car_out_of_hvg {
             o.car_in_hvg = false;
+        }
+        if self.no_cell_cycle {
+            o.cell_cycle = false;
         }
     }
 }

@@ -1,19 +1,22 @@
 //! CAR-T interpretation of a run: the CAR construct ([`detect`]), gene-set scores exactly as
-//! scanpy's `score_genes` ([`score`], [`genesets`]), rule-based cell calls ([`calls`]) and the
-//! per-sample summary ([`summary`]).
+//! scanpy's `score_genes` ([`score`], [`genesets`]), the cell-cycle phase exactly as scanpy's
+//! `score_genes_cell_cycle` ([`cycle`]), rule-based cell calls ([`calls`]) and the per-sample
+//! summary ([`summary`]).
 //!
 //! The pipeline feeds this module three things: the CAR candidates' raw counts (gathered while
 //! the input is read), the per-gene means of the log-normalised data (for the control-gene
 //! bins), and the log-normalised chunks again (for scores and markers). Results become obs
-//! columns of `result.h5ad` (`car_positive`, `<set>_score`, `t_cell`, `cd4_cd8`, `phenotype`)
-//! and the `cart` section of `summary.json`.
+//! columns of `result.h5ad` (`car_positive`, `<set>_score`, `S_score`, `G2M_score`, `phase`,
+//! `t_cell`, `cd4_cd8`, `phenotype`) and the `cart` section of `summary.json`.
 
 pub mod calls;
+pub mod cycle;
 pub mod detect;
 pub mod genesets;
 pub mod score;
 pub mod summary;
 
+use std::collections::HashMap;
 use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
@@ -46,6 +49,9 @@ pub struct CartOptions {
     /// the connectivities (0.17) beyond the tolerances of docs/algorithms.md section 9.
     /// `--car-out-of-hvg` keeps it out, so it never shapes PCA and the kNN graph.
     pub car_in_hvg: bool,
+    /// Score the cell cycle (`S_score`, `G2M_score`, `phase`) as scanpy's
+    /// `score_genes_cell_cycle`; `--no-cell-cycle` turns it off.
+    pub cell_cycle: bool,
 }
 
 impl Default for CartOptions {
@@ -57,6 +63,7 @@ impl Default for CartOptions {
             gene_sets_mode: GeneSetsMode::Replace,
             report: true,
             car_in_hvg: true,
+            cell_cycle: true,
         }
     }
 }
@@ -88,20 +95,38 @@ pub struct GeneSetReport {
     pub control_genes: Vec<String>,
 }
 
+/// The present genes of `list` (positions in `pos`, duplicates once, list order) and the
+/// missing ones, as scanpy's `score_genes` restricts a list to var_names.
+pub(crate) fn present(pos: &HashMap<&str, usize>, list: &[String]) -> (Vec<usize>, Vec<String>) {
+    let mut used: Vec<usize> = Vec::new();
+    let mut missing = Vec::new();
+    for g in list {
+        match pos.get(g.as_str()) {
+            Some(&j) if !used.contains(&j) => used.push(j),
+            Some(_) => {}
+            None => missing.push(g.clone()),
+        }
+    }
+    (used, missing)
+}
+
 /// Scores and marker values accumulated over the log-normalised chunks.
 #[derive(Debug)]
 pub(crate) struct CellAccumulator {
     sets: Vec<GeneSetReport>,
+    /// The cell-cycle lists; None when not asked for. When scored, the scorer's last two plans
+    /// are S and G2M.
+    cycle: Option<cycle::CellCycleReport>,
     scorer: Scorer,
     markers: Vec<(&'static str, usize)>,
     marker_values: Vec<f32>,
 }
 
 impl CellAccumulator {
-    /// Plans the scores of `sets` over `genes` (the filtered var names) with `means` their
-    /// mean log-normalised expression.
-    pub fn new(genes: &[String], means: &[f64], sets: &[GeneSet]) -> Self {
-        let pos: std::collections::HashMap<&str, usize> = genes
+    /// Plans the scores of `sets` (and of the cell cycle with `cell_cycle`) over `genes` (the
+    /// filtered var names) with `means` their mean log-normalised expression.
+    pub fn new(genes: &[String], means: &[f64], sets: &[GeneSet], cell_cycle: bool) -> Self {
+        let pos: HashMap<&str, usize> = genes
             .iter()
             .enumerate()
             .map(|(j, g)| (g.as_str(), j))
@@ -109,15 +134,7 @@ impl CellAccumulator {
         let mut plans = Vec::new();
         let mut reports = Vec::new();
         for set in sets {
-            let mut used: Vec<usize> = Vec::new();
-            let mut missing = Vec::new();
-            for g in &set.genes {
-                match pos.get(g.as_str()) {
-                    Some(&j) if !used.contains(&j) => used.push(j),
-                    Some(_) => {}
-                    None => missing.push(g.clone()),
-                }
-            }
+            let (used, missing) = present(&pos, &set.genes);
             let mut report = GeneSetReport {
                 name: set.name.clone(),
                 score_column: None,
@@ -137,12 +154,18 @@ impl CellAccumulator {
             }
             reports.push(report);
         }
+        let cycle = cell_cycle.then(|| {
+            let (report, cycle_plans) = cycle::plan(genes, &pos, means);
+            plans.extend(cycle_plans.into_iter().flatten());
+            report
+        });
         let markers = calls::marker_genes()
             .into_iter()
             .filter_map(|g| pos.get(g).map(|&j| (g, j)))
             .collect();
         CellAccumulator {
             sets: reports,
+            cycle,
             scorer: Scorer::new(plans, genes.len()),
             markers,
             marker_values: Vec::new(),
@@ -191,9 +214,15 @@ impl CellAccumulator {
             .iter()
             .filter_map(|s| Some((s.score_column.clone()?, score_iter.next()?)))
             .collect();
+        let cell_cycle = match (&self.cycle, score_iter.next(), score_iter.next()) {
+            (Some(r), Some(s), Some(g2m)) if r.scored => Some(cycle::CellCycle::new(s, g2m)),
+            _ => None,
+        };
         CartCells {
             gene_sets: self.sets,
             scores,
+            cycle_report: self.cycle,
+            cell_cycle,
             calls,
             car: car.map(|(name, counts, min)| CarCells {
                 positive: counts.iter().map(|&c| c >= min as f32).collect(),
@@ -222,6 +251,10 @@ pub struct CartCells {
     pub gene_sets: Vec<GeneSetReport>,
     /// (obs column, score per cell) for each scored set.
     pub scores: Vec<(String, Vec<f64>)>,
+    /// What was scored of the cell-cycle lists; None when the cell cycle was not asked for.
+    pub cycle_report: Option<cycle::CellCycleReport>,
+    /// Cell-cycle scores and phases, when scored.
+    pub cell_cycle: Option<cycle::CellCycle>,
     /// Calls per cell.
     pub calls: Vec<calls::CellCall>,
     /// CAR status, None when the data have no CAR feature.
@@ -230,7 +263,8 @@ pub struct CartCells {
 
 impl CartCells {
     /// Adds the obs columns: `car_counts`/`car_positive` (only with a CAR feature), the
-    /// scores, `t_cell`, `cd4_cd8` and `phenotype` (categoricals in a fixed order).
+    /// scores, `S_score`, `G2M_score` and `phase` (when scored), `t_cell`, `cd4_cd8` and
+    /// `phenotype` (categoricals in a fixed order).
     pub fn annotate(&self, obs: &mut Frame) {
         if let Some(car) = &self.car {
             obs.set("car_counts", Column::F32(car.counts.clone()));
@@ -238,6 +272,14 @@ impl CartCells {
         }
         for (name, s) in &self.scores {
             obs.set(name.clone(), Column::F64(s.clone()));
+        }
+        if let Some(c) = &self.cell_cycle {
+            obs.set("S_score", Column::F64(c.s_score.clone()));
+            obs.set("G2M_score", Column::F64(c.g2m_score.clone()));
+            obs.set(
+                "phase",
+                categorical(c.phase.iter().copied(), &cycle::PHASES),
+            );
         }
         obs.set(
             "t_cell",

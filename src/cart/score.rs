@@ -86,8 +86,15 @@ pub(crate) struct ScorePlan {
 impl ScorePlan {
     /// scanpy's plan for `genes` (already restricted to present genes), given gene means.
     pub fn new(means: &[f64], genes: Vec<usize>) -> Self {
+        Self::with_ctrl_size(means, genes, CTRL_SIZE)
+    }
+
+    /// scanpy's plan with `ctrl_size` control genes drawn per bin (score_genes_cell_cycle
+    /// passes the length of the shorter list); the generator is seeded afresh, as each
+    /// `score_genes` call does.
+    pub fn with_ctrl_size(means: &[f64], genes: Vec<usize>, ctrl_size: usize) -> Self {
         let mut rng = NumpyRandomState::seed(RANDOM_STATE);
-        let control = control_genes(means, &genes, CTRL_SIZE, N_BINS, &mut rng);
+        let control = control_genes(means, &genes, ctrl_size, N_BINS, &mut rng);
         ScorePlan { genes, control }
     }
 }

@@ -6,12 +6,15 @@
 //! among CAR+ T cells and among all T cells; phenotype fractions among T cells and among CAR+
 //! T cells; the median of every score among T cells and among CAR+ T cells; and the
 //! exhaustion-to-memory balance, median exhaustion score minus median memory score (among
-//! CAR+ T cells when there is a CAR feature, else among T cells; positive: exhausted-leaning).
+//! CAR+ T cells when there is a CAR feature, else among T cells; positive: exhausted-leaning);
+//! when the cell cycle was scored, the cells after QC per phase and the cycling fraction (S or
+//! G2M).
 
 use std::collections::BTreeMap;
 
 use serde::Serialize;
 
+use super::cycle::CellCycleReport;
 use super::{CartCells, GeneSetReport, calls};
 use crate::io::{Column, Frame};
 
@@ -52,6 +55,36 @@ pub struct SampleSummary {
     pub median_scores_car: Option<BTreeMap<String, f64>>,
     /// Median exhaustion minus median memory score (CAR+ T cells, else T cells).
     pub exhaustion_memory_balance: Option<f64>,
+    /// Cells after QC per cell-cycle phase (None when the cell cycle was not scored).
+    pub phase_counts: Option<PhaseCounts>,
+    /// Cells in S or G2M / cells after QC (None when the cell cycle was not scored).
+    pub cycling_fraction: Option<f64>,
+}
+
+/// Cells per cell-cycle phase.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct PhaseCounts {
+    /// Cells in G1.
+    #[serde(rename = "G1")]
+    pub g1: usize,
+    /// Cells in S.
+    #[serde(rename = "S")]
+    pub s: usize,
+    /// Cells in G2/M.
+    #[serde(rename = "G2M")]
+    pub g2m: usize,
+}
+
+impl PhaseCounts {
+    /// The phases of the cells `rows`.
+    fn of(phase: &[&str], rows: &[usize]) -> Self {
+        let n = |p: &str| rows.iter().filter(|&&i| phase[i] == p).count();
+        PhaseCounts {
+            g1: n("G1"),
+            s: n("S"),
+            g2m: n("G2M"),
+        }
+    }
 }
 
 /// The `cart` section of summary.json.
@@ -67,6 +100,9 @@ pub struct CartSummary {
     pub car_min_counts: u32,
     /// Gene sets, with genes used and missing.
     pub gene_sets: Vec<GeneSetReport>,
+    /// The cell-cycle lists, with genes used and missing and whether they were scored; None
+    /// with `--no-cell-cycle`.
+    pub cell_cycle: Option<CellCycleReport>,
     /// Per-sample numbers.
     pub samples: Vec<SampleSummary>,
 }
@@ -181,6 +217,10 @@ pub(crate) fn summarise(
             let n_car = car.map(|c| rows.iter().filter(|&&i| c.positive[i]).count());
             let balance_set = car_t.as_deref().unwrap_or(&t);
             let m = medians(balance_set);
+            let phases = cells
+                .cell_cycle
+                .as_ref()
+                .map(|c| PhaseCounts::of(&c.phase, &rows));
             SampleSummary {
                 sample: s.clone(),
                 n_cells_in: labels_in.iter().filter(|l| *l == s).count(),
@@ -204,6 +244,8 @@ pub(crate) fn summarise(
                     .get("exhaustion_score")
                     .zip(m.get("memory_score"))
                     .map(|(e, mm)| e - mm),
+                phase_counts: phases,
+                cycling_fraction: phases.and_then(|p| ratio(p.s + p.g2m, rows.len())),
             }
         })
         .collect();
@@ -213,6 +255,7 @@ pub(crate) fn summarise(
         car_other_candidates,
         car_min_counts,
         gene_sets: cells.gene_sets.clone(),
+        cell_cycle: cells.cycle_report.clone(),
         samples,
     }
 }
@@ -258,6 +301,10 @@ pub(crate) fn to_csv(s: &CartSummary) -> String {
         "cd4_cd8_ratio_car",
         "cd4_cd8_ratio_t",
         "exhaustion_memory_balance",
+        "cycling_fraction",
+        "n_phase_G1",
+        "n_phase_S",
+        "n_phase_G2M",
     ]
     .map(String::from)
     .to_vec();
@@ -282,7 +329,10 @@ pub(crate) fn to_csv(s: &CartSummary) -> String {
             fmt_opt(r.cd4_cd8_ratio_car),
             fmt_opt(r.cd4_cd8_ratio_t),
             fmt_opt(r.exhaustion_memory_balance),
+            fmt_opt(r.cycling_fraction),
         ];
+        let counts = r.phase_counts.map(|p| [p.g1, p.s, p.g2m]);
+        row.extend((0..3).map(|k| counts.map_or(String::new(), |c| c[k].to_string())));
         row.extend(
             phen.iter()
                 .map(|p| fmt_opt(r.phenotype_fractions_t.get(*p).copied())),

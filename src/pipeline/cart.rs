@@ -1,6 +1,7 @@
 //! Stage 5, CAR-T: the gene-set scores (scanpy's `score_genes` on all genes after
-//! filter_genes, as the reference pipeline scores them after HVG selection), the marker values
-//! of the cell calls, and the CAR status of every cell after QC.
+//! filter_genes, as the reference pipeline scores them after HVG selection), the cell-cycle
+//! phase (scanpy's `score_genes_cell_cycle`, same data), the marker values of the cell calls,
+//! and the CAR status of every cell after QC.
 
 use crate::cart::genesets::GeneSet;
 use crate::cart::{CartCells, CellAccumulator};
@@ -20,7 +21,7 @@ pub(crate) fn score_and_call(
     opts: &RunOptions,
 ) -> Result<CartCells> {
     let (means, _) = hvgs.log_moments.mean_var(1);
-    let mut acc = CellAccumulator::new(&f.var.index, &means, gene_sets);
+    let mut acc = CellAccumulator::new(&f.var.index, &means, gene_sets, opts.cart.cell_cycle);
     f.matrix.for_each_chunk(ctx, |x| {
         acc.push(x);
         Ok(())

@@ -32,7 +32,8 @@ unzip -o -q -j "$tmp"/whl/scirpy-*.whl scirpy/tests/data/wu2020_200_v0_11.h5ad -
 "$py" tests/golden/make_hvg_golden.py sample_data/P01_day90.h5ad cell_ranger tests/golden/P01_day90_cell_ranger_hvg.npz
 "$py" tests/golden/make_hvg_golden.py sample_data/P01_day90.h5ad seurat_v3 tests/golden/P01_day90_seurat_v3_hvg.npz
 
-# (d) gene-set scores (score_genes, random_state=0) on the sample and the real T cells.
+# (d) gene-set scores (score_genes, random_state=0) and score_genes_cell_cycle on the sample and
+# the real T cells.
 "$py" tests/golden/make_score_golden.py sample_data/P01_day90.h5ad tests/golden/P01_day90_scores.npz
 "$py" tests/golden/make_score_golden.py "$tmp/wu2020_200_v0_11.h5ad" tests/golden/wu2020_200_scores.npz
 

@@ -3,7 +3,9 @@
 //!   phenotype calls reach their accuracy targets, and every summary number is recomputed
 //!   here from the obs columns;
 //! - gene-set scores equal scanpy's score_genes (goldens by tests/golden/make_score_golden.py):
-//!   the same sets and control genes, max |diff| <= 3e-7, 1 - Pearson r <= 1e-13;
+//!   the same sets and control genes, max |diff| <= 3e-7, 1 - Pearson r <= 1e-13; the
+//!   cell-cycle scores and phases equal scanpy's score_genes_cell_cycle (same control genes,
+//!   identical phases), and `--no-cell-cycle` leaves them out;
 //! - data without a CAR feature get no CAR columns (absent, not zero); a bad GMT file is one
 //!   error line naming the file and the line;
 //! - cells.parquet, read back with polars, holds one row per cell after QC with the barcodes,
@@ -241,6 +243,33 @@ for s in summary["gene_sets"]:
     print(col, "max_abs", d, "1 - pearson", 1 - r)
     # Measured max |diff| 2.6e-7 (the float32 rounding of X), 1 - r 2.7e-14.
     assert d <= 3e-7 and 1 - r <= 1e-13, (col, d, r)
+# score_genes_cell_cycle: the same control genes, scores and phases.
+cc = summary["cell_cycle"]
+assert cc["scored"] and cc["ctrl_size"] == 43, cc["note"]
+assert sorted(cc["s_control_genes"]) == list(g["cycle_S_ctrl"])
+assert sorted(cc["g2m_control_genes"]) == list(g["cycle_G2M_ctrl"])
+for col in ("S_score", "G2M_score"):
+    assert res.obs[col].dtype == np.float64, col
+    d = float(np.max(np.abs(res.obs[col].to_numpy() - g[col])))
+    print(col, "max_abs", d)
+    # Measured max |diff|: sample S 1.33e-7, G2M 1.36e-7; real T cells S 4.9e-8, G2M 1.26e-7.
+    assert d <= 1.5e-7, (col, d)
+phase = np.asarray(res.obs["phase"], dtype=str)
+assert list(res.obs["phase"].cat.categories) == ["G1", "S", "G2M"]
+assert np.array_equal(phase, g["phase"]), int((phase != g["phase"]).sum())
+counts = {{p: int((phase == p).sum()) for p in ("G1", "S", "G2M")}}
+print("phase", counts)
+# Per sample: the counts add up to the cells' phases, the cycling fraction is S + G2M over
+# the sample's cells after QC.
+total = {{p: sum(s["phase_counts"][p] for s in summary["samples"]) for p in counts}}
+assert total == counts, (total, counts)
+for s in summary["samples"]:
+    c, n = s["phase_counts"], s["n_cells_after_qc"]
+    assert sum(c.values()) == n, (c, n)
+    if n == 0:  # a sample with no cell left after QC
+        assert s["cycling_fraction"] is None, s
+    else:
+        assert abs(s["cycling_fraction"] - (c["S"] + c["G2M"]) / n) < 1e-12, s
 "#,
         golden = root()
             .join("tests/golden")
@@ -264,6 +293,46 @@ fn scores_equal_scanpy_score_genes_on_the_sample() {
     )
     .unwrap();
     compare_scores(dir.path(), "P01_day90_scores.npz");
+}
+
+/// `--no-cell-cycle` leaves out the columns and the summary's numbers; the flag reaches the
+/// options.
+#[test]
+fn no_cell_cycle_skips_the_phase_columns() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("sim.h5ad");
+    let sim = cartscope::simulate::SimOptions {
+        cells: 300,
+        seed: 5,
+        ..Default::default()
+    };
+    cartscope::simulate::simulate(&input, &sim).unwrap();
+    let out = dir.path().join("out");
+    succeeds(
+        cartscope()
+            .args(["run", "--quiet", "--backend", "cpu", "--no-report"])
+            .args(["--no-cluster", "--no-umap", "--no-cell-cycle"])
+            .arg(&input)
+            .arg("-o")
+            .arg(&out),
+    );
+    let o = obs(&out.join("result.h5ad"));
+    for col in ["S_score", "G2M_score", "phase"] {
+        assert!(o.column(col).is_none(), "{col}");
+    }
+    let summary: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.join("summary.json")).unwrap()).unwrap();
+    assert!(summary["cart"]["cell_cycle"].is_null());
+    assert!(summary["cart"]["samples"][0]["cycling_fraction"].is_null());
+    let csv = std::fs::read_to_string(out.join("summary.csv")).unwrap();
+    let (head, row) = csv.split_once('\n').unwrap();
+    let k = head
+        .split(',')
+        .position(|c| c == "cycling_fraction")
+        .unwrap();
+    assert_eq!(row.split(',').nth(k), Some(""));
+    let config = std::fs::read_to_string(out.join("config.toml")).unwrap();
+    assert!(config.contains("cell_cycle = false"), "{config}");
 }
 
 #[test]
@@ -458,7 +527,7 @@ fn cells_parquet_equals_the_obs_of_result_h5ad() {
     assert_eq!(car, bools(&o, "car_positive"));
     let t = flags("t_cell");
     assert_eq!(t, bools(&o, "t_cell"));
-    for name in ["cd4_cd8", "phenotype", "leiden"] {
+    for name in ["cd4_cd8", "phenotype", "phase", "leiden"] {
         assert_eq!(text(name), strings(&o, name), "{name}");
     }
 
