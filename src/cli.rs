@@ -230,7 +230,8 @@ pub struct RunArgs {
     #[arg(long)]
     pub no_markers: bool,
     /// obs columns whose groups get marker genes, comma-separated: leiden, a call column
-    /// (phenotype, cd4_cd8, ...) or a column of the input [leiden].
+    /// (phenotype, cd4_cd8, ...) or a column of the input [leiden]; leiden is left out under
+    /// --no-cluster.
     #[arg(long, value_name = "COLUMN,...", value_delimiter = ',')]
     pub markers_groupby: Option<Vec<String>>,
     /// rank_genes_groups(method) [t-test].

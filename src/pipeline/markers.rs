@@ -60,11 +60,11 @@ pub(crate) struct Markers {
 /// Whether `name` can be a grouping: leiden (when clustering runs), a call column of the run
 /// or an obs column of the input.
 fn check_groupby(opts: &RunOptions, input_obs: &Frame, call_columns: &Frame) -> Result<()> {
-    if !opts.markers {
+    if !opts.runs_markers() {
         return Ok(());
     }
-    for name in &opts.markers_groupby {
-        let known = (name == "leiden" && opts.cluster)
+    for name in opts.marker_columns() {
+        let known = name == "leiden"
             || call_columns.column(name).is_some()
             || input_obs.column(name).is_some();
         if !known {
@@ -94,10 +94,10 @@ pub(crate) fn groupings(
 ) -> Result<Vec<Grouping>> {
     check_groupby(opts, input_obs, call_columns)?;
     let mut out = Vec::new();
-    for name in &opts.markers_groupby {
-        let g = match (name.as_str(), clusters) {
+    for name in opts.marker_columns() {
+        let g = match (name, clusters) {
             ("leiden", Some(c)) => Grouping {
-                column: name.clone(),
+                column: name.to_string(),
                 codes: c.membership.iter().map(|&m| m as i32).collect(),
                 labels: (0..c.n_clusters).map(|k| k.to_string()).collect(),
             },

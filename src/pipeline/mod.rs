@@ -108,7 +108,7 @@ pub(crate) fn analyse(src: CountSource, job: &Job<'_>) -> Result<Analysis> {
         .map(|k| filter::batch_codes(&src, k))
         .transpose()?;
     let mut clock = Stopwatch::new(
-        Stage::plan(opts.cluster, opts.umap, opts.markers),
+        Stage::plan(opts.cluster, opts.umap, opts.runs_markers()),
         job.progress,
     );
     let gene_sets =
@@ -145,7 +145,7 @@ pub(crate) fn analyse(src: CountSource, job: &Job<'_>) -> Result<Analysis> {
     if layout.is_some() {
         clock.lap(Stage::Umap);
     }
-    let markers = match opts.markers {
+    let markers = match opts.runs_markers() {
         true => {
             let mut calls = crate::io::Frame::new(vec![String::new(); f.n_after.0]);
             cart_cells.annotate(&mut calls);

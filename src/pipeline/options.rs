@@ -167,6 +167,21 @@ impl RunOptions {
         self.cart.validate()
     }
 
+    /// The columns of `markers_groupby` that this run can group by: `leiden` is left out when
+    /// clustering is off, so `--no-cluster` alone also turns the default marker genes off.
+    pub fn marker_columns(&self) -> Vec<&str> {
+        self.markers_groupby
+            .iter()
+            .map(String::as_str)
+            .filter(|c| self.cluster || *c != "leiden")
+            .collect()
+    }
+
+    /// Whether the markers stage runs: asked for, and with at least one column to group by.
+    pub fn runs_markers(&self) -> bool {
+        self.markers && !self.marker_columns().is_empty()
+    }
+
     /// Loads options from a TOML file (keys as in `config.toml`; unknown keys are an error).
     pub fn from_toml_file(path: &Path) -> Result<RunOptions> {
         let text = std::fs::read_to_string(path).map_err(|e| Error::read(path, e))?;

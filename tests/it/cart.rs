@@ -333,6 +333,10 @@ fn no_cell_cycle_skips_the_phase_columns() {
     assert_eq!(row.split(',').nth(k), Some(""));
     let config = std::fs::read_to_string(out.join("config.toml")).unwrap();
     assert!(config.contains("cell_cycle = false"), "{config}");
+    // Without clusters the default marker grouping (leiden) drops out, and with it the stage.
+    assert!(!out.join("markers.csv").exists());
+    let stages = summary["stage_seconds"].as_array().unwrap();
+    assert!(stages.iter().all(|s| s[0] != "markers"), "{stages:?}");
 }
 
 #[test]
@@ -432,8 +436,9 @@ fn report_renders_every_plot_in_headless_chromium() {
     .unwrap();
     let dom = crate::browser::check_page(&out.join("report.html"), "report.png");
     let plots = dom.matches("<svg class=\"plot\"").count();
-    // 3 QC histograms, phenotype + CAR + 5 score embeddings, 5 box plots, 1 bar chart.
-    assert_eq!(plots, 16);
+    // 3 QC histograms, phenotype + CAR + 5 score embeddings, 5 box plots, 1 bar chart,
+    // the Leiden UMAP and the marker dot plot.
+    assert_eq!(plots, 18);
     // The page's own check stamps the same count of plots with marks.
     assert!(
         dom.contains(&format!("data-plots-rendered=\"{plots}/{plots}\"")),

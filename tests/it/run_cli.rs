@@ -78,6 +78,7 @@ fn run_writes_result_summary_and_the_config_used() {
             "pca",
             "neighbors",
             "leiden",
+            "markers",
             "write"
         ]
     );
@@ -155,7 +156,7 @@ assert abs(a.uns["umap"]["params"]["b"] - 1.33417) < 1e-4
         .map(|s| s[0].as_str().unwrap())
         .collect();
     assert!(
-        stages.ends_with(&["neighbors", "leiden", "umap", "write"]),
+        stages.ends_with(&["neighbors", "leiden", "umap", "markers", "write"]),
         "{stages:?}"
     );
 }
