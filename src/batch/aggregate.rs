@@ -9,7 +9,8 @@
 //!
 //! `persistence.csv` has one row per completed sample with patient, time point and day,
 //! ordered by patient (manifest order) then day: the CAR+ count and fractions, the CD4:CD8
-//! ratio among CAR+ T cells, the phenotype fractions among CAR+ T cells, the median scores
+//! ratio and the double-negative fraction among CAR+ T cells, the fraction of cycling cells
+//! (S or G2M), the phenotype fractions among CAR+ T cells, the median scores
 //! among CAR+ T cells and the exhaustion-memory balance. Two samples of one patient at one
 //! time point (blood and marrow, say) stay two rows: medians do not pool.
 
@@ -249,6 +250,8 @@ pub(crate) fn persistence_value_columns(rows: &[SampleRow]) -> Vec<String> {
         "car_positive_fraction",
         "car_positive_fraction_of_t",
         "cd4_cd8_ratio_car",
+        "dn_fraction_car",
+        "cycling_fraction",
         "exhaustion_memory_balance",
     ]
     .map(String::from)

@@ -201,7 +201,27 @@ td.l,th.l{text-align:left}tr.failed td{background:#fde8e8}tr.missing td{backgrou
             &series(&groups, "cd4_cd8_ratio_car"),
             true,
         );
+        h.push_str("</figure><figure>");
+        // Long-persisting CAR+ cells are reported to drift to CD4-CD8- (double-negative) states.
+        h += &line_plot(
+            "dn_fraction_car",
+            "double-negative (CD4-CD8-) fraction of CAR+ T cells",
+            (xlab, "DN fraction"),
+            &series(&groups, "dn_fraction_car"),
+            true,
+        );
         h.push_str("</figure>");
+        if rows.iter().any(|r| r.num("cycling_fraction").is_some()) {
+            h.push_str("<figure>");
+            h += &line_plot(
+                "cycling_fraction",
+                "cycling (S or G2M) fraction of cells after QC",
+                (xlab, "cycling fraction"),
+                &series(&groups, "cycling_fraction"),
+                true,
+            );
+            h.push_str("</figure>");
+        }
         let score_cols: Vec<String> = rows
             .iter()
             .flat_map(|r| r.columns.iter())
@@ -259,7 +279,7 @@ td.l,th.l{text-align:left}tr.failed td{background:#fde8e8}tr.missing td{backgrou
         }
         h.push_str("</div>");
     }
-    h.push_str("<h2>Samples</h2><table><tr><th class=\"l\">sample</th><th class=\"l\">patient</th><th class=\"l\">time point</th><th>day</th><th class=\"l\">status</th><th>cells in</th><th>cells after QC</th><th>T cells</th><th>CAR+</th><th>CAR+ fraction</th><th>CD4:CD8 CAR+</th><th class=\"l\">report / error</th></tr>");
+    h.push_str("<h2>Samples</h2><table><tr><th class=\"l\">sample</th><th class=\"l\">patient</th><th class=\"l\">time point</th><th>day</th><th class=\"l\">status</th><th>cells in</th><th>cells after QC</th><th>T cells</th><th>CAR+</th><th>CAR+ fraction</th><th>CD4:CD8 CAR+</th><th>DN of CAR+</th><th>cycling</th><th class=\"l\">report / error</th></tr>");
     for r in rows {
         let link = if r.status == SampleStatus::Ok && r.has_report {
             format!(
@@ -271,7 +291,7 @@ td.l,th.l{text-align:left}tr.failed td{background:#fde8e8}tr.missing td{backgrou
         };
         let _ = write!(
             h,
-            "<tr class=\"{st}\"><td class=\"l\">{}</td><td class=\"l\">{}</td><td class=\"l\">{}</td><td>{}</td><td class=\"l\">{st}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td class=\"l\">{link}</td></tr>",
+            "<tr class=\"{st}\"><td class=\"l\">{}</td><td class=\"l\">{}</td><td class=\"l\">{}</td><td>{}</td><td class=\"l\">{st}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td class=\"l\">{link}</td></tr>",
             esc(&r.sample.id),
             esc(&r.sample.patient),
             esc(&r.sample.timepoint),
@@ -282,6 +302,8 @@ td.l,th.l{text-align:left}tr.failed td{background:#fde8e8}tr.missing td{backgrou
             fmt(r.num("n_car_positive"), 0),
             fmt(r.num("car_positive_fraction"), 3),
             fmt(r.num("cd4_cd8_ratio_car"), 2),
+            fmt(r.num("dn_fraction_car"), 3),
+            fmt(r.num("cycling_fraction"), 3),
             st = esc(r.status.as_str()),
         );
     }

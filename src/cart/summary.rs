@@ -45,6 +45,9 @@ pub struct SampleSummary {
     pub cd4_cd8_ratio_car: Option<f64>,
     /// CD4 / CD8 calls among all T cells.
     pub cd4_cd8_ratio_t: Option<f64>,
+    /// Fraction of CAR+ T cells called double-negative (DN) by the per-cell rule (None
+    /// without CAR or without CAR+ T cells).
+    pub dn_fraction_car: Option<f64>,
     /// Phenotype fractions among T cells.
     pub phenotype_fractions_t: BTreeMap<String, f64>,
     /// Phenotype fractions among CAR+ T cells.
@@ -236,6 +239,7 @@ pub(crate) fn summarise(
                     .as_ref()
                     .and_then(|c| ratio(count(c, "CD4"), count(c, "CD8"))),
                 cd4_cd8_ratio_t: ratio(count(&t, "CD4"), count(&t, "CD8")),
+                dn_fraction_car: car_t.as_ref().and_then(|c| ratio(count(c, "DN"), c.len())),
                 phenotype_fractions_t: fractions(&t),
                 phenotype_fractions_car: car_t.as_deref().map(fractions),
                 median_scores_t: medians(&t),
@@ -300,6 +304,7 @@ pub(crate) fn to_csv(s: &CartSummary) -> String {
         "car_positive_fraction_of_t",
         "cd4_cd8_ratio_car",
         "cd4_cd8_ratio_t",
+        "dn_fraction_car",
         "exhaustion_memory_balance",
         "cycling_fraction",
         "n_phase_G1",
@@ -328,6 +333,7 @@ pub(crate) fn to_csv(s: &CartSummary) -> String {
             fmt_opt(r.car_positive_fraction_of_t),
             fmt_opt(r.cd4_cd8_ratio_car),
             fmt_opt(r.cd4_cd8_ratio_t),
+            fmt_opt(r.dn_fraction_car),
             fmt_opt(r.exhaustion_memory_balance),
             fmt_opt(r.cycling_fraction),
         ];

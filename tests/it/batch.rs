@@ -445,6 +445,8 @@ fn snakefile_runs_each_sample_and_aggregates_like_batch() {
             "n_car_positive",
             "car_positive_fraction",
             "cd4_cd8_ratio_car",
+            "dn_fraction_car",
+            "cycling_fraction",
         ] {
             close(num(p, col), num(single, col), col);
         }
@@ -475,11 +477,14 @@ fn batch_report_renders_every_plot_in_headless_chromium() {
         .skip(1)
         .map(|p| p.split("</svg>").next().unwrap_or(""))
         .collect();
-    // CAR+ fraction, CAR+ count, CD4:CD8 and the five median scores over time, one phenotype
-    // composition for the one patient.
-    assert_eq!(plots.len(), 9, "{dom}");
+    // CAR+ fraction, CAR+ count, CD4:CD8, DN fraction, cycling fraction and the five median
+    // scores over time, one phenotype composition for the one patient.
+    assert_eq!(plots.len(), 11, "{dom}");
+    for id in ["dn_fraction_car", "cycling_fraction"] {
+        assert!(dom.contains(&format!("data-plot=\"{id}\"")), "{id}");
+    }
     let lines: Vec<&&str> = plots.iter().filter(|p| p.contains("<polyline")).collect();
-    assert_eq!(lines.len(), 8);
+    assert_eq!(lines.len(), 10);
     for p in lines {
         assert_eq!(
             p.matches("<circle").count(),

@@ -181,6 +181,12 @@ fn simulated_sample_calls_match_truth_and_summary_recomputes() {
     };
     close(&row["cd4_cd8_ratio_car"], ratio(&car_t), "CD4:CD8 CAR+");
     close(&row["cd4_cd8_ratio_t"], ratio(&t), "CD4:CD8 T");
+    let dn = car_t.iter().filter(|&&i| called[i] == "DN").count() as f64;
+    close(
+        &row["dn_fraction_car"],
+        dn / car_t.len() as f64,
+        "DN of CAR+",
+    );
     for p in ["naive_stem_memory", "effector", "exhausted", "treg_like"] {
         let f =
             |set: &[usize]| set.iter().filter(|&&i| phen[i] == p).count() as f64 / set.len() as f64;
