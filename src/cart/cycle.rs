@@ -4,7 +4,7 @@
 //!
 //! - `ctrl_size = min(len(s_genes), len(g2m_genes))` of the lists as given (43), before genes
 //!   missing from the data are dropped, as scanpy computes it.
-//! - `S_score` and `G2M_score` are [`ScorePlan::with_ctrl_size`] scores (`score_genes` with
+//! - `S_score` and `G2M_score` are `ScorePlan::with_ctrl_size` scores (`score_genes` with
 //!   n_bins 25, random_state 0 for each list, pool all genes after filter_genes).
 //! - phase: `S`; `G2M` where G2M_score > S_score; `G1` where both scores are below 0.
 //! - scanpy raises where a list has no gene in the data or draws no control gene; cartscope
