@@ -146,6 +146,85 @@ fn fmt(v: Option<f64>, digits: usize) -> String {
     v.map_or("–".into(), |x| format!("{x:.digits$}"))
 }
 
+/// The persistence curves: CAR+ fraction and count, CD4:CD8, DN and cycling fractions and the
+/// median scores of CAR+ T cells over time, one line per patient.
+fn persistence_plots(
+    groups: &[(String, Vec<&SampleRow>)],
+    rows: &[SampleRow],
+    xlab: &str,
+) -> String {
+    let mut h = String::new();
+    h.push_str("<div class=\"plots\"><figure>");
+    h += &line_plot(
+        "car_fraction",
+        "CAR+ fraction of cells after QC",
+        (xlab, "CAR+ fraction"),
+        &series(groups, "car_positive_fraction"),
+        true,
+    );
+    h.push_str("</figure><figure>");
+    h += &line_plot(
+        "car_count",
+        "CAR+ cells",
+        (xlab, "CAR+ cells"),
+        &series(groups, "n_car_positive"),
+        true,
+    );
+    h.push_str("</figure><figure>");
+    h += &line_plot(
+        "cd4_cd8_car",
+        "CD4:CD8 among CAR+ T cells",
+        (xlab, "CD4 / CD8"),
+        &series(groups, "cd4_cd8_ratio_car"),
+        true,
+    );
+    h.push_str("</figure><figure>");
+    // Long-persisting CAR+ cells are reported to drift to CD4-CD8- (double-negative) states.
+    h += &line_plot(
+        "dn_fraction_car",
+        "double-negative (CD4-CD8-) fraction of CAR+ T cells",
+        (xlab, "DN fraction"),
+        &series(groups, "dn_fraction_car"),
+        true,
+    );
+    h.push_str("</figure>");
+    if rows.iter().any(|r| r.num("cycling_fraction").is_some()) {
+        h.push_str("<figure>");
+        h += &line_plot(
+            "cycling_fraction",
+            "cycling (S or G2M) fraction of cells after QC",
+            (xlab, "cycling fraction"),
+            &series(groups, "cycling_fraction"),
+            true,
+        );
+        h.push_str("</figure>");
+    }
+    let score_cols: Vec<String> = rows
+        .iter()
+        .flat_map(|r| r.columns.iter())
+        .filter(|c| c.starts_with("median_car_"))
+        .fold(Vec::new(), |mut v, c| {
+            if !v.contains(c) {
+                v.push(c.clone());
+            }
+            v
+        });
+    for c in &score_cols {
+        let set = c.trim_start_matches("median_car_");
+        h.push_str("<figure>");
+        h += &line_plot(
+            c,
+            &format!("median {set} among CAR+ T cells"),
+            (xlab, "median score"),
+            &series(groups, c),
+            false,
+        );
+        h.push_str("</figure>");
+    }
+    h.push_str("</div>");
+    h
+}
+
 /// The whole page.
 pub fn render(m: &Manifest, rows: &[SampleRow]) -> String {
     let groups = by_patient(rows);
@@ -177,74 +256,7 @@ td.l,th.l{text-align:left}tr.failed td{background:#fde8e8}tr.missing td{backgrou
     } else if !has_car {
         h.push_str("<p>No CAR feature in any completed sample: no CAR+ persistence curves.</p>");
     } else {
-        h.push_str("<div class=\"plots\"><figure>");
-        h += &line_plot(
-            "car_fraction",
-            "CAR+ fraction of cells after QC",
-            (xlab, "CAR+ fraction"),
-            &series(&groups, "car_positive_fraction"),
-            true,
-        );
-        h.push_str("</figure><figure>");
-        h += &line_plot(
-            "car_count",
-            "CAR+ cells",
-            (xlab, "CAR+ cells"),
-            &series(&groups, "n_car_positive"),
-            true,
-        );
-        h.push_str("</figure><figure>");
-        h += &line_plot(
-            "cd4_cd8_car",
-            "CD4:CD8 among CAR+ T cells",
-            (xlab, "CD4 / CD8"),
-            &series(&groups, "cd4_cd8_ratio_car"),
-            true,
-        );
-        h.push_str("</figure><figure>");
-        // Long-persisting CAR+ cells are reported to drift to CD4-CD8- (double-negative) states.
-        h += &line_plot(
-            "dn_fraction_car",
-            "double-negative (CD4-CD8-) fraction of CAR+ T cells",
-            (xlab, "DN fraction"),
-            &series(&groups, "dn_fraction_car"),
-            true,
-        );
-        h.push_str("</figure>");
-        if rows.iter().any(|r| r.num("cycling_fraction").is_some()) {
-            h.push_str("<figure>");
-            h += &line_plot(
-                "cycling_fraction",
-                "cycling (S or G2M) fraction of cells after QC",
-                (xlab, "cycling fraction"),
-                &series(&groups, "cycling_fraction"),
-                true,
-            );
-            h.push_str("</figure>");
-        }
-        let score_cols: Vec<String> = rows
-            .iter()
-            .flat_map(|r| r.columns.iter())
-            .filter(|c| c.starts_with("median_car_"))
-            .fold(Vec::new(), |mut v, c| {
-                if !v.contains(c) {
-                    v.push(c.clone());
-                }
-                v
-            });
-        for c in &score_cols {
-            let set = c.trim_start_matches("median_car_");
-            h.push_str("<figure>");
-            h += &line_plot(
-                c,
-                &format!("median {set} among CAR+ T cells"),
-                (xlab, "median score"),
-                &series(&groups, c),
-                false,
-            );
-            h.push_str("</figure>");
-        }
-        h.push_str("</div>");
+        h += &persistence_plots(&groups, rows, xlab);
         h.push_str("<h2>Phenotype composition of CAR+ T cells over time</h2><div class=\"plots\">");
         for (p, v) in &groups {
             let cats: Vec<String> = v
