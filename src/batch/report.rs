@@ -153,50 +153,41 @@ fn persistence_plots(
     rows: &[SampleRow],
     xlab: &str,
 ) -> String {
-    let mut h = String::new();
-    h.push_str("<div class=\"plots\"><figure>");
-    h += &line_plot(
-        "car_fraction",
-        "CAR+ fraction of cells after QC",
-        (xlab, "CAR+ fraction"),
-        &series(groups, "car_positive_fraction"),
-        true,
-    );
-    h.push_str("</figure><figure>");
-    h += &line_plot(
-        "car_count",
-        "CAR+ cells",
-        (xlab, "CAR+ cells"),
-        &series(groups, "n_car_positive"),
-        true,
-    );
-    h.push_str("</figure><figure>");
-    h += &line_plot(
-        "cd4_cd8_car",
-        "CD4:CD8 among CAR+ T cells",
-        (xlab, "CD4 / CD8"),
-        &series(groups, "cd4_cd8_ratio_car"),
-        true,
-    );
-    h.push_str("</figure><figure>");
-    // Long-persisting CAR+ cells are reported to drift to CD4-CD8- (double-negative) states.
-    h += &line_plot(
-        "dn_fraction_car",
-        "double-negative (CD4-CD8-) fraction of CAR+ T cells",
-        (xlab, "DN fraction"),
-        &series(groups, "dn_fraction_car"),
-        true,
-    );
-    h.push_str("</figure>");
+    // (plot id, title, y label, summary column); long-persisting CAR+ cells are reported to
+    // drift to CD4-CD8- (double-negative) states.
+    let mut curves = vec![
+        (
+            "car_fraction",
+            "CAR+ fraction of cells after QC",
+            "CAR+ fraction",
+            "car_positive_fraction",
+        ),
+        ("car_count", "CAR+ cells", "CAR+ cells", "n_car_positive"),
+        (
+            "cd4_cd8_car",
+            "CD4:CD8 among CAR+ T cells",
+            "CD4 / CD8",
+            "cd4_cd8_ratio_car",
+        ),
+        (
+            "dn_fraction_car",
+            "double-negative (CD4-CD8-) fraction of CAR+ T cells",
+            "DN fraction",
+            "dn_fraction_car",
+        ),
+    ];
     if rows.iter().any(|r| r.num("cycling_fraction").is_some()) {
-        h.push_str("<figure>");
-        h += &line_plot(
+        curves.push((
             "cycling_fraction",
             "cycling (S or G2M) fraction of cells after QC",
-            (xlab, "cycling fraction"),
-            &series(groups, "cycling_fraction"),
-            true,
-        );
+            "cycling fraction",
+            "cycling_fraction",
+        ));
+    }
+    let mut h = String::from("<div class=\"plots\">");
+    for (id, title, ylab, column) in curves {
+        h.push_str("<figure>");
+        h += &line_plot(id, title, (xlab, ylab), &series(groups, column), true);
         h.push_str("</figure>");
     }
     let score_cols: Vec<String> = rows
