@@ -280,6 +280,18 @@ pub struct CartArgs {
     /// score_genes_cell_cycle with the Tirosh et al. 2016 genes).
     #[arg(long)]
     pub no_cell_cycle: bool,
+    /// Cells of the neighbourhood the CD4/CD8 and gamma-delta calls smooth the lineage markers
+    /// over, the cell included; capped at --n-neighbors [15].
+    #[arg(long, value_name = "K")]
+    pub lineage_k: Option<usize>,
+    /// Smoothed CD4 and CD8 evidence (mean log-expression over the neighbourhood) at or below
+    /// this makes a cell without its own CD4/CD8 counts DN [0.1].
+    #[arg(long, value_name = "X")]
+    pub lineage_min: Option<f32>,
+    /// Gamma-delta score (TRDC+TRGC1+TRGC2 minus TRAC, own plus smoothed) above which a T cell
+    /// is gd [1.0].
+    #[arg(long, value_name = "X", allow_hyphen_values = true)]
+    pub gd_min: Option<f32>,
 }
 
 impl CartArgs {
@@ -304,6 +316,15 @@ impl CartArgs {
         }
         if self.no_cell_cycle {
             o.cell_cycle = false;
+        }
+        if let Some(v) = self.lineage_k {
+            o.lineage_k = v;
+        }
+        if let Some(v) = self.lineage_min {
+            o.lineage_min = v;
+        }
+        if let Some(v) = self.gd_min {
+            o.gd_min = v;
         }
     }
 }

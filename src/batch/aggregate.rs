@@ -251,6 +251,7 @@ pub(crate) fn persistence_value_columns(rows: &[SampleRow]) -> Vec<String> {
         "car_positive_fraction_of_t",
         "cd4_cd8_ratio_car",
         "dn_fraction_car",
+        "gd_fraction_car",
         "cycling_fraction",
         "exhaustion_memory_balance",
     ]

@@ -176,6 +176,14 @@ fn persistence_plots(
             "dn_fraction_car",
         ),
     ];
+    if rows.iter().any(|r| r.num("gd_fraction_car").is_some()) {
+        curves.push((
+            "gd_fraction_car",
+            "gamma-delta fraction of CAR+ T cells",
+            "gd fraction",
+            "gd_fraction_car",
+        ));
+    }
     if rows.iter().any(|r| r.num("cycling_fraction").is_some()) {
         curves.push((
             "cycling_fraction",
@@ -282,7 +290,7 @@ td.l,th.l{text-align:left}tr.failed td{background:#fde8e8}tr.missing td{backgrou
         }
         h.push_str("</div>");
     }
-    h.push_str("<h2>Samples</h2><table><tr><th class=\"l\">sample</th><th class=\"l\">patient</th><th class=\"l\">time point</th><th>day</th><th class=\"l\">status</th><th>cells in</th><th>cells after QC</th><th>T cells</th><th>CAR+</th><th>CAR+ fraction</th><th>CD4:CD8 CAR+</th><th>DN of CAR+</th><th>cycling</th><th class=\"l\">report / error</th></tr>");
+    h.push_str("<h2>Samples</h2><table><tr><th class=\"l\">sample</th><th class=\"l\">patient</th><th class=\"l\">time point</th><th>day</th><th class=\"l\">status</th><th>cells in</th><th>cells after QC</th><th>T cells</th><th>CAR+</th><th>CAR+ fraction</th><th>CD4:CD8 CAR+</th><th>DN of CAR+</th><th>gd of CAR+</th><th>cycling</th><th class=\"l\">report / error</th></tr>");
     for r in rows {
         let link = if r.status == SampleStatus::Ok && r.has_report {
             format!(
@@ -294,7 +302,7 @@ td.l,th.l{text-align:left}tr.failed td{background:#fde8e8}tr.missing td{backgrou
         };
         let _ = write!(
             h,
-            "<tr class=\"{st}\"><td class=\"l\">{}</td><td class=\"l\">{}</td><td class=\"l\">{}</td><td>{}</td><td class=\"l\">{st}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td class=\"l\">{link}</td></tr>",
+            "<tr class=\"{st}\"><td class=\"l\">{}</td><td class=\"l\">{}</td><td class=\"l\">{}</td><td>{}</td><td class=\"l\">{st}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td class=\"l\">{link}</td></tr>",
             esc(&r.sample.id),
             esc(&r.sample.patient),
             esc(&r.sample.timepoint),
@@ -306,6 +314,7 @@ td.l,th.l{text-align:left}tr.failed td{background:#fde8e8}tr.missing td{backgrou
             fmt(r.num("car_positive_fraction"), 3),
             fmt(r.num("cd4_cd8_ratio_car"), 2),
             fmt(r.num("dn_fraction_car"), 3),
+            fmt(r.num("gd_fraction_car"), 3),
             fmt(r.num("cycling_fraction"), 3),
             st = esc(r.status.as_str()),
         );

@@ -13,6 +13,7 @@ pub mod calls;
 pub mod cycle;
 pub mod detect;
 pub mod genesets;
+pub mod lineage;
 pub mod score;
 pub mod summary;
 
@@ -52,6 +53,13 @@ pub struct CartOptions {
     /// Score the cell cycle (`S_score`, `G2M_score`, `phase`) as scanpy's
     /// `score_genes_cell_cycle`; `--no-cell-cycle` turns it off.
     pub cell_cycle: bool,
+    /// Cells of the neighbourhood the lineage calls smooth over, the cell included
+    /// (`--lineage-k`; capped at n_neighbors).
+    pub lineage_k: usize,
+    /// Smoothed CD4 and CD8 evidence at or below this is `DN` (`--lineage-min`).
+    pub lineage_min: f32,
+    /// Gamma-delta score above which a T cell is `gd` (`--gd-min`).
+    pub gd_min: f32,
 }
 
 impl Default for CartOptions {
@@ -64,6 +72,9 @@ impl Default for CartOptions {
             report: true,
             car_in_hvg: true,
             cell_cycle: true,
+            lineage_k: lineage::LineageOptions::default().k,
+            lineage_min: lineage::LineageOptions::default().min,
+            gd_min: lineage::LineageOptions::default().gd_min,
         }
     }
 }
@@ -74,7 +85,16 @@ impl CartOptions {
         if self.car_min_counts == 0 {
             return Err(Error::Usage("--car-min-counts must be at least 1".into()));
         }
-        Ok(())
+        self.lineage().validate()
+    }
+
+    /// The lineage options.
+    pub fn lineage(&self) -> lineage::LineageOptions {
+        lineage::LineageOptions {
+            k: self.lineage_k,
+            min: self.lineage_min,
+            gd_min: self.gd_min,
+        }
     }
 }
 
@@ -197,17 +217,14 @@ impl CellAccumulator {
             .len()
             .checked_div(k)
             .unwrap_or_else(|| scores.first().map_or(0, Vec::len));
-        let calls = (0..n)
-            .map(|i| {
-                let row = &self.marker_values[i * k..(i + 1) * k];
-                calls::call_cell(|g| {
-                    self.markers
-                        .iter()
-                        .position(|(name, _)| *name == g)
-                        .map(|m| row[m])
-                })
-            })
-            .collect();
+        let value = |i: usize, g: &str| {
+            self.markers
+                .iter()
+                .position(|(name, _)| *name == g)
+                .map(|m| self.marker_values[i * k + m])
+        };
+        let calls = (0..n).map(|i| calls::call_cell(|g| value(i, g))).collect();
+        let evidence = lineage::Evidence::new(n, value);
         let mut score_iter = scores.into_iter();
         let scores = self
             .sets
@@ -224,6 +241,8 @@ impl CellAccumulator {
             cycle_report: self.cycle,
             cell_cycle,
             calls,
+            evidence,
+            smoothed: None,
             car: car.map(|(name, counts, min)| CarCells {
                 positive: counts.iter().map(|&c| c >= min as f32).collect(),
                 name,
@@ -257,14 +276,34 @@ pub struct CartCells {
     pub cell_cycle: Option<cycle::CellCycle>,
     /// Calls per cell.
     pub calls: Vec<calls::CellCall>,
+    /// Each cell's own lineage evidence.
+    pub evidence: lineage::Evidence,
+    /// The evidence smoothed over the kNN graph, once it exists.
+    pub smoothed: Option<lineage::Smoothed>,
     /// CAR status, None when the data have no CAR feature.
     pub car: Option<CarCells>,
 }
 
 impl CartCells {
+    /// The calls from the kNN graph (`distances`, `obsp["distances"]`): smooths the evidence
+    /// and sets `cd4_cd8`, `t_lineage` and `phenotype` of every T cell ([`lineage`]).
+    pub fn call_lineages(&mut self, distances: &CsrMatrix<f64>, opts: &lineage::LineageOptions) {
+        let s = lineage::smooth(&self.evidence, distances, opts.k);
+        for (i, c) in self.calls.iter_mut().enumerate() {
+            if c.t_cell {
+                c.cd4_cd8 = lineage::cd4_cd8(&self.evidence, &s, i, opts);
+                c.t_lineage = lineage::t_lineage(&self.evidence, &s, i, opts);
+                c.phenotype = lineage::phenotype(&self.evidence, &s, i);
+            }
+        }
+        self.smoothed = Some(s);
+    }
+
     /// Adds the obs columns: `car_counts`/`car_positive` (only with a CAR feature), the
-    /// scores, `S_score`, `G2M_score` and `phase` (when scored), `t_cell`, `cd4_cd8` and
-    /// `phenotype` (categoricals in a fixed order).
+    /// scores, `S_score`, `G2M_score` and `phase` (when scored), `t_cell`, `t_lineage`,
+    /// `cd4_cd8`, `cd4_cd8_cell` and `phenotype` (categoricals in a fixed order), and the
+    /// smoothed lineage evidence (`cd4_smoothed`, `cd8_smoothed`, `gd_smoothed`,
+    /// `trac_smoothed`) once the graph exists.
     pub fn annotate(&self, obs: &mut Frame) {
         if let Some(car) = &self.car {
             obs.set("car_counts", Column::F32(car.counts.clone()));
@@ -286,9 +325,27 @@ impl CartCells {
             Column::Bool(self.calls.iter().map(|c| c.t_cell).collect()),
         );
         obs.set(
+            "t_lineage",
+            categorical(self.calls.iter().map(|c| c.t_lineage), &lineage::T_LINEAGES),
+        );
+        obs.set(
             "cd4_cd8",
             categorical(self.calls.iter().map(|c| c.cd4_cd8), &calls::LINEAGES),
         );
+        obs.set(
+            "cd4_cd8_cell",
+            categorical(self.calls.iter().map(|c| c.cd4_cd8_cell), &calls::LINEAGES),
+        );
+        if let Some(s) = &self.smoothed {
+            for (name, v) in [
+                ("cd4_smoothed", &s.cd4),
+                ("cd8_smoothed", &s.cd8),
+                ("gd_smoothed", &s.gd),
+                ("trac_smoothed", &s.trac),
+            ] {
+                obs.set(name, Column::F32(v.clone()));
+            }
+        }
         obs.set(
             "phenotype",
             categorical(self.calls.iter().map(|c| c.phenotype), &calls::PHENOTYPES),

@@ -3,7 +3,8 @@
 //! Per sample (obs `sample`, else the input's name): cells in and after QC; median genes,
 //! counts and % mitochondrial counts after QC; the CAR feature, CAR+ count and fraction of
 //! QC cells and of T cells; the CD4:CD8 ratio (cells called `CD4` over cells called `CD8`)
-//! among CAR+ T cells and among all T cells; phenotype fractions among T cells and among CAR+
+//! among CAR+ T cells and among all T cells, by the neighbourhood-aware call and by the
+//! per-cell rule; the DN and gamma-delta fractions of CAR+ T cells (and gamma-delta of T cells); phenotype fractions among T cells and among CAR+
 //! T cells; the median of every score among T cells and among CAR+ T cells; and the
 //! exhaustion-to-memory balance, median exhaustion score minus median memory score (among
 //! CAR+ T cells when there is a CAR feature, else among T cells; positive: exhausted-leaning);
@@ -45,9 +46,18 @@ pub struct SampleSummary {
     pub cd4_cd8_ratio_car: Option<f64>,
     /// CD4 / CD8 calls among all T cells.
     pub cd4_cd8_ratio_t: Option<f64>,
-    /// Fraction of CAR+ T cells called double-negative (DN) by the per-cell rule (None
-    /// without CAR or without CAR+ T cells).
+    /// CD4 / CD8 among CAR+ T cells by the per-cell rule alone (`cd4_cd8_cell`).
+    pub cd4_cd8_cell_ratio_car: Option<f64>,
+    /// CD4 / CD8 among all T cells by the per-cell rule alone (`cd4_cd8_cell`).
+    pub cd4_cd8_cell_ratio_t: Option<f64>,
+    /// Fraction of CAR+ T cells called double-negative (DN) (None without CAR or without CAR+
+    /// T cells).
     pub dn_fraction_car: Option<f64>,
+    /// Fraction of CAR+ T cells called gamma-delta (None without CAR, without CAR+ T cells, or
+    /// when the data carry no TCR constant-region genes).
+    pub gd_fraction_car: Option<f64>,
+    /// Fraction of T cells called gamma-delta (None without T cells or TCR genes).
+    pub gd_fraction_t: Option<f64>,
     /// Phenotype fractions among T cells.
     pub phenotype_fractions_t: BTreeMap<String, f64>,
     /// Phenotype fractions among CAR+ T cells.
@@ -188,6 +198,18 @@ pub(crate) fn summarise(
                     .filter(|&&i| cells.calls[i].cd4_cd8 == lin)
                     .count()
             };
+            let count_cell = |set: &[usize], lin: &str| {
+                set.iter()
+                    .filter(|&&i| cells.calls[i].cd4_cd8_cell == lin)
+                    .count()
+            };
+            let gd = |set: &[usize]| {
+                let n = set
+                    .iter()
+                    .filter(|&&i| cells.calls[i].t_lineage == "gd")
+                    .count();
+                ratio(n, set.len()).filter(|_| cells.evidence.has_tcr)
+            };
             let fractions = |set: &[usize]| -> BTreeMap<String, f64> {
                 calls::PHENOTYPES
                     .iter()
@@ -239,7 +261,13 @@ pub(crate) fn summarise(
                     .as_ref()
                     .and_then(|c| ratio(count(c, "CD4"), count(c, "CD8"))),
                 cd4_cd8_ratio_t: ratio(count(&t, "CD4"), count(&t, "CD8")),
+                cd4_cd8_cell_ratio_car: car_t
+                    .as_ref()
+                    .and_then(|c| ratio(count_cell(c, "CD4"), count_cell(c, "CD8"))),
+                cd4_cd8_cell_ratio_t: ratio(count_cell(&t, "CD4"), count_cell(&t, "CD8")),
                 dn_fraction_car: car_t.as_ref().and_then(|c| ratio(count(c, "DN"), c.len())),
+                gd_fraction_car: car_t.as_deref().and_then(gd),
+                gd_fraction_t: gd(&t),
                 phenotype_fractions_t: fractions(&t),
                 phenotype_fractions_car: car_t.as_deref().map(fractions),
                 median_scores_t: medians(&t),
@@ -304,7 +332,11 @@ pub(crate) fn to_csv(s: &CartSummary) -> String {
         "car_positive_fraction_of_t",
         "cd4_cd8_ratio_car",
         "cd4_cd8_ratio_t",
+        "cd4_cd8_cell_ratio_car",
+        "cd4_cd8_cell_ratio_t",
         "dn_fraction_car",
+        "gd_fraction_car",
+        "gd_fraction_t",
         "exhaustion_memory_balance",
         "cycling_fraction",
         "n_phase_G1",
@@ -333,7 +365,11 @@ pub(crate) fn to_csv(s: &CartSummary) -> String {
             fmt_opt(r.car_positive_fraction_of_t),
             fmt_opt(r.cd4_cd8_ratio_car),
             fmt_opt(r.cd4_cd8_ratio_t),
+            fmt_opt(r.cd4_cd8_cell_ratio_car),
+            fmt_opt(r.cd4_cd8_cell_ratio_t),
             fmt_opt(r.dn_fraction_car),
+            fmt_opt(r.gd_fraction_car),
+            fmt_opt(r.gd_fraction_t),
             fmt_opt(r.exhaustion_memory_balance),
             fmt_opt(r.cycling_fraction),
         ];

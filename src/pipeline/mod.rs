@@ -126,13 +126,15 @@ pub(crate) fn analyse(src: CountSource, job: &Job<'_>) -> Result<Analysis> {
     clock.lap(Stage::Normalize);
     let hvgs = hvg::select(&mut f, on_counts, &ctx, opts)?;
     clock.lap(Stage::Hvg);
-    let cart_cells = cart::score_and_call(&mut f, &hvgs, &gene_sets, &ctx, opts)?;
+    let mut cart_cells = cart::score_and_call(&mut f, &hvgs, &gene_sets, &ctx, opts)?;
     clock.lap(Stage::Cart);
     let scaling = pca::scaling(&hvgs, opts);
     clock.lap(Stage::Scale);
     let projected = pca::pca(&mut f, &scaling, &ctx, opts, job.x_out, &clock)?;
     clock.lap(Stage::Pca);
     let graph = neighbors::neighbors(&projected, backend, opts);
+    // The lineage calls smooth over the graph (milliseconds; timed with the neighbours).
+    cart_cells.call_lineages(&graph.distances, &opts.cart.lineage());
     clock.lap(Stage::Neighbors);
     let clusters = opts.cluster.then(|| embed::cluster(&graph, opts));
     if clusters.is_some() {

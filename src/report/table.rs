@@ -3,7 +3,8 @@
 //!
 //! Columns, in order, each only when the obs/obsm it comes from exists: `barcode`, `sample`
 //! (obs `sample`, else the input's name, as in `summary.csv`), the QC metrics, every
-//! `<set>_score` (`S_score` and `G2M_score` among them), `t_cell`, `cd4_cd8`, `phenotype`,
+//! `<set>_score` (`S_score` and `G2M_score` among them), `t_cell`, `t_lineage`, `cd4_cd8`,
+//! `cd4_cd8_cell`, `phenotype`,
 //! `phase`, `car_counts`, `car_positive`, `leiden`, `PC1`..`PCn` (every component in `X_pca`)
 //! and `UMAP1`, `UMAP2`. Numbers and booleans keep the type they have in result.h5ad (so
 //! scores are the same float64 values); categoricals are written as strings, missing entries
@@ -24,9 +25,11 @@ const QC: [&str; 4] = [
     "total_counts_mt",
     "pct_counts_mt",
 ];
-const CALLS: [&str; 7] = [
+const CALLS: [&str; 9] = [
     "t_cell",
+    "t_lineage",
     "cd4_cd8",
+    "cd4_cd8_cell",
     "phenotype",
     "phase",
     "car_counts",

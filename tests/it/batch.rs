@@ -271,6 +271,13 @@ fn batch_isolates_failures_matches_single_runs_and_recomputes_persistence() {
         }
         let l = |x: &str| car_t.iter().filter(|&&i| lin[i] == x).count() as f64;
         close(num(p, "cd4_cd8_ratio_car"), l("CD4") / l("CD8"), "CD4:CD8");
+        let tl = strings(&o, "t_lineage");
+        let gd = car_t.iter().filter(|&&i| tl[i] == "gd").count() as f64;
+        close(
+            num(p, "gd_fraction_car"),
+            gd / car_t.len() as f64,
+            "gd of CAR+",
+        );
         close(
             num(p, "median_car_exhaustion_score"),
             median(car_t.iter().map(|&i| exh[i]).collect()),
@@ -446,6 +453,7 @@ fn snakefile_runs_each_sample_and_aggregates_like_batch() {
             "car_positive_fraction",
             "cd4_cd8_ratio_car",
             "dn_fraction_car",
+            "gd_fraction_car",
             "cycling_fraction",
         ] {
             close(num(p, col), num(single, col), col);
@@ -477,14 +485,14 @@ fn batch_report_renders_every_plot_in_headless_chromium() {
         .skip(1)
         .map(|p| p.split("</svg>").next().unwrap_or(""))
         .collect();
-    // CAR+ fraction, CAR+ count, CD4:CD8, DN fraction, cycling fraction and the five median
-    // scores over time, one phenotype composition for the one patient.
-    assert_eq!(plots.len(), 11, "{dom}");
-    for id in ["dn_fraction_car", "cycling_fraction"] {
+    // CAR+ fraction, CAR+ count, CD4:CD8, DN fraction, gamma-delta fraction, cycling fraction
+    // and the five median scores over time, one phenotype composition for the one patient.
+    assert_eq!(plots.len(), 12, "{dom}");
+    for id in ["dn_fraction_car", "gd_fraction_car", "cycling_fraction"] {
         assert!(dom.contains(&format!("data-plot=\"{id}\"")), "{id}");
     }
     let lines: Vec<&&str> = plots.iter().filter(|p| p.contains("<polyline")).collect();
-    assert_eq!(lines.len(), 10);
+    assert_eq!(lines.len(), 11);
     for p in lines {
         assert_eq!(
             p.matches("<circle").count(),

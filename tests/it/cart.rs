@@ -100,27 +100,69 @@ fn simulated_sample_calls_match_truth_and_summary_recomputes() {
     assert_eq!(car, bools(&o, "truth_car"));
     assert!(car.iter().filter(|&&c| c).count() > 100);
 
-    // CD4/CD8 among true CD4/CD8 T cells: decided calls must be right.
+    // CD4/CD8 among true CD4/CD8 T cells. The per-cell rule (cd4_cd8_cell): its decided calls
+    // must be right. The neighbourhood-aware call (cd4_cd8) keeps those and decides the cells
+    // whose own counts dropped out, so it is right for more of the T cells.
     let lineage = strings(&o, "truth_lineage");
     let cell_type = strings(&o, "truth_cell_type");
     let called = strings(&o, "cd4_cd8");
+    let per_cell = strings(&o, "cd4_cd8_cell");
     let t_truth: Vec<usize> = (0..o.len())
         .filter(|&i| ["CD4 T", "CD8 T", "Treg"].contains(&cell_type[i].as_str()))
         .collect();
     let decided: Vec<usize> = t_truth
         .iter()
         .copied()
-        .filter(|&i| called[i] == "CD4" || called[i] == "CD8")
+        .filter(|&i| per_cell[i] == "CD4" || per_cell[i] == "CD8")
         .collect();
-    let right = decided.iter().filter(|&&i| called[i] == lineage[i]).count();
+    let right = decided
+        .iter()
+        .filter(|&&i| per_cell[i] == lineage[i])
+        .count();
     let acc = right as f64 / decided.len() as f64;
     let rate = decided.len() as f64 / t_truth.len() as f64;
+    let right_cell = right as f64 / t_truth.len() as f64;
+    let right_all =
+        t_truth.iter().filter(|&&i| called[i] == lineage[i]).count() as f64 / t_truth.len() as f64;
+    for &i in &decided {
+        assert_eq!(called[i], per_cell[i], "own counts decide cell {i}");
+    }
     println!(
-        "CD4/CD8: accuracy of decided calls {acc:.4}, decided {rate:.4} of {} T cells, right over all {:.4}",
+        "CD4/CD8: per-cell rule decided {rate:.4} of {} T cells, {acc:.4} of them right, right over all {right_cell:.4}; with the neighbourhood right over all {right_all:.4}",
         t_truth.len(),
-        right as f64 / t_truth.len() as f64
     );
     assert!(acc >= 0.95, "CD4/CD8 accuracy {acc}");
+    // Measured 0.7203 per cell, 0.8189 with the neighbourhood.
+    assert!(
+        right_all >= 0.81,
+        "CD4/CD8 right over all T cells {right_all}"
+    );
+    assert!(
+        right_all >= right_cell + 0.08,
+        "{right_all} vs {right_cell}"
+    );
+
+    // Gamma-delta: the simulated gdT/DN population against every other T cell.
+    let lin = strings(&o, "t_lineage");
+    let t_called = bools(&o, "t_cell");
+    let gd_truth: Vec<usize> = (0..o.len())
+        .filter(|&i| cell_type[i] == "gdT/DN T" && t_called[i])
+        .collect();
+    let gd_recall =
+        gd_truth.iter().filter(|&&i| lin[i] == "gd").count() as f64 / gd_truth.len() as f64;
+    let ab_called: Vec<usize> = t_truth.iter().copied().filter(|&i| t_called[i]).collect();
+    let gd_false =
+        ab_called.iter().filter(|&&i| lin[i] == "gd").count() as f64 / ab_called.len() as f64;
+    println!(
+        "gamma-delta: {gd_recall:.4} of {} simulated gd T cells called gd, {gd_false:.4} of alpha-beta T cells",
+        gd_truth.len()
+    );
+    // Measured 0.8804 and 0.0055.
+    assert!(gd_recall >= 0.86, "gd recall {gd_recall}");
+    assert!(gd_false <= 0.008, "gd false rate {gd_false}");
+    for i in 0..o.len() {
+        assert_eq!(lin[i] == "non_T", !t_called[i], "t_lineage of cell {i}");
+    }
 
     // Phenotype over the T-cell states.
     let state = strings(&o, "truth_state");
@@ -155,8 +197,9 @@ fn simulated_sample_calls_match_truth_and_summary_recomputes() {
     println!(
         "phenotype accuracy {pacc:.4} (memory subsets merged {macc:.4}); (truth, call) counts: {confusion:?}"
     );
-    // The target over all seven states (measured 0.8759 on this sample).
-    assert!(pacc >= 0.85, "phenotype accuracy {pacc}");
+    // Over all seven states (measured 0.8852 on this sample; 0.8759 from the cell's own
+    // counts alone).
+    assert!(pacc >= 0.875, "phenotype accuracy {pacc}");
 
     // Summary numbers recomputed from obs.
     let json: serde_json::Value =
@@ -181,6 +224,24 @@ fn simulated_sample_calls_match_truth_and_summary_recomputes() {
     };
     close(&row["cd4_cd8_ratio_car"], ratio(&car_t), "CD4:CD8 CAR+");
     close(&row["cd4_cd8_ratio_t"], ratio(&t), "CD4:CD8 T");
+    let ratio_cell = |set: &[usize]| {
+        let n = |l: &str| set.iter().filter(|&&i| per_cell[i] == l).count() as f64;
+        n("CD4") / n("CD8")
+    };
+    close(
+        &row["cd4_cd8_cell_ratio_car"],
+        ratio_cell(&car_t),
+        "per-cell CD4:CD8 CAR+",
+    );
+    close(
+        &row["cd4_cd8_cell_ratio_t"],
+        ratio_cell(&t),
+        "per-cell CD4:CD8 T",
+    );
+    let gd =
+        |set: &[usize]| set.iter().filter(|&&i| lin[i] == "gd").count() as f64 / set.len() as f64;
+    close(&row["gd_fraction_car"], gd(&car_t), "gd of CAR+");
+    close(&row["gd_fraction_t"], gd(&t), "gd of T");
     let dn = car_t.iter().filter(|&&i| called[i] == "DN").count() as f64;
     close(
         &row["dn_fraction_car"],
@@ -366,27 +427,69 @@ fn real_t_cells_without_car_feature_have_no_car_columns() {
     let t_rate = t.iter().filter(|&&x| x).count() as f64 / t.len() as f64;
     let study = strings(&o, "cluster_orig");
     let called = strings(&o, "cd4_cd8");
+    let per_cell = strings(&o, "cd4_cd8_cell");
     let with_lineage: Vec<usize> = (0..o.len())
         .filter(|&i| study[i].starts_with('4') || study[i].starts_with('8'))
         .collect();
-    let decided: Vec<usize> = with_lineage
+    let agree = |calls: &[String]| {
+        with_lineage
+            .iter()
+            .filter(|&&i| calls[i].len() == 3 && calls[i][2..3] == study[i][..1])
+            .count() as f64
+            / with_lineage.len() as f64
+    };
+    let decided = with_lineage
         .iter()
-        .copied()
-        .filter(|&i| called[i] == "CD4" || called[i] == "CD8")
-        .collect();
-    let agree = decided
-        .iter()
-        .filter(|&&i| called[i][2..3] == study[i][..1])
+        .filter(|&&i| per_cell[i] == "CD4" || per_cell[i] == "CD8")
         .count() as f64
-        / decided.len() as f64;
-    let rate = decided.len() as f64 / with_lineage.len() as f64;
+        / with_lineage.len() as f64;
+    let (agree_cell, agree_nb) = (agree(&per_cell), agree(&called));
     println!(
-        "real T cells: {t_rate:.4} called T; CD4/CD8 decided for {rate:.4}, agreeing with the study for {agree:.4}"
+        "real T cells: {t_rate:.4} called T; per-cell rule decides {decided:.4} and agrees with the study for {agree_cell:.4} of its CD4/CD8 cells, with the neighbourhood {agree_nb:.4}"
     );
-    // Measured 0.9286, 0.5348 and 0.8300.
+    // Measured 0.9286, 0.5348, 0.4439 and 0.6203.
     assert!(t_rate >= 0.92, "T-cell call rate {t_rate}");
-    assert!(rate >= 0.5, "CD4/CD8 decided {rate}");
-    assert!(agree >= 0.82, "CD4/CD8 agreement with the study {agree}");
+    assert!(decided >= 0.5, "CD4/CD8 decided {decided}");
+    assert!(
+        agree_cell >= 0.43,
+        "per-cell CD4/CD8 agreement {agree_cell}"
+    );
+    assert!(agree_nb >= 0.61, "CD4/CD8 agreement {agree_nb}");
+    // Phenotypes against the study's states where they map to ours: CTL (8.1-Teff) ->
+    // effector, TEM (8.2-Tem) -> effector memory, 4.3-TCF7 -> naive/stem-like or central
+    // memory, mitosis -> proliferating, Treg -> treg_like.
+    let phen = strings(&o, "phenotype");
+    let expected = |c: &str| -> Option<&[&str]> {
+        match c {
+            "8.1-Teff" => Some(&["effector"]),
+            "8.2-Tem" => Some(&["effector_memory"]),
+            "4.3-TCF7" => Some(&["naive_stem_memory", "central_memory"]),
+            "8.5-Mitosis" => Some(&["proliferating"]),
+            "4.6a-Treg" | "4.6b-Treg" => Some(&["treg_like"]),
+            _ => None,
+        }
+    };
+    let mut per_state: BTreeMap<&str, (usize, usize)> = BTreeMap::new();
+    for i in 0..o.len() {
+        if let Some(want) = expected(&study[i]) {
+            let e = per_state.entry(study[i].as_str()).or_default();
+            e.0 += usize::from(want.contains(&phen[i].as_str()));
+            e.1 += 1;
+        }
+    }
+    let (right, total) = per_state
+        .values()
+        .fold((0, 0), |(a, b), (r, n)| (a + r, b + n));
+    let phen_agree = right as f64 / total as f64;
+    println!("phenotype agreement with the study {phen_agree:.4} of {total}: {per_state:?}");
+    // Measured 0.5366 (the same as from the cell's own counts alone; see docs/cart-calls.md).
+    assert!(phen_agree >= 0.52, "phenotype agreement {phen_agree}");
+    // No TCR genes in this data: no alpha-beta / gamma-delta call, no gd fraction.
+    let lin = strings(&o, "t_lineage");
+    assert!(
+        (0..o.len()).all(|i| lin[i] == if t[i] { "unknown" } else { "non_T" }),
+        "{lin:?}"
+    );
     let cells = {
         use polars::prelude::{ParquetReader, SerReader};
         ParquetReader::new(std::fs::File::open(dir.path().join("cells.parquet")).unwrap())
@@ -401,6 +504,7 @@ fn real_t_cells_without_car_feature_have_no_car_columns() {
         serde_json::from_slice(&std::fs::read(dir.path().join("summary.json")).unwrap()).unwrap();
     assert!(json["cart"]["car_feature"].is_null());
     assert!(json["cart"]["samples"][0]["n_car_positive"].is_null());
+    assert!(json["cart"]["samples"][0]["gd_fraction_t"].is_null());
     assert!(
         json["cart"]["car_note"]
             .as_str()

@@ -1,0 +1,370 @@
+//! Lineage calls that survive dropout: CD4 / CD8 and alpha-beta / gamma-delta T cells from the
+//! cell's own counts and its neighbourhood in the kNN graph the run already built.
+//!
+//! One cell's CD4 or CD8 counts are often too sparse to decide (CD4 is a low-count gene; on the
+//! real T cells of Wu et al. 2020 CD4 is detected in 1 cell in 10), so published pipelines
+//! smooth the lineage markers over each cell's nearest neighbours in PCA space before calling
+//! them. cartscope keeps the cell's own counts where they decide and lets the neighbourhood
+//! decide where they do not:
+//!
+//! - **Evidence** per cell, from log-normalised values (`log1p(count / total * 1e4)`): CD4
+//!   (CD4 + CD40LG), CD8 (CD8A + CD8B), gamma-delta (TRDC + TRGC1 + TRGC2) and alpha (TRAC).
+//! - **Smoothed** evidence: the mean over the cell and its `lineage_k - 1` nearest neighbours
+//!   (the rows of `obsp["distances"]`, nearest first; at most the graph's `n_neighbors`).
+//!   Written to obs as `cd4_smoothed`, `cd8_smoothed`, `gd_smoothed` and `trac_smoothed`, so
+//!   users can set their own thresholds.
+//! - **`cd4_cd8`** (T cells): `CD4` when the cell's own counts carry a CD4-lineage marker and no
+//!   CD8 marker, `CD8` the other way round. Otherwise (neither detected, or both) the
+//!   neighbourhood decides: `DN` when both smoothed values are at most `lineage_min`, else the
+//!   larger smoothed value wins (`DP` for an exact tie of a cell that carries both).
+//!   Why not smoothing alone: on simulated samples, where CD4 and CD8 cells of one state share
+//!   their neighbourhoods, the cell's own decided calls are 98 % right and smoothed values
+//!   only 60-67 %; on real T cells smoothing wins where the cell's own counts drop out.
+//! - **`t_lineage`** (T cells): `gd` when (own gamma-delta minus own TRAC) plus (smoothed
+//!   gamma-delta minus smoothed TRAC) exceeds `gd_min`, else `ab`; `unknown` when the data
+//!   carry none of TRDC, TRGC1, TRGC2 and TRAC (some studies remove the TCR genes).
+//!   Alpha-beta T cells lose the TRD locus, constant region included, when TRA rearranges,
+//!   so TRDC against TRAC separates the two lineages; TRBC is left out because gamma-delta
+//!   T cells transcribe it too.
+//!
+//! - **`phenotype`** (T cells): the programme means of [`super::calls`], half the cell's own
+//!   and half its neighbourhood's mean, then the same rule with the cell's own stem-like score
+//!   (smoothing that score too blurred naive/stem-like cells into central memory: 0.864 of a
+//!   simulated sample's T cells right instead of 0.885).
+//!
+//! The per-cell rule of [`super::calls`] stays in obs as `cd4_cd8_cell` for comparison.
+
+use super::calls::{self, CD4_MARKERS, CD8_MARKERS, NON_T, PhenotypeScores};
+use crate::error::{Error, Result};
+use crate::matrix::CsrMatrix;
+
+/// Gamma-delta constant regions.
+pub(crate) const GD_MARKERS: [&str; 3] = ["TRDC", "TRGC1", "TRGC2"];
+/// The alpha-chain constant region, the alpha-beta side of the gamma-delta call (the TRD locus
+/// lies inside TRA and is deleted when TRA rearranges).
+pub(crate) const ALPHA_MARKER: &str = "TRAC";
+
+/// Every `t_lineage` label, in display order.
+pub const T_LINEAGES: [&str; 4] = ["ab", "gd", "unknown", NON_T];
+
+/// Lineage options (`lineage_k`, `lineage_min`, `gd_min` of `[cart]` in config.toml;
+/// `--lineage-k`, `--lineage-min`, `--gd-min`).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct LineageOptions {
+    /// Cells of a neighbourhood, the cell included (capped at the graph's n_neighbors).
+    pub k: usize,
+    /// Smoothed CD4 and CD8 evidence at or below this is `DN`.
+    pub min: f32,
+    /// Gamma-delta score above which a T cell is `gd`.
+    pub gd_min: f32,
+}
+
+impl Default for LineageOptions {
+    fn default() -> Self {
+        LineageOptions {
+            k: 15,
+            min: 0.1,
+            gd_min: 1.0,
+        }
+    }
+}
+
+impl LineageOptions {
+    /// Checks the values.
+    pub fn validate(&self) -> Result<()> {
+        if self.k == 0 {
+            return Err(Error::Usage("--lineage-k must be at least 1".into()));
+        }
+        if !(self.min.is_finite() && self.min >= 0.0) {
+            return Err(Error::Usage(
+                "--lineage-min must be a number at least 0".into(),
+            ));
+        }
+        if !self.gd_min.is_finite() {
+            return Err(Error::Usage("--gd-min must be a number".into()));
+        }
+        Ok(())
+    }
+}
+
+/// Each cell's own lineage evidence (sums of log-normalised values).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Evidence {
+    /// CD4 + CD40LG.
+    pub cd4: Vec<f32>,
+    /// CD8A + CD8B.
+    pub cd8: Vec<f32>,
+    /// TRDC + TRGC1 + TRGC2.
+    pub gd: Vec<f32>,
+    /// TRAC.
+    pub trac: Vec<f32>,
+    /// Whether the data carry any of the TCR constant regions read here.
+    pub has_tcr: bool,
+    /// Programme means and stem-like score.
+    pub phenotype: Vec<PhenotypeScores>,
+}
+
+impl Evidence {
+    /// Evidence of `n` cells from `value(cell, gene)` (None when the gene is absent).
+    pub(crate) fn new(n: usize, value: impl Fn(usize, &str) -> Option<f32>) -> Self {
+        let sum = |i: usize, genes: &[&str]| genes.iter().filter_map(|g| value(i, g)).sum();
+        Evidence {
+            cd4: (0..n).map(|i| sum(i, &CD4_MARKERS)).collect(),
+            cd8: (0..n).map(|i| sum(i, &CD8_MARKERS)).collect(),
+            gd: (0..n).map(|i| sum(i, &GD_MARKERS)).collect(),
+            trac: (0..n).map(|i| sum(i, &[ALPHA_MARKER])).collect(),
+            has_tcr: n > 0
+                && GD_MARKERS
+                    .iter()
+                    .chain(&[ALPHA_MARKER])
+                    .any(|g| value(0, g).is_some()),
+            phenotype: (0..n)
+                .map(|i| calls::phenotype_scores(&|g: &str| value(i, g)))
+                .collect(),
+        }
+    }
+}
+
+/// Neighbourhood means of the evidence (obs `*_smoothed`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Smoothed {
+    /// Cells per neighbourhood actually used (the cell included).
+    pub k: usize,
+    /// Smoothed CD4 + CD40LG.
+    pub cd4: Vec<f32>,
+    /// Smoothed CD8A + CD8B.
+    pub cd8: Vec<f32>,
+    /// Smoothed TRDC + TRGC1 + TRGC2.
+    pub gd: Vec<f32>,
+    /// Smoothed TRAC.
+    pub trac: Vec<f32>,
+    /// Smoothed programme means (the stem-like score stays the cell's own).
+    pub phenotype: Vec<PhenotypeScores>,
+}
+
+/// Each cell's `k - 1` nearest neighbours from the rows of the distance matrix (nearest
+/// first, ties by index).
+fn neighbourhoods(distances: &CsrMatrix<f64>, k: usize) -> Vec<Vec<u32>> {
+    (0..distances.n_rows)
+        .map(|i| {
+            let r = distances.indptr[i] as usize..distances.indptr[i + 1] as usize;
+            let (idx, d) = (&distances.indices[r.clone()], &distances.data[r]);
+            let mut order: Vec<usize> = (0..idx.len()).filter(|&p| idx[p] as usize != i).collect();
+            order.sort_by(|&a, &b| d[a].total_cmp(&d[b]).then(idx[a].cmp(&idx[b])));
+            order.truncate(k.saturating_sub(1));
+            order.into_iter().map(|p| idx[p]).collect()
+        })
+        .collect()
+}
+
+/// Mean of `v` over each cell and its neighbours, summed in f64.
+fn mean_over(v: &[f32], nbrs: &[Vec<u32>]) -> Vec<f32> {
+    nbrs.iter()
+        .enumerate()
+        .map(|(i, nb)| {
+            let s = v[i] as f64 + nb.iter().map(|&j| v[j as usize] as f64).sum::<f64>();
+            (s / (1 + nb.len()) as f64) as f32
+        })
+        .collect()
+}
+
+/// Smooths `ev` over the graph's neighbourhoods of `k` cells (the cell included).
+pub fn smooth(ev: &Evidence, distances: &CsrMatrix<f64>, k: usize) -> Smoothed {
+    let nbrs = neighbourhoods(distances, k);
+    let used = nbrs.iter().map(|n| n.len() + 1).max().unwrap_or(1).min(k);
+    Smoothed {
+        k: used,
+        cd4: mean_over(&ev.cd4, &nbrs),
+        cd8: mean_over(&ev.cd8, &nbrs),
+        gd: mean_over(&ev.gd, &nbrs),
+        trac: mean_over(&ev.trac, &nbrs),
+        phenotype: smooth_phenotype(&ev.phenotype, &nbrs),
+    }
+}
+
+fn smooth_phenotype(p: &[PhenotypeScores], nbrs: &[Vec<u32>]) -> Vec<PhenotypeScores> {
+    let mut out: Vec<PhenotypeScores> = p.to_vec();
+    for m in 0..calls::PROGRAMMES.len() {
+        let v: Vec<f32> = p.iter().map(|s| s.programmes[m]).collect();
+        for (o, x) in out.iter_mut().zip(mean_over(&v, nbrs)) {
+            o.programmes[m] = x;
+        }
+    }
+    out
+}
+
+/// The phenotype of T cell `i`: half its own programme means, half its neighbourhood's, and
+/// its own stem-like score.
+pub(crate) fn phenotype(ev: &Evidence, s: &Smoothed, i: usize) -> &'static str {
+    let (own, nb) = (&ev.phenotype[i], &s.phenotype[i]);
+    let mut mix = *own;
+    for (m, x) in mix.programmes.iter_mut().zip(nb.programmes) {
+        *m = 0.5 * (*m + x);
+    }
+    calls::phenotype(&mix)
+}
+
+/// The CD4/CD8 call of T cell `i`.
+pub(crate) fn cd4_cd8(
+    ev: &Evidence,
+    s: &Smoothed,
+    i: usize,
+    opts: &LineageOptions,
+) -> &'static str {
+    let (own4, own8) = (ev.cd4[i] > 0.0, ev.cd8[i] > 0.0);
+    match (own4, own8) {
+        (true, false) => "CD4",
+        (false, true) => "CD8",
+        _ => {
+            let (s4, s8) = (s.cd4[i], s.cd8[i]);
+            let undecided = if own4 { "DP" } else { "DN" };
+            if s4.max(s8) <= opts.min {
+                undecided
+            } else if s8 > s4 {
+                "CD8"
+            } else if s4 > s8 {
+                "CD4"
+            } else {
+                undecided
+            }
+        }
+    }
+}
+
+/// The alpha-beta / gamma-delta call of T cell `i`.
+pub(crate) fn t_lineage(
+    ev: &Evidence,
+    s: &Smoothed,
+    i: usize,
+    opts: &LineageOptions,
+) -> &'static str {
+    if !ev.has_tcr {
+        return "unknown";
+    }
+    let score = (ev.gd[i] - ev.trac[i]) + (s.gd[i] - s.trac[i]);
+    if score > opts.gd_min { "gd" } else { "ab" }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Four cells on a line at 0, 1, 2, 10; every cell's 3 nearest others.
+    fn graph() -> CsrMatrix<f64> {
+        let x = [0.0, 1.0, 2.0, 10.0f64];
+        let mut indptr = vec![0];
+        let (mut indices, mut data) = (Vec::new(), Vec::new());
+        for (i, a) in x.iter().enumerate() {
+            for (j, b) in x.iter().enumerate() {
+                if i != j {
+                    indices.push(j as u32);
+                    data.push((a - b).abs());
+                }
+            }
+            indptr.push(indices.len() as u64);
+        }
+        CsrMatrix {
+            n_rows: 4,
+            n_cols: 4,
+            indptr,
+            indices,
+            data,
+        }
+    }
+
+    fn evidence(cd4: [f32; 4], cd8: [f32; 4]) -> Evidence {
+        Evidence {
+            cd4: cd4.to_vec(),
+            cd8: cd8.to_vec(),
+            gd: vec![0.0; 4],
+            trac: vec![1.0; 4],
+            has_tcr: true,
+            phenotype: vec![
+                PhenotypeScores {
+                    programmes: [0.0; calls::PROGRAMMES.len()],
+                    stem: 0.0,
+                };
+                4
+            ],
+        }
+    }
+
+    #[test]
+    fn neighbourhoods_are_nearest_first_and_capped() {
+        let g = graph();
+        assert_eq!(
+            neighbourhoods(&g, 3),
+            [vec![1, 2], vec![0, 2], vec![1, 0], vec![2, 1]]
+        );
+        // Cell 1 is as far from 0 as from 2: the lower index first.
+        assert_eq!(neighbourhoods(&g, 2)[1], [0]);
+        let ev = evidence([3.0, 0.0, 0.0, 0.0], [0.0; 4]);
+        let s = smooth(&ev, &g, 3);
+        assert_eq!(s.k, 3);
+        assert_eq!(s.cd4, [1.0, 1.0, 1.0, 0.0]);
+        // More neighbours asked for than the graph holds: all of them.
+        assert_eq!(smooth(&ev, &g, 50).k, 4);
+    }
+
+    #[test]
+    fn own_counts_decide_and_the_neighbourhood_fills_dropouts() {
+        let g = graph();
+        let o = LineageOptions::default();
+        // Cell 0 CD8 by its own counts although its neighbours are CD4; cell 1 has nothing and
+        // follows its neighbourhood (CD4 0.667 vs CD8 0.333); cell 3 carries both and its
+        // neighbourhood (cells 3, 2, 1) is CD4 on balance.
+        let ev = evidence([0.0, 0.0, 2.0, 1.0], [1.0, 0.0, 0.0, 1.0]);
+        let s = smooth(&ev, &g, 3);
+        let calls: Vec<&str> = (0..4).map(|i| cd4_cd8(&ev, &s, i, &o)).collect();
+        assert_eq!(calls, ["CD8", "CD4", "CD4", "CD4"]);
+        // Nothing in the neighbourhood above lineage_min: DN (DP when the cell carries both).
+        let ev = evidence([0.0, 0.0, 0.0, 0.2], [0.0, 0.0, 0.0, 0.2]);
+        let s = smooth(&ev, &g, 3);
+        let calls: Vec<&str> = (0..4).map(|i| cd4_cd8(&ev, &s, i, &o)).collect();
+        assert_eq!(calls, ["DN", "DN", "DN", "DP"]);
+    }
+
+    #[test]
+    fn gamma_delta_needs_trdc_and_trgc_over_trac() {
+        let g = graph();
+        let o = LineageOptions::default();
+        let mut ev = evidence([0.0; 4], [0.0; 4]);
+        ev.gd = vec![3.0, 0.0, 0.0, 3.0];
+        ev.trac = vec![0.0, 1.0, 1.0, 1.0];
+        let s = smooth(&ev, &g, 3);
+        // Cell 0: 3 - 0 + (1 - 0.667) > 1; cell 3: 3 - 1 + (1 - 1) = 2 > 1; cell 1:
+        // 0 - 1 + (1 - 0.667) < 1.
+        let calls: Vec<&str> = (0..4).map(|i| t_lineage(&ev, &s, i, &o)).collect();
+        assert_eq!(calls, ["gd", "ab", "ab", "gd"]);
+        ev.has_tcr = false;
+        assert_eq!(t_lineage(&ev, &s, 0, &o), "unknown");
+    }
+
+    #[test]
+    fn phenotype_mixes_own_and_neighbourhood_scores() {
+        let g = graph();
+        let mut ev = evidence([0.0; 4], [0.0; 4]);
+        let effector = calls::PROGRAMMES
+            .iter()
+            .position(|p| p.0 == "effector")
+            .unwrap();
+        let em = calls::PROGRAMMES
+            .iter()
+            .position(|p| p.0 == "effector_memory")
+            .unwrap();
+        // Cell 1 leans effector memory (1.0 vs 0.8) in a neighbourhood of effector cells.
+        for (i, (e, m)) in [(2.0, 0.0), (0.8, 1.0), (2.0, 0.0), (0.0, 0.0)]
+            .iter()
+            .enumerate()
+        {
+            ev.phenotype[i].programmes[effector] = *e;
+            ev.phenotype[i].programmes[em] = *m;
+        }
+        let s = smooth(&ev, &g, 3);
+        assert_eq!(calls::phenotype(&ev.phenotype[1]), "effector_memory");
+        assert_eq!(phenotype(&ev, &s, 1), "effector");
+        // Cell 3: nothing of its own, its neighbours (2 and 1) carry effector.
+        assert_eq!(phenotype(&ev, &s, 3), "effector");
+        assert_eq!(calls::phenotype(&ev.phenotype[3]), "unassigned");
+    }
+}
