@@ -465,21 +465,24 @@ pub fn clonal_expansion(
             *counts.entry((group(i), *c)).or_insert(0) += 1;
         }
     }
-    let last = breakpoints[breakpoints.len() - 1];
     Ok(clone_id
         .iter()
         .enumerate()
-        .map(|(i, c)| match c {
-            None => "nan".to_string(),
-            Some(c) => {
-                let n = counts[&(group(i), *c)];
-                match breakpoints.iter().find(|&&b| n <= b) {
-                    Some(b) => format!("<= {b}"),
-                    None => format!("> {last}"),
-                }
-            }
-        })
+        .map(|(i, c)| expansion_label(c.map(|c| counts[&(group(i), c)]), breakpoints))
         .collect())
+}
+
+/// The `clonal_expansion` label of a clone of `size` cells (`nan` without a clone):
+/// `<= b` for the first breakpoint `b` the size does not exceed, else `> last`.
+/// `breakpoints` must not be empty.
+pub fn expansion_label(size: Option<u32>, breakpoints: &[u32]) -> String {
+    let Some(n) = size else {
+        return "nan".into();
+    };
+    match breakpoints.iter().find(|&&b| n <= b) {
+        Some(b) => format!("<= {b}"),
+        None => format!("> {}", breakpoints[breakpoints.len() - 1]),
+    }
 }
 
 #[cfg(test)]

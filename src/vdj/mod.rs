@@ -41,7 +41,7 @@ use std::path::{Path, PathBuf};
 pub use chains::{ChainPairing, ChainQc, Receptor, ReceptorSubtype, ReceptorType, Slot};
 pub use clonotypes::{
     ClonotypeOptions, Clonotypes, DualIr, ReceptorArms, SequenceKind, WithinGroup,
-    clonal_expansion, define_clonotypes,
+    clonal_expansion, define_clonotypes, expansion_categories, expansion_label,
 };
 pub use read::{read_contigs, read_contigs_merged};
 
@@ -435,8 +435,17 @@ fn finish(
     in_matrix: usize,
     opts: &VdjOptions,
 ) -> Result<VdjAnalysis> {
-    let clonal_expansion =
-        clonotypes::clonal_expansion(&clone_id, None, &opts.expansion_breakpoints)?;
+    if opts.expansion_breakpoints.is_empty() {
+        return Err(Error::Usage(
+            "clonal expansion needs at least one breakpoint".into(),
+        ));
+    }
+    // The label depends on the clone's size only (no `expanded_in`), which with
+    // `AllVdjCells` counts cells outside the matrix too, as scirpy on the `airr` modality.
+    let clonal_expansion = clone_size
+        .iter()
+        .map(|s| clonotypes::expansion_label(*s, &opts.expansion_breakpoints))
+        .collect();
     let n_clones = clone_id
         .iter()
         .flatten()
@@ -506,7 +515,7 @@ mod tests {
         };
         let r = analyse(&t, Some(&m), &all).unwrap();
         assert_eq!(r.clone_size, vec![None, Some(3), Some(3)]);
-        assert_eq!(r.clonal_expansion, vec!["nan", "<= 2", "<= 2"]);
+        assert_eq!(r.clonal_expansion, vec!["nan", "> 2", "> 2"]);
         let dup: Vec<String> = ["a", "a"].map(String::from).to_vec();
         assert!(analyse(&t, Some(&dup), &VdjOptions::default()).is_err());
     }

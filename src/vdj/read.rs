@@ -256,15 +256,19 @@ fn split_error(path: &Path, e: super::csv::SplitError) -> Error {
     Error::invalid(path, format!("line {}", e.line), e.message)
 }
 
-fn check_width(path: &Path, line: usize, got: usize, want: usize) -> Result<()> {
-    if got == want {
-        return Ok(());
+/// Pads a short record with missing values (as pandas and Python's `csv.DictReader` read
+/// it); a record longer than the header is an error (as in pandas and the AIRR library).
+fn fit_width(path: &Path, rec: &mut super::csv::Record<'_>, want: usize) -> Result<()> {
+    let got = rec.fields.len();
+    if got > want {
+        return Err(Error::invalid(
+            path,
+            format!("line {}", rec.line),
+            format!("{got} fields, the header has {want}"),
+        ));
     }
-    Err(Error::invalid(
-        path,
-        format!("line {line}"),
-        format!("{got} fields, the header has {want}"),
-    ))
+    rec.fields.resize(want, std::borrow::Cow::Borrowed(""));
+    Ok(())
 }
 
 /// Parses a 10x contig annotation CSV.
@@ -298,9 +302,9 @@ fn read_tenx_text(path: &Path, text: &str) -> Result<Contigs> {
     let mut rows: Vec<(String, Contig)> = Vec::new();
     let mut n_filtered_out = 0;
     for rec in records {
-        let rec = rec.map_err(|e| split_error(path, e))?;
+        let mut rec = rec.map_err(|e| split_error(path, e))?;
+        fit_width(path, &mut rec, header.n)?;
         let (line, f) = (rec.line, &rec.fields);
-        check_width(path, line, f.len(), header.n)?;
         let cell_ok = tenx_bool(&f[is_cell], path, line, "is_cell")?
             && tenx_bool(&f[high_conf], path, line, "high_confidence")?;
         if !cell_ok {
@@ -385,9 +389,9 @@ fn read_airr_text(path: &Path, text: &str) -> Result<Contigs> {
     let na = scirpy_na as fn(&str) -> bool;
     let mut rows: Vec<(String, Contig)> = Vec::new();
     for rec in records {
-        let rec = rec.map_err(|e| split_error(path, e))?;
+        let mut rec = rec.map_err(|e| split_error(path, e))?;
+        fit_width(path, &mut rec, header.n)?;
         let (line, f) = (rec.line, &rec.fields);
-        check_width(path, line, f.len(), header.n)?;
         let get = |c: Option<usize>| c.and_then(|i| string(&f[i], na));
         let cnt = |c: Option<usize>, name: &str| match c {
             Some(i) => count(&f[i], na, path, line, name),
@@ -568,6 +572,18 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(m.contains("not a contig table"), "{m}");
+        // Short rows are padded with missing values, long rows are errors.
+        let c = read_contigs(&write(
+            dir.path(),
+            "s.tsv",
+            "cell_id\tlocus\tjunction_aa\nc1\tTRB\n",
+        ))
+        .unwrap();
+        assert_eq!(c.cell(0)[0].junction_aa, None);
+        let m = read_contigs(&write(dir.path(), "l.tsv", "cell_id\tlocus\nc1\tTRB\tx\n"))
+            .unwrap_err()
+            .to_string();
+        assert!(m.contains("line 2") && m.contains("3 fields"), "{m}");
         // gzip from the magic bytes, whatever the name.
         let p = dir.path().join("g.tsv");
         let mut enc = flate2::write::GzEncoder::new(
