@@ -718,3 +718,124 @@ fn scirpy_edge_cases() {
     let t = check("hand-made AIRR table", "airr", &[airr]);
     assert_eq!(t.cells, 10);
 }
+
+/// A small deterministic generator (SplitMix64) for the random tables.
+struct Mix(u64);
+
+impl Mix {
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+}
+
+/// One random contig: (locus, v, j, junction_aa, junction, umis, reads, productive).
+type RandomContig = (&'static str, String, String, String, String, u64, u64, bool);
+
+/// Random cells drawn from `pool` amino-acid junctions and few genes and counts, so that chains collide across
+/// cells and loci, dual chains and ties abound and clones form long chains under `"any"`.
+/// Every chain has a V and J call and both junctions (scirpy's clonotypes are undefined or
+/// crash otherwise; those cases are in the hand-made tables).
+fn random_cells(seed: u64, n_cells: usize, pool: u64) -> Vec<(String, Vec<RandomContig>)> {
+    const LOCI: [&str; 12] = [
+        "TRA", "TRA", "TRA", "TRB", "TRB", "TRB", "TRG", "TRD", "IGH", "IGK", "IGL", "Multi",
+    ];
+    let mut r = Mix(seed);
+    (0..n_cells)
+        .map(|i| {
+            let n = [1, 2, 2, 2, 3, 3, 4, 5][r.below(8) as usize];
+            let contigs = (0..n)
+                .map(|_| {
+                    let locus = LOCI[r.below(LOCI.len() as u64) as usize];
+                    let gene = if locus == "Multi" { "TRA" } else { locus };
+                    let aa = r.below(pool);
+                    // Two nucleotide spellings of some amino-acid junctions.
+                    let nt = aa * 2 + u64::from(aa < 2 && r.below(3) == 0);
+                    let letters = |mut x: u64, alphabet: &[u8]| -> String {
+                        (0..4)
+                            .map(|_| {
+                                let c = alphabet[(x % alphabet.len() as u64) as usize] as char;
+                                x /= alphabet.len() as u64;
+                                c
+                            })
+                            .collect()
+                    };
+                    (
+                        locus,
+                        format!("{gene}V{}", r.below(2)),
+                        format!("{gene}J{}", r.below(2)),
+                        format!("CAS{}F", letters(aa, b"ACDEGHKLMNPQRSTVWY")),
+                        format!("TGTGCAAGC{}TTT", letters(nt, b"ACGT")),
+                        1 + r.below(3),
+                        1 + r.below(2),
+                        r.below(10) != 0,
+                    )
+                })
+                .collect();
+            (format!("R{:05}-1", (i * 7919) % 100_000), contigs)
+        })
+        .collect()
+}
+
+fn random_tenx(cells: &[(String, Vec<RandomContig>)]) -> String {
+    let mut s = String::from(
+        "barcode,is_cell,contig_id,high_confidence,length,chain,v_gene,d_gene,j_gene,c_gene,\
+         full_length,productive,cdr3,cdr3_nt,reads,umis,raw_clonotype_id,raw_consensus_id\n",
+    );
+    for (bc, contigs) in cells {
+        for (k, (locus, v, j, aa, nt, umis, reads, prod)) in contigs.iter().enumerate() {
+            let prod = if *prod { "True" } else { "False" };
+            s.push_str(&format!(
+                "{bc},True,{bc}_contig_{k},True,500,{locus},{v},None,{j},None,True,{prod},{aa},\
+                 {nt},{reads},{umis},None,None\n"
+            ));
+        }
+    }
+    s
+}
+
+fn random_airr(cells: &[(String, Vec<RandomContig>)]) -> String {
+    let mut s = String::from(
+        "cell_id\tsequence_id\tlocus\tproductive\tv_call\tj_call\tjunction\tjunction_aa\t\
+         umi_count\tconsensus_count\n",
+    );
+    for (bc, contigs) in cells {
+        for (k, (locus, v, j, aa, nt, umis, reads, prod)) in contigs.iter().enumerate() {
+            let locus = if *locus == "Multi" { "" } else { locus };
+            let prod = if *prod { "T" } else { "F" };
+            s.push_str(&format!(
+                "{bc}\t{bc}_{k}\t{locus}\t{prod}\t{v}\t{j}\t{nt}\t{aa}\t{umis}\t{reads}\n"
+            ));
+        }
+    }
+    s
+}
+
+#[test]
+fn scirpy_random_tables() {
+    let dir = tempfile::tempdir().unwrap();
+    // Few junctions: large clones joined through shared chains.
+    let tenx = dir.path().join("random.csv");
+    std::fs::write(&tenx, random_tenx(&random_cells(7, 800, 5))).unwrap();
+    let t = check("random 10x table, 5 junctions", "10x", &[tenx]);
+    assert!(
+        t.with_ir > 600 && t.clones < t.with_ir / 10,
+        "{} clones",
+        t.clones
+    );
+    let airr = dir.path().join("random.tsv");
+    std::fs::write(&airr, random_airr(&random_cells(11, 800, 5))).unwrap();
+    check("random AIRR table, 5 junctions", "airr", &[airr]);
+    // More junctions: many small clones.
+    let tenx = dir.path().join("random30.csv");
+    std::fs::write(&tenx, random_tenx(&random_cells(13, 800, 30))).unwrap();
+    let t = check("random 10x table, 30 junctions", "10x", &[tenx]);
+    assert!(t.clones > 100, "{} clones", t.clones);
+}
