@@ -49,12 +49,49 @@ export CARTSCOPE_PYTHON="$venv/bin/python"
 # scirpy wheel on PyPI (BSD-3), cached outside the source tree.
 cache="${CARTSCOPE_CACHE:-$root/.cache}"
 real="$cache/wu2020_200_v0_11.h5ad"
+fetch_scirpy_wheel() {
+  if ! ls "$cache"/whl/scirpy-0.22.5-*.whl >/dev/null 2>&1; then
+    echo "setup: fetching real test data (scirpy wheel)" >&2
+    mkdir -p "$cache/whl"
+    "$venv/bin/pip" download --no-deps -q --disable-pip-version-check -d "$cache/whl" scirpy==0.22.5
+  fi
+}
 if [ ! -s "$real" ]; then
-  echo "setup: fetching real test data (scirpy wheel)" >&2
-  mkdir -p "$cache/whl"
-  "$venv/bin/pip" download --no-deps -q --disable-pip-version-check -d "$cache/whl" scirpy==0.22.5
+  fetch_scirpy_wheel
   "$venv/bin/python" -c "import sys, zipfile; zipfile.ZipFile(sys.argv[1]).extract('scirpy/tests/data/wu2020_200_v0_11.h5ad', sys.argv[2])" "$(ls "$cache"/whl/scirpy-0.22.5-*.whl)" "$cache/extract"
   mv "$cache/extract/scirpy/tests/data/wu2020_200_v0_11.h5ad" "$real"
+fi
+# Contig tables for the VDJ tests (tests/it/vdj.rs), from the same wheel, under $cache/vdj:
+# 10x Cell Ranger contig annotations (T cells, B cells, an all_contig table with non-cells)
+# and AIRR rearrangement TSVs.
+vdj_files=(
+  10x/filtered_contig_annotations.csv
+  10x/vdj_nextgem_hs_pbmc3_t_filtered_contig_annotations.csv.gz
+  10x/sc5p_v2_hs_melanoma_10k_b_filtered_contig_annotations.csv.gz
+  10x/10k_BMMNC_5pv2_nextgem_Multiplex_vdj_t_all_contig_annotations_small.csv
+  airr/issue_625.tsv
+  airr/rearrangement_ig.tsv
+  airr/rearrangement_tra.tsv
+  airr/rearrangement_trb.tsv
+  airr/tra_issue_280.tsv
+)
+vdj_missing=()
+for f in "${vdj_files[@]}"; do
+  [ -s "$cache/vdj/$f" ] || vdj_missing+=("$f")
+done
+if [ ${#vdj_missing[@]} -gt 0 ]; then
+  fetch_scirpy_wheel
+  "$venv/bin/python" - "$(ls "$cache"/whl/scirpy-0.22.5-*.whl)" "$cache/vdj" "${vdj_missing[@]}" <<'PY'
+import os, sys, zipfile
+wheel, dest, names = sys.argv[1], sys.argv[2], sys.argv[3:]
+with zipfile.ZipFile(wheel) as z:
+    for name in names:
+        out = os.path.join(dest, name)
+        os.makedirs(os.path.dirname(out), exist_ok=True)
+        with open(out + ".part", "wb") as f:
+            f.write(z.read("scirpy/tests/data/" + name))
+        os.replace(out + ".part", out)
+PY
 fi
 export CARTSCOPE_REAL_DATA="$cache"
 # lavapipe warns when XDG_RUNTIME_DIR is unset (harmless; keeps test logs clean).

@@ -55,6 +55,7 @@ pub(crate) mod rng;
 pub mod run;
 pub mod simulate;
 pub mod tl;
+pub mod vdj;
 
 pub use error::{Error, ErrorKind, Result};
 pub use matrix::CsrMatrix;

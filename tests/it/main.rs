@@ -32,3 +32,4 @@ mod robustness;
 mod roundtrip;
 mod run_cli;
 mod simulate;
+mod vdj;
