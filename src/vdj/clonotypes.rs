@@ -301,7 +301,7 @@ fn slot_used(opts: &ClonotypeOptions, slot: usize) -> bool {
         ReceptorArms::Vdj => slot >= 2,
         ReceptorArms::All | ReceptorArms::Any => true,
     };
-    arm_ok && (opts.dual_ir != DualIr::PrimaryOnly || slot % 2 == 0)
+    arm_ok && (opts.dual_ir != DualIr::PrimaryOnly || slot.is_multiple_of(2))
 }
 
 /// A cell's receptor configuration, or none if it takes no part (no indexed chain, or none of

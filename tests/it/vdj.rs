@@ -646,17 +646,17 @@ fn tenx_edge_table() -> String {
 /// An AIRR table without `locus` (inferred from the genes) and `umi_count` (chains ordered by
 /// `duplicate_count`, then `consensus_count`), with productive as T/F/empty.
 fn airr_edge_table() -> String {
-    let rows: &[(&str, &str, &str, &str, &str, &str, &str, &str, &str)] = &[
+    let rows: &[[&str; 9]] = &[
         // cell, productive, v, j, c, junction, junction_aa, duplicate_count, consensus_count
-        ("x1", "T", "TRAV1", "TRAJ1", "TRAC", A1.4, A1.3, "5", "10"),
-        ("x1", "T", "TRBV1", "TRBJ1", "TRBC1", B1.4, B1.3, "5", "10"),
-        ("x2", "T", "TRAV1", "TRAJ1", "TRAC", A1.4, A1.3, "3", "50"),
-        ("x2", "T", "TRAV2", "TRAJ2", "TRAC", A2.4, A2.3, "3", "60"),
-        ("x2", "T", "TRBV1", "TRBJ1", "TRBC1", B1.4, B1.3, "1", "1"),
-        ("x3", "F", "TRAV1", "TRAJ1", "TRAC", A1.4, A1.3, "5", "10"),
-        ("x3", "", "TRBV1", "TRBJ1", "TRBC1", B1.4, B1.3, "5", "10"),
-        ("x3", "T", "TRBV2", "TRBJ2", "TRBC1", B2.4, B2.3, "5", "10"),
-        (
+        ["x1", "T", "TRAV1", "TRAJ1", "TRAC", A1.4, A1.3, "5", "10"],
+        ["x1", "T", "TRBV1", "TRBJ1", "TRBC1", B1.4, B1.3, "5", "10"],
+        ["x2", "T", "TRAV1", "TRAJ1", "TRAC", A1.4, A1.3, "3", "50"],
+        ["x2", "T", "TRAV2", "TRAJ2", "TRAC", A2.4, A2.3, "3", "60"],
+        ["x2", "T", "TRBV1", "TRBJ1", "TRBC1", B1.4, B1.3, "1", "1"],
+        ["x3", "F", "TRAV1", "TRAJ1", "TRAC", A1.4, A1.3, "5", "10"],
+        ["x3", "", "TRBV1", "TRBJ1", "TRBC1", B1.4, B1.3, "5", "10"],
+        ["x3", "T", "TRBV2", "TRBJ2", "TRBC1", B2.4, B2.3, "5", "10"],
+        [
             "x4",
             "T",
             "TRAV29/DV5",
@@ -666,9 +666,9 @@ fn airr_edge_table() -> String {
             B2.3,
             "5",
             "10",
-        ),
-        ("x4", "T", "TRAV1", "TRAJ1", "TRAC", A1.4, A1.3, "5", "10"),
-        (
+        ],
+        ["x4", "T", "TRAV1", "TRAJ1", "TRAC", A1.4, A1.3, "5", "10"],
+        [
             "x5",
             "T",
             "TRAV29/DV5",
@@ -678,27 +678,27 @@ fn airr_edge_table() -> String {
             A1.3,
             "5",
             "10",
-        ),
-        ("x5", "T", "TRBV1", "TRBJ1", "TRBC1", B1.4, B1.3, "5", "10"),
-        ("x6", "T", "TRAV1", "TRAJ1", "TRAC", A1.4, "None", "5", "10"),
-        ("x6", "T", "TRBV1", "TRBJ1", "TRBC1", B1.4, B1.3, "5", "10"),
-        ("x7", "T", "IGHV1", "IGHJ1", "IGHM", H1.4, H1.3, "5", "10"),
-        ("x7", "T", "IGLV1", "IGLJ1", "IGLC1", L1.4, L1.3, "9", "10"),
-        ("x8", "T", "TRAV1", "TRBJ1", "", A1.4, A1.3, "5", "10"),
-        ("x8", "T", "TRBV1", "TRBJ1", "TRBC1", B1.4, B1.3, "5", "10"),
-        (
+        ],
+        ["x5", "T", "TRBV1", "TRBJ1", "TRBC1", B1.4, B1.3, "5", "10"],
+        ["x6", "T", "TRAV1", "TRAJ1", "TRAC", A1.4, "None", "5", "10"],
+        ["x6", "T", "TRBV1", "TRBJ1", "TRBC1", B1.4, B1.3, "5", "10"],
+        ["x7", "T", "IGHV1", "IGHJ1", "IGHM", H1.4, H1.3, "5", "10"],
+        ["x7", "T", "IGLV1", "IGLJ1", "IGLC1", L1.4, L1.3, "9", "10"],
+        ["x8", "T", "TRAV1", "TRBJ1", "", A1.4, A1.3, "5", "10"],
+        ["x8", "T", "TRBV1", "TRBJ1", "TRBC1", B1.4, B1.3, "5", "10"],
+        [
             "\"x9\"", "T", "TRAV1", "TRAJ1", "TRAC", A1.4, A1.3, "5", "10",
-        ),
-        ("x9", "T", "TRBV1", "TRBJ1", "TRBC1", B1.4, B1.3, "", "10"),
-        ("x10", "T", "TRAV1", "TRAJ1", "TRAC", A1.4, A1.3, "", "10"),
-        ("x10", "T", "TRAV2", "TRAJ2", "TRAC", A2.4, A2.3, "1", ""),
-        ("x10", "T", "TRBV1", "TRBJ1", "TRBC1", B1.4, B1.3, "5", "10"),
+        ],
+        ["x9", "T", "TRBV1", "TRBJ1", "TRBC1", B1.4, B1.3, "", "10"],
+        ["x10", "T", "TRAV1", "TRAJ1", "TRAC", A1.4, A1.3, "", "10"],
+        ["x10", "T", "TRAV2", "TRAJ2", "TRAC", A2.4, A2.3, "1", ""],
+        ["x10", "T", "TRBV1", "TRBJ1", "TRBC1", B1.4, B1.3, "5", "10"],
     ];
     let mut s = String::from(
         "cell_id\tsequence_id\tproductive\tv_call\td_call\tj_call\tc_call\tjunction\t\
          junction_aa\tduplicate_count\tconsensus_count\n",
     );
-    for (k, (cell, prod, v, j, c, nt, aa, dup, cons)) in rows.iter().enumerate() {
+    for (k, [cell, prod, v, j, c, nt, aa, dup, cons]) in rows.iter().enumerate() {
         s.push_str(&format!(
             "{cell}\ts{k}\t{prod}\t{v}\t\t{j}\t{c}\t{nt}\t{aa}\t{dup}\t{cons}\n"
         ));
