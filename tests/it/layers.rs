@@ -27,10 +27,11 @@ const LAYERS: &[(&[&str], &str)] = &[
     // simulate writes its files through io and seeds from rng, and nothing in the library
     // uses it (the binary and the tests do).
     (&["backend", "simulate"], "numeric kernels; the simulator"),
-    // bench times backend kernels on generated chunks and needs nothing above them.
+    // bench times backend kernels on generated chunks and needs nothing above them; vdj reads
+    // contig tables and defines clonotypes with the error type alone.
     (
-        &["pp", "tl", "bench"],
-        "scanpy's pp and tl; kernel benchmarks",
+        &["pp", "tl", "bench", "vdj"],
+        "scanpy's pp and tl; kernel benchmarks; scirpy's clonotypes",
     ),
     (&["cart"], "CAR-T interpretation"),
     // info inspects an input through io and names its CAR candidates through cart.
