@@ -266,16 +266,16 @@ pub(crate) fn summarise(
                 .collect();
             let car_t: Option<Vec<usize>> =
                 car.map(|c| t.iter().copied().filter(|&i| c.positive[i]).collect());
-            let count = |set: &[usize], lin: &str| {
-                set.iter()
-                    .filter(|&&i| cells.calls[i].cd4_cd8 == lin)
-                    .count()
-            };
-            let count_cell = |set: &[usize], lin: &str| {
-                set.iter()
-                    .filter(|&&i| cells.calls[i].cd4_cd8_cell == lin)
-                    .count()
-            };
+            // Cells of `set` called `lin` by the neighbourhood-aware call, and by the per-cell
+            // rule alone.
+            let count_by =
+                |call: fn(&calls::CellCall) -> &'static str, set: &[usize], lin: &str| {
+                    set.iter()
+                        .filter(|&&i| call(&cells.calls[i]) == lin)
+                        .count()
+                };
+            let count = |set: &[usize], lin: &str| count_by(|c| c.cd4_cd8, set, lin);
+            let count_cell = |set: &[usize], lin: &str| count_by(|c| c.cd4_cd8_cell, set, lin);
             let gd = |set: &[usize]| {
                 let n = set
                     .iter()
