@@ -41,11 +41,18 @@
 //! ends with 40 % exhausted cells and more Tregs.
 //!
 //! **Truth.** obs columns `truth_cell_type`, `truth_state`, `truth_lineage`, `truth_car`,
-//! `truth_quality` (never read by the analysis). In 10x formats, which have no obs table, the
-//! truth is written beside the matrix as CSV.
+//! `truth_quality` (never read by the analysis), and `truth_clone` with `--vdj`. In 10x
+//! formats, which have no obs table, the truth is written beside the matrix as CSV.
+//!
+//! **TCR contigs.** With `--vdj` ([`SimOptions::vdj`]) every T cell draws a clone from a
+//! repertoire fixed by `(seed, patient)`, shared by the patient's time points, and the sample's
+//! contigs are written as a Cell Ranger `filtered_contig_annotations.csv` with the defects of
+//! real tables at documented rates (orphan, dual and non-productive chains, doublets,
+//! low-confidence contigs, barcodes outside the matrix, T cells without contigs): see [`vdj`].
 //!
 //! **Determinism.** Every cell draws from its own Xoshiro256++ stream seeded by
-//! `(seed, cell index)`, so the output is identical for a seed whatever the thread count.
+//! `(seed, cell index)`, so the output is identical for a seed whatever the thread count. The
+//! contigs draw from streams of their own, so `--vdj` leaves every count unchanged.
 
 pub(crate) mod genes;
 pub mod vdj;
