@@ -324,7 +324,7 @@ fn draw_chain(loci: &Loci, vj: bool, frame: u8, umis: f64, rng: &mut impl Rng) -
         nt.push(char::from(BASES[rng.random_range(0..4)]));
     }
     back_translate(j.1, &mut nt);
-    let aa = (frame % 3 == 0).then(|| translate(&nt));
+    let aa = frame.is_multiple_of(3).then(|| translate(&nt));
     Chain {
         locus,
         v: v.0,
@@ -423,7 +423,7 @@ impl Repertoire {
     /// The repertoire of `patient` for `seed` (independent of the sample).
     fn new(seed: u64, patient: &str) -> Repertoire {
         let mut rng = Xoshiro256PlusPlus::seed_from_u64(splitmix(
-            seed ^ fnv1a(patient.as_bytes()) ^ 0x7663_6c6f_6e65_73,
+            seed ^ fnv1a(patient.as_bytes()) ^ 0x0076_636c_6f6e_6573,
         ));
         let base = LogNormal::new(0.0, 1.0).expect("valid");
         let car_growth = LogNormal::new(2000f64.ln(), 0.8).expect("valid");
