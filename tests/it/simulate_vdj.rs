@@ -275,3 +275,33 @@ fn time_points_share_clones_and_the_repertoire_narrows() {
     assert!((0.55..0.75).contains(&s_14_90), "{s_14_90}");
     assert_eq!(s_other, 0.0);
 }
+
+#[test]
+fn tenx_formats_write_truth_clone_to_the_truth_csv_and_contigs_beside() {
+    let dir = tempfile::tempdir().unwrap();
+    let mtx = dir.path().join("s_mtx");
+    let o = SimOptions {
+        cells: 300,
+        format: cartscope::simulate::SimFormat::TenxMtx,
+        ..opts("day14", "P01")
+    };
+    let summary = simulate(&mtx, &o).unwrap();
+    let contigs = dir.path().join("s_mtx_contigs.csv.gz");
+    assert_eq!(default_vdj_path(&mtx), contigs);
+    assert!(contigs.is_file() && !mtx.join("s_mtx_contigs.csv.gz").exists());
+    let mut text = String::new();
+    std::io::Read::read_to_string(
+        &mut flate2::read::GzDecoder::new(std::fs::File::open(mtx.join("truth.csv.gz")).unwrap()),
+        &mut text,
+    )
+    .unwrap();
+    let header: Vec<&str> = text.lines().next().unwrap().split(',').collect();
+    let k = header.iter().position(|c| *c == "truth_clone").unwrap();
+    let with_clone = text
+        .lines()
+        .skip(1)
+        .filter(|l| l.split(',').nth(k).is_some_and(|v| v.starts_with("P01_C")))
+        .count();
+    assert_eq!(with_clone, summary.vdj.unwrap().cells_with_contigs);
+    assert!(with_clone > 150, "{with_clone}");
+}
