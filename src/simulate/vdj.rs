@@ -298,8 +298,8 @@ fn pick<T: Copy>(rng: &mut impl Rng, s: &[T]) -> T {
     s[rng.random_range(0..s.len())]
 }
 
-/// Draws a VJ (`vj`) or VDJ chain of `loci`; `frame` 0 gives a productive chain, 1 or 2 an out-of-frame one,
-/// 3 an in-frame one with a stop codon.
+/// Draws a VJ (`vj`) or VDJ chain of `loci`; `frame` 0 gives a productive chain, 1 or 2 an
+/// out-of-frame one, 3 an in-frame one with a stop codon.
 fn draw_chain(loci: &Loci, vj: bool, frame: u8, umis: f64, rng: &mut impl Rng) -> Chain {
     let (locus, v, d, j) = if vj {
         let (l, vs, js) = loci.vj;
@@ -628,7 +628,8 @@ pub struct VdjSimSummary {
 }
 
 /// Draws the contigs of every barcode of the sample (`sample_seed`, `day`) and writes the
-/// table to `path` (gzipped unless the name ends in `.csv`); returns the true clone of each matrix barcode, labelled `<patient>_C<k>`.
+/// table to `path` (gzipped unless the name ends in `.csv`); returns the true clone of each
+/// matrix barcode, labelled `<patient>_C<k>`.
 pub(super) fn write_contigs(
     path: &Path,
     model: &Model,
