@@ -26,6 +26,7 @@ fn opts(timepoint: &str, patient: &str) -> SimOptions {
 struct Sample {
     barcodes: Vec<String>,
     truth: Vec<Option<String>>,
+    car: Vec<bool>,
     contigs: PathBuf,
 }
 
@@ -40,9 +41,14 @@ fn sample(dir: &Path, o: &SimOptions) -> Sample {
         .column("truth_clone")
         .and_then(Column::as_strings)
         .unwrap();
+    let car = match src.obs.column("truth_car") {
+        Some(Column::Bool(v)) => v.clone(),
+        other => panic!("truth_car: {other:?}"),
+    };
     Sample {
         barcodes: src.obs.index.clone(),
         truth,
+        car,
         contigs,
     }
 }
@@ -216,6 +222,18 @@ fn time_points_share_clones_and_the_repertoire_narrows() {
         }
         m
     };
+    // The largest CAR+ clone's share of the CAR+ cells with a clone.
+    let car_top: Vec<f64> = samples
+        .iter()
+        .map(|s| {
+            let mut m: HashMap<&str, usize> = HashMap::new();
+            let car_clones = s.truth.iter().zip(&s.car).filter(|(_, c)| **c);
+            for t in car_clones.filter_map(|(t, _)| t.as_deref()) {
+                *m.entry(t).or_default() += 1;
+            }
+            *m.values().max().unwrap() as f64 / m.values().sum::<usize>() as f64
+        })
+        .collect();
     let sets: Vec<HashMap<String, usize>> = samples.iter().map(clones).collect();
     // Distinct clones per cell with a clone, and the largest clone's share.
     let richness: Vec<f64> = sets
@@ -262,7 +280,8 @@ fn time_points_share_clones_and_the_repertoire_narrows() {
     println!(
         "distinct clones per cell {richness:.3?}, Simpson {simpson:.4?}, top-10 share {top:.3?}, \
          shared infusion->day14 {s_0_14:.3}, day14->day90 {s_14_90:.3}, other patient \
-         {s_other:.3}, top-10 day-90 clones seen at infusion {}, at day 14 {}",
+         {s_other:.3}, top-10 day-90 clones seen at infusion {}, at day 14 {}, largest CAR+ \
+         clone {car_top:.3?}",
         persisting(0),
         persisting(1)
     );
@@ -270,6 +289,10 @@ fn time_points_share_clones_and_the_repertoire_narrows() {
     assert!(simpson[1] > 5.0 * simpson[0] && simpson[2] > 5.0 * simpson[0]);
     assert!(top[1] > 5.0 * top[0] && top[2] > 5.0 * top[0]);
     assert_eq!(persisting(1), 10);
+    assert!(
+        car_top[2] > car_top[1] && car_top[1] > 5.0 * car_top[0],
+        "{car_top:?}"
+    );
     // Measured (seed 7): 0.316 and 0.657 (docs/sample-data.md).
     assert!((0.25..0.40).contains(&s_0_14), "{s_0_14}");
     assert!((0.55..0.75).contains(&s_14_90), "{s_14_90}");
