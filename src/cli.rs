@@ -468,6 +468,12 @@ pub struct SimulateArgs {
     /// Cells generated per chunk (bounds memory).
     #[arg(long, default_value_t = 4096)]
     pub chunk_cells: usize,
+    /// Also write TCR contigs (Cell Ranger filtered_contig_annotations.csv) and truth_clone.
+    #[arg(long)]
+    pub vdj: bool,
+    /// The contig table (default: <stem>_contigs.csv.gz beside the output; .csv: plain).
+    #[arg(long, requires = "vdj")]
+    pub vdj_output: Option<PathBuf>,
 }
 
 impl SimulateArgs {
@@ -485,6 +491,8 @@ impl SimulateArgs {
             format: self.format,
             gzip: self.gzip,
             chunk_cells: self.chunk_cells,
+            vdj: self.vdj,
+            vdj_output: self.vdj_output.clone(),
         }
     }
 }

@@ -41,13 +41,21 @@
 //! ends with 40 % exhausted cells and more Tregs.
 //!
 //! **Truth.** obs columns `truth_cell_type`, `truth_state`, `truth_lineage`, `truth_car`,
-//! `truth_quality` (never read by the analysis). In 10x formats, which have no obs table, the
-//! truth is written beside the matrix as CSV.
+//! `truth_quality` (never read by the analysis), and `truth_clone` with `--vdj`. In 10x
+//! formats, which have no obs table, the truth is written beside the matrix as CSV.
+//!
+//! **TCR contigs.** With `--vdj` ([`SimOptions::vdj`]) every T cell draws a clone from a
+//! repertoire fixed by `(seed, patient)`, shared by the patient's time points, and the sample's
+//! contigs are written as a Cell Ranger `filtered_contig_annotations.csv` with the defects of
+//! real tables at documented rates (orphan, dual and non-productive chains, doublets,
+//! low-confidence contigs, barcodes outside the matrix, T cells without contigs): see [`vdj`].
 //!
 //! **Determinism.** Every cell draws from its own Xoshiro256++ stream seeded by
-//! `(seed, cell index)`, so the output is identical for a seed whatever the thread count.
+//! `(seed, cell index)`, so the output is identical for a seed whatever the thread count. The
+//! contigs draw from streams of their own, so `--vdj` leaves every count unchanged.
 
 pub(crate) mod genes;
+pub mod vdj;
 
 use std::path::{Path, PathBuf};
 
@@ -115,6 +123,11 @@ pub struct SimOptions {
     pub gzip: Option<u8>,
     /// Cells generated per chunk (bounds memory).
     pub chunk_cells: usize,
+    /// Also write T-cell receptor contigs and `truth_clone` ([`vdj`]).
+    pub vdj: bool,
+    /// Where the contig table goes (default: [`default_vdj_path`]); plain CSV when the name
+    /// ends in `.csv`, gzipped otherwise.
+    pub vdj_output: Option<PathBuf>,
 }
 
 impl Default for SimOptions {
@@ -132,6 +145,8 @@ impl Default for SimOptions {
             format: SimFormat::H5ad,
             gzip: None,
             chunk_cells: 4096,
+            vdj: false,
+            vdj_output: None,
         }
     }
 }
@@ -153,6 +168,19 @@ pub struct SimSummary {
     pub car_positive: usize,
     /// Barcodes made low-quality or empty.
     pub qc_failing: usize,
+    /// The contig table, with `--vdj`.
+    pub vdj: Option<vdj::VdjSimSummary>,
+}
+
+/// The default contig table of `simulate --vdj`: `<stem>_contigs.csv.gz` beside the output
+/// (beside, not inside, an MTX directory, as Cell Ranger keeps VDJ and expression outputs
+/// apart), e.g. `P01_day14_contigs.csv.gz` for `P01_day14.h5ad`.
+pub fn default_vdj_path(output: &Path) -> PathBuf {
+    let stem = output
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    output.with_file_name(format!("{stem}_contigs.csv.gz"))
 }
 
 /// Parses a day from a time-point label: `infusion`/`IP`/`product` = 0, `day14`/`d14`,
@@ -828,7 +856,18 @@ pub fn simulate(output: &Path, opts: &SimOptions) -> Result<SimSummary> {
     }
     progress.finish_and_clear();
     let barcodes: Vec<String> = (0..opts.cells as u64).map(barcode).collect();
-    let obs = truth_frame(&model, &truths, barcodes.clone(), opts, day);
+    let mut obs = truth_frame(&model, &truths, barcodes.clone(), opts, day);
+    let vdj = if opts.vdj {
+        let path = opts
+            .vdj_output
+            .clone()
+            .unwrap_or_else(|| default_vdj_path(output));
+        let (clones, summary) = vdj::write_contigs(&path, &model, &truths, opts, cell_seed, day)?;
+        obs.set("truth_clone", optional_categorical(&clones));
+        Some(summary)
+    } else {
+        None
+    };
     let mut features = TenxFeatures::default();
     for (j, name) in model.gene_names.iter().enumerate() {
         features.ids.push(if j as u32 == model.car {
@@ -872,7 +911,28 @@ pub fn simulate(output: &Path, opts: &SimOptions) -> Result<SimSummary> {
         day,
         car_positive: truths.iter().filter(|t| t.car).count(),
         qc_failing: truths.iter().filter(|t| t.quality != "good").count(),
+        vdj,
     })
+}
+
+/// A categorical column with missing values (code -1), categories sorted.
+fn optional_categorical(values: &[Option<String>]) -> Column {
+    let mut categories: Vec<String> = values.iter().flatten().cloned().collect();
+    categories.sort_unstable();
+    categories.dedup();
+    let codes = values
+        .iter()
+        .map(|v| {
+            v.as_ref().map_or(-1, |v| {
+                categories.binary_search(v).expect("a category") as i32
+            })
+        })
+        .collect();
+    Column::Categorical {
+        codes,
+        categories,
+        ordered: false,
+    }
 }
 
 fn truth_frame(

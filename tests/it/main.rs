@@ -15,7 +15,9 @@
 //! - `roundtrip`: written files read back identically (fixed cases and proptest);
 //! - `python_interop`: files written by cartscope load in anndata with identical values;
 //! - `robustness`: corrupted inputs give errors, never panics;
-//! - `simulate`: the simulator is deterministic, its truth recoverable, its formats equivalent.
+//! - `simulate`: the simulator is deterministic, its truth recoverable, its formats equivalent;
+//! - `simulate_vdj`: `simulate --vdj` leaves the counts alone, its clones are recovered by the
+//!   clonotyping and shared across a patient's time points;
 
 mod batch;
 mod browser;
@@ -34,4 +36,5 @@ mod roundtrip;
 mod run_cli;
 mod run_vdj;
 mod simulate;
+mod simulate_vdj;
 mod vdj;

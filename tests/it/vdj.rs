@@ -839,3 +839,103 @@ fn scirpy_random_tables() {
     let t = check("random 10x table, 30 junctions", "10x", &[tenx]);
     assert!(t.clones > 100, "{} clones", t.clones);
 }
+
+/// `simulate --vdj` contigs: scirpy and cartscope agree on every VDJ cell for the whole option
+/// grid, and on the cells of the simulated matrix (chain QC labels, partition, sizes); the
+/// simulated defects all show up as scirpy labels them.
+#[test]
+fn scirpy_on_simulated_contigs() {
+    let dir = tempfile::tempdir().unwrap();
+    let h5ad = dir.path().join("P01_day14.h5ad");
+    let sim = cartscope::simulate::SimOptions {
+        cells: 2000,
+        genes: 800,
+        seed: 2026,
+        timepoint: "day14".into(),
+        vdj: true,
+        ..Default::default()
+    };
+    cartscope::simulate::simulate(&h5ad, &sim).unwrap();
+    let input = cartscope::simulate::default_vdj_path(&h5ad);
+    let t = check(
+        "simulated day 14 (10x)",
+        "10x",
+        std::slice::from_ref(&input),
+    );
+    assert!(t.cells > 1000 && t.clones > 500, "{} cells", t.cells);
+    let contigs = read_contigs_merged(std::slice::from_ref(&input)).unwrap();
+    let src = cartscope::io::CountSource::open(&h5ad, &Default::default()).unwrap();
+    let matrix = src.obs.index.clone();
+    let res = analyse(&contigs, Some(&matrix), &VdjOptions::default()).unwrap();
+    let runs = [ClonotypeOptions::default()];
+    let reference = reference("10x", std::slice::from_ref(&input), Some(&matrix), &runs);
+    let ref_cells = strings(&reference["cells"]);
+    let row: HashMap<&str, usize> = matrix
+        .iter()
+        .enumerate()
+        .map(|(i, b)| (b.as_str(), i))
+        .collect();
+    let idx: Vec<usize> = ref_cells.iter().map(|c| row[c.as_str()]).collect();
+    assert_eq!(idx.len(), res.summary.n_cells_with_contigs);
+    let mut tally = Tally::default();
+    let pairing = strings(&reference["chain_pairing"]);
+    for (name, theirs) in [
+        ("receptor_type", strings(&reference["receptor_type"])),
+        ("receptor_subtype", strings(&reference["receptor_subtype"])),
+        ("chain_pairing", pairing.clone()),
+    ] {
+        for (j, &i) in idx.iter().enumerate() {
+            let q = &res.receptors[i].qc;
+            let ours = match name {
+                "receptor_type" => q.receptor_type.as_str(),
+                "receptor_subtype" => q.receptor_subtype.as_str(),
+                _ => q.chain_pairing.as_str(),
+            };
+            if ours != theirs[j] {
+                tally.note(format!(
+                    "{}: {name} {ours}, scirpy {}",
+                    ref_cells[j], theirs[j]
+                ));
+            }
+        }
+    }
+    let pick = |v: &[Option<u32>]| idx.iter().map(|&i| v[i]).collect::<Vec<_>>();
+    let exp: Vec<String> = idx
+        .iter()
+        .map(|&i| res.clonal_expansion[i].clone())
+        .collect();
+    compare_run(
+        &mut tally,
+        &ref_cells,
+        &runs[0],
+        &reference["runs"][0],
+        &pick(&res.clone_id),
+        &pick(&res.clone_size),
+        &exp,
+    );
+    tally.cells = idx.len();
+    tally.runs = runs.len();
+    tally.assert_clean("simulated day 14 on the cells of the matrix");
+    let count = |label: &str| pairing.iter().filter(|p| *p == label).count();
+    let counts: Vec<(&str, usize)> = [
+        "single pair",
+        "orphan VDJ",
+        "orphan VJ",
+        "extra VJ",
+        "extra VDJ",
+        "two full chains",
+        "multichain",
+        "no IR",
+    ]
+    .iter()
+    .map(|&l| (l, count(l)))
+    .collect();
+    println!("simulated chain pairing: {counts:?}");
+    for (label, n) in &counts[..5] {
+        assert!(*n > 0, "no {label} cell: {counts:?}");
+    }
+    assert!(count("multichain") > 0 && count("single pair") > ref_cells.len() / 2);
+    assert!(contigs.n_filtered_out > 0 && res.summary.n_vdj_cells_not_in_matrix > 0);
+    let subtypes = strings(&reference["receptor_subtype"]);
+    assert!(subtypes.iter().any(|s| s == "TRG+TRD"));
+}
