@@ -227,6 +227,16 @@ fn run(cli: cli::Cli) -> anyhow::Result<()> {
                 summary.cells as f64 / secs,
                 summary.path.display()
             );
+            if let Some(v) = &summary.vdj {
+                eprintln!(
+                    "VDJ: {} contigs, {} cells with contigs, {} true clones, {} barcodes that are not cells -> {}",
+                    v.contigs,
+                    v.cells_with_contigs,
+                    v.clones,
+                    v.barcodes_not_in_matrix,
+                    v.path.display()
+                );
+            }
             Ok(())
         }
     }
