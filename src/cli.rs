@@ -49,10 +49,10 @@ pub enum Command {
 /// `cartscope batch MANIFEST -o OUTDIR`: the run options apply to every sample.
 #[derive(Debug, Args)]
 #[command(mut_arg("input", |a| a.value_name("MANIFEST").help(
-    "Manifest (CSV, or TSV for .tsv files): sample_id, path (relative to the manifest), optional patient, timepoint, day; other columns are carried as metadata"
+    "Manifest (CSV, or TSV for .tsv files): sample_id, path (relative to the manifest), optional patient, timepoint, day, vdj (a contig table, relative to the manifest); other columns are carried as metadata"
 )))]
 #[command(mut_arg("output", |a| a.value_name("OUTDIR").help(
-    "Output folder (samples/<sample_id>/, batch_summary.csv, batch_summary.parquet, persistence.csv, batch_report.html)"
+    "Output folder (samples/<sample_id>/, batch_summary.csv, batch_summary.parquet, persistence.csv, batch_report.html; with VDJ clonotypes.parquet, clonotypes.csv, clones.csv)"
 )))]
 pub struct BatchArgs {
     /// Samples run at the same time.
@@ -62,6 +62,11 @@ pub struct BatchArgs {
     /// parameters; redo the others.
     #[arg(long)]
     pub resume: bool,
+    /// With VDJ (manifest column `vdj`): the time-point label of the infusion product samples;
+    /// by default a sample is the product when its timepoint is IP, PROD, product or infusion
+    /// (any case) or its day is 0.
+    #[arg(long, value_name = "LABEL")]
+    pub product_timepoint: Option<String>,
     #[command(flatten)]
     pub run: RunArgs,
 }
@@ -74,6 +79,11 @@ pub struct AggregateArgs {
     /// The manifest [OUTDIR/manifest.csv, the copy `cartscope batch` writes].
     #[arg(long, value_name = "FILE")]
     pub manifest: Option<PathBuf>,
+    /// With VDJ (manifest column `vdj`): the time-point label of the infusion product samples;
+    /// by default a sample is the product when its timepoint is IP, PROD, product or infusion
+    /// (any case) or its day is 0.
+    #[arg(long, value_name = "LABEL")]
+    pub product_timepoint: Option<String>,
 }
 
 /// `cartscope bench`.

@@ -194,8 +194,15 @@ fn run(cli: cli::Cli) -> anyhow::Result<()> {
         }
         cli::Command::Batch(args) => batch(&args),
         cli::Command::Aggregate(args) => {
-            let (m, c) =
-                cartscope::batch::aggregate::aggregate(&args.outdir, args.manifest.as_deref())?;
+            let opts = cartscope::batch::AggregateOptions {
+                product_timepoint: args.product_timepoint.clone(),
+                ..Default::default()
+            };
+            let (m, c) = cartscope::batch::aggregate::aggregate_with(
+                &args.outdir,
+                args.manifest.as_deref(),
+                &opts,
+            )?;
             eprintln!(
                 "{} samples: {} completed, {} failed, {} missing -> {}",
                 m.samples.len(),
@@ -288,6 +295,10 @@ fn batch(args: &cli::BatchArgs) -> anyhow::Result<()> {
     let bopts = cartscope::batch::BatchOptions {
         jobs: usize::from(args.jobs),
         resume: args.resume,
+        aggregate: cartscope::batch::AggregateOptions {
+            product_timepoint: args.product_timepoint.clone(),
+            ..Default::default()
+        },
     };
     let started = std::time::Instant::now();
     let r = cartscope::batch::run_batch(

@@ -1,0 +1,777 @@
+//! Clonal persistence across a patient's time points: patient-level clonotypes from the
+//! samples' VDJ contig tables (manifest column `vdj`), `clonotypes.parquet`/`.csv`,
+//! `clones.csv` and the clonal columns of `persistence.csv` (docs/batch.md).
+//!
+//! For every completed sample with a `vdj` file, its contigs are read and
+//! [`crate::vdj::analyse`]d over the sample's cells after QC (the `barcode` column of
+//! `samples/<id>/cells.parquet`). The receptors of a patient's samples are then concatenated
+//! (patients in manifest order of first appearance, each patient's samples in manifest order,
+//! each sample's cells in cells.parquet order) and clonotypes are defined once over all
+//! patients, grouped by the clonotype options' `within_group` and the patient: scirpy's
+//! `define_clonotypes(within_group=["receptor_type", "patient"])` on the concatenated cells. A
+//! clone therefore has one id at every time point of its patient, ids are unique over the
+//! batch, and each patient's clones are numbered consecutively.
+//!
+//! A sample whose `vdj` file is missing or malformed loses its clonal part only: the error is
+//! kept (column `vdj_error` of persistence.csv and the batch report) and the other samples go on.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::Path;
+
+use polars::prelude::{DataFrame, NamedFrom, Series};
+
+use super::manifest::{Sample, csv_field};
+use super::rows::{SampleRow, SampleStatus, by_patient, timepoint_label};
+use super::sample_dir;
+use crate::vdj::{Receptor, Slot, VdjOptions, analyse, define_clonotypes, read_contigs};
+use crate::{Error, Result};
+
+/// The time-point labels that mark a patient's infusion product (compared ignoring ASCII case)
+/// when no `--product-timepoint` is given; a sample with `day` 0 is a product sample too.
+pub const PRODUCT_LABELS: [&str; 4] = ["IP", "PROD", "product", "infusion"];
+
+/// Whether a sample is its patient's infusion product: with `label`, its time point is that
+/// label (ignoring ASCII case) and nothing else counts; without, its time point is one of
+/// [`PRODUCT_LABELS`] or its day is 0.
+pub fn is_product(s: &Sample, label: Option<&str>) -> bool {
+    match label {
+        Some(l) => s.timepoint.eq_ignore_ascii_case(l),
+        None => {
+            PRODUCT_LABELS
+                .iter()
+                .any(|p| s.timepoint.eq_ignore_ascii_case(p))
+                || s.day == Some(0.0)
+        }
+    }
+}
+
+/// Cells per clone in one sample (clone id to count).
+pub type CloneCounts = BTreeMap<u32, usize>;
+
+/// Jaccard index of the sets of clones of two samples: shared clones over clones in either;
+/// None when both are empty.
+pub fn jaccard(a: &CloneCounts, b: &CloneCounts) -> Option<f64> {
+    let shared = a.keys().filter(|k| b.contains_key(k)).count();
+    let union = a.len() + b.len() - shared;
+    (union > 0).then(|| shared as f64 / union as f64)
+}
+
+/// Morisita-Horn overlap of two samples' clone counts `a_i`, `b_i` (totals `X`, `Y`):
+/// `2 sum(a_i b_i) / ((sum a_i^2 / X^2 + sum b_i^2 / Y^2) X Y)`; None when a sample is empty.
+pub fn morisita_horn(a: &CloneCounts, b: &CloneCounts) -> Option<f64> {
+    let x: f64 = a.values().map(|&v| v as f64).sum();
+    let y: f64 = b.values().map(|&v| v as f64).sum();
+    if x == 0.0 || y == 0.0 {
+        return None;
+    }
+    let ab: f64 = a
+        .iter()
+        .filter_map(|(k, &v)| b.get(k).map(|&w| v as f64 * w as f64))
+        .sum();
+    let a2: f64 = a.values().map(|&v| (v as f64) * (v as f64)).sum();
+    let b2: f64 = b.values().map(|&v| (v as f64) * (v as f64)).sum();
+    Some(2.0 * ab / ((a2 / (x * x) + b2 / (y * y)) * x * y))
+}
+
+/// scirpy's `alpha_diversity(metric="normalized_shannon_entropy")` of clone counts:
+/// `-sum(p_i ln p_i) / ln n` over the `n` clones, 0 for a single clone; None without clones.
+pub fn normalized_shannon_entropy(counts: &[usize]) -> Option<f64> {
+    let total: usize = counts.iter().sum();
+    match counts.len() {
+        0 => None,
+        1 => Some(0.0),
+        n => {
+            let ln_n = (n as f64).ln();
+            let t = total as f64;
+            Some(
+                -counts
+                    .iter()
+                    .map(|&c| {
+                        let p = c as f64 / t;
+                        p * p.ln() / ln_n
+                    })
+                    .sum::<f64>(),
+            )
+        }
+    }
+}
+
+/// A cell with a receptor, from a sample's contigs and its cells.parquet calls.
+#[derive(Debug, Clone)]
+pub(crate) struct Cell {
+    /// Index of the sample's row (manifest order).
+    pub row: usize,
+    /// The cell barcode (as in cells.parquet).
+    pub barcode: String,
+    /// The patient-level clone, if any.
+    pub clone: Option<u32>,
+    /// `car_positive` of cells.parquet.
+    pub car: Option<bool>,
+    /// `cd4_cd8` of cells.parquet.
+    pub cd4_cd8: Option<String>,
+    /// `phenotype` of cells.parquet.
+    pub phenotype: Option<String>,
+}
+
+/// The clonal part of one sample.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) enum VdjStatus {
+    /// Not completed, or no `vdj` file.
+    Absent,
+    /// Analysed.
+    Done,
+    /// Its VDJ file or cells.parquet could not be used (one-line error).
+    Failed(String),
+}
+
+/// Patient-level clonotypes of a batch.
+#[derive(Debug, Clone)]
+pub(crate) struct Clonal {
+    /// Cells with a receptor, patient by patient, samples in manifest order.
+    pub cells: Vec<Cell>,
+    /// The receptors of `cells`.
+    pub receptors: Vec<Receptor>,
+    /// Cells per clone (patient level).
+    pub sizes: Vec<u32>,
+    /// The patient of each clone.
+    pub clone_patient: Vec<String>,
+    /// Per manifest row: its clonal status.
+    pub status: Vec<VdjStatus>,
+    /// Per manifest row: whether it is a product sample.
+    pub product: Vec<bool>,
+    /// Per manifest row: cells per clone.
+    pub counts: Vec<CloneCounts>,
+}
+
+/// The calls of a sample's cells, from cells.parquet.
+struct CellCalls {
+    barcodes: Vec<String>,
+    car: Vec<Option<bool>>,
+    cd4_cd8: Vec<Option<String>>,
+    phenotype: Vec<Option<String>>,
+}
+
+fn read_cells(path: &Path) -> Result<CellCalls> {
+    use polars::prelude::{ParquetReader, SerReader};
+    let file = std::fs::File::open(path).map_err(|e| Error::read(path, e))?;
+    let df = ParquetReader::new(file)
+        .finish()
+        .map_err(|e| Error::invalid(path, "parquet", e.to_string()))?;
+    let n = df.height();
+    let bad = |name: &str, e: &dyn std::fmt::Display| {
+        Error::invalid(path, format!("column {name}"), e.to_string())
+    };
+    let strings = |name: &str| -> Result<Vec<Option<String>>> {
+        match df.column(name) {
+            Err(_) => Ok(vec![None; n]),
+            Ok(c) => {
+                let ca = c.str().map_err(|e| bad(name, &e))?;
+                Ok((0..n).map(|i| ca.get(i).map(str::to_string)).collect())
+            }
+        }
+    };
+    if df.column("barcode").is_err() {
+        return Err(Error::invalid(path, "column barcode", "missing"));
+    }
+    let barcodes = strings("barcode")?
+        .into_iter()
+        .map(|b| b.ok_or_else(|| Error::invalid(path, "column barcode", "a missing barcode")))
+        .collect::<Result<Vec<_>>>()?;
+    let car = match df.column("car_positive") {
+        Err(_) => vec![None; n],
+        Ok(c) => {
+            let ca = c.bool().map_err(|e| bad("car_positive", &e))?;
+            (0..n).map(|i| ca.get(i)).collect()
+        }
+    };
+    Ok(CellCalls {
+        barcodes,
+        car,
+        cd4_cd8: strings("cd4_cd8")?,
+        phenotype: strings("phenotype")?,
+    })
+}
+
+/// One sample's cells with a receptor, analysed over its cells after QC.
+fn load_sample(
+    row: usize,
+    sample: &Sample,
+    vdj: &Path,
+    outdir: &Path,
+    opts: &VdjOptions,
+) -> Result<Vec<(Cell, Receptor)>> {
+    let calls = read_cells(&sample_dir(outdir, &sample.id).join("cells.parquet"))?;
+    let contigs = read_contigs(vdj)?;
+    let a = analyse(&contigs, Some(&calls.barcodes), opts)?;
+    let CellCalls {
+        barcodes,
+        car,
+        cd4_cd8,
+        phenotype,
+    } = calls;
+    Ok(barcodes
+        .into_iter()
+        .zip(a.receptors)
+        .zip(car.into_iter().zip(cd4_cd8).zip(phenotype))
+        .filter(|((_, r), _)| r.has_ir())
+        .map(|((barcode, receptor), ((car, cd4_cd8), phenotype))| {
+            (
+                Cell {
+                    row,
+                    barcode,
+                    clone: None,
+                    car,
+                    cd4_cd8,
+                    phenotype,
+                },
+                receptor,
+            )
+        })
+        .collect())
+}
+
+/// Patient-level clonotypes of the completed samples with a `vdj` file; None when there is
+/// none. `product_timepoint` overrides the product rule ([`is_product`]).
+pub(crate) fn compute(
+    rows: &[SampleRow],
+    outdir: &Path,
+    opts: &VdjOptions,
+    product_timepoint: Option<&str>,
+) -> Result<Option<Clonal>> {
+    let with_vdj = |r: &SampleRow| r.status == SampleStatus::Ok && r.sample.vdj.is_some();
+    if !rows.iter().any(with_vdj) {
+        return Ok(None);
+    }
+    let mut status = vec![VdjStatus::Absent; rows.len()];
+    let mut per_row: Vec<Vec<(Cell, Receptor)>> = vec![Vec::new(); rows.len()];
+    for (i, r) in rows.iter().enumerate() {
+        let Some(vdj) = r.sample.vdj.as_deref().filter(|_| with_vdj(r)) else {
+            continue;
+        };
+        match load_sample(i, &r.sample, vdj, outdir, opts) {
+            Ok(cells) => {
+                per_row[i] = cells;
+                status[i] = VdjStatus::Done;
+            }
+            Err(e) => {
+                let msg = e.to_string().replace(['\n', '\r'], " ");
+                tracing::warn!("sample {}: clonal analysis skipped: {msg}", r.sample.id);
+                status[i] = VdjStatus::Failed(msg);
+            }
+        }
+    }
+    // Patients in manifest order of first appearance, each with its samples in manifest order.
+    let mut patients: Vec<&str> = Vec::new();
+    for r in rows {
+        if !patients.contains(&r.sample.patient.as_str()) {
+            patients.push(&r.sample.patient);
+        }
+    }
+    let (mut cells, mut receptors, mut groups) = (Vec::new(), Vec::new(), Vec::new());
+    for p in patients {
+        for (i, r) in rows.iter().enumerate() {
+            if r.sample.patient == p {
+                for (c, rec) in std::mem::take(&mut per_row[i]) {
+                    cells.push(c);
+                    receptors.push(rec);
+                    groups.push(p.to_string());
+                }
+            }
+        }
+    }
+    let clones = define_clonotypes(&receptors, &opts.clonotypes, Some(&groups))?;
+    let mut clone_patient = vec![String::new(); clones.n_clones()];
+    let mut counts = vec![CloneCounts::new(); rows.len()];
+    for ((cell, id), patient) in cells.iter_mut().zip(&clones.clone_id).zip(&groups) {
+        cell.clone = *id;
+        if let Some(id) = id {
+            clone_patient[*id as usize].clone_from(patient);
+            *counts[cell.row].entry(*id).or_default() += 1;
+        }
+    }
+    Ok(Some(Clonal {
+        cells,
+        receptors,
+        sizes: clones.sizes,
+        clone_patient,
+        status,
+        product: rows
+            .iter()
+            .map(|r| is_product(&r.sample, product_timepoint))
+            .collect(),
+        counts,
+    }))
+}
+
+/// The columns [`Clonal::persistence_fields`] adds to persistence.csv.
+pub(crate) const PERSISTENCE_COLUMNS: [&str; 13] = [
+    "vdj_cells",
+    "clonotypes",
+    "expanded_fraction",
+    "clone_entropy",
+    "largest_clone_fraction",
+    "seen_before_fraction",
+    "product_clone_fraction",
+    "product_clones_seen",
+    "jaccard_product",
+    "morisita_horn_product",
+    "jaccard_previous",
+    "morisita_horn_previous",
+    "vdj_error",
+];
+
+fn field(v: Option<f64>) -> String {
+    v.map_or(String::new(), |x| x.to_string())
+}
+
+/// Sums clone counts.
+fn pool<'a>(parts: impl Iterator<Item = &'a CloneCounts>) -> CloneCounts {
+    let mut out = CloneCounts::new();
+    for p in parts {
+        for (&k, &v) in p {
+            *out.entry(k).or_default() += v;
+        }
+    }
+    out
+}
+
+/// The fraction of a sample's cells whose clone is in `set` (None without cells).
+fn fraction_in(counts: &CloneCounts, set: &CloneCounts) -> Option<f64> {
+    let n: usize = counts.values().sum();
+    let k: usize = counts
+        .iter()
+        .filter(|(c, _)| set.contains_key(c))
+        .map(|(_, v)| v)
+        .sum();
+    (n > 0).then(|| k as f64 / n as f64)
+}
+
+impl Clonal {
+    /// The fields of [`PERSISTENCE_COLUMNS`] per sample id, for the completed samples.
+    pub fn persistence_fields(&self, rows: &[SampleRow]) -> HashMap<String, Vec<String>> {
+        let index: HashMap<&str, usize> = rows
+            .iter()
+            .enumerate()
+            .map(|(i, r)| (r.sample.id.as_str(), i))
+            .collect();
+        let mut out = HashMap::new();
+        for (_, group) in by_patient(rows) {
+            let idx: Vec<usize> = group.iter().map(|r| index[r.sample.id.as_str()]).collect();
+            let done: Vec<usize> = idx
+                .iter()
+                .copied()
+                .filter(|&i| self.status[i] == VdjStatus::Done)
+                .collect();
+            let products: Vec<usize> = done.iter().copied().filter(|&i| self.product[i]).collect();
+            let product =
+                (!products.is_empty()).then(|| pool(products.iter().map(|&i| &self.counts[i])));
+            for (k, &i) in idx.iter().enumerate() {
+                let mut f = vec![String::new(); PERSISTENCE_COLUMNS.len()];
+                match &self.status[i] {
+                    VdjStatus::Absent => {}
+                    VdjStatus::Failed(e) => f[12].clone_from(e),
+                    VdjStatus::Done => {
+                        // The samples with VDJ before this one: by day when both have one,
+                        // else by their order in the patient's rows.
+                        let earlier: Vec<usize> = idx[..k]
+                            .iter()
+                            .copied()
+                            .filter(|&j| self.status[j] == VdjStatus::Done)
+                            .filter(|&j| match (rows[j].sample.day, rows[i].sample.day) {
+                                (Some(a), Some(b)) => a < b,
+                                _ => true,
+                            })
+                            .collect();
+                        let product = product.as_ref().filter(|_| !self.product[i]);
+                        self.sample_fields(i, &earlier, rows, product, &mut f);
+                    }
+                }
+                out.insert(rows[i].sample.id.clone(), f);
+            }
+        }
+        out
+    }
+
+    /// The fields of a sample with VDJ; `earlier` its patient's earlier samples with VDJ (in
+    /// time order), `product` the pooled product counts unless it is a product sample.
+    fn sample_fields(
+        &self,
+        i: usize,
+        earlier: &[usize],
+        rows: &[SampleRow],
+        product: Option<&CloneCounts>,
+        f: &mut [String],
+    ) {
+        let c = &self.counts[i];
+        let n: usize = c.values().sum();
+        let frac = |k: usize| (n > 0).then(|| k as f64 / n as f64);
+        f[0] = n.to_string();
+        f[1] = c.len().to_string();
+        f[2] = field(frac(c.values().filter(|&&v| v > 2).sum()));
+        let values: Vec<usize> = c.values().copied().collect();
+        f[3] = field(normalized_shannon_entropy(&values));
+        f[4] = field(frac(c.values().copied().max().unwrap_or(0)));
+        if !earlier.is_empty() {
+            let before = pool(earlier.iter().map(|&j| &self.counts[j]));
+            f[5] = field(fraction_in(c, &before));
+        }
+        if let Some(p) = product {
+            f[6] = field(fraction_in(c, p));
+            f[7] = c.keys().filter(|k| p.contains_key(k)).count().to_string();
+            f[8] = field(jaccard(c, p));
+            f[9] = field(morisita_horn(c, p));
+        }
+        if let Some(&last) = earlier.last() {
+            // The immediately earlier time point: every earlier sample on its day.
+            let day = rows[last].sample.day;
+            let previous = pool(
+                earlier
+                    .iter()
+                    .filter(|&&j| j == last || (day.is_some() && rows[j].sample.day == day))
+                    .map(|&j| &self.counts[j]),
+            );
+            f[10] = field(jaccard(c, &previous));
+            f[11] = field(morisita_horn(c, &previous));
+        }
+    }
+}
+
+/// A typed column of the clonal tables, written to Parquet as its type and to CSV as text
+/// (missing values empty).
+enum Values {
+    Str(Vec<Option<String>>),
+    U64(Vec<Option<u64>>),
+    F64(Vec<Option<f64>>),
+    Bool(Vec<Option<bool>>),
+}
+
+impl Values {
+    fn text(&self, i: usize) -> String {
+        match self {
+            Values::Str(v) => v[i].clone().unwrap_or_default(),
+            Values::U64(v) => v[i].map_or(String::new(), |x| x.to_string()),
+            Values::F64(v) => field(v[i]),
+            Values::Bool(v) => v[i].map_or(String::new(), |x| x.to_string()),
+        }
+    }
+
+    fn series(&self, name: &str) -> Series {
+        let name = name.into();
+        match self {
+            Values::Str(v) => Series::new(name, v.as_slice()),
+            Values::U64(v) => Series::new(name, v.as_slice()),
+            Values::F64(v) => Series::new(name, v.as_slice()),
+            Values::Bool(v) => Series::new(name, v.as_slice()),
+        }
+    }
+}
+
+/// Named columns of equal length.
+struct Table {
+    n: usize,
+    columns: Vec<(String, Values)>,
+}
+
+impl Table {
+    fn csv(&self) -> String {
+        let line =
+            |f: Vec<String>| f.iter().map(|x| csv_field(x)).collect::<Vec<_>>().join(",") + "\n";
+        let mut out = line(self.columns.iter().map(|(n, _)| n.clone()).collect());
+        for i in 0..self.n {
+            out += &line(self.columns.iter().map(|(_, v)| v.text(i)).collect());
+        }
+        out
+    }
+
+    fn frame(&self) -> Result<DataFrame> {
+        let cols = self
+            .columns
+            .iter()
+            .map(|(n, v)| v.series(n).into())
+            .collect();
+        DataFrame::new(self.n, cols)
+            .map_err(|e| Error::Internal(format!("building the clonotypes table: {e}")))
+    }
+}
+
+/// The chain fields of the clonal tables, as scirpy's obs names them (`IR_VJ_1_<field>`).
+const CHAIN_FIELDS: [&str; 5] = ["junction_aa", "junction", "v_call", "j_call", "umi_count"];
+
+fn chain_values(receptors: &[&Receptor], slot: Slot, field: &str) -> Values {
+    let get = |r: &&Receptor| r.chain(slot).cloned().unwrap_or_default();
+    match field {
+        "umi_count" => Values::U64(receptors.iter().map(|r| get(r).umi_count).collect()),
+        "junction_aa" => Values::Str(receptors.iter().map(|r| get(r).junction_aa).collect()),
+        "junction" => Values::Str(receptors.iter().map(|r| get(r).junction).collect()),
+        "v_call" => Values::Str(receptors.iter().map(|r| get(r).v_call).collect()),
+        _ => Values::Str(receptors.iter().map(|r| get(r).j_call).collect()),
+    }
+}
+
+impl Clonal {
+    /// clonotypes.parquet/.csv: one row per cell with a receptor (see docs/batch.md).
+    fn clonotypes_table(&self, rows: &[SampleRow]) -> Table {
+        let sample = |f: &dyn Fn(&Sample) -> Option<String>| {
+            Values::Str(self.cells.iter().map(|c| f(&rows[c.row].sample)).collect())
+        };
+        let mut columns = vec![
+            ("sample_id", sample(&|s| Some(s.id.clone()))),
+            ("patient", sample(&|s| Some(s.patient.clone()))),
+            ("timepoint", sample(&|s| Some(timepoint_label(s)))),
+            (
+                "day",
+                Values::F64(self.cells.iter().map(|c| rows[c.row].sample.day).collect()),
+            ),
+            (
+                "barcode",
+                Values::Str(self.cells.iter().map(|c| Some(c.barcode.clone())).collect()),
+            ),
+            (
+                "clone_id",
+                Values::Str(
+                    self.cells
+                        .iter()
+                        .map(|c| c.clone.map(|k| k.to_string()))
+                        .collect(),
+                ),
+            ),
+            (
+                "clone_size",
+                Values::U64(
+                    self.cells
+                        .iter()
+                        .map(|c| c.clone.map(|k| u64::from(self.sizes[k as usize])))
+                        .collect(),
+                ),
+            ),
+        ]
+        .into_iter()
+        .map(|(n, v)| (n.to_string(), v))
+        .collect::<Vec<_>>();
+        let qc = |f: &dyn Fn(&Receptor) -> &'static str| {
+            Values::Str(
+                self.receptors
+                    .iter()
+                    .map(|r| Some(f(r).to_string()))
+                    .collect(),
+            )
+        };
+        columns.push(("receptor_type".into(), qc(&|r| r.qc.receptor_type.as_str())));
+        columns.push((
+            "receptor_subtype".into(),
+            qc(&|r| r.qc.receptor_subtype.as_str()),
+        ));
+        columns.push(("chain_pairing".into(), qc(&|r| r.qc.chain_pairing.as_str())));
+        let refs: Vec<&Receptor> = self.receptors.iter().collect();
+        for slot in Slot::ALL {
+            for f in CHAIN_FIELDS {
+                columns.push((slot.column(f), chain_values(&refs, slot, f)));
+            }
+        }
+        columns.push((
+            "car_positive".into(),
+            Values::Bool(self.cells.iter().map(|c| c.car).collect()),
+        ));
+        columns.push((
+            "cd4_cd8".into(),
+            Values::Str(self.cells.iter().map(|c| c.cd4_cd8.clone()).collect()),
+        ));
+        columns.push((
+            "phenotype".into(),
+            Values::Str(self.cells.iter().map(|c| c.phenotype.clone()).collect()),
+        ));
+        Table {
+            n: self.cells.len(),
+            columns,
+        }
+    }
+
+    /// The batch's time points with VDJ: labels ordered by their earliest day (labels without
+    /// a day last, in manifest order).
+    pub fn timepoints(&self, rows: &[SampleRow]) -> Vec<String> {
+        let mut tps: Vec<(String, Option<f64>)> = Vec::new();
+        for (r, st) in rows.iter().zip(&self.status) {
+            if *st != VdjStatus::Done {
+                continue;
+            }
+            let label = timepoint_label(&r.sample);
+            match tps.iter_mut().find(|(l, _)| *l == label) {
+                Some((_, d)) => {
+                    if let Some(x) = r.sample.day {
+                        *d = Some(d.map_or(x, |y: f64| y.min(x)));
+                    }
+                }
+                None => tps.push((label, r.sample.day)),
+            }
+        }
+        tps.sort_by(|a, b| match (a.1, b.1) {
+            (Some(x), Some(y)) => x.total_cmp(&y),
+            (Some(_), None) => std::cmp::Ordering::Less,
+            (None, Some(_)) => std::cmp::Ordering::Greater,
+            (None, None) => std::cmp::Ordering::Equal,
+        });
+        tps.into_iter().map(|(l, _)| l).collect()
+    }
+
+    /// clones.csv: one row per patient clonotype (see docs/batch.md).
+    fn clones_table(&self, rows: &[SampleRow]) -> Table {
+        let n = self.sizes.len();
+        let tps = self.timepoints(rows);
+        // The representative: the clone's first cell (manifest, then cells.parquet order).
+        let mut first: Vec<Option<usize>> = vec![None; n];
+        let mut cells = vec![vec![0u64; tps.len()]; n];
+        let mut car = vec![vec![0u64; tps.len()]; n];
+        let mut days: Vec<Option<(f64, f64)>> = vec![None; n];
+        let mut in_product = vec![false; n];
+        let tp_index: HashMap<String, usize> = tps
+            .iter()
+            .enumerate()
+            .map(|(i, t)| (t.clone(), i))
+            .collect();
+        for (i, c) in self.cells.iter().enumerate() {
+            let Some(k) = c.clone.map(|k| k as usize) else {
+                continue;
+            };
+            first[k].get_or_insert(i);
+            let s = &rows[c.row].sample;
+            let t = tp_index[&timepoint_label(s)];
+            cells[k][t] += 1;
+            car[k][t] += u64::from(c.car == Some(true));
+            if let Some(d) = s.day {
+                days[k] = Some(days[k].map_or((d, d), |(a, b)| (a.min(d), b.max(d))));
+            }
+            in_product[k] |= self.product[c.row];
+        }
+        let reps: Vec<&Receptor> = first
+            .iter()
+            .map(|f| &self.receptors[f.unwrap_or_default()])
+            .collect();
+        let mut columns: Vec<(String, Values)> = vec![
+            (
+                "patient".into(),
+                Values::Str(self.clone_patient.iter().cloned().map(Some).collect()),
+            ),
+            (
+                "clone_id".into(),
+                Values::Str((0..n).map(|k| Some(k.to_string())).collect()),
+            ),
+        ];
+        for slot in [Slot::Vj1, Slot::Vdj1] {
+            for f in &CHAIN_FIELDS[..4] {
+                columns.push((slot.column(f), chain_values(&reps, slot, f)));
+            }
+        }
+        columns.push((
+            "n_cells".into(),
+            Values::U64(self.sizes.iter().map(|&s| Some(u64::from(s))).collect()),
+        ));
+        for (prefix, m) in [("cells", &cells), ("car_cells", &car)] {
+            for (t, label) in tps.iter().enumerate() {
+                columns.push((
+                    format!("{prefix}_{label}"),
+                    Values::U64(m.iter().map(|v| Some(v[t])).collect()),
+                ));
+            }
+        }
+        columns.push((
+            "first_day".into(),
+            Values::F64(days.iter().map(|d| d.map(|d| d.0)).collect()),
+        ));
+        columns.push((
+            "last_day".into(),
+            Values::F64(days.iter().map(|d| d.map(|d| d.1)).collect()),
+        ));
+        columns.push((
+            "in_product".into(),
+            Values::Bool(in_product.into_iter().map(Some).collect()),
+        ));
+        Table { n, columns }
+    }
+
+    /// Writes clonotypes.parquet, clonotypes.csv and clones.csv into `outdir`.
+    pub fn write(&self, rows: &[SampleRow], outdir: &Path) -> Result<()> {
+        let cells = self.clonotypes_table(rows);
+        crate::report::table::write_parquet_atomic(
+            &outdir.join("clonotypes.parquet"),
+            &mut cells.frame()?,
+        )?;
+        crate::io::write_atomic(&outdir.join("clonotypes.csv"), cells.csv().as_bytes())?;
+        let clones = self.clones_table(rows);
+        crate::io::write_atomic(&outdir.join("clones.csv"), clones.csv().as_bytes())
+    }
+}
+
+/// The files [`Clonal::write`] writes, removed by an aggregation without VDJ so that none is
+/// left from an earlier one.
+pub(crate) const FILES: [&str; 3] = ["clonotypes.parquet", "clonotypes.csv", "clones.csv"];
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn counts(v: &[(u32, usize)]) -> CloneCounts {
+        v.iter().copied().collect()
+    }
+
+    #[test]
+    fn overlap_formulas_on_hand_computed_numbers() {
+        // a = {1: 3, 2: 1}, b = {1: 1, 3: 2}: X = 4, Y = 3, sum ab = 3, sum a^2 = 10,
+        // sum b^2 = 5; MH = 6 / ((10/16 + 5/9) * 12) = 6 / (7.5 + 6.6667) = 54 / 127.5.
+        let a = counts(&[(1, 3), (2, 1)]);
+        let b = counts(&[(1, 1), (3, 2)]);
+        let mh = morisita_horn(&a, &b).unwrap();
+        assert!(
+            (mh - 6.0 / (10.0 / 16.0 * 12.0 + 5.0 / 9.0 * 12.0)).abs() < 1e-15,
+            "{mh}"
+        );
+        assert!((mh - 0.4235294117647059).abs() < 1e-15, "{mh}");
+        assert_eq!(jaccard(&a, &b), Some(1.0 / 3.0));
+        assert_eq!(morisita_horn(&a, &a), Some(1.0));
+        assert_eq!(jaccard(&a, &a), Some(1.0));
+        let c = counts(&[(9, 5)]);
+        assert_eq!(morisita_horn(&a, &c), Some(0.0));
+        assert_eq!(jaccard(&a, &c), Some(0.0));
+        let empty = CloneCounts::new();
+        assert_eq!(morisita_horn(&a, &empty), None);
+        assert_eq!(jaccard(&empty, &empty), None);
+        assert_eq!(jaccard(&a, &empty), Some(0.0));
+    }
+
+    #[test]
+    fn normalized_entropy_as_scirpy() {
+        assert_eq!(normalized_shannon_entropy(&[]), None);
+        assert_eq!(normalized_shannon_entropy(&[7]), Some(0.0));
+        assert!((normalized_shannon_entropy(&[2, 2, 2]).unwrap() - 1.0).abs() < 1e-15);
+        // p = (3/4, 1/4): -(0.75 ln 0.75 + 0.25 ln 0.25) / ln 2.
+        let want = -(0.75f64 * 0.75f64.ln() + 0.25 * 0.25f64.ln()) / 2f64.ln();
+        let got = normalized_shannon_entropy(&[3, 1]).unwrap();
+        assert!((got - want).abs() < 1e-15, "{got} vs {want}");
+        assert!((want - 0.8112781244591328).abs() < 1e-15);
+    }
+
+    fn sample(timepoint: &str, day: Option<f64>) -> Sample {
+        Sample {
+            id: "S".into(),
+            path_text: "s.h5ad".into(),
+            path: "s.h5ad".into(),
+            patient: "P".into(),
+            timepoint: timepoint.into(),
+            day,
+            vdj: None,
+            extra: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn product_rule_and_override() {
+        for tp in ["IP", "ip", "PROD", "Product", "INFUSION"] {
+            assert!(is_product(&sample(tp, Some(3.0)), None), "{tp}");
+        }
+        assert!(is_product(&sample("baseline", Some(0.0)), None));
+        assert!(!is_product(&sample("day14", Some(14.0)), None));
+        assert!(!is_product(&sample("", None), None));
+        // The override is the only rule: neither day 0 nor the default labels count.
+        assert!(is_product(&sample("D0-bag", Some(1.0)), Some("d0-BAG")));
+        assert!(!is_product(&sample("infusion", Some(0.0)), Some("D0-bag")));
+    }
+}
