@@ -32,11 +32,13 @@ pub enum Command {
     Run(Box<RunCmd>),
     /// Run every sample of a manifest (CSV/TSV: sample_id, path[, patient, timepoint, day, ...])
     /// into OUTDIR/samples/<sample_id>/, then write batch_summary.csv (and .parquet),
-    /// persistence.csv and batch_report.html. Exit codes: 0 all samples completed; 2 bad manifest or options
+    /// persistence.csv and batch_report.html (with a manifest `vdj` column also clonotypes.parquet,
+    /// clonotypes.csv and clones.csv). Exit codes: 0 all samples completed; 2 bad manifest or options
     /// (nothing written); 3 some samples failed (the others are complete, the failures are in
     /// batch_summary.csv); 1 other errors.
     Batch(Box<BatchArgs>),
-    /// Build batch_summary.csv/.parquet, persistence.csv and batch_report.html from the finished sample
+    /// Build batch_summary.csv/.parquet, persistence.csv and batch_report.html (and with VDJ the
+    /// clonal tables) from the finished sample
     /// folders OUTDIR/samples/<sample_id>/ (e.g. made by `cartscope run` in a workflow).
     /// Exit code 3 when some samples are failed or missing.
     Aggregate(AggregateArgs),

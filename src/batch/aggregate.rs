@@ -13,6 +13,11 @@
 //! (S or G2M), the phenotype fractions among CAR+ T cells, the median scores
 //! among CAR+ T cells and the exhaustion-memory balance. Two samples of one patient at one
 //! time point (blood and marrow, say) stay two rows: medians do not pool.
+//!
+//! With VDJ (manifest column `vdj`) the patient-level clonotypes of [`super::clonal`] add
+//! `clonotypes.parquet`, `clonotypes.csv`, `clones.csv`, the clonal columns of
+//! persistence.csv and the clonal section of the report; an aggregation without VDJ removes
+//! those files when an earlier one left them.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};

@@ -67,6 +67,7 @@ pub fn line_plot(
 <text x=\"{cx}\" y=\"16\" text-anchor=\"middle\" font-size=\"13\">{t}</text>\
 <text x=\"{cx}\" y=\"{by}\" text-anchor=\"middle\" font-size=\"11\">{x}</text>\
 <text x=\"12\" y=\"{cy}\" text-anchor=\"middle\" font-size=\"11\" transform=\"rotate(-90 12 {cy})\">{y}</text>",
+        id = esc(id),
         t = esc(title),
         x = esc(xlab),
         y = esc(ylab),

@@ -535,8 +535,9 @@ fn batch_clonotypes_and_persistence_match_scirpy() {
         assert_eq!(c["patient"], first["patient"]);
     }
 
-    // The report: clone tracking and overlap per patient, the product clones' share.
-    let html = std::fs::read_to_string(out.join("batch_report.html")).unwrap();
+    // The report (drawn in headless Chromium, no console message, every plot with marks):
+    // clone tracking and overlap per patient, the product clones' share.
+    let html = crate::browser::check_page(&out.join("batch_report.html"), "clonal_report.png");
     for id in [
         "clones_P1",
         "overlap_P1",
