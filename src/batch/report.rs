@@ -295,7 +295,8 @@ fn heatmap(id: &str, title: &str, labels: &[String], values: &[Vec<Option<f64>>]
 }
 
 /// The clonal section: per patient the top clones' frequencies over time and the
-/// Morisita-Horn overlap of its time points, then the product clones' share over time.
+/// Morisita-Horn overlap of its time points, then the product clones' share over time (1 at
+/// the product itself; patients without product VDJ have no line).
 fn clonal_section(
     groups: &[(String, Vec<&SampleRow>)],
     rows: &[SampleRow],
@@ -367,10 +368,17 @@ fn clonal_section(
             &matrix,
         );
         h.push_str("</figure>");
+        // A product sample's cells are all in product clones: its point is 1, so that each
+        // line starts at the product.
         let pts: Vec<(f64, f64, String)> = done
             .iter()
             .filter_map(|(i, r)| {
-                let f = fields.get(&r.sample.id)?.get(6)?.parse::<f64>().ok()?;
+                let k = index(r)?;
+                let f = if c.product[k] && !c.counts[k].is_empty() {
+                    1.0
+                } else {
+                    fields.get(&r.sample.id)?.get(6)?.parse::<f64>().ok()?
+                };
                 Some((x_of(r, *i), f, timepoint_label(&r.sample)))
             })
             .collect();
