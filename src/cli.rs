@@ -159,6 +159,12 @@ pub struct RunCmd {
     /// kNN graph, Leiden and UMAP; the CAR-T summary has one row per sample.
     #[arg(long)]
     pub joint: bool,
+    /// The cells' 10x VDJ contigs (filtered_contig_annotations.csv or all_contig_annotations.csv,
+    /// plain or .gz) or an AIRR rearrangement TSV: obs, cells.parquet, the summary and the
+    /// report gain receptor chains, chain pairing and clonotypes (scirpy's definition). With
+    /// --joint, give the files in the manifest's vdj column instead.
+    #[arg(long, value_name = "CONTIGS", conflicts_with = "joint")]
+    pub vdj: Option<PathBuf>,
     #[command(flatten)]
     pub run: RunArgs,
 }
@@ -261,7 +267,42 @@ pub struct RunArgs {
     #[command(flatten)]
     pub cart_args: CartArgs,
     #[command(flatten)]
+    pub clone_args: CloneArgs,
+    #[command(flatten)]
     pub input_args: InputArgs,
+}
+
+/// Clonotype options (scirpy's `define_clonotypes` parameters) for runs with VDJ contigs.
+#[derive(Debug, Args)]
+pub struct CloneArgs {
+    /// Junction sequence that identifies a chain: nucleotides (scirpy's define_clonotypes)
+    /// or amino acids [nt].
+    #[arg(long, value_enum, value_name = "SEQ")]
+    pub clone_sequence: Option<cartscope::vdj::SequenceKind>,
+    /// Receptor arms that must match: all, any, VJ or VDJ [all].
+    #[arg(long, value_enum, value_name = "ARMS")]
+    pub clone_receptor_arms: Option<cartscope::vdj::ReceptorArms>,
+    /// Which chains of an arm count: any, primary_only or all [any].
+    #[arg(long, value_enum, value_name = "DUAL")]
+    pub clone_dual_ir: Option<cartscope::vdj::DualIr>,
+    /// Matching chains must also share their V gene (same_v_gene=True).
+    #[arg(long)]
+    pub clone_same_v_gene: bool,
+}
+
+impl CloneArgs {
+    fn apply(&self, o: &mut cartscope::vdj::ClonotypeOptions) {
+        if let Some(v) = self.clone_sequence {
+            o.sequence = v;
+        }
+        if let Some(v) = self.clone_receptor_arms {
+            o.receptor_arms = v;
+        }
+        if let Some(v) = self.clone_dual_ir {
+            o.dual_ir = v;
+        }
+        o.same_v_gene |= self.clone_same_v_gene;
+    }
 }
 
 /// CAR-T options of `cartscope run`.
@@ -391,6 +432,7 @@ impl RunArgs {
         o.keep_counts |= self.keep_counts;
         o.allow_non_integer |= self.input_args.allow_non_integer;
         self.cart_args.apply(&mut o.cart);
+        self.clone_args.apply(&mut o.vdj.clonotypes);
         o.validate()?;
         Ok(o)
     }

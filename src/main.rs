@@ -170,11 +170,14 @@ fn run(cli: cli::Cli) -> anyhow::Result<()> {
                     !args.quiet,
                 )?
             } else {
-                cartscope::Run::new(&args.input, &args.output)
+                let mut run = cartscope::Run::new(&args.input, &args.output)
                     .read_options(read)
                     .options(opts)
-                    .progress(!args.quiet)
-                    .execute()?
+                    .progress(!args.quiet);
+                if let Some(contigs) = &cmd.vdj {
+                    run = run.vdj(contigs);
+                }
+                run.execute()?
             };
             if !args.quiet {
                 eprintln!(

@@ -42,6 +42,7 @@ pub struct Run<'a> {
     backend: Option<(&'a dyn Backend, Option<String>)>,
     progress: bool,
     samples: Option<SampleColumns>,
+    vdj: Option<PathBuf>,
 }
 
 impl<'a> Run<'a> {
@@ -64,6 +65,7 @@ impl<'a> Run<'a> {
             backend: None,
             progress: false,
             samples: None,
+            vdj: None,
         }
     }
 
@@ -103,6 +105,14 @@ impl<'a> Run<'a> {
         self
     }
 
+    /// The cells' VDJ contigs (10x `filtered_contig_annotations.csv` or
+    /// `all_contig_annotations.csv`, plain or gzip, or an AIRR rearrangement TSV): the
+    /// outputs gain each cell's receptor chains, chain pairing and clonotype (docs/vdj.md).
+    pub fn vdj(mut self, contigs: impl Into<PathBuf>) -> Self {
+        self.vdj = Some(contigs.into());
+        self
+    }
+
     /// Runs the pipeline and writes the outputs.
     pub fn execute(self) -> Result<RunSummary> {
         let selected;
@@ -114,6 +124,12 @@ impl<'a> Run<'a> {
             }
         };
         self.opts.validate()?;
+        // The contigs are read first, so a bad file fails before the analysis starts.
+        let contigs = self
+            .vdj
+            .as_deref()
+            .map(crate::vdj::read_contigs)
+            .transpose()?;
         let src = match self.input {
             Input::Path(path, read) => CountSource::open(&path, &read)?,
             Input::Source(src) => *src,
@@ -127,6 +143,7 @@ impl<'a> Run<'a> {
             progress: self.progress,
             batch_key: self.samples.as_ref().map(|s| s.key.as_str()),
             x_out: Some(&result),
+            vdj: contigs.as_ref(),
         };
         let written = analyse(src, &job).and_then(|analysis| {
             let cx = Context {

@@ -204,30 +204,28 @@ pub(crate) fn phenotype(ev: &Evidence, s: &Smoothed, i: usize) -> &'static str {
     calls::phenotype(&mix)
 }
 
-/// The CD4/CD8 call of T cell `i`.
+/// The CD4/CD8 call of T cell `i` from its per-cell call `own` (`cd4_cd8_cell`: `CD4`/`CD8`
+/// where its own counts decide, else `DP` or `DN`): a decided call stands; an undecided one
+/// goes to the larger smoothed evidence, and stays as it is when the neighbourhood carries
+/// neither above `opts.min` or both equally.
 pub(crate) fn cd4_cd8(
-    ev: &Evidence,
+    own: &'static str,
     s: &Smoothed,
     i: usize,
     opts: &LineageOptions,
 ) -> &'static str {
-    let (own4, own8) = (ev.cd4[i] > 0.0, ev.cd8[i] > 0.0);
-    match (own4, own8) {
-        (true, false) => "CD4",
-        (false, true) => "CD8",
-        _ => {
-            let (s4, s8) = (s.cd4[i], s.cd8[i]);
-            let undecided = if own4 { "DP" } else { "DN" };
-            if s4.max(s8) <= opts.min {
-                undecided
-            } else if s8 > s4 {
-                "CD8"
-            } else if s4 > s8 {
-                "CD4"
-            } else {
-                undecided
-            }
-        }
+    if matches!(own, "CD4" | "CD8") {
+        return own;
+    }
+    let (s4, s8) = (s.cd4[i], s.cd8[i]);
+    if s4.max(s8) <= opts.min {
+        own
+    } else if s8 > s4 {
+        "CD8"
+    } else if s4 > s8 {
+        "CD4"
+    } else {
+        own
     }
 }
 
@@ -315,12 +313,14 @@ mod tests {
         // neighbourhood (cells 3, 2, 1) is CD4 on balance.
         let ev = evidence([0.0, 0.0, 2.0, 1.0], [1.0, 0.0, 0.0, 1.0]);
         let s = smooth(&ev, &g, 3);
-        let calls: Vec<&str> = (0..4).map(|i| cd4_cd8(&ev, &s, i, &o)).collect();
+        let own = ["CD8", "DN", "CD4", "DP"];
+        let calls: Vec<&str> = (0..4).map(|i| cd4_cd8(own[i], &s, i, &o)).collect();
         assert_eq!(calls, ["CD8", "CD4", "CD4", "CD4"]);
         // Nothing in the neighbourhood above lineage_min: DN (DP when the cell carries both).
         let ev = evidence([0.0, 0.0, 0.0, 0.2], [0.0, 0.0, 0.0, 0.2]);
         let s = smooth(&ev, &g, 3);
-        let calls: Vec<&str> = (0..4).map(|i| cd4_cd8(&ev, &s, i, &o)).collect();
+        let own = ["DN", "DN", "DN", "DP"];
+        let calls: Vec<&str> = (0..4).map(|i| cd4_cd8(own[i], &s, i, &o)).collect();
         assert_eq!(calls, ["DN", "DN", "DN", "DP"]);
     }
 

@@ -291,7 +291,7 @@ impl CartCells {
         let s = lineage::smooth(&self.evidence, distances, opts.k);
         for (i, c) in self.calls.iter_mut().enumerate() {
             if c.t_cell {
-                c.cd4_cd8 = lineage::cd4_cd8(&self.evidence, &s, i, opts);
+                c.cd4_cd8 = lineage::cd4_cd8(c.cd4_cd8_cell, &s, i, opts);
                 c.t_lineage = lineage::t_lineage(&self.evidence, &s, i, opts);
                 c.phenotype = lineage::phenotype(&self.evidence, &s, i);
             }

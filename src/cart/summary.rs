@@ -72,6 +72,78 @@ pub struct SampleSummary {
     pub phase_counts: Option<PhaseCounts>,
     /// Cells in S or G2M / cells after QC (None when the cell cycle was not scored).
     pub cycling_fraction: Option<f64>,
+    /// Receptors and clones (None without VDJ contigs).
+    pub vdj: Option<ClonalSummary>,
+}
+
+/// A sample's receptors and clones (`run --vdj`); the statistics are those of
+/// [`crate::vdj::stats`] over the sample's cells with a clone, clone sizes counted within the
+/// sample.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ClonalSummary {
+    /// Cells with a receptor (an indexed chain; chain pairing not `no IR`).
+    pub n_cells_with_ir: usize,
+    /// Cells whose chain pairing is `single pair` (one VJ and one VDJ chain).
+    pub n_single_pair: usize,
+    /// Distinct clonotypes.
+    pub n_clonotypes: usize,
+    /// Fraction of the cells with a clone whose clone has more than 2 cells.
+    pub expanded_fraction: Option<f64>,
+    /// Normalised Shannon entropy of the clone sizes (scirpy's).
+    pub clone_entropy: Option<f64>,
+    /// Fraction of the cells with a clone in the largest clone.
+    pub largest_clone_fraction: Option<f64>,
+    /// CAR+ cells with a receptor (None without a CAR feature).
+    pub n_car_with_ir: Option<usize>,
+    /// Clonotypes with at least one CAR+ cell (None without a CAR feature).
+    pub n_car_clonotypes: Option<usize>,
+}
+
+/// Per cell: its clone (obs `clone_id` code, -1 without), whether it has a receptor and
+/// whether it is a single pair; None without the VDJ columns.
+struct CellReceptors {
+    clone: Vec<i32>,
+    has_ir: Vec<bool>,
+    single_pair: Vec<bool>,
+}
+
+impl CellReceptors {
+    fn of(obs: &Frame) -> Option<Self> {
+        let Some(Column::Categorical { codes, .. }) = obs.column("clone_id") else {
+            return None;
+        };
+        let pairing = obs.column("chain_pairing").and_then(Column::as_strings)?;
+        let is = |p: &Option<String>, what: &str| p.as_deref() == Some(what);
+        Some(CellReceptors {
+            clone: codes.clone(),
+            has_ir: pairing.iter().map(|p| !is(p, "no IR")).collect(),
+            single_pair: pairing.iter().map(|p| is(p, "single pair")).collect(),
+        })
+    }
+
+    fn summary(&self, rows: &[usize], car: Option<&[bool]>) -> ClonalSummary {
+        let clones = |set: &mut dyn Iterator<Item = usize>| {
+            crate::vdj::Repertoire::from_clones(
+                set.filter_map(|i| u32::try_from(self.clone[i]).ok()),
+            )
+        };
+        let all = clones(&mut rows.iter().copied());
+        let car_rows = car.map(|c| rows.iter().copied().filter(|&i| c[i]).collect::<Vec<_>>());
+        ClonalSummary {
+            n_cells_with_ir: rows.iter().filter(|&&i| self.has_ir[i]).count(),
+            n_single_pair: rows.iter().filter(|&&i| self.single_pair[i]).count(),
+            n_clonotypes: all.n_clones(),
+            expanded_fraction: all.expanded_fraction(2),
+            clone_entropy: all.normalized_entropy(),
+            largest_clone_fraction: all.largest_fraction(),
+            n_car_with_ir: car_rows
+                .as_ref()
+                .map(|r| r.iter().filter(|&&i| self.has_ir[i]).count()),
+            n_car_clonotypes: car_rows
+                .as_ref()
+                .map(|r| clones(&mut r.iter().copied()).n_clones()),
+        }
+    }
 }
 
 /// Cells per cell-cycle phase.
@@ -182,6 +254,7 @@ pub(crate) fn summarise(
     let counts = numeric(obs, "total_counts");
     let mito = numeric(obs, "pct_counts_mt");
     let car = cells.car.as_ref();
+    let receptors = CellReceptors::of(obs);
     let samples = order
         .iter()
         .map(|s| {
@@ -193,16 +266,16 @@ pub(crate) fn summarise(
                 .collect();
             let car_t: Option<Vec<usize>> =
                 car.map(|c| t.iter().copied().filter(|&i| c.positive[i]).collect());
-            let count = |set: &[usize], lin: &str| {
-                set.iter()
-                    .filter(|&&i| cells.calls[i].cd4_cd8 == lin)
-                    .count()
-            };
-            let count_cell = |set: &[usize], lin: &str| {
-                set.iter()
-                    .filter(|&&i| cells.calls[i].cd4_cd8_cell == lin)
-                    .count()
-            };
+            // Cells of `set` called `lin` by the neighbourhood-aware call, and by the per-cell
+            // rule alone.
+            let count_by =
+                |call: fn(&calls::CellCall) -> &'static str, set: &[usize], lin: &str| {
+                    set.iter()
+                        .filter(|&&i| call(&cells.calls[i]) == lin)
+                        .count()
+                };
+            let count = |set: &[usize], lin: &str| count_by(|c| c.cd4_cd8, set, lin);
+            let count_cell = |set: &[usize], lin: &str| count_by(|c| c.cd4_cd8_cell, set, lin);
             let gd = |set: &[usize]| {
                 let n = set
                     .iter()
@@ -278,6 +351,9 @@ pub(crate) fn summarise(
                     .map(|(e, mm)| e - mm),
                 phase_counts: phases,
                 cycling_fraction: phases.and_then(|p| ratio(p.s + p.g2m, rows.len())),
+                vdj: receptors
+                    .as_ref()
+                    .map(|r| r.summary(&rows, car.map(|c| c.positive.as_slice()))),
             }
         })
         .collect();
@@ -290,6 +366,35 @@ pub(crate) fn summarise(
         cell_cycle: cells.cycle_report.clone(),
         samples,
     }
+}
+
+/// summary.csv's columns of [`ClonalSummary`], present when a sample has VDJ contigs.
+const CLONAL_COLUMNS: [&str; 8] = [
+    "n_cells_with_ir",
+    "n_single_pair",
+    "n_clonotypes",
+    "expanded_fraction",
+    "clone_entropy",
+    "largest_clone_fraction",
+    "n_car_with_ir",
+    "n_car_clonotypes",
+];
+
+fn clonal_fields(c: Option<&ClonalSummary>) -> Vec<String> {
+    let Some(c) = c else {
+        return vec![String::new(); CLONAL_COLUMNS.len()];
+    };
+    let n = |k: Option<usize>| k.map_or(String::new(), |k| k.to_string());
+    vec![
+        c.n_cells_with_ir.to_string(),
+        c.n_single_pair.to_string(),
+        c.n_clonotypes.to_string(),
+        fmt_opt(c.expanded_fraction),
+        fmt_opt(c.clone_entropy),
+        fmt_opt(c.largest_clone_fraction),
+        n(c.n_car_with_ir),
+        n(c.n_car_clonotypes),
+    ]
 }
 
 fn fmt_opt(v: Option<f64>) -> String {
@@ -345,6 +450,10 @@ pub(crate) fn to_csv(s: &CartSummary) -> String {
     ]
     .map(String::from)
     .to_vec();
+    let vdj = s.samples.iter().any(|r| r.vdj.is_some());
+    if vdj {
+        header.extend(CLONAL_COLUMNS.map(String::from));
+    }
     header.extend(phen.iter().map(|p| format!("frac_t_{p}")));
     header.extend(phen.iter().map(|p| format!("frac_car_{p}")));
     header.extend(set_names.iter().map(|n| format!("median_t_{n}")));
@@ -375,6 +484,9 @@ pub(crate) fn to_csv(s: &CartSummary) -> String {
         ];
         let counts = r.phase_counts.map(|p| [p.g1, p.s, p.g2m]);
         row.extend((0..3).map(|k| counts.map_or(String::new(), |c| c[k].to_string())));
+        if vdj {
+            row.extend(clonal_fields(r.vdj.as_ref()));
+        }
         row.extend(
             phen.iter()
                 .map(|p| fmt_opt(r.phenotype_fractions_t.get(*p).copied())),

@@ -281,15 +281,20 @@ pub(crate) fn analysis(
         pca: mut projected,
         embedding,
         markers,
+        vdj,
     } = s;
     let mut obs = std::mem::take(&mut f.obs);
     add_leiden(&mut obs, embedding.clusters.as_ref());
     cart.annotate(&mut obs);
+    if let Some(v) = &vdj {
+        v.annotate(&mut obs, &opts.vdj.expansion_breakpoints)?;
+    }
     let cart_summary = summary::cart_summary(&f, &obs, &cart, opts);
     let mut var = std::mem::take(&mut f.var);
     add_hvg_columns(&mut var, hvgs);
     let sizes = (scaling.cols.len(), projected.fit.n_comps);
-    let summary = summary::run_summary(&f, sizes, backend, clock, cart_summary);
+    let mut summary = summary::run_summary(&f, sizes, backend, clock, cart_summary);
+    summary.vdj = vdj.map(|v| v.summary);
     let x_writer = projected.x_writer.take();
     let tables = Tables {
         obs,

@@ -61,6 +61,8 @@ pub(crate) struct Job<'a> {
     /// Where result.h5ad goes: when the data are re-read from the input, X is streamed there
     /// during PCA instead of being held in memory.
     pub x_out: Option<&'a Path>,
+    /// VDJ contigs of the cells (`run --vdj`): receptors and clonotypes of the cells after QC.
+    pub vdj: Option<&'a crate::vdj::Contigs>,
 }
 
 /// Everything the pipeline computes, before it is written.
@@ -92,6 +94,8 @@ pub(crate) struct Stages {
     pub embedding: Embedding,
     /// Marker genes, when they were ranked.
     pub markers: Option<markers::Markers>,
+    /// Receptors and clonotypes of the cells after QC, with VDJ contigs.
+    pub vdj: Option<crate::vdj::VdjAnalysis>,
 }
 
 /// The recipe, one stage after another.
@@ -120,6 +124,11 @@ pub(crate) fn analyse(src: CountSource, job: &Job<'_>) -> Result<Analysis> {
     let scanned = scan::read_and_qc(src, &car_candidates, opts, budget)?;
     clock.lap(Stage::ReadQc);
     let mut f = filter::apply(scanned, batches, opts)?;
+    // Receptors and clonotypes of the cells after QC (milliseconds; timed with the filter).
+    let vdj = job
+        .vdj
+        .map(|c| crate::vdj::analyse(c, Some(&f.obs.index), &opts.vdj))
+        .transpose()?;
     clock.lap(Stage::Filter);
     let on_counts = hvg::on_raw_counts(&mut f, &ctx, opts)?;
     f.matrix.normalize_log1p(&ctx);
@@ -172,6 +181,7 @@ pub(crate) fn analyse(src: CountSource, job: &Job<'_>) -> Result<Analysis> {
             layout,
         },
         markers,
+        vdj,
     };
     assemble::analysis(stages, &clock, backend, opts)
 }

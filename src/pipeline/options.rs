@@ -92,6 +92,9 @@ pub struct RunOptions {
     pub markers_n_genes: usize,
     /// rank_genes_groups(tie_correct), for the Wilcoxon test.
     pub markers_tie_correct: bool,
+    /// Clonotypes of the cells' T-cell receptors when the run has VDJ contigs (scirpy's
+    /// definition and defaults).
+    pub vdj: crate::vdj::VdjOptions,
 }
 
 impl Default for RunOptions {
@@ -125,6 +128,7 @@ impl Default for RunOptions {
             markers_method: MarkerMethod::TTest,
             markers_n_genes: 100,
             markers_tie_correct: false,
+            vdj: crate::vdj::VdjOptions::default(),
         }
     }
 }
@@ -160,6 +164,9 @@ impl RunOptions {
         }
         if self.markers && self.markers_n_genes == 0 {
             return bad("--markers-n-genes must be at least 1");
+        }
+        if self.vdj.expansion_breakpoints.is_empty() {
+            return bad("clonal expansion needs at least one breakpoint");
         }
         if self.markers && self.markers_groupby.is_empty() {
             return bad("--markers-groupby needs at least one obs column");

@@ -48,6 +48,9 @@ pub struct RunSummary {
     pub peak_rss_mib: f64,
     /// CAR-T summary: CAR status, gene sets, per-sample numbers.
     pub cart: CartSummary,
+    /// The VDJ contigs' counts (`run --vdj`): contigs read, contig cells that are not cells
+    /// of the matrix, cells with a receptor, clones; null without contigs.
+    pub vdj: Option<crate::vdj::VdjSummary>,
 }
 
 impl RunSummary {
@@ -119,5 +122,6 @@ pub(crate) fn run_summary(
         total_seconds: clock.total(),
         peak_rss_mib: peak_rss_mib(),
         cart,
+        vdj: None,
     }
 }

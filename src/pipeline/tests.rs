@@ -329,6 +329,7 @@ fn analyse_streams_and_holds_in_memory_alike() {
             progress: false,
             batch_key: None,
             x_out: None,
+            vdj: None,
         };
         analyse(open(), &job).expect("analyse")
     };

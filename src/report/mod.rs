@@ -2,10 +2,13 @@
 //! the embedding (UMAP when present, else PCA) coloured by sample (when there are several,
 //! as in `cartscope run --joint`), phenotype, CAR status and each score, score distributions
 //! by phenotype, the Leiden clusters with their marker genes (dot plot and table),
-//! phenotype fractions, the summary table, the parameters and the backend.
+//! phenotype fractions, the summary table, with VDJ contigs the receptors and clonotypes
+//! (numbers per sample, clone sizes, expansion on the embedding and by phenotype and CAR
+//! status), the parameters and the backend.
 //! Plots are inline SVG (`svg`); the only script is a short inline check that stamps how
 //! many plots have marks (`data-plots-rendered` on `<body>`), which the browser test reads.
 
+mod clones;
 mod clusters;
 pub(crate) mod svg;
 pub mod table;
@@ -85,6 +88,7 @@ pub(crate) fn render(
         body.push_str("<p class=\"note\">No CAR feature: no CAR status plot.</p>");
     }
     clusters::section(&mut body, ad, markers);
+    clones::section(&mut body, ad, cart);
     if let Some(p) = &phen {
         score_boxplots(&mut body, obs, p, &score_cols);
     }

@@ -5,7 +5,10 @@
 //! (obs `sample`, else the input's name, as in `summary.csv`), the QC metrics, every
 //! `<set>_score` (`S_score` and `G2M_score` among them), `t_cell`, `t_lineage`, `cd4_cd8`,
 //! `cd4_cd8_cell`, `phenotype`,
-//! `phase`, `car_counts`, `car_positive`, `leiden`, `PC1`..`PCn` (every component in `X_pca`)
+//! `phase`, `car_counts`, `car_positive`, `leiden`, with VDJ contigs the receptor columns
+//! (`clone_id`, `clone_id_size`, `clonal_expansion`, `receptor_type`, `receptor_subtype`,
+//! `chain_pairing`, `IR_<slot>_<field>`: [`crate::vdj::obs_columns`]),
+//! `PC1`..`PCn` (every component in `X_pca`)
 //! and `UMAP1`, `UMAP2`. Numbers and booleans keep the type they have in result.h5ad (so
 //! scores are the same float64 values); categoricals are written as strings, missing entries
 //! as nulls.
@@ -60,7 +63,14 @@ pub(crate) fn cells_frame(
         .iter()
         .map(|(name, _)| name.as_str())
         .filter(|name| name.ends_with("_score"));
-    let names: Vec<&str> = QC.iter().copied().chain(scores).chain(CALLS).collect();
+    let receptors = crate::vdj::obs_columns();
+    let names: Vec<&str> = QC
+        .iter()
+        .copied()
+        .chain(scores)
+        .chain(CALLS)
+        .chain(receptors.iter().map(String::as_str))
+        .collect();
     for name in names {
         if let Some(c) = obs.column(name) {
             cols.push(series(name, c).into());

@@ -140,6 +140,7 @@ pub enum WithinGroup {
 
 /// Options of the clonotype definition; the defaults are scirpy's `define_clonotypes`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct ClonotypeOptions {
     /// Nucleotide or amino-acid junctions.
     pub sequence: SequenceKind,

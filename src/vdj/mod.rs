@@ -34,6 +34,7 @@ pub mod chains;
 pub mod clonotypes;
 mod csv;
 mod read;
+pub mod stats;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -44,8 +45,10 @@ pub use clonotypes::{
     clonal_expansion, define_clonotypes, expansion_categories, expansion_label,
 };
 pub use read::{read_contigs, read_contigs_merged};
+pub use stats::Repertoire;
 
 use crate::error::{Error, Result};
+use crate::io::{Column, Frame};
 
 /// An IMGT locus.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -282,6 +285,7 @@ pub enum CloneScope {
 
 /// Options of [`analyse`]; the defaults are scirpy's.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct VdjOptions {
     /// The clonotype definition.
     pub clonotypes: ClonotypeOptions,
@@ -337,6 +341,115 @@ pub struct VdjAnalysis {
     pub clonal_expansion: Vec<String>,
     /// Counts.
     pub summary: VdjSummary,
+}
+
+/// The per-chain fields written to obs for each slot (`IR_VJ_1_junction_aa`, ...).
+pub const CHAIN_FIELDS: [&str; 5] = ["junction_aa", "junction", "v_call", "j_call", "umi_count"];
+
+/// The obs columns [`VdjAnalysis::annotate`] writes, in order.
+pub fn obs_columns() -> Vec<String> {
+    let mut names: Vec<String> = [
+        "clone_id",
+        "clone_id_size",
+        "clonal_expansion",
+        "receptor_type",
+        "receptor_subtype",
+        "chain_pairing",
+    ]
+    .map(String::from)
+    .to_vec();
+    for slot in Slot::ALL {
+        names.extend(CHAIN_FIELDS.iter().map(|f| slot.column(f)));
+    }
+    names
+}
+
+impl VdjAnalysis {
+    /// Adds the receptor columns to `obs`, whose rows must be [`VdjAnalysis::barcodes`] in
+    /// order: `clone_id` (categorical, missing without a clone), `clone_id_size` (NaN without),
+    /// `clonal_expansion` (scirpy's categories, `nan` without), `receptor_type`,
+    /// `receptor_subtype`, `chain_pairing`, and per chain slot `IR_<slot>_junction_aa`,
+    /// `_junction`, `_v_call`, `_j_call` (categorical, missing without the chain) and
+    /// `_umi_count` (NaN without), as scirpy names them.
+    pub fn annotate(&self, obs: &mut Frame, breakpoints: &[u32]) -> Result<()> {
+        if obs.index != self.barcodes {
+            return Err(Error::Internal(
+                "VDJ: the receptor table and obs differ in their cells".into(),
+            ));
+        }
+        let ids: Vec<Option<String>> = self
+            .clone_id
+            .iter()
+            .map(|c| c.map(|c| c.to_string()))
+            .collect();
+        obs.set(
+            "clone_id",
+            Column::categorical_from_options(ids.iter().map(Option::as_deref)),
+        );
+        obs.set(
+            "clone_id_size",
+            Column::F64(
+                self.clone_size
+                    .iter()
+                    .map(|s| s.map_or(f64::NAN, f64::from))
+                    .collect(),
+            ),
+        );
+        let categories = expansion_categories(breakpoints);
+        let codes = self
+            .clonal_expansion
+            .iter()
+            .map(|l| {
+                categories
+                    .iter()
+                    .position(|c| c == l)
+                    .map_or(-1, |k| k as i32)
+            })
+            .collect();
+        obs.set(
+            "clonal_expansion",
+            Column::Categorical {
+                codes,
+                categories,
+                ordered: false,
+            },
+        );
+        let qc = &self.receptors;
+        let labels = |f: &dyn Fn(&Receptor) -> &'static str| {
+            Column::categorical_from_options(qc.iter().map(|r| Some(f(r))))
+        };
+        obs.set("receptor_type", labels(&|r| r.qc.receptor_type.as_str()));
+        obs.set(
+            "receptor_subtype",
+            labels(&|r| r.qc.receptor_subtype.as_str()),
+        );
+        obs.set("chain_pairing", labels(&|r| r.qc.chain_pairing.as_str()));
+        for slot in Slot::ALL {
+            let text = |f: &dyn Fn(&Contig) -> Option<&str>| {
+                Column::categorical_from_options(qc.iter().map(|r| r.chain(slot).and_then(f)))
+            };
+            obs.set(
+                slot.column("junction_aa"),
+                text(&|c| c.junction_aa.as_deref()),
+            );
+            obs.set(slot.column("junction"), text(&|c| c.junction.as_deref()));
+            obs.set(slot.column("v_call"), text(&|c| c.v_call.as_deref()));
+            obs.set(slot.column("j_call"), text(&|c| c.j_call.as_deref()));
+            obs.set(
+                slot.column("umi_count"),
+                Column::F64(
+                    qc.iter()
+                        .map(|r| {
+                            r.chain(slot)
+                                .and_then(|c| c.umi_count)
+                                .map_or(f64::NAN, |u| u as f64)
+                        })
+                        .collect(),
+                ),
+            );
+        }
+        Ok(())
+    }
 }
 
 /// Index chains, label QC and define clonotypes for the cells of a matrix (`matrix_barcodes`,

@@ -12,6 +12,7 @@
 //!   function in src/ spans more than 150 lines;
 //! - `errors`: every malformed input gives exit code 2 and a one-line message naming the file;
 //! - `run_cli`: `cartscope run` outputs, config precedence, clean failures;
+//! - `run_vdj`: `cartscope run --vdj` receptor columns and clonal summary equal scirpy's;
 //! - `roundtrip`: written files read back identically (fixed cases and proptest);
 //! - `python_interop`: files written by cartscope load in anndata with identical values;
 //! - `robustness`: corrupted inputs give errors, never panics;
@@ -33,5 +34,6 @@ mod readers;
 mod robustness;
 mod roundtrip;
 mod run_cli;
+mod run_vdj;
 mod simulate;
 mod vdj;

@@ -24,12 +24,12 @@ use serde_json::{Value, json};
 
 use crate::python_interop::python;
 
-fn root() -> PathBuf {
+pub(crate) fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
 /// A contig table of the scirpy wheel, as `scripts/setup.sh` extracts them.
-fn real(name: &str) -> PathBuf {
+pub(crate) fn real(name: &str) -> PathBuf {
     let p = std::env::var("CARTSCOPE_REAL_DATA")
         .map(PathBuf::from)
         .expect("CARTSCOPE_REAL_DATA unset: run scripts/test.sh, which fetches the real test data")
@@ -113,7 +113,7 @@ fn options_json(o: &ClonotypeOptions) -> Value {
 }
 
 /// Runs vdj_reference.py on `inputs` (restricted to `barcodes` when given).
-fn reference(
+pub(crate) fn reference(
     format: &str,
     inputs: &[PathBuf],
     barcodes: Option<&[String]>,
@@ -145,7 +145,7 @@ fn reference(
     serde_json::from_str(&std::fs::read_to_string(out).unwrap()).unwrap()
 }
 
-fn strings(v: &Value) -> Vec<String> {
+pub(crate) fn strings(v: &Value) -> Vec<String> {
     v.as_array()
         .unwrap()
         .iter()
@@ -154,7 +154,7 @@ fn strings(v: &Value) -> Vec<String> {
 }
 
 /// Clone labels numbered by first appearance, so that two partitions compare as vectors.
-fn canonical<T: std::hash::Hash + Eq + Clone>(ids: &[Option<T>]) -> Vec<Option<usize>> {
+pub(crate) fn canonical<T: std::hash::Hash + Eq + Clone>(ids: &[Option<T>]) -> Vec<Option<usize>> {
     let mut map: HashMap<T, usize> = HashMap::new();
     ids.iter()
         .map(|c| {
