@@ -196,29 +196,7 @@ fn run(cli: cli::Cli) -> anyhow::Result<()> {
             Ok(())
         }
         cli::Command::Batch(args) => batch(&args),
-        cli::Command::Aggregate(args) => {
-            let opts = cartscope::batch::AggregateOptions {
-                product_timepoint: args.product_timepoint.clone(),
-                ..Default::default()
-            };
-            let (m, c) = cartscope::batch::aggregate::aggregate_with(
-                &args.outdir,
-                args.manifest.as_deref(),
-                &opts,
-            )?;
-            eprintln!(
-                "{} samples: {} completed, {} failed, {} missing -> {}",
-                m.samples.len(),
-                c.ok,
-                c.failed,
-                c.missing,
-                args.outdir.join("batch_summary.csv").display()
-            );
-            if c.failed + c.missing > 0 {
-                return Err(SamplesFailed(c.failed + c.missing, m.samples.len()).into());
-            }
-            Ok(())
-        }
+        cli::Command::Aggregate(args) => aggregate(&args),
         cli::Command::Simulate(args) => {
             let started = std::time::Instant::now();
             let summary = cartscope::simulate::simulate(&args.output, &args.options())?;
@@ -285,6 +263,28 @@ impl std::fmt::Display for SamplesFailed {
 
 impl std::error::Error for SamplesFailed {}
 
+/// `cartscope aggregate`: the cross-sample outputs of finished sample folders.
+fn aggregate(args: &cli::AggregateArgs) -> anyhow::Result<()> {
+    let opts = cartscope::batch::AggregateOptions {
+        product_timepoint: args.product_timepoint.clone(),
+        ..Default::default()
+    };
+    let (m, c) =
+        cartscope::batch::aggregate::aggregate_with(&args.outdir, args.manifest.as_deref(), &opts)?;
+    eprintln!(
+        "{} samples: {} completed, {} failed, {} missing -> {}",
+        m.samples.len(),
+        c.ok,
+        c.failed,
+        c.missing,
+        args.outdir.join("batch_summary.csv").display()
+    );
+    if c.failed + c.missing > 0 {
+        return Err(SamplesFailed(c.failed + c.missing, m.samples.len()).into());
+    }
+    Ok(())
+}
+
 /// `cartscope batch`: the manifest is validated before anything is written.
 fn batch(args: &cli::BatchArgs) -> anyhow::Result<()> {
     let manifest = cartscope::batch::Manifest::read(&args.run.input)?;
@@ -299,8 +299,8 @@ fn batch(args: &cli::BatchArgs) -> anyhow::Result<()> {
         jobs: usize::from(args.jobs),
         resume: args.resume,
         aggregate: cartscope::batch::AggregateOptions {
+            vdj: opts.vdj.clone(),
             product_timepoint: args.product_timepoint.clone(),
-            ..Default::default()
         },
     };
     let started = std::time::Instant::now();

@@ -15,7 +15,7 @@
 //! A sample whose `vdj` file is missing or malformed loses its clonal part only: the error is
 //! kept (column `vdj_error` of persistence.csv and the batch report) and the other samples go on.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::path::Path;
 
 use polars::prelude::{DataFrame, NamedFrom, Series};
@@ -23,7 +23,10 @@ use polars::prelude::{DataFrame, NamedFrom, Series};
 use super::manifest::{Sample, csv_field};
 use super::rows::{SampleRow, SampleStatus, by_patient, timepoint_label};
 use super::sample_dir;
-use crate::vdj::{Receptor, Slot, VdjOptions, analyse, define_clonotypes, read_contigs};
+use crate::vdj::stats::Repertoire;
+use crate::vdj::{
+    CHAIN_FIELDS, Receptor, Slot, VdjOptions, analyse, define_clonotypes, read_contigs,
+};
 use crate::{Error, Result};
 
 /// The time-point labels that mark a patient's infusion product (compared ignoring ASCII case)
@@ -41,57 +44,6 @@ pub fn is_product(s: &Sample, label: Option<&str>) -> bool {
                 .iter()
                 .any(|p| s.timepoint.eq_ignore_ascii_case(p))
                 || s.day == Some(0.0)
-        }
-    }
-}
-
-/// Cells per clone in one sample (clone id to count).
-pub type CloneCounts = BTreeMap<u32, usize>;
-
-/// Jaccard index of the sets of clones of two samples: shared clones over clones in either;
-/// None when both are empty.
-pub fn jaccard(a: &CloneCounts, b: &CloneCounts) -> Option<f64> {
-    let shared = a.keys().filter(|k| b.contains_key(k)).count();
-    let union = a.len() + b.len() - shared;
-    (union > 0).then(|| shared as f64 / union as f64)
-}
-
-/// Morisita-Horn overlap of two samples' clone counts `a_i`, `b_i` (totals `X`, `Y`):
-/// `2 sum(a_i b_i) / ((sum a_i^2 / X^2 + sum b_i^2 / Y^2) X Y)`; None when a sample is empty.
-pub fn morisita_horn(a: &CloneCounts, b: &CloneCounts) -> Option<f64> {
-    let x: f64 = a.values().map(|&v| v as f64).sum();
-    let y: f64 = b.values().map(|&v| v as f64).sum();
-    if x == 0.0 || y == 0.0 {
-        return None;
-    }
-    let ab: f64 = a
-        .iter()
-        .filter_map(|(k, &v)| b.get(k).map(|&w| v as f64 * w as f64))
-        .sum();
-    let a2: f64 = a.values().map(|&v| (v as f64) * (v as f64)).sum();
-    let b2: f64 = b.values().map(|&v| (v as f64) * (v as f64)).sum();
-    Some(2.0 * ab / ((a2 / (x * x) + b2 / (y * y)) * x * y))
-}
-
-/// scirpy's `alpha_diversity(metric="normalized_shannon_entropy")` of clone counts:
-/// `-sum(p_i ln p_i) / ln n` over the `n` clones, 0 for a single clone; None without clones.
-pub fn normalized_shannon_entropy(counts: &[usize]) -> Option<f64> {
-    let total: usize = counts.iter().sum();
-    match counts.len() {
-        0 => None,
-        1 => Some(0.0),
-        n => {
-            let ln_n = (n as f64).ln();
-            let t = total as f64;
-            Some(
-                -counts
-                    .iter()
-                    .map(|&c| {
-                        let p = c as f64 / t;
-                        p * p.ln() / ln_n
-                    })
-                    .sum::<f64>(),
-            )
         }
     }
 }
@@ -139,8 +91,8 @@ pub(crate) struct Clonal {
     pub status: Vec<VdjStatus>,
     /// Per manifest row: whether it is a product sample.
     pub product: Vec<bool>,
-    /// Per manifest row: cells per clone.
-    pub counts: Vec<CloneCounts>,
+    /// Per manifest row: its cells with a clone.
+    pub counts: Vec<Repertoire>,
 }
 
 /// The calls of a sample's cells, from cells.parquet.
@@ -281,14 +233,18 @@ pub(crate) fn compute(
     }
     let clones = define_clonotypes(&receptors, &opts.clonotypes, Some(&groups))?;
     let mut clone_patient = vec![String::new(); clones.n_clones()];
-    let mut counts = vec![CloneCounts::new(); rows.len()];
+    let mut per_row_clones: Vec<Vec<u32>> = vec![Vec::new(); rows.len()];
     for ((cell, id), patient) in cells.iter_mut().zip(&clones.clone_id).zip(&groups) {
         cell.clone = *id;
         if let Some(id) = id {
             clone_patient[*id as usize].clone_from(patient);
-            *counts[cell.row].entry(*id).or_default() += 1;
+            per_row_clones[cell.row].push(*id);
         }
     }
+    let counts = per_row_clones
+        .into_iter()
+        .map(Repertoire::from_clones)
+        .collect();
     Ok(Some(Clonal {
         cells,
         receptors,
@@ -324,26 +280,12 @@ fn field(v: Option<f64>) -> String {
     v.map_or(String::new(), |x| x.to_string())
 }
 
-/// Sums clone counts.
-fn pool<'a>(parts: impl Iterator<Item = &'a CloneCounts>) -> CloneCounts {
-    let mut out = CloneCounts::new();
-    for p in parts {
-        for (&k, &v) in p {
-            *out.entry(k).or_default() += v;
-        }
-    }
-    out
-}
-
-/// The fraction of a sample's cells whose clone is in `set` (None without cells).
-fn fraction_in(counts: &CloneCounts, set: &CloneCounts) -> Option<f64> {
-    let n: usize = counts.values().sum();
-    let k: usize = counts
-        .iter()
-        .filter(|(c, _)| set.contains_key(c))
-        .map(|(_, v)| v)
-        .sum();
-    (n > 0).then(|| k as f64 / n as f64)
+/// The cells of several samples as one repertoire.
+fn pool<'a>(parts: impl Iterator<Item = &'a Repertoire>) -> Repertoire {
+    Repertoire::from_clones(parts.flat_map(|r| {
+        r.iter()
+            .flat_map(|(c, n)| std::iter::repeat_n(c, n as usize))
+    }))
 }
 
 impl Clonal {
@@ -399,27 +341,24 @@ impl Clonal {
         i: usize,
         earlier: &[usize],
         rows: &[SampleRow],
-        product: Option<&CloneCounts>,
+        product: Option<&Repertoire>,
         f: &mut [String],
     ) {
         let c = &self.counts[i];
-        let n: usize = c.values().sum();
-        let frac = |k: usize| (n > 0).then(|| k as f64 / n as f64);
-        f[0] = n.to_string();
-        f[1] = c.len().to_string();
-        f[2] = field(frac(c.values().filter(|&&v| v > 2).sum()));
-        let values: Vec<usize> = c.values().copied().collect();
-        f[3] = field(normalized_shannon_entropy(&values));
-        f[4] = field(frac(c.values().copied().max().unwrap_or(0)));
+        f[0] = c.cells().to_string();
+        f[1] = c.n_clones().to_string();
+        f[2] = field(c.expanded_fraction(2));
+        f[3] = field(c.normalized_entropy());
+        f[4] = field(c.largest_fraction());
         if !earlier.is_empty() {
             let before = pool(earlier.iter().map(|&j| &self.counts[j]));
-            f[5] = field(fraction_in(c, &before));
+            f[5] = field(c.fraction_in(&before));
         }
         if let Some(p) = product {
-            f[6] = field(fraction_in(c, p));
-            f[7] = c.keys().filter(|k| p.contains_key(k)).count().to_string();
-            f[8] = field(jaccard(c, p));
-            f[9] = field(morisita_horn(c, p));
+            f[6] = field(c.fraction_in(p));
+            f[7] = c.shared_clones(p).to_string();
+            f[8] = field(c.jaccard(p));
+            f[9] = field(c.morisita_horn(p));
         }
         if let Some(&last) = earlier.last() {
             // The immediately earlier time point: every earlier sample on its day.
@@ -430,8 +369,8 @@ impl Clonal {
                     .filter(|&&j| j == last || (day.is_some() && rows[j].sample.day == day))
                     .map(|&j| &self.counts[j]),
             );
-            f[10] = field(jaccard(c, &previous));
-            f[11] = field(morisita_horn(c, &previous));
+            f[10] = field(c.jaccard(&previous));
+            f[11] = field(c.morisita_horn(&previous));
         }
     }
 }
@@ -493,9 +432,6 @@ impl Table {
             .map_err(|e| Error::Internal(format!("building the clonotypes table: {e}")))
     }
 }
-
-/// The chain fields of the clonal tables, as scirpy's obs names them (`IR_VJ_1_<field>`).
-const CHAIN_FIELDS: [&str; 5] = ["junction_aa", "junction", "v_call", "j_call", "umi_count"];
 
 fn chain_values(receptors: &[&Receptor], slot: Slot, field: &str) -> Values {
     let get = |r: &&Receptor| r.chain(slot).cloned().unwrap_or_default();
@@ -708,46 +644,6 @@ pub(crate) const FILES: [&str; 3] = ["clonotypes.parquet", "clonotypes.csv", "cl
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn counts(v: &[(u32, usize)]) -> CloneCounts {
-        v.iter().copied().collect()
-    }
-
-    #[test]
-    fn overlap_formulas_on_hand_computed_numbers() {
-        // a = {1: 3, 2: 1}, b = {1: 1, 3: 2}: X = 4, Y = 3, sum ab = 3, sum a^2 = 10,
-        // sum b^2 = 5; MH = 6 / ((10/16 + 5/9) * 12) = 6 / (7.5 + 6.6667) = 54 / 127.5.
-        let a = counts(&[(1, 3), (2, 1)]);
-        let b = counts(&[(1, 1), (3, 2)]);
-        let mh = morisita_horn(&a, &b).unwrap();
-        assert!(
-            (mh - 6.0 / (10.0 / 16.0 * 12.0 + 5.0 / 9.0 * 12.0)).abs() < 1e-15,
-            "{mh}"
-        );
-        assert!((mh - 0.4235294117647059).abs() < 1e-15, "{mh}");
-        assert_eq!(jaccard(&a, &b), Some(1.0 / 3.0));
-        assert_eq!(morisita_horn(&a, &a), Some(1.0));
-        assert_eq!(jaccard(&a, &a), Some(1.0));
-        let c = counts(&[(9, 5)]);
-        assert_eq!(morisita_horn(&a, &c), Some(0.0));
-        assert_eq!(jaccard(&a, &c), Some(0.0));
-        let empty = CloneCounts::new();
-        assert_eq!(morisita_horn(&a, &empty), None);
-        assert_eq!(jaccard(&empty, &empty), None);
-        assert_eq!(jaccard(&a, &empty), Some(0.0));
-    }
-
-    #[test]
-    fn normalized_entropy_as_scirpy() {
-        assert_eq!(normalized_shannon_entropy(&[]), None);
-        assert_eq!(normalized_shannon_entropy(&[7]), Some(0.0));
-        assert!((normalized_shannon_entropy(&[2, 2, 2]).unwrap() - 1.0).abs() < 1e-15);
-        // p = (3/4, 1/4): -(0.75 ln 0.75 + 0.25 ln 0.25) / ln 2.
-        let want = -(0.75f64 * 0.75f64.ln() + 0.25 * 0.25f64.ln()) / 2f64.ln();
-        let got = normalized_shannon_entropy(&[3, 1]).unwrap();
-        assert!((got - want).abs() < 1e-15, "{got} vs {want}");
-        assert!((want - 0.8112781244591328).abs() < 1e-15);
-    }
 
     fn sample(timepoint: &str, day: Option<f64>) -> Sample {
         Sample {

@@ -203,13 +203,10 @@ pub fn run_joint_with(
     opts.validate()?;
     let m = Manifest::read(manifest)?;
     let src = open_with(&m, read, vdj)?;
-    let mut metadata = metadata_columns(&m);
-    if m.samples.iter().any(|s| s.vdj.is_some()) {
-        metadata.extend(CLONAL_OBS.map(String::from));
-    }
+    // cells.parquet carries the clonal columns with the other receptor columns.
     let samples = SampleColumns {
         key: SAMPLE_KEY.to_string(),
-        metadata,
+        metadata: metadata_columns(&m),
     };
     Run::on_source(src, outdir)
         .options(opts.clone())

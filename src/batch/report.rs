@@ -5,10 +5,11 @@
 
 use std::fmt::Write;
 
-use super::clonal::{Clonal, VdjStatus, morisita_horn};
+use super::clonal::{Clonal, VdjStatus};
 use super::manifest::Manifest;
 use super::rows::{SampleRow, SampleStatus, by_patient, timepoint_label};
 use crate::report::svg::{PALETTE, esc, stacked_bars, tick_label};
+use crate::vdj::stats::Repertoire;
 
 const W: f64 = 460.0;
 const H: f64 = 300.0;
@@ -318,7 +319,7 @@ fn clonal_section(
             continue;
         }
         let name = if p.is_empty() { "samples" } else { p.as_str() };
-        let counts: Vec<&super::clonal::CloneCounts> = done
+        let counts: Vec<&Repertoire> = done
             .iter()
             .filter_map(|(_, r)| index(r).map(|i| &c.counts[i]))
             .collect();
@@ -335,8 +336,7 @@ fn clonal_section(
                     .iter()
                     .zip(&counts)
                     .map(|((i, r), cc)| {
-                        let n: usize = cc.values().sum();
-                        let f = cc.get(&k).map_or(0.0, |&x| x as f64) / n.max(1) as f64;
+                        let f = f64::from(cc.count(k)) / cc.cells().max(1) as f64;
                         (x_of(r, *i), f, timepoint_label(&r.sample))
                     })
                     .collect();
@@ -358,7 +358,7 @@ fn clonal_section(
             .collect();
         let matrix: Vec<Vec<Option<f64>>> = counts
             .iter()
-            .map(|a| counts.iter().map(|b| morisita_horn(a, b)).collect())
+            .map(|a| counts.iter().map(|b| a.morisita_horn(b)).collect())
             .collect();
         h.push_str("<figure>");
         h += &heatmap(
@@ -374,7 +374,7 @@ fn clonal_section(
             .iter()
             .filter_map(|(i, r)| {
                 let k = index(r)?;
-                let f = if c.product[k] && !c.counts[k].is_empty() {
+                let f = if c.product[k] && c.counts[k].cells() > 0 {
                     1.0
                 } else {
                     fields.get(&r.sample.id)?.get(6)?.parse::<f64>().ok()?

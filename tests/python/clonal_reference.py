@@ -82,7 +82,7 @@ def morisita_horn(a, b):
 
 def jaccard(a, b):
     sa, sb = set(a), set(b)
-    if not sa | sb:
+    if not sa or not sb:
         return None
     return len(sa & sb) / len(sa | sb)
 
