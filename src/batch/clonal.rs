@@ -658,6 +658,80 @@ mod tests {
         }
     }
 
+    fn row(id: &str, timepoint: &str, day: Option<f64>) -> SampleRow {
+        SampleRow {
+            sample: Sample {
+                id: id.into(),
+                ..sample(timepoint, day)
+            },
+            status: SampleStatus::Ok,
+            error: String::new(),
+            fields: std::collections::BTreeMap::new(),
+            columns: Vec::new(),
+            has_report: false,
+        }
+    }
+
+    #[test]
+    fn earlier_previous_and_product_by_hand() {
+        let rows = vec![
+            row("S0", "infusion", Some(0.0)),
+            row("S1a", "day14", Some(14.0)),
+            row("S1b", "day14", Some(14.0)),
+            row("S2", "day28", Some(28.0)),
+            row("S3", "late", None),
+            row("S4", "day40", Some(40.0)),
+        ];
+        let counts = [
+            vec![1, 1, 2],
+            vec![1, 3],
+            vec![3, 3],
+            vec![3, 4],
+            vec![4, 4, 4, 5],
+            vec![],
+        ];
+        let mut status = vec![VdjStatus::Done; 5];
+        status.push(VdjStatus::Failed("v.csv: missing".into()));
+        let c = Clonal {
+            cells: Vec::new(),
+            receptors: Vec::new(),
+            sizes: Vec::new(),
+            clone_patient: Vec::new(),
+            status,
+            product: rows.iter().map(|r| is_product(&r.sample, None)).collect(),
+            counts: counts.into_iter().map(Repertoire::from_clones).collect(),
+        };
+        let f = c.persistence_fields(&rows);
+        let col = |id: &str, name: &str| {
+            let k = PERSISTENCE_COLUMNS.iter().position(|c| *c == name).unwrap();
+            f[id][k].clone()
+        };
+        // The product has no earlier sample and no product columns.
+        assert_eq!(col("S0", "seen_before_fraction"), "");
+        assert_eq!(col("S0", "product_clone_fraction"), "");
+        assert_eq!(col("S0", "expanded_fraction"), "0");
+        // S1b: S1a is on the same day, so only the product is earlier.
+        assert_eq!(col("S1b", "seen_before_fraction"), "0");
+        assert_eq!(col("S1b", "jaccard_previous"), "0");
+        assert_eq!(col("S1a", "product_clone_fraction"), "0.5");
+        // S2 = {3: 1, 4: 1} against the pooled day 14 {1: 1, 3: 3}: Jaccard 1/3, MH 2 * 3 /
+        // ((2/4 + 10/16) * 2 * 4) = 2/3; clone 3 was seen before, no cell is in the product.
+        assert_eq!(col("S2", "jaccard_previous"), (1.0f64 / 3.0).to_string());
+        let mh: f64 = col("S2", "morisita_horn_previous").parse().unwrap();
+        assert!((mh - 2.0 / 3.0).abs() < 1e-15, "{mh}");
+        assert_eq!(col("S2", "seen_before_fraction"), "0.5");
+        assert_eq!(col("S2", "product_clones_seen"), "0");
+        assert_eq!(col("S2", "morisita_horn_product"), "0");
+        // S4 (day 40) is before the undated S3, but its VDJ failed: S3 = {4: 3, 5: 1} is
+        // compared with S2 = {3: 1, 4: 1} (Jaccard 1/3).
+        assert_eq!(col("S4", "vdj_cells"), "");
+        assert_eq!(col("S4", "vdj_error"), "v.csv: missing");
+        assert_eq!(col("S3", "jaccard_previous"), (1.0f64 / 3.0).to_string());
+        assert_eq!(col("S3", "expanded_fraction"), "0.75");
+        assert_eq!(col("S3", "largest_clone_fraction"), "0.75");
+        assert_eq!(col("S3", "seen_before_fraction"), "0.75");
+    }
+
     #[test]
     fn product_rule_and_override() {
         for tp in ["IP", "ip", "PROD", "Product", "INFUSION"] {
