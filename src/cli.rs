@@ -32,11 +32,13 @@ pub enum Command {
     Run(Box<RunCmd>),
     /// Run every sample of a manifest (CSV/TSV: sample_id, path[, patient, timepoint, day, ...])
     /// into OUTDIR/samples/<sample_id>/, then write batch_summary.csv (and .parquet),
-    /// persistence.csv and batch_report.html. Exit codes: 0 all samples completed; 2 bad manifest or options
+    /// persistence.csv and batch_report.html (with a manifest `vdj` column also clonotypes.parquet,
+    /// clonotypes.csv and clones.csv). Exit codes: 0 all samples completed; 2 bad manifest or options
     /// (nothing written); 3 some samples failed (the others are complete, the failures are in
     /// batch_summary.csv); 1 other errors.
     Batch(Box<BatchArgs>),
-    /// Build batch_summary.csv/.parquet, persistence.csv and batch_report.html from the finished sample
+    /// Build batch_summary.csv/.parquet, persistence.csv and batch_report.html (and with VDJ the
+    /// clonal tables) from the finished sample
     /// folders OUTDIR/samples/<sample_id>/ (e.g. made by `cartscope run` in a workflow).
     /// Exit code 3 when some samples are failed or missing.
     Aggregate(AggregateArgs),
@@ -49,10 +51,10 @@ pub enum Command {
 /// `cartscope batch MANIFEST -o OUTDIR`: the run options apply to every sample.
 #[derive(Debug, Args)]
 #[command(mut_arg("input", |a| a.value_name("MANIFEST").help(
-    "Manifest (CSV, or TSV for .tsv files): sample_id, path (relative to the manifest), optional patient, timepoint, day; other columns are carried as metadata"
+    "Manifest (CSV, or TSV for .tsv files): sample_id, path (relative to the manifest), optional patient, timepoint, day, vdj (a contig table, relative to the manifest); other columns are carried as metadata"
 )))]
 #[command(mut_arg("output", |a| a.value_name("OUTDIR").help(
-    "Output folder (samples/<sample_id>/, batch_summary.csv, batch_summary.parquet, persistence.csv, batch_report.html)"
+    "Output folder (samples/<sample_id>/, batch_summary.csv, batch_summary.parquet, persistence.csv, batch_report.html; with VDJ clonotypes.parquet, clonotypes.csv, clones.csv)"
 )))]
 pub struct BatchArgs {
     /// Samples run at the same time.
@@ -62,6 +64,11 @@ pub struct BatchArgs {
     /// parameters; redo the others.
     #[arg(long)]
     pub resume: bool,
+    /// With VDJ (manifest column `vdj`): the time-point label of the infusion product samples;
+    /// by default a sample is the product when its timepoint is IP, PROD, product or infusion
+    /// (any case) or its day is 0.
+    #[arg(long, value_name = "LABEL")]
+    pub product_timepoint: Option<String>,
     #[command(flatten)]
     pub run: RunArgs,
 }
@@ -74,6 +81,11 @@ pub struct AggregateArgs {
     /// The manifest [OUTDIR/manifest.csv, the copy `cartscope batch` writes].
     #[arg(long, value_name = "FILE")]
     pub manifest: Option<PathBuf>,
+    /// With VDJ (manifest column `vdj`): the time-point label of the infusion product samples;
+    /// by default a sample is the product when its timepoint is IP, PROD, product or infusion
+    /// (any case) or its day is 0.
+    #[arg(long, value_name = "LABEL")]
+    pub product_timepoint: Option<String>,
 }
 
 /// `cartscope bench`.

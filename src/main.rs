@@ -196,22 +196,7 @@ fn run(cli: cli::Cli) -> anyhow::Result<()> {
             Ok(())
         }
         cli::Command::Batch(args) => batch(&args),
-        cli::Command::Aggregate(args) => {
-            let (m, c) =
-                cartscope::batch::aggregate::aggregate(&args.outdir, args.manifest.as_deref())?;
-            eprintln!(
-                "{} samples: {} completed, {} failed, {} missing -> {}",
-                m.samples.len(),
-                c.ok,
-                c.failed,
-                c.missing,
-                args.outdir.join("batch_summary.csv").display()
-            );
-            if c.failed + c.missing > 0 {
-                return Err(SamplesFailed(c.failed + c.missing, m.samples.len()).into());
-            }
-            Ok(())
-        }
+        cli::Command::Aggregate(args) => aggregate(&args),
         cli::Command::Simulate(args) => {
             let started = std::time::Instant::now();
             let summary = cartscope::simulate::simulate(&args.output, &args.options())?;
@@ -288,6 +273,28 @@ impl std::fmt::Display for SamplesFailed {
 
 impl std::error::Error for SamplesFailed {}
 
+/// `cartscope aggregate`: the cross-sample outputs of finished sample folders.
+fn aggregate(args: &cli::AggregateArgs) -> anyhow::Result<()> {
+    let opts = cartscope::batch::AggregateOptions {
+        product_timepoint: args.product_timepoint.clone(),
+        ..Default::default()
+    };
+    let (m, c) =
+        cartscope::batch::aggregate::aggregate_with(&args.outdir, args.manifest.as_deref(), &opts)?;
+    eprintln!(
+        "{} samples: {} completed, {} failed, {} missing -> {}",
+        m.samples.len(),
+        c.ok,
+        c.failed,
+        c.missing,
+        args.outdir.join("batch_summary.csv").display()
+    );
+    if c.failed + c.missing > 0 {
+        return Err(SamplesFailed(c.failed + c.missing, m.samples.len()).into());
+    }
+    Ok(())
+}
+
 /// `cartscope batch`: the manifest is validated before anything is written.
 fn batch(args: &cli::BatchArgs) -> anyhow::Result<()> {
     let manifest = cartscope::batch::Manifest::read(&args.run.input)?;
@@ -301,6 +308,10 @@ fn batch(args: &cli::BatchArgs) -> anyhow::Result<()> {
     let bopts = cartscope::batch::BatchOptions {
         jobs: usize::from(args.jobs),
         resume: args.resume,
+        aggregate: cartscope::batch::AggregateOptions {
+            vdj: opts.vdj.clone(),
+            product_timepoint: args.product_timepoint.clone(),
+        },
     };
     let started = std::time::Instant::now();
     let r = cartscope::batch::run_batch(

@@ -13,23 +13,33 @@
 //! (S or G2M), the phenotype fractions among CAR+ T cells, the median scores
 //! among CAR+ T cells and the exhaustion-memory balance. Two samples of one patient at one
 //! time point (blood and marrow, say) stay two rows: medians do not pool.
+//!
+//! With VDJ (manifest column `vdj`) the patient-level clonotypes of [`super::clonal`] add
+//! `clonotypes.parquet`, `clonotypes.csv`, `clones.csv`, the clonal columns of
+//! persistence.csv and the clonal section of the report; an aggregation without VDJ removes
+//! those files when an earlier one left them.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
+use super::clonal::{self, Clonal, PERSISTENCE_COLUMNS};
 use super::manifest::{Manifest, csv_field, split_line};
 use super::rows::{Counts, SampleRow, SampleStatus, by_patient, timepoint_label};
 use super::{error_file, sample_dir};
 use crate::io::write_atomic;
+use crate::vdj::VdjOptions;
 use crate::{Error, Result};
 
 /// The normalised copy of the manifest a batch leaves in OUTDIR (paths absolute), read by
 /// `cartscope aggregate OUTDIR` when no manifest is named.
 pub(crate) const MANIFEST_COPY: &str = "manifest.csv";
 
-/// Writes [`MANIFEST_COPY`] with absolute input paths.
+/// Writes [`MANIFEST_COPY`] with absolute input paths (`path`, and `vdj` when the manifest has it).
 pub(crate) fn write_manifest_copy(m: &Manifest, outdir: &Path) -> Result<()> {
     let mut cols = vec!["sample_id".to_string(), "path".to_string()];
+    if m.has_vdj {
+        cols.push("vdj".to_string());
+    }
     cols.extend(m.metadata_columns());
     let mut out = cols
         .iter()
@@ -39,6 +49,9 @@ pub(crate) fn write_manifest_copy(m: &Manifest, outdir: &Path) -> Result<()> {
         + "\n";
     for s in &m.samples {
         let mut row = vec![s.id.clone(), absolute(&s.path)];
+        if m.has_vdj {
+            row.push(s.vdj.as_deref().map(absolute).unwrap_or_default());
+        }
         row.extend(m.metadata_values(s));
         out += &(row
             .iter()
@@ -52,7 +65,7 @@ pub(crate) fn write_manifest_copy(m: &Manifest, outdir: &Path) -> Result<()> {
 
 /// The absolute form of an input path (as given when it cannot be made absolute), so the
 /// batch and a later aggregate over its manifest copy write the same text.
-fn absolute(p: &Path) -> String {
+pub(crate) fn absolute(p: &Path) -> String {
     std::path::absolute(p)
         .unwrap_or_else(|_| p.to_path_buf())
         .to_string_lossy()
@@ -266,13 +279,18 @@ pub(crate) fn persistence_value_columns(rows: &[SampleRow]) -> Vec<String> {
     v
 }
 
-/// persistence.csv (see the module documentation).
-pub(crate) fn persistence_csv(rows: &[SampleRow]) -> String {
+/// persistence.csv (see the module documentation), with the clonal columns when the batch
+/// has VDJ.
+pub(crate) fn persistence_csv(rows: &[SampleRow], clonal: Option<&Clonal>) -> String {
     let values = persistence_value_columns(rows);
     let mut header: Vec<String> = ["patient", "timepoint", "day", "sample_id"]
         .map(String::from)
         .to_vec();
     header.extend(values.iter().cloned());
+    let clonal_fields = clonal.map(|c| c.persistence_fields(rows));
+    if clonal_fields.is_some() {
+        header.extend(PERSISTENCE_COLUMNS.map(String::from));
+    }
     let mut out = join(&header);
     for (patient, group) in by_patient(rows) {
         for r in group {
@@ -287,16 +305,47 @@ pub(crate) fn persistence_csv(rows: &[SampleRow]) -> String {
                     .iter()
                     .map(|c| r.fields.get(c).cloned().unwrap_or_default()),
             );
+            if let Some(cf) = &clonal_fields {
+                f.extend(
+                    cf.get(&r.sample.id)
+                        .cloned()
+                        .unwrap_or_else(|| vec![String::new(); PERSISTENCE_COLUMNS.len()]),
+                );
+            }
             out += &join(&f);
         }
     }
     out
 }
 
+/// Options of the cross-sample outputs.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct AggregateOptions {
+    /// The clonotype definition of the patient-level clonotypes (`scope` and the expansion
+    /// breakpoints do not apply).
+    pub vdj: VdjOptions,
+    /// The time-point label of the infusion product samples, replacing the default rule
+    /// ([`super::clonal::is_product`]).
+    pub product_timepoint: Option<String>,
+}
+
 /// Writes batch_summary.csv, batch_summary.parquet, persistence.csv and batch_report.html into
-/// `outdir`.
-pub(crate) fn write_outputs(m: &Manifest, outdir: &Path) -> Result<Counts> {
+/// `outdir`, and with VDJ clonotypes.parquet, clonotypes.csv and clones.csv.
+pub(crate) fn write_outputs(
+    m: &Manifest,
+    outdir: &Path,
+    opts: &AggregateOptions,
+) -> Result<Counts> {
     let rows = collect(m, outdir);
+    let clonal = clonal::compute(&rows, outdir, &opts.vdj, opts.product_timepoint.as_deref())?;
+    match &clonal {
+        Some(c) => c.write(&rows, outdir)?,
+        None => {
+            for f in clonal::FILES {
+                super::remove_file(&outdir.join(f))?;
+            }
+        }
+    }
     write_atomic(
         &outdir.join("batch_summary.csv"),
         batch_summary_csv(m, &rows).as_bytes(),
@@ -305,9 +354,9 @@ pub(crate) fn write_outputs(m: &Manifest, outdir: &Path) -> Result<Counts> {
     crate::report::table::write_parquet_atomic(&outdir.join("batch_summary.parquet"), &mut frame)?;
     write_atomic(
         &outdir.join("persistence.csv"),
-        persistence_csv(&rows).as_bytes(),
+        persistence_csv(&rows, clonal.as_ref()).as_bytes(),
     )?;
-    let html = super::report::render(m, &rows);
+    let html = super::report::render(m, &rows, clonal.as_ref());
     write_atomic(&outdir.join("batch_report.html"), html.as_bytes())?;
     Ok(Counts::tally(&rows))
 }
@@ -315,6 +364,15 @@ pub(crate) fn write_outputs(m: &Manifest, outdir: &Path) -> Result<Counts> {
 /// `cartscope aggregate OUTDIR [--manifest FILE]`: the manifest named, else the copy a batch
 /// left in OUTDIR.
 pub fn aggregate(outdir: &Path, manifest: Option<&Path>) -> Result<(Manifest, Counts)> {
+    aggregate_with(outdir, manifest, &AggregateOptions::default())
+}
+
+/// [`aggregate`] with options (clonotype definition, product time point).
+pub fn aggregate_with(
+    outdir: &Path,
+    manifest: Option<&Path>,
+    opts: &AggregateOptions,
+) -> Result<(Manifest, Counts)> {
     let file: PathBuf = manifest.map_or_else(|| outdir.join(MANIFEST_COPY), Path::to_path_buf);
     let m = Manifest::read(&file)?;
     let samples = outdir.join("samples");
@@ -325,6 +383,6 @@ pub fn aggregate(outdir: &Path, manifest: Option<&Path>) -> Result<(Manifest, Co
             "no samples folder: run the samples first (cartscope run INPUT -o OUTDIR/samples/ID)",
         ));
     }
-    let counts = write_outputs(&m, outdir)?;
+    let counts = write_outputs(&m, outdir, opts)?;
     Ok((m, counts))
 }

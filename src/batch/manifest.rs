@@ -1,8 +1,10 @@
 //! The batch manifest: one row per sample, CSV or TSV.
 //!
 //! Required columns `sample_id` and `path` (relative to the manifest's folder, or absolute);
-//! optional `patient`, `timepoint` (a label) and `day` (a number that orders the time points);
-//! every other column is kept as sample metadata and carried into the batch outputs.
+//! optional `patient`, `timepoint` (a label) and `day` (a number that orders the time points),
+//! and `vdj`, the sample's VDJ contig table (resolved like `path`; an empty field means none),
+//! which is an input, not metadata; every other column is kept as sample metadata and carried
+//! into the batch outputs.
 //!
 //! Validation is structural and covers the whole file before anything runs: a missing required
 //! column, a row with the wrong number of fields, an empty or duplicate `sample_id`, a
@@ -17,7 +19,7 @@ use std::path::{Path, PathBuf};
 use crate::{Error, Result};
 
 /// Columns with a meaning of their own; the others are metadata.
-const KNOWN: [&str; 5] = ["sample_id", "path", "patient", "timepoint", "day"];
+const KNOWN: [&str; 6] = ["sample_id", "path", "patient", "timepoint", "day", "vdj"];
 
 /// One sample of the manifest.
 #[derive(Debug, Clone, PartialEq)]
@@ -34,6 +36,9 @@ pub struct Sample {
     pub timepoint: String,
     /// Day after infusion, ordering a patient's time points.
     pub day: Option<f64>,
+    /// The VDJ contig table (10x contig CSV or AIRR TSV), resolved against the manifest's
+    /// folder; none when the manifest has no `vdj` column or the field is empty.
+    pub vdj: Option<PathBuf>,
     /// The other columns' values, in [`Manifest::extra_columns`] order.
     pub extra: Vec<String>,
 }
@@ -51,6 +56,8 @@ pub struct Manifest {
     pub has_timepoint: bool,
     /// See `has_patient`.
     pub has_day: bool,
+    /// Whether the file has a `vdj` column.
+    pub has_vdj: bool,
     /// The samples, in file order.
     pub samples: Vec<Sample>,
 }
@@ -183,6 +190,7 @@ impl Manifest {
         };
         let (c_id, c_path) = (required("sample_id")?, required("path")?);
         let (c_pat, c_tp, c_day) = (find("patient"), find("timepoint"), find("day"));
+        let c_vdj = find("vdj");
         let extra_idx: Vec<usize> = (0..columns.len())
             .filter(|&i| !KNOWN.contains(&columns[i].as_str()))
             .collect();
@@ -249,6 +257,10 @@ impl Manifest {
                 patient: c_pat.map(get).unwrap_or_default(),
                 timepoint: c_tp.map(get).unwrap_or_default(),
                 day,
+                vdj: c_vdj
+                    .map(get)
+                    .filter(|v| !v.is_empty())
+                    .map(|v| base.join(v)),
                 extra: extra_idx.iter().map(|&i| get(i)).collect(),
                 id,
             });
@@ -266,6 +278,7 @@ impl Manifest {
             has_patient: c_pat.is_some(),
             has_timepoint: c_tp.is_some(),
             has_day: c_day.is_some(),
+            has_vdj: c_vdj.is_some(),
             samples,
         })
     }
@@ -320,6 +333,17 @@ mod tests {
         assert_eq!(m.extra_columns, vec!["tissue"]);
         assert_eq!(m.samples[0].extra, vec!["blood, PB"]);
         assert_eq!(m.metadata_columns(), vec!["patient", "day", "tissue"]);
+        assert!(!m.has_vdj && m.samples[0].vdj.is_none());
+    }
+
+    #[test]
+    fn vdj_is_a_path_not_metadata() {
+        let m = parse("sample_id,path,vdj,patient\nA,a.h5ad,v/a.csv,P1\nB,b.h5ad,,P1\n").unwrap();
+        assert!(m.has_vdj);
+        assert_eq!(m.samples[0].vdj.as_deref(), Some(Path::new("dir/v/a.csv")));
+        assert_eq!(m.samples[1].vdj, None);
+        assert_eq!(m.metadata_columns(), vec!["patient"]);
+        assert!(m.extra_columns.is_empty());
     }
 
     #[test]

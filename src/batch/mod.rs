@@ -5,7 +5,8 @@
 //! `jobs` samples at a time. A sample that fails (missing or corrupt file, too few cells, even
 //! a panic) is recorded and the others go on. At the end `aggregate::write_outputs` builds
 //! `batch_summary.csv` (and `.parquet`), `persistence.csv` and `batch_report.html` from the finished folders
-//! (the same code `cartscope aggregate` runs).
+//! (the same code `cartscope aggregate` runs), and with VDJ (manifest column `vdj`) the
+//! patient-level clonotypes of [`clonal`].
 //!
 //! # Completion and resume
 //! A sample is written into `samples/.<id>.partial/`; when its outputs are all written a
@@ -18,6 +19,7 @@
 //! matches the current input and parameters exactly and redoes every other one.
 
 pub mod aggregate;
+pub mod clonal;
 pub mod joint;
 pub mod manifest;
 pub(crate) mod report;
@@ -37,18 +39,21 @@ use crate::io::write_atomic;
 use crate::pipeline::RunOptions;
 use crate::run::Run;
 use crate::{Error, Result};
+pub use aggregate::AggregateOptions;
 pub use manifest::{Manifest, Sample};
 
 /// The completion marker inside a finished sample folder.
 pub(crate) const MARKER: &str = ".cartscope-complete.json";
 
 /// Batch-level options.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct BatchOptions {
     /// Samples run at the same time (at least 1).
     pub jobs: usize,
     /// Skip samples whose completion marker matches.
     pub resume: bool,
+    /// Options of the cross-sample outputs (clonotypes, product time point).
+    pub aggregate: AggregateOptions,
 }
 
 impl Default for BatchOptions {
@@ -56,6 +61,7 @@ impl Default for BatchOptions {
         BatchOptions {
             jobs: 1,
             resume: false,
+            aggregate: AggregateOptions::default(),
         }
     }
 }
@@ -352,7 +358,7 @@ pub fn run_batch(
             })
         })
         .collect();
-    aggregate::write_outputs(manifest, outdir)?;
+    aggregate::write_outputs(manifest, outdir, &batch.aggregate)?;
     Ok(BatchResult {
         samples,
         backend: backend.name().to_string(),

@@ -1,12 +1,15 @@
 //! batch_report.html: one self-contained page (inline SVG, no scripts, no external files) with
 //! per-patient persistence curves over time, the phenotype composition of CAR+ T cells over
-//! time, median scores over time, and a table of all samples linking each sample's report.
+//! time, median scores over time, with VDJ the clone tracking, time-point overlap and product
+//! clones' share per patient, and a table of all samples linking each sample's report.
 
 use std::fmt::Write;
 
+use super::clonal::{Clonal, VdjStatus};
 use super::manifest::Manifest;
 use super::rows::{SampleRow, SampleStatus, by_patient, timepoint_label};
 use crate::report::svg::{PALETTE, esc, stacked_bars, tick_label};
+use crate::vdj::stats::Repertoire;
 
 const W: f64 = 460.0;
 const H: f64 = 300.0;
@@ -65,6 +68,7 @@ pub fn line_plot(
 <text x=\"{cx}\" y=\"16\" text-anchor=\"middle\" font-size=\"13\">{t}</text>\
 <text x=\"{cx}\" y=\"{by}\" text-anchor=\"middle\" font-size=\"11\">{x}</text>\
 <text x=\"12\" y=\"{cy}\" text-anchor=\"middle\" font-size=\"11\" transform=\"rotate(-90 12 {cy})\">{y}</text>",
+        id = esc(id),
         t = esc(title),
         x = esc(xlab),
         y = esc(ylab),
@@ -224,8 +228,197 @@ fn persistence_plots(
     h
 }
 
+/// A square matrix of values in [0, 1] as a heatmap with the values written in the cells
+/// (empty cells where undefined).
+fn heatmap(id: &str, title: &str, labels: &[String], values: &[Vec<Option<f64>>]) -> String {
+    let n = labels.len().max(1) as f64;
+    let cell = (220.0 / n).clamp(24.0, 60.0);
+    let (left, top) = (90.0, 30.0);
+    let side = cell * n;
+    let (w, h) = (left + side + 10.0, top + side + 70.0);
+    let mut s = format!(
+        "<svg class=\"plot\" data-plot=\"{id}\" xmlns=\"http://www.w3.org/2000/svg\" viewBox=\"0 0 {w} {h}\" width=\"{w}\" height=\"{h}\" role=\"img\"><title>{t}</title>\
+<text x=\"{cx}\" y=\"16\" text-anchor=\"middle\" font-size=\"13\">{t}</text>",
+        id = esc(id),
+        t = esc(title),
+        cx = w / 2.0,
+    );
+    for (i, label) in labels.iter().enumerate() {
+        let y = top + cell * (i as f64 + 0.5);
+        let x = left + cell * (i as f64 + 0.5);
+        let _ = write!(
+            s,
+            "<text x=\"{:.1}\" y=\"{:.1}\" font-size=\"10\" text-anchor=\"end\">{l}</text>\
+<text x=\"{x:.1}\" y=\"{:.1}\" font-size=\"10\" text-anchor=\"end\" transform=\"rotate(-45 {x:.1} {:.1})\">{l}</text>",
+            left - 4.0,
+            y + 3.0,
+            top + side + 12.0,
+            top + side + 12.0,
+            l = esc(label),
+        );
+        for (j, v) in values[i].iter().enumerate() {
+            let (x, y) = (left + cell * j as f64, top + cell * i as f64);
+            let (fill, text) = match v {
+                Some(v) => {
+                    // White (0) to dark blue (1).
+                    let t = v.clamp(0.0, 1.0);
+                    let c = |a: f64, b: f64| (a + (b - a) * t).round() as u8;
+                    (
+                        format!(
+                            "#{:02x}{:02x}{:02x}",
+                            c(255.0, 8.0),
+                            c(255.0, 48.0),
+                            c(255.0, 107.0)
+                        ),
+                        format!("{v:.2}"),
+                    )
+                }
+                None => ("#eeeeee".to_string(), String::new()),
+            };
+            let ink = if v.is_some_and(|v| v > 0.5) {
+                "#fff"
+            } else {
+                "#222"
+            };
+            let _ = write!(
+                s,
+                "<rect x=\"{x:.1}\" y=\"{y:.1}\" width=\"{cell:.1}\" height=\"{cell:.1}\" fill=\"{fill}\" stroke=\"#fff\"><title>{} / {}: {text}</title></rect>\
+<text x=\"{:.1}\" y=\"{:.1}\" font-size=\"10\" text-anchor=\"middle\" fill=\"{ink}\">{text}</text>",
+                esc(label),
+                esc(&labels[j]),
+                x + cell / 2.0,
+                y + cell / 2.0 + 3.5,
+            );
+        }
+    }
+    s.push_str("</svg>");
+    s
+}
+
+/// The clonal section: per patient the top clones' frequencies over time and the
+/// Morisita-Horn overlap of its time points, then the product clones' share over time (1 at
+/// the product itself; patients without product VDJ have no line).
+fn clonal_section(
+    groups: &[(String, Vec<&SampleRow>)],
+    rows: &[SampleRow],
+    c: &Clonal,
+    xlab: &str,
+) -> String {
+    let index = |r: &SampleRow| rows.iter().position(|x| x.sample.id == r.sample.id);
+    let mut h = String::from("<h2>Clonal persistence (VDJ)</h2><div class=\"plots\">");
+    let fields = c.persistence_fields(rows);
+    let mut product: Vec<Series> = Vec::new();
+    for (p, v) in groups {
+        let done: Vec<(usize, &SampleRow)> = v
+            .iter()
+            .enumerate()
+            .filter(|(_, r)| index(r).is_some_and(|i| c.status[i] == VdjStatus::Done))
+            .map(|(k, r)| (k, *r))
+            .collect();
+        if done.is_empty() {
+            continue;
+        }
+        let name = if p.is_empty() { "samples" } else { p.as_str() };
+        let counts: Vec<&Repertoire> = done
+            .iter()
+            .filter_map(|(_, r)| index(r).map(|i| &c.counts[i]))
+            .collect();
+        // The patient's 10 largest clones (ties: lower id).
+        let mut clones: Vec<u32> = (0..c.sizes.len() as u32)
+            .filter(|&k| c.clone_patient[k as usize] == *p)
+            .collect();
+        clones.sort_by_key(|&k| (std::cmp::Reverse(c.sizes[k as usize]), k));
+        clones.truncate(10);
+        let series: Vec<Series> = clones
+            .iter()
+            .map(|&k| {
+                let pts = done
+                    .iter()
+                    .zip(&counts)
+                    .map(|((i, r), cc)| {
+                        let f = f64::from(cc.count(k)) / cc.cells().max(1) as f64;
+                        (x_of(r, *i), f, timepoint_label(&r.sample))
+                    })
+                    .collect();
+                (format!("clone {k}"), pts)
+            })
+            .collect();
+        h.push_str("<figure>");
+        h += &line_plot(
+            &format!("clones_{name}"),
+            &format!("top clones of {name}: fraction of cells with a clone"),
+            (xlab, "fraction of clonotyped cells"),
+            &series,
+            true,
+        );
+        h.push_str("</figure>");
+        let labels: Vec<String> = done
+            .iter()
+            .map(|(_, r)| timepoint_label(&r.sample))
+            .collect();
+        let matrix: Vec<Vec<Option<f64>>> = counts
+            .iter()
+            .map(|a| counts.iter().map(|b| a.morisita_horn(b)).collect())
+            .collect();
+        h.push_str("<figure>");
+        h += &heatmap(
+            &format!("overlap_{name}"),
+            &format!("{name}: Morisita-Horn overlap"),
+            &labels,
+            &matrix,
+        );
+        h.push_str("</figure>");
+        // A product sample's cells are all in product clones: its point is 1, so that each
+        // line starts at the product.
+        let pts: Vec<(f64, f64, String)> = done
+            .iter()
+            .filter_map(|(i, r)| {
+                let k = index(r)?;
+                let f = if c.product[k] && c.counts[k].cells() > 0 {
+                    1.0
+                } else {
+                    fields.get(&r.sample.id)?.get(6)?.parse::<f64>().ok()?
+                };
+                Some((x_of(r, *i), f, timepoint_label(&r.sample)))
+            })
+            .collect();
+        if !pts.is_empty() {
+            product.push((name.to_string(), pts));
+        }
+    }
+    if !product.is_empty() {
+        h.push_str("<figure>");
+        h += &line_plot(
+            "product_clone_fraction",
+            "share of cells in infusion-product clones",
+            (xlab, "product clone fraction"),
+            &product,
+            true,
+        );
+        h.push_str("</figure>");
+    }
+    h.push_str("</div>");
+    let failed: Vec<(usize, &String)> = c
+        .status
+        .iter()
+        .enumerate()
+        .filter_map(|(i, s)| match s {
+            VdjStatus::Failed(e) => Some((i, e)),
+            _ => None,
+        })
+        .collect();
+    if !failed.is_empty() {
+        h.push_str("<p>VDJ not analysed:</p><ul>");
+        for (i, e) in failed {
+            let _ = write!(h, "<li>{}: {}</li>", esc(&rows[i].sample.id), esc(e));
+        }
+        h.push_str("</ul>");
+    }
+    h
+}
+
 /// The whole page.
-pub fn render(m: &Manifest, rows: &[SampleRow]) -> String {
+pub fn render(m: &Manifest, rows: &[SampleRow], clonal: Option<&Clonal>) -> String {
     let groups = by_patient(rows);
     let xlab = if m.has_day {
         "day after infusion"
@@ -289,6 +482,9 @@ td.l,th.l{text-align:left}tr.failed td{background:#fde8e8}tr.missing td{backgrou
             h.push_str("</figure>");
         }
         h.push_str("</div>");
+    }
+    if let Some(c) = clonal {
+        h += &clonal_section(&groups, rows, c, xlab);
     }
     h.push_str("<h2>Samples</h2><table><tr><th class=\"l\">sample</th><th class=\"l\">patient</th><th class=\"l\">time point</th><th>day</th><th class=\"l\">status</th><th>cells in</th><th>cells after QC</th><th>T cells</th><th>CAR+</th><th>CAR+ fraction</th><th>CD4:CD8 CAR+</th><th>DN of CAR+</th><th>gd of CAR+</th><th>cycling</th><th class=\"l\">report / error</th></tr>");
     for r in rows {

@@ -2,6 +2,7 @@
 //! - `batch`: `cartscope batch`/`aggregate`: failures isolated, numbers as single runs, resume,
 //!   batch_report.html in headless Chromium;
 //! - `browser`: the headless Chromium check of generated HTML pages (a helper, no tests);
+//! - `clonal`: patient-level clonotypes and clonal persistence of a batch against scirpy;
 //! - `cart`: CAR-T calls against simulated truth, scores against scanpy, the summary;
 //! - `readers`: every fixture layout reads to the values its generator recorded;
 //! - `golden`: `cartscope run` matches committed scanpy reference runs;
@@ -22,6 +23,7 @@
 mod batch;
 mod browser;
 mod cart;
+mod clonal;
 mod cluster;
 mod common;
 mod errors;
