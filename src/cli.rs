@@ -86,6 +86,9 @@ pub struct AggregateArgs {
     /// (any case) or its day is 0.
     #[arg(long, value_name = "LABEL")]
     pub product_timepoint: Option<String>,
+    /// The clonotype definition (as given to the batch).
+    #[command(flatten)]
+    pub clone_args: CloneArgs,
 }
 
 /// `cartscope bench`.
@@ -291,7 +294,8 @@ pub struct CloneArgs {
 }
 
 impl CloneArgs {
-    fn apply(&self, o: &mut cartscope::vdj::ClonotypeOptions) {
+    /// The clonotype options with these flags over the defaults.
+    pub fn apply(&self, o: &mut cartscope::vdj::ClonotypeOptions) {
         if let Some(v) = self.clone_sequence {
             o.sequence = v;
         }

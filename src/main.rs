@@ -275,10 +275,11 @@ impl std::error::Error for SamplesFailed {}
 
 /// `cartscope aggregate`: the cross-sample outputs of finished sample folders.
 fn aggregate(args: &cli::AggregateArgs) -> anyhow::Result<()> {
-    let opts = cartscope::batch::AggregateOptions {
+    let mut opts = cartscope::batch::AggregateOptions {
         product_timepoint: args.product_timepoint.clone(),
         ..Default::default()
     };
+    args.clone_args.apply(&mut opts.vdj.clonotypes);
     let (m, c) =
         cartscope::batch::aggregate::aggregate_with(&args.outdir, args.manifest.as_deref(), &opts)?;
     eprintln!(

@@ -42,7 +42,16 @@ pub struct Run<'a> {
     backend: Option<(&'a dyn Backend, Option<String>)>,
     progress: bool,
     samples: Option<SampleColumns>,
-    vdj: Option<PathBuf>,
+    vdj: Option<Vdj>,
+}
+
+/// Where a run's VDJ contigs come from.
+enum Vdj {
+    /// A contig table, read when the run starts.
+    Path(PathBuf),
+    /// Contigs already read (a batch reads them first, so that a bad table fails only the
+    /// sample's clonal part).
+    Contigs(Box<crate::vdj::Contigs>),
 }
 
 impl<'a> Run<'a> {
@@ -109,7 +118,13 @@ impl<'a> Run<'a> {
     /// `all_contig_annotations.csv`, plain or gzip, or an AIRR rearrangement TSV): the
     /// outputs gain each cell's receptor chains, chain pairing and clonotype (docs/vdj.md).
     pub fn vdj(mut self, contigs: impl Into<PathBuf>) -> Self {
-        self.vdj = Some(contigs.into());
+        self.vdj = Some(Vdj::Path(contigs.into()));
+        self
+    }
+
+    /// [`Run::vdj`] with contigs already read.
+    pub fn vdj_contigs(mut self, contigs: crate::vdj::Contigs) -> Self {
+        self.vdj = Some(Vdj::Contigs(Box::new(contigs)));
         self
     }
 
@@ -125,11 +140,11 @@ impl<'a> Run<'a> {
         };
         self.opts.validate()?;
         // The contigs are read first, so a bad file fails before the analysis starts.
-        let contigs = self
-            .vdj
-            .as_deref()
-            .map(crate::vdj::read_contigs)
-            .transpose()?;
+        let contigs = match self.vdj {
+            Some(Vdj::Path(p)) => Some(crate::vdj::read_contigs(&p)?),
+            Some(Vdj::Contigs(c)) => Some(*c),
+            None => None,
+        };
         let src = match self.input {
             Input::Path(path, read) => CountSource::open(&path, &read)?,
             Input::Source(src) => *src,

@@ -120,6 +120,10 @@ pub(crate) struct Marker {
     pub input_mtime_ns: u128,
     /// Run options (TOML, as config.toml) and read options.
     pub parameters: String,
+    /// The VDJ contig table's canonical path, size and modification time (ns), if any (and
+    /// readable); markers of earlier versions have none.
+    #[serde(default)]
+    pub vdj: Option<(String, u64, u128)>,
     /// cartscope version that wrote it.
     pub cartscope_version: String,
 }
@@ -157,6 +161,11 @@ pub(crate) fn current_marker(
         input_size: size,
         input_mtime_ns: mtime,
         parameters: parameters(read, opts)?,
+        vdj: sample.vdj.as_deref().and_then(|p| {
+            let canonical = std::fs::canonicalize(p).ok()?;
+            let (size, mtime) = stamp_file(&canonical).ok()?;
+            Some((canonical.to_string_lossy().into_owned(), size, mtime))
+        }),
         cartscope_version: env!("CARGO_PKG_VERSION").to_string(),
     })
 }
@@ -223,11 +232,20 @@ fn run_sample(
     let partial = partial_dir(outdir, &sample.id);
     remove_dir(&partial)?;
     let marker = marker?;
-    let ran = Run::new(&sample.path, &partial)
+    let mut run = Run::new(&sample.path, &partial)
         .read_options(read.clone())
         .options(opts.clone())
-        .backend(backend, fallback.clone())
-        .execute();
+        .backend(backend, fallback.clone());
+    // A contig table that does not read fails the sample's clonal part only (aggregation
+    // reports it); the expression analysis goes on without it.
+    if let Some(contigs) = sample
+        .vdj
+        .as_deref()
+        .and_then(|p| crate::vdj::read_contigs(p).ok())
+    {
+        run = run.vdj_contigs(contigs);
+    }
+    let ran = run.execute();
     if let Err(e) = ran {
         remove_dir(&partial)?;
         return Err(e);

@@ -125,8 +125,8 @@ pub struct GroupStats {
     nnz: Vec<u64>,
 }
 
-/// Rows per parallel task when accumulating.
-const ROWS_PER_TASK: usize = 512;
+/// Fewest rows of a parallel task when accumulating.
+const MIN_ROWS_PER_TASK: usize = 512;
 
 impl GroupStats {
     /// Empty statistics of `n_groups` groups over `n_genes` genes.
@@ -170,9 +170,15 @@ impl GroupStats {
             acc
         };
         let zero = || (vec![0.0; len], vec![0.0; len], vec![0u64; len]);
+        // One contiguous range of rows per thread: every task zeroes and reduces accumulators
+        // of (groups + 1) x genes, which cost more than the rows of a small task.
+        let per_task = x
+            .n_rows
+            .div_ceil(rayon::current_num_threads().max(1))
+            .max(MIN_ROWS_PER_TASK);
         let tasks: Vec<_> = (0..x.n_rows)
-            .step_by(ROWS_PER_TASK)
-            .map(|a| a..(a + ROWS_PER_TASK).min(x.n_rows))
+            .step_by(per_task)
+            .map(|a| a..(a + per_task).min(x.n_rows))
             .collect();
         let part = tasks
             .into_par_iter()
