@@ -486,13 +486,35 @@ fn batch_report_renders_every_plot_in_headless_chromium() {
         .map(|p| p.split("</svg>").next().unwrap_or(""))
         .collect();
     // CAR+ fraction, CAR+ count, CD4:CD8, DN fraction, gamma-delta fraction, cycling fraction
-    // and the five median scores over time, one phenotype composition for the one patient.
-    assert_eq!(plots.len(), 12, "{dom}");
-    for id in ["dn_fraction_car", "gd_fraction_car", "cycling_fraction"] {
+    // and the five median scores over time, one phenotype composition for the one patient;
+    // with the samples' VDJ tables, the patient's top-10 clone tracking, its overlap matrix
+    // and the product clones' share over time.
+    assert_eq!(plots.len(), 15, "{dom}");
+    for id in [
+        "dn_fraction_car",
+        "gd_fraction_car",
+        "cycling_fraction",
+        "clones_P01",
+        "overlap_P01",
+        "product_clone_fraction",
+    ] {
         assert!(dom.contains(&format!("data-plot=\"{id}\"")), "{id}");
     }
-    let lines: Vec<&&str> = plots.iter().filter(|p| p.contains("<polyline")).collect();
-    assert_eq!(lines.len(), 11);
+    let plot = |id: &str| {
+        *plots
+            .iter()
+            .find(|p| p.contains(&format!("data-plot=\"{id}\"")))
+            .unwrap()
+    };
+    // Ten clones, each at the three time points; a 3 x 3 overlap matrix.
+    assert_eq!(plot("clones_P01").matches("<polyline").count(), 10);
+    assert_eq!(plot("clones_P01").matches("<circle").count(), 30);
+    assert_eq!(plot("overlap_P01").matches("<rect").count(), 9);
+    let lines: Vec<&&str> = plots
+        .iter()
+        .filter(|p| p.contains("<polyline") && !p.contains("data-plot=\"clones_P01\""))
+        .collect();
+    assert_eq!(lines.len(), 12);
     for p in lines {
         assert_eq!(
             p.matches("<circle").count(),
