@@ -159,6 +159,7 @@ impl<'a> Run<'a> {
             batch_key: self.samples.as_ref().map(|s| s.key.as_str()),
             x_out: Some(&result),
             vdj: contigs.as_ref(),
+            clone_group: self.samples.as_ref().and_then(|s| s.clone_group.as_deref()),
         };
         let written = analyse(src, &job).and_then(|analysis| {
             let cx = Context {

@@ -14,14 +14,13 @@
 //! flavor); scaling, PCA, the kNN graph, Leiden and UMAP are computed once on all cells; the
 //! CAR-T summary has one row per sample, from that sample's cells.
 //!
-//! With VDJ (manifest column `vdj`), every sample's contig table is analysed over its cells
-//! and clonotypes are defined once over the stacked cells, within `receptor_type` and patient
-//! ([`crate::vdj::define_clonotypes`] with the patient as group), before QC: obs gains
-//! `clone_id` (categorical, missing without a clone), `clone_id_size` (float64, NaN without a
-//! clone; it counts the stacked input cells, QC-failing ones included), `receptor_type` and
-//! `chain_pairing` (categoricals, missing for the cells of samples without a `vdj` file), all
-//! carried into cells.parquet. A missing or malformed contig table is an input error: nothing
-//! is written.
+//! With VDJ (manifest column `vdj`), the samples' contig tables are read before anything is
+//! written (a missing or malformed one is an input error) and stacked as the cells are (contig
+//! barcodes `BARCODE-sample_id`); the run then defines clonotypes over the stacked cells after
+//! QC, as `cartscope run --vdj` does, within `receptor_type` and patient (the manifest's
+//! `patient` as a further `within_group`): one clone has one id at every time point of its
+//! patient. obs, cells.parquet and the per-sample summary gain the receptor columns of
+//! `run --vdj` (docs/vdj.md); cells of samples without a table are `no IR`.
 
 use std::path::Path;
 
@@ -29,7 +28,7 @@ use crate::Result;
 use crate::io::{Column, CountSource, ReadOptions};
 use crate::pipeline::{RunOptions, RunSummary, SampleColumns};
 use crate::run::Run;
-use crate::vdj::{Receptor, VdjOptions, analyse, define_clonotypes, read_contigs};
+use crate::vdj::{Contigs, read_contigs};
 
 use super::Manifest;
 
@@ -41,81 +40,32 @@ fn categorical(values: &[String]) -> Column {
     Column::categorical_from_options(values.iter().map(|v| (!v.is_empty()).then_some(v.as_str())))
 }
 
-/// The obs columns of the patient-level clonotypes, set when the manifest has VDJ.
-pub(crate) const CLONAL_OBS: [&str; 4] = [
-    "clone_id",
-    "clone_id_size",
-    "receptor_type",
-    "chain_pairing",
-];
-
-/// The clonal obs columns ([`CLONAL_OBS`]) of the stacked cells, `barcodes` each sample's
-/// cells; None when no sample has a `vdj` file.
-fn clonal_obs(
-    m: &Manifest,
-    barcodes: &[Vec<String>],
-    opts: &VdjOptions,
-) -> Result<Option<Vec<Column>>> {
-    if m.samples.iter().all(|s| s.vdj.is_none()) {
-        return Ok(None);
-    }
-    let (mut receptors, mut groups, mut with_vdj) = (Vec::new(), Vec::new(), Vec::new());
-    for (s, bcs) in m.samples.iter().zip(barcodes) {
-        match &s.vdj {
-            Some(p) => receptors.extend(analyse(&read_contigs(p)?, Some(bcs), opts)?.receptors),
-            None => receptors.extend(std::iter::repeat_with(Receptor::no_ir).take(bcs.len())),
+/// The contig tables of the manifest's samples stacked as their cells are (barcodes
+/// `BARCODE-sample_id`); None when no sample has one.
+pub(crate) fn stacked_contigs(m: &Manifest) -> Result<Option<Contigs>> {
+    let mut parts = Vec::new();
+    for s in &m.samples {
+        if let Some(p) = &s.vdj {
+            let mut c = read_contigs(p)?;
+            for b in &mut c.barcodes {
+                *b = format!("{b}-{}", s.id);
+            }
+            parts.push(c);
         }
-        groups.extend(std::iter::repeat_n(s.patient.clone(), bcs.len()));
-        with_vdj.extend(std::iter::repeat_n(s.vdj.is_some(), bcs.len()));
     }
-    let clones = define_clonotypes(&receptors, &opts.clonotypes, Some(&groups))?;
-    let ids: Vec<Option<String>> = clones
-        .clone_id
-        .iter()
-        .map(|c| c.map(|c| c.to_string()))
-        .collect();
-    let sizes = (0..receptors.len())
-        .map(|i| clones.clone_size(i).map_or(f64::NAN, f64::from))
-        .collect();
-    let label = |f: fn(&Receptor) -> &'static str| {
-        Column::categorical_from_options(
-            receptors
-                .iter()
-                .zip(&with_vdj)
-                .map(|(r, &v)| v.then(|| f(r))),
-        )
-    };
-    Ok(Some(vec![
-        Column::categorical_from_options(ids.iter().map(Option::as_deref)),
-        Column::F64(sizes),
-        label(|r| r.qc.receptor_type.as_str()),
-        label(|r| r.qc.chain_pairing.as_str()),
-    ]))
+    Ok((!parts.is_empty()).then(|| Contigs::merge(parts)))
 }
 
 /// Opens every sample of `m` and stacks them into one source with the manifest's metadata in
-/// obs (and with VDJ the clonal columns, default clonotype options). Every input is opened (and
-/// the genes joined) before anything is written.
+/// obs. Every input is opened (and the genes joined) before anything is written.
 pub fn open(m: &Manifest, read: &ReadOptions) -> Result<CountSource> {
-    open_with(m, read, &VdjOptions::default())
-}
-
-/// [`open`] with the clonotype definition of the clonal columns.
-pub fn open_with(m: &Manifest, read: &ReadOptions, vdj: &VdjOptions) -> Result<CountSource> {
     let parts = m
         .samples
         .iter()
         .map(|s| Ok((s.id.clone(), CountSource::open(&s.path, read)?)))
         .collect::<Result<Vec<_>>>()?;
     let sizes: Vec<usize> = parts.iter().map(|(_, s)| s.n_obs()).collect();
-    let barcodes: Vec<Vec<String>> = parts.iter().map(|(_, s)| s.obs.index.clone()).collect();
-    let clonal = clonal_obs(m, &barcodes, vdj)?;
     let mut src = crate::io::concat::concat(&m.file, SAMPLE_KEY, parts)?;
-    if let Some(cols) = clonal {
-        for (name, col) in CLONAL_OBS.iter().zip(cols) {
-            src.obs.set(*name, col);
-        }
-    }
     // Per-sample values repeated over that sample's cells.
     let per_cell = |v: Vec<String>| -> Vec<String> {
         v.into_iter()
@@ -181,36 +131,21 @@ pub fn run_joint(
     opts: &RunOptions,
     progress: bool,
 ) -> Result<RunSummary> {
-    run_joint_with(
-        manifest,
-        outdir,
-        read,
-        opts,
-        &VdjOptions::default(),
-        progress,
-    )
-}
-
-/// [`run_joint`] with the clonotype definition of the clonal columns.
-pub fn run_joint_with(
-    manifest: &Path,
-    outdir: &Path,
-    read: &ReadOptions,
-    opts: &RunOptions,
-    vdj: &VdjOptions,
-    progress: bool,
-) -> Result<RunSummary> {
     opts.validate()?;
     let m = Manifest::read(manifest)?;
-    let src = open_with(&m, read, vdj)?;
-    // cells.parquet carries the clonal columns with the other receptor columns.
+    let src = open(&m, read)?;
+    let contigs = stacked_contigs(&m)?;
     let samples = SampleColumns {
         key: SAMPLE_KEY.to_string(),
         metadata: metadata_columns(&m),
+        clone_group: m.has_patient.then(|| "patient".to_string()),
     };
-    Run::on_source(src, outdir)
+    let mut run = Run::on_source(src, outdir)
         .options(opts.clone())
         .samples(samples)
-        .progress(progress)
-        .execute()
+        .progress(progress);
+    if let Some(c) = contigs {
+        run = run.vdj_contigs(c);
+    }
+    run.execute()
 }

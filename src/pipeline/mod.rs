@@ -63,6 +63,8 @@ pub(crate) struct Job<'a> {
     pub x_out: Option<&'a Path>,
     /// VDJ contigs of the cells (`run --vdj`): receptors and clonotypes of the cells after QC.
     pub vdj: Option<&'a crate::vdj::Contigs>,
+    /// The obs column whose groups clonotypes never cross (a joint run's patient).
+    pub clone_group: Option<&'a str>,
 }
 
 /// Everything the pipeline computes, before it is written.
@@ -98,6 +100,17 @@ pub(crate) struct Stages {
     pub vdj: Option<crate::vdj::VdjAnalysis>,
 }
 
+/// The text of obs column `name` per cell (missing values as an empty label).
+fn group_labels(obs: &crate::io::Frame, name: &str) -> Result<Vec<String>> {
+    let col = obs
+        .column(name)
+        .and_then(crate::io::Column::as_strings)
+        .ok_or_else(|| {
+            crate::Error::Internal(format!("clonotype groups: no text column obs/{name}"))
+        })?;
+    Ok(col.into_iter().map(Option::unwrap_or_default).collect())
+}
+
 /// The recipe, one stage after another.
 pub(crate) fn analyse(src: CountSource, job: &Job<'_>) -> Result<Analysis> {
     let (opts, backend) = (job.opts, job.backend);
@@ -125,10 +138,21 @@ pub(crate) fn analyse(src: CountSource, job: &Job<'_>) -> Result<Analysis> {
     clock.lap(Stage::ReadQc);
     let mut f = filter::apply(scanned, batches, opts)?;
     // Receptors and clonotypes of the cells after QC (milliseconds; timed with the filter).
-    let vdj = job
-        .vdj
-        .map(|c| crate::vdj::analyse(c, Some(&f.obs.index), &opts.vdj))
-        .transpose()?;
+    let vdj = match job.vdj {
+        Some(c) => {
+            let groups = job
+                .clone_group
+                .map(|name| group_labels(&f.obs, name))
+                .transpose()?;
+            Some(crate::vdj::analyse_within(
+                c,
+                Some(&f.obs.index),
+                &opts.vdj,
+                groups.as_deref(),
+            )?)
+        }
+        None => None,
+    };
     clock.lap(Stage::Filter);
     let on_counts = hvg::on_raw_counts(&mut f, &ctx, opts)?;
     f.matrix.normalize_log1p(&ctx);

@@ -205,4 +205,7 @@ pub struct SampleColumns {
     pub key: String,
     /// Per-sample metadata columns of obs (patient, time point, day, manifest extras).
     pub metadata: Vec<String>,
+    /// The obs column whose groups clonotypes never cross (a joint run's `patient`), when the
+    /// run has VDJ contigs.
+    pub clone_group: Option<String>,
 }

@@ -330,6 +330,7 @@ fn analyse_streams_and_holds_in_memory_alike() {
             batch_key: None,
             x_out: None,
             vdj: None,
+            clone_group: None,
         };
         analyse(open(), &job).expect("analyse")
     };

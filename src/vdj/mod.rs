@@ -459,6 +459,23 @@ pub fn analyse(
     matrix_barcodes: Option<&[String]>,
     opts: &VdjOptions,
 ) -> Result<VdjAnalysis> {
+    analyse_within(contigs, matrix_barcodes, opts, None)
+}
+
+/// [`analyse`] with clonotypes that never cross `groups` (one label per matrix cell, e.g. the
+/// patient of a joint run's cells), as a further `within_group` column does in scirpy; only
+/// with [`CloneScope::MatrixCells`].
+pub fn analyse_within(
+    contigs: &Contigs,
+    matrix_barcodes: Option<&[String]>,
+    opts: &VdjOptions,
+    groups: Option<&[String]>,
+) -> Result<VdjAnalysis> {
+    if groups.is_some() && (opts.scope != CloneScope::MatrixCells || matrix_barcodes.is_none()) {
+        return Err(Error::Usage(
+            "VDJ: clonotype groups need the cells of a matrix and the matrix_cells scope".into(),
+        ));
+    }
     let vdj_index: HashMap<&str, usize> = contigs
         .barcodes
         .iter()
@@ -510,7 +527,7 @@ pub fn analyse(
                 opts,
             );
         }
-        _ => define_clonotypes(&receptors, &opts.clonotypes, None)?,
+        _ => define_clonotypes(&receptors, &opts.clonotypes, groups)?,
     };
     let sizes = (0..barcodes.len())
         .map(|i| clone_id.clone_size(i))
@@ -631,6 +648,26 @@ mod tests {
         assert_eq!(r.clonal_expansion, vec!["nan", "> 2", "> 2"]);
         let dup: Vec<String> = ["a", "a"].map(String::from).to_vec();
         assert!(analyse(&t, Some(&dup), &VdjOptions::default()).is_err());
+    }
+
+    #[test]
+    fn groups_split_clones_and_need_matrix_cells() {
+        let t = table(&[
+            ("a", vec![contig(Locus::Tra, "X"), contig(Locus::Trb, "Y")]),
+            ("b", vec![contig(Locus::Tra, "X"), contig(Locus::Trb, "Y")]),
+            ("c", vec![contig(Locus::Tra, "X"), contig(Locus::Trb, "Y")]),
+        ]);
+        let m: Vec<String> = ["a", "b", "c"].map(String::from).to_vec();
+        let g: Vec<String> = ["P1", "P2", "P1"].map(String::from).to_vec();
+        let r = analyse_within(&t, Some(&m), &VdjOptions::default(), Some(&g)).unwrap();
+        assert_eq!(r.clone_id, vec![Some(0), Some(1), Some(0)]);
+        assert_eq!(r.clone_size, vec![Some(2), Some(1), Some(2)]);
+        assert!(analyse_within(&t, None, &VdjOptions::default(), Some(&g)).is_err());
+        let all = VdjOptions {
+            scope: CloneScope::AllVdjCells,
+            ..VdjOptions::default()
+        };
+        assert!(analyse_within(&t, Some(&m), &all, Some(&g)).is_err());
     }
 
     #[test]
