@@ -21,6 +21,7 @@
 pub mod aggregate;
 pub mod clonal;
 pub mod joint;
+mod lock;
 pub mod manifest;
 pub(crate) mod report;
 pub(crate) mod rows;
@@ -298,7 +299,8 @@ fn run_isolated(
 
 /// Runs every sample of `manifest` into `outdir` and writes the cross-sample outputs.
 ///
-/// Errors (nothing written): invalid options, no backend. Errors after the samples ran: the
+/// Errors (nothing written): invalid options, no backend, `outdir` in use by another batch
+/// (its lock file names a running process; a stale one is taken over). Errors after the samples ran: the
 /// cross-sample outputs could not be written. Sample failures are in the result, not errors.
 /// `log` receives one line per sample as it finishes.
 pub fn run_batch(
@@ -316,6 +318,9 @@ pub fn run_batch(
     let selected = select_backend(opts.backend)?;
     let fallback = selected.fallback_reason.clone();
     let backend = selected.backend;
+    std::fs::create_dir_all(outdir).map_err(|e| Error::write(outdir, "output folder", e))?;
+    // Held until the cross-sample outputs are written.
+    let _lock = lock::acquire(outdir)?;
     let samples_dir = outdir.join("samples");
     std::fs::create_dir_all(&samples_dir)
         .map_err(|e| Error::write(&samples_dir, "output folder", e))?;

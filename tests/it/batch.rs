@@ -399,6 +399,40 @@ fn bad_manifest_is_exit_2_naming_row_and_column_with_nothing_written() {
     crate::common::assert_manifests_rejected(d, &["batch"], &cases, true);
 }
 
+#[test]
+fn second_batch_on_a_folder_in_use_stops_at_once() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("out");
+    std::fs::create_dir_all(&out).unwrap();
+    // A live batch's lock: this test process's pid.
+    let lock = out.join(".cartscope-batch.lock");
+    std::fs::write(&lock, format!("{}\n", std::process::id())).unwrap();
+    let manifest = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("sample_data/manifest.csv");
+    let started = Instant::now();
+    let o = cartscope()
+        .args(["batch", "--backend", "cpu", "--quiet"])
+        .arg(&manifest)
+        .arg("-o")
+        .arg(&out)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("is in use by another cartscope batch")
+            && stderr.contains(&format!("(pid {})", std::process::id())),
+        "{stderr}"
+    );
+    assert!(started.elapsed() < Duration::from_secs(20), "not at once");
+    // Nothing written, the other batch's lock untouched.
+    let entries: Vec<_> = std::fs::read_dir(&out).unwrap().collect();
+    assert_eq!(entries.len(), 1, "{entries:?}");
+    assert_eq!(
+        std::fs::read_to_string(&lock).unwrap().trim(),
+        std::process::id().to_string()
+    );
+}
+
 /// snakemake from CARTSCOPE_SNAKEMAKE, else on PATH; None (the test skips) when absent.
 fn snakemake() -> Option<PathBuf> {
     let exe = std::env::var_os("CARTSCOPE_SNAKEMAKE")
