@@ -44,6 +44,8 @@ if [ ! -x "$venv/bin/python" ] || [ "$wanted" != "$(cat "$stamp" 2>/dev/null)" ]
   printf '%s\n' "$wanted" > "$stamp"
 fi
 export CARTSCOPE_PYTHON="$venv/bin/python"
+# The workflow test runs workflow/Snakefile with the venv's snakemake.
+export CARTSCOPE_SNAKEMAKE="$venv/bin/snakemake"
 
 # Real single-cell data for the golden tests: 200 T cells (Wu et al. 2020) shipped in the
 # scirpy wheel on PyPI (BSD-3), cached outside the source tree.

@@ -433,38 +433,45 @@ fn second_batch_on_a_folder_in_use_stops_at_once() {
     );
 }
 
-/// snakemake from CARTSCOPE_SNAKEMAKE, else on PATH; None (the test skips) when absent.
-fn snakemake() -> Option<PathBuf> {
+/// snakemake from CARTSCOPE_SNAKEMAKE (scripts/setup.sh installs it in the test venv), else
+/// on PATH; the test fails without it.
+fn snakemake() -> PathBuf {
     let exe = std::env::var_os("CARTSCOPE_SNAKEMAKE")
         .map_or_else(|| PathBuf::from("snakemake"), PathBuf::from);
     let ok = std::process::Command::new(&exe)
         .arg("--version")
         .output()
         .is_ok_and(|o| o.status.success());
-    ok.then_some(exe)
+    assert!(
+        ok,
+        "snakemake not found: run scripts/test.sh (it installs snakemake in the test venv) or set CARTSCOPE_SNAKEMAKE"
+    );
+    exe
 }
 
 #[test]
-fn snakefile_runs_each_sample_and_aggregates_like_batch() {
-    let Some(snakemake) = snakemake() else {
-        eprintln!(
-            "skipped: snakemake not found (install it and put it on PATH or set CARTSCOPE_SNAKEMAKE)"
-        );
-        return;
-    };
+fn snakefile_records_failed_samples_and_aggregates_like_batch() {
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
     let tmp = tempfile::tempdir().unwrap();
-    let out = tmp.path().join("results");
-    let r = std::process::Command::new(snakemake)
+    let d = tmp.path();
+    // The sample manifest plus a truncated and a missing sample.
+    for e in std::fs::read_dir(root.join("sample_data")).unwrap() {
+        let p = e.unwrap().path();
+        std::fs::copy(&p, d.join(p.file_name().unwrap())).unwrap();
+    }
+    let good = std::fs::read(d.join("P01_day14.h5ad")).unwrap();
+    std::fs::write(d.join("broken.h5ad"), &good[..300_000]).unwrap();
+    let mut manifest = std::fs::read_to_string(d.join("manifest.csv")).unwrap();
+    manifest += "P01_broken,broken.h5ad,P01,day30,30,\nP01_missing,nothere.h5ad,P01,day60,60,\n";
+    std::fs::write(d.join("manifest.csv"), manifest).unwrap();
+    let out = d.join("results");
+    let r = std::process::Command::new(snakemake())
         .arg("-s")
         .arg(root.join("workflow/Snakefile"))
         .args(["--cores", "2", "--directory"])
-        .arg(tmp.path())
+        .arg(d)
         .arg("--config")
-        .arg(format!(
-            "manifest={}",
-            root.join("sample_data/manifest.csv").display()
-        ))
+        .arg(format!("manifest={}", d.join("manifest.csv").display()))
         .arg(format!("outdir={}", out.display()))
         .arg(format!(
             "cartscope={}",
@@ -473,10 +480,31 @@ fn snakefile_runs_each_sample_and_aggregates_like_batch() {
         .arg("run_args=--backend cpu --no-report")
         .output()
         .unwrap();
-    assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
+    let log = String::from_utf8_lossy(&r.stderr);
+    // The workflow ends in an error because two samples failed, after writing every output.
+    assert!(!r.status.success(), "{log}");
+    assert!(log.contains("2 of 5 samples failed"), "{log}");
     let rows = read_csv(&out.join("batch_summary.csv"));
-    assert_eq!(rows.len(), 3);
-    assert!(rows.iter().all(|r| r["status"] == "ok"), "{rows:?}");
+    let status: Vec<(&str, &str)> = rows
+        .iter()
+        .map(|r| (r["sample_id"].as_str(), r["status"].as_str()))
+        .collect();
+    assert_eq!(
+        status,
+        [
+            ("P01_infusion", "ok"),
+            ("P01_day14", "ok"),
+            ("P01_day90", "ok"),
+            ("P01_broken", "failed"),
+            ("P01_missing", "failed")
+        ]
+    );
+    assert!(rows[3]["error"].contains("broken.h5ad"), "{:?}", rows[3]);
+    assert!(rows[4]["error"].contains("nothere.h5ad"), "{:?}", rows[4]);
+    assert!(!out.join("samples/P01_broken").exists());
+    for f in ["persistence.csv", "batch_report.html", "clones.csv"] {
+        assert!(out.join(f).is_file(), "{f}");
+    }
     let pers = read_csv(&out.join("persistence.csv"));
     let days: Vec<f64> = pers.iter().map(|p| num(p, "day")).collect();
     assert_eq!(days, [0.0, 14.0, 90.0]);
