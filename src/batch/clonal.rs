@@ -433,14 +433,25 @@ impl Table {
     }
 }
 
+/// One field of [`CHAIN_FIELDS`] in one slot of every receptor.
 fn chain_values(receptors: &[&Receptor], slot: Slot, field: &str) -> Values {
-    let get = |r: &&Receptor| r.chain(slot).cloned().unwrap_or_default();
     match field {
-        "umi_count" => Values::U64(receptors.iter().map(|r| get(r).umi_count).collect()),
-        "junction_aa" => Values::Str(receptors.iter().map(|r| get(r).junction_aa).collect()),
-        "junction" => Values::Str(receptors.iter().map(|r| get(r).junction).collect()),
-        "v_call" => Values::Str(receptors.iter().map(|r| get(r).v_call).collect()),
-        _ => Values::Str(receptors.iter().map(|r| get(r).j_call).collect()),
+        "umi_count" => Values::U64(
+            receptors
+                .iter()
+                .map(|r| r.chain(slot).and_then(|c| c.umi_count))
+                .collect(),
+        ),
+        _ => Values::Str(
+            receptors
+                .iter()
+                .map(|r| {
+                    r.chain(slot)
+                        .and_then(|c| c.text_field(field))
+                        .map(String::from)
+                })
+                .collect(),
+        ),
     }
 }
 

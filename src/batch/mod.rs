@@ -147,26 +147,27 @@ fn stamp_file(path: &Path) -> std::io::Result<(u64, u128)> {
     Ok((size, latest))
 }
 
+/// A file's (or folder's) canonical path, size and modification time.
+fn stamp(path: &Path) -> std::io::Result<(String, u64, u128)> {
+    let canonical = std::fs::canonicalize(path)?;
+    let (size, mtime) = stamp_file(&canonical)?;
+    Ok((canonical.to_string_lossy().into_owned(), size, mtime))
+}
+
 /// The marker a sample would get now (reads only file metadata).
 pub(crate) fn current_marker(
     sample: &Sample,
     read: &ReadOptions,
     opts: &RunOptions,
 ) -> Result<Marker> {
-    let canonical =
-        std::fs::canonicalize(&sample.path).map_err(|e| Error::read(&sample.path, e))?;
-    let (size, mtime) = stamp_file(&canonical).map_err(|e| Error::read(&sample.path, e))?;
+    let (input, size, mtime) = stamp(&sample.path).map_err(|e| Error::read(&sample.path, e))?;
     Ok(Marker {
         sample_id: sample.id.clone(),
-        input: canonical.to_string_lossy().into_owned(),
+        input,
         input_size: size,
         input_mtime_ns: mtime,
         parameters: parameters(read, opts)?,
-        vdj: sample.vdj.as_deref().and_then(|p| {
-            let canonical = std::fs::canonicalize(p).ok()?;
-            let (size, mtime) = stamp_file(&canonical).ok()?;
-            Some((canonical.to_string_lossy().into_owned(), size, mtime))
-        }),
+        vdj: sample.vdj.as_deref().and_then(|p| stamp(p).ok()),
         cartscope_version: env!("CARGO_PKG_VERSION").to_string(),
     })
 }

@@ -343,8 +343,23 @@ pub struct VdjAnalysis {
     pub summary: VdjSummary,
 }
 
-/// The per-chain fields written to obs for each slot (`IR_VJ_1_junction_aa`, ...).
+/// The per-chain fields written to obs for each slot (`IR_VJ_1_junction_aa`, ...): the text
+/// fields of [`Contig::text_field`], then `umi_count`.
 pub const CHAIN_FIELDS: [&str; 5] = ["junction_aa", "junction", "v_call", "j_call", "umi_count"];
+
+impl Contig {
+    /// The text field of [`CHAIN_FIELDS`] named `field` (`junction_aa`, `junction`, `v_call`,
+    /// `j_call`); None when missing or for any other name.
+    pub fn text_field(&self, field: &str) -> Option<&str> {
+        match field {
+            "junction_aa" => self.junction_aa.as_deref(),
+            "junction" => self.junction.as_deref(),
+            "v_call" => self.v_call.as_deref(),
+            "j_call" => self.j_call.as_deref(),
+            _ => None,
+        }
+    }
+}
 
 /// The obs columns [`VdjAnalysis::annotate`] writes, in order.
 pub fn obs_columns() -> Vec<String> {
@@ -425,16 +440,15 @@ impl VdjAnalysis {
         );
         obs.set("chain_pairing", labels(&|r| r.qc.chain_pairing.as_str()));
         for slot in Slot::ALL {
-            let text = |f: &dyn Fn(&Contig) -> Option<&str>| {
-                Column::categorical_from_options(qc.iter().map(|r| r.chain(slot).and_then(f)))
-            };
-            obs.set(
-                slot.column("junction_aa"),
-                text(&|c| c.junction_aa.as_deref()),
-            );
-            obs.set(slot.column("junction"), text(&|c| c.junction.as_deref()));
-            obs.set(slot.column("v_call"), text(&|c| c.v_call.as_deref()));
-            obs.set(slot.column("j_call"), text(&|c| c.j_call.as_deref()));
+            for field in &CHAIN_FIELDS[..4] {
+                obs.set(
+                    slot.column(field),
+                    Column::categorical_from_options(
+                        qc.iter()
+                            .map(|r| r.chain(slot).and_then(|c| c.text_field(field))),
+                    ),
+                );
+            }
             obs.set(
                 slot.column("umi_count"),
                 Column::F64(
