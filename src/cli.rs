@@ -44,6 +44,9 @@ pub enum Command {
     Aggregate(AggregateArgs),
     /// List the GPU adapters wgpu sees (best first), with driver and key limits.
     Devices(DevicesArgs),
+    /// Internal: one sample of a batch, its job as JSON on standard input (`batch` starts it).
+    #[command(hide = true)]
+    BatchSample,
     /// Time each kernel on synthetic data: seconds, GB/s, GFLOP/s, fraction of the device's peak.
     Bench(BenchArgs),
 }
@@ -69,6 +72,14 @@ pub struct BatchArgs {
     /// (any case) or its day is 0.
     #[arg(long, value_name = "LABEL")]
     pub product_timepoint: Option<String>,
+    /// Kill a sample still running after this many seconds and record it as failed ("timed
+    /// out after N s"); the others go on. Default: no limit.
+    #[arg(long, value_name = "SECONDS", value_parser = clap::value_parser!(u64).range(1..))]
+    pub sample_timeout: Option<u64>,
+    /// Run every sample in this process instead of one process per sample (not isolated: a
+    /// crash inside a C library on one damaged file ends the whole batch).
+    #[arg(long, hide = true)]
+    pub in_process: bool,
     #[command(flatten)]
     pub run: RunArgs,
 }

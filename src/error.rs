@@ -152,10 +152,16 @@ impl Error {
         field: impl Into<String>,
         err: impl std::fmt::Display,
     ) -> Self {
+        let mut message = one_line(&err.to_string());
+        // libhdf5 reports a full disk as "file write failed" (the errno sits deeper in its
+        // error stack): the file system says what the cause was.
+        if !message.contains("No space left") && no_space_left(path) {
+            message = format!("no space left on device ({message})");
+        }
         Error::Write {
             path: path.to_path_buf(),
             field: field.into(),
-            message: one_line(&err.to_string()),
+            message,
         }
     }
 
@@ -165,6 +171,39 @@ impl Error {
             source,
         }
     }
+}
+
+/// Whether the file system holding `path` (or its nearest existing folder) is full: under
+/// 1 MiB or no inodes left for this user.
+fn no_space_left(path: &Path) -> bool {
+    let Some(existing) = path
+        .ancestors()
+        .map(|p| if p.as_os_str().is_empty() { Path::new(".") } else { p })
+        .find(|p| p.exists())
+    else {
+        return false;
+    };
+    let Ok(c_path) = std::ffi::CString::new(existing.as_os_str().as_encoded_bytes()) else {
+        return false;
+    };
+    // SAFETY: statvfs fills the zeroed struct from a valid C string path.
+    let (st, ok) = unsafe {
+        let mut st: libc::statvfs = std::mem::zeroed();
+        let ok = libc::statvfs(c_path.as_ptr(), &mut st) == 0;
+        (st, ok)
+    };
+    if !ok {
+        return false;
+    }
+    // SAFETY: geteuid has no preconditions.
+    let root = unsafe { libc::geteuid() } == 0;
+    let (blocks, inodes) = if root {
+        (st.f_bfree, st.f_ffree)
+    } else {
+        (st.f_bavail, st.f_favail)
+    };
+    let bytes = (blocks as u128) * (st.f_frsize as u128);
+    bytes < (1 << 20) || (st.f_files > 0 && inodes == 0)
 }
 
 /// HDF5 error stacks span several lines; users get the first, most specific one.

@@ -43,6 +43,7 @@ pub mod backend;
 pub mod batch;
 pub mod bench;
 pub mod cart;
+pub mod crash;
 pub mod error;
 pub mod info;
 pub mod io;

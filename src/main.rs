@@ -29,6 +29,8 @@ fn quiet_vulkan_device_select() {
 
 fn main() -> ExitCode {
     quiet_vulkan_device_select();
+    // A crash inside libhdf5 on a damaged file ends with one line naming the file.
+    cartscope::crash::install();
     let cli = cli::Cli::parse();
     init_logging(cli.verbose);
     // A panic is a bug in cartscope, never the user's doing: one line that says so, exit 1
@@ -196,6 +198,7 @@ fn run(cli: cli::Cli) -> anyhow::Result<()> {
             Ok(())
         }
         cli::Command::Batch(args) => batch(&args),
+        cli::Command::BatchSample => batch_sample(),
         cli::Command::Aggregate(args) => aggregate(&args),
         cli::Command::Simulate(args) => {
             let started = std::time::Instant::now();
@@ -296,6 +299,33 @@ fn aggregate(args: &cli::AggregateArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// This binary, which `batch` starts once per sample (`batch-sample`), unless asked to run
+/// the samples in its own process.
+fn worker_binary(in_process: bool) -> Option<std::path::PathBuf> {
+    if in_process {
+        return None;
+    }
+    match std::env::current_exe() {
+        Ok(exe) => Some(exe),
+        Err(e) => {
+            eprintln!(
+                "warning: cannot locate the cartscope binary ({e}); samples run in this process"
+            );
+            None
+        }
+    }
+}
+
+/// `cartscope batch-sample`: one sample of a batch, its job as JSON on standard input.
+fn batch_sample() -> anyhow::Result<()> {
+    let mut text = String::new();
+    std::io::Read::read_to_string(&mut std::io::stdin(), &mut text)?;
+    let job: cartscope::batch::WorkerJob = serde_json::from_str(&text)
+        .map_err(|e| Error::Usage(format!("batch-sample: the job on standard input: {e}")))?;
+    cartscope::batch::run_worker(&job)?;
+    Ok(())
+}
+
 /// `cartscope batch`: the manifest is validated before anything is written.
 fn batch(args: &cli::BatchArgs) -> anyhow::Result<()> {
     let manifest = cartscope::batch::Manifest::read(&args.run.input)?;
@@ -313,6 +343,8 @@ fn batch(args: &cli::BatchArgs) -> anyhow::Result<()> {
             vdj: opts.vdj.clone(),
             product_timepoint: args.product_timepoint.clone(),
         },
+        worker: worker_binary(args.in_process),
+        sample_timeout: args.sample_timeout.map(std::time::Duration::from_secs),
     };
     let started = std::time::Instant::now();
     let r = cartscope::batch::run_batch(

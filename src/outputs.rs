@@ -24,7 +24,19 @@ impl OutputDir {
     /// Opens `dir`, creating it (and remembering that this run created it) when missing.
     pub(crate) fn create(dir: &Path) -> Result<Self> {
         let created = !dir.exists();
+        if !created && !dir.is_dir() {
+            return Err(Error::write(
+                dir,
+                "output folder",
+                "the path exists and is a file, not a folder",
+            ));
+        }
         std::fs::create_dir_all(dir).map_err(|e| Error::write(dir, "output folder", e))?;
+        // Temporary files of an earlier run that was killed or crashed mid-write.
+        let stale = crate::io::atomic::remove_stale_partials(dir);
+        if stale > 0 {
+            tracing::info!("removed {stale} temporary files of an interrupted run in {}", dir.display());
+        }
         Ok(OutputDir {
             dir: dir.to_path_buf(),
             created,

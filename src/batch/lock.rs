@@ -25,15 +25,6 @@ impl Drop for BatchLock {
     }
 }
 
-/// Whether process `pid` still runs. Where that cannot be told (no `/proc`), every pid counts
-/// as running, so a lock is never taken from a live batch.
-fn running(pid: u32) -> bool {
-    if !Path::new("/proc/self").exists() {
-        return true;
-    }
-    Path::new("/proc").join(pid.to_string()).exists()
-}
-
 fn create(path: &Path) -> std::io::Result<BatchLock> {
     let mut f = std::fs::OpenOptions::new()
         .write(true)
@@ -57,7 +48,7 @@ pub(crate) fn acquire(outdir: &Path) -> Result<BatchLock> {
                     .ok()
                     .and_then(|t| t.trim().parse::<u32>().ok());
                 match holder {
-                    Some(pid) if running(pid) => {
+                    Some(pid) if crate::io::atomic::process_running(pid) => {
                         return Err(Error::Usage(format!(
                             "{} is in use by another cartscope batch (pid {pid})",
                             outdir.display()

@@ -22,6 +22,7 @@ pub mod aggregate;
 pub mod clonal;
 pub mod joint;
 mod lock;
+mod worker;
 pub mod manifest;
 pub(crate) mod report;
 pub(crate) mod rows;
@@ -29,7 +30,7 @@ pub(crate) mod rows;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
@@ -55,6 +56,12 @@ pub struct BatchOptions {
     pub resume: bool,
     /// Options of the cross-sample outputs (clonotypes, product time point).
     pub aggregate: AggregateOptions,
+    /// The cartscope binary that runs each sample in its own process (`batch-sample`), so no
+    /// crash, abort, hang or out-of-memory kill of one sample can end the batch; `None` runs
+    /// the samples in threads of this process (a library caller without the binary).
+    pub worker: Option<PathBuf>,
+    /// With a worker: a sample still running after this long is killed and fails.
+    pub sample_timeout: Option<Duration>,
 }
 
 impl Default for BatchOptions {
@@ -63,6 +70,8 @@ impl Default for BatchOptions {
             jobs: 1,
             resume: false,
             aggregate: AggregateOptions::default(),
+            worker: None,
+            sample_timeout: None,
         }
     }
 }
@@ -213,34 +222,24 @@ fn remove_file(path: &Path) -> Result<()> {
     }
 }
 
-/// Runs one sample into its partial folder, then publishes it. Errors are the sample's own.
+/// Runs one sample into its partial folder, then publishes it with `marker`. Errors are the
+/// sample's own. The backend: `Some` shares the batch's, `None` selects one from `opts`.
 fn run_sample(
-    sample: &Sample,
-    outdir: &Path,
-    read: &ReadOptions,
+    job: &WorkerJob,
     opts: &RunOptions,
-    backend: &dyn Backend,
-    fallback: &Option<String>,
-    resume: bool,
-) -> Result<Outcome> {
-    let final_dir = sample_dir(outdir, &sample.id);
-    let marker = current_marker(sample, read, opts);
-    if resume
-        && let (Ok(now), Some(stored)) = (&marker, stored_marker(&final_dir))
-        && *now == stored
-    {
-        return Ok(Outcome::UpToDate);
-    }
-    let partial = partial_dir(outdir, &sample.id);
+    backend: Option<(&dyn Backend, &Option<String>)>,
+) -> Result<()> {
+    let partial = partial_dir(&job.outdir, &job.sample_id);
     remove_dir(&partial)?;
-    let marker = marker?;
-    let mut run = Run::new(&sample.path, &partial)
-        .read_options(read.clone())
-        .options(opts.clone())
-        .backend(backend, fallback.clone());
+    let mut run = Run::new(&job.input, &partial)
+        .read_options(job.read.clone())
+        .options(opts.clone());
+    if let Some((backend, fallback)) = backend {
+        run = run.backend(backend, fallback.clone());
+    }
     // A contig table that does not read fails the sample's clonal part only (aggregation
     // reports it); the expression analysis goes on without it.
-    if let Some(contigs) = sample
+    if let Some(contigs) = job
         .vdj
         .as_deref()
         .and_then(|p| crate::vdj::read_contigs(p).ok())
@@ -252,43 +251,113 @@ fn run_sample(
         remove_dir(&partial)?;
         return Err(e);
     }
-    let json = serde_json::to_vec_pretty(&marker).map_err(|e| Error::write(&partial, MARKER, e))?;
+    let json =
+        serde_json::to_vec_pretty(&job.marker).map_err(|e| Error::write(&partial, MARKER, e))?;
     write_atomic(&partial.join(MARKER), &json)?;
     // A kill between these two steps leaves no final folder: the sample is redone on resume.
+    let final_dir = sample_dir(&job.outdir, &job.sample_id);
     remove_dir(&final_dir)?;
     std::fs::rename(&partial, &final_dir).map_err(|e| Error::write(&final_dir, "rename", e))?;
-    Ok(Outcome::Done)
+    Ok(())
 }
 
-/// One sample, with failures (errors and panics) turned into its outcome.
-fn run_isolated(
-    sample: &Sample,
-    outdir: &Path,
-    read: &ReadOptions,
+/// One sample's work as handed to a worker process (`cartscope batch-sample`, JSON on its
+/// standard input). The marker is computed by the batch, so a resumed batch compares exactly
+/// what it wrote.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct WorkerJob {
+    /// Manifest sample id.
+    pub sample_id: String,
+    /// The input matrix.
+    pub input: PathBuf,
+    /// The sample's contig table, if any.
+    pub vdj: Option<PathBuf>,
+    /// The batch output folder.
+    pub outdir: PathBuf,
+    /// Read options.
+    pub read: ReadOptions,
+    /// Run options, as config.toml.
+    pub options: String,
+    /// The completion marker the sample gets when it finishes.
+    marker: Marker,
+}
+
+/// Runs a worker's job: the sample into its partial folder, then published. Used by the hidden
+/// `cartscope batch-sample` command that [`run_batch`] starts for each sample.
+pub fn run_worker(job: &WorkerJob) -> Result<()> {
+    let opts: RunOptions = toml::from_str(&job.options)
+        .map_err(|e| Error::Usage(format!("worker job: run options: {e}")))?;
+    run_sample(job, &opts, None)
+}
+
+/// How samples run: in threads of this process sharing one backend, or each in its own
+/// process (the batch survives any crash, abort, hang or out-of-memory kill of a sample).
+enum Runner {
+    InProcess {
+        backend: Box<dyn Backend>,
+        fallback: Option<String>,
+    },
+    Worker {
+        exe: PathBuf,
+        timeout: Option<Duration>,
+    },
+}
+
+/// In this process, with failures (errors and panics) turned into a message.
+fn run_in_process(
+    job: &WorkerJob,
     opts: &RunOptions,
     backend: &dyn Backend,
     fallback: &Option<String>,
-    resume: bool,
-) -> Outcome {
+) -> std::result::Result<(), String> {
     let attempt = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-        run_sample(sample, outdir, read, opts, backend, fallback, resume)
+        run_sample(job, opts, Some((backend, fallback)))
     }));
-    let message = match attempt {
-        Ok(Ok(outcome)) => {
-            if let Err(e) = remove_file(&error_file(outdir, &sample.id)) {
-                return Outcome::Failed(e.to_string());
-            }
-            return outcome;
-        }
-        Ok(Err(e)) => e.to_string(),
+    match attempt {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(e)) => Err(e.to_string()),
         Err(panic) => {
             let what = panic
                 .downcast_ref::<String>()
                 .cloned()
                 .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
                 .unwrap_or_else(|| "unknown panic".into());
-            format!("internal error: {what}")
+            Err(format!("internal error: {what}"))
         }
+    }
+}
+
+/// One sample, with every failure turned into its outcome and recorded.
+fn run_isolated(
+    sample: &Sample,
+    outdir: &Path,
+    read: &ReadOptions,
+    opts: &RunOptions,
+    runner: &Runner,
+    resume: bool,
+) -> Outcome {
+    let attempt = prepare_job(sample, outdir, read, opts, resume).and_then(|job| {
+        let Some(job) = job else {
+            return Ok(Outcome::UpToDate);
+        };
+        let ran = match runner {
+            Runner::InProcess { backend, fallback } => {
+                run_in_process(&job, opts, backend.as_ref(), fallback)
+            }
+            Runner::Worker { exe, timeout } => worker::run(exe, &job, *timeout),
+        };
+        match ran {
+            Ok(()) => {
+                remove_file(&error_file(outdir, &sample.id))?;
+                Ok(Outcome::Done)
+            }
+            Err(message) => Ok(Outcome::Failed(message)),
+        }
+    });
+    let message = match attempt {
+        Ok(Outcome::Failed(m)) => m,
+        Ok(outcome) => return outcome,
+        Err(e) => e.to_string(),
     };
     let message = message.replace(['\n', '\r'], " ");
     // Nothing from an earlier run may look complete once this input fails.
@@ -296,6 +365,32 @@ fn run_isolated(
     let _ = remove_dir(&sample_dir(outdir, &sample.id));
     let _ = write_atomic(&error_file(outdir, &sample.id), message.as_bytes());
     Outcome::Failed(message)
+}
+
+/// The job of a sample, or `None` when `resume` finds it up to date.
+fn prepare_job(
+    sample: &Sample,
+    outdir: &Path,
+    read: &ReadOptions,
+    opts: &RunOptions,
+    resume: bool,
+) -> Result<Option<WorkerJob>> {
+    let marker = current_marker(sample, read, opts);
+    if resume
+        && let (Ok(now), Some(stored)) = (&marker, stored_marker(&sample_dir(outdir, &sample.id)))
+        && *now == stored
+    {
+        return Ok(None);
+    }
+    Ok(Some(WorkerJob {
+        sample_id: sample.id.clone(),
+        input: sample.path.clone(),
+        vdj: sample.vdj.clone(),
+        outdir: outdir.to_path_buf(),
+        read: read.clone(),
+        options: toml::to_string(opts).map_err(|e| Error::Usage(format!("run options: {e}")))?,
+        marker: marker?,
+    }))
 }
 
 /// Runs every sample of `manifest` into `outdir` and writes the cross-sample outputs.
@@ -316,9 +411,16 @@ pub fn run_batch(
     if batch.jobs == 0 {
         return Err(Error::Usage("--jobs must be at least 1".into()));
     }
+    if batch.sample_timeout.is_some() && batch.worker.is_none() {
+        return Err(Error::Usage(
+            "a sample timeout needs each sample in its own process (a worker binary)".into(),
+        ));
+    }
+    // Selected here also with workers (each selects its own): an unavailable backend is an
+    // error before anything is written, not a failure of every sample.
     let selected = select_backend(opts.backend)?;
     let fallback = selected.fallback_reason.clone();
-    let backend = selected.backend;
+    let backend_name = selected.backend.name().to_string();
     std::fs::create_dir_all(outdir).map_err(|e| Error::write(outdir, "output folder", e))?;
     // Held until the cross-sample outputs are written.
     let _lock = lock::acquire(outdir)?;
@@ -330,7 +432,20 @@ pub fn run_batch(
     let next = AtomicUsize::new(0);
     let finished = AtomicUsize::new(0);
     let results: Mutex<Vec<Option<SampleOutcome>>> = Mutex::new(vec![None; n]);
-    let backend_ref: &dyn Backend = backend.as_ref();
+    let runner = match &batch.worker {
+        // Workers select their own: the batch holds no GPU context meanwhile.
+        Some(exe) => {
+            drop(selected);
+            Runner::Worker {
+                exe: exe.clone(),
+                timeout: batch.sample_timeout,
+            }
+        }
+        None => Runner::InProcess {
+            backend: selected.backend,
+            fallback,
+        },
+    };
     std::thread::scope(|scope| {
         for _ in 0..batch.jobs.min(n) {
             scope.spawn(|| {
@@ -340,15 +455,8 @@ pub fn run_batch(
                         break;
                     };
                     let started = Instant::now();
-                    let outcome = run_isolated(
-                        sample,
-                        outdir,
-                        read,
-                        opts,
-                        backend_ref,
-                        &fallback,
-                        batch.resume,
-                    );
+                    let outcome =
+                        run_isolated(sample, outdir, read, opts, &runner, batch.resume);
                     let seconds = started.elapsed().as_secs_f64();
                     let k = finished.fetch_add(1, Ordering::SeqCst) + 1;
                     log(&match &outcome {
@@ -385,6 +493,6 @@ pub fn run_batch(
     aggregate::write_outputs(manifest, outdir, &batch.aggregate)?;
     Ok(BatchResult {
         samples,
-        backend: backend.name().to_string(),
+        backend: backend_name,
     })
 }

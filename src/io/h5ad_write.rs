@@ -135,6 +135,7 @@ impl std::fmt::Debug for H5adWriter {
 impl H5adWriter {
     /// Starts a file for a matrix with `n_vars` genes.
     pub fn create(path: &Path, n_vars: usize, opts: WriteOptions) -> Result<Self> {
+        let _crash = crate::crash::writing(path);
         let tmp = temporary_path(path)?;
         let file = create_file(&tmp).map_err(|e| Error::write(path, "/", e))?;
         let w = H5adWriter {
@@ -173,6 +174,8 @@ impl H5adWriter {
 
     /// Appends rows to X (CSR float32). All chunks must have `n_vars` columns.
     pub fn append_x(&mut self, m: &CsrMatrix) -> Result<()> {
+        let _crash = crate::crash::writing(&self.path);
+        crate::crash::element("/X");
         if m.n_cols != self.n_vars {
             return Err(Error::Usage(format!(
                 "X chunk has {} columns, expected {}",
@@ -456,6 +459,7 @@ impl H5adWriter {
     /// Writes everything but X from `ad`, closes the file and renames it into place.
     /// `ad.x` is ignored here: X comes from [`append_x`](Self::append_x).
     pub fn finish(mut self, ad: &AnnData) -> Result<()> {
+        let _crash = crate::crash::writing(&self.path);
         // Every group handle lives inside write_elements, so none outlives the file.
         self.write_elements(ad)?;
         self.x = None;
@@ -550,6 +554,7 @@ fn check_shape(what: &str, got: (usize, usize), want: (usize, usize)) -> Result<
 
 impl Drop for H5adWriter {
     fn drop(&mut self) {
+        let _crash = crate::crash::writing(&self.path);
         if let Some(f) = self.file.take() {
             drop(f);
             let _ = std::fs::remove_file(&self.tmp);

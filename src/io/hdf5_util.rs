@@ -51,6 +51,7 @@ fn int_width(s: IntSize) -> usize {
 
 /// The numeric type stored in `c`, or an error naming the field when it is not numeric.
 pub fn num_type(path: &Path, field: &str, c: &Container) -> Result<NumType> {
+    crate::crash::element(field);
     let td = c
         .dtype()
         .and_then(|t| t.to_descriptor())
@@ -94,6 +95,7 @@ fn first_line(s: &str) -> &str {
 
 /// Opens dataset `name` inside `g`; `field` is its full path for messages.
 pub fn dataset(path: &Path, g: &Group, name: &str, field: &str) -> Result<Dataset> {
+    crate::crash::element(field);
     if !g.link_exists(name) {
         return Err(Error::invalid(path, field, "missing"));
     }
@@ -102,6 +104,7 @@ pub fn dataset(path: &Path, g: &Group, name: &str, field: &str) -> Result<Datase
 
 /// Opens group `name` inside `g`; `field` is its full path for messages.
 pub fn group(path: &Path, g: &Group, name: &str, field: &str) -> Result<Group> {
+    crate::crash::element(field);
     if !g.link_exists(name) {
         return Err(Error::invalid(path, field, "missing"));
     }
@@ -126,6 +129,7 @@ const MAX_COMPRESSION_RATIO: u64 = 1100;
 /// Rejects a dataset whose shape claims far more data than the file stores: a corrupted shape
 /// would otherwise make a reader allocate terabytes before HDF5 notices anything.
 pub fn check_plausible(path: &Path, field: &str, ds: &Dataset) -> Result<()> {
+    crate::crash::element(field);
     let elem = ds.dtype().map(|t| t.size()).unwrap_or(1) as u64;
     let logical = (ds.size() as u64).saturating_mul(elem);
     if logical > PLAUSIBILITY_FLOOR && logical / MAX_COMPRESSION_RATIO > ds.storage_size() {
@@ -144,6 +148,7 @@ pub fn check_plausible(path: &Path, field: &str, ds: &Dataset) -> Result<()> {
 
 /// Length of a 1-d dataset whose size is plausible for the bytes stored.
 pub fn len_1d(path: &Path, field: &str, ds: &Dataset) -> Result<usize> {
+    crate::crash::element(field);
     check_plausible(path, field, ds)?;
     let shape = ds.shape();
     match shape.as_slice() {
@@ -165,6 +170,7 @@ macro_rules! read_native {
 
 /// Reads elements `range` of a 1-d numeric dataset as f64 (exact for every integer below 2^53).
 pub fn read_f64(path: &Path, field: &str, ds: &Dataset, range: Range<usize>) -> Result<Vec<f64>> {
+    crate::crash::element(field);
     let t = num_type(path, field, ds)?;
     let e = |err: hdf5::Error| Error::hdf5(path, field, err);
     Ok(match t {
@@ -224,6 +230,7 @@ pub fn read_f64(path: &Path, field: &str, ds: &Dataset, range: Range<usize>) -> 
 
 /// Reads elements `range` of a 1-d numeric dataset as f32 values (the matrix value dtype).
 pub fn read_f32(path: &Path, field: &str, ds: &Dataset, range: Range<usize>) -> Result<Vec<f32>> {
+    crate::crash::element(field);
     let t = num_type(path, field, ds)?;
     if t == NumType::Float(4) {
         return read_native!(ds, f32, range).map_err(|e| Error::hdf5(path, field, e));
@@ -236,6 +243,7 @@ pub fn read_f32(path: &Path, field: &str, ds: &Dataset, range: Range<usize>) -> 
 
 /// Reads elements `range` of a 1-d integer dataset as i64.
 pub fn read_i64(path: &Path, field: &str, ds: &Dataset, range: Range<usize>) -> Result<Vec<i64>> {
+    crate::crash::element(field);
     let t = num_type(path, field, ds)?;
     let e = |err: hdf5::Error| Error::hdf5(path, field, err);
     Ok(match t {
@@ -291,6 +299,7 @@ pub fn read_i64(path: &Path, field: &str, ds: &Dataset, range: Range<usize>) -> 
 
 /// Reads elements `range` of an index array (non-negative integers) as u64.
 pub fn read_u64(path: &Path, field: &str, ds: &Dataset, range: Range<usize>) -> Result<Vec<u64>> {
+    crate::crash::element(field);
     let start = range.start;
     read_i64(path, field, ds, range)?
         .into_iter()
@@ -309,6 +318,7 @@ pub fn read_u64(path: &Path, field: &str, ds: &Dataset, range: Range<usize>) -> 
 
 /// Reads a whole 1-d boolean (or 0/1 integer) dataset.
 pub fn read_bool(path: &Path, field: &str, ds: &Dataset) -> Result<Vec<bool>> {
+    crate::crash::element(field);
     let n = len_1d(path, field, ds)?;
     if num_type(path, field, ds)? == NumType::Bool {
         return read_native!(ds, bool, (0..n)).map_err(|e| Error::hdf5(path, field, e));
@@ -378,6 +388,7 @@ fn utf8(path: &Path, field: &str, i: usize, bytes: &[u8]) -> Result<String> {
 
 /// Reads all strings of a dataset (any of the three string storages).
 pub fn read_strings(path: &Path, field: &str, ds: &Dataset) -> Result<Vec<String>> {
+    crate::crash::element(field);
     check_plausible(path, field, ds)?;
     read_strings_of(path, field, ds, false)
 }
@@ -418,6 +429,7 @@ fn read_strings_of(path: &Path, field: &str, c: &Container, is_attr: bool) -> Re
 
 /// A string attribute of `loc`, or `None` when absent.
 pub fn attr_string(path: &Path, loc: &Location, name: &str, field: &str) -> Result<Option<String>> {
+    crate::crash::element(field);
     let Some(a) = attr(loc, name) else {
         return Ok(None);
     };
@@ -436,6 +448,7 @@ pub fn attr(loc: &Location, name: &str) -> Option<Attribute> {
 
 /// A string-array attribute (e.g. `column-order`); an empty numeric array reads as empty.
 pub fn attr_strings(path: &Path, loc: &Location, name: &str, field: &str) -> Result<Vec<String>> {
+    crate::crash::element(field);
     let Some(a) = attr(loc, name) else {
         return Ok(Vec::new());
     };
@@ -447,6 +460,7 @@ pub fn attr_strings(path: &Path, loc: &Location, name: &str, field: &str) -> Res
 
 /// An integer-array attribute (e.g. a sparse matrix's `shape`).
 pub fn attr_u64s(path: &Path, loc: &Location, name: &str, field: &str) -> Result<Option<Vec<u64>>> {
+    crate::crash::element(field);
     let Some(a) = attr(loc, name) else {
         return Ok(None);
     };
@@ -474,6 +488,7 @@ pub fn attr_u64s(path: &Path, loc: &Location, name: &str, field: &str) -> Result
 
 /// A boolean attribute (h5py enum, or integer).
 pub fn attr_bool(path: &Path, loc: &Location, name: &str, field: &str) -> Result<Option<bool>> {
+    crate::crash::element(field);
     let Some(a) = attr(loc, name) else {
         return Ok(None);
     };

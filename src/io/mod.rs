@@ -15,7 +15,7 @@
 //! # Ok::<(), cartscope::Error>(())
 //! ```
 
-mod atomic;
+pub(crate) mod atomic;
 pub mod concat;
 pub(crate) mod encoding;
 pub mod frame;
@@ -32,7 +32,7 @@ use std::io::Read;
 use std::ops::Range;
 use std::path::{Path, PathBuf};
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 use crate::matrix::CsrMatrix;
@@ -106,7 +106,7 @@ pub(crate) trait RowReader: Send {
 }
 
 /// What to read from a file.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct ReadOptions {
     /// Read `layers/<name>` of an `.h5ad` instead of X.
     pub layer: Option<String>,
@@ -213,6 +213,8 @@ pub(crate) fn sniff(path: &Path) -> Result<Format> {
 impl CountSource {
     /// Opens `path`, whatever its format, for chunked reading.
     pub fn open(path: &Path, opts: &ReadOptions) -> Result<CountSource> {
+        let _crash = crate::crash::reading(path);
+        crate::crash::inject_test_fault(path);
         let format = sniff(path)?;
         if format != Format::H5ad && (opts.layer.is_some() || opts.use_raw) {
             return Err(Error::Usage(format!(
@@ -263,6 +265,8 @@ impl CountSource {
                 self.n_obs()
             )));
         }
+        let _crash = crate::crash::reading(&self.path);
+        crate::crash::element(&self.x.element);
         let mut m = self.reader.read_rows(rows)?;
         m.canonicalize();
         if let Some(map) = &self.column_map {

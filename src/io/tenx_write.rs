@@ -41,6 +41,7 @@ pub struct TenxH5Writer {
 impl TenxH5Writer {
     /// Starts a file for `n_features` features.
     pub fn create(path: &Path, n_features: usize, opts: WriteOptions) -> Result<Self> {
+        let _crash = crate::crash::writing(path);
         let tmp = temporary_path(path)?;
         let e = |err: hdf5::Error| Error::write(path, "/matrix", err);
         let file = super::h5ad_write::create_file(&tmp).map_err(e)?;
@@ -56,6 +57,7 @@ impl TenxH5Writer {
 
     /// Appends cells (rows of `m`, integer counts).
     pub fn append(&mut self, m: &CsrMatrix) -> Result<()> {
+        let _crash = crate::crash::writing(&self.path);
         self.x
             .append(m)
             .map_err(|e| Error::write(&self.path, "/matrix", e))
@@ -63,6 +65,7 @@ impl TenxH5Writer {
 
     /// Writes barcodes and features, then renames the file into place.
     pub fn finish(mut self, barcodes: &[String], features: &TenxFeatures) -> Result<()> {
+        let _crash = crate::crash::writing(&self.path);
         let path = self.path.clone();
         let e = |err: hdf5::Error| Error::write(&path, "/matrix", err);
         if barcodes.len() != self.x.n_rows || features.names.len() != self.x.n_cols {

@@ -383,6 +383,128 @@ fn batch_killed_mid_run_resumes_only_unfinished_samples() {
     assert_eq!(stderr.matches(": done in").count(), 2, "{stderr}");
 }
 
+/// One sample per way a process can end badly (faults injected with CARTSCOPE_TEST_FAULT at
+/// the point where the input is opened): each is recorded with its cause in words, the good
+/// sample completes as a single run would, the batch exits 3, and `--resume` without the faults
+/// redoes exactly the failed samples.
+#[test]
+fn a_crashing_killed_or_hanging_sample_fails_alone_and_resumes() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path();
+    let good = simulate(d, "good", "5", "infusion");
+    let faults = [
+        ("S", "segv"),
+        ("A", "abort"),
+        ("U", "segv-unguarded"),
+        ("K", "kill"),
+        ("H", "hang"),
+    ];
+    let mut manifest = String::from("sample_id,path,patient,day\nG,good.h5ad,P1,0\n");
+    let mut spec = Vec::new();
+    for (i, (id, fault)) in faults.iter().enumerate() {
+        let name = format!("{fault}.h5ad");
+        std::fs::copy(&good, d.join(&name)).unwrap();
+        manifest += &format!("{id},{name},P1,{}\n", 7 * (i + 1));
+        spec.push(format!("{name}:{fault}"));
+    }
+    std::fs::write(d.join("m.csv"), manifest).unwrap();
+    let out = d.join("out");
+    let started = Instant::now();
+    let r = cartscope()
+        .arg("batch")
+        .arg(d.join("m.csv"))
+        .arg("-o")
+        .arg(&out)
+        .args(["--jobs", "2", "--sample-timeout", "30"])
+        .args(["--backend", "cpu", "--no-report"])
+        .env("CARTSCOPE_TEST_FAULT", spec.join(","))
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&r.stderr);
+    assert_eq!(r.status.code(), Some(3), "{stderr}");
+    assert!(stderr.contains("5 of 6 samples failed"), "{stderr}");
+    assert!(
+        started.elapsed() < Duration::from_secs(120),
+        "the hanging sample held the batch"
+    );
+    let rows = read_csv(&out.join("batch_summary.csv"));
+    let error = |id: &str| {
+        let row = rows.iter().find(|r| r["sample_id"] == id).unwrap();
+        assert_eq!(row["status"], "failed", "{row:?}");
+        let text = std::fs::read_to_string(out.join(format!("samples/{id}.error.txt"))).unwrap();
+        assert_eq!(row["error"], text, "batch_summary.csv and the error file differ");
+        assert!(!out.join("samples").join(id).exists(), "{id} looks complete");
+        assert!(!out.join(format!("samples/.{id}.partial")).exists());
+        assert!(out.join(format!("samples/{id}.log")).is_file());
+        text
+    };
+    let e = error("S");
+    assert!(
+        e.contains("segv.h5ad: the HDF5 library crashed (SIGSEGV) while reading /injected (the file is damaged or not a valid HDF5 file)"),
+        "{e}"
+    );
+    let e = error("A");
+    assert!(e.contains("abort.h5ad: the HDF5 library crashed (SIGABRT) while reading /injected"), "{e}");
+    let e = error("U");
+    assert!(
+        e.starts_with("crashed (SIGSEGV) while processing segv-unguarded.h5ad: the file may be damaged (see samples/U.log)"),
+        "{e}"
+    );
+    let e = error("K");
+    assert!(e.starts_with("killed"), "{e}");
+    assert!(e.contains("kill.h5ad"), "{e}");
+    let e = error("H");
+    assert_eq!(e, "timed out after 30 s (killed; its log is samples/H.log)");
+    let g = rows.iter().find(|r| r["sample_id"] == "G").unwrap();
+    assert_eq!(g["status"], "ok", "{g:?}");
+
+    // The good sample is what a single run makes of it.
+    let single = d.join("single");
+    cartscope()
+        .arg("run")
+        .arg(&good)
+        .arg("-o")
+        .arg(&single)
+        .args(FAST)
+        .assert()
+        .success();
+    assert_eq!(
+        std::fs::read_to_string(out.join("samples/G/summary.csv")).unwrap(),
+        std::fs::read_to_string(single.join("summary.csv")).unwrap()
+    );
+
+    // Without the faults, --resume redoes the five failed samples and only those.
+    let r = cartscope()
+        .arg("batch")
+        .arg(d.join("m.csv"))
+        .arg("-o")
+        .arg(&out)
+        .args(["--jobs", "2", "--resume"])
+        .args(["--backend", "cpu", "--no-report"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&r.stderr);
+    assert_eq!(r.status.code(), Some(0), "{stderr}");
+    assert!(stderr.contains("G: up to date, skipped"), "{stderr}");
+    assert_eq!(stderr.matches(": done in").count(), 5, "{stderr}");
+    for (id, _) in faults {
+        assert!(!out.join(format!("samples/{id}.error.txt")).exists());
+        assert_eq!(
+            std::fs::read_to_string(out.join(format!("samples/{id}/summary.csv")))
+                .unwrap()
+                .lines()
+                .nth(1)
+                .map(|l| l.split(',').skip(1).collect::<Vec<_>>()),
+            std::fs::read_to_string(out.join("samples/G/summary.csv"))
+                .unwrap()
+                .lines()
+                .nth(1)
+                .map(|l| l.split(',').skip(1).collect::<Vec<_>>()),
+            "sample {id} (a copy of G) differs from G"
+        );
+    }
+}
+
 #[test]
 fn bad_manifest_is_exit_2_naming_row_and_column_with_nothing_written() {
     let tmp = tempfile::tempdir().unwrap();

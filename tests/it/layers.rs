@@ -19,7 +19,10 @@ use std::path::{Path, PathBuf};
 /// The layers, bottom first, with what each holds. A module may import modules of lower layers
 /// only; the modules of one layer are independent of each other.
 const LAYERS: &[(&[&str], &str)] = &[
-    (&["error", "matrix"], "the error type; the CSR chunk"),
+    (
+        &["error", "matrix", "crash"],
+        "the error type; the CSR chunk; the crash report of the C libraries",
+    ),
     (
         &["io", "rng"],
         "readers and writers; every random generator",

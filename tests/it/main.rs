@@ -6,6 +6,8 @@
 //! - `cart`: CAR-T calls against simulated truth, scores against scanpy, the summary;
 //! - `readers`: every fixture layout reads to the values its generator recorded;
 //! - `golden`: `cartscope run` matches committed scanpy reference runs;
+//! - `interrupted`: `run` and `batch` killed at every output leave nothing that looks complete,
+//!   and a rerun or `--resume` finishes the job;
 //! - `joint`: `cartscope run --joint` matches scanpy's concat + `batch_key` analysis;
 //! - `cluster`: Leiden and UMAP on scanpy's graph agree with scanpy's;
 //! - `layers`: the library's modules import only modules of lower layers, no cycles, and no
@@ -16,6 +18,8 @@
 //! - `roundtrip`: written files read back identically (fixed cases and proptest);
 //! - `python_interop`: files written by cartscope load in anndata with identical values;
 //! - `robustness`: corrupted inputs give errors, never panics;
+//! - `write_failures`: a full disk at every writer, a read-only file system, an output path
+//!   that is a file, the output folder removed mid-run: exit 1, one line, nothing left;
 //! - `simulate`: the simulator is deterministic, its truth recoverable, its formats equivalent;
 //! - `simulate_vdj`: `simulate --vdj` leaves the counts alone, its clones are recovered by the
 //!   clonotyping and shared across a patient's time points;
@@ -28,6 +32,7 @@ mod cluster;
 mod common;
 mod errors;
 mod golden;
+mod interrupted;
 mod joint;
 mod layers;
 mod markers;
@@ -40,3 +45,4 @@ mod run_vdj;
 mod simulate;
 mod simulate_vdj;
 mod vdj;
+mod write_failures;

@@ -404,3 +404,75 @@ fn bench_reports_host_times_and_device_times_where_the_device_has_timestamps() {
         assert!(text.contains("device timing: unavailable"), "{text}");
     }
 }
+
+/// A crash inside the C library while reading (injected with CARTSCOPE_TEST_FAULT where the
+/// input is opened) is one line naming the file and element, exit 2, and no output; `info`
+/// says the same.
+#[test]
+fn a_crash_in_the_hdf5_library_is_one_line_exit_2_and_no_output() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("damaged.h5ad");
+    std::fs::copy(sample(), &input).unwrap();
+    for (fault, signal) in [("segv", "SIGSEGV"), ("abort", "SIGABRT")] {
+        let out = dir.path().join(format!("out_{fault}"));
+        let expected = format!(
+            "error: {}: the HDF5 library crashed ({signal}) while reading /injected (the file is damaged or not a valid HDF5 file)\n",
+            input.display()
+        );
+        let run = ["run", "--backend", "cpu", "--quiet", "-o"];
+        for args in [&run[..], &["info"]] {
+            let mut cmd = cartscope();
+            cmd.args(args);
+            if args[0] == "run" {
+                cmd.arg(&out);
+            }
+            let o = cmd
+                .arg(&input)
+                .env("CARTSCOPE_TEST_FAULT", format!("damaged.h5ad:{fault}"))
+                .output()
+                .unwrap();
+            assert_eq!(o.status.code(), Some(2), "{args:?} {fault}");
+            assert_eq!(String::from_utf8_lossy(&o.stderr), expected, "{args:?}");
+            assert!(o.stdout.is_empty());
+        }
+        assert!(
+            !out.exists() || std::fs::read_dir(&out).unwrap().next().is_none(),
+            "a crashed run left output in {}",
+            out.display()
+        );
+    }
+}
+
+/// Temporary files left by a run that was killed or crashed mid-write (`.NAME.partial-PID` of
+/// a process that no longer runs) are removed by the next run into the folder; those of a live
+/// process stay.
+#[test]
+fn the_next_run_removes_temporary_files_of_a_killed_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out");
+    std::fs::create_dir_all(&out).unwrap();
+    let mut gone = std::process::Command::new("true").spawn().unwrap();
+    gone.wait().unwrap();
+    let dead = gone.id();
+    let stale = [
+        format!(".result.h5ad.partial-{dead}"),
+        format!(".summary.json.partial-{dead}"),
+    ];
+    for name in &stale {
+        std::fs::write(out.join(name), b"half").unwrap();
+    }
+    let live = format!(".result.h5ad.partial-{}", std::process::id());
+    std::fs::write(out.join(&live), b"still being written").unwrap();
+    succeeds(
+        cartscope()
+            .args(["run", "--backend", "cpu", "--quiet", "--no-report", "--no-umap"])
+            .arg(sample())
+            .arg("-o")
+            .arg(&out),
+    );
+    for name in &stale {
+        assert!(!out.join(name).exists(), "{name} left behind");
+    }
+    assert!(out.join(&live).is_file(), "a live process's file was removed");
+    assert!(out.join("result.h5ad").is_file());
+}

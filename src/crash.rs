@@ -1,0 +1,346 @@
+//! A crash inside the C libraries (libhdf5) ends the process with one line naming the file and
+//! the element being read or written, instead of a silent death by signal.
+//!
+//! cartscope's own code cannot crash (no unsafe memory access outside checked FFI calls, and a
+//! panic is caught as an internal error), but libhdf5 can: damaged metadata makes some versions
+//! dereference wild pointers. Every HDF5 access runs inside a [`Guard`] ([`reading`] or
+//! [`writing`]) that records, per thread, the file and (through [`element`]) the element being
+//! touched, in fixed buffers. [`install`] sets handlers for SIGSEGV, SIGBUS, SIGILL, SIGFPE and
+//! SIGABRT which, when the faulting thread holds a guard, write the prepared line
+//!
+//! ```text
+//! error: P03.h5ad: the HDF5 library crashed (SIGSEGV) while reading /obs/cell_type (the file is damaged or not a valid HDF5 file)
+//! ```
+//!
+//! and end the process with exit code 2 for an input, 1 for an output. Without a guard the
+//! previous handler runs (Rust's stack-overflow report, or the default action).
+//!
+//! Why a handler and not a child process per run: the handler costs nothing on the good path
+//! (no second process reading a multi-gigabyte input, no copying of results between
+//! processes), and covers `run`, `info`, `convert`, `run --joint` and `aggregate` alike. It
+//! cannot survive every failure (a hang, an out-of-memory kill, a corrupted heap that breaks
+//! even `write`), which is why `batch` additionally runs each sample in its own process.
+//!
+//! The handler only reads thread-local plain data, calls `write(2)` and `_exit(2)`, all
+//! async-signal-safe.
+
+use std::cell::{Cell, UnsafeCell};
+use std::path::Path;
+use std::sync::{Once, OnceLock};
+
+const PATH_MAX: usize = 1024;
+const ELEMENT_MAX: usize = 256;
+
+/// What the current thread is doing with an HDF5 file.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    Idle,
+    Reading,
+    Writing,
+}
+
+/// Fixed-size, allocation-free state the signal handler can read.
+struct Slot {
+    mode: Cell<Mode>,
+    path: UnsafeCell<[u8; PATH_MAX]>,
+    path_len: Cell<usize>,
+    element: UnsafeCell<[u8; ELEMENT_MAX]>,
+    element_len: Cell<usize>,
+}
+
+thread_local! {
+    // Const-initialised and without a destructor: accessing it is a plain thread-local load,
+    // safe inside a signal handler.
+    static SLOT: Slot = const {
+        Slot {
+            mode: Cell::new(Mode::Idle),
+            path: UnsafeCell::new([0; PATH_MAX]),
+            path_len: Cell::new(0),
+            element: UnsafeCell::new([0; ELEMENT_MAX]),
+            element_len: Cell::new(0),
+        }
+    };
+}
+
+/// Copies as much of `text` as fits into `buf` (cut at a character boundary); returns the
+/// length. The caller publishes the length after the bytes, so the handler never reads a
+/// half-copied tail.
+fn fill<const N: usize>(buf: &UnsafeCell<[u8; N]>, text: &str) -> usize {
+    let mut end = text.len().min(N);
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    // SAFETY: only this thread writes its slot; the handler reads it on this same thread.
+    unsafe { (&mut *buf.get())[..end].copy_from_slice(&text.as_bytes()[..end]) };
+    end
+}
+
+fn set_path(slot: &Slot, path: &Path) {
+    slot.path_len.set(0);
+    let end = fill(&slot.path, &path.to_string_lossy());
+    slot.path_len.set(end);
+}
+
+fn set_element(slot: &Slot, element: &str) {
+    slot.element_len.set(0);
+    let end = fill(&slot.element, element);
+    slot.element_len.set(end);
+}
+/// The state a guard replaced, restored when it ends.
+struct Saved {
+    mode: Mode,
+    path: String,
+    element: String,
+}
+
+fn saved(slot: &Slot) -> Saved {
+    // SAFETY: reads this thread's own buffers up to their published lengths.
+    let (path, element) = unsafe {
+        (
+            String::from_utf8_lossy(&(&*slot.path.get())[..slot.path_len.get()]).into_owned(),
+            String::from_utf8_lossy(&(&*slot.element.get())[..slot.element_len.get()])
+                .into_owned(),
+        )
+    };
+    Saved {
+        mode: slot.mode.get(),
+        path,
+        element,
+    }
+}
+
+/// While alive, a crash of this thread is reported as a crash on its file. Guards nest: the
+/// inner one's file and element apply until it ends.
+#[must_use = "the guard covers the code until it is dropped"]
+pub struct Guard {
+    previous: Saved,
+    // A guard belongs to its thread.
+    _not_send: std::marker::PhantomData<*const ()>,
+}
+
+fn guard(mode: Mode, path: &Path) -> Guard {
+    SLOT.with(|slot| {
+        let previous = saved(slot);
+        slot.mode.set(Mode::Idle);
+        set_path(slot, path);
+        set_element(slot, "");
+        slot.mode.set(mode);
+        Guard {
+            previous,
+            _not_send: std::marker::PhantomData,
+        }
+    })
+}
+
+/// Covers reading the input `path`.
+pub fn reading(path: &Path) -> Guard {
+    guard(Mode::Reading, path)
+}
+
+/// Covers writing the output `path`.
+pub fn writing(path: &Path) -> Guard {
+    guard(Mode::Writing, path)
+}
+
+/// Names the element (e.g. `/obs/cell_type`) the current guard's file is at; no effect
+/// without a guard.
+pub fn element(name: &str) {
+    SLOT.with(|slot| {
+        if slot.mode.get() != Mode::Idle {
+            set_element(slot, name);
+        }
+    });
+}
+
+impl Drop for Guard {
+    fn drop(&mut self) {
+        SLOT.with(|slot| {
+            slot.mode.set(Mode::Idle);
+            set_path(slot, Path::new(&self.previous.path));
+            set_element(slot, &self.previous.element);
+            slot.mode.set(self.previous.mode);
+        });
+    }
+}
+
+const SIGNALS: [libc::c_int; 5] = [
+    libc::SIGSEGV,
+    libc::SIGBUS,
+    libc::SIGILL,
+    libc::SIGFPE,
+    libc::SIGABRT,
+];
+
+/// The handlers in place before [`install`], one per entry of `SIGNALS`.
+static PREVIOUS: OnceLock<[Option<libc::sigaction>; SIGNALS.len()]> = OnceLock::new();
+
+fn signal_name(sig: libc::c_int) -> &'static [u8] {
+    match sig {
+        libc::SIGSEGV => b"SIGSEGV",
+        libc::SIGBUS => b"SIGBUS",
+        libc::SIGILL => b"SIGILL",
+        libc::SIGFPE => b"SIGFPE",
+        libc::SIGABRT => b"SIGABRT",
+        _ => b"a signal",
+    }
+}
+
+fn write_all(bytes: &[u8]) {
+    let mut rest = bytes;
+    while !rest.is_empty() {
+        // SAFETY: write(2) on stderr with a valid buffer; async-signal-safe.
+        let n = unsafe { libc::write(2, rest.as_ptr().cast(), rest.len()) };
+        if n <= 0 {
+            return;
+        }
+        rest = &rest[n as usize..];
+    }
+}
+
+extern "C" fn on_crash(sig: libc::c_int, info: *mut libc::siginfo_t, context: *mut libc::c_void) {
+    let handled = SLOT.with(|slot| {
+        let mode = slot.mode.get();
+        if mode == Mode::Idle {
+            return false;
+        }
+        // SAFETY: this thread's buffers, read up to their published lengths.
+        let (path, element) = unsafe {
+            (
+                &(&*slot.path.get())[..slot.path_len.get()],
+                &(&*slot.element.get())[..slot.element_len.get()],
+            )
+        };
+        let (verb, code): (&[u8], i32) = match mode {
+            Mode::Writing => (b"writing", 1),
+            _ => (b"reading", 2),
+        };
+        write_all(b"error: ");
+        write_all(path);
+        write_all(b": the HDF5 library crashed (");
+        write_all(signal_name(sig));
+        write_all(b") while ");
+        write_all(verb);
+        write_all(b" ");
+        write_all(if element.is_empty() { b"it" } else { element });
+        write_all(if mode == Mode::Writing {
+            b" (a damaged file system or a full disk?)\n"
+        } else {
+            b" (the file is damaged or not a valid HDF5 file)\n"
+        });
+        // SAFETY: _exit is async-signal-safe and never returns.
+        unsafe { libc::_exit(code) }
+    });
+    if !handled {
+        chain(sig, info, context);
+    }
+}
+
+/// Hands the signal to the handler that was there before (or the default action).
+fn chain(sig: libc::c_int, info: *mut libc::siginfo_t, context: *mut libc::c_void) {
+    let Some(i) = SIGNALS.iter().position(|&s| s == sig) else {
+        return;
+    };
+    match PREVIOUS.get().and_then(|p| p[i]) {
+        Some(old) if old.sa_sigaction != libc::SIG_DFL && old.sa_sigaction != libc::SIG_IGN => {
+            if old.sa_flags & libc::SA_SIGINFO != 0 {
+                type Action = extern "C" fn(libc::c_int, *mut libc::siginfo_t, *mut libc::c_void);
+                // SAFETY: an SA_SIGINFO handler has this signature.
+                let f = unsafe { std::mem::transmute::<libc::sighandler_t, Action>(old.sa_sigaction) };
+                f(sig, info, context);
+            } else {
+                type Handler = extern "C" fn(libc::c_int);
+                // SAFETY: a plain handler takes the signal number.
+                let f = unsafe { std::mem::transmute::<libc::sighandler_t, Handler>(old.sa_sigaction) };
+                f(sig);
+            }
+        }
+        _ => {
+            // The default action: restore it and return, so the fault happens again and ends
+            // the process with the signal as before.
+            // SAFETY: plain sigaction/signal calls, async-signal-safe.
+            // Raised again (pending until this handler returns) for a signal sent rather than
+            // caused by a fault, which would not happen again by itself.
+            unsafe {
+                libc::signal(sig, libc::SIG_DFL);
+                libc::raise(sig);
+            }
+        }
+    }
+}
+
+/// Installs the crash handlers once per process (the binary calls it first thing in `main`).
+pub fn install() {
+    static ONCE: Once = Once::new();
+    ONCE.call_once(|| {
+        let mut previous = [None; SIGNALS.len()];
+        for (i, &sig) in SIGNALS.iter().enumerate() {
+            // SAFETY: sigaction queried with a zeroed out-struct.
+            unsafe {
+                let mut old: libc::sigaction = std::mem::zeroed();
+                if libc::sigaction(sig, std::ptr::null(), &mut old) == 0 {
+                    previous[i] = Some(old);
+                }
+            }
+        }
+        // Known before any handler that reads them is in place.
+        let _ = PREVIOUS.set(previous);
+        for &sig in &SIGNALS {
+            // SAFETY: sigaction with a zeroed struct filled field by field.
+            unsafe {
+                let mut new: libc::sigaction = std::mem::zeroed();
+                new.sa_sigaction = on_crash as *const () as libc::sighandler_t;
+                // On the alternate stack Rust sets up per thread, so a crash deep in a C
+                // library's recursion still gets its message out.
+                new.sa_flags = libc::SA_SIGINFO | libc::SA_ONSTACK;
+                libc::sigemptyset(&mut new.sa_mask);
+                libc::sigaction(sig, &new, std::ptr::null_mut());
+            }
+        }
+    });
+}
+
+/// Fault injection for the tests of the crash handling: with `CARTSCOPE_TEST_FAULT` set to
+/// `NAME:FAULT[,NAME:FAULT...]`, opening an input whose file name is `NAME` does FAULT instead
+/// of reading it: `segv` or `abort` (inside the reading guard, as a crash of libhdf5 would),
+/// `segv-unguarded` (outside any guard: the process dies by the signal), `kill` (SIGKILL, as
+/// the out-of-memory killer would), `hang` (sleeps until killed). Unset, it costs one
+/// environment lookup per opened file.
+pub fn inject_test_fault(path: &Path) {
+    let Some(spec) = std::env::var_os("CARTSCOPE_TEST_FAULT") else {
+        return;
+    };
+    let Some(name) = path.file_name().map(|n| n.to_string_lossy().into_owned()) else {
+        return;
+    };
+    let spec = spec.to_string_lossy();
+    let Some(fault) = spec
+        .split(',')
+        .filter_map(|entry| entry.rsplit_once(':'))
+        .find_map(|(n, fault)| (n == name).then_some(fault))
+    else {
+        return;
+    };
+    element("/injected");
+    // SAFETY: raising signals and aborting are the point here; none returns into Rust state
+    // that could be observed in a broken form.
+    unsafe {
+        match fault {
+            "segv" => {
+                libc::raise(libc::SIGSEGV);
+            }
+            "abort" => libc::abort(),
+            "segv-unguarded" => {
+                // As a fault outside any guard ends: by the signal's default action.
+                libc::signal(libc::SIGSEGV, libc::SIG_DFL);
+                libc::raise(libc::SIGSEGV);
+            }
+            "kill" => {
+                libc::raise(libc::SIGKILL);
+            }
+            "hang" => loop {
+                std::thread::sleep(std::time::Duration::from_secs(3600));
+            },
+            _ => {}
+        }
+    }
+}
