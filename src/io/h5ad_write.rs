@@ -555,6 +555,9 @@ fn check_shape(what: &str, got: (usize, usize), want: (usize, usize)) -> Result<
 impl Drop for H5adWriter {
     fn drop(&mut self) {
         let _crash = crate::crash::writing(&self.path);
+        // Handles inside the file first: libhdf5 1.10 crashes closing a dataset whose file a
+        // failed write (a full disk) has already closed.
+        self.x = None;
         if let Some(f) = self.file.take() {
             drop(f);
             let _ = std::fs::remove_file(&self.tmp);

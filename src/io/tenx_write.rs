@@ -35,7 +35,8 @@ pub struct TenxH5Writer {
     path: PathBuf,
     tmp: PathBuf,
     file: Option<hdf5::File>,
-    x: SparseAppender,
+    /// Closed before the file, always (see `Drop`).
+    x: Option<SparseAppender>,
 }
 
 impl TenxH5Writer {
@@ -51,7 +52,7 @@ impl TenxH5Writer {
             path: path.to_path_buf(),
             tmp,
             file: Some(file),
-            x,
+            x: Some(x),
         })
     }
 
@@ -59,6 +60,8 @@ impl TenxH5Writer {
     pub fn append(&mut self, m: &CsrMatrix) -> Result<()> {
         let _crash = crate::crash::writing(&self.path);
         self.x
+            .as_mut()
+            .expect("open until finish")
             .append(m)
             .map_err(|e| Error::write(&self.path, "/matrix", e))
     }
@@ -68,20 +71,21 @@ impl TenxH5Writer {
         let _crash = crate::crash::writing(&self.path);
         let path = self.path.clone();
         let e = |err: hdf5::Error| Error::write(&path, "/matrix", err);
-        if barcodes.len() != self.x.n_rows || features.names.len() != self.x.n_cols {
+        let x = self.x.take().expect("open until finish");
+        let (n_rows, n_cols) = (x.n_rows, x.n_cols);
+        drop(x);
+        if barcodes.len() != n_rows || features.names.len() != n_cols {
             return Err(Error::Usage(format!(
-                "10x writer: {} barcodes and {} features for a {}x{} matrix",
+                "10x writer: {} barcodes and {} features for a {n_rows}x{n_cols} matrix",
                 barcodes.len(),
                 features.names.len(),
-                self.x.n_rows,
-                self.x.n_cols
             )));
         }
         let file = self.file.take().expect("open until finish");
         {
             let g = file.group("matrix").map_err(e)?;
             write_fixed_strings(&g, "barcodes", barcodes).map_err(e)?;
-            let shape = Array1::from(vec![self.x.n_cols as i32, self.x.n_rows as i32]);
+            let shape = Array1::from(vec![n_cols as i32, n_rows as i32]);
             g.new_dataset_builder()
                 .with_data(&shape)
                 .create("shape")
@@ -101,6 +105,10 @@ impl TenxH5Writer {
 
 impl Drop for TenxH5Writer {
     fn drop(&mut self) {
+        let _crash = crate::crash::writing(&self.path);
+        // Handles inside the file first: libhdf5 1.10 crashes closing a dataset whose file a
+        // failed write (a full disk) has already closed.
+        self.x = None;
         if let Some(f) = self.file.take() {
             drop(f);
             let _ = std::fs::remove_file(&self.tmp);
