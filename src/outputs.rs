@@ -35,7 +35,10 @@ impl OutputDir {
         // Temporary files of an earlier run that was killed or crashed mid-write.
         let stale = crate::io::atomic::remove_stale_partials(dir);
         if stale > 0 {
-            tracing::info!("removed {stale} temporary files of an interrupted run in {}", dir.display());
+            tracing::info!(
+                "removed {stale} temporary files of an interrupted run in {}",
+                dir.display()
+            );
         }
         Ok(OutputDir {
             dir: dir.to_path_buf(),
