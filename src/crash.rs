@@ -98,8 +98,7 @@ fn saved(slot: &Slot) -> Saved {
     let (path, element) = unsafe {
         (
             String::from_utf8_lossy(&(&*slot.path.get())[..slot.path_len.get()]).into_owned(),
-            String::from_utf8_lossy(&(&*slot.element.get())[..slot.element_len.get()])
-                .into_owned(),
+            String::from_utf8_lossy(&(&*slot.element.get())[..slot.element_len.get()]).into_owned(),
         )
     };
     Saved {
@@ -245,12 +244,14 @@ fn chain(sig: libc::c_int, info: *mut libc::siginfo_t, context: *mut libc::c_voi
             if old.sa_flags & libc::SA_SIGINFO != 0 {
                 type Action = extern "C" fn(libc::c_int, *mut libc::siginfo_t, *mut libc::c_void);
                 // SAFETY: an SA_SIGINFO handler has this signature.
-                let f = unsafe { std::mem::transmute::<libc::sighandler_t, Action>(old.sa_sigaction) };
+                let f =
+                    unsafe { std::mem::transmute::<libc::sighandler_t, Action>(old.sa_sigaction) };
                 f(sig, info, context);
             } else {
                 type Handler = extern "C" fn(libc::c_int);
                 // SAFETY: a plain handler takes the signal number.
-                let f = unsafe { std::mem::transmute::<libc::sighandler_t, Handler>(old.sa_sigaction) };
+                let f =
+                    unsafe { std::mem::transmute::<libc::sighandler_t, Handler>(old.sa_sigaction) };
                 f(sig);
             }
         }

@@ -178,7 +178,13 @@ impl Error {
 fn no_space_left(path: &Path) -> bool {
     let Some(existing) = path
         .ancestors()
-        .map(|p| if p.as_os_str().is_empty() { Path::new(".") } else { p })
+        .map(|p| {
+            if p.as_os_str().is_empty() {
+                Path::new(".")
+            } else {
+                p
+            }
+        })
         .find(|p| p.exists())
     else {
         return false;

@@ -22,10 +22,10 @@ pub mod aggregate;
 pub mod clonal;
 pub mod joint;
 mod lock;
-mod worker;
 pub mod manifest;
 pub(crate) mod report;
 pub(crate) mod rows;
+mod worker;
 
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
@@ -455,8 +455,7 @@ pub fn run_batch(
                         break;
                     };
                     let started = Instant::now();
-                    let outcome =
-                        run_isolated(sample, outdir, read, opts, &runner, batch.resume);
+                    let outcome = run_isolated(sample, outdir, read, opts, &runner, batch.resume);
                     let seconds = started.elapsed().as_secs_f64();
                     let k = finished.fetch_add(1, Ordering::SeqCst) + 1;
                     log(&match &outcome {

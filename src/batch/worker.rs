@@ -121,15 +121,21 @@ fn log_name(path: &Path) -> String {
 }
 
 /// The cause of a failed worker, in words.
-fn describe(status: ExitStatus, job: &WorkerJob, log_path: &Path, oom_before: Option<u64>) -> String {
-    let input = job
-        .input
-        .file_name()
-        .map_or_else(|| job.input.display().to_string(), |n| n.to_string_lossy().into_owned());
+fn describe(
+    status: ExitStatus,
+    job: &WorkerJob,
+    log_path: &Path,
+    oom_before: Option<u64>,
+) -> String {
+    let input = job.input.file_name().map_or_else(
+        || job.input.display().to_string(),
+        |n| n.to_string_lossy().into_owned(),
+    );
     let log = log_name(log_path);
     if let Some(code) = status.code() {
-        return last_error(log_path)
-            .unwrap_or_else(|| format!("the worker exited with code {code} on {input} (see {log})"));
+        return last_error(log_path).unwrap_or_else(|| {
+            format!("the worker exited with code {code} on {input} (see {log})")
+        });
     }
     let signal = status.signal().unwrap_or(0);
     if signal == libc::SIGKILL {
@@ -137,7 +143,9 @@ fn describe(status: ExitStatus, job: &WorkerJob, log_path: &Path, oom_before: Op
         return if oom {
             format!("killed: out of memory while processing {input} (see {log})")
         } else {
-            format!("killed (SIGKILL) while processing {input}, e.g. by the out-of-memory killer (see {log})")
+            format!(
+                "killed (SIGKILL) while processing {input}, e.g. by the out-of-memory killer (see {log})"
+            )
         };
     }
     format!(
@@ -184,7 +192,9 @@ fn oom_kills() -> Option<u64> {
         let rel = rel.trim_start_matches('/');
         let (root, file) = match controllers {
             "" => ("/sys/fs/cgroup", "memory.events"),
-            c if c.split(',').any(|c| c == "memory") => ("/sys/fs/cgroup/memory", "memory.oom_control"),
+            c if c.split(',').any(|c| c == "memory") => {
+                ("/sys/fs/cgroup/memory", "memory.oom_control")
+            }
             _ => continue,
         };
         candidates.push(Path::new(root).join(rel).join(file));

@@ -432,8 +432,14 @@ fn a_crashing_killed_or_hanging_sample_fails_alone_and_resumes() {
         let row = rows.iter().find(|r| r["sample_id"] == id).unwrap();
         assert_eq!(row["status"], "failed", "{row:?}");
         let text = std::fs::read_to_string(out.join(format!("samples/{id}.error.txt"))).unwrap();
-        assert_eq!(row["error"], text, "batch_summary.csv and the error file differ");
-        assert!(!out.join("samples").join(id).exists(), "{id} looks complete");
+        assert_eq!(
+            row["error"], text,
+            "batch_summary.csv and the error file differ"
+        );
+        assert!(
+            !out.join("samples").join(id).exists(),
+            "{id} looks complete"
+        );
         assert!(!out.join(format!("samples/.{id}.partial")).exists());
         assert!(out.join(format!("samples/{id}.log")).is_file());
         text
@@ -444,7 +450,10 @@ fn a_crashing_killed_or_hanging_sample_fails_alone_and_resumes() {
         "{e}"
     );
     let e = error("A");
-    assert!(e.contains("abort.h5ad: the HDF5 library crashed (SIGABRT) while reading /injected"), "{e}");
+    assert!(
+        e.contains("abort.h5ad: the HDF5 library crashed (SIGABRT) while reading /injected"),
+        "{e}"
+    );
     let e = error("U");
     assert!(
         e.starts_with("crashed (SIGSEGV) while processing segv-unguarded.h5ad: the file may be damaged (see samples/U.log)"),

@@ -56,7 +56,9 @@ fn assert_outputs_whole(dir: &Path, when: &str) {
                     .unwrap_or_else(|e| panic!("{when}: {name} does not parse: {e}"));
             }
             "html" => assert!(
-                String::from_utf8_lossy(&bytes).trim_end().ends_with("</html>"),
+                String::from_utf8_lossy(&bytes)
+                    .trim_end()
+                    .ends_with("</html>"),
                 "{when}: {name} is cut"
             ),
             "parquet" => assert!(
@@ -143,10 +145,16 @@ fn run_killed_at_every_output_leaves_nothing_that_looks_complete() {
         .output()
         .unwrap();
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    let left: Vec<String> = names(&out).into_iter().filter(|n| n.starts_with('.')).collect();
+    let left: Vec<String> = names(&out)
+        .into_iter()
+        .filter(|n| n.starts_with('.'))
+        .collect();
     assert!(left.is_empty(), "temporary files left: {left:?}");
     for target in outputs {
-        assert!(out.join(target).is_file(), "{target} missing after the rerun");
+        assert!(
+            out.join(target).is_file(),
+            "{target} missing after the rerun"
+        );
     }
     assert_outputs_whole(&out, "after the rerun");
 }
@@ -213,7 +221,10 @@ fn batch_killed_at_many_points_resumes_to_the_full_result() {
     }
     let summary = std::fs::read_to_string(out.join("batch_summary.csv")).unwrap();
     assert_eq!(summary.lines().count(), 3, "{summary}");
-    assert!(summary.lines().skip(1).all(|l| l.contains(",ok,")), "{summary}");
+    assert!(
+        summary.lines().skip(1).all(|l| l.contains(",ok,")),
+        "{summary}"
+    );
 }
 
 /// The batch tables present under their names are whole.
@@ -228,6 +239,9 @@ fn assert_outputs_whole_tables(out: &Path) {
     let report = out.join("batch_report.html");
     if report.exists() {
         let text = std::fs::read_to_string(&report).unwrap();
-        assert!(text.trim_end().ends_with("</html>"), "batch_report.html is cut");
+        assert!(
+            text.trim_end().ends_with("</html>"),
+            "batch_report.html is cut"
+        );
     }
 }

@@ -465,7 +465,14 @@ fn the_next_run_removes_temporary_files_of_a_killed_run() {
     std::fs::write(out.join(&live), b"still being written").unwrap();
     succeeds(
         cartscope()
-            .args(["run", "--backend", "cpu", "--quiet", "--no-report", "--no-umap"])
+            .args([
+                "run",
+                "--backend",
+                "cpu",
+                "--quiet",
+                "--no-report",
+                "--no-umap",
+            ])
             .arg(sample())
             .arg("-o")
             .arg(&out),
@@ -473,6 +480,9 @@ fn the_next_run_removes_temporary_files_of_a_killed_run() {
     for name in &stale {
         assert!(!out.join(name).exists(), "{name} left behind");
     }
-    assert!(out.join(&live).is_file(), "a live process's file was removed");
+    assert!(
+        out.join(&live).is_file(),
+        "a live process's file was removed"
+    );
     assert!(out.join("result.h5ad").is_file());
 }

@@ -60,7 +60,15 @@ fn in_small_fs(mnt: &Path, bytes: u64, ro: bool, args: &[&str]) -> Attempt {
         echo "rerun=$?"
     "#;
     let o = Command::new("unshare")
-        .args(["--user", "--map-root-user", "--mount", "sh", "-c", script, "sh"])
+        .args([
+            "--user",
+            "--map-root-user",
+            "--mount",
+            "sh",
+            "-c",
+            script,
+            "sh",
+        ])
         .arg(mnt)
         .arg(bytes.to_string())
         .arg(if ro { "ro" } else { "rw" })
@@ -100,7 +108,10 @@ fn assert_one_line(stderr: &str, path_part: &str, cause: &str, what: &str) {
     let lines: Vec<&str> = stderr.lines().collect();
     assert_eq!(lines.len(), 1, "{what}: {stderr}");
     assert!(lines[0].starts_with("error: "), "{what}: {stderr}");
-    assert!(lines[0].contains(path_part), "{what}: no {path_part:?} in {stderr}");
+    assert!(
+        lines[0].contains(path_part),
+        "{what}: no {path_part:?} in {stderr}"
+    );
     assert!(
         lines[0].to_lowercase().contains(cause),
         "{what}: no {cause:?} in {stderr}"
@@ -119,11 +130,7 @@ fn a_full_disk_at_every_writer_of_a_run_is_exit_1_with_nothing_left() {
     let full = tmp.path().join("full");
     let mut args: Vec<String> = RUN.iter().map(|s| s.to_string()).collect();
     args.extend([input.to_string_lossy().into_owned(), "-o".into()]);
-    let o = Command::new(bin())
-        .args(&args)
-        .arg(&full)
-        .output()
-        .unwrap();
+    let o = Command::new(bin()).args(&args).arg(&full).output().unwrap();
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let order = [
         "result.h5ad",
@@ -176,7 +183,11 @@ fn a_full_disk_at_the_batch_tables_is_exit_1_naming_the_table() {
     let tmp = tempfile::tempdir().unwrap();
     let d = tmp.path();
     std::fs::copy(sample(), d.join("S1.h5ad")).unwrap();
-    std::fs::write(d.join("m.csv"), "sample_id,path,patient,day\nS1,S1.h5ad,P1,0\n").unwrap();
+    std::fs::write(
+        d.join("m.csv"),
+        "sample_id,path,patient,day\nS1,S1.h5ad,P1,0\n",
+    )
+    .unwrap();
     let batch = |out: &str| -> Vec<String> {
         let mut a: Vec<String> = ["batch", "--backend", "cpu", "--quiet", "--no-umap"]
             .iter()
@@ -204,7 +215,12 @@ fn a_full_disk_at_the_batch_tables_is_exit_1_naming_the_table() {
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     let a = in_small_fs(&mnt, used, false, &args);
     assert_eq!(a.code, 1, "{}", a.stderr);
-    assert_one_line(&a.stderr, "/out/", "no space left on device", "batch tables");
+    assert_one_line(
+        &a.stderr,
+        "/out/",
+        "no space left on device",
+        "batch tables",
+    );
     assert!(
         ["batch_summary", "persistence", "batch_report", "clon"]
             .iter()
@@ -249,7 +265,12 @@ fn a_read_only_file_system_and_an_output_path_that_is_a_file_are_exit_1() {
     args.extend([input_text.as_str(), "-o", "@MNT/in_place/out"]);
     let a = in_small_fs(&mnt, 64 << 20, true, &args);
     assert_eq!(a.code, 1, "{}", a.stderr);
-    assert_one_line(&a.stderr, "/in_place/out", "read-only file system", "read-only");
+    assert_one_line(
+        &a.stderr,
+        "/in_place/out",
+        "read-only file system",
+        "read-only",
+    );
     assert!(a.left.is_empty(), "left {:?}", a.left);
     assert_eq!(a.rerun, 0);
 
@@ -287,14 +308,22 @@ fn the_output_folder_removed_mid_run_is_exit_1_and_a_rerun_succeeds() {
         .unwrap();
     let started = Instant::now();
     while !out.exists() {
-        assert!(started.elapsed() < Duration::from_secs(60), "no output folder");
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "no output folder"
+        );
         std::thread::sleep(Duration::from_millis(5));
     }
     std::fs::remove_dir_all(&out).unwrap();
     let o = child.wait_with_output().unwrap();
     let stderr = String::from_utf8_lossy(&o.stderr);
     assert_eq!(o.status.code(), Some(1), "{stderr}");
-    assert_one_line(&stderr, "out", "no such file or directory", "folder removed");
+    assert_one_line(
+        &stderr,
+        "out",
+        "no such file or directory",
+        "folder removed",
+    );
     assert!(!out.exists(), "a partial folder was recreated");
     crate::common::succeeds(cartscope().args(RUN).arg(sample()).arg("-o").arg(&out));
     assert!(out.join("report.html").is_file());
