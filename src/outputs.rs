@@ -6,9 +6,8 @@ use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use crate::cart::summary::csv_field;
 use crate::error::{Error, Result};
-use crate::io::{H5adWriter, WriteOptions, write_atomic};
+use crate::io::{H5adWriter, WriteOptions, csv, write_atomic};
 use crate::pipeline::{
     Analysis, Markers, RunOptions, RunSummary, Stage, default_sample, peak_rss_mib,
 };
@@ -158,10 +157,10 @@ pub(crate) fn markers_csv(m: &Markers, genes: &[String]) -> String {
                 let _ = writeln!(
                     out,
                     "{},{},{},{},{},{},{:e},{:e},{},{}",
-                    csv_field(&t.groupby),
-                    csv_field(&g.group),
+                    csv::field(&t.groupby),
+                    csv::field(&g.group),
                     k + 1,
-                    csv_field(&genes[g.genes[k] as usize]),
+                    csv::field(&genes[g.genes[k] as usize]),
                     g.scores[k],
                     g.logfoldchanges[k],
                     g.pvals[k],

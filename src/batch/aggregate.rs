@@ -23,10 +23,10 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use super::clonal::{self, Clonal, PERSISTENCE_COLUMNS};
-use super::manifest::{Manifest, csv_field, split_line};
+use super::manifest::Manifest;
 use super::rows::{Counts, SampleRow, SampleStatus, by_patient, timepoint_label};
 use super::{error_file, sample_dir};
-use crate::io::write_atomic;
+use crate::io::{csv, write_atomic};
 use crate::vdj::VdjOptions;
 use crate::{Error, Result};
 
@@ -41,24 +41,14 @@ pub(crate) fn write_manifest_copy(m: &Manifest, outdir: &Path) -> Result<()> {
         cols.push("vdj".to_string());
     }
     cols.extend(m.metadata_columns());
-    let mut out = cols
-        .iter()
-        .map(|c| csv_field(c))
-        .collect::<Vec<_>>()
-        .join(",")
-        + "\n";
+    let mut out = csv::record(&cols);
     for s in &m.samples {
         let mut row = vec![s.id.clone(), absolute(&s.path)];
         if m.has_vdj {
             row.push(s.vdj.as_deref().map(absolute).unwrap_or_default());
         }
         row.extend(m.metadata_values(s));
-        out += &(row
-            .iter()
-            .map(|v| csv_field(v))
-            .collect::<Vec<_>>()
-            .join(",")
-            + "\n");
+        out += &csv::record(&row);
     }
     write_atomic(&outdir.join(MANIFEST_COPY), out.as_bytes())
 }
@@ -75,13 +65,14 @@ pub(crate) fn absolute(p: &Path) -> String {
 /// Reads a one-sample summary.csv into (columns, fields of the row for `id`, else the first).
 fn read_summary_csv(path: &Path, id: &str) -> Result<(Vec<String>, BTreeMap<String, String>)> {
     let text = std::fs::read_to_string(path).map_err(|e| Error::read(path, e))?;
-    let mut lines = text.lines().filter(|l| !l.is_empty());
     let bad = |m: &str| Error::invalid(path, "summary.csv", m);
-    let header = split_line(lines.next().ok_or_else(|| bad("empty"))?, ',')
-        .ok_or_else(|| bad("unterminated quote"))?;
-    let rows: Vec<Vec<String>> = lines
-        .map(|l| split_line(l, ',').ok_or_else(|| bad("unterminated quote")))
-        .collect::<Result<_>>()?;
+    // Records, not lines: a quoted field (a sample name) may hold a line break.
+    let mut records = csv::Records::new(&text, b',').map(|r| match r {
+        Ok(r) => Ok(r.fields.into_iter().map(|f| f.into_owned()).collect()),
+        Err(e) => Err(bad(&format!("line {}: {}", e.line, e.message))),
+    });
+    let header: Vec<String> = records.next().ok_or_else(|| bad("empty"))??;
+    let rows: Vec<Vec<String>> = records.collect::<Result<_>>()?;
     let row = rows
         .iter()
         .find(|r| r.first().is_some_and(|s| s == id))
@@ -147,15 +138,6 @@ fn summary_columns(rows: &[SampleRow]) -> Vec<String> {
     cols
 }
 
-fn join(fields: &[String]) -> String {
-    fields
-        .iter()
-        .map(|f| csv_field(f))
-        .collect::<Vec<_>>()
-        .join(",")
-        + "\n"
-}
-
 /// The batch summary table: header and one row of fields per sample, as in
 /// batch_summary.csv: sample_id, status, error, path (absolute), report, the manifest
 /// metadata, then the per-sample summary fields (empty for samples that did not complete).
@@ -197,9 +179,9 @@ pub(crate) fn batch_summary_table(
 /// batch_summary.csv (see [`batch_summary_table`]).
 pub(crate) fn batch_summary_csv(m: &Manifest, rows: &[SampleRow]) -> String {
     let (header, table) = batch_summary_table(m, rows);
-    let mut out = join(&header);
+    let mut out = csv::record(&header);
     for f in &table {
-        out += &join(f);
+        out += &csv::record(f);
     }
     out
 }
@@ -291,7 +273,7 @@ pub(crate) fn persistence_csv(rows: &[SampleRow], clonal: Option<&Clonal>) -> St
     if clonal_fields.is_some() {
         header.extend(PERSISTENCE_COLUMNS.map(String::from));
     }
-    let mut out = join(&header);
+    let mut out = csv::record(&header);
     for (patient, group) in by_patient(rows) {
         for r in group {
             let mut f = vec![
@@ -312,7 +294,7 @@ pub(crate) fn persistence_csv(rows: &[SampleRow], clonal: Option<&Clonal>) -> St
                         .unwrap_or_else(|| vec![String::new(); PERSISTENCE_COLUMNS.len()]),
                 );
             }
-            out += &join(&f);
+            out += &csv::record(&f);
         }
     }
     out

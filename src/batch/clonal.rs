@@ -20,9 +20,10 @@ use std::path::Path;
 
 use polars::prelude::{DataFrame, NamedFrom, Series};
 
-use super::manifest::{Sample, csv_field};
+use super::manifest::Sample;
 use super::rows::{SampleRow, SampleStatus, by_patient, timepoint_label};
 use super::sample_dir;
+use crate::io::csv;
 use crate::vdj::stats::Repertoire;
 use crate::vdj::{
     CHAIN_FIELDS, Receptor, Slot, VdjOptions, analyse, define_clonotypes, read_contigs,
@@ -413,11 +414,9 @@ struct Table {
 
 impl Table {
     fn csv(&self) -> String {
-        let line =
-            |f: Vec<String>| f.iter().map(|x| csv_field(x)).collect::<Vec<_>>().join(",") + "\n";
-        let mut out = line(self.columns.iter().map(|(n, _)| n.clone()).collect());
+        let mut out = csv::record(self.columns.iter().map(|(n, _)| n));
         for i in 0..self.n {
-            out += &line(self.columns.iter().map(|(_, v)| v.text(i)).collect());
+            out += &csv::record(self.columns.iter().map(|(_, v)| v.text(i)));
         }
         out
     }

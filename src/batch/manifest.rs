@@ -96,15 +96,6 @@ pub fn split_line(line: &str, delim: char) -> Option<Vec<String>> {
     Some(fields)
 }
 
-/// Quotes a CSV field when it needs it.
-pub(crate) fn csv_field(s: &str) -> String {
-    if s.contains([',', '"', '\n', '\r']) {
-        format!("\"{}\"", s.replace('"', "\"\""))
-    } else {
-        s.to_string()
-    }
-}
-
 /// Tab for `.tsv`/`.tab` files or a header with a tab and no comma; comma otherwise.
 fn delimiter(file: &Path, header: &str) -> char {
     let ext = file

@@ -2,13 +2,17 @@
 //! per-patient persistence curves over time, the phenotype composition of CAR+ T cells over
 //! time, median scores over time, with VDJ the clone tracking, time-point overlap and product
 //! clones' share per patient, and a table of all samples linking each sample's report.
-
-use std::fmt::Write;
+//! Built through [`Html`] like report.html: every name from the manifest or the samples is
+//! escaped text, every plot key an identifier, and the page carries the same
+//! Content-Security-Policy.
 
 use super::clonal::{Clonal, VdjStatus};
 use super::manifest::Manifest;
 use super::rows::{SampleRow, SampleStatus, by_patient, timepoint_label};
-use crate::report::svg::{PALETTE, esc, stacked_bars, tick_label};
+use crate::report::html::{self, Html, Num};
+use crate::report::svg::{
+    PALETTE, frame, label, legend, plot_start, rotated_label, stacked_bars, tick_label,
+};
 use crate::vdj::stats::Repertoire;
 
 const W: f64 = 460.0;
@@ -52,7 +56,7 @@ pub fn line_plot(
     (xlab, ylab): (&str, &str),
     series: &[Series],
     y_from_zero: bool,
-) -> String {
+) -> Html {
     let (x0, x1) = span(series.iter().flat_map(|s| s.1.iter().map(|p| p.0)), false);
     let (y0, y1) = span(
         series.iter().flat_map(|s| s.1.iter().map(|p| p.1)),
@@ -62,36 +66,22 @@ pub fn line_plot(
     let ph = H - T - B;
     let sx = |x: f64| L + (x - x0) / (x1 - x0) * pw;
     let sy = |y: f64| T + ph - (y - y0) / (y1 - y0) * ph;
-    let mut s = format!(
-        "<svg class=\"plot\" data-plot=\"{id}\" xmlns=\"http://www.w3.org/2000/svg\" viewBox=\"0 0 {W} {H}\" width=\"{W}\" height=\"{H}\" role=\"img\"><title>{t}</title>\
-<rect x=\"{L}\" y=\"{T}\" width=\"{pw}\" height=\"{ph}\" fill=\"none\" stroke=\"#888\"/>\
-<text x=\"{cx}\" y=\"16\" text-anchor=\"middle\" font-size=\"13\">{t}</text>\
-<text x=\"{cx}\" y=\"{by}\" text-anchor=\"middle\" font-size=\"11\">{x}</text>\
-<text x=\"12\" y=\"{cy}\" text-anchor=\"middle\" font-size=\"11\" transform=\"rotate(-90 12 {cy})\">{y}</text>",
-        id = esc(id),
-        t = esc(title),
-        x = esc(xlab),
-        y = esc(ylab),
-        cx = L + pw / 2.0,
-        by = H - 6.0,
-        cy = T + ph / 2.0,
-    );
+    let mut s = Html::new();
+    plot_start(&mut s, id, (W, H), title);
+    frame(&mut s, (L, T, pw, ph), title, (xlab, ylab));
     for k in 0..=4 {
         let f = f64::from(k) / 4.0;
         let (xv, yv) = (x0 + (x1 - x0) * f, y0 + (y1 - y0) * f);
-        let _ = write!(
-            s,
-            "<text x=\"{:.1}\" y=\"{:.1}\" font-size=\"9\" text-anchor=\"middle\">{}</text>\
-<text x=\"{:.1}\" y=\"{:.1}\" font-size=\"9\" text-anchor=\"end\">{}</text>",
-            sx(xv),
-            T + ph + 12.0,
-            tick(xv, x0, x1),
-            L - 3.0,
-            sy(yv) + 3.0,
-            tick(yv, y0, y1)
+        label(
+            &mut s,
+            (sx(xv), T + ph + 12.0),
+            "middle",
+            9,
+            &tick(xv, x0, x1),
         );
+        label(&mut s, (L - 3.0, sy(yv) + 3.0), "end", 9, &tick(yv, y0, y1));
     }
-    let mut legend = String::from("<div class=\"legend\">");
+    let mut names: Vec<(String, &str)> = Vec::new();
     for (i, (name, pts)) in series.iter().enumerate() {
         let c = PALETTE[i % PALETTE.len()];
         let path: Vec<String> = pts
@@ -99,31 +89,36 @@ pub fn line_plot(
             .filter(|p| p.0.is_finite() && p.1.is_finite())
             .map(|p| format!("{:.1},{:.1}", sx(p.0), sy(p.1)))
             .collect();
-        let _ = write!(
-            s,
-            "<polyline fill=\"none\" stroke=\"{c}\" stroke-width=\"2\" points=\"{}\"/>",
-            path.join(" ")
+        s.empty(
+            "polyline",
+            &[
+                ("fill", &"none"),
+                ("stroke", &c),
+                ("stroke-width", &2),
+                ("points", &path.join(" ")),
+            ],
         );
         for p in pts.iter().filter(|p| p.0.is_finite() && p.1.is_finite()) {
-            let _ = write!(
-                s,
-                "<circle cx=\"{:.1}\" cy=\"{:.1}\" r=\"3.5\" fill=\"{c}\"><title>{}: {} = {}</title></circle>",
-                sx(p.0),
-                sy(p.1),
-                esc(name),
-                esc(&p.2),
-                tick(p.1, y0, y1)
-            );
+            s.open(
+                "circle",
+                &[
+                    ("cx", &Num(sx(p.0), 1)),
+                    ("cy", &Num(sy(p.1), 1)),
+                    ("r", &3.5),
+                    ("fill", &c),
+                ],
+            )
+            .elem(
+                "title",
+                &[],
+                format_args!("{name}: {} = {}", p.2, tick(p.1, y0, y1)),
+            )
+            .close("circle");
         }
-        let _ = write!(
-            legend,
-            "<span><i style=\"background:{c}\"></i>{}</span>",
-            esc(name)
-        );
+        names.push((name.clone(), c));
     }
-    s.push_str("</svg>");
-    legend.push_str("</div>");
-    s + &legend
+    s.close("svg").append(&legend(&names));
+    s
 }
 
 /// x of a sample: its day, else its position in the patient's series.
@@ -152,11 +147,7 @@ fn fmt(v: Option<f64>, digits: usize) -> String {
 
 /// The persistence curves: CAR+ fraction and count, CD4:CD8, DN and cycling fractions and the
 /// median scores of CAR+ T cells over time, one line per patient.
-fn persistence_plots(
-    groups: &[(String, Vec<&SampleRow>)],
-    rows: &[SampleRow],
-    xlab: &str,
-) -> String {
+fn persistence_plots(groups: &[(String, Vec<&SampleRow>)], rows: &[SampleRow], xlab: &str) -> Html {
     // (plot id, title, y label, summary column); long-persisting CAR+ cells are reported to
     // drift to CD4-CD8- (double-negative) states.
     let mut curves = vec![
@@ -196,11 +187,13 @@ fn persistence_plots(
             "cycling_fraction",
         ));
     }
-    let mut h = String::from("<div class=\"plots\">");
+    let mut h = Html::new();
+    h.raw("<div class=\"plots\">");
     for (id, title, ylab, column) in curves {
-        h.push_str("<figure>");
-        h += &line_plot(id, title, (xlab, ylab), &series(groups, column), true);
-        h.push_str("</figure>");
+        figure(
+            &mut h,
+            &line_plot(id, title, (xlab, ylab), &series(groups, column), true),
+        );
     }
     let score_cols: Vec<String> = rows
         .iter()
@@ -214,48 +207,42 @@ fn persistence_plots(
         });
     for c in &score_cols {
         let set = c.trim_start_matches("median_car_");
-        h.push_str("<figure>");
-        h += &line_plot(
-            c,
-            &format!("median {set} among CAR+ T cells"),
-            (xlab, "median score"),
-            &series(groups, c),
-            false,
+        figure(
+            &mut h,
+            &line_plot(
+                c,
+                &format!("median {set} among CAR+ T cells"),
+                (xlab, "median score"),
+                &series(groups, c),
+                false,
+            ),
         );
-        h.push_str("</figure>");
     }
-    h.push_str("</div>");
+    h.raw("</div>");
     h
+}
+
+/// A plot in its own `<figure>`.
+fn figure(h: &mut Html, plot: &Html) {
+    h.raw("<figure>").append(plot).raw("</figure>");
 }
 
 /// A square matrix of values in [0, 1] as a heatmap with the values written in the cells
 /// (empty cells where undefined).
-fn heatmap(id: &str, title: &str, labels: &[String], values: &[Vec<Option<f64>>]) -> String {
+fn heatmap(id: &str, title: &str, labels: &[String], values: &[Vec<Option<f64>>]) -> Html {
     let n = labels.len().max(1) as f64;
     let cell = (220.0 / n).clamp(24.0, 60.0);
     let (left, top) = (90.0, 30.0);
     let side = cell * n;
     let (w, h) = (left + side + 10.0, top + side + 70.0);
-    let mut s = format!(
-        "<svg class=\"plot\" data-plot=\"{id}\" xmlns=\"http://www.w3.org/2000/svg\" viewBox=\"0 0 {w} {h}\" width=\"{w}\" height=\"{h}\" role=\"img\"><title>{t}</title>\
-<text x=\"{cx}\" y=\"16\" text-anchor=\"middle\" font-size=\"13\">{t}</text>",
-        id = esc(id),
-        t = esc(title),
-        cx = w / 2.0,
-    );
-    for (i, label) in labels.iter().enumerate() {
+    let mut s = Html::new();
+    plot_start(&mut s, id, (w, h), title);
+    label(&mut s, (w / 2.0, 16.0), "middle", 13, title);
+    for (i, name) in labels.iter().enumerate() {
         let y = top + cell * (i as f64 + 0.5);
         let x = left + cell * (i as f64 + 0.5);
-        let _ = write!(
-            s,
-            "<text x=\"{:.1}\" y=\"{:.1}\" font-size=\"10\" text-anchor=\"end\">{l}</text>\
-<text x=\"{x:.1}\" y=\"{:.1}\" font-size=\"10\" text-anchor=\"end\" transform=\"rotate(-45 {x:.1} {:.1})\">{l}</text>",
-            left - 4.0,
-            y + 3.0,
-            top + side + 12.0,
-            top + side + 12.0,
-            l = esc(label),
-        );
+        label(&mut s, (left - 4.0, y + 3.0), "end", 10, name);
+        rotated_label(&mut s, (x, top + side + 12.0), -45, 10, name);
         for (j, v) in values[i].iter().enumerate() {
             let (x, y) = (left + cell * j as f64, top + cell * i as f64);
             let (fill, text) = match v {
@@ -280,18 +267,33 @@ fn heatmap(id: &str, title: &str, labels: &[String], values: &[Vec<Option<f64>>]
             } else {
                 "#222"
             };
-            let _ = write!(
-                s,
-                "<rect x=\"{x:.1}\" y=\"{y:.1}\" width=\"{cell:.1}\" height=\"{cell:.1}\" fill=\"{fill}\" stroke=\"#fff\"><title>{} / {}: {text}</title></rect>\
-<text x=\"{:.1}\" y=\"{:.1}\" font-size=\"10\" text-anchor=\"middle\" fill=\"{ink}\">{text}</text>",
-                esc(label),
-                esc(&labels[j]),
-                x + cell / 2.0,
-                y + cell / 2.0 + 3.5,
+            s.open(
+                "rect",
+                &[
+                    ("x", &Num(x, 1)),
+                    ("y", &Num(y, 1)),
+                    ("width", &Num(cell, 1)),
+                    ("height", &Num(cell, 1)),
+                    ("fill", &fill),
+                    ("stroke", &"#fff"),
+                ],
+            )
+            .elem("title", &[], format_args!("{name} / {}: {text}", labels[j]))
+            .close("rect")
+            .elem(
+                "text",
+                &[
+                    ("x", &Num(x + cell / 2.0, 1)),
+                    ("y", &Num(y + cell / 2.0 + 3.5, 1)),
+                    ("font-size", &10),
+                    ("text-anchor", &"middle"),
+                    ("fill", &ink),
+                ],
+                &text,
             );
         }
     }
-    s.push_str("</svg>");
+    s.close("svg");
     s
 }
 
@@ -303,9 +305,10 @@ fn clonal_section(
     rows: &[SampleRow],
     c: &Clonal,
     xlab: &str,
-) -> String {
+) -> Html {
     let index = |r: &SampleRow| rows.iter().position(|x| x.sample.id == r.sample.id);
-    let mut h = String::from("<h2>Clonal persistence (VDJ)</h2><div class=\"plots\">");
+    let mut h = Html::new();
+    h.raw("<h2>Clonal persistence (VDJ)</h2><div class=\"plots\">");
     let fields = c.persistence_fields(rows);
     let mut product: Vec<Series> = Vec::new();
     for (p, v) in groups {
@@ -343,15 +346,16 @@ fn clonal_section(
                 (format!("clone {k}"), pts)
             })
             .collect();
-        h.push_str("<figure>");
-        h += &line_plot(
-            &format!("clones_{name}"),
-            &format!("top clones of {name}: fraction of cells with a clone"),
-            (xlab, "fraction of clonotyped cells"),
-            &series,
-            true,
+        figure(
+            &mut h,
+            &line_plot(
+                &format!("clones_{name}"),
+                &format!("top clones of {name}: fraction of cells with a clone"),
+                (xlab, "fraction of clonotyped cells"),
+                &series,
+                true,
+            ),
         );
-        h.push_str("</figure>");
         let labels: Vec<String> = done
             .iter()
             .map(|(_, r)| timepoint_label(&r.sample))
@@ -360,14 +364,15 @@ fn clonal_section(
             .iter()
             .map(|a| counts.iter().map(|b| a.morisita_horn(b)).collect())
             .collect();
-        h.push_str("<figure>");
-        h += &heatmap(
-            &format!("overlap_{name}"),
-            &format!("{name}: Morisita-Horn overlap"),
-            &labels,
-            &matrix,
+        figure(
+            &mut h,
+            &heatmap(
+                &format!("overlap_{name}"),
+                &format!("{name}: Morisita-Horn overlap"),
+                &labels,
+                &matrix,
+            ),
         );
-        h.push_str("</figure>");
         // A product sample's cells are all in product clones: its point is 1, so that each
         // line starts at the product.
         let pts: Vec<(f64, f64, String)> = done
@@ -387,17 +392,18 @@ fn clonal_section(
         }
     }
     if !product.is_empty() {
-        h.push_str("<figure>");
-        h += &line_plot(
-            "product_clone_fraction",
-            "share of cells in infusion-product clones",
-            (xlab, "product clone fraction"),
-            &product,
-            true,
+        figure(
+            &mut h,
+            &line_plot(
+                "product_clone_fraction",
+                "share of cells in infusion-product clones",
+                (xlab, "product clone fraction"),
+                &product,
+                true,
+            ),
         );
-        h.push_str("</figure>");
     }
-    h.push_str("</div>");
+    h.raw("</div>");
     let failed: Vec<(usize, &String)> = c
         .status
         .iter()
@@ -408,14 +414,21 @@ fn clonal_section(
         })
         .collect();
     if !failed.is_empty() {
-        h.push_str("<p>VDJ not analysed:</p><ul>");
+        h.raw("<p>VDJ not analysed:</p><ul>");
         for (i, e) in failed {
-            let _ = write!(h, "<li>{}: {}</li>", esc(&rows[i].sample.id), esc(e));
+            h.elem("li", &[], format_args!("{}: {e}", rows[i].sample.id));
         }
-        h.push_str("</ul>");
+        h.raw("</ul>");
     }
     h
 }
+
+/// The page's style sheet.
+const STYLE: &str = "body{font-family:system-ui,sans-serif;margin:1.5em;max-width:1400px;color:#222}\
+.plots{display:flex;flex-wrap:wrap;gap:12px}.plots figure{margin:0}\
+.legend span{margin-right:10px;font-size:12px}.legend i{display:inline-block;width:10px;height:10px;margin-right:4px}\
+table{border-collapse:collapse;font-size:13px}td,th{border:1px solid #ccc;padding:3px 6px;text-align:right}\
+td.l,th.l{text-align:left}tr.failed td{background:#fde8e8}tr.missing td{background:#fff6dd}";
 
 /// The whole page.
 pub fn render(m: &Manifest, rows: &[SampleRow], clonal: Option<&Clonal>) -> String {
@@ -426,97 +439,108 @@ pub fn render(m: &Manifest, rows: &[SampleRow], clonal: Option<&Clonal>) -> Stri
         "time point (manifest order)"
     };
     let ok = rows.iter().filter(|r| r.status == SampleStatus::Ok).count();
-    let mut h = String::from(
-        "<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>cartscope batch report</title><style>\
-body{font-family:system-ui,sans-serif;margin:1.5em;max-width:1400px;color:#222}\
-.plots{display:flex;flex-wrap:wrap;gap:12px}.plots figure{margin:0}\
-.legend span{margin-right:10px;font-size:12px}.legend i{display:inline-block;width:10px;height:10px;margin-right:4px}\
-table{border-collapse:collapse;font-size:13px}td,th{border:1px solid #ccc;padding:3px 6px;text-align:right}\
-td.l,th.l{text-align:left}tr.failed td{background:#fde8e8}tr.missing td{background:#fff6dd}</style></head><body>",
-    );
-    let _ = write!(
-        h,
-        "<h1>CAR-T batch report</h1><p>Manifest <code>{}</code>: {} samples, {ok} completed, {} failed or missing.</p>",
-        esc(&m.file.display().to_string()),
-        rows.len(),
-        rows.len() - ok
-    );
+    let mut h = Html::new();
+    h.raw("<h1>CAR-T batch report</h1><p>Manifest ")
+        .elem("code", &[], m.file.display())
+        .text(format_args!(
+            ": {} samples, {ok} completed, {} failed or missing.",
+            rows.len(),
+            rows.len() - ok
+        ))
+        .raw("</p>");
     let has_car = rows.iter().any(|r| r.num("n_car_positive").is_some());
-    h.push_str("<h2>Persistence over time</h2>");
+    h.raw("<h2>Persistence over time</h2>");
     if groups.is_empty() {
-        h.push_str("<p>No completed samples.</p>");
+        h.raw("<p>No completed samples.</p>");
     } else if !has_car {
-        h.push_str("<p>No CAR feature in any completed sample: no CAR+ persistence curves.</p>");
+        h.raw("<p>No CAR feature in any completed sample: no CAR+ persistence curves.</p>");
     } else {
-        h += &persistence_plots(&groups, rows, xlab);
-        h.push_str("<h2>Phenotype composition of CAR+ T cells over time</h2><div class=\"plots\">");
+        h.append(&persistence_plots(&groups, rows, xlab));
+        h.raw("<h2>Phenotype composition of CAR+ T cells over time</h2><div class=\"plots\">");
         for (p, v) in &groups {
-            let cats: Vec<String> = v
-                .iter()
-                .flat_map(|r| r.columns.iter())
-                .filter_map(|c| c.strip_prefix("frac_car_"))
-                .fold(Vec::new(), |mut acc, c| {
-                    if !acc.iter().any(|x: &String| x == c) {
-                        acc.push(c.to_string());
-                    }
-                    acc
-                });
-            let bars: Vec<(String, Vec<f64>)> = v
-                .iter()
-                .map(|r| {
-                    (
-                        timepoint_label(&r.sample),
-                        cats.iter()
-                            .map(|c| r.num(&format!("frac_car_{c}")).unwrap_or(0.0))
-                            .collect(),
-                    )
-                })
-                .collect();
-            let title = if p.is_empty() {
-                "all samples".to_string()
-            } else {
-                format!("patient {p}")
-            };
-            h.push_str("<figure>");
-            h += &stacked_bars(&format!("phenotypes_{p}"), &title, &bars, &cats);
-            h.push_str("</figure>");
+            figure(&mut h, &phenotype_bars(p, v));
         }
-        h.push_str("</div>");
+        h.raw("</div>");
     }
     if let Some(c) = clonal {
-        h += &clonal_section(&groups, rows, c, xlab);
+        h.append(&clonal_section(&groups, rows, c, xlab));
     }
-    h.push_str("<h2>Samples</h2><table><tr><th class=\"l\">sample</th><th class=\"l\">patient</th><th class=\"l\">time point</th><th>day</th><th class=\"l\">status</th><th>cells in</th><th>cells after QC</th><th>T cells</th><th>CAR+</th><th>CAR+ fraction</th><th>CD4:CD8 CAR+</th><th>DN of CAR+</th><th>gd of CAR+</th><th>cycling</th><th class=\"l\">report / error</th></tr>");
-    for r in rows {
-        let link = if r.status == SampleStatus::Ok && r.has_report {
-            format!(
-                "<a href=\"samples/{0}/report.html\">samples/{0}/report.html</a>",
-                esc(&r.sample.id)
+    samples_table(&mut h, rows);
+    html::page("cartscope batch report", STYLE, &h)
+}
+
+/// The phenotype composition of a patient's CAR+ T cells at each time point.
+fn phenotype_bars(p: &str, v: &[&SampleRow]) -> Html {
+    let cats: Vec<String> = v
+        .iter()
+        .flat_map(|r| r.columns.iter())
+        .filter_map(|c| c.strip_prefix("frac_car_"))
+        .fold(Vec::new(), |mut acc, c| {
+            if !acc.iter().any(|x: &String| x == c) {
+                acc.push(c.to_string());
+            }
+            acc
+        });
+    let bars: Vec<(String, Vec<f64>)> = v
+        .iter()
+        .map(|r| {
+            (
+                timepoint_label(&r.sample),
+                cats.iter()
+                    .map(|c| r.num(&format!("frac_car_{c}")).unwrap_or(0.0))
+                    .collect(),
             )
-        } else {
-            esc(&r.error)
+        })
+        .collect();
+    let title = if p.is_empty() {
+        "all samples".to_string()
+    } else {
+        format!("patient {p}")
+    };
+    stacked_bars(&format!("phenotypes_{p}"), &title, &bars, &cats)
+}
+
+/// The table of all samples, each linking its report or naming its error.
+fn samples_table(h: &mut Html, rows: &[SampleRow]) {
+    h.raw("<h2>Samples</h2><table><tr><th class=\"l\">sample</th><th class=\"l\">patient</th><th class=\"l\">time point</th><th>day</th><th class=\"l\">status</th><th>cells in</th><th>cells after QC</th><th>T cells</th><th>CAR+</th><th>CAR+ fraction</th><th>CD4:CD8 CAR+</th><th>DN of CAR+</th><th>gd of CAR+</th><th>cycling</th><th class=\"l\">report / error</th></tr>");
+    for r in rows {
+        let st = r.status.as_str();
+        let left = |h: &mut Html, v: &dyn std::fmt::Display| {
+            h.elem("td", &[("class", &"l")], v);
         };
-        let _ = write!(
-            h,
-            "<tr class=\"{st}\"><td class=\"l\">{}</td><td class=\"l\">{}</td><td class=\"l\">{}</td><td>{}</td><td class=\"l\">{st}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td class=\"l\">{link}</td></tr>",
-            esc(&r.sample.id),
-            esc(&r.sample.patient),
-            esc(&r.sample.timepoint),
+        h.open("tr", &[("class", &st)]);
+        left(h, &r.sample.id);
+        left(h, &r.sample.patient);
+        left(h, &r.sample.timepoint);
+        h.elem(
+            "td",
+            &[],
             r.sample.day.map_or(String::new(), |d| d.to_string()),
-            fmt(r.num("n_cells_in"), 0),
-            fmt(r.num("n_cells_after_qc"), 0),
-            fmt(r.num("n_t_cells"), 0),
-            fmt(r.num("n_car_positive"), 0),
-            fmt(r.num("car_positive_fraction"), 3),
-            fmt(r.num("cd4_cd8_ratio_car"), 2),
-            fmt(r.num("dn_fraction_car"), 3),
-            fmt(r.num("gd_fraction_car"), 3),
-            fmt(r.num("cycling_fraction"), 3),
-            st = esc(r.status.as_str()),
         );
+        left(h, &st);
+        for (column, digits) in [
+            ("n_cells_in", 0),
+            ("n_cells_after_qc", 0),
+            ("n_t_cells", 0),
+            ("n_car_positive", 0),
+            ("car_positive_fraction", 3),
+            ("cd4_cd8_ratio_car", 2),
+            ("dn_fraction_car", 3),
+            ("gd_fraction_car", 3),
+            ("cycling_fraction", 3),
+        ] {
+            h.elem("td", &[], fmt(r.num(column), digits));
+        }
+        h.open("td", &[("class", &"l")]);
+        if r.status == SampleStatus::Ok && r.has_report {
+            let href = html::relative_href(&["samples", &r.sample.id, "report.html"]);
+            h.elem("a", &[("href", &href)], &href);
+        } else {
+            h.text(&r.error);
+        }
+        h.raw("</td></tr>");
     }
-    h.push_str("</table></body></html>\n");
-    h
+    h.raw("</table>");
 }
 
 #[cfg(test)]
@@ -533,10 +557,10 @@ mod tests {
                 (90.0, -0.0801, "c".to_string()),
             ],
         )];
-        let svg = line_plot("t", "t", ("day", "score"), &series, false);
+        let svg = line_plot("t", "t", ("day", "score"), &series, false).into_string();
         // The y ticks are the right-aligned labels.
         let labels: Vec<&str> = svg
-            .split("text-anchor=\"end\">")
+            .split("text-anchor=\"end\" font-size=\"9\">")
             .skip(1)
             .map(|t| &t[..t.find('<').unwrap()])
             .collect();

@@ -17,7 +17,7 @@ use serde::Serialize;
 
 use super::cycle::CellCycleReport;
 use super::{CartCells, GeneSetReport, calls};
-use crate::io::{Column, Frame};
+use crate::io::{Column, Frame, csv};
 
 /// One sample's numbers.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -401,15 +401,6 @@ fn fmt_opt(v: Option<f64>) -> String {
     v.map_or(String::new(), |x| format!("{x}"))
 }
 
-/// `s` as one CSV field (RFC 4180 quoting where needed).
-pub(crate) fn csv_field(s: &str) -> String {
-    if s.contains([',', '"', '\n', '\r']) {
-        format!("\"{}\"", s.replace('"', "\"\""))
-    } else {
-        s.to_string()
-    }
-}
-
 /// summary.csv: one row per sample; empty fields where a value does not exist (no CAR
 /// feature, no CD8 cells).
 pub(crate) fn to_csv(s: &CartSummary) -> String {
@@ -458,16 +449,16 @@ pub(crate) fn to_csv(s: &CartSummary) -> String {
     header.extend(phen.iter().map(|p| format!("frac_car_{p}")));
     header.extend(set_names.iter().map(|n| format!("median_t_{n}")));
     header.extend(set_names.iter().map(|n| format!("median_car_{n}")));
-    let mut out = header.join(",") + "\n";
+    let mut out = csv::record(&header);
     for r in &s.samples {
         let mut row: Vec<String> = vec![
-            csv_field(&r.sample),
+            r.sample.clone(),
             r.n_cells_in.to_string(),
             r.n_cells_after_qc.to_string(),
             r.median_genes.to_string(),
             r.median_counts.to_string(),
             r.median_pct_mito.to_string(),
-            csv_field(s.car_feature.as_deref().unwrap_or("")),
+            s.car_feature.clone().unwrap_or_default(),
             r.n_t_cells.to_string(),
             r.n_car_positive.map_or(String::new(), |k| k.to_string()),
             fmt_opt(r.car_positive_fraction),
@@ -508,7 +499,7 @@ pub(crate) fn to_csv(s: &CartSummary) -> String {
                 .iter()
                 .map(|n| fmt_opt(r.median_scores_car.as_ref().and_then(|m| m.get(n).copied()))),
         );
-        out += &(row.join(",") + "\n");
+        out += &csv::record(&row);
     }
     out
 }

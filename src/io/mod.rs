@@ -17,6 +17,7 @@
 
 pub(crate) mod atomic;
 pub mod concat;
+pub(crate) mod csv;
 pub(crate) mod encoding;
 pub mod frame;
 pub mod h5ad;

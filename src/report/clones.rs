@@ -2,14 +2,13 @@
 //! sample, the clone size distribution, clonal expansion on the embedding, and expansion by
 //! phenotype and CAR status.
 
-use std::fmt::Write;
-
 use crate::cart::calls::PHENOTYPES;
 use crate::cart::summary::CartSummary;
 use crate::io::{AnnData, Column};
 
-use super::svg::{self, esc};
-use super::{embedding, labels, shown_cells};
+use super::html::Html;
+use super::svg;
+use super::{DASH, cells, embedding, figures, labels, shown_cells};
 
 /// Clone size classes of the size distribution: (label, smallest size, largest size).
 const SIZE_CLASSES: [(&str, u32, u32); 6] = [
@@ -45,12 +44,12 @@ fn class_fractions(sizes: &[f64], rows: impl Iterator<Item = usize>) -> Option<V
 }
 
 /// Writes the section when obs has the receptor columns.
-pub(crate) fn section(body: &mut String, ad: &AnnData, cart: &CartSummary) {
+pub(crate) fn section(body: &mut Html, ad: &AnnData, cart: &CartSummary) {
     let obs = &ad.obs;
     let Some(Column::F64(sizes)) = obs.column("clone_id_size") else {
         return;
     };
-    body.push_str("<h2>T-cell receptors and clonotypes</h2>");
+    body.raw("<h2>T-cell receptors and clonotypes</h2>");
     table(body, cart);
     let n = obs.len();
     // Without obs `sample` the run has one sample, the summary's.
@@ -75,16 +74,15 @@ pub(crate) fn section(body: &mut String, ad: &AnnData, cart: &CartSummary) {
             rows.push((format!("{} CAR+", s.sample), f));
         }
     }
-    body.push_str("<div class=\"grid\">");
-    let _ = write!(
+    body.raw("<div class=\"grid\">");
+    figures(
         body,
-        "<figure>{}</figure>",
-        svg::stacked_bars(
+        [svg::stacked_bars(
             "clone_sizes",
             "Cells with a clone by the size of their clone",
             &rows,
-            &cats
-        )
+            &cats,
+        )],
     );
     let expansion = obs.column("clonal_expansion");
     if let (
@@ -103,17 +101,16 @@ pub(crate) fn section(body: &mut String, ad: &AnnData, cart: &CartSummary) {
             .map(|k| k.filter(|&k| categories[k] != "nan"))
             .collect();
         let axes = (format!("{name}1"), format!("{name}2"));
-        let _ = write!(
+        figures(
             body,
-            "<figure>{}</figure>",
-            svg::scatter_categorical(
+            [svg::scatter_categorical(
                 "embedding_clonal_expansion",
                 "Clonal expansion (cells per clone)",
                 (&axes.0, &axes.1),
                 &xy,
                 &codes,
                 categories,
-            )
+            )],
         );
     }
     if let Some(phen) = labels(obs.column("phenotype")) {
@@ -132,43 +129,45 @@ pub(crate) fn section(body: &mut String, ad: &AnnData, cart: &CartSummary) {
                 }
             }
         }
-        let _ = write!(
+        figures(
             body,
-            "<figure>{}</figure>",
-            svg::stacked_bars(
+            [svg::stacked_bars(
                 "clone_sizes_phenotype",
                 "Clone size by phenotype and CAR status",
                 &rows,
-                &cats
-            )
+                &cats,
+            )],
         );
     }
-    body.push_str("</div><p class=\"note\">Clonotypes as scirpy defines them (identical junctions of both receptor arms by default) over the cells after QC; sizes count the cells of the run. Expanded: clones of more than 2 cells. Entropy: normalised Shannon entropy of the clone sizes (1: every clone one cell).</p>");
+    body.raw("</div><p class=\"note\">Clonotypes as scirpy defines them (identical junctions of both receptor arms by default) over the cells after QC; sizes count the cells of the run. Expanded: clones of more than 2 cells. Entropy: normalised Shannon entropy of the clone sizes (1: every clone one cell).</p>");
 }
 
 /// Receptor and clone numbers per sample.
-fn table(body: &mut String, cart: &CartSummary) {
-    body.push_str("<div class=\"scroll\"><table><tr><th>sample</th><th>cells with a receptor</th><th>single pair</th><th>clonotypes</th><th>expanded % of cells</th><th>clone entropy</th><th>largest clone %</th><th>CAR+ with a receptor</th><th>CAR+ clonotypes</th></tr>");
-    let pct = |v: Option<f64>| v.map_or("&ndash;".to_string(), |x| format!("{:.1}", x * 100.0));
-    let num = |v: Option<usize>| v.map_or("&ndash;".to_string(), |k| k.to_string());
+fn table(body: &mut Html, cart: &CartSummary) {
+    body.raw("<div class=\"scroll\"><table><tr><th>sample</th><th>cells with a receptor</th><th>single pair</th><th>clonotypes</th><th>expanded % of cells</th><th>clone entropy</th><th>largest clone %</th><th>CAR+ with a receptor</th><th>CAR+ clonotypes</th></tr>");
+    let pct = |v: Option<f64>| v.map_or(DASH.to_string(), |x| format!("{:.1}", x * 100.0));
+    let num = |v: Option<usize>| v.map_or(DASH.to_string(), |k| k.to_string());
     for s in &cart.samples {
         let Some(c) = &s.vdj else { continue };
-        let _ = write!(
+        body.raw("<tr>");
+        cells(
             body,
-            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
-            esc(&s.sample),
-            c.n_cells_with_ir,
-            c.n_single_pair,
-            c.n_clonotypes,
-            pct(c.expanded_fraction),
-            c.clone_entropy
-                .map_or("&ndash;".to_string(), |x| format!("{x:.3}")),
-            pct(c.largest_clone_fraction),
-            num(c.n_car_with_ir),
-            num(c.n_car_clonotypes),
+            &[
+                &s.sample,
+                &c.n_cells_with_ir,
+                &c.n_single_pair,
+                &c.n_clonotypes,
+                &pct(c.expanded_fraction),
+                &c.clone_entropy
+                    .map_or(DASH.to_string(), |x| format!("{x:.3}")),
+                &pct(c.largest_clone_fraction),
+                &num(c.n_car_with_ir),
+                &num(c.n_car_clonotypes),
+            ],
         );
+        body.raw("</tr>");
     }
-    body.push_str("</table></div>");
+    body.raw("</table></div>");
 }
 
 #[cfg(test)]

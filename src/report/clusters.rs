@@ -2,13 +2,12 @@
 //! numbers on it, a dot plot of each cluster's top marker genes, and a table per cluster with
 //! its top markers, majority phenotype and lineage and its CAR+ fraction.
 
-use std::fmt::Write;
-
 use crate::io::{AnnData, Column};
 use crate::pipeline::{MarkerTable, Markers};
 
-use super::svg::{self, esc};
-use super::{embedding, labels, shown_cells};
+use super::html::Html;
+use super::svg;
+use super::{DASH, cells, embedding, figures, labels, shown_cells};
 
 /// Marker genes per cluster shown in the dot plot.
 const DOT_GENES_PER_GROUP: usize = 3;
@@ -16,14 +15,14 @@ const DOT_GENES_PER_GROUP: usize = 3;
 const TABLE_GENES: usize = 10;
 
 /// Writes the section when the run has Leiden clusters.
-pub(crate) fn section(body: &mut String, ad: &AnnData, markers: Option<&Markers>) {
+pub(crate) fn section(body: &mut Html, ad: &AnnData, markers: Option<&Markers>) {
     let Some(Column::Categorical {
         codes, categories, ..
     }) = ad.obs.column("leiden")
     else {
         return;
     };
-    body.push_str("<h2>Clusters</h2><div class=\"grid\">");
+    body.raw("<h2>Clusters</h2><div class=\"grid\">");
     if let Some((name, pts)) = embedding(ad) {
         let shown = shown_cells(pts.len());
         let xy: Vec<(f64, f64)> = shown.iter().map(|&i| pts[i]).collect();
@@ -40,13 +39,13 @@ pub(crate) fn section(body: &mut String, ad: &AnnData, markers: Option<&Markers>
             &c,
             categories,
         );
-        let _ = write!(body, "<figure>{plot}</figure>");
+        figures(body, [plot]);
     }
     let table = markers.and_then(|m| m.tables.iter().find(|t| t.groupby == "leiden"));
     if let Some(t) = table {
         dot_plot(body, t, &ad.var.index);
     }
-    body.push_str("</div>");
+    body.raw("</div>");
     if let Some(t) = table {
         cluster_table(
             body,
@@ -59,7 +58,7 @@ pub(crate) fn section(body: &mut String, ad: &AnnData, markers: Option<&Markers>
 }
 
 /// The top markers of every cluster (each gene once) by cluster.
-fn dot_plot(body: &mut String, t: &MarkerTable, genes: &[String]) {
+fn dot_plot(body: &mut Html, t: &MarkerTable, genes: &[String]) {
     let mut cols: Vec<usize> = Vec::new();
     for g in &t.groups {
         for &j in g.genes.iter().take(DOT_GENES_PER_GROUP) {
@@ -93,10 +92,10 @@ fn dot_plot(body: &mut String, t: &MarkerTable, genes: &[String]) {
         &pick(&t.fraction),
         &pick(&t.mean),
     );
-    let _ = write!(body, "<figure>{plot}</figure>");
+    figures(body, [plot]);
 }
 
-/// The most frequent label among `cells` and its share ("&ndash;" when there are none).
+/// The most frequent label among `cells` and its share (none when there are none).
 fn majority<'a>(values: &'a [String], cells: &[usize], skip: &[&str]) -> (Option<&'a str>, f64) {
     let mut counts: Vec<(&str, usize)> = Vec::new();
     let mut total = 0;
@@ -120,7 +119,7 @@ fn majority<'a>(values: &'a [String], cells: &[usize], skip: &[&str]) -> (Option
 /// One row per cluster: size, top markers, majority phenotype and CD4/CD8 lineage among its
 /// T cells, CAR+ fraction.
 fn cluster_table(
-    body: &mut String,
+    body: &mut Html,
     ad: &AnnData,
     t: &MarkerTable,
     codes: &[i32],
@@ -134,9 +133,9 @@ fn cluster_table(
         _ => None,
     };
     let non_t = [crate::cart::calls::NON_T];
-    body.push_str("<h3>Marker genes per cluster</h3><div class=\"scroll\"><table><tr><th>cluster</th><th>cells</th><th>top marker genes</th><th>majority phenotype (T cells)</th><th>majority CD4/CD8 (T cells)</th><th>CAR+ %</th></tr>");
+    body.raw("<h3>Marker genes per cluster</h3><div class=\"scroll\"><table><tr><th>cluster</th><th>cells</th><th>top marker genes</th><th>majority phenotype (T cells)</th><th>majority CD4/CD8 (T cells)</th><th>CAR+ %</th></tr>");
     for (k, label) in t.labels.iter().enumerate() {
-        let cells: Vec<usize> = (0..codes.len()).filter(|&i| codes[i] == k as i32).collect();
+        let members: Vec<usize> = (0..codes.len()).filter(|&i| codes[i] == k as i32).collect();
         let top = t
             .groups
             .iter()
@@ -145,43 +144,49 @@ fn cluster_table(
                 g.genes
                     .iter()
                     .take(TABLE_GENES)
-                    .map(|&j| esc(&ad.var.index[j as usize]))
+                    .map(|&j| ad.var.index[j as usize].as_str())
                     .collect::<Vec<_>>()
                     .join(", ")
             })
-            .unwrap_or_else(|| "&ndash; (fewer than two cells)".to_string());
+            .unwrap_or_else(|| format!("{DASH} (fewer than two cells)"));
         let share = |v: &Option<Vec<String>>| {
             v.as_ref()
-                .map(|v| majority(v, &cells, &non_t))
-                .and_then(|(l, f)| l.map(|l| format!("{} ({:.0} %)", esc(l), f * 100.0)))
-                .unwrap_or_else(|| "&ndash;".to_string())
+                .map(|v| majority(v, &members, &non_t))
+                .and_then(|(l, f)| l.map(|l| format!("{l} ({:.0} %)", f * 100.0)))
+                .unwrap_or_else(|| DASH.to_string())
         };
         let car_pct = car
-            .filter(|_| !cells.is_empty())
-            .map_or("&ndash;".to_string(), |c| {
-                let n = cells.iter().filter(|&&i| c[i]).count();
-                format!("{:.1}", 100.0 * n as f64 / cells.len() as f64)
+            .filter(|_| !members.is_empty())
+            .map_or(DASH.to_string(), |c| {
+                let n = members.iter().filter(|&&i| c[i]).count();
+                format!("{:.1}", 100.0 * n as f64 / members.len() as f64)
             });
-        let _ = write!(
+        body.raw("<tr>");
+        cells(
             body,
-            "<tr><td>{}</td><td>{}</td><td>{top}</td><td>{}</td><td>{}</td><td>{car_pct}</td></tr>",
-            esc(label),
-            cells.len(),
-            share(&phen),
-            share(&lineage),
+            &[
+                label,
+                &members.len(),
+                &top,
+                &share(&phen),
+                &share(&lineage),
+                &car_pct,
+            ],
         );
+        body.raw("</tr>");
     }
-    body.push_str("</table></div>");
+    body.raw("</table></div>");
     if !t.skipped.is_empty() {
-        let _ = write!(
-            body,
-            "<p class=\"note\">No marker genes for clusters of a single cell: {}.</p>",
-            esc(&t.skipped.join(", "))
+        body.elem(
+            "p",
+            &[("class", &"note")],
+            format_args!(
+                "No marker genes for clusters of a single cell: {}.",
+                t.skipped.join(", ")
+            ),
         );
     }
-    let _ = write!(
-        body,
-        "<p class=\"note\">Marker genes: scanpy <code>rank_genes_groups</code> ({}, each cluster against the rest, Benjamini-Hochberg), best first; the full tables are in <code>markers.csv</code> and <code>uns[\"rank_genes_groups\"]</code> of result.h5ad.</p>",
-        esc(method.unwrap_or("t-test"))
-    );
+    body.raw("<p class=\"note\">Marker genes: scanpy <code>rank_genes_groups</code> (")
+        .text(method.unwrap_or("t-test"))
+        .raw(", each cluster against the rest, Benjamini-Hochberg), best first; the full tables are in <code>markers.csv</code> and <code>uns[\"rank_genes_groups\"]</code> of result.h5ad.</p>");
 }

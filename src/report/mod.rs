@@ -5,21 +5,21 @@
 //! phenotype fractions, the summary table, with VDJ contigs the receptors and clonotypes
 //! (numbers per sample, clone sizes, expansion on the embedding and by phenotype and CAR
 //! status), the parameters and the backend.
-//! Plots are inline SVG (`svg`); the only script is a short inline check that stamps how
-//! many plots have marks (`data-plots-rendered` on `<body>`), which the browser test reads.
+//! Plots are inline SVG (`svg`); the page has no script and carries a Content-Security-Policy
+//! that forbids scripts and every load from outside the page. All markup is built through
+//! [`html::Html`], which escapes every text and attribute value where it is inserted.
 
 mod clones;
 mod clusters;
+pub(crate) mod html;
 pub(crate) mod svg;
 pub mod table;
-
-use std::fmt::Write;
 
 use crate::cart::calls::PHENOTYPES;
 use crate::cart::summary::CartSummary;
 use crate::io::{AnnData, Column, Dense, Frame};
 use crate::pipeline::{Markers, RunOptions, RunSummary};
-use svg::esc;
+use html::{Html, Num};
 
 /// At most this many cells are drawn in a scatter (every k-th cell beyond it).
 pub(crate) const MAX_POINTS: usize = 6000;
@@ -73,7 +73,7 @@ pub(crate) fn render(
 ) -> String {
     let obs = &ad.obs;
     let cart = &summary.cart;
-    let mut body = String::new();
+    let mut body = Html::new();
     header(&mut body, summary);
     summary_table(&mut body, cart);
     qc_plots(&mut body, obs, opts);
@@ -85,7 +85,7 @@ pub(crate) fn render(
         .collect();
     embedding_plots(&mut body, ad, phen.as_deref(), &score_cols);
     if cart.car_feature.is_none() {
-        body.push_str("<p class=\"note\">No CAR feature: no CAR status plot.</p>");
+        body.raw("<p class=\"note\">No CAR feature: no CAR status plot.</p>");
     }
     clusters::section(&mut body, ad, markers);
     clones::section(&mut body, ad, cart);
@@ -94,9 +94,7 @@ pub(crate) fn render(
     }
     phenotype_fractions(&mut body, cart);
     gene_sets_and_parameters(&mut body, summary, opts);
-    format!(
-        "<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>CAR-T report</title><style>{STYLE}</style></head><body data-plots-rendered=\"pending\">{body}<script>{SCRIPT}</script></body></html>\n"
-    )
+    html::page("CAR-T report", STYLE, &body)
 }
 
 /// The cells drawn in a scatter: every step-th cell, in a fixed pseudo-random order (in cell
@@ -109,36 +107,45 @@ fn shown_cells(n: usize) -> Vec<usize> {
 }
 
 /// Title line and the CAR construct.
-fn header(body: &mut String, summary: &RunSummary) {
+fn header(body: &mut Html, summary: &RunSummary) {
     let cart = &summary.cart;
-    let _ = write!(
-        body,
-        "<h1>CAR-T report</h1><p class=\"meta\">Input <code>{}</code> &middot; cartscope {} &middot; backend <b>{}</b> ({}) &middot; {} cells in, {} after QC, {} genes</p>",
-        esc(&summary.input),
-        esc(&summary.cartscope_version),
-        esc(&summary.backend),
-        esc(&summary.device),
-        summary.n_cells_in,
-        summary.n_cells_after_qc,
-        summary.n_genes_after_filter
-    );
+    body.raw("<h1>CAR-T report</h1>")
+        .open("p", &[("class", &"meta")])
+        .raw("Input ")
+        .elem("code", &[], &summary.input)
+        .raw(" &middot; cartscope ")
+        .text(&summary.cartscope_version)
+        .raw(" &middot; backend ")
+        .elem("b", &[], &summary.backend)
+        .text(format_args!(
+            " ({}) \u{b7} {} cells in, {} after QC, {} genes",
+            summary.device,
+            summary.n_cells_in,
+            summary.n_cells_after_qc,
+            summary.n_genes_after_filter
+        ))
+        .close("p");
     // CAR status.
-    let _ = write!(body, "<h2>CAR construct</h2><p>{}</p>", esc(&cart.car_note));
+    body.raw("<h2>CAR construct</h2>")
+        .elem("p", &[], &cart.car_note);
     if !cart.car_other_candidates.is_empty() {
         let others: Vec<String> = cart
             .car_other_candidates
             .iter()
-            .map(|(name, k)| format!("{} ({k} cells)", esc(name)))
+            .map(|(name, k)| format!("{name} ({k} cells)"))
             .collect();
-        let _ = write!(body, "<p>Other candidates: {}</p>", others.join(", "));
+        body.open("p", &[])
+            .raw("Other candidates: ")
+            .text(others.join(", "))
+            .close("p");
     }
 }
 
 /// The per-sample summary table.
-fn summary_table(body: &mut String, cart: &CartSummary) {
-    body.push_str("<h2>Summary per sample</h2><div class=\"scroll\"><table><tr><th>sample</th><th>cells in</th><th>after QC</th><th>median genes</th><th>median counts</th><th>median % mito</th><th>T cells</th><th>CAR+</th><th>CAR+ % of cells</th><th>CAR+ % of T</th><th>CD4:CD8 CAR+</th><th>CD4:CD8 T</th><th>exhaustion &minus; memory</th></tr>");
+fn summary_table(body: &mut Html, cart: &CartSummary) {
+    body.raw("<h2>Summary per sample</h2><div class=\"scroll\"><table><tr><th>sample</th><th>cells in</th><th>after QC</th><th>median genes</th><th>median counts</th><th>median % mito</th><th>T cells</th><th>CAR+</th><th>CAR+ % of cells</th><th>CAR+ % of T</th><th>CD4:CD8 CAR+</th><th>CD4:CD8 T</th><th>exhaustion &minus; memory</th></tr>");
     let f = |v: Option<f64>, pct: bool| {
-        v.map_or("&ndash;".to_string(), |x| {
+        v.map_or(DASH.to_string(), |x| {
             if pct {
                 format!("{:.1}", x * 100.0)
             } else {
@@ -147,32 +154,34 @@ fn summary_table(body: &mut String, cart: &CartSummary) {
         })
     };
     for s in &cart.samples {
-        let _ = write!(
+        body.raw("<tr>");
+        cells(
             body,
-            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{:.2}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
-            esc(&s.sample),
-            s.n_cells_in,
-            s.n_cells_after_qc,
-            s.median_genes,
-            s.median_counts,
-            s.median_pct_mito,
-            s.n_t_cells,
-            s.n_car_positive
-                .map_or("&ndash;".to_string(), |k| k.to_string()),
-            f(s.car_positive_fraction, true),
-            f(s.car_positive_fraction_of_t, true),
-            f(s.cd4_cd8_ratio_car, false),
-            f(s.cd4_cd8_ratio_t, false),
-            f(s.exhaustion_memory_balance, false)
+            &[
+                &s.sample,
+                &s.n_cells_in,
+                &s.n_cells_after_qc,
+                &s.median_genes,
+                &s.median_counts,
+                &Num(s.median_pct_mito, 2),
+                &s.n_t_cells,
+                &s.n_car_positive.map_or(DASH.to_string(), |k| k.to_string()),
+                &f(s.car_positive_fraction, true),
+                &f(s.car_positive_fraction_of_t, true),
+                &f(s.cd4_cd8_ratio_car, false),
+                &f(s.cd4_cd8_ratio_t, false),
+                &f(s.exhaustion_memory_balance, false),
+            ],
         );
+        body.raw("</tr>");
     }
-    body.push_str("</table></div><p class=\"note\">CD4:CD8 counts cells called CD4 over cells called CD8; T cells without a CD4/CD8 UMI are double-negative (DN) and not counted. Exhaustion &minus; memory: median exhaustion score minus median memory score among CAR+ T cells (all T cells without a CAR feature); positive leans exhausted.</p>");
+    body.raw("</table></div><p class=\"note\">CD4:CD8 counts cells called CD4 over cells called CD8; T cells without a CD4/CD8 UMI are double-negative (DN) and not counted. Exhaustion &minus; memory: median exhaustion score minus median memory score among CAR+ T cells (all T cells without a CAR feature); positive leans exhausted.</p>");
 }
 
 /// QC histograms with the thresholds.
-fn qc_plots(body: &mut String, obs: &Frame, opts: &RunOptions) {
-    let mut plots: Vec<String> = Vec::new();
-    body.push_str("<h2>Quality control (cells after QC)</h2><div class=\"grid\">");
+fn qc_plots(body: &mut Html, obs: &Frame, opts: &RunOptions) {
+    let mut plots: Vec<Html> = Vec::new();
+    body.raw("<h2>Quality control (cells after QC)</h2><div class=\"grid\">");
     for (col, title, thr) in [
         (
             "n_genes_by_counts",
@@ -197,32 +206,27 @@ fn qc_plots(body: &mut String, obs: &Frame, opts: &RunOptions) {
             ));
         }
     }
-    for p in plots.drain(..) {
-        let _ = write!(body, "<figure>{p}</figure>");
-    }
-    body.push_str("</div>");
+    figures(body, plots.drain(..));
+    body.raw("</div>");
 }
 
 /// The embedding coloured by sample, phenotype, CAR status and each score.
-fn embedding_plots(
-    body: &mut String,
-    ad: &AnnData,
-    phen: Option<&[String]>,
-    score_cols: &[String],
-) {
+fn embedding_plots(body: &mut Html, ad: &AnnData, phen: Option<&[String]>, score_cols: &[String]) {
     let obs = &ad.obs;
     let n = obs.len();
     let shown = shown_cells(n);
-    let mut plots: Vec<String> = Vec::new();
+    let mut plots: Vec<Html> = Vec::new();
     if let Some((name, pts)) = embedding(ad) {
         let xy: Vec<(f64, f64)> = shown.iter().map(|&i| pts[i]).collect();
         let axes = (format!("{name}1"), format!("{name}2"));
         let ax = (axes.0.as_str(), axes.1.as_str());
-        let _ = write!(
-            body,
-            "<h2>{name} embedding</h2><p class=\"note\">{} of {n} cells drawn.</p><div class=\"grid\">",
-            shown.len()
-        );
+        body.elem("h2", &[], format_args!("{name} embedding"))
+            .elem(
+                "p",
+                &[("class", &"note")],
+                format_args!("{} of {n} cells drawn.", shown.len()),
+            )
+            .raw("<div class=\"grid\">");
         // Several samples in one embedding (`cartscope run --joint`): coloured by sample.
         if let Some(Column::Categorical {
             codes, categories, ..
@@ -282,18 +286,16 @@ fn embedding_plots(
                 ));
             }
         }
-        for p in plots.drain(..) {
-            let _ = write!(body, "<figure>{p}</figure>");
-        }
-        body.push_str("</div>");
+        figures(body, plots.drain(..));
+        body.raw("</div>");
     }
 }
 
 /// Score distributions per phenotype among T cells.
-fn score_boxplots(body: &mut String, obs: &Frame, p: &[String], score_cols: &[String]) {
+fn score_boxplots(body: &mut Html, obs: &Frame, p: &[String], score_cols: &[String]) {
     let n = obs.len();
-    let mut plots: Vec<String> = Vec::new();
-    body.push_str("<h2>Scores by phenotype (T cells)</h2><div class=\"grid\">");
+    let mut plots: Vec<Html> = Vec::new();
+    body.raw("<h2>Scores by phenotype (T cells)</h2><div class=\"grid\">");
     for col in score_cols {
         if let Some(v) = numeric(obs.column(col)) {
             let groups: Vec<(String, Vec<f64>)> = PHENOTYPES
@@ -313,14 +315,12 @@ fn score_boxplots(body: &mut String, obs: &Frame, p: &[String], score_cols: &[St
             plots.push(svg::boxplot(&format!("box_{col}"), col, "score", &groups));
         }
     }
-    for p in plots.drain(..) {
-        let _ = write!(body, "<figure>{p}</figure>");
-    }
-    body.push_str("</div>");
+    figures(body, plots.drain(..));
+    body.raw("</div>");
 }
 
 /// Stacked phenotype fractions per sample, T cells and CAR+ T cells.
-fn phenotype_fractions(body: &mut String, cart: &CartSummary) {
+fn phenotype_fractions(body: &mut Html, cart: &CartSummary) {
     let cats: Vec<String> = PHENOTYPES
         .iter()
         .filter(|c| **c != crate::cart::calls::NON_T)
@@ -343,45 +343,69 @@ fn phenotype_fractions(body: &mut String, cart: &CartSummary) {
             ));
         }
     }
-    let _ = write!(
+    body.raw("<h2>Phenotype fractions</h2>");
+    figures(
         body,
-        "<h2>Phenotype fractions</h2><figure>{}</figure>",
-        svg::stacked_bars(
+        [svg::stacked_bars(
             "phenotype_fractions",
             "Phenotypes among T cells and CAR+ T cells",
             &rows,
-            &cats
-        )
+            &cats,
+        )],
     );
 }
 
 /// The gene sets scored and the parameters of the run.
-fn gene_sets_and_parameters(body: &mut String, summary: &RunSummary, opts: &RunOptions) {
+fn gene_sets_and_parameters(body: &mut Html, summary: &RunSummary, opts: &RunOptions) {
     let cart = &summary.cart;
-    body.push_str("<h2>Gene sets</h2><table><tr><th>set</th><th>genes scored</th><th>missing from the data</th><th>control genes</th></tr>");
+    body.raw("<h2>Gene sets</h2><table><tr><th>set</th><th>genes scored</th><th>missing from the data</th><th>control genes</th></tr>");
     for g in &cart.gene_sets {
-        let _ = write!(
+        let missing = if g.genes_missing.is_empty() {
+            "none".to_string()
+        } else {
+            g.genes_missing.join(", ")
+        };
+        body.raw("<tr>");
+        cells(
             body,
-            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
-            esc(&g.name),
-            esc(&g.genes_used.join(", ")),
-            if g.genes_missing.is_empty() {
-                "none".to_string()
-            } else {
-                esc(&g.genes_missing.join(", "))
-            },
-            g.n_control_genes
+            &[
+                &g.name,
+                &g.genes_used.join(", "),
+                &missing,
+                &g.n_control_genes,
+            ],
         );
+        body.raw("</tr>");
     }
-    body.push_str("</table><p class=\"note\">Scores: scanpy <code>score_genes</code> (ctrl_size 50, n_bins 25, random_state 0) on the log-normalised data of all genes after filter_genes. Calls: see the cartscope documentation of <code>cart::calls</code> (T cell: two of CD3D/E/G, TRAC; phenotype: highest programme mean).</p>");
+    body.raw("</table><p class=\"note\">Scores: scanpy <code>score_genes</code> (ctrl_size 50, n_bins 25, random_state 0) on the log-normalised data of all genes after filter_genes. Calls: see the cartscope documentation of <code>cart::calls</code> (T cell: two of CD3D/E/G, TRAC; phenotype: highest programme mean).</p>");
     let params = toml::to_string(opts).unwrap_or_default();
-    let _ = write!(
-        body,
-        "<h2>Parameters</h2><pre>{}</pre><p class=\"meta\">Backend {} &middot; total {:.2} s</p>",
-        esc(&params),
-        esc(&summary.backend),
-        summary.total_seconds
-    );
+    body.raw("<h2>Parameters</h2>")
+        .elem("pre", &[], params)
+        .elem(
+            "p",
+            &[("class", &"meta")],
+            format_args!(
+                "Backend {} \u{b7} total {:.2} s",
+                summary.backend, summary.total_seconds
+            ),
+        );
+}
+
+/// An en dash: a value that does not exist.
+const DASH: &str = "\u{2013}";
+
+/// Table cells (`<td>`), one per value, escaped.
+pub(crate) fn cells(body: &mut Html, values: &[&dyn std::fmt::Display]) {
+    for v in values {
+        body.elem("td", &[], v);
+    }
+}
+
+/// Each plot in its own `<figure>`.
+pub(crate) fn figures(body: &mut Html, plots: impl IntoIterator<Item = Html>) {
+    for p in plots {
+        body.raw("<figure>").append(&p).raw("</figure>");
+    }
 }
 
 const STYLE: &str = "body{font-family:system-ui,sans-serif;margin:24px;color:#222;max-width:1400px}\
@@ -390,8 +414,3 @@ h1{font-size:22px}h2{font-size:17px;margin-top:28px;border-bottom:1px solid #ddd
 .legend span{margin-right:10px;white-space:nowrap}.legend i{display:inline-block;width:10px;height:10px;margin-right:3px}\
 table{border-collapse:collapse;font-size:12px}td,th{border:1px solid #ccc;padding:3px 6px;text-align:right}\
 td:first-child,th:first-child{text-align:left}.scroll{overflow-x:auto}.note,.meta{font-size:12px;color:#555}pre{background:#f6f6f6;padding:8px;font-size:11px}";
-
-/// Counts plots with at least one mark and stamps the result on <body>.
-const SCRIPT: &str = "(function(){var s=document.querySelectorAll('svg.plot');var ok=0;\
-s.forEach(function(p){if(p.querySelectorAll('circle,rect:not(:first-of-type),line').length>0){ok++;p.setAttribute('data-marks','yes');}});\
-document.body.setAttribute('data-plots-rendered',ok+'/'+s.length);})();";

@@ -1,7 +1,8 @@
 //! Hand-written SVG plots: scatter, histogram, box plots and stacked bars. Each returns one
-//! `<svg class="plot">` element with its marks inline (no scripts, no external resources).
+//! `<svg class="plot">` element with its marks inline (no scripts, no external resources),
+//! built through [`Html`], so that names from the data are text and plot keys identifiers.
 
-use std::fmt::Write;
+use super::html::{Html, Num, ident};
 
 /// Categorical colours (Okabe-Ito, then greys), readable by colour-blind readers.
 pub const PALETTE: [&str; 10] = [
@@ -12,14 +13,6 @@ pub const PALETTE: [&str; 10] = [
 const W: f64 = 420.0;
 const H: f64 = 300.0;
 const M: f64 = 40.0;
-
-/// Escapes text for HTML/SVG.
-pub fn esc(s: &str) -> String {
-    s.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-        .replace('"', "&quot;")
-}
 
 fn range(v: impl Iterator<Item = f64>) -> (f64, f64) {
     let (lo, hi) = v
@@ -36,23 +29,104 @@ fn range(v: impl Iterator<Item = f64>) -> (f64, f64) {
     }
 }
 
-fn open(id: &str, title: &str, xlab: &str, ylab: &str) -> String {
-    format!(
-        "<svg class=\"plot\" data-plot=\"{id}\" xmlns=\"http://www.w3.org/2000/svg\" viewBox=\"0 0 {W} {H}\" width=\"{W}\" height=\"{H}\" role=\"img\"><title>{t}</title>\
-<rect x=\"{M}\" y=\"{M2}\" width=\"{pw}\" height=\"{ph}\" fill=\"none\" stroke=\"#888\"/>\
-<text x=\"{cx}\" y=\"16\" text-anchor=\"middle\" font-size=\"13\">{t}</text>\
-<text x=\"{cx}\" y=\"{by}\" text-anchor=\"middle\" font-size=\"11\">{x}</text>\
-<text x=\"12\" y=\"{cy}\" text-anchor=\"middle\" font-size=\"11\" transform=\"rotate(-90 12 {cy})\">{y}</text>",
-        t = esc(title),
-        x = esc(xlab),
-        y = esc(ylab),
-        M2 = 24.0,
-        pw = W - M - 10.0,
-        ph = H - M - 24.0,
-        cx = (W + M) / 2.0,
-        by = H - 6.0,
-        cy = (H - M + 24.0) / 2.0,
+/// The start tag of a plot of `size` (width, height) with its title for assistive technology;
+/// `id` becomes its `data-plot` key (through [`ident`]).
+pub(crate) fn plot_start(h: &mut Html, id: &str, size: (f64, f64), title: &str) {
+    let (w, ht) = size;
+    h.open(
+        "svg",
+        &[
+            ("class", &"plot"),
+            ("data-plot", &ident(id)),
+            ("xmlns", &"http://www.w3.org/2000/svg"),
+            ("viewBox", &format!("0 0 {w} {ht}")),
+            ("width", &w),
+            ("height", &ht),
+            ("role", &"img"),
+        ],
     )
+    .elem("title", &[], title);
+}
+
+/// A text label at (x, y) with its anchor and font size.
+pub(crate) fn label(h: &mut Html, (x, y): (f64, f64), anchor: &str, size: u32, text: &str) {
+    h.elem(
+        "text",
+        &[
+            ("x", &Num(x, 1)),
+            ("y", &Num(y, 1)),
+            ("text-anchor", &anchor),
+            ("font-size", &size),
+        ],
+        text,
+    );
+}
+
+/// A text label at (x, y) anchored at its end and rotated by `degrees` around its anchor.
+pub(crate) fn rotated_label(h: &mut Html, (x, y): (f64, f64), degrees: i32, size: u32, text: &str) {
+    h.elem(
+        "text",
+        &[
+            ("x", &Num(x, 1)),
+            ("y", &Num(y, 1)),
+            ("font-size", &size),
+            ("text-anchor", &"end"),
+            (
+                "transform",
+                &format!("rotate({degrees} {} {})", Num(x, 1), Num(y, 1)),
+            ),
+        ],
+        text,
+    );
+}
+
+/// The plot frame with its title and axis labels; `rect` is the frame's (x, y, width,
+/// height).
+pub(crate) fn frame(
+    h: &mut Html,
+    rect: (f64, f64, f64, f64),
+    title: &str,
+    (xlab, ylab): (&str, &str),
+) {
+    let (x, y, fw, fh) = rect;
+    h.empty(
+        "rect",
+        &[
+            ("x", &x),
+            ("y", &y),
+            ("width", &fw),
+            ("height", &fh),
+            ("fill", &"none"),
+            ("stroke", &"#888"),
+        ],
+    );
+    let cx = x + fw / 2.0;
+    let cy = y + fh / 2.0;
+    label(h, (cx, 16.0), "middle", 13, title);
+    label(h, (cx, y + fh + 34.0), "middle", 11, xlab);
+    h.elem(
+        "text",
+        &[
+            ("x", &12),
+            ("y", &cy),
+            ("text-anchor", &"middle"),
+            ("font-size", &11),
+            ("transform", &format!("rotate(-90 12 {cy})")),
+        ],
+        ylab,
+    );
+}
+
+fn open(id: &str, title: &str, xlab: &str, ylab: &str) -> Html {
+    let mut h = Html::new();
+    plot_start(&mut h, id, (W, H), title);
+    frame(
+        &mut h,
+        (M, 24.0, W - M - 10.0, H - M - 24.0),
+        title,
+        (xlab, ylab),
+    );
+    h
 }
 
 /// A tick value with enough decimals that ticks `step` apart read differently.
@@ -65,24 +139,16 @@ pub(crate) fn tick_label(v: f64, step: f64) -> String {
     format!("{v:.decimals$}")
 }
 
-fn ticks(s: &mut String, lo: f64, hi: f64, x_axis: bool) {
+fn ticks(s: &mut Html, lo: f64, hi: f64, x_axis: bool) {
     for k in 0..=4 {
         let v = lo + (hi - lo) * f64::from(k) / 4.0;
-        let label = tick_label(v, (hi - lo).abs() / 4.0);
+        let text = tick_label(v, (hi - lo).abs() / 4.0);
         if x_axis {
             let x = M + (W - M - 10.0) * f64::from(k) / 4.0;
-            let _ = write!(
-                s,
-                "<text x=\"{x:.1}\" y=\"{:.1}\" font-size=\"9\" text-anchor=\"middle\">{label}</text>",
-                H - M + 12.0
-            );
+            label(s, (x, H - M + 12.0), "middle", 9, &text);
         } else {
             let y = H - M - (H - M - 24.0) * f64::from(k) / 4.0;
-            let _ = write!(
-                s,
-                "<text x=\"{:.1}\" y=\"{y:.1}\" font-size=\"9\" text-anchor=\"end\">{label}</text>",
-                M - 3.0
-            );
+            label(s, (M - 3.0, y), "end", 9, &text);
         }
     }
 }
@@ -95,18 +161,50 @@ fn sy(v: f64, lo: f64, hi: f64) -> f64 {
     H - M - (v - lo) / (hi - lo) * (H - M - 24.0)
 }
 
-fn legend(s: &mut String, labels: &[(String, &str)]) -> String {
-    let mut out = String::from("<div class=\"legend\">");
+/// A legend: one colour swatch and its label per entry.
+pub(crate) fn legend(labels: &[(String, &str)]) -> Html {
+    let mut out = Html::new();
+    out.open("div", &[("class", &"legend")]);
     for (l, c) in labels {
-        let _ = write!(
-            out,
-            "<span><i style=\"background:{c}\"></i>{}</span>",
-            esc(l)
-        );
+        out.open("span", &[])
+            .open("i", &[("style", &format!("background:{c}"))])
+            .close("i")
+            .text(l)
+            .close("span");
     }
-    out.push_str("</div>");
-    s.push_str("</svg>");
+    out.close("div");
     out
+}
+
+/// Ends the plot `s` and appends its legend.
+fn with_legend(mut s: Html, labels: &[(String, &str)]) -> Html {
+    s.close("svg").append(&legend(labels));
+    s
+}
+
+/// A dot at (x, y) of radius `r`.
+fn dot(s: &mut Html, (x, y): (f64, f64), r: f64, fill: &str, opacity: Option<f64>) {
+    match opacity {
+        Some(o) => s.empty(
+            "circle",
+            &[
+                ("cx", &Num(x, 1)),
+                ("cy", &Num(y, 1)),
+                ("r", &r),
+                ("fill", &fill),
+                ("fill-opacity", &o),
+            ],
+        ),
+        None => s.empty(
+            "circle",
+            &[
+                ("cx", &Num(x, 1)),
+                ("cy", &Num(y, 1)),
+                ("r", &Num(r, 2)),
+                ("fill", &fill),
+            ],
+        ),
+    };
 }
 
 /// Scatter of (x, y) coloured by category codes (`None`: missing, drawn grey).
@@ -117,7 +215,7 @@ pub fn scatter_categorical(
     xy: &[(f64, f64)],
     codes: &[Option<usize>],
     categories: &[String],
-) -> String {
+) -> Html {
     scatter_groups(id, title, labels, xy, codes, categories, false)
 }
 
@@ -130,7 +228,7 @@ pub fn scatter_labelled(
     xy: &[(f64, f64)],
     codes: &[Option<usize>],
     categories: &[String],
-) -> String {
+) -> Html {
     scatter_groups(id, title, labels, xy, codes, categories, true)
 }
 
@@ -142,17 +240,18 @@ fn scatter_groups(
     codes: &[Option<usize>],
     categories: &[String],
     centre_labels: bool,
-) -> String {
+) -> Html {
     let (x0, x1) = range(xy.iter().map(|p| p.0));
     let (y0, y1) = range(xy.iter().map(|p| p.1));
     let mut s = open(id, title, labels.0, labels.1);
     for (p, c) in xy.iter().zip(codes) {
         let col = c.map_or("#CCCCCC", |c| PALETTE[c % PALETTE.len()]);
-        let _ = write!(
-            s,
-            "<circle cx=\"{:.1}\" cy=\"{:.1}\" r=\"1.8\" fill=\"{col}\" fill-opacity=\"0.8\"/>",
-            sx(p.0, x0, x1),
-            sy(p.1, y0, y1)
+        dot(
+            &mut s,
+            (sx(p.0, x0, x1), sy(p.1, y0, y1)),
+            1.8,
+            col,
+            Some(0.8),
         );
     }
     if centre_labels {
@@ -167,12 +266,19 @@ fn scatter_groups(
                 continue;
             }
             let (mx, my) = (median(&mut xs), median(&mut ys));
-            let _ = write!(
-                s,
-                "<text x=\"{:.1}\" y=\"{:.1}\" text-anchor=\"middle\" font-size=\"12\" font-weight=\"bold\" stroke=\"#fff\" stroke-width=\"3\" paint-order=\"stroke\">{}</text>",
-                sx(mx, x0, x1),
-                sy(my, y0, y1) + 4.0,
-                esc(name)
+            s.elem(
+                "text",
+                &[
+                    ("x", &Num(sx(mx, x0, x1), 1)),
+                    ("y", &Num(sy(my, y0, y1) + 4.0, 1)),
+                    ("text-anchor", &"middle"),
+                    ("font-size", &12),
+                    ("font-weight", &"bold"),
+                    ("stroke", &"#fff"),
+                    ("stroke-width", &3),
+                    ("paint-order", &"stroke"),
+                ],
+                name,
             );
         }
     }
@@ -182,8 +288,7 @@ fn scatter_groups(
         .filter(|(k, _)| codes.contains(&Some(*k)))
         .map(|(k, c)| (c.clone(), PALETTE[k % PALETTE.len()]))
         .collect();
-    let leg = legend(&mut s, &present);
-    s + &leg
+    with_legend(s, &present)
 }
 
 fn median(v: &mut [f64]) -> f64 {
@@ -201,28 +306,20 @@ pub fn dotplot(
     groups: &[String],
     fraction: &[Vec<f64>],
     mean: &[Vec<f64>],
-) -> String {
+) -> Html {
     const CELL: f64 = 16.0;
     let (left, top, bottom) = (M + 20.0, 30.0, 70.0);
     let w = left + CELL * genes.len() as f64 + 20.0;
     let h = top + CELL * groups.len() as f64 + bottom;
-    let mut s = format!(
-        "<svg class=\"plot\" data-plot=\"{id}\" xmlns=\"http://www.w3.org/2000/svg\" viewBox=\"0 0 {w} {h}\" width=\"{w}\" height=\"{h}\" role=\"img\"><title>{t}</title><text x=\"{cx}\" y=\"16\" text-anchor=\"middle\" font-size=\"13\">{t}</text>",
-        t = esc(title),
-        cx = w / 2.0,
-    );
+    let mut s = Html::new();
+    plot_start(&mut s, id, (w, h), title);
+    label(&mut s, (w / 2.0, 16.0), "middle", 13, title);
     let max_by_gene: Vec<f64> = (0..genes.len())
         .map(|j| mean.iter().map(|m| m[j]).fold(0.0, f64::max))
         .collect();
     for (r, g) in groups.iter().enumerate() {
         let y = top + CELL * (r as f64 + 0.5);
-        let _ = write!(
-            s,
-            "<text x=\"{:.1}\" y=\"{:.1}\" text-anchor=\"end\" font-size=\"10\">{}</text>",
-            left - 4.0,
-            y + 3.5,
-            esc(g)
-        );
+        label(&mut s, (left - 4.0, y + 3.5), "end", 10, g);
         for j in 0..genes.len() {
             let frac = fraction[r][j].clamp(0.0, 1.0);
             if frac <= 0.0 {
@@ -232,34 +329,27 @@ pub fn dotplot(
                 true => mean[r][j] / max_by_gene[j],
                 false => 0.0,
             };
-            let _ = write!(
-                s,
-                "<circle cx=\"{:.1}\" cy=\"{y:.1}\" r=\"{:.2}\" fill=\"{}\"/>",
-                left + CELL * (j as f64 + 0.5),
+            dot(
+                &mut s,
+                (left + CELL * (j as f64 + 0.5), y),
                 (CELL / 2.0 - 0.5) * frac.sqrt(),
-                ramp(scaled)
+                &ramp(scaled),
+                None,
             );
         }
     }
     let base = top + CELL * groups.len() as f64 + 4.0;
     for (j, gene) in genes.iter().enumerate() {
         let x = left + CELL * (j as f64 + 0.5) + 3.0;
-        let _ = write!(
-            s,
-            "<text x=\"{x:.1}\" y=\"{base:.1}\" font-size=\"10\" text-anchor=\"end\" transform=\"rotate(-60 {x:.1} {base:.1})\">{}</text>",
-            esc(gene)
-        );
+        rotated_label(&mut s, (x, base), -60, 10, gene);
     }
-    s.push_str("</svg>");
-    let leg = legend(
-        &mut String::new(),
-        &[
+    s.close("svg")
+        .append(&legend(&[
             ("mean expression: 0".to_string(), "rgb(68,1,84)"),
             ("gene's highest group mean".to_string(), "rgb(253,231,37)"),
-        ],
-    );
-    s + &leg
-        + "<div class=\"legend\">dot area: fraction of the group's cells expressing the gene</div>"
+        ]))
+        .raw("<div class=\"legend\">dot area: fraction of the group's cells expressing the gene</div>");
+    s
 }
 
 /// Viridis-like ramp from dark blue to yellow for t in [0, 1].
@@ -290,7 +380,7 @@ pub fn scatter_continuous(
     labels: (&str, &str),
     xy: &[(f64, f64)],
     value: &[f64],
-) -> String {
+) -> Html {
     let (x0, x1) = range(xy.iter().map(|p| p.0));
     let (y0, y1) = range(xy.iter().map(|p| p.1));
     let mut sorted: Vec<f64> = value.iter().copied().filter(|v| v.is_finite()).collect();
@@ -306,22 +396,23 @@ pub fn scatter_continuous(
     order.sort_by(|&a, &b| value[a].total_cmp(&value[b]));
     let mut s = open(id, title, labels.0, labels.1);
     for i in order {
-        let _ = write!(
-            s,
-            "<circle cx=\"{:.1}\" cy=\"{:.1}\" r=\"1.8\" fill=\"{}\"/>",
-            sx(xy[i].0, x0, x1),
-            sy(xy[i].1, y0, y1),
-            ramp((value[i] - lo) / (hi - lo))
+        s.empty(
+            "circle",
+            &[
+                ("cx", &Num(sx(xy[i].0, x0, x1), 1)),
+                ("cy", &Num(sy(xy[i].1, y0, y1), 1)),
+                ("r", &1.8),
+                ("fill", &ramp((value[i] - lo) / (hi - lo))),
+            ],
         );
     }
-    let leg = legend(
-        &mut s,
+    with_legend(
+        s,
         &[
             (format!("{lo:.2}"), "rgb(68,1,84)"),
             (format!("{hi:.2}"), "rgb(253,231,37)"),
         ],
-    );
-    s + &leg
+    )
 }
 
 /// Histogram with `bins` equal-width bins and an optional threshold line.
@@ -332,7 +423,7 @@ pub fn histogram(
     v: &[f64],
     bins: usize,
     threshold: Option<f64>,
-) -> String {
+) -> Html {
     let (lo, hi) = range(v.iter().copied());
     let mut counts = vec![0usize; bins];
     for &x in v.iter().filter(|x| x.is_finite()) {
@@ -346,28 +437,58 @@ pub fn histogram(
     let bw = (W - M - 10.0) / bins as f64;
     for (k, &c) in counts.iter().enumerate() {
         let h = c as f64 / top * (H - M - 24.0);
-        let _ = write!(
-            s,
-            "<rect x=\"{:.1}\" y=\"{:.1}\" width=\"{:.1}\" height=\"{h:.1}\" fill=\"#0072B2\"/>",
-            M + bw * k as f64,
-            H - M - h,
-            (bw - 1.0).max(0.5)
+        s.empty(
+            "rect",
+            &[
+                ("x", &Num(M + bw * k as f64, 1)),
+                ("y", &Num(H - M - h, 1)),
+                ("width", &Num((bw - 1.0).max(0.5), 1)),
+                ("height", &Num(h, 1)),
+                ("fill", &"#0072B2"),
+            ],
         );
     }
     if let Some(t) = threshold.filter(|t| *t >= lo && *t <= hi) {
-        let x = sx(t, lo, hi);
-        let _ = write!(
-            s,
-            "<line x1=\"{x:.1}\" x2=\"{x:.1}\" y1=\"24\" y2=\"{:.1}\" stroke=\"#D55E00\" stroke-dasharray=\"4 2\"/>",
-            H - M
+        let x = Num(sx(t, lo, hi), 1);
+        s.empty(
+            "line",
+            &[
+                ("x1", &x),
+                ("x2", &x),
+                ("y1", &24),
+                ("y2", &Num(H - M, 1)),
+                ("stroke", &"#D55E00"),
+                ("stroke-dasharray", &"4 2"),
+            ],
         );
     }
-    s.push_str("</svg>");
+    s.close("svg");
     s
 }
 
+/// A line from (x1, y1) to (x2, y2).
+pub(crate) fn segment(
+    s: &mut Html,
+    (x1, y1): (f64, f64),
+    (x2, y2): (f64, f64),
+    stroke: &str,
+    width: f64,
+) {
+    s.empty(
+        "line",
+        &[
+            ("x1", &Num(x1, 1)),
+            ("x2", &Num(x2, 1)),
+            ("y1", &Num(y1, 1)),
+            ("y2", &Num(y2, 1)),
+            ("stroke", &stroke),
+            ("stroke-width", &width),
+        ],
+    );
+}
+
 /// Box plots (median, quartiles, 5-95 % whiskers) of `v` per group.
-pub fn boxplot(id: &str, title: &str, ylab: &str, groups: &[(String, Vec<f64>)]) -> String {
+pub fn boxplot(id: &str, title: &str, ylab: &str, groups: &[(String, Vec<f64>)]) -> Html {
     let (lo, hi) = range(groups.iter().flat_map(|g| g.1.iter().copied()));
     let mut s = open(id, title, "", ylab);
     ticks(&mut s, lo, hi, false);
@@ -382,29 +503,28 @@ pub fn boxplot(id: &str, title: &str, ylab: &str, groups: &[(String, Vec<f64>)])
         let q = |f: f64| v[((v.len() - 1) as f64 * f).round() as usize];
         let cx = M + bw * (k as f64 + 0.5);
         let y = |x: f64| sy(x, lo, hi);
-        let col = PALETTE[k % PALETTE.len()];
-        let _ = write!(
-            s,
-            "<line x1=\"{cx:.1}\" x2=\"{cx:.1}\" y1=\"{:.1}\" y2=\"{:.1}\" stroke=\"#444\"/>\
-<rect x=\"{:.1}\" y=\"{:.1}\" width=\"{:.1}\" height=\"{:.1}\" fill=\"{col}\" stroke=\"#444\"/>\
-<line x1=\"{:.1}\" x2=\"{:.1}\" y1=\"{:.1}\" y2=\"{:.1}\" stroke=\"#000\" stroke-width=\"2\"/>\
-<text x=\"{cx:.1}\" y=\"{:.1}\" font-size=\"8\" text-anchor=\"end\" transform=\"rotate(-30 {cx:.1} {:.1})\">{}</text>",
-            y(q(0.05)),
-            y(q(0.95)),
-            cx - bw * 0.3,
-            y(q(0.75)),
-            bw * 0.6,
-            (y(q(0.25)) - y(q(0.75))).max(0.5),
-            cx - bw * 0.3,
-            cx + bw * 0.3,
-            y(q(0.5)),
-            y(q(0.5)),
-            H - M + 10.0,
-            H - M + 10.0,
-            esc(name)
+        segment(&mut s, (cx, y(q(0.05))), (cx, y(q(0.95))), "#444", 1.0);
+        s.empty(
+            "rect",
+            &[
+                ("x", &Num(cx - bw * 0.3, 1)),
+                ("y", &Num(y(q(0.75)), 1)),
+                ("width", &Num(bw * 0.6, 1)),
+                ("height", &Num((y(q(0.25)) - y(q(0.75))).max(0.5), 1)),
+                ("fill", &PALETTE[k % PALETTE.len()]),
+                ("stroke", &"#444"),
+            ],
         );
+        segment(
+            &mut s,
+            (cx - bw * 0.3, y(q(0.5))),
+            (cx + bw * 0.3, y(q(0.5))),
+            "#000",
+            2.0,
+        );
+        rotated_label(&mut s, (cx, H - M + 10.0), -30, 8, name);
     }
-    s.push_str("</svg>");
+    s.close("svg");
     s
 }
 
@@ -414,7 +534,7 @@ pub fn stacked_bars(
     title: &str,
     rows: &[(String, Vec<f64>)],
     categories: &[String],
-) -> String {
+) -> Html {
     let mut s = open(id, title, "fraction", "");
     let n = rows.len().max(1) as f64;
     let bh = (H - M - 24.0) / n;
@@ -424,23 +544,32 @@ pub fn stacked_bars(
         for (k, f) in fr.iter().enumerate() {
             let w = f * (W - M - 10.0);
             if w > 0.0 {
-                let _ = write!(
-                    s,
-                    "<rect x=\"{x:.1}\" y=\"{y:.1}\" width=\"{w:.1}\" height=\"{:.1}\" fill=\"{}\"><title>{} {:.1} %</title></rect>",
-                    bh * 0.7,
-                    PALETTE[k % PALETTE.len()],
-                    esc(&categories[k]),
-                    f * 100.0
-                );
+                s.open(
+                    "rect",
+                    &[
+                        ("x", &Num(x, 1)),
+                        ("y", &Num(y, 1)),
+                        ("width", &Num(w, 1)),
+                        ("height", &Num(bh * 0.7, 1)),
+                        ("fill", &PALETTE[k % PALETTE.len()]),
+                    ],
+                )
+                .open("title", &[])
+                .text(&categories[k])
+                .text(format_args!(" {:.1} %", f * 100.0))
+                .close("title")
+                .close("rect");
             }
             x += w;
         }
-        let _ = write!(
-            s,
-            "<text x=\"{:.1}\" y=\"{:.1}\" font-size=\"9\">{}</text>",
-            M + 2.0,
-            y + bh * 0.45,
-            esc(name)
+        s.elem(
+            "text",
+            &[
+                ("x", &Num(M + 2.0, 1)),
+                ("y", &Num(y + bh * 0.45, 1)),
+                ("font-size", &9),
+            ],
+            name,
         );
     }
     let present: Vec<(String, &str)> = categories
@@ -448,8 +577,7 @@ pub fn stacked_bars(
         .enumerate()
         .map(|(k, c)| (c.clone(), PALETTE[k % PALETTE.len()]))
         .collect();
-    let leg = legend(&mut s, &present);
-    s + &leg
+    with_legend(s, &present)
 }
 
 #[cfg(test)]

@@ -1010,7 +1010,8 @@ fn write_truth_csv(path: &Path, obs: &Frame) -> Result<()> {
     let header: Vec<&str> = std::iter::once("barcode")
         .chain(obs.columns.iter().map(|(n, _)| n.as_str()))
         .collect();
-    writeln!(w, "{}", header.join(",")).map_err(io)?;
+    w.write_all(crate::io::csv::record(&header).as_bytes())
+        .map_err(io)?;
     let text: Vec<Vec<String>> = obs
         .columns
         .iter()
@@ -1029,7 +1030,8 @@ fn write_truth_csv(path: &Path, obs: &Frame) -> Result<()> {
         let row: Vec<&str> = std::iter::once(bc.as_str())
             .chain(text.iter().map(|c| c[i].as_str()))
             .collect();
-        writeln!(w, "{}", row.join(",")).map_err(io)?;
+        w.write_all(crate::io::csv::record(&row).as_bytes())
+            .map_err(io)?;
     }
     w.finish().and_then(|mut b| b.flush()).map_err(io)?;
     std::fs::rename(&tmp, path).map_err(io)

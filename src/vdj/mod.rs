@@ -32,7 +32,6 @@
 
 pub mod chains;
 pub mod clonotypes;
-mod csv;
 mod read;
 pub mod stats;
 

@@ -26,9 +26,9 @@ use std::path::{Path, PathBuf};
 
 use flate2::read::MultiGzDecoder;
 
-use super::csv::Records;
 use super::{Contig, ContigFormat, Contigs, Locus};
 use crate::error::{Error, Result};
+use crate::io::csv::Records;
 
 const GZIP_MAGIC: [u8; 2] = [0x1f, 0x8b];
 
@@ -252,13 +252,13 @@ fn string(s: &str, na: fn(&str) -> bool) -> Option<String> {
     (!na(s)).then(|| s.to_string())
 }
 
-fn split_error(path: &Path, e: super::csv::SplitError) -> Error {
+fn split_error(path: &Path, e: crate::io::csv::SplitError) -> Error {
     Error::invalid(path, format!("line {}", e.line), e.message)
 }
 
 /// Pads a short record with missing values (as pandas and Python's `csv.DictReader` read
 /// it); a record longer than the header is an error (as in pandas and the AIRR library).
-fn fit_width(path: &Path, rec: &mut super::csv::Record<'_>, want: usize) -> Result<()> {
+fn fit_width(path: &Path, rec: &mut crate::io::csv::Record<'_>, want: usize) -> Result<()> {
     let got = rec.fields.len();
     if got > want {
         return Err(Error::invalid(

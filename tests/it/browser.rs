@@ -1,6 +1,8 @@
-//! Loading a generated HTML page in headless Chromium: it loads nothing external, logs no
-//! console message, every `<svg class="plot">` in the rendered DOM draws data marks (not only
-//! its frame or threshold lines), and a screenshot is kept under `<target dir>/test-artifacts/`.
+//! Loading a generated HTML page in headless Chromium: it has no script, carries the reports'
+//! Content-Security-Policy, loads nothing external, logs no console message (a script the
+//! policy blocked would log one), every `<svg class="plot">` in the rendered DOM draws data
+//! marks (not only its frame or threshold lines), and a screenshot is kept under
+//! `<target dir>/test-artifacts/`.
 
 use std::path::{Path, PathBuf};
 
@@ -92,27 +94,34 @@ fn thresholds_frames_and_empty_shapes_are_not_marks() {
     assert_eq!(marks(&format!("{frame}{threshold}{bar}{dot}{whisker}")), 3);
 }
 
-/// Loads `page` in headless Chromium and checks it (see the module); keeps a screenshot as
-/// `screenshot` under [`artifacts`]. Returns the rendered DOM.
-pub fn check_page(page: &Path, screenshot: &str) -> String {
-    let html = std::fs::read_to_string(page).unwrap();
-    for external in ["<script src", "<link ", "https://", "@import"] {
-        assert!(
-            !html.contains(external),
-            "{} loads {external}",
-            page.display()
-        );
-    }
+/// The DOM of `page` after Chromium loaded it, asserting that the browser logged no console
+/// message and no uncaught error.
+pub fn rendered_dom(page: &Path) -> String {
+    let (dom, console) = dom_and_console(page);
+    assert!(
+        console.is_empty(),
+        "{}: console messages: {console:?}",
+        page.display()
+    );
+    dom
+}
+
+/// The DOM of `page` after Chromium loaded it, and the console messages and uncaught errors
+/// it logged.
+pub fn dom_and_console(page: &Path) -> (String, Vec<String>) {
     let profiles = tempfile::tempdir().unwrap();
     let o = chromium(&profiles.path().join("dom"), &["--dump-dom"], page);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    let dom = String::from_utf8_lossy(&o.stdout).into_owned();
-    let log = String::from_utf8_lossy(&o.stderr);
-    let console: Vec<&str> = log
+    let console = String::from_utf8_lossy(&o.stderr)
         .lines()
         .filter(|l| l.contains("CONSOLE") || l.contains("Uncaught"))
+        .map(str::to_string)
         .collect();
-    assert!(console.is_empty(), "console messages: {console:?}");
+    (String::from_utf8_lossy(&o.stdout).into_owned(), console)
+}
+
+/// Asserts that the rendered `dom` of `page` has plots and that each draws data marks.
+pub fn assert_plots_have_marks(dom: &str, page: &Path) {
     let plots: Vec<&str> = dom
         .split("<svg class=\"plot\"")
         .skip(1)
@@ -122,6 +131,31 @@ pub fn check_page(page: &Path, screenshot: &str) -> String {
     for (i, p) in plots.iter().enumerate() {
         assert!(marks(p) > 0, "plot {i} of {} has no marks", page.display());
     }
+}
+
+/// The Content-Security-Policy every report carries, as its `<meta>` element is written.
+pub const CSP_META: &str = "<meta http-equiv=\"Content-Security-Policy\" content=\"default-src &#39;none&#39;; img-src data:; style-src &#39;unsafe-inline&#39;; script-src &#39;none&#39;; form-action &#39;none&#39;; base-uri &#39;none&#39;\"/>";
+
+/// Loads `page` in headless Chromium and checks it (see the module); keeps a screenshot as
+/// `screenshot` under [`artifacts`]. Returns the rendered DOM.
+pub fn check_page(page: &Path, screenshot: &str) -> String {
+    let html = std::fs::read_to_string(page).unwrap();
+    let head = html.split("</head>").next().unwrap();
+    assert!(
+        head.contains(CSP_META),
+        "{} lacks the Content-Security-Policy",
+        page.display()
+    );
+    for external in ["<script", "<link ", "https://", "@import"] {
+        assert!(
+            !html.contains(external),
+            "{} loads {external}",
+            page.display()
+        );
+    }
+    let dom = rendered_dom(page);
+    assert_plots_have_marks(&dom, page);
+    let profiles = tempfile::tempdir().unwrap();
     let shot = artifacts().join(screenshot);
     let _ = std::fs::remove_file(&shot);
     let o = chromium(

@@ -303,11 +303,6 @@ fn joint_report_renders_with_the_embedding_coloured_by_sample() {
     for id in SAMPLES {
         assert!(dom.contains(&format!("<td>{id}</td>")), "summary row {id}");
     }
-    let plots = dom.matches("<svg class=\"plot\"").count();
-    assert!(
-        dom.contains(&format!("data-plots-rendered=\"{plots}/{plots}\"")),
-        "not every plot has marks"
-    );
 }
 
 /// A small .h5ad with the given genes (a few counts per cell).

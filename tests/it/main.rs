@@ -6,6 +6,9 @@
 //! - `cart`: CAR-T calls against simulated truth, scores against scanpy, the summary;
 //! - `readers`: every fixture layout reads to the values its generator recorded;
 //! - `golden`: `cartscope run` matches committed scanpy reference runs;
+//! - `hostile`: hostile text in every user-controlled field stays text in report.html and
+//!   batch_report.html (HTML5 tokenizer allow-list, no script in headless Chromium), and no
+//!   source writes markup through a format string;
 //! - `interrupted`: `run` and `batch` killed at every output leave nothing that looks complete,
 //!   and a rerun or `--resume` finishes the job;
 //! - `joint`: `cartscope run --joint` matches scanpy's concat + `batch_key` analysis;
@@ -32,6 +35,7 @@ mod cluster;
 mod common;
 mod errors;
 mod golden;
+mod hostile;
 mod interrupted;
 mod joint;
 mod layers;

@@ -1,13 +1,42 @@
-//! A small RFC 4180 record splitter for the contig tables (10x CSV, AIRR TSV).
+//! CSV as RFC 4180 has it: the record splitter of every table cartscope reads (10x and AIRR
+//! contig tables, a sample's summary.csv), and the one field-quoting rule of every CSV it writes.
 //!
-//! Fields are separated by one delimiter byte; a field that starts with `"` is quoted and may
+//! Reading: fields are separated by one delimiter byte; a field that starts with `"` is quoted and may
 //! hold delimiters, line breaks and doubled quotes (`""` for one `"`); any other field runs to
 //! the next delimiter or line end and is taken literally (a `"` inside it is an ordinary
 //! character, as Python's `csv` and pandas read it). Lines end with `\n` or `\r\n`; blank
 //! lines are skipped, as pandas and `csv.DictReader` skip them. Records borrow from the text
 //! unless a field holds a doubled quote.
+//!
+//! Writing: a field that holds a comma, a double quote, a carriage return or a line feed is
+//! written between double quotes with its quotes doubled; any other field as it is. Fields are
+//! never altered otherwise, so a table reads back to the same strings (a spreadsheet program
+//! may still interpret a field that starts with `=`, `+`, `-` or `@` as a formula when the
+//! file is opened rather than imported as text: see docs/outputs.md).
 
 use std::borrow::Cow;
+
+/// `s` as one field of a CSV record (see the module documentation).
+pub(crate) fn field(s: &str) -> Cow<'_, str> {
+    if s.contains([',', '"', '\n', '\r']) {
+        Cow::Owned(format!("\"{}\"", s.replace('"', "\"\"")))
+    } else {
+        Cow::Borrowed(s)
+    }
+}
+
+/// One CSV record: each field quoted as needed, joined by commas, ended by a line feed.
+pub(crate) fn record<S: AsRef<str>>(fields: impl IntoIterator<Item = S>) -> String {
+    let mut out = String::new();
+    for (k, f) in fields.into_iter().enumerate() {
+        if k > 0 {
+            out.push(',');
+        }
+        out.push_str(&field(f.as_ref()));
+    }
+    out.push('\n');
+    out
+}
 
 /// One record and the 1-based line it starts on.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -232,5 +261,36 @@ mod tests {
         assert!(e.message.contains("unterminated"));
         let e = Records::new("\"a\"b,c", b',').next().unwrap().unwrap_err();
         assert!(e.message.contains("after the closing quote"));
+    }
+
+    #[test]
+    fn written_records_read_back_to_the_same_fields() {
+        let hostile = [
+            "plain",
+            "a,b",
+            "say \"hi\"",
+            "\"",
+            "two\nlines",
+            "cr\ronly",
+            "crlf\r\n",
+            "=HYPERLINK(\"http://x\",\"y\")",
+            "+1",
+            "-1",
+            "@SUM(A1)",
+            " lead",
+            "",
+            "\u{202e}rtl",
+        ];
+        assert_eq!(field("plain"), "plain");
+        assert_eq!(field("a,b"), "\"a,b\"");
+        assert_eq!(field("say \"hi\""), "\"say \"\"hi\"\"\"");
+        // Formula-like fields are data: written as they are, not altered.
+        assert_eq!(field("=1+1"), "=1+1");
+        let text = record(["h"; 14]) + &record(hostile) + &record(hostile.iter().rev());
+        let rows = split(&text, b',');
+        assert_eq!(rows.len(), 3);
+        assert_eq!(rows[1].1, hostile);
+        let reversed: Vec<&str> = hostile.iter().rev().copied().collect();
+        assert_eq!(rows[2].1, reversed);
     }
 }
