@@ -71,6 +71,8 @@ pub(crate) fn parse_gmt(path: &Path, text: &str) -> Result<Vec<GeneSet>> {
         message,
     };
     let mut sets: Vec<GeneSet> = Vec::new();
+    // A byte-order mark, as some editors write, is not part of the first set's name.
+    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
     for (k, raw) in text.lines().enumerate() {
         let line = raw.trim_end_matches('\r');
         if line.trim().is_empty() || line.starts_with('#') {
@@ -168,6 +170,15 @@ mod tests {
             ]
         );
         assert_eq!(load(Some(&f), GeneSetsMode::Replace).unwrap().len(), 2);
+    }
+
+    #[test]
+    fn a_bom_and_crlf_line_ends_are_not_part_of_the_sets() {
+        let p = Path::new("sets.gmt");
+        let sets = parse_gmt(p, "\u{feff}ifn\tx\tISG15\tIFI6\r\ntreg\tx\tFOXP3\r\n").unwrap();
+        assert_eq!(sets[0].name, "ifn");
+        assert_eq!(sets[0].genes, vec!["ISG15", "IFI6"]);
+        assert_eq!(sets[1].genes, vec!["FOXP3"]);
     }
 
     #[test]

@@ -35,6 +35,16 @@ fn encoding_type(path: &Path, loc: &hdf5::Location, field: &str) -> Result<Optio
 
 /// Reads an obs/var dataframe group.
 pub(crate) fn read_frame(path: &Path, root: &Group, name: &str) -> Result<Frame> {
+    read_frame_and_index(path, root, name).map(|(frame, _)| frame)
+}
+
+/// Reads an obs/var dataframe group; also returns the HDF5 path of its index
+/// (e.g. `/obs/_index`), for messages about the names.
+pub(crate) fn read_frame_and_index(
+    path: &Path,
+    root: &Group,
+    name: &str,
+) -> Result<(Frame, String)> {
     let field = format!("/{name}");
     if h::is_dataset(root, name) {
         return Err(Error::invalid(
@@ -46,6 +56,13 @@ pub(crate) fn read_frame(path: &Path, root: &Group, name: &str) -> Result<Frame>
     let g = h::group(path, root, name, &field)?;
     let index_name = h::attr_string(path, &g, enc::INDEX_ATTR, &field)?
         .unwrap_or_else(|| enc::DEFAULT_INDEX.into());
+    if index_name.is_empty() {
+        return Err(Error::invalid(
+            path,
+            format!("{field} attribute '{}'", enc::INDEX_ATTR),
+            "is empty: it must name the dataset that holds the index",
+        ));
+    }
     let index_field = format!("{field}/{index_name}");
     let index_ds = h::dataset(path, &g, &index_name, &index_field)?;
     let index = read_string_column(path, &index_field, &index_ds)?;
@@ -77,7 +94,7 @@ pub(crate) fn read_frame(path: &Path, root: &Group, name: &str) -> Result<Frame>
         }
         frame.columns.push((col, c));
     }
-    Ok(frame)
+    Ok((frame, index_field))
 }
 
 fn read_string_column(path: &Path, field: &str, ds: &Dataset) -> Result<Vec<String>> {
@@ -118,30 +135,24 @@ fn read_column(path: &Path, g: &Group, name: &str, field: &str) -> Result<Column
                 let categories =
                     read_string_column(path, &catf, &h::dataset(path, &cg, "categories", &catf)?)?;
                 let ordered = h::attr_bool(path, &cg, "ordered", field)?.unwrap_or(false);
-                categorical(path, &cf, codes, categories, ordered)
+                categorical(path, (&cf, &catf), codes, categories, ordered)
             }
             "nullable-integer" => {
                 let vf = format!("{field}/values");
                 let v = values(&cg)?;
                 let values = h::read_i64(path, &vf, &v, 0..h::len_1d(path, &vf, &v)?)?;
-                Ok(Column::NullableInt {
-                    values,
-                    mask: mask(&cg)?,
-                })
+                let mask = same_length_mask(path, field, mask(&cg)?, values.len())?;
+                Ok(Column::NullableInt { values, mask })
             }
             "nullable-boolean" => {
-                let v = values(&cg)?;
-                Ok(Column::NullableBool {
-                    values: h::read_bool(path, &format!("{field}/values"), &v)?,
-                    mask: mask(&cg)?,
-                })
+                let values = h::read_bool(path, &format!("{field}/values"), &values(&cg)?)?;
+                let mask = same_length_mask(path, field, mask(&cg)?, values.len())?;
+                Ok(Column::NullableBool { values, mask })
             }
             "nullable-string-array" => {
-                let v = values(&cg)?;
-                Ok(Column::NullableStr {
-                    values: h::read_strings(path, &format!("{field}/values"), &v)?,
-                    mask: mask(&cg)?,
-                })
+                let values = h::read_strings(path, &format!("{field}/values"), &values(&cg)?)?;
+                let mask = same_length_mask(path, field, mask(&cg)?, values.len())?;
+                Ok(Column::NullableStr { values, mask })
             }
             other => Err(Error::invalid(
                 path,
@@ -158,7 +169,7 @@ fn read_column(path: &Path, g: &Group, name: &str, field: &str) -> Result<Column
         let categories = read_string_column(path, &catf, &h::dataset(path, &cats_g, name, &catf)?)?;
         let codes = h::read_i64(path, field, &ds, 0..h::len_1d(path, field, &ds)?)?;
         let ordered = h::attr_bool(path, &ds, "ordered", field)?.unwrap_or(false);
-        return categorical(path, field, codes, categories, ordered);
+        return categorical(path, (field, &catf), codes, categories, ordered);
     }
     let n = h::len_1d(path, field, &ds)?;
     match h::num_type(path, field, &ds) {
@@ -180,13 +191,35 @@ fn read_column(path: &Path, g: &Group, name: &str, field: &str) -> Result<Column
     }
 }
 
+/// A nullable column's mask, which must have one entry per value.
+fn same_length_mask(path: &Path, field: &str, mask: Vec<bool>, n: usize) -> Result<Vec<bool>> {
+    if mask.len() != n {
+        return Err(Error::invalid(
+            path,
+            format!("{field}/mask"),
+            format!("has {} entries but {field}/values has {n}", mask.len()),
+        ));
+    }
+    Ok(mask)
+}
+
+/// A categorical column from its codes and categories (`fields` names both): every code is -1
+/// (missing) or indexes a category, and the categories are unique, as pandas requires.
 fn categorical(
     path: &Path,
-    field: &str,
+    (field, categories_field): (&str, &str),
     codes: Vec<i64>,
     categories: Vec<String>,
     ordered: bool,
 ) -> Result<Column> {
+    let mut seen = std::collections::HashSet::with_capacity(categories.len());
+    if let Some(dup) = categories.iter().find(|c| !seen.insert(c.as_str())) {
+        return Err(Error::invalid(
+            path,
+            categories_field,
+            format!("category '{dup}' appears twice (categories must be unique)"),
+        ));
+    }
     let n_cat = categories.len() as i64;
     let codes = codes
         .into_iter()
@@ -196,7 +229,10 @@ fn categorical(
                 Err(Error::invalid(
                     path,
                     field,
-                    format!("code {c} at row {i} is outside -1..{n_cat}"),
+                    format!(
+                        "code {c} at row {i} out of range for {n_cat} categories (valid: -1 for missing, 0 to {})",
+                        n_cat - 1
+                    ),
                 ))
             } else {
                 Ok(c as i32)

@@ -298,7 +298,7 @@ impl CountSource {
 fn open_h5ad(path: &Path, opts: &ReadOptions) -> Result<CountSource> {
     let file = hdf5_util::open_file(path)?;
     let element = h5ad::matrix_element(path, &file, opts.layer.as_deref(), opts.use_raw)?;
-    let obs = h5ad::read_frame(path, &file, "obs")?;
+    let (obs, obs_index) = h5ad::read_frame_and_index(path, &file, "obs")?;
     let mut var = if opts.use_raw {
         h5ad::read_frame(path, &file, "raw/var")?
     } else {
@@ -320,6 +320,7 @@ fn open_h5ad(path: &Path, opts: &ReadOptions) -> Result<CountSource> {
             format!("has {} columns but {vf} has {} genes", x.n_cols, var.len()),
         ));
     }
+    names::check_cell_names(path, &obs_index, &obs.index)?;
     let gene_name_source = choose_gene_names(&mut var);
     let layers = file
         .group("layers")

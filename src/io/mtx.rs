@@ -62,12 +62,27 @@ pub(crate) fn is_matrix_market(path: &Path, head: &[u8]) -> bool {
     false
 }
 
+/// A read error in words: a gzip stream that ends early is a truncated file.
+fn read_error(path: &Path, line: usize, e: &std::io::Error) -> Error {
+    let message = match e.kind() {
+        std::io::ErrorKind::UnexpectedEof => {
+            "the file ends in the middle of its gzip stream (truncated)".to_string()
+        }
+        std::io::ErrorKind::InvalidInput | std::io::ErrorKind::InvalidData
+            if e.to_string().contains("deflate") || e.to_string().contains("gzip") =>
+        {
+            format!("damaged gzip data ({e})")
+        }
+        _ => e.to_string(),
+    };
+    Error::invalid(path, format!("line {line}"), message)
+}
+
 fn read_tsv(path: &Path) -> Result<Vec<Vec<String>>> {
     let r = open_text(path)?;
     let mut rows = Vec::new();
     for (k, line) in r.lines().enumerate() {
-        let line =
-            line.map_err(|e| Error::invalid(path, format!("line {}", k + 1), e.to_string()))?;
+        let line = line.map_err(|e| read_error(path, k + 1, &e))?;
         if line.is_empty() {
             continue;
         }
@@ -132,7 +147,12 @@ pub fn open(path: &Path, opts: &ReadOptions) -> Result<CountSource> {
     } else {
         None
     };
-    let m = parse_matrix(&matrix_path, features.len(), barcodes.len())?;
+    super::names::check_cell_names(&barcode_path, "column 1", &barcodes)?;
+    let m = parse_matrix(
+        &matrix_path,
+        (&feature_path, features.len()),
+        (&barcode_path, barcodes.len()),
+    )?;
     let mut var = Frame::new(names);
     var.set("gene_ids", Column::Str(ids));
     if let Some(t) = &types {
@@ -195,8 +215,20 @@ pub fn open(path: &Path, opts: &ReadOptions) -> Result<CountSource> {
     })
 }
 
-/// Parses a genes x cells MatrixMarket coordinate file into cells x genes CSR.
-pub(crate) fn parse_matrix(path: &Path, n_features: usize, n_barcodes: usize) -> Result<CsrMatrix> {
+/// The file name of `p`, for messages.
+fn file_name(p: &Path) -> String {
+    p.file_name()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_else(|| p.display().to_string())
+}
+
+/// Parses a genes x cells MatrixMarket coordinate file into cells x genes CSR; `features` and
+/// `barcodes` are the files that name its rows and columns, with their lengths.
+pub(crate) fn parse_matrix(
+    path: &Path,
+    (feature_file, n_features): (&Path, usize),
+    (barcode_file, n_barcodes): (&Path, usize),
+) -> Result<CsrMatrix> {
     let mut r = open_text(path)?;
     let mut line = String::new();
     let mut line_no = 0usize;
@@ -206,7 +238,7 @@ pub(crate) fn parse_matrix(path: &Path, n_features: usize, n_barcodes: usize) ->
             *line_no += 1;
             let n = r
                 .read_line(line)
-                .map_err(|e| Error::invalid(path, format!("line {line_no}"), e.to_string()))?;
+                .map_err(|e| read_error(path, *line_no, &e))?;
             Ok(n > 0)
         };
     if !next_line(&mut r, &mut line, &mut line_no)? {
@@ -267,14 +299,20 @@ pub(crate) fn parse_matrix(path: &Path, n_features: usize, n_barcodes: usize) ->
             "size line needs rows, columns and entries",
         ));
     };
-    if rows as usize != n_features || cols as usize != n_barcodes {
-        return Err(Error::invalid(
-            path,
-            format!("line {size_line}"),
-            format!(
-                "header says {rows} features x {cols} barcodes but the feature and barcode files list {n_features} and {n_barcodes}"
-            ),
-        ));
+    for (declared, listed, what, file) in [
+        (rows, n_features, "features", feature_file),
+        (cols, n_barcodes, "barcodes", barcode_file),
+    ] {
+        if declared != listed as u64 {
+            return Err(Error::invalid(
+                path,
+                format!("line {size_line}"),
+                format!(
+                    "the size line declares {declared} {what} but {} lists {listed}",
+                    file_name(file)
+                ),
+            ));
+        }
     }
     let mut triplets: Vec<(u32, u32, f32)> = Vec::with_capacity(nnz.min(1 << 20) as usize);
     while next_line(&mut r, &mut line, &mut line_no)? {
@@ -304,7 +342,14 @@ pub(crate) fn parse_matrix(path: &Path, n_features: usize, n_barcodes: usize) ->
         } else {
             it.next().and_then(|x| x.parse().ok()).ok_or_else(bad)?
         };
-        if i == 0 || i > rows || j == 0 || j > cols {
+        if i == 0 || j == 0 {
+            return Err(Error::invalid(
+                path,
+                format!("line {line_no}"),
+                format!("entry ({i}, {j}): coordinates start at 1"),
+            ));
+        }
+        if i > rows || j > cols {
             return Err(Error::invalid(
                 path,
                 format!("line {line_no}"),
@@ -323,7 +368,33 @@ pub(crate) fn parse_matrix(path: &Path, n_features: usize, n_barcodes: usize) ->
             ),
         ));
     }
-    Ok(cells_by_genes(triplets, n_barcodes, n_features))
+    let m = cells_by_genes(triplets, n_barcodes, n_features);
+    if let Some((cell, gene)) = first_duplicate(&m) {
+        return Err(Error::invalid(
+            path,
+            "entries",
+            format!(
+                "entry ({}, {}) is listed more than once (coordinates must be unique)",
+                gene + 1,
+                cell + 1
+            ),
+        ));
+    }
+    Ok(m)
+}
+
+/// The first (cell, gene) stored twice, in cell order.
+fn first_duplicate(m: &CsrMatrix) -> Option<(usize, u32)> {
+    let mut last_cell = vec![usize::MAX; m.n_cols];
+    for cell in 0..m.n_rows {
+        let r = m.indptr[cell] as usize..m.indptr[cell + 1] as usize;
+        for &g in &m.indices[r] {
+            if std::mem::replace(&mut last_cell[g as usize], cell) == cell {
+                return Some((cell, g));
+            }
+        }
+    }
+    None
 }
 
 /// (cell, gene, value) triplets as cells x genes CSR: a counting sort by cell whose stable

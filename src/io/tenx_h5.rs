@@ -86,6 +86,7 @@ fn open_v3(path: &Path, file: &File, opts: &ReadOptions) -> Result<CountSource> 
     let (n_features, n_barcodes) = shape_of(path, &g, field)?;
     let parts = SparseParts::open(path, &g, field, n_barcodes, n_features)?;
     let barcodes = strings(path, &g, "barcodes", field, n_barcodes)?;
+    super::names::check_cell_names(path, "/matrix/barcodes", &barcodes)?;
     let ff = "/matrix/features";
     let fg = h::group(path, &g, "features", ff)?;
     let names = strings(path, &fg, "name", ff, n_features)?;
@@ -258,6 +259,7 @@ fn open_v2(path: &Path, file: &File, opts: &ReadOptions) -> Result<CountSource> 
         let parts = SparseParts::open(path, &g, &field, n_barcodes, n_genes)?;
         dtype = parts.dtype.clone();
         let bc = strings(path, &g, "barcodes", &field, n_barcodes)?;
+        super::names::check_cell_names(path, &format!("{field}/barcodes"), &bc)?;
         match &barcodes {
             None => barcodes = Some(bc),
             Some(prev) if *prev != bc => {

@@ -192,9 +192,43 @@ impl RunOptions {
     /// Loads options from a TOML file (keys as in `config.toml`; unknown keys are an error).
     pub fn from_toml_file(path: &Path) -> Result<RunOptions> {
         let text = std::fs::read_to_string(path).map_err(|e| Error::read(path, e))?;
-        toml::from_str(&text)
-            .map_err(|e| Error::invalid(path, "config", e.to_string().replace('\n', " ")))
+        toml::from_str(&text).map_err(|e| config_error(path, &text, &e))
     }
+}
+
+/// A TOML error as one line naming the line and key at fault, e.g.
+/// `line 3, key cart.car_min_counts: invalid type: string "one", expected u32`.
+fn config_error(path: &Path, text: &str, e: &toml::de::Error) -> Error {
+    let message = e.message().trim().replace('\n', " ");
+    let Some(start) = e
+        .span()
+        .map(|s| s.start)
+        .filter(|&s| text.is_char_boundary(s))
+    else {
+        return Error::invalid(path, "config", message);
+    };
+    let line_no = text[..start].matches('\n').count() + 1;
+    let mut table = String::new();
+    let mut line = "";
+    for l in text.lines().take(line_no) {
+        let t = l.trim();
+        if t.starts_with('[') {
+            table = t.trim_matches(|c| c == '[' || c == ']').trim().to_string();
+        }
+        line = t;
+    }
+    let field = match line.split_once('=') {
+        Some((key, _)) if !line.starts_with('[') => {
+            let key = key.trim();
+            if table.is_empty() {
+                format!("line {line_no}, key {key}")
+            } else {
+                format!("line {line_no}, key {table}.{key}")
+            }
+        }
+        _ => format!("line {line_no}"),
+    };
+    Error::invalid(path, field, message)
 }
 
 /// The obs columns that describe the samples of a joint run: the batch key of the highly
@@ -208,4 +242,29 @@ pub struct SampleColumns {
     /// The obs column whose groups clonotypes never cross (a joint run's `patient`), when the
     /// run has VDJ contigs.
     pub clone_group: Option<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn err(text: &str) -> String {
+        let e = toml::from_str::<RunOptions>(text).unwrap_err();
+        config_error(Path::new("c.toml"), text, &e).to_string()
+    }
+
+    #[test]
+    fn a_config_error_names_the_line_and_the_key() {
+        let e = err("min_genes = 10\nn_top_genes = \"many\"\n");
+        assert!(
+            e.starts_with("c.toml: line 2, key n_top_genes: invalid type: string \"many\""),
+            "{e}"
+        );
+        let e = err("seed = 1\n\n[cart]\ncar_min_counts = -1\n");
+        assert!(
+            e.starts_with("c.toml: line 4, key cart.car_min_counts: "),
+            "{e}"
+        );
+        assert_eq!(e.lines().count(), 1, "{e}");
+    }
 }

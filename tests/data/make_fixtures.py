@@ -322,6 +322,190 @@ def bad_fixtures():
     d = mtx("bad/mtx_bad_count", m, feats, bcs, True, "features.tsv", nnz_override=int(np.count_nonzero(m)) + 2)
 
 
+def replace(g, name, data, **kw):
+    """Replaces dataset `name` of group `g` by `data`, keeping its attributes."""
+    attrs = dict(g[name].attrs)
+    del g[name]
+    ds = g.create_dataset(name, data=data, **kw)
+    for k, v in attrs.items():
+        ds.attrs[k] = v
+
+
+def replace_strings(g, name, values):
+    replace(g, name, np.array(values, dtype=object), dtype=h5py.string_dtype())
+
+
+def write_index_only_frame(f, name, index):
+    """An obs/var dataframe group with only its index."""
+    df = f.create_group(name)
+    df.attrs["encoding-type"], df.attrs["encoding-version"] = "dataframe", "0.2.0"
+    df.attrs["_index"] = "_index"
+    df.attrs["column-order"] = np.array([], dtype=float)
+    ds = df.create_dataset("_index", data=np.array(index, dtype=object), dtype=h5py.string_dtype())
+    ds.attrs["encoding-type"], ds.attrs["encoding-version"] = "string-array", "0.2.0"
+
+
+def small_h5ad_cases(bad):
+    """Each a copy of one small valid .h5ad (6 cells x 5 genes) with one thing broken."""
+    rng = np.random.default_rng(20261125)
+    n, genes = 6, GENES[:5]
+    m = (rng.integers(1, 9, size=(n, len(genes))) * (rng.random((n, len(genes))) < 0.6)).astype(np.float32)
+    m[:, 0] += 1  # every cell has counts
+    obs = pd.DataFrame({
+        "sample": pd.Categorical(["infusion", "day14", "day90", "day14", "infusion", "day90"]),
+        "batch_label": [f"b{i % 2}" for i in range(n)],
+        "nullable_int": pd.array([None, 1, 2, 3, None, 5], dtype="Int64"),
+    }, index=[f"cell{i:03d}" for i in range(n)])
+    var = pd.DataFrame(index=genes)
+    base = bad / "small_base.h5ad"
+    ad.AnnData(X=sp.csr_matrix(m), obs=obs, var=var).write_h5ad(base)
+
+    def case(name, edit):
+        p = bad / name
+        shutil.copy(base, p)
+        with h5py.File(p, "r+") as f:
+            edit(f)
+
+    def obs_fewer_rows(f):
+        del f["obs"]
+        write_index_only_frame(f, "obs", [f"cell{i:03d}" for i in range(n - 1)])
+    case("obs_fewer_rows.h5ad", obs_fewer_rows)
+
+    def var_more_genes(f):
+        del f["var"]
+        write_index_only_frame(f, "var", GENES[:len(genes) + 2])
+    case("var_more_genes.h5ad", var_more_genes)
+
+    def code_out_of_range(f):
+        codes = f["obs/sample/codes"][...]
+        codes[3] = 7
+        replace(f["obs/sample"], "codes", codes)
+    case("categorical_code_out_of_range.h5ad", code_out_of_range)
+
+    case("categorical_duplicate_categories.h5ad",
+         lambda f: replace_strings(f["obs/sample"], "categories", ["day14", "day90", "day14"]))
+
+    def set_name(k, value):
+        def edit(f):
+            names = list(f["obs/_index"].asstr()[...])
+            names[k] = value
+            replace_strings(f["obs"], "_index", names)
+        return edit
+    case("obs_index_duplicate.h5ad", set_name(4, "cell001"))
+    case("obs_index_empty_name.h5ad", set_name(2, ""))
+    case("obs_index_attr_empty.h5ad", lambda f: f["obs"].attrs.__setitem__("_index", ""))
+    case("obs_index_missing.h5ad", lambda f: f["obs"].attrs.__setitem__("_index", "barcode"))
+    case("no_obs.h5ad", lambda f: f.__delitem__("obs"))
+    def string_column_wrong_length(f):
+        # anndata stores this column as a categorical; a plain string-array is just as valid.
+        del f["obs/batch_label"]
+        ds = f["obs"].create_dataset("batch_label", data=np.array([f"b{i % 2}" for i in range(n - 1)], dtype=object),
+                                     dtype=h5py.string_dtype())
+        ds.attrs["encoding-type"], ds.attrs["encoding-version"] = "string-array", "0.2.0"
+    case("string_column_wrong_length.h5ad", string_column_wrong_length)
+    case("nullable_mask_length.h5ad",
+         lambda f: replace(f["obs/nullable_int"], "mask", f["obs/nullable_int/mask"][: n - 1]))
+    case("indices_data_length.h5ad", lambda f: replace(f["X"], "indices", f["X/indices"][:-1]))
+
+    def indptr_edit(k, delta):
+        def edit(f):
+            p = f["X/indptr"][...]
+            p[k] += delta
+            replace(f["X"], "indptr", p)
+        return edit
+    case("indptr_end_mismatch.h5ad", indptr_edit(-1, 3))
+    case("indptr_start_nonzero.h5ad", indptr_edit(0, 1))
+
+    def dense_3d(f):
+        del f["X"]
+        f.create_dataset("X", data=m.reshape(n, len(genes), 1))
+    case("dense_3d.h5ad", dense_3d)
+    case("unsupported_encoding.h5ad", lambda f: f["X"].attrs.__setitem__("encoding-type", "coo_matrix"))
+    base.unlink()
+
+
+def small_tenx_cases(bad):
+    """Each a small 10x v3 .h5 (5 cells x 4 features) with one thing broken."""
+    rng = np.random.default_rng(20261126)
+    names = ["CD3E", "CD4", "MT-CO1", "GZMB"]
+    bc = [f"ACGTACGT{i:04d}-1" for i in range(5)]
+    csc = sp.csc_matrix((rng.integers(1, 9, size=(4, 5)) * (rng.random((4, 5)) < 0.6)).astype(np.int32))
+
+    def case(name, barcodes=bc, features=names):
+        with h5py.File(bad / name, "w") as f:
+            g = f.create_group("matrix")
+            g.create_dataset("barcodes", data=np.array(barcodes, dtype="S"))
+            g.create_dataset("data", data=csc.data)
+            g.create_dataset("indices", data=csc.indices.astype(np.int64))
+            g.create_dataset("indptr", data=csc.indptr.astype(np.int64))
+            g.create_dataset("shape", data=np.array(csc.shape, dtype=np.int32))
+            fg = g.create_group("features")
+            fg.create_dataset("feature_type", data=np.array(["Gene Expression"] * len(features), dtype="S"))
+            fg.create_dataset("genome", data=np.array(["GRCh38"] * len(features), dtype="S"))
+            fg.create_dataset("id", data=np.array([f"ID{i}" for i in range(len(features))], dtype="S"))
+            fg.create_dataset("name", data=np.array(features, dtype="S"))
+    case("tenx_barcodes_count.h5", barcodes=bc[:-1])
+    case("tenx_features_count.h5", features=names + ["CD8A"])
+    case("tenx_duplicate_barcode.h5", barcodes=bc[:3] + [bc[1]] + bc[4:])
+
+
+def mtx_text_cases(bad):
+    """10x MTX directories written line by line, each with one thing broken."""
+    feats = ["E1\tA\tGene Expression", "E2\tB\tGene Expression", "E3\tC\tGene Expression"]
+    bcs = [f"b{i}" for i in range(4)]
+    header = "%%MatrixMarket matrix coordinate integer general"
+    good = ["1 1 2", "3 1 1", "2 2 5", "1 3 1", "3 4 7"]
+
+    def case(name, entries=good, features=feats, barcodes=bcs, gz=False, size=None):
+        d = bad / name
+        shutil.rmtree(d, ignore_errors=True)
+        d.mkdir(parents=True)
+        size = size or f"{len(feats)} {len(bcs)} {len(entries)}"
+        sfx = ".gz" if gz else ""
+        write_text(d / f"matrix.mtx{sfx}", [header, size] + entries, gz)
+        write_text(d / f"features.tsv{sfx}", features, gz)
+        if barcodes is not None:
+            write_text(d / f"barcodes.tsv{sfx}", barcodes, gz)
+        return d
+    case("mtx_zero_coordinate", entries=good[:2] + ["0 2 4"] + good[2:])
+    case("mtx_out_of_range", entries=good[:2] + ["4 2 4"] + good[2:])
+    case("mtx_duplicate_entry", entries=good + ["2 2 1"])
+    case("mtx_malformed_entry", entries=good[:3] + ["1 4 many"] + good[3:])
+    case("mtx_barcodes_count", barcodes=bcs[:-1])
+    case("mtx_features_count", features=feats + ["E4\tD\tGene Expression"])
+    case("mtx_duplicate_barcode", barcodes=bcs[:3] + ["b1"])
+    case("mtx_missing_barcodes", barcodes=None)
+    d = case("mtx_empty_matrix")
+    (d / "matrix.mtx").write_bytes(b"")
+    # Truncated gzip: enough entries that the cut falls inside the stream, past the header.
+    rng = np.random.default_rng(20261127)
+    many_bcs = [f"TTAGGC{i:04d}-1" for i in range(40)]
+    many = [f"{g + 1} {c + 1} {rng.integers(1, 30)}" for c in range(40) for g in range(3) if rng.random() < 0.7]
+    for name, cut in [("mtx_truncated_gz", "matrix.mtx.gz"), ("mtx_truncated_barcodes_gz", "barcodes.tsv.gz")]:
+        d = bad / name
+        shutil.rmtree(d, ignore_errors=True)
+        d.mkdir(parents=True)
+        write_text(d / "matrix.mtx.gz", [header, f"3 40 {len(many)}"] + many, True)
+        write_text(d / "features.tsv.gz", feats, True)
+        write_text(d / "barcodes.tsv.gz", many_bcs, True)
+        raw = (d / cut).read_bytes()
+        (d / cut).write_bytes(raw[: len(raw) * 2 // 3])
+
+
+def text_cases(bad):
+    """Gene-set, config and manifest files for the commands that take them."""
+    (bad / "gmt_set_without_genes.gmt").write_bytes(
+        b"ifn\tinterferon response\tISG15\tIFI6\ntcell\tT cells\t\t\n")
+    # Genes separated by spaces in the description column: no gene column at all.
+    (bad / "gmt_no_gene_column.gmt").write_bytes(b"exhaustion\tPDCD1 HAVCR2 LAG3 TOX\n")
+    (bad / "config_wrong_type.toml").write_bytes(b'n_top_genes = "2000"\n')
+    (bad / "config_wrong_type_in_table.toml").write_bytes(b"seed = 1\n\n[cart]\ncar_min_counts = 1.5\n")
+    # Accepted: a UTF-8 byte-order mark and CRLF line ends, as spreadsheet programs save CSV.
+    (OUT / "manifest_bom_crlf.csv").write_bytes(
+        "\ufeffsample_id,path,patient,timepoint,day,tissue\r\n"
+        "S1,sample.h5ad,P7,infusion,0,\"blood, peripheral\"\r\n".encode("utf-8"))
+
+
 def main():
     h5ad_fixtures()
     legacy_07()
@@ -330,6 +514,10 @@ def main():
     tenx_v2()
     mtx_fixtures()
     bad_fixtures()
+    small_h5ad_cases(OUT / "bad")
+    small_tenx_cases(OUT / "bad")
+    mtx_text_cases(OUT / "bad")
+    text_cases(OUT / "bad")
     (OUT / "expected.json").write_text(json.dumps(EXPECTED, indent=0, sort_keys=True) + "\n")
     print(f"wrote {len(EXPECTED)} fixtures to {OUT}")
 
