@@ -7,7 +7,7 @@
 //! status), the parameters and the backend.
 //! Plots are inline SVG (`svg`); the page has no script and carries a Content-Security-Policy
 //! that forbids scripts and every load from outside the page. All markup is built through
-//! [`html::Html`], which escapes every text and attribute value where it is inserted.
+//! `html::Html`, which escapes every text and attribute value where it is inserted.
 
 mod clones;
 mod clusters;
