@@ -28,6 +28,7 @@ pub mod names;
 pub mod tenx_h5;
 pub mod tenx_write;
 pub mod values;
+mod vlen;
 
 use std::io::Read;
 use std::ops::Range;
