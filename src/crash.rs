@@ -18,15 +18,21 @@
 //! Why a handler and not a child process per run: the handler costs nothing on the good path
 //! (no second process reading a multi-gigabyte input, no copying of results between
 //! processes), and covers `run`, `info`, `convert`, `run --joint` and `aggregate` alike. It
-//! cannot survive every failure (a hang, an out-of-memory kill, a corrupted heap that breaks
-//! even `write`), which is why `batch` additionally runs each sample in its own process.
+//! cannot survive every failure (an out-of-memory kill, a corrupted heap that breaks even
+//! `write`), which is why `batch` additionally runs each sample in its own process.
+//!
+//! Damaged metadata can also make libhdf5 loop forever. A stall watch (a thread started by
+//! [`install`]) ends the process the same way when a guarded thread starts no new element for
+//! [`DEFAULT_STALL_SECONDS`] (`CARTSCOPE_HDF5_STALL_SECONDS` overrides it; 0 turns it off).
 //!
 //! The handler only reads thread-local plain data, calls `write(2)` and `_exit(2)`, all
 //! async-signal-safe.
 
 use std::cell::{Cell, UnsafeCell};
 use std::path::Path;
-use std::sync::{Once, OnceLock};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Mutex, Once, OnceLock};
+use std::time::{Duration, Instant};
 
 const PATH_MAX: usize = 1024;
 const ELEMENT_MAX: usize = 256;
@@ -120,10 +126,14 @@ pub struct Guard {
 fn guard(mode: Mode, path: &Path) -> Guard {
     SLOT.with(|slot| {
         let previous = saved(slot);
+        if previous.mode == Mode::Idle {
+            BUSY.fetch_add(1, Ordering::SeqCst);
+        }
         slot.mode.set(Mode::Idle);
         set_path(slot, path);
         set_element(slot, "");
         slot.mode.set(mode);
+        progress_at(mode, path, "");
         Guard {
             previous,
             _not_send: std::marker::PhantomData,
@@ -145,10 +155,105 @@ pub fn writing(path: &Path) -> Guard {
 /// without a guard.
 pub fn element(name: &str) {
     SLOT.with(|slot| {
-        if slot.mode.get() != Mode::Idle {
+        let mode = slot.mode.get();
+        if mode != Mode::Idle {
             set_element(slot, name);
+            // SAFETY: this thread's own buffer, up to its published length.
+            let path = unsafe { &(&*slot.path.get())[..slot.path_len.get()] };
+            progress_at(mode, Path::new(&*String::from_utf8_lossy(path)), name);
         }
     });
+}
+
+/// Marks progress inside a guard without naming a new element (a long parse calls it now and
+/// then, so the stall watch below never mistakes slow work for a hang).
+pub fn progress() {
+    PROGRESS_MS.store(now_ms(), Ordering::SeqCst);
+}
+
+/// Threads inside a guard, all together.
+static BUSY: AtomicUsize = AtomicUsize::new(0);
+/// When a guarded thread last started an element, in milliseconds since [`start`].
+static PROGRESS_MS: AtomicU64 = AtomicU64::new(0);
+/// The file, element and direction of the latest progress, for the stall message.
+static LATEST: Mutex<Option<(Mode, String, String)>> = Mutex::new(None);
+
+fn start() -> Instant {
+    static START: OnceLock<Instant> = OnceLock::new();
+    *START.get_or_init(Instant::now)
+}
+
+fn now_ms() -> u64 {
+    start().elapsed().as_millis() as u64
+}
+
+fn progress_at(mode: Mode, path: &Path, element: &str) {
+    progress();
+    if let Ok(mut latest) = LATEST.lock() {
+        *latest = Some((mode, path.display().to_string(), element.to_string()));
+    }
+}
+
+/// The environment variable that sets the stall bound in seconds (0 turns the watch off).
+pub const STALL_ENV: &str = "CARTSCOPE_HDF5_STALL_SECONDS";
+/// The default stall bound: no single element of a valid file takes minutes to read or write.
+pub const DEFAULT_STALL_SECONDS: u64 = 300;
+
+/// The stall watch: damaged metadata can also send libhdf5 into an endless loop (a damaged
+/// global heap did, in the damaged-input campaign). A thread that stays inside a guard with no
+/// new element for longer than the bound ends the process with one line, exit 2 for an input
+/// (1 for an output), as a crash does; `batch` then records the sample as failed.
+fn watch_stalls() {
+    let secs = match std::env::var(STALL_ENV) {
+        Ok(v) => match v.trim().parse::<u64>() {
+            Ok(s) => s,
+            Err(_) => {
+                eprintln!(
+                    "warning: {STALL_ENV}={v:?} is not a number of seconds; using {DEFAULT_STALL_SECONDS}"
+                );
+                DEFAULT_STALL_SECONDS
+            }
+        },
+        Err(_) => DEFAULT_STALL_SECONDS,
+    };
+    if secs == 0 {
+        return;
+    }
+    let bound_ms = secs.saturating_mul(1000);
+    let tick = Duration::from_millis((bound_ms / 10).clamp(50, 1000));
+    let _ = std::thread::Builder::new()
+        .name("hdf5-stall-watch".into())
+        .spawn(move || {
+            loop {
+                std::thread::sleep(tick);
+                if BUSY.load(Ordering::SeqCst) == 0 {
+                    continue;
+                }
+                let since = PROGRESS_MS.load(Ordering::SeqCst);
+                if now_ms().saturating_sub(since) <= bound_ms || BUSY.load(Ordering::SeqCst) == 0 {
+                    continue;
+                }
+                let (mode, path, element) = LATEST
+                    .lock()
+                    .ok()
+                    .and_then(|l| l.clone())
+                    .unwrap_or((Mode::Reading, String::from("?"), String::new()));
+                let (verb, code, hint) = match mode {
+                    Mode::Writing => ("writing", 1, "a damaged or hung file system?"),
+                    _ => ("reading", 2, "the file is damaged or not a valid HDF5 file"),
+                };
+                let what = if element.is_empty() { "it" } else { element.as_str() };
+                write_all(
+                    format!(
+                        "error: {path}: the HDF5 library made no progress for {secs} s while {verb} {what} ({hint}; {STALL_ENV} sets this bound)\n"
+                    )
+                    .as_bytes(),
+                );
+                // SAFETY: ends the process at once, as a crash would; outputs are written to
+                // temporary names, so nothing half-written looks complete.
+                unsafe { libc::_exit(code) }
+            }
+        });
 }
 
 impl Drop for Guard {
@@ -158,6 +263,10 @@ impl Drop for Guard {
             set_path(slot, Path::new(&self.previous.path));
             set_element(slot, &self.previous.element);
             slot.mode.set(self.previous.mode);
+            progress();
+            if self.previous.mode == Mode::Idle {
+                BUSY.fetch_sub(1, Ordering::SeqCst);
+            }
         });
     }
 }
@@ -285,6 +394,8 @@ pub fn install() {
         }
         // Known before any handler that reads them is in place.
         let _ = PREVIOUS.set(previous);
+        start();
+        watch_stalls();
         for &sig in &SIGNALS {
             // SAFETY: sigaction with a zeroed struct filled field by field.
             unsafe {

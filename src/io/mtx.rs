@@ -236,6 +236,10 @@ pub(crate) fn parse_matrix(
         |r: &mut Box<dyn BufRead>, line: &mut String, line_no: &mut usize| -> Result<bool> {
             line.clear();
             *line_no += 1;
+            if (*line_no).is_multiple_of(1 << 20) {
+                // A long parse is progress, not a stall (crash::progress).
+                crate::crash::progress();
+            }
             let n = r
                 .read_line(line)
                 .map_err(|e| read_error(path, *line_no, &e))?;
@@ -327,36 +331,7 @@ pub(crate) fn parse_matrix(
                 format!("more entries than the {nnz} the header declares"),
             ));
         }
-        let mut it = t.split_whitespace();
-        let bad = || {
-            Error::invalid(
-                path,
-                format!("line {line_no}"),
-                format!("malformed entry '{t}'"),
-            )
-        };
-        let i: u64 = it.next().and_then(|x| x.parse().ok()).ok_or_else(bad)?;
-        let j: u64 = it.next().and_then(|x| x.parse().ok()).ok_or_else(bad)?;
-        let v: f64 = if pattern {
-            1.0
-        } else {
-            it.next().and_then(|x| x.parse().ok()).ok_or_else(bad)?
-        };
-        if i == 0 || j == 0 {
-            return Err(Error::invalid(
-                path,
-                format!("line {line_no}"),
-                format!("entry ({i}, {j}): coordinates start at 1"),
-            ));
-        }
-        if i > rows || j > cols {
-            return Err(Error::invalid(
-                path,
-                format!("line {line_no}"),
-                format!("entry ({i}, {j}) outside the declared {rows} x {cols} matrix"),
-            ));
-        }
-        triplets.push(((j - 1) as u32, (i - 1) as u32, v as f32));
+        triplets.push(parse_entry(path, line_no, t, pattern, (rows, cols))?);
     }
     if (triplets.len() as u64) != nnz {
         return Err(Error::invalid(
@@ -381,6 +356,47 @@ pub(crate) fn parse_matrix(
         ));
     }
     Ok(m)
+}
+
+/// One entry line `ROW COL [VALUE]` (1-based genes x cells) as (cell, gene, value), checked
+/// against the declared `(rows, cols)`.
+fn parse_entry(
+    path: &Path,
+    line_no: usize,
+    t: &str,
+    pattern: bool,
+    (rows, cols): (u64, u64),
+) -> Result<(u32, u32, f32)> {
+    let mut it = t.split_whitespace();
+    let bad = || {
+        Error::invalid(
+            path,
+            format!("line {line_no}"),
+            format!("malformed entry '{t}'"),
+        )
+    };
+    let i: u64 = it.next().and_then(|x| x.parse().ok()).ok_or_else(bad)?;
+    let j: u64 = it.next().and_then(|x| x.parse().ok()).ok_or_else(bad)?;
+    let v: f64 = if pattern {
+        1.0
+    } else {
+        it.next().and_then(|x| x.parse().ok()).ok_or_else(bad)?
+    };
+    if i == 0 || j == 0 {
+        return Err(Error::invalid(
+            path,
+            format!("line {line_no}"),
+            format!("entry ({i}, {j}): coordinates start at 1"),
+        ));
+    }
+    if i > rows || j > cols {
+        return Err(Error::invalid(
+            path,
+            format!("line {line_no}"),
+            format!("entry ({i}, {j}) outside the declared {rows} x {cols} matrix"),
+        ));
+    }
+    Ok(((j - 1) as u32, (i - 1) as u32, v as f32))
 }
 
 /// The first (cell, gene) stored twice, in cell order.
