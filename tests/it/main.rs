@@ -15,6 +15,8 @@
 //! - `cluster`: Leiden and UMAP on scanpy's graph agree with scanpy's;
 //! - `layers`: the library's modules import only modules of lower layers, no cycles, and no
 //!   function in src/ spans more than 150 lines;
+//! - `fuzz`: a seeded slice of the damaged-input campaign (tests/fuzz/corpus.py): clean errors,
+//!   no signal, no hang, bounded memory;
 //! - `errors`: every malformed input gives exit code 2 and a one-line message naming the file;
 //! - `run_cli`: `cartscope run` outputs, config precedence, clean failures;
 //! - `run_vdj`: `cartscope run --vdj` receptor columns and clonal summary equal scirpy's;
@@ -34,6 +36,7 @@ mod clonal;
 mod cluster;
 mod common;
 mod errors;
+mod fuzz;
 mod golden;
 mod hostile;
 mod interrupted;
