@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Installs what a fresh Debian 12 machine lacks for building and testing cartscope:
-# HDF5 headers (libhdf5-dev, pkg-config), a Vulkan driver that runs on the CPU (lavapipe, from
+# a C toolchain and cmake >= 3.26 for the HDF5 2.2 that the build compiles into the binary
+# (gcc and make from Debian; cmake from PyPI into the venv, as Debian 12's is 3.25; no
+# libhdf5-dev), a Vulkan driver that runs on the CPU (lavapipe, from
 # mesa-vulkan-drivers, so the GPU backend's shaders run in tests without a GPU), chromium (the
 # report's browser test) and a Python venv with anndata for the interop tests.
 # Idempotent: does nothing that is already done. Source it or run it.
@@ -10,8 +12,8 @@ root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
 
 need_apt=()
-pkg-config --exists hdf5 2>/dev/null || need_apt+=(libhdf5-dev pkg-config)
 command -v cc >/dev/null || need_apt+=(gcc)
+command -v make >/dev/null || need_apt+=(make)
 python3 -c 'import venv, ensurepip' 2>/dev/null || need_apt+=(python3-venv)
 # lavapipe's ICD file and the Vulkan loader (skipped where a Vulkan driver is already present).
 if ! ls /usr/share/vulkan/icd.d/lvp_icd*.json >/dev/null 2>&1 || ! ldconfig -p | grep -q 'libvulkan.so.1'; then
@@ -44,6 +46,13 @@ if [ ! -x "$venv/bin/python" ] || [ "$wanted" != "$(cat "$stamp" 2>/dev/null)" ]
   printf '%s\n' "$wanted" > "$stamp"
 fi
 export CARTSCOPE_PYTHON="$venv/bin/python"
+# cmake for the bundled HDF5 build (hdf5-metno-src needs >= 3.26); the cmake crate reads $CMAKE.
+cmake_version=3.31.6
+if [ "$("$venv/bin/cmake" --version 2>/dev/null | head -1)" != "cmake version $cmake_version" ]; then
+  echo "setup: installing cmake $cmake_version into $venv" >&2
+  "$venv/bin/pip" install -q --disable-pip-version-check "cmake==$cmake_version"
+fi
+export CMAKE="$venv/bin/cmake"
 # The workflow test runs workflow/Snakefile with the venv's snakemake.
 export CARTSCOPE_SNAKEMAKE="$venv/bin/snakemake"
 
