@@ -35,7 +35,9 @@ fn main() -> ExitCode {
     init_logging(cli.verbose);
     // A panic is a bug in cartscope, never the user's doing: one line that says so, exit 1
     // (not Rust's 101, and never the bad-input code 2).
-    std::panic::set_hook(Box::new(|info| eprintln!("error: internal error: {info}")));
+    std::panic::set_hook(Box::new(|info| {
+        eprintln!("error: internal error: {}", one_line(&info.to_string()))
+    }));
     let ran = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| run(cli)));
     let Ok(ran) = ran else {
         return ExitCode::from(1);
@@ -52,10 +54,11 @@ fn main() -> ExitCode {
             }
             // Library errors already name the file, field and cause in one line; others get
             // their context chain.
-            match err.downcast_ref::<Error>() {
-                Some(e) => eprintln!("error: {e}"),
-                None => eprintln!("error: {err:#}"),
-            }
+            let message = match err.downcast_ref::<Error>() {
+                Some(e) => e.to_string(),
+                None => format!("{err:#}"),
+            };
+            eprintln!("error: {}", one_line(&message));
             let code = match err.downcast_ref::<Error>().map(Error::kind) {
                 Some(ErrorKind::BadInput | ErrorKind::Usage) => 2,
                 _ => 1,
@@ -78,6 +81,21 @@ fn init_logging(verbose: u8) {
         .with_writer(std::io::stderr)
         .with_target(false)
         .init();
+}
+
+/// The message as one line: a damaged file's bytes quoted in it (a name, an MTX line) may hold
+/// line breaks or other control characters, shown escaped (`\n`, `\u{b}`), so that a
+/// pipeline reading stderr line by line sees exactly one error line.
+fn one_line(message: &str) -> String {
+    let mut out = String::with_capacity(message.len());
+    for c in message.chars() {
+        if c.is_control() || matches!(c, '\u{2028}' | '\u{2029}') {
+            out.extend(c.escape_default());
+        } else {
+            out.push(c);
+        }
+    }
+    out
 }
 
 fn is_broken_pipe(err: &anyhow::Error) -> bool {

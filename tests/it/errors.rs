@@ -308,6 +308,28 @@ fn a_manifest_with_a_bom_and_crlf_line_ends_is_accepted() {
 }
 
 #[test]
+fn control_characters_quoted_from_a_file_stay_on_the_error_line() {
+    // Found by the damaged-input campaign: a flipped byte made an MTX entry hold a vertical
+    // tab, which the quoted line carried into stderr as a second "line".
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("features.tsv"), "E1\tA\nE2\tB\n").unwrap();
+    std::fs::write(dir.path().join("barcodes.tsv"), "b1\nb2\n").unwrap();
+    std::fs::write(
+        dir.path().join("matrix.mtx"),
+        "%%MatrixMarket matrix coordinate integer general\n2 2 2\n1 1 3\n2\u{b}2\u{2028}x 4\n",
+    )
+    .unwrap();
+    let out = cartscope().arg("info").arg(dir.path()).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    assert_eq!(stderr.lines().count(), 1, "{stderr:?}");
+    assert!(
+        stderr.contains("line 4: malformed entry '2\\u{b}2\\u{2028}x 4'"),
+        "{stderr:?}"
+    );
+}
+
+#[test]
 fn a_folder_without_a_matrix_is_not_an_input() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("notes.txt"), "hello").unwrap();
