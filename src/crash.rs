@@ -21,7 +21,8 @@
 //! cannot survive every failure (an out-of-memory kill, a corrupted heap that breaks even
 //! `write`), which is why `batch` additionally runs each sample in its own process.
 //!
-//! Damaged metadata can also make libhdf5 loop forever. A stall watch (a thread started by
+//! Damaged metadata can also make libhdf5 loop forever (HDF5 2.2 still does, reading a string
+//! attribute whose global heap holds a free-space object of size 0). A stall watch (a thread started by
 //! [`install`]) ends the process the same way when a guarded thread starts no new element for
 //! [`DEFAULT_STALL_SECONDS`] (`CARTSCOPE_HDF5_STALL_SECONDS` overrides it; 0 turns it off).
 //!

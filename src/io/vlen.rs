@@ -4,8 +4,9 @@
 //! descriptor per element (a 4-byte length, the file address of a global heap collection and a
 //! 4-byte object index); the bytes themselves in the collection. libhdf5 1.10 trusts both
 //! completely: a damaged length makes it allocate up to 4 GiB per element before reading
-//! anything, and a damaged collection header sends it into an endless loop. Both were found by
-//! the damaged-input campaign (`tests/fuzz/corpus.py`).
+//! anything, and a collection whose free-space object has size 0 sends it (and HDF5 2.2 still)
+//! into an endless loop in `H5HG__cache_heap_deserialize`. Both were found by the
+//! damaged-input campaign (`tests/fuzz/corpus.py`).
 //!
 //! So for datasets, cartscope asks libhdf5 only where the descriptors lie (the contiguous
 //! block, or each chunk's address and size), reads those bytes itself, undoes the filters
