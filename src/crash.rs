@@ -24,14 +24,16 @@
 //! Damaged metadata can also make libhdf5 loop forever (HDF5 2.2 still does, reading a string
 //! attribute whose global heap holds a free-space object of size 0). A stall watch (a thread started by
 //! [`install`]) ends the process the same way when a guarded thread starts no new element for
-//! [`DEFAULT_STALL_SECONDS`] (`CARTSCOPE_HDF5_STALL_SECONDS` overrides it; 0 turns it off).
+//! [`DEFAULT_STALL_SECONDS`] (`CARTSCOPE_HDF5_STALL_SECONDS` overrides it; 0 turns it off), or
+//! for a tenth of that (at least 5 s) while the element is metadata only (an attribute, a
+//! header: [`metadata_element`]).
 //!
 //! The handler only reads thread-local plain data, calls `write(2)` and `_exit(2)`, all
 //! async-signal-safe.
 
 use std::cell::{Cell, UnsafeCell};
 use std::path::Path;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Mutex, Once, OnceLock};
 use std::time::{Duration, Instant};
 
@@ -158,12 +160,21 @@ pub fn element(name: &str) {
     SLOT.with(|slot| {
         let mode = slot.mode.get();
         if mode != Mode::Idle {
+            METADATA.store(false, Ordering::SeqCst);
             set_element(slot, name);
             // SAFETY: this thread's own buffer, up to its published length.
             let path = unsafe { &(&*slot.path.get())[..slot.path_len.get()] };
             progress_at(mode, Path::new(&*String::from_utf8_lossy(path)), name);
         }
     });
+}
+
+/// [`element`] for an access that touches metadata only (an attribute, a dataset's or group's
+/// header, a shape): no bulk data, so the stall watch's shorter metadata bound applies until
+/// the next [`element`].
+pub fn metadata_element(name: &str) {
+    element(name);
+    METADATA.store(true, Ordering::SeqCst);
 }
 
 /// Marks progress inside a guard without naming a new element (a long parse calls it now and
@@ -174,6 +185,8 @@ pub fn progress() {
 
 /// Threads inside a guard, all together.
 static BUSY: AtomicUsize = AtomicUsize::new(0);
+/// Whether the latest element is metadata only ([`metadata_element`]).
+static METADATA: AtomicBool = AtomicBool::new(false);
 /// When a guarded thread last started an element, in milliseconds since [`start`].
 static PROGRESS_MS: AtomicU64 = AtomicU64::new(0);
 /// The file, element and direction of the latest progress, for the stall message.
@@ -200,6 +213,13 @@ pub const STALL_ENV: &str = "CARTSCOPE_HDF5_STALL_SECONDS";
 /// The default stall bound: no single element of a valid file takes minutes to read or write.
 pub const DEFAULT_STALL_SECONDS: u64 = 300;
 
+/// The bound for metadata-only accesses: a tenth of the stall bound, at least 5 s (30 s by
+/// default). Reading an attribute or a header takes milliseconds, even on a network file
+/// system; the endless loops found in libhdf5 2.2 are all in attribute reads.
+fn metadata_bound_ms(bound_ms: u64) -> u64 {
+    (bound_ms / 10).max(5_000).min(bound_ms)
+}
+
 /// The stall watch: damaged metadata can also send libhdf5 into an endless loop (a damaged
 /// global heap did, in the damaged-input campaign). A thread that stays inside a guard with no
 /// new element for longer than the bound ends the process with one line, exit 2 for an input
@@ -221,7 +241,8 @@ fn watch_stalls() {
         return;
     }
     let bound_ms = secs.saturating_mul(1000);
-    let tick = Duration::from_millis((bound_ms / 10).clamp(50, 1000));
+    let meta_ms = metadata_bound_ms(bound_ms);
+    let tick = Duration::from_millis((meta_ms / 10).clamp(50, 1000));
     let _ = std::thread::Builder::new()
         .name("hdf5-stall-watch".into())
         .spawn(move || {
@@ -231,7 +252,13 @@ fn watch_stalls() {
                     continue;
                 }
                 let since = PROGRESS_MS.load(Ordering::SeqCst);
-                if now_ms().saturating_sub(since) <= bound_ms || BUSY.load(Ordering::SeqCst) == 0 {
+                let limit = if METADATA.load(Ordering::SeqCst) {
+                    meta_ms
+                } else {
+                    bound_ms
+                };
+                let stalled = now_ms().saturating_sub(since);
+                if stalled <= limit || BUSY.load(Ordering::SeqCst) == 0 {
                     continue;
                 }
                 let (mode, path, element) = LATEST
@@ -246,7 +273,8 @@ fn watch_stalls() {
                 let what = if element.is_empty() { "it" } else { element.as_str() };
                 write_all(
                     format!(
-                        "error: {path}: the HDF5 library made no progress for {secs} s while {verb} {what} ({hint}; {STALL_ENV} sets this bound)\n"
+                        "error: {path}: the HDF5 library made no progress for {} s while {verb} {what} ({hint}; {STALL_ENV} sets this bound)\n",
+                        limit / 1000
                     )
                     .as_bytes(),
                 );
@@ -416,7 +444,8 @@ pub fn install() {
 /// `NAME:FAULT[,NAME:FAULT...]`, opening an input whose file name is `NAME` does FAULT instead
 /// of reading it: `segv` or `abort` (inside the reading guard, as a crash of libhdf5 would),
 /// `segv-unguarded` (outside any guard: the process dies by the signal), `kill` (SIGKILL, as
-/// the out-of-memory killer would), `hang` (sleeps until killed). Unset, it costs one
+/// the out-of-memory killer would), `hang` (sleeps until killed), `hang-attribute` (the same
+/// inside a metadata-only element, as libhdf5's endless loop in an attribute read). Unset, it costs one
 /// environment lookup per opened file.
 pub fn inject_test_fault(path: &Path) {
     let Some(spec) = std::env::var_os("CARTSCOPE_TEST_FAULT") else {
@@ -453,6 +482,12 @@ pub fn inject_test_fault(path: &Path) {
             "hang" => loop {
                 std::thread::sleep(std::time::Duration::from_secs(3600));
             },
+            "hang-attribute" => {
+                metadata_element("/injected attribute");
+                loop {
+                    std::thread::sleep(std::time::Duration::from_secs(3600));
+                }
+            }
             _ => {}
         }
     }

@@ -197,6 +197,7 @@ impl H5adWriter {
     }
 
     fn sparse(&self, parent: &Group, name: &str, m: &CsrMatrix, field: &str) -> Result<()> {
+        crate::crash::element(field);
         let g = parent.create_group(name).map_err(|e| self.err(field, e))?;
         let mut a = SparseAppender::new(&g, self.opts, m.n_cols, SparseDtypes::AnnData)
             .map_err(|e| self.err(field, e))?;
@@ -249,6 +250,7 @@ impl H5adWriter {
         v: &[T],
         field: &str,
     ) -> Result<Dataset> {
+        crate::crash::element(field);
         let mut b = g.new_dataset_builder().with_data(v);
         if let Some(level) = self.opts.gzip
             && !v.is_empty()
@@ -374,6 +376,7 @@ impl H5adWriter {
     }
 
     fn dense(&self, g: &Group, name: &str, d: &Dense, field: &str) -> Result<()> {
+        crate::crash::element(field);
         let empty = match d {
             Dense::F32(a) => a.is_empty(),
             Dense::F64(a) => a.is_empty(),

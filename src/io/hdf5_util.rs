@@ -95,7 +95,7 @@ fn first_line(s: &str) -> &str {
 
 /// Opens dataset `name` inside `g`; `field` is its full path for messages.
 pub fn dataset(path: &Path, g: &Group, name: &str, field: &str) -> Result<Dataset> {
-    crate::crash::element(field);
+    crate::crash::metadata_element(field);
     if !g.link_exists(name) {
         return Err(Error::invalid(path, field, "missing"));
     }
@@ -104,7 +104,7 @@ pub fn dataset(path: &Path, g: &Group, name: &str, field: &str) -> Result<Datase
 
 /// Opens group `name` inside `g`; `field` is its full path for messages.
 pub fn group(path: &Path, g: &Group, name: &str, field: &str) -> Result<Group> {
-    crate::crash::element(field);
+    crate::crash::metadata_element(field);
     if !g.link_exists(name) {
         return Err(Error::invalid(path, field, "missing"));
     }
@@ -451,7 +451,7 @@ fn read_strings_of(path: &Path, field: &str, c: &Container, is_attr: bool) -> Re
 
 /// A string attribute of `loc`, or `None` when absent.
 pub fn attr_string(path: &Path, loc: &Location, name: &str, field: &str) -> Result<Option<String>> {
-    crate::crash::element(field);
+    crate::crash::metadata_element(field);
     let Some(a) = attr(loc, name) else {
         return Ok(None);
     };
@@ -470,7 +470,7 @@ pub fn attr(loc: &Location, name: &str) -> Option<Attribute> {
 
 /// A string-array attribute (e.g. `column-order`); an empty numeric array reads as empty.
 pub fn attr_strings(path: &Path, loc: &Location, name: &str, field: &str) -> Result<Vec<String>> {
-    crate::crash::element(field);
+    crate::crash::metadata_element(field);
     let Some(a) = attr(loc, name) else {
         return Ok(Vec::new());
     };
@@ -482,7 +482,7 @@ pub fn attr_strings(path: &Path, loc: &Location, name: &str, field: &str) -> Res
 
 /// An integer-array attribute (e.g. a sparse matrix's `shape`).
 pub fn attr_u64s(path: &Path, loc: &Location, name: &str, field: &str) -> Result<Option<Vec<u64>>> {
-    crate::crash::element(field);
+    crate::crash::metadata_element(field);
     let Some(a) = attr(loc, name) else {
         return Ok(None);
     };
@@ -510,7 +510,7 @@ pub fn attr_u64s(path: &Path, loc: &Location, name: &str, field: &str) -> Result
 
 /// A boolean attribute (h5py enum, or integer).
 pub fn attr_bool(path: &Path, loc: &Location, name: &str, field: &str) -> Result<Option<bool>> {
-    crate::crash::element(field);
+    crate::crash::metadata_element(field);
     let Some(a) = attr(loc, name) else {
         return Ok(None);
     };

@@ -443,6 +443,43 @@ fn a_crash_in_the_hdf5_library_is_one_line_exit_2_and_no_output() {
     }
 }
 
+/// A read stuck inside libhdf5 (an endless loop on damaged metadata) ends after the stall
+/// bound with one line and exit 2; a metadata-only access (an attribute) after a tenth of it,
+/// at least 5 s.
+#[test]
+fn a_read_stuck_in_the_hdf5_library_ends_after_the_stall_bound() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("looping.h5ad");
+    std::fs::copy(sample(), &input).unwrap();
+    for (fault, bound, element, waited) in [
+        ("hang", "3", "/injected", 3.0),
+        ("hang-attribute", "20", "/injected attribute", 5.0),
+    ] {
+        let started = std::time::Instant::now();
+        let o = cartscope()
+            .arg("info")
+            .arg(&input)
+            .env("CARTSCOPE_TEST_FAULT", format!("looping.h5ad:{fault}"))
+            .env("CARTSCOPE_HDF5_STALL_SECONDS", bound)
+            .output()
+            .unwrap();
+        let took = started.elapsed().as_secs_f64();
+        assert_eq!(o.status.code(), Some(2), "{fault}");
+        assert_eq!(
+            String::from_utf8_lossy(&o.stderr),
+            format!(
+                "error: {}: the HDF5 library made no progress for {} s while reading {element} (the file is damaged or not a valid HDF5 file; CARTSCOPE_HDF5_STALL_SECONDS sets this bound)\n",
+                input.display(),
+                waited as u64
+            )
+        );
+        assert!(
+            took >= waited && took < waited + 20.0,
+            "{fault}: ended after {took:.1} s"
+        );
+    }
+}
+
 /// Temporary files left by a run that was killed or crashed mid-write (`.NAME.partial-PID` of
 /// a process that no longer runs) are removed by the next run into the folder; those of a live
 /// process stay.
