@@ -25,8 +25,9 @@
 //! attribute whose global heap holds a free-space object of size 0). A stall watch (a thread started by
 //! [`install`]) ends the process the same way when a guarded thread starts no new element for
 //! [`DEFAULT_STALL_SECONDS`] (`CARTSCOPE_HDF5_STALL_SECONDS` overrides it; 0 turns it off), or
-//! for a tenth of that (at least 5 s) while the element is metadata only (an attribute, a
-//! header: [`metadata_element`]).
+//! for a thirtieth of that (at least 1 s) while the element is metadata only (an attribute, a
+//! header: [`metadata_element`]), and the process burned CPU for at least half that time: a
+//! loop does, a read waiting on a slow disk or a stopped process does not.
 //!
 //! The handler only reads thread-local plain data, calls `write(2)` and `_exit(2)`, all
 //! async-signal-safe.
@@ -181,6 +182,7 @@ pub fn metadata_element(name: &str) {
 /// then, so the stall watch below never mistakes slow work for a hang).
 pub fn progress() {
     PROGRESS_MS.store(now_ms(), Ordering::SeqCst);
+    PROGRESS_CPU_MS.store(cpu_ms(), Ordering::SeqCst);
 }
 
 /// Threads inside a guard, all together.
@@ -189,6 +191,8 @@ static BUSY: AtomicUsize = AtomicUsize::new(0);
 static METADATA: AtomicBool = AtomicBool::new(false);
 /// When a guarded thread last started an element, in milliseconds since [`start`].
 static PROGRESS_MS: AtomicU64 = AtomicU64::new(0);
+/// The process's CPU time at that moment, in milliseconds.
+static PROGRESS_CPU_MS: AtomicU64 = AtomicU64::new(0);
 /// The file, element and direction of the latest progress, for the stall message.
 static LATEST: Mutex<Option<(Mode, String, String)>> = Mutex::new(None);
 
@@ -199,6 +203,17 @@ fn start() -> Instant {
 
 fn now_ms() -> u64 {
     start().elapsed().as_millis() as u64
+}
+
+/// CPU time of the whole process so far, in milliseconds.
+fn cpu_ms() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: clock_gettime writes the struct it is given.
+    unsafe { libc::clock_gettime(libc::CLOCK_PROCESS_CPUTIME_ID, &mut ts) };
+    (ts.tv_sec.max(0) as u64) * 1000 + (ts.tv_nsec.max(0) as u64) / 1_000_000
 }
 
 fn progress_at(mode: Mode, path: &Path, element: &str) {
@@ -213,16 +228,17 @@ pub const STALL_ENV: &str = "CARTSCOPE_HDF5_STALL_SECONDS";
 /// The default stall bound: no single element of a valid file takes minutes to read or write.
 pub const DEFAULT_STALL_SECONDS: u64 = 300;
 
-/// The bound for metadata-only accesses: a tenth of the stall bound, at least 5 s (30 s by
-/// default). Reading an attribute or a header takes milliseconds, even on a network file
-/// system; the endless loops found in libhdf5 2.2 are all in attribute reads.
+/// The bound for metadata-only accesses: a thirtieth of the stall bound, at least 1 s (10 s by
+/// default). Reading an attribute or a header takes milliseconds of CPU; the endless loops
+/// found in libhdf5 2.2 are all in attribute reads.
 fn metadata_bound_ms(bound_ms: u64) -> u64 {
-    (bound_ms / 10).max(5_000).min(bound_ms)
+    (bound_ms / 30).max(1_000).min(bound_ms)
 }
 
 /// The stall watch: damaged metadata can also send libhdf5 into an endless loop (a damaged
 /// global heap did, in the damaged-input campaign). A thread that stays inside a guard with no
-/// new element for longer than the bound ends the process with one line, exit 2 for an input
+/// new element for longer than the bound, while the process burns CPU (at least half the time),
+/// ends the process with one line, exit 2 for an input
 /// (1 for an output), as a crash does; `batch` then records the sample as failed.
 fn watch_stalls() {
     let secs = match std::env::var(STALL_ENV) {
@@ -258,7 +274,10 @@ fn watch_stalls() {
                     bound_ms
                 };
                 let stalled = now_ms().saturating_sub(since);
-                if stalled <= limit || BUSY.load(Ordering::SeqCst) == 0 {
+                // An endless loop burns CPU; a read waiting on a slow disk or a stopped
+                // process (Ctrl-Z) does not, and is never taken for one.
+                let burned = cpu_ms().saturating_sub(PROGRESS_CPU_MS.load(Ordering::SeqCst));
+                if stalled <= limit || burned * 2 < stalled || BUSY.load(Ordering::SeqCst) == 0 {
                     continue;
                 }
                 let (mode, path, element) = LATEST
@@ -444,8 +463,9 @@ pub fn install() {
 /// `NAME:FAULT[,NAME:FAULT...]`, opening an input whose file name is `NAME` does FAULT instead
 /// of reading it: `segv` or `abort` (inside the reading guard, as a crash of libhdf5 would),
 /// `segv-unguarded` (outside any guard: the process dies by the signal), `kill` (SIGKILL, as
-/// the out-of-memory killer would), `hang` (sleeps until killed), `hang-attribute` (the same
-/// inside a metadata-only element, as libhdf5's endless loop in an attribute read). Unset, it costs one
+/// the out-of-memory killer would), `hang` (sleeps until killed, as a read waiting on a stalled
+/// disk), `spin` (burns CPU until killed, as libhdf5's endless loops) and `spin-attribute` (the
+/// same inside a metadata-only element). Unset, it costs one
 /// environment lookup per opened file.
 pub fn inject_test_fault(path: &Path) {
     let Some(spec) = std::env::var_os("CARTSCOPE_TEST_FAULT") else {
@@ -482,10 +502,14 @@ pub fn inject_test_fault(path: &Path) {
             "hang" => loop {
                 std::thread::sleep(std::time::Duration::from_secs(3600));
             },
-            "hang-attribute" => {
-                metadata_element("/injected attribute");
+            "spin" | "spin-attribute" => {
+                if fault == "spin-attribute" {
+                    metadata_element("/injected attribute");
+                }
+                // Burns CPU without progress, as libhdf5's endless loops do.
+                let mut x = 0u64;
                 loop {
-                    std::thread::sleep(std::time::Duration::from_secs(3600));
+                    x = std::hint::black_box(x.wrapping_add(1));
                 }
             }
             _ => {}

@@ -443,17 +443,18 @@ fn a_crash_in_the_hdf5_library_is_one_line_exit_2_and_no_output() {
     }
 }
 
-/// A read stuck inside libhdf5 (an endless loop on damaged metadata) ends after the stall
-/// bound with one line and exit 2; a metadata-only access (an attribute) after a tenth of it,
-/// at least 5 s.
+/// A read stuck inside libhdf5 (an endless loop on damaged metadata, burning CPU) ends after
+/// the stall bound with one line and exit 2; a metadata-only access (an attribute) after a
+/// thirtieth of it, at least 1 s. A read that waits without burning CPU (a stalled disk) is
+/// never ended by the watch.
 #[test]
 fn a_read_stuck_in_the_hdf5_library_ends_after_the_stall_bound() {
     let dir = tempfile::tempdir().unwrap();
     let input = dir.path().join("looping.h5ad");
     std::fs::copy(sample(), &input).unwrap();
     for (fault, bound, element, waited) in [
-        ("hang", "3", "/injected", 3.0),
-        ("hang-attribute", "20", "/injected attribute", 5.0),
+        ("spin", "3", "/injected", 3.0),
+        ("spin-attribute", "60", "/injected attribute", 2.0),
     ] {
         let started = std::time::Instant::now();
         let o = cartscope()
@@ -478,6 +479,21 @@ fn a_read_stuck_in_the_hdf5_library_ends_after_the_stall_bound() {
             "{fault}: ended after {took:.1} s"
         );
     }
+    // Waiting (sleeping) inside the guard for twice the bound: still running, not ended.
+    let mut child = std::process::Command::new(assert_cmd::cargo::cargo_bin("cartscope"))
+        .arg("info")
+        .arg(&input)
+        .env("CARTSCOPE_TEST_FAULT", "looping.h5ad:hang")
+        .env("CARTSCOPE_HDF5_STALL_SECONDS", "2")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_secs(5));
+    let still_running = child.try_wait().unwrap().is_none();
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(still_running, "a waiting read was ended by the stall watch");
 }
 
 /// Temporary files left by a run that was killed or crashed mid-write (`.NAME.partial-PID` of
