@@ -21,7 +21,7 @@ use cartscope::backend::BackendChoice;
 use cartscope::io::{Column, CountSource, Frame, ReadOptions};
 use cartscope::pipeline::RunOptions;
 
-use crate::common::{cartscope, obs, succeeds};
+use crate::common::{cartscope, obs, succeeds, wu2020};
 
 fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -408,10 +408,7 @@ fn no_cell_cycle_skips_the_phase_columns() {
 
 #[test]
 fn real_t_cells_without_car_feature_have_no_car_columns() {
-    let input = std::env::var("CARTSCOPE_REAL_DATA")
-        .map(PathBuf::from)
-        .expect("CARTSCOPE_REAL_DATA unset: run scripts/test.sh, which fetches the real test data")
-        .join("wu2020_200_v0_11.h5ad");
+    let input = wu2020();
     let dir = tempfile::tempdir().unwrap();
     run(&input, dir.path(), &ReadOptions::default(), &cpu()).unwrap();
     compare_scores(dir.path(), "wu2020_200_scores.npz");

@@ -12,6 +12,19 @@ pub fn fixture(name: &str) -> PathBuf {
     data_dir().join(name)
 }
 
+/// A file of the real test data `scripts/setup.sh` fetches into `$CARTSCOPE_REAL_DATA`.
+pub fn real_data(name: &str) -> PathBuf {
+    std::env::var("CARTSCOPE_REAL_DATA")
+        .map(PathBuf::from)
+        .expect("CARTSCOPE_REAL_DATA unset: run scripts/test.sh, which fetches the real test data")
+        .join(name)
+}
+
+/// The 200 real T cells of Wu et al. 2020 shipped in the scirpy wheel (BSD-3).
+pub fn wu2020() -> PathBuf {
+    real_data("wu2020_200_v0_11.h5ad")
+}
+
 pub fn expected() -> Value {
     let text = std::fs::read_to_string(fixture("expected.json")).expect("tests/data/expected.json");
     serde_json::from_str(&text).expect("valid JSON")

@@ -10,6 +10,7 @@ use std::process::Command;
 
 use serde_json::Value;
 
+use crate::common::wu2020;
 use crate::python_interop::python;
 
 /// Cases in the CI slice; `CARTSCOPE_FUZZ_SLICE` overrides it.
@@ -22,10 +23,7 @@ fn slice() -> u64 {
 
 #[test]
 fn a_seeded_slice_of_damaged_inputs_gives_clean_errors_only() {
-    let real = std::env::var("CARTSCOPE_REAL_DATA")
-        .map(PathBuf::from)
-        .expect("CARTSCOPE_REAL_DATA unset: run scripts/test.sh, which fetches the real test data")
-        .join("wu2020_200_v0_11.h5ad");
+    let real = wu2020();
     let work = tempfile::tempdir().unwrap();
     let report = work.path().join("fuzz.json");
     let count = slice();

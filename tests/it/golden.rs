@@ -155,10 +155,7 @@ fn simulated_9500_cells_match_scanpy_and_exact_neighbours() {
 #[test]
 fn real_t_cells_match_scanpy() {
     // 200 T cells of Wu et al. 2020 from the scirpy wheel (BSD-3), fetched by scripts/setup.sh.
-    let path = std::env::var("CARTSCOPE_REAL_DATA")
-        .map(PathBuf::from)
-        .expect("CARTSCOPE_REAL_DATA unset: run scripts/test.sh, which fetches the real test data");
-    let input = path.join("wu2020_200_v0_11.h5ad");
+    let input = crate::common::wu2020();
     let dir = tempfile::tempdir().unwrap();
     let opts = reference_defaults();
     let s = run(&input, dir.path(), &ReadOptions::default(), &opts).unwrap();

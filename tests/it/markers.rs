@@ -9,17 +9,11 @@ use std::path::{Path, PathBuf};
 use cartscope::pipeline::RunOptions;
 use cartscope::tl::markers::MarkerMethod;
 
+use crate::common::wu2020;
 use crate::python_interop::python;
 
 fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
-
-fn real() -> PathBuf {
-    std::env::var("CARTSCOPE_REAL_DATA")
-        .map(PathBuf::from)
-        .expect("CARTSCOPE_REAL_DATA unset: run scripts/test.sh, which fetches the real test data")
-        .join("wu2020_200_v0_11.h5ad")
 }
 
 /// Runs cartscope (CPU, no UMAP) with `method` and checks its markers against scanpy's.
@@ -82,6 +76,6 @@ fn wilcoxon_with_tie_correction_matches_scanpy_on_the_sample() {
 
 #[test]
 fn wilcoxon_and_t_test_match_scanpy_on_real_t_cells() {
-    check(&real(), MarkerMethod::Wilcoxon, false);
-    check(&real(), MarkerMethod::TTest, false);
+    check(&wu2020(), MarkerMethod::Wilcoxon, false);
+    check(&wu2020(), MarkerMethod::TTest, false);
 }

@@ -30,11 +30,7 @@ pub(crate) fn root() -> PathBuf {
 
 /// A contig table of the scirpy wheel, as `scripts/setup.sh` extracts them.
 pub(crate) fn real(name: &str) -> PathBuf {
-    let p = std::env::var("CARTSCOPE_REAL_DATA")
-        .map(PathBuf::from)
-        .expect("CARTSCOPE_REAL_DATA unset: run scripts/test.sh, which fetches the real test data")
-        .join("vdj")
-        .join(name);
+    let p = crate::common::real_data("vdj").join(name);
     assert!(
         p.is_file(),
         "{}: missing; run scripts/setup.sh",
