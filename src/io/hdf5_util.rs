@@ -170,7 +170,6 @@ macro_rules! read_native {
 
 /// Reads elements `range` of a 1-d numeric dataset as f64 (exact for every integer below 2^53).
 pub fn read_f64(path: &Path, field: &str, ds: &Dataset, range: Range<usize>) -> Result<Vec<f64>> {
-    crate::crash::progress();
     crate::crash::element(field);
     let t = num_type(path, field, ds)?;
     let e = |err: hdf5::Error| Error::hdf5(path, field, err);
@@ -231,7 +230,6 @@ pub fn read_f64(path: &Path, field: &str, ds: &Dataset, range: Range<usize>) -> 
 
 /// Reads elements `range` of a 1-d numeric dataset as f32 values (the matrix value dtype).
 pub fn read_f32(path: &Path, field: &str, ds: &Dataset, range: Range<usize>) -> Result<Vec<f32>> {
-    crate::crash::progress();
     crate::crash::element(field);
     let t = num_type(path, field, ds)?;
     if t == NumType::Float(4) {
@@ -245,7 +243,6 @@ pub fn read_f32(path: &Path, field: &str, ds: &Dataset, range: Range<usize>) -> 
 
 /// Reads elements `range` of a 1-d integer dataset as i64.
 pub fn read_i64(path: &Path, field: &str, ds: &Dataset, range: Range<usize>) -> Result<Vec<i64>> {
-    crate::crash::progress();
     crate::crash::element(field);
     let t = num_type(path, field, ds)?;
     let e = |err: hdf5::Error| Error::hdf5(path, field, err);
@@ -302,7 +299,6 @@ pub fn read_i64(path: &Path, field: &str, ds: &Dataset, range: Range<usize>) -> 
 
 /// Reads elements `range` of an index array (non-negative integers) as u64.
 pub fn read_u64(path: &Path, field: &str, ds: &Dataset, range: Range<usize>) -> Result<Vec<u64>> {
-    crate::crash::progress();
     crate::crash::element(field);
     let start = range.start;
     read_i64(path, field, ds, range)?
@@ -402,13 +398,9 @@ pub fn read_strings(path: &Path, field: &str, ds: &Dataset) -> Result<Vec<String
         // libhdf5's own conversion trusts damaged lengths and heaps (see `vlen`).
         if let Some(raw) = super::vlen::read(path, field, ds)? {
             return raw
-                .into_iter()
+                .iter()
                 .enumerate()
-                .map(|(i, b)| {
-                    String::from_utf8(b).map_err(|_| {
-                        Error::invalid(path, field, format!("string {i} is not valid UTF-8"))
-                    })
-                })
+                .map(|(i, b)| utf8(path, field, i, b))
                 .collect();
         }
     }

@@ -452,37 +452,26 @@ mod tests {
             (ds.offset().unwrap(), std::fs::metadata(&p).unwrap().len())
         };
         let original = std::fs::read(&p).unwrap();
+        // The error of reading the file with `bytes` written into it at `at`.
+        let damaged = |at: usize, bytes: &[u8]| {
+            let mut copy = original.clone();
+            copy[at..at + bytes.len()].copy_from_slice(bytes);
+            std::fs::write(&p, &copy).unwrap();
+            let f = hdf5::File::open(&p).unwrap();
+            read(&p, "/s", &f.dataset("s").unwrap())
+                .unwrap_err()
+                .to_string()
+        };
+        let addr = addr as usize;
         // Element 1's length set to 3 GB.
-        let mut bytes = original.clone();
-        bytes[addr as usize + 16..addr as usize + 20]
-            .copy_from_slice(&3_000_000_000u32.to_le_bytes());
-        std::fs::write(&p, &bytes).unwrap();
-        let f = hdf5::File::open(&p).unwrap();
-        let err = read(&p, "/s", &f.dataset("s").unwrap())
-            .unwrap_err()
-            .to_string();
+        let err = damaged(addr + 16, &3_000_000_000u32.to_le_bytes());
         assert!(err.contains("string 1 claims 3000000000 bytes"), "{err}");
-        drop(f);
         // Element 1's collection address pointed past the end of the file.
-        let mut bytes = original.clone();
-        bytes[addr as usize + 20..addr as usize + 28]
-            .copy_from_slice(&(file_len + 8).to_le_bytes());
-        std::fs::write(&p, &bytes).unwrap();
-        let f = hdf5::File::open(&p).unwrap();
-        let err = read(&p, "/s", &f.dataset("s").unwrap())
-            .unwrap_err()
-            .to_string();
+        let err = damaged(addr + 20, &(file_len + 8).to_le_bytes());
         assert!(err.contains("beyond the end of the file"), "{err}");
-        drop(f);
         // The collection's signature zeroed.
         let gcol = original.windows(4).position(|w| w == b"GCOL").unwrap();
-        let mut bytes = original;
-        bytes[gcol..gcol + 16].fill(0);
-        std::fs::write(&p, &bytes).unwrap();
-        let f = hdf5::File::open(&p).unwrap();
-        let err = read(&p, "/s", &f.dataset("s").unwrap())
-            .unwrap_err()
-            .to_string();
+        let err = damaged(gcol, &[0; 16]);
         assert!(err.contains("no heap collection"), "{err}");
     }
 
