@@ -69,6 +69,10 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
+# The fixtures' text writer (plain or gzip with a fixed mtime, so bases are byte-identical).
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "data"))
+from make_fixtures import write_text  # noqa: E402
+
 warnings.filterwarnings("ignore")
 
 HDF5_KINDS = ["flip_meta", "flip_data", "truncate", "zero_meta", "zero_chunk", "swap_chunks", "inflate"]
@@ -113,15 +117,6 @@ def _var(names):
         "gene_ids": [f"ENSG{i:011d}" for i in range(len(names))],
         "feature_types": pd.Categorical(["Gene Expression"] * len(names)),
     }, index=names)
-
-
-def _write_text(path, lines, gz):
-    data = "".join(line + "\n" for line in lines).encode()
-    if gz:
-        with gzip.GzipFile(path, "wb", mtime=0) as f:
-            f.write(data)
-    else:
-        path.write_bytes(data)
 
 
 def _mtx_lines(m, n_features):
@@ -199,19 +194,19 @@ def make_bases(base_dir, real=None):
     _tenx_v2(p, m[:200, :100], names[:100], bc[:200])
     bases["tenx_v2.h5"] = p
 
-    d = base_dir / "mtx_v3_gz"
-    d.mkdir(exist_ok=True)
-    _write_text(d / "matrix.mtx.gz", _mtx_lines(m[:200, :120], 120), True)
-    _write_text(d / "features.tsv.gz", [f"ENSG{i:011d}\t{names[i]}\tGene Expression" for i in range(120)], True)
-    _write_text(d / "barcodes.tsv.gz", bc[:200], True)
-    bases["mtx_v3_gz"] = d
+    def mtx_dir(name, n_cells, n_genes, v3):
+        # v3: gzipped, features.tsv.gz with a type column; v2: plain text, genes.tsv.
+        d = base_dir / name
+        d.mkdir(exist_ok=True)
+        gz = ".gz" if v3 else ""
+        features = [f"ENSG{i:011d}\t{names[i]}" + ("\tGene Expression" if v3 else "") for i in range(n_genes)]
+        write_text(d / f"matrix.mtx{gz}", _mtx_lines(m[:n_cells, :n_genes], n_genes), v3)
+        write_text(d / (f"features.tsv{gz}" if v3 else "genes.tsv"), features, v3)
+        write_text(d / f"barcodes.tsv{gz}", bc[:n_cells], v3)
+        bases[name] = d
 
-    d = base_dir / "mtx_v2"
-    d.mkdir(exist_ok=True)
-    _write_text(d / "matrix.mtx", _mtx_lines(m[:150, :90], 90), False)
-    _write_text(d / "genes.tsv", [f"ENSG{i:011d}\t{names[i]}" for i in range(90)], False)
-    _write_text(d / "barcodes.tsv", bc[:150], False)
-    bases["mtx_v2"] = d
+    mtx_dir("mtx_v3_gz", 200, 120, True)
+    mtx_dir("mtx_v2", 150, 90, False)
 
     if real is not None:
         p = base_dir / ("real_" + Path(real).name)
