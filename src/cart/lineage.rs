@@ -8,7 +8,8 @@
 //! decide where they do not:
 //!
 //! - **Evidence** per cell, from log-normalised values (`log1p(count / total * 1e4)`): CD4
-//!   (CD4 + CD40LG), CD8 (CD8A + CD8B), gamma-delta (TRDC + TRGC1 + TRGC2) and alpha (TRAC).
+//!   (CD4 + CD40LG), CD8 (CD8A + CD8B), gamma-delta (TRDC + TRGC1 + TRGC2 + TRDV1-3) and
+//!   alpha (TRAC).
 //! - **Smoothed** evidence: the mean over the cell and its `lineage_k - 1` nearest neighbours
 //!   (the rows of `obsp["distances"]`, nearest first; at most the graph's `n_neighbors`).
 //!   Written to obs as `cd4_smoothed`, `cd8_smoothed`, `gd_smoothed` and `trac_smoothed`, so
@@ -38,8 +39,13 @@ use super::calls::{self, CD4_MARKERS, CD8_MARKERS, NON_T, PhenotypeScores};
 use crate::error::{Error, Result};
 use crate::matrix::CsrMatrix;
 
-/// Gamma-delta constant regions.
-pub(crate) const GD_MARKERS: [&str; 3] = ["TRDC", "TRGC1", "TRGC2"];
+/// Gamma-delta evidence: the constant regions of the delta and gamma chains and the V genes
+/// that only the TRD locus carries (TRDV1-3; TRAV/DV genes shared with TRA are left out).
+/// Alpha-beta T cells lose the whole TRD locus, these V genes included, when TRA rearranges,
+/// so TRDV transcripts are as specific as TRDC; they add evidence where TRDC alone is sparse
+/// (TRDV2 marks the Vdelta2 cells that dominate gamma-delta T cells in blood). TRGV genes are
+/// left out: alpha-beta T cells rearrange and transcribe the TRG locus too.
+pub(crate) const GD_MARKERS: [&str; 6] = ["TRDC", "TRGC1", "TRGC2", "TRDV1", "TRDV2", "TRDV3"];
 /// The alpha-chain constant region, the alpha-beta side of the gamma-delta call (the TRD locus
 /// lies inside TRA and is deleted when TRA rearranges).
 pub(crate) const ALPHA_MARKER: &str = "TRAC";
@@ -94,7 +100,7 @@ pub struct Evidence {
     pub cd4: Vec<f32>,
     /// CD8A + CD8B.
     pub cd8: Vec<f32>,
-    /// TRDC + TRGC1 + TRGC2.
+    /// TRDC + TRGC1 + TRGC2 + TRDV1 + TRDV2 + TRDV3.
     pub gd: Vec<f32>,
     /// TRAC.
     pub trac: Vec<f32>,
@@ -134,7 +140,7 @@ pub struct Smoothed {
     pub cd4: Vec<f32>,
     /// Smoothed CD8A + CD8B.
     pub cd8: Vec<f32>,
-    /// Smoothed TRDC + TRGC1 + TRGC2.
+    /// Smoothed gamma-delta evidence.
     pub gd: Vec<f32>,
     /// Smoothed TRAC.
     pub trac: Vec<f32>,
@@ -338,6 +344,25 @@ mod tests {
         assert_eq!(calls, ["gd", "ab", "ab", "gd"]);
         ev.has_tcr = false;
         assert_eq!(t_lineage(&ev, &s, 0, &o), "unknown");
+    }
+
+    #[test]
+    fn gamma_delta_evidence_counts_trd_locus_v_genes_but_not_trgv() {
+        // Cell 0 carries TRDV2 and TRGV9 only (TRDC dropped out), cell 1 TRGV9 and TRAC.
+        let values = [
+            [("TRDV2", 2.0), ("TRGV9", 1.5)],
+            [("TRGV9", 1.5), ("TRAC", 2.0)],
+        ];
+        let ev = Evidence::new(2, |i, g| {
+            values[i]
+                .iter()
+                .find(|(name, _)| *name == g)
+                .map(|&(_, v)| v)
+                .or(GD_MARKERS.contains(&g).then_some(0.0))
+        });
+        assert_eq!(ev.gd, [2.0, 0.0]);
+        assert_eq!(ev.trac, [0.0, 2.0]);
+        assert!(ev.has_tcr);
     }
 
     #[test]
