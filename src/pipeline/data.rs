@@ -81,6 +81,20 @@ impl FilteredMatrix {
         }
     }
 
+    /// Calls `f` on the whole matrix when it is held in memory (no copy), else on
+    /// consecutive row chunks, in order: for consumers whose own memory does not grow with the
+    /// rows they are given.
+    pub(crate) fn for_each_block(
+        &mut self,
+        ctx: &ChunkCtx<'_>,
+        mut f: impl FnMut(&CsrMatrix) -> Result<()>,
+    ) -> Result<()> {
+        match self {
+            FilteredMatrix::Memory(x) => f(x),
+            FilteredMatrix::File(_) => self.for_each_chunk(ctx, f),
+        }
+    }
+
     /// Calls `f` on consecutive row chunks of the matrix, in order.
     pub(crate) fn for_each_chunk(
         &mut self,

@@ -192,7 +192,7 @@ pub(crate) fn rank(
         .map(|g| GroupStats::new(g.labels.len(), n_genes))
         .collect();
     let mut row0 = 0;
-    f.matrix.for_each_chunk(ctx, |x| {
+    f.matrix.for_each_block(ctx, |x| {
         for (s, g) in stats.iter_mut().zip(groupings) {
             s.push(x, &g.codes[row0..row0 + x.n_rows]);
         }
@@ -257,7 +257,7 @@ fn rank_sums(
             .map(|j| Vec::with_capacity(nnz[j] as usize))
             .collect();
         let mut row0 = 0;
-        f.matrix.for_each_chunk(ctx, |x| {
+        f.matrix.for_each_block(ctx, |x| {
             collect_columns(x, row0, start..end, &mut columns);
             row0 += x.n_rows;
             Ok(())

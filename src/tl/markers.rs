@@ -156,22 +156,25 @@ impl GroupStats {
         }
         self.n_cells += x.n_rows;
         let len = self.sum.len();
-        let add = |mut acc: (Vec<f64>, Vec<f64>, Vec<u64>), rows: std::ops::Range<usize>| {
+        // One accumulator per task, interleaved (sum, sum of squares, non-zero count) so that
+        // one entry's three updates share a cache line.
+        let add = |rows: std::ops::Range<usize>| {
+            let mut acc = vec![[0.0f64; 3]; len];
             for i in rows {
                 let base = slot(codes[i]).unwrap_or(n_groups) * n_genes;
                 let (idx, val) = x.row(i);
                 for (&j, &v) in idx.iter().zip(val) {
-                    let k = base + j as usize;
-                    acc.0[k] += f64::from(v);
-                    acc.1[k] += f64::from(v * v);
-                    acc.2[k] += u64::from(v != 0.0);
+                    let a = &mut acc[base + j as usize];
+                    a[0] += f64::from(v);
+                    a[1] += f64::from(v * v);
+                    a[2] += f64::from(u8::from(v != 0.0));
                 }
             }
             acc
         };
-        let zero = || (vec![0.0; len], vec![0.0; len], vec![0u64; len]);
-        // One contiguous range of rows per thread: every task zeroes and reduces accumulators
-        // of (groups + 1) x genes, which cost more than the rows of a small task.
+        // One contiguous range of rows per thread: every task zeroes and reduces an
+        // accumulator of (groups + 1) x genes, which costs more than the rows of a small task.
+        // Tasks are reduced in row order, so the sums depend only on the thread count.
         let per_task = x
             .n_rows
             .div_ceil(rayon::current_num_threads().max(1))
@@ -180,21 +183,15 @@ impl GroupStats {
             .step_by(per_task)
             .map(|a| a..(a + per_task).min(x.n_rows))
             .collect();
-        let part = tasks
-            .into_par_iter()
-            .fold(zero, add)
-            .reduce(zero, |mut a, b| {
-                a.0.iter_mut().zip(&b.0).for_each(|(p, q)| *p += q);
-                a.1.iter_mut().zip(&b.1).for_each(|(p, q)| *p += q);
-                a.2.iter_mut().zip(&b.2).for_each(|(p, q)| *p += q);
-                a
-            });
-        self.sum.iter_mut().zip(&part.0).for_each(|(p, q)| *p += q);
-        self.sumsq
-            .iter_mut()
-            .zip(&part.1)
-            .for_each(|(p, q)| *p += q);
-        self.nnz.iter_mut().zip(&part.2).for_each(|(p, q)| *p += q);
+        let parts: Vec<Vec<[f64; 3]>> = tasks.into_par_iter().map(add).collect();
+        for part in parts {
+            for (k, a) in part.into_iter().enumerate() {
+                self.sum[k] += a[0];
+                self.sumsq[k] += a[1];
+                // Counts below 2^53 are exact in f64.
+                self.nnz[k] += a[2] as u64;
+            }
+        }
     }
 
     /// Cells per group.
