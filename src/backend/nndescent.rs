@@ -46,9 +46,67 @@ impl NnDescentParams {
     }
 }
 
+/// Squared Euclidean distance in f32, over eight independent partial sums so that the
+/// compiler can keep them in SIMD lanes (a single running sum is one long dependency chain).
 fn dist2(a: &[f32], b: &[f32]) -> f32 {
-    a.iter().zip(b).map(|(x, y)| (x - y) * (x - y)).sum()
+    let (ca, cb) = (a.chunks_exact(8), b.chunks_exact(8));
+    let (ra, rb) = (ca.remainder(), cb.remainder());
+    let mut acc = [0.0f32; 8];
+    for (x, y) in ca.zip(cb) {
+        for l in 0..8 {
+            let d = x[l] - y[l];
+            acc[l] += d * d;
+        }
+    }
+    let mut s = ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7]));
+    for (x, y) in ra.iter().zip(rb) {
+        s += (x - y) * (x - y);
+    }
+    s
 }
+
+/// Candidate updates applied at once at most (target, distance², neighbour; 12 bytes each):
+/// the forest's leaves and each iteration's nodes are processed in batches of about this many
+/// candidate pairs, so the working set stays bounded whatever the number of points.
+const PAIR_BUDGET: usize = 1 << 23;
+
+/// Random projection trees built together (a fixed number, so that the order in which their
+/// leaves are applied, and with it the result, does not depend on the thread count).
+const TREES_PER_BATCH: usize = 4;
+
+/// Up to `cap` node indices per node, in one flat array.
+struct Lists {
+    cap: usize,
+    len: Vec<u32>,
+    items: Vec<u32>,
+}
+
+impl Lists {
+    fn new(n: usize, cap: usize) -> Self {
+        Lists {
+            cap,
+            len: vec![0; n],
+            items: vec![0; n * cap],
+        }
+    }
+
+    fn push(&mut self, i: usize, v: u32) -> bool {
+        let l = self.len[i] as usize;
+        if l >= self.cap {
+            return false;
+        }
+        self.items[i * self.cap + l] = v;
+        self.len[i] += 1;
+        true
+    }
+
+    fn get(&self, i: usize) -> &[u32] {
+        &self.items[i * self.cap..i * self.cap + self.len[i] as usize]
+    }
+}
+
+/// A candidate update: (target, distance², neighbour).
+type Update = (u32, f32, u32);
 
 /// A node's current neighbours, sorted by distance: (distance², index, is_new).
 struct Heap {
@@ -150,7 +208,9 @@ pub fn knn(points: &[f32], dim: usize, k: usize, params: NnDescentParams) -> (Ve
 }
 
 /// The starting graph: neighbours within the leaves of a random projection forest, and random
-/// neighbours for the nodes the forest left short.
+/// neighbours for the nodes the forest left short. Trees are built [`TREES_PER_BATCH`] at a
+/// time and their leaves joined in batches of at most [`PAIR_BUDGET`] pairs, so memory stays
+/// at the trees of one batch and the updates of one batch of leaves.
 fn initial_graph(points: &[f32], dim: usize, cap: usize, params: &NnDescentParams) -> Vec<Heap> {
     let n = points.len() / dim.max(1);
     let mut heaps: Vec<Heap> = (0..n)
@@ -160,38 +220,49 @@ fn initial_graph(points: &[f32], dim: usize, cap: usize, params: &NnDescentParam
         })
         .collect();
     let pt = |i: usize| &points[i * dim..(i + 1) * dim];
-    let leaves: Vec<Vec<u32>> = (0..params.n_trees)
-        .into_par_iter()
-        .flat_map_iter(|t| {
-            let mut rng =
-                Xoshiro256PlusPlus::seed_from_u64(splitmix(params.seed ^ splitmix(t as u64 + 1)));
-            let mut out = Vec::new();
-            rp_leaves(
-                points,
-                dim,
-                (0..n as u32).collect(),
-                params.leaf_size,
-                &mut rng,
-                &mut out,
-            );
-            out
-        })
-        .collect();
-    let mut updates: Vec<(u32, f32, u32)> = leaves
-        .par_iter()
-        .flat_map_iter(|leaf| {
-            let mut u = Vec::with_capacity(leaf.len() * leaf.len());
-            for (x, &a) in leaf.iter().enumerate() {
-                for &b in &leaf[x + 1..] {
-                    let d = dist2(pt(a as usize), pt(b as usize));
-                    u.push((a, d, b));
-                    u.push((b, d, a));
-                }
-            }
-            u.into_iter()
-        })
-        .collect();
-    apply(&mut heaps, &mut updates);
+    for first in (0..params.n_trees).step_by(TREES_PER_BATCH) {
+        let leaves: Vec<Vec<u32>> = (first..(first + TREES_PER_BATCH).min(params.n_trees))
+            .into_par_iter()
+            .flat_map_iter(|t| {
+                let mut rng = Xoshiro256PlusPlus::seed_from_u64(splitmix(
+                    params.seed ^ splitmix(t as u64 + 1),
+                ));
+                let mut out = Vec::new();
+                rp_leaves(
+                    points,
+                    dim,
+                    (0..n as u32).collect(),
+                    params.leaf_size,
+                    &mut rng,
+                    &mut out,
+                );
+                out
+            })
+            .collect();
+        let pairs = |l: &Vec<u32>| l.len() * l.len().saturating_sub(1) / 2;
+        for batch in budget_batches(leaves.len(), |i| pairs(&leaves[i])) {
+            let hs: &[Heap] = &heaps;
+            let mut updates: Vec<Update> = leaves[batch]
+                .par_iter()
+                .flat_map_iter(|leaf| {
+                    let mut u = Vec::new();
+                    for (x, &a) in leaf.iter().enumerate() {
+                        for &b in &leaf[x + 1..] {
+                            let d = dist2(pt(a as usize), pt(b as usize));
+                            if d < hs[a as usize].worst() {
+                                u.push((a, d, b));
+                            }
+                            if d < hs[b as usize].worst() {
+                                u.push((b, d, a));
+                            }
+                        }
+                    }
+                    u.into_iter()
+                })
+                .collect();
+            apply(&mut heaps, &mut updates);
+        }
+    }
     // Fill nodes that the forest left short with random neighbours.
     heaps.par_iter_mut().enumerate().for_each(|(i, h)| {
         let mut rng =
@@ -208,75 +279,97 @@ fn initial_graph(points: &[f32], dim: usize, cap: usize, params: &NnDescentParam
     heaps
 }
 
+/// Consecutive ranges of `0..n` whose `cost` adds up to at most [`PAIR_BUDGET`] (a single
+/// item may exceed it on its own).
+fn budget_batches(n: usize, cost: impl Fn(usize) -> usize) -> Vec<std::ops::Range<usize>> {
+    let mut out = Vec::new();
+    let mut a = 0;
+    while a < n {
+        let mut b = a;
+        let mut sum = 0;
+        while b < n && (b == a || sum + cost(b) <= PAIR_BUDGET) {
+            sum += cost(b);
+            b += 1;
+        }
+        out.push(a..b);
+        a = b;
+    }
+    out
+}
+
 /// One NN-descent iteration: sample new and old candidates per node and their reverses, join
-/// them locally, and keep the closer pairs; returns how many updates were accepted.
+/// them locally, and keep the closer pairs; returns how many updates were accepted. Nodes are
+/// joined in batches of at most [`PAIR_BUDGET`] candidate pairs, each batch's updates applied
+/// before the next batch is joined (so later batches filter against fresher lists).
 fn descend(heaps: &mut [Heap], points: &[f32], dim: usize, mc: usize) -> usize {
     let n = heaps.len();
     let pt = |i: usize| &points[i * dim..(i + 1) * dim];
     // Sample new and old candidates per node, then their reverses.
-    let mut new_c: Vec<Vec<u32>> = vec![Vec::new(); n];
-    let mut old_c: Vec<Vec<u32>> = vec![Vec::new(); n];
+    let (mut new_c, mut old_c) = (Lists::new(n, mc), Lists::new(n, mc));
     for (i, h) in heaps.iter_mut().enumerate() {
         for e in h.items.iter_mut() {
             if e.2 {
-                if new_c[i].len() < mc {
-                    new_c[i].push(e.1);
+                if new_c.push(i, e.1) {
                     e.2 = false;
                 }
-            } else if old_c[i].len() < mc {
-                old_c[i].push(e.1);
+            } else {
+                old_c.push(i, e.1);
             }
         }
     }
-    let (mut new_r, mut old_r): (Vec<Vec<u32>>, Vec<Vec<u32>>) =
-        (vec![Vec::new(); n], vec![Vec::new(); n]);
+    let (mut new_r, mut old_r) = (Lists::new(n, mc), Lists::new(n, mc));
     for i in 0..n {
-        for &j in &new_c[i] {
-            if new_r[j as usize].len() < mc {
-                new_r[j as usize].push(i as u32);
-            }
+        for &j in new_c.get(i) {
+            new_r.push(j as usize, i as u32);
         }
-        for &j in &old_c[i] {
-            if old_r[j as usize].len() < mc {
-                old_r[j as usize].push(i as u32);
-            }
+        for &j in old_c.get(i) {
+            old_r.push(j as usize, i as u32);
         }
     }
-    let worst: Vec<f32> = heaps.iter().map(Heap::worst).collect();
-    let mut updates: Vec<(u32, f32, u32)> = (0..n)
-        .into_par_iter()
-        .flat_map_iter(|i| {
-            let mut nw: Vec<u32> = new_c[i].iter().chain(&new_r[i]).copied().collect();
-            nw.sort_unstable();
-            nw.dedup();
-            let mut od: Vec<u32> = old_c[i].iter().chain(&old_r[i]).copied().collect();
-            od.sort_unstable();
-            od.dedup();
-            let mut u = Vec::new();
-            let mut consider = |a: u32, b: u32| {
-                if a == b {
-                    return;
+    let join_pairs = |i: usize| {
+        let nw = (new_c.len[i] + new_r.len[i]) as usize;
+        let od = (old_c.len[i] + old_r.len[i]) as usize;
+        nw * nw.saturating_sub(1) / 2 + nw * od
+    };
+    let mut changed = 0;
+    for batch in budget_batches(n, join_pairs) {
+        let hs: &[Heap] = heaps;
+        let mut updates: Vec<Update> = batch
+            .into_par_iter()
+            .flat_map_iter(|i| {
+                let mut nw: Vec<u32> = new_c.get(i).iter().chain(new_r.get(i)).copied().collect();
+                nw.sort_unstable();
+                nw.dedup();
+                let mut od: Vec<u32> = old_c.get(i).iter().chain(old_r.get(i)).copied().collect();
+                od.sort_unstable();
+                od.dedup();
+                let mut u = Vec::new();
+                let mut consider = |a: u32, b: u32| {
+                    if a == b {
+                        return;
+                    }
+                    let d = dist2(pt(a as usize), pt(b as usize));
+                    if d < hs[a as usize].worst() {
+                        u.push((a, d, b));
+                    }
+                    if d < hs[b as usize].worst() {
+                        u.push((b, d, a));
+                    }
+                };
+                for (x, &a) in nw.iter().enumerate() {
+                    for &b in &nw[x + 1..] {
+                        consider(a, b);
+                    }
+                    for &b in &od {
+                        consider(a, b);
+                    }
                 }
-                let d = dist2(pt(a as usize), pt(b as usize));
-                if d < worst[a as usize] {
-                    u.push((a, d, b));
-                }
-                if d < worst[b as usize] {
-                    u.push((b, d, a));
-                }
-            };
-            for (x, &a) in nw.iter().enumerate() {
-                for &b in &nw[x + 1..] {
-                    consider(a, b);
-                }
-                for &b in &od {
-                    consider(a, b);
-                }
-            }
-            u.into_iter()
-        })
-        .collect();
-    apply(heaps, &mut updates)
+                u.into_iter()
+            })
+            .collect();
+        changed += apply(heaps, &mut updates);
+    }
+    changed
 }
 
 /// Final lists: self first, then the neighbours re-ranked by f64 distances.
@@ -317,25 +410,22 @@ fn final_lists(heaps: &[Heap], points: &[f32], dim: usize, k: usize) -> (Vec<u32
 
 /// Applies candidate updates (target, distance², neighbour) in a deterministic order; returns
 /// how many were accepted.
-fn apply(heaps: &mut [Heap], updates: &mut [(u32, f32, u32)]) -> usize {
+fn apply(heaps: &mut [Heap], updates: &mut [Update]) -> usize {
     updates
         .par_sort_unstable_by(|a, b| a.0.cmp(&b.0).then(a.1.total_cmp(&b.1)).then(a.2.cmp(&b.2)));
-    let mut starts = vec![0usize; heaps.len() + 1];
-    for u in updates.iter() {
-        starts[u.0 as usize + 1] += 1;
+    // Pair each target's run of updates with its heap (the targets are sorted, and a slice
+    // iterator skips ahead in constant time).
+    let mut work: Vec<(&mut Heap, &[Update])> = Vec::new();
+    let mut it = heaps.iter_mut();
+    let mut next = 0usize;
+    for run in updates.chunk_by(|a, b| a.0 == b.0) {
+        let t = run[0].0 as usize;
+        let h = it.nth(t - next).expect("update target is a node");
+        next = t + 1;
+        work.push((h, run));
     }
-    for i in 0..heaps.len() {
-        starts[i + 1] += starts[i];
-    }
-    heaps
-        .par_iter_mut()
-        .enumerate()
-        .map(|(i, h)| {
-            updates[starts[i]..starts[i + 1]]
-                .iter()
-                .filter(|u| h.push(u.1, u.2))
-                .count()
-        })
+    work.into_par_iter()
+        .map(|(h, run)| run.iter().filter(|u| h.push(u.1, u.2)).count())
         .sum()
 }
 

@@ -25,10 +25,11 @@ pub enum KnnMethod {
 }
 
 /// Cells above which `--knn auto` switches to NN-descent. scanpy switches at 8,192, but the
-/// exact search here stays cheaper well beyond that (2 cores, 50 PCs, CPU seconds of the
-/// neighbors stage: 92,053 cells exact 29.9 s vs NN-descent 44.5 s at recall@14 0.984), so the
-/// switch comes where the O(n²) exact search would cost more (about 1.5 x 92k by that ratio).
-pub const APPROX_KNN_ABOVE: usize = 150_000;
+/// exact search here stays cheaper well beyond that. Measured on 184,014 simulated cells
+/// (2 cores, 50 PCs, k = 15, search alone): exact 12.1-12.5 s at recall 1, NN-descent 21 s at
+/// recall@14 0.964 (docs/performance.md). Exact work grows with n², NN-descent's about with
+/// n log n, so by those figures the two meet near 1.9 x 184k; the switch sits below that.
+pub const APPROX_KNN_ABOVE: usize = 300_000;
 
 /// Parameters of a run; every default is the reference pipeline's.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
