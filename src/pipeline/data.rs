@@ -41,6 +41,8 @@ pub(crate) struct Reread {
     /// Whether re-read chunks are normalised and log-transformed (false while raw-count
     /// statistics are taken, e.g. for seurat_v3).
     normalized: bool,
+    /// Passes over the input made since the read.
+    passes: usize,
 }
 
 impl FilteredMatrix {
@@ -57,6 +59,7 @@ impl FilteredMatrix {
             col_map,
             n_cols,
             normalized: false,
+            passes: 0,
         }))
     }
 
@@ -65,6 +68,14 @@ impl FilteredMatrix {
         match self {
             FilteredMatrix::Memory(x) => ctx.backend.normalize_log1p(x, ctx.target_sum),
             FilteredMatrix::File(r) => r.normalized = true,
+        }
+    }
+
+    /// Passes over the input file so far, the read that checked and counted it included.
+    pub(crate) fn input_passes(&self) -> usize {
+        match self {
+            FilteredMatrix::Memory(_) => 1,
+            FilteredMatrix::File(r) => 1 + r.passes,
         }
     }
 
@@ -109,6 +120,7 @@ impl FilteredMatrix {
                 }
             }
             FilteredMatrix::File(r) => {
+                r.passes += 1;
                 let n_in = r.src.n_obs();
                 for a in (0..n_in).step_by(step) {
                     let b = (a + step).min(n_in);

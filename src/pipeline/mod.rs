@@ -159,11 +159,14 @@ pub(crate) fn analyse(src: CountSource, job: &Job<'_>) -> Result<Analysis> {
     clock.lap(Stage::Normalize);
     let hvgs = hvg::select(&mut f, on_counts, &ctx, opts)?;
     clock.lap(Stage::Hvg);
-    let mut cart_cells = cart::score_and_call(&mut f, &hvgs, &gene_sets, &ctx, opts)?;
-    clock.lap(Stage::Cart);
     let scaling = pca::scaling(&hvgs, opts);
+    let mut kept = pca::HvgBlock::for_reread(&f, &scaling, opts, job.x_out)?;
+    let mut cart_cells = cart::score_and_call(&mut f, &hvgs, &gene_sets, &ctx, opts, |x| {
+        kept.as_mut().map_or(Ok(()), |k| k.push(x))
+    })?;
+    clock.lap(Stage::Cart);
     clock.lap(Stage::Scale);
-    let projected = pca::pca(&mut f, &scaling, &ctx, opts, job.x_out, &clock)?;
+    let projected = pca::pca(&mut f, &scaling, &ctx, opts, kept, &clock)?;
     clock.lap(Stage::Pca);
     let graph = neighbors::neighbors(&projected, backend, opts);
     // The lineage calls smooth over the graph (milliseconds; timed with the neighbours).

@@ -8,6 +8,7 @@ use std::path::Path;
 use crate::backend::ScaleSpec;
 use crate::error::Result;
 use crate::io::{H5adWriter, WriteOptions};
+use crate::matrix::CsrMatrix;
 use crate::tl::pca::{Pca, default_n_comps, fit_from_gram_with};
 
 use super::RunOptions;
@@ -58,6 +59,72 @@ pub(crate) fn scaling(hvgs: &Hvgs, opts: &RunOptions) -> Scaling {
     }
 }
 
+/// When the matrix stays in its file: the highly variable genes of every cell after QC, kept
+/// in memory (sparse, cells x HVGs, about 5 % stored) by the pass that scores the cells, which
+/// also streams X into the output. PCA's Gram and projection then read this block and never
+/// the file again: two passes over the input fewer.
+pub(crate) struct HvgBlock {
+    /// Filtered gene -> HVG position (`u32::MAX`: not an HVG).
+    position: Vec<u32>,
+    /// Log-normalised values of the HVGs, columns in `Scaling::cols` order.
+    block: CsrMatrix,
+    /// The output with X streamed into it, waiting for the rest of the AnnData.
+    writer: Option<H5adWriter>,
+}
+
+impl HvgBlock {
+    /// A block to fill when `f` is re-read from its file (None when it is held in memory);
+    /// with `x_out`, X streams into a new `.h5ad` there.
+    pub(crate) fn for_reread(
+        f: &Filtered,
+        scaling: &Scaling,
+        opts: &RunOptions,
+        x_out: Option<&Path>,
+    ) -> Result<Option<Self>> {
+        if !f.matrix.is_reread() {
+            return Ok(None);
+        }
+        let mut position = vec![u32::MAX; f.n_genes()];
+        for (a, &j) in scaling.cols.iter().enumerate() {
+            position[j as usize] = a as u32;
+        }
+        let writer = match x_out {
+            Some(path) => Some(H5adWriter::create(
+                path,
+                f.n_genes(),
+                WriteOptions { gzip: opts.gzip },
+            )?),
+            None => None,
+        };
+        Ok(Some(HvgBlock {
+            position,
+            block: CsrMatrix::empty(scaling.cols.len()),
+            writer,
+        }))
+    }
+
+    /// Takes one log-normalised chunk of the pass: its HVG values, and X into the output.
+    pub(crate) fn push(&mut self, x: &CsrMatrix) -> Result<()> {
+        let b = &mut self.block;
+        for i in 0..x.n_rows {
+            let (idx, val) = x.row(i);
+            for (&j, &v) in idx.iter().zip(val) {
+                let a = self.position[j as usize];
+                if a != u32::MAX {
+                    b.indices.push(a);
+                    b.data.push(v);
+                }
+            }
+            b.indptr.push(b.data.len() as u64);
+        }
+        b.n_rows += x.n_rows;
+        if let Some(w) = self.writer.as_mut() {
+            w.append_x(x)?;
+        }
+        Ok(())
+    }
+}
+
 /// The fitted PCA and every cell's coordinates.
 pub(crate) struct Projected {
     /// Loadings, variances.
@@ -69,49 +136,50 @@ pub(crate) struct Projected {
     pub x_writer: Option<H5adWriter>,
 }
 
-/// PCA of the scaled HVG block: Gram accumulation, eigendecomposition, projection. When the
-/// matrix is re-read from the file and `x_out` is given, the projection pass also streams X
-/// into a new `.h5ad` there.
+/// PCA of the scaled HVG block: Gram accumulation, eigendecomposition, projection. A matrix
+/// held in memory is read chunk by chunk; one that stays in its file is read from the `kept`
+/// HVG block that the scoring pass filled (with X already streamed into the output).
 pub(crate) fn pca(
     f: &mut Filtered,
     scaling: &Scaling,
     ctx: &ChunkCtx<'_>,
     opts: &RunOptions,
-    x_out: Option<&Path>,
+    kept: Option<HvgBlock>,
     clock: &Stopwatch,
 ) -> Result<Projected> {
-    let (n, g, k) = (f.n_cells(), f.n_genes(), scaling.cols.len());
-    let spec = scaling.spec();
+    let (n, k) = (f.n_cells(), scaling.cols.len());
     let backend = ctx.backend;
     let n_comps = default_n_comps(n, k, opts.n_pcs);
+    // The block's columns are the HVGs themselves, in the scaling's order.
+    let block_cols: Vec<u32> = (0..k as u32).collect();
+    let (mut source, x_writer, spec) = match kept {
+        Some(HvgBlock { block, writer, .. }) => {
+            assert_eq!(block.n_rows, n, "the scoring pass saw every cell");
+            let spec = ScaleSpec {
+                cols: &block_cols,
+                ..scaling.spec()
+            };
+            (Rows::Block(block), writer, spec)
+        }
+        None => (Rows::Matrix(f), None, scaling.spec()),
+    };
     let mut gram = vec![0.0f64; k * k];
     let mut colsum = vec![0.0f64; k];
-    f.matrix.for_each_chunk(ctx, |x| {
+    source.for_each_chunk(ctx, |x| {
         backend.scaled_gram(x, &spec, &mut gram, &mut colsum);
         Ok(())
     })?;
     clock.note("pca gram");
     let fit = fit_from_gram_with(&gram, &colsum, n, n_comps, opts.pca_solver)?;
     clock.note("pca eigh");
-    let mut x_writer = match x_out.filter(|_| f.matrix.is_reread()) {
-        Some(path) => Some(H5adWriter::create(
-            path,
-            g,
-            WriteOptions { gzip: opts.gzip },
-        )?),
-        None => None,
-    };
     let mut x_pca = Vec::with_capacity(n * n_comps);
-    f.matrix.for_each_chunk(ctx, |x| {
+    source.for_each_chunk(ctx, |x| {
         x_pca.extend(
             backend
                 .scaled_project(x, &spec, &fit.mean, &fit.components, n_comps)
                 .into_iter()
                 .map(|v| v as f32),
         );
-        if let Some(w) = x_writer.as_mut() {
-            w.append_x(x)?;
-        }
         Ok(())
     })?;
     Ok(Projected {
@@ -119,4 +187,28 @@ pub(crate) fn pca(
         x_pca,
         x_writer,
     })
+}
+
+/// Where PCA reads its rows: the filtered matrix, or the kept HVG block.
+enum Rows<'a> {
+    Matrix(&'a mut Filtered),
+    Block(CsrMatrix),
+}
+
+impl Rows<'_> {
+    fn for_each_chunk(
+        &mut self,
+        ctx: &ChunkCtx<'_>,
+        mut f: impl FnMut(&CsrMatrix) -> Result<()>,
+    ) -> Result<()> {
+        match self {
+            Rows::Matrix(m) => m.matrix.for_each_chunk(ctx, f),
+            Rows::Block(b) => {
+                for a in (0..b.n_rows).step_by(ctx.rows.max(1)) {
+                    f(&b.slice_rows(a..(a + ctx.rows).min(b.n_rows)))?;
+                }
+                Ok(())
+            }
+        }
+    }
 }

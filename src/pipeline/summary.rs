@@ -46,6 +46,9 @@ pub struct RunSummary {
     pub total_seconds: f64,
     /// Peak resident memory of the process (MiB), from the OS.
     pub peak_rss_mib: f64,
+    /// Passes over the input file: 1 when the matrix fits in `--max-memory` (the read), more
+    /// when the stages re-read it.
+    pub input_passes: usize,
     /// CAR-T summary: CAR status, gene sets, per-sample numbers.
     pub cart: CartSummary,
     /// The VDJ contigs' counts (`run --vdj`): contigs read, contig cells that are not cells
@@ -121,6 +124,7 @@ pub(crate) fn run_summary(
         stage_seconds: clock.laps().to_vec(),
         total_seconds: clock.total(),
         peak_rss_mib: peak_rss_mib(),
+        input_passes: f.matrix.input_passes(),
         cart,
         vdj: None,
     }

@@ -321,6 +321,14 @@ fn re_reading_the_file_gives_the_in_memory_result() {
         max_diff < 1e-4,
         "X_pca differs by {max_diff} (only the summation order of the Gram differs)"
     );
+    // The read, then one pass each for the HVGs, the CAR-T scores (which also keep the HVG
+    // block for PCA and stream X out) and the marker genes.
+    let passes = |p: &std::path::Path| {
+        let s: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(p.join("summary.json")).unwrap()).unwrap();
+        s["input_passes"].as_u64().unwrap()
+    };
+    assert_eq!((passes(&a), passes(&b)), (1, 4));
 }
 
 /// Tiny sizes for `cartscope bench`.
