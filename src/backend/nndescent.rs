@@ -245,14 +245,22 @@ fn initial_graph(points: &[f32], dim: usize, cap: usize, params: &NnDescentParam
             let mut updates: Vec<Update> = leaves[batch]
                 .par_iter()
                 .flat_map_iter(|leaf| {
+                    // The leaf's coordinates and list bounds gathered once (see `descend`).
+                    let mut block = Vec::with_capacity(leaf.len() * dim);
+                    for &a in leaf {
+                        block.extend_from_slice(pt(a as usize));
+                    }
+                    let bounds: Vec<f32> = leaf.iter().map(|&a| hs[a as usize].worst()).collect();
+                    let at = |x: usize| &block[x * dim..(x + 1) * dim];
                     let mut u = Vec::new();
-                    for (x, &a) in leaf.iter().enumerate() {
-                        for &b in &leaf[x + 1..] {
-                            let d = dist2(pt(a as usize), pt(b as usize));
-                            if d < hs[a as usize].worst() {
+                    for x in 0..leaf.len() {
+                        for y in x + 1..leaf.len() {
+                            let (a, b) = (leaf[x], leaf[y]);
+                            let d = dist2(at(x), at(y));
+                            if d < bounds[x] {
                                 u.push((a, d, b));
                             }
-                            if d < hs[b as usize].worst() {
+                            if d < bounds[y] {
                                 u.push((b, d, a));
                             }
                         }
@@ -343,25 +351,30 @@ fn descend(heaps: &mut [Heap], points: &[f32], dim: usize, mc: usize) -> usize {
                 let mut od: Vec<u32> = old_c.get(i).iter().chain(old_r.get(i)).copied().collect();
                 od.sort_unstable();
                 od.dedup();
+                // The candidates' coordinates and list bounds, gathered once: every pair below
+                // then reads them from this small block instead of from all over memory.
+                let ids: Vec<u32> = nw.iter().chain(&od).copied().collect();
+                let mut block = Vec::with_capacity(ids.len() * dim);
+                for &a in &ids {
+                    block.extend_from_slice(pt(a as usize));
+                }
+                let bounds: Vec<f32> = ids.iter().map(|&a| hs[a as usize].worst()).collect();
+                let at = |x: usize| &block[x * dim..(x + 1) * dim];
                 let mut u = Vec::new();
-                let mut consider = |a: u32, b: u32| {
-                    if a == b {
-                        return;
-                    }
-                    let d = dist2(pt(a as usize), pt(b as usize));
-                    if d < hs[a as usize].worst() {
-                        u.push((a, d, b));
-                    }
-                    if d < hs[b as usize].worst() {
-                        u.push((b, d, a));
-                    }
-                };
-                for (x, &a) in nw.iter().enumerate() {
-                    for &b in &nw[x + 1..] {
-                        consider(a, b);
-                    }
-                    for &b in &od {
-                        consider(a, b);
+                // New-new pairs once each, then new-old pairs.
+                for x in 0..nw.len() {
+                    for y in x + 1..ids.len() {
+                        let (a, b) = (ids[x], ids[y]);
+                        if a == b {
+                            continue;
+                        }
+                        let d = dist2(at(x), at(y));
+                        if d < bounds[x] {
+                            u.push((a, d, b));
+                        }
+                        if d < bounds[y] {
+                            u.push((b, d, a));
+                        }
                     }
                 }
                 u.into_iter()
