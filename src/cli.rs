@@ -228,7 +228,7 @@ pub struct RunArgs {
     #[arg(long)]
     pub keep_counts: bool,
     /// Memory in MiB the data may take in RAM; beyond it, later stages re-read the input in
-    /// chunks (memory then bounded by the chunk size) [half the available memory].
+    /// chunks (memory then bounded by the chunk size) [a quarter of the available memory].
     #[arg(long, value_name = "MiB")]
     pub max_memory: Option<u64>,
     /// PCA solver [covariance_eigh].

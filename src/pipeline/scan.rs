@@ -134,8 +134,12 @@ pub(crate) fn read_and_qc(
     })
 }
 
-/// Bytes the in-memory path may use: `--max-memory` MiB, or by default half of the memory the
-/// OS reports available (all of it where that is unknown).
+/// Bytes the in-memory path may use: `--max-memory` MiB, or by default a quarter of the memory
+/// the OS reports available (all of it where that is unknown). The counts are held while their
+/// two copies (16 bytes a stored entry) fit; a run held in memory peaks at about 1.25 times
+/// that (460,062 cells of 50 samples, 9.9 GB of counts: 11.3 GiB), so a quarter keeps the
+/// whole run within about a third of the machine. Larger data stream from the file
+/// (docs/performance.md: the same 50 samples in 4.1 GiB).
 pub(crate) fn memory_budget_bytes(max_memory_mib: u64) -> u64 {
     if max_memory_mib > 0 {
         return max_memory_mib.saturating_mul(1 << 20);
@@ -147,5 +151,5 @@ pub(crate) fn memory_budget_bytes(max_memory_mib: u64) -> u64 {
                 .find(|l| l.starts_with("MemAvailable:"))
                 .and_then(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok())
         })
-        .map_or(u64::MAX, |kib| kib * 1024 / 2)
+        .map_or(u64::MAX, |kib| kib * 1024 / 4)
 }
