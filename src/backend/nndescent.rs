@@ -244,29 +244,7 @@ fn initial_graph(points: &[f32], dim: usize, cap: usize, params: &NnDescentParam
             let hs: &[Heap] = &heaps;
             let mut updates: Vec<Update> = leaves[batch]
                 .par_iter()
-                .flat_map_iter(|leaf| {
-                    // The leaf's coordinates and list bounds gathered once (see `descend`).
-                    let mut block = Vec::with_capacity(leaf.len() * dim);
-                    for &a in leaf {
-                        block.extend_from_slice(pt(a as usize));
-                    }
-                    let bounds: Vec<f32> = leaf.iter().map(|&a| hs[a as usize].worst()).collect();
-                    let at = |x: usize| &block[x * dim..(x + 1) * dim];
-                    let mut u = Vec::new();
-                    for x in 0..leaf.len() {
-                        for y in x + 1..leaf.len() {
-                            let (a, b) = (leaf[x], leaf[y]);
-                            let d = dist2(at(x), at(y));
-                            if d < bounds[x] {
-                                u.push((a, d, b));
-                            }
-                            if d < bounds[y] {
-                                u.push((b, d, a));
-                            }
-                        }
-                    }
-                    u.into_iter()
-                })
+                .flat_map_iter(|leaf| local_join(leaf, leaf.len(), points, dim, hs).into_iter())
                 .collect();
             apply(&mut heaps, &mut updates);
         }
@@ -311,7 +289,6 @@ fn budget_batches(n: usize, cost: impl Fn(usize) -> usize) -> Vec<std::ops::Rang
 /// before the next batch is joined (so later batches filter against fresher lists).
 fn descend(heaps: &mut [Heap], points: &[f32], dim: usize, mc: usize) -> usize {
     let n = heaps.len();
-    let pt = |i: usize| &points[i * dim..(i + 1) * dim];
     // Sample new and old candidates per node, then their reverses.
     let (mut new_c, mut old_c) = (Lists::new(n, mc), Lists::new(n, mc));
     for (i, h) in heaps.iter_mut().enumerate() {
@@ -351,38 +328,44 @@ fn descend(heaps: &mut [Heap], points: &[f32], dim: usize, mc: usize) -> usize {
                 let mut od: Vec<u32> = old_c.get(i).iter().chain(old_r.get(i)).copied().collect();
                 od.sort_unstable();
                 od.dedup();
-                // The candidates' coordinates and list bounds, gathered once: every pair below
-                // then reads them from this small block instead of from all over memory.
                 let ids: Vec<u32> = nw.iter().chain(&od).copied().collect();
-                let mut block = Vec::with_capacity(ids.len() * dim);
-                for &a in &ids {
-                    block.extend_from_slice(pt(a as usize));
-                }
-                let bounds: Vec<f32> = ids.iter().map(|&a| hs[a as usize].worst()).collect();
-                let at = |x: usize| &block[x * dim..(x + 1) * dim];
-                let mut u = Vec::new();
                 // New-new pairs once each, then new-old pairs.
-                for x in 0..nw.len() {
-                    for y in x + 1..ids.len() {
-                        let (a, b) = (ids[x], ids[y]);
-                        if a == b {
-                            continue;
-                        }
-                        let d = dist2(at(x), at(y));
-                        if d < bounds[x] {
-                            u.push((a, d, b));
-                        }
-                        if d < bounds[y] {
-                            u.push((b, d, a));
-                        }
-                    }
-                }
-                u.into_iter()
+                local_join(&ids, nw.len(), points, dim, hs).into_iter()
             })
             .collect();
         changed += apply(heaps, &mut updates);
     }
     changed
+}
+
+/// The candidate updates of one local join: every pair (x, y) of `ids` with x among the first
+/// `first` and y after x, kept for a side whose list it would enter. The points' coordinates
+/// and list bounds are gathered into one small block first, so the pairs read them from cache
+/// instead of from all over memory.
+fn local_join(ids: &[u32], first: usize, points: &[f32], dim: usize, hs: &[Heap]) -> Vec<Update> {
+    let mut block = Vec::with_capacity(ids.len() * dim);
+    for &a in ids {
+        block.extend_from_slice(&points[a as usize * dim..(a as usize + 1) * dim]);
+    }
+    let bounds: Vec<f32> = ids.iter().map(|&a| hs[a as usize].worst()).collect();
+    let at = |x: usize| &block[x * dim..(x + 1) * dim];
+    let mut u = Vec::new();
+    for x in 0..first {
+        for y in x + 1..ids.len() {
+            let (a, b) = (ids[x], ids[y]);
+            if a == b {
+                continue;
+            }
+            let d = dist2(at(x), at(y));
+            if d < bounds[x] {
+                u.push((a, d, b));
+            }
+            if d < bounds[y] {
+                u.push((b, d, a));
+            }
+        }
+    }
+    u
 }
 
 /// Final lists: self first, then the neighbours re-ranked by f64 distances.
