@@ -417,7 +417,7 @@ fn gram_bands(k: usize, max: usize) -> Vec<(usize, usize)> {
 }
 
 /// Query rows and point columns of one tile of the candidate search: the f32 tile of dot
-/// products (64 x 4096 x 4 B = 1 MiB) stays in cache while its rows are scanned.
+/// products (256 x 1,024 x 4 B = 1 MiB) stays in cache while its rows are scanned.
 const KNN_QUERY_TILE: usize = 256;
 const KNN_POINT_TILE: usize = 1024;
 /// Candidates kept beyond k for the exact re-ranking.
@@ -427,7 +427,7 @@ const KNN_MARGIN: usize = 8;
 ///
 /// Within a query row, `|q - p|²` ranks like the key `|p|² - 2 q·p`, which one f32 GEMM gives
 /// directly from the augmented vectors `[q, 1]` and `[-2p, |p|²]`. The GEMM runs tile by tile
-/// (64 queries x 4,096 points, 1 MiB, in cache) and each row keeps its best `k + 8` keys in a
+/// (256 queries x 1,024 points, 1 MiB, in cache) and each row keeps its best `k + 8` keys in a
 /// small bounded list. [`KnnCertifier`] then re-ranks those candidates by f64 distances and
 /// proves the row equal to f64 brute force, or recomputes it.
 fn knn_exact_certified(points: &[f32], dim: usize, k: usize) -> (Vec<u32>, Vec<f64>) {

@@ -12,7 +12,7 @@ use crate::matrix::CsrMatrix;
 use crate::tl::pca::{Pca, default_n_comps, fit_from_gram_with};
 
 use super::RunOptions;
-use super::data::ChunkCtx;
+use super::data::{ChunkCtx, FilteredMatrix};
 use super::filter::Filtered;
 use super::hvg::Hvgs;
 use super::stage::Stopwatch;
@@ -64,8 +64,8 @@ pub(crate) fn scaling(hvgs: &Hvgs, opts: &RunOptions) -> Scaling {
 /// also streams X into the output. PCA's Gram and projection then read this block and never
 /// the file again: two passes over the input fewer.
 pub(crate) struct HvgBlock {
-    /// Filtered gene -> HVG position (`u32::MAX`: not an HVG).
-    position: Vec<u32>,
+    /// Filtered gene -> HVG position (None: not an HVG).
+    position: Vec<Option<u32>>,
     /// Log-normalised values of the HVGs, columns in `Scaling::cols` order.
     block: CsrMatrix,
     /// The output with X streamed into it, waiting for the rest of the AnnData.
@@ -84,9 +84,9 @@ impl HvgBlock {
         if !f.matrix.is_reread() {
             return Ok(None);
         }
-        let mut position = vec![u32::MAX; f.n_genes()];
+        let mut position = vec![None; f.n_genes()];
         for (a, &j) in scaling.cols.iter().enumerate() {
-            position[j as usize] = a as u32;
+            position[j as usize] = Some(a as u32);
         }
         let writer = match x_out {
             Some(path) => Some(H5adWriter::create(
@@ -105,19 +105,8 @@ impl HvgBlock {
 
     /// Takes one log-normalised chunk of the pass: its HVG values, and X into the output.
     pub(crate) fn push(&mut self, x: &CsrMatrix) -> Result<()> {
-        let b = &mut self.block;
-        for i in 0..x.n_rows {
-            let (idx, val) = x.row(i);
-            for (&j, &v) in idx.iter().zip(val) {
-                let a = self.position[j as usize];
-                if a != u32::MAX {
-                    b.indices.push(a);
-                    b.data.push(v);
-                }
-            }
-            b.indptr.push(b.data.len() as u64);
-        }
-        b.n_rows += x.n_rows;
+        self.block
+            .append_rows(&x.select_columns(&self.position, self.block.n_cols));
         if let Some(w) = self.writer.as_mut() {
             w.append_x(x)?;
         }
@@ -132,7 +121,7 @@ pub(crate) struct Projected {
     /// `obsm["X_pca"]`, row-major `cells x n_comps`.
     pub x_pca: Vec<f32>,
     /// When the matrix lives in the input file: the output with X streamed into it by the
-    /// projection pass, waiting for the rest of the AnnData.
+    /// scoring pass ([`HvgBlock`]), waiting for the rest of the AnnData.
     pub x_writer: Option<H5adWriter>,
 }
 
@@ -152,17 +141,18 @@ pub(crate) fn pca(
     let n_comps = default_n_comps(n, k, opts.n_pcs);
     // The block's columns are the HVGs themselves, in the scaling's order.
     let block_cols: Vec<u32> = (0..k as u32).collect();
-    let (mut source, x_writer, spec) = match kept {
+    let (mut block, x_writer, spec) = match kept {
         Some(HvgBlock { block, writer, .. }) => {
             assert_eq!(block.n_rows, n, "the scoring pass saw every cell");
             let spec = ScaleSpec {
                 cols: &block_cols,
                 ..scaling.spec()
             };
-            (Rows::Block(block), writer, spec)
+            (Some(FilteredMatrix::Memory(block)), writer, spec)
         }
-        None => (Rows::Matrix(f), None, scaling.spec()),
+        None => (None, None, scaling.spec()),
     };
+    let source = block.as_mut().unwrap_or(&mut f.matrix);
     let mut gram = vec![0.0f64; k * k];
     let mut colsum = vec![0.0f64; k];
     source.for_each_chunk(ctx, |x| {
@@ -187,28 +177,4 @@ pub(crate) fn pca(
         x_pca,
         x_writer,
     })
-}
-
-/// Where PCA reads its rows: the filtered matrix, or the kept HVG block.
-enum Rows<'a> {
-    Matrix(&'a mut Filtered),
-    Block(CsrMatrix),
-}
-
-impl Rows<'_> {
-    fn for_each_chunk(
-        &mut self,
-        ctx: &ChunkCtx<'_>,
-        mut f: impl FnMut(&CsrMatrix) -> Result<()>,
-    ) -> Result<()> {
-        match self {
-            Rows::Matrix(m) => m.matrix.for_each_chunk(ctx, f),
-            Rows::Block(b) => {
-                for a in (0..b.n_rows).step_by(ctx.rows.max(1)) {
-                    f(&b.slice_rows(a..(a + ctx.rows).min(b.n_rows)))?;
-                }
-                Ok(())
-            }
-        }
-    }
 }
