@@ -48,6 +48,7 @@ pub mod error;
 pub mod info;
 pub mod io;
 pub mod matrix;
+pub mod ops;
 mod outputs;
 pub mod pipeline;
 pub mod pp;

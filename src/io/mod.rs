@@ -296,6 +296,84 @@ impl CountSource {
     }
 }
 
+/// The rows of a matrix already in memory (an AnnData handed over by the Python bindings).
+struct MemoryReader(CsrMatrix);
+
+impl RowReader for MemoryReader {
+    fn read_rows(&mut self, rows: Range<usize>) -> Result<CsrMatrix> {
+        Ok(self.0.slice_rows(rows))
+    }
+}
+
+impl CountSource {
+    /// A source over a count matrix already in memory, with its obs and var (an AnnData from
+    /// Python): `name` stands for the file in messages and is the default sample label. The
+    /// matrix is checked as a file's would be (shape against obs and var, index range,
+    /// finite non-negative values) and its rows canonicalised.
+    pub fn from_memory(
+        name: &str,
+        mut x: CsrMatrix,
+        obs: Frame,
+        var: Frame,
+    ) -> Result<CountSource> {
+        let path = PathBuf::from(name);
+        let bad = |reason: String| Err(Error::invalid(&path, "X", &reason));
+        if x.n_rows != obs.len() || x.n_cols != var.len() {
+            return bad(format!(
+                "X is {} x {} but obs has {} rows and var {}",
+                x.n_rows,
+                x.n_cols,
+                obs.len(),
+                var.len()
+            ));
+        }
+        if x.indptr.len() != x.n_rows + 1
+            || x.indptr.first() != Some(&0)
+            || x.indptr.windows(2).any(|w| w[0] > w[1])
+            || x.indptr.last().copied() != Some(x.data.len() as u64)
+            || x.indices.len() != x.data.len()
+        {
+            return bad("indptr is not a valid CSR row pointer for the stored entries".into());
+        }
+        if x.indices.iter().any(|&j| j as usize >= x.n_cols) {
+            return bad(format!("a column index is outside 0..{}", x.n_cols));
+        }
+        if let Some(v) = x.data.iter().find(|v| !v.is_finite() || **v < 0.0) {
+            return bad(format!("counts must be finite and non-negative, found {v}"));
+        }
+        if obs.is_empty() {
+            return bad("the matrix has zero cells".into());
+        }
+        if var.is_empty() {
+            return bad("the matrix has zero genes".into());
+        }
+        x.canonicalize();
+        let xinfo = XInfo {
+            element: "X".into(),
+            storage: Storage::Csr,
+            dtype: "float32".into(),
+            n_rows: x.n_rows,
+            n_cols: x.n_cols,
+        };
+        let mut src = CountSource {
+            path,
+            format: Format::H5ad,
+            x: xinfo,
+            obs,
+            var,
+            gene_name_source: "var index".into(),
+            names_made_unique: false,
+            genomes: Vec::new(),
+            layers: Vec::new(),
+            has_raw: false,
+            reader: Box::new(MemoryReader(x)),
+            column_map: None,
+        };
+        src.names_made_unique = names::make_unique(&mut src.var.index);
+        Ok(src)
+    }
+}
+
 fn open_h5ad(path: &Path, opts: &ReadOptions) -> Result<CountSource> {
     let file = hdf5_util::open_file(path)?;
     let element = h5ad::matrix_element(path, &file, opts.layer.as_deref(), opts.use_raw)?;

@@ -160,7 +160,10 @@ fn uns_embedding(e: &Embedding) -> Vec<(String, UnsValue)> {
 
 /// `uns["rank_genes_groups"]` (and `uns["rank_genes_groups_<column>"]` for each further
 /// grouping) in scanpy's layout: record arrays with one field per group, best gene first.
-fn uns_markers(m: &super::markers::Markers, genes: &[String]) -> Vec<(String, UnsValue)> {
+pub(crate) fn uns_markers(
+    m: &super::markers::Markers,
+    genes: &[String],
+) -> Vec<(String, UnsValue)> {
     m.tables
         .iter()
         .enumerate()

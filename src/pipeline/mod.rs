@@ -14,14 +14,14 @@
 //!
 //! Writing the outputs is the job of the layer above ([`crate::run::Run`]).
 
-mod assemble;
+pub(crate) mod assemble;
 mod cart;
-mod data;
+pub(crate) mod data;
 mod embed;
-mod filter;
-mod hvg;
-mod markers;
-mod neighbors;
+pub(crate) mod filter;
+pub(crate) mod hvg;
+pub(crate) mod markers;
+pub(crate) mod neighbors;
 mod options;
 mod pca;
 mod scan;

@@ -70,7 +70,7 @@ pub struct RunOptions {
     /// gzip level of result.h5ad (None: uncompressed).
     pub gzip: Option<u8>,
     /// Memory (MiB) the data may take in RAM; beyond it, later stages re-read the input in
-    /// chunks. 0: half of the available memory.
+    /// chunks. 0: a quarter of the available memory.
     pub max_memory_mib: u64,
     /// Leiden clustering into `obs["leiden"]`.
     pub cluster: bool,

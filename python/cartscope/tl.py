@@ -1,0 +1,204 @@
+"""Tools: scanpy's ``sc.tl`` functions with its names, defaults and keys."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import pandas as pd
+import scipy.sparse as sp
+from anndata import AnnData
+
+from . import _core
+from ._anndata import actual, check_backend, csr_parts, matrix, uns
+from .pp import pca
+
+__all__ = ["pca", "leiden", "umap", "score_genes", "rank_genes_groups"]
+
+
+def _graph(adata: AnnData, neighbors_key: str | None, obsp: str | None):
+    if obsp is not None:
+        g = adata.obsp[obsp]
+    else:
+        key = neighbors_key or "neighbors"
+        if key not in adata.uns:
+            raise ValueError(f"no uns[{key!r}]: run cartscope.pp.neighbors first")
+        g = adata.obsp[adata.uns[key]["connectivities_key"]]
+    g = sp.csr_matrix(g)
+    if g.shape[0] != g.shape[1]:
+        raise ValueError("the graph is not square")
+    return csr_parts(g, what="connectivities")[:3]
+
+
+def leiden(
+    adata: AnnData,
+    resolution: float = 1,
+    *,
+    random_state: int = 0,
+    key_added: str = "leiden",
+    neighbors_key: str | None = None,
+    obsp: str | None = None,
+    flavor: str = "igraph",
+    n_iterations: int = 2,
+    directed: bool | None = None,
+    use_weights: bool = True,
+    copy: bool = False,
+    backend: str = "auto",
+) -> AnnData | None:
+    """Leiden clusters of the connectivities, as ``scanpy.tl.leiden(flavor="igraph",
+    n_iterations=2)``: the same partition for the same graph and ``random_state``, numbered
+    by size, in ``obs[key_added]`` (categorical) with ``uns[key_added]["params"]``.
+
+    Only the igraph flavor (undirected, weighted) is implemented; scanpy's current default
+    ``flavor="leidenalg"`` raises NotImplementedError.
+    """
+    check_backend(backend)
+    if flavor != "igraph" or directed or not use_weights:
+        raise NotImplementedError("leiden supports flavor='igraph', undirected, weighted")
+    if n_iterations < 0:
+        raise NotImplementedError("leiden(n_iterations < 0): iterate-until-stable is not implemented")
+    if copy:
+        adata = adata.copy()
+    actual(adata)
+    indptr, indices, data = _graph(adata, neighbors_key, obsp)
+    membership, n_clusters, _ = _core.leiden(indptr, indices, data, float(resolution), int(n_iterations), int(random_state))
+    cats = [str(i) for i in range(n_clusters)]
+    adata.obs[key_added] = pd.Categorical.from_codes(membership.astype(np.int64), categories=cats)
+    adata.uns[key_added] = {
+        "params": {"resolution": resolution, "random_state": random_state, "n_iterations": n_iterations}
+    }
+    return adata if copy else None
+
+
+def umap(
+    adata: AnnData,
+    *,
+    min_dist: float = 0.5,
+    spread: float = 1.0,
+    n_components: int = 2,
+    maxiter: int | None = None,
+    alpha: float = 1.0,
+    gamma: float = 1.0,
+    negative_sample_rate: int = 5,
+    init_pos: str = "spectral",
+    random_state: int = 0,
+    a: float | None = None,
+    b: float | None = None,
+    neighbors_key: str | None = None,
+    copy: bool = False,
+    backend: str = "auto",
+) -> AnnData | None:
+    """The UMAP layout of the connectivities, as ``scanpy.tl.umap``: spectral initialisation,
+    umap's SGD; ``obsm["X_umap"]`` and ``uns["umap"]["params"]`` (a, b).
+
+    Deterministic for a seed and thread count, but not umap-learn's random stream: the layout
+    matches scanpy's in quality (neighbourhood preservation), not coordinate by coordinate.
+    ``a``/``b`` other than the fit of ``min_dist`` and ``spread``, and ``init_pos`` other than
+    ``"spectral"``, are not implemented.
+    """
+    check_backend(backend)
+    if init_pos != "spectral" or a is not None or b is not None:
+        raise NotImplementedError("umap supports init_pos='spectral' with a, b fitted from min_dist and spread")
+    if copy:
+        adata = adata.copy()
+    actual(adata)
+    indptr, indices, data = _graph(adata, neighbors_key, None)
+    init = adata.obsm.get("X_pca")
+    init = None if init is None else np.ascontiguousarray(init, dtype=np.float32)
+    emb, fa, fb = _core.umap(
+        indptr, indices, data, init, float(min_dist), float(spread), maxiter, int(negative_sample_rate),
+        float(alpha), float(gamma), int(n_components), int(random_state), backend,
+    )
+    adata.obsm["X_umap"] = emb
+    adata.uns["umap"] = {"params": {"a": fa, "b": fb}}
+    if random_state != 0:
+        adata.uns["umap"]["params"]["random_state"] = random_state
+    return adata if copy else None
+
+
+def score_genes(
+    adata: AnnData,
+    gene_list: Sequence[str],
+    *,
+    ctrl_size: int = 50,
+    gene_pool: Sequence[str] | None = None,
+    n_bins: int = 25,
+    score_name: str = "score",
+    random_state: int = 0,
+    copy: bool = False,
+    use_raw: bool | None = None,
+    backend: str = "auto",
+) -> AnnData | None:
+    """A gene set's score per cell (mean of the set minus the mean of expression-matched
+    control genes), as ``scanpy.tl.score_genes``: the same control genes for the same data
+    and ``random_state=0``, in ``obs[score_name]``.
+
+    ``gene_pool``, ``n_bins`` other than 25 and ``random_state`` other than 0 are not
+    implemented.
+    """
+    check_backend(backend)
+    if gene_pool is not None or n_bins != 25 or random_state != 0:
+        raise NotImplementedError("score_genes supports gene_pool=None, n_bins=25, random_state=0")
+    if isinstance(gene_list, str):
+        gene_list = [gene_list]
+    if copy:
+        adata = adata.copy()
+    actual(adata)
+    use_raw = adata.raw is not None if use_raw is None else use_raw
+    x = matrix(adata, use_raw=use_raw)
+    names = adata.raw.var_names if use_raw else adata.var_names
+    indptr, indices, data, n_cols = csr_parts(x)
+    s = _core.score_genes(indptr, indices, data, n_cols, [str(v) for v in names], [str(g) for g in gene_list],
+                          int(ctrl_size), backend)
+    adata.obs[score_name] = s
+    return adata if copy else None
+
+
+def rank_genes_groups(
+    adata: AnnData,
+    groupby: str,
+    *,
+    use_raw: bool | None = None,
+    groups: str = "all",
+    reference: str = "rest",
+    n_genes: int | None = None,
+    method: str | None = None,
+    corr_method: str = "benjamini-hochberg",
+    tie_correct: bool = False,
+    layer: str | None = None,
+    key_added: str | None = None,
+    copy: bool = False,
+    backend: str = "auto",
+) -> AnnData | None:
+    """Marker genes of each group against the rest, as ``scanpy.tl.rank_genes_groups``:
+    methods ``t-test`` (default), ``t-test_overestim_var`` and ``wilcoxon`` (with
+    ``tie_correct``), Benjamini-Hochberg; ``uns[key_added]`` in scanpy's layout, so
+    ``sc.get.rank_genes_groups_df`` and ``sc.pl.rank_genes_groups`` read it.
+
+    ``groups`` other than ``"all"``, a ``reference`` group, ``logreg`` and other corrections
+    are not implemented.
+    """
+    check_backend(backend)
+    if groups != "all" or reference != "rest" or corr_method != "benjamini-hochberg":
+        raise NotImplementedError("rank_genes_groups supports groups='all', reference='rest', benjamini-hochberg")
+    method = "t-test" if method is None else method
+    if groupby not in adata.obs.columns:
+        raise ValueError(f"groupby: obs has no column {groupby!r}")
+    if copy:
+        adata = adata.copy()
+    actual(adata)
+    use_raw = (adata.raw is not None and layer is None) if use_raw is None else use_raw
+    x = matrix(adata, layer, use_raw)
+    names = adata.raw.var_names if use_raw else adata.var_names
+    g = adata.obs[groupby]
+    g = g if isinstance(g.dtype, pd.CategoricalDtype) else g.astype("category")
+    labels = [str(c) for c in g.cat.categories]
+    codes = np.ascontiguousarray(g.cat.codes.to_numpy(np.int32))
+    indptr, indices, data, n_cols = csr_parts(x)
+    r = uns(_core.rank_genes_groups(indptr, indices, data, n_cols, [str(v) for v in names], groupby, codes, labels,
+                                    method, n_genes, bool(tie_correct), backend))
+    r["params"]["use_raw"] = bool(use_raw)
+    if layer is not None:
+        r["params"]["layer"] = layer
+    adata.uns[key_added or "rank_genes_groups"] = r
+    return adata if copy else None

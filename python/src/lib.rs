@@ -1,0 +1,833 @@
+//! `cartscope._core`: the Rust side of the Python package. Each function is a thin layer over
+//! [`cartscope::ops`] (the code a `cartscope run` runs) on numpy arrays: it checks shapes, turns
+//! arrays into the library's types, releases the GIL while Rust computes and hands results
+//! back as numpy arrays owned by Python. The AnnData side (which keys, which defaults) lives in
+//! the Python package (`python/cartscope`).
+
+use std::sync::OnceLock;
+
+use cartscope::backend::{Backend, BackendChoice, select_backend};
+use cartscope::io::{
+    AnnData, Column, CountSource, Dense, Frame, ReadOptions, RecordColumn, UnsValue,
+};
+use cartscope::{CsrMatrix, ErrorKind, RunOptions};
+use numpy::ndarray::Array2;
+use numpy::{
+    IntoPyArray, PyReadonlyArray1, PyReadonlyArray2, PyReadwriteArray1, PyUntypedArrayMethods,
+};
+use pyo3::exceptions::{PyKeyboardInterrupt, PyRuntimeError, PyValueError};
+use pyo3::prelude::*;
+use pyo3::types::{PyDict, PyList, PyTuple};
+
+/// A cartscope error as the Python exception its kind calls for, with the CLI's one-line text.
+fn py_err(e: cartscope::Error) -> PyErr {
+    match e.kind() {
+        ErrorKind::BadInput | ErrorKind::Usage => PyValueError::new_err(e.to_string()),
+        _ => PyRuntimeError::new_err(e.to_string()),
+    }
+}
+
+fn bad(msg: impl Into<String>) -> PyErr {
+    PyValueError::new_err(msg.into())
+}
+
+/// Runs `f` with the GIL released, then raises KeyboardInterrupt if Ctrl-C came meanwhile
+/// (before anything is written back into the caller's objects).
+fn compute<T: Send>(py: Python<'_>, f: impl FnOnce() -> T + Send) -> PyResult<T> {
+    let out = py.detach(f);
+    py.check_signals().map_err(|e| {
+        if e.is_instance_of::<PyKeyboardInterrupt>(py) {
+            e
+        } else {
+            PyRuntimeError::new_err(e.to_string())
+        }
+    })?;
+    Ok(out)
+}
+
+/// A backend opened once per process, with the reason `auto` fell back to the CPU.
+type Opened = (Box<dyn Backend>, Option<String>);
+
+/// The backend for `name` ("auto", "cpu", "gpu"), opened once per process.
+fn opened(name: &str) -> PyResult<&'static Opened> {
+    static CPU: OnceLock<Opened> = OnceLock::new();
+    static AUTO: OnceLock<Opened> = OnceLock::new();
+    static GPU: OnceLock<Opened> = OnceLock::new();
+    let (choice, cell) = match name {
+        "cpu" => (BackendChoice::Cpu, &CPU),
+        "auto" => (BackendChoice::Auto, &AUTO),
+        "gpu" => (BackendChoice::Gpu, &GPU),
+        other => {
+            return Err(bad(format!(
+                "backend must be \"auto\", \"cpu\" or \"gpu\", not {other:?}"
+            )));
+        }
+    };
+    if let Some(b) = cell.get() {
+        return Ok(b);
+    }
+    let s = select_backend(choice).map_err(py_err)?;
+    Ok(cell.get_or_init(|| (s.backend, s.fallback_reason)))
+}
+
+fn backend(name: &str) -> PyResult<&'static dyn Backend> {
+    Ok(opened(name)?.0.as_ref())
+}
+
+/// A CSR matrix from scipy's arrays (int64 indptr, int32 indices, float32 data), checked.
+fn csr(
+    indptr: &PyReadonlyArray1<'_, i64>,
+    indices: &PyReadonlyArray1<'_, i32>,
+    data: &PyReadonlyArray1<'_, f32>,
+    n_cols: usize,
+) -> PyResult<CsrMatrix> {
+    let (p, i, d) = (indptr.as_slice()?, indices.as_slice()?, data.as_slice()?);
+    let n_rows = p
+        .len()
+        .checked_sub(1)
+        .ok_or_else(|| bad("X: empty indptr"))?;
+    if p[0] != 0 || p.windows(2).any(|w| w[0] > w[1]) || p[n_rows] as usize != d.len() {
+        return Err(bad("X: indptr is not a valid CSR row pointer"));
+    }
+    if i.len() != d.len() {
+        return Err(bad("X: indices and data differ in length"));
+    }
+    if i.iter().any(|&j| j < 0 || j as usize >= n_cols) {
+        return Err(bad(format!("X: a column index is outside 0..{n_cols}")));
+    }
+    Ok(CsrMatrix {
+        n_rows,
+        n_cols,
+        indptr: p.iter().map(|&v| v as u64).collect(),
+        indices: i.iter().map(|&v| v as u32).collect(),
+        data: d.to_vec(),
+    })
+}
+
+/// A CSR matrix as the tuple `(data, indices, indptr, shape)` scipy's constructor takes.
+fn csr_out<'py, T: numpy::Element>(
+    py: Python<'py>,
+    m: CsrMatrix<T>,
+) -> PyResult<Bound<'py, PyTuple>> {
+    let indptr: Vec<i64> = m.indptr.iter().map(|&v| v as i64).collect();
+    let indices: Vec<i32> = m.indices.iter().map(|&v| v as i32).collect();
+    PyTuple::new(
+        py,
+        [
+            m.data.into_pyarray(py).into_any(),
+            indices.into_pyarray(py).into_any(),
+            indptr.into_pyarray(py).into_any(),
+            (m.n_rows, m.n_cols).into_pyobject(py)?.into_any(),
+        ],
+    )
+}
+
+fn dense_out<'py, T: numpy::Element>(
+    py: Python<'py>,
+    v: Vec<T>,
+    cols: usize,
+) -> PyResult<Bound<'py, PyAny>> {
+    let rows = v.len().checked_div(cols).unwrap_or(0);
+    let a = Array2::from_shape_vec((rows, cols), v)
+        .map_err(|e| PyRuntimeError::new_err(e.to_string()))?;
+    Ok(a.into_pyarray(py).into_any())
+}
+
+/// A frame column as Python: numpy arrays for numbers and booleans, a list of str for strings,
+/// `("categorical", codes, categories, ordered)` and `("masked", values, mask)` for the rest.
+fn column_out<'py>(py: Python<'py>, c: Column) -> PyResult<Bound<'py, PyAny>> {
+    Ok(match c {
+        Column::Str(v) => v.into_pyobject(py)?.into_any(),
+        Column::Categorical {
+            codes,
+            categories,
+            ordered,
+        } => ("categorical", codes.into_pyarray(py), categories, ordered)
+            .into_pyobject(py)?
+            .into_any(),
+        Column::F64(v) => v.into_pyarray(py).into_any(),
+        Column::F32(v) => v.into_pyarray(py).into_any(),
+        Column::I64(v) => v.into_pyarray(py).into_any(),
+        Column::I32(v) => v.into_pyarray(py).into_any(),
+        Column::Bool(v) => v.into_pyarray(py).into_any(),
+        Column::NullableInt { values, mask } => {
+            ("masked", values.into_pyarray(py), mask.into_pyarray(py))
+                .into_pyobject(py)?
+                .into_any()
+        }
+        Column::NullableBool { values, mask } => {
+            ("masked", values.into_pyarray(py), mask.into_pyarray(py))
+                .into_pyobject(py)?
+                .into_any()
+        }
+        Column::NullableStr { values, mask } => ("masked", values, mask.into_pyarray(py))
+            .into_pyobject(py)?
+            .into_any(),
+    })
+}
+
+fn frame_out<'py>(py: Python<'py>, f: Frame) -> PyResult<Bound<'py, PyTuple>> {
+    let cols = PyList::empty(py);
+    for (name, c) in f.columns {
+        cols.append((name, column_out(py, c)?))?;
+    }
+    PyTuple::new(py, [f.index.into_pyobject(py)?.into_any(), cols.into_any()])
+}
+
+/// A frame from Python: the index and `(name, kind, values[, categories])` columns, kind one
+/// of `cat` (int32 codes, categories), `str`, `f64`, `i64`, `bool`.
+fn frame_in(index: Vec<String>, columns: &Bound<'_, PyList>) -> PyResult<Frame> {
+    let mut f = Frame::new(index);
+    for item in columns.iter() {
+        let t = item.cast::<PyTuple>()?;
+        let name: String = t.get_item(0)?.extract()?;
+        let kind: String = t.get_item(1)?.extract()?;
+        let v = t.get_item(2)?;
+        let col = match kind.as_str() {
+            "cat" => Column::Categorical {
+                codes: v
+                    .extract::<PyReadonlyArray1<'_, i32>>()?
+                    .as_slice()?
+                    .to_vec(),
+                categories: t.get_item(3)?.extract()?,
+                ordered: false,
+            },
+            "str" => Column::Str(v.extract()?),
+            "f64" => Column::F64(
+                v.extract::<PyReadonlyArray1<'_, f64>>()?
+                    .as_slice()?
+                    .to_vec(),
+            ),
+            "i64" => Column::I64(
+                v.extract::<PyReadonlyArray1<'_, i64>>()?
+                    .as_slice()?
+                    .to_vec(),
+            ),
+            "bool" => Column::Bool(
+                v.extract::<PyReadonlyArray1<'_, bool>>()?
+                    .as_slice()?
+                    .to_vec(),
+            ),
+            other => return Err(bad(format!("obs/{name}: unsupported column kind {other}"))),
+        };
+        if col.len() != f.index.len() {
+            return Err(bad(format!(
+                "{name}: {} values for {} rows",
+                col.len(),
+                f.index.len()
+            )));
+        }
+        f.columns.push((name, col));
+    }
+    Ok(f)
+}
+
+fn uns_out<'py>(py: Python<'py>, v: UnsValue) -> PyResult<Bound<'py, PyAny>> {
+    Ok(match v {
+        UnsValue::Int(x) => x.into_pyobject(py)?.into_any(),
+        UnsValue::Float(x) => x.into_pyobject(py)?.into_any(),
+        UnsValue::Bool(x) => x.into_pyobject(py)?.to_owned().into_any(),
+        UnsValue::Str(x) => x.into_pyobject(py)?.into_any(),
+        UnsValue::F64s(x) => x.into_pyarray(py).into_any(),
+        UnsValue::F32s(x) => x.into_pyarray(py).into_any(),
+        UnsValue::I64s(x) => x.into_pyarray(py).into_any(),
+        UnsValue::Strs(x) => x.into_pyobject(py)?.into_any(),
+        UnsValue::Map(entries) => {
+            let d = PyDict::new(py);
+            for (k, v) in entries {
+                d.set_item(k, uns_out(py, v)?)?;
+            }
+            d.into_any()
+        }
+        UnsValue::Records(fields) => {
+            // ("records", [(field, values)]): the package builds the numpy record array.
+            let l = PyList::empty(py);
+            for (name, col) in fields {
+                let values = match col {
+                    RecordColumn::Str(v) => v.into_pyobject(py)?.into_any(),
+                    RecordColumn::F32(v) => v.into_pyarray(py).into_any(),
+                    RecordColumn::F64(v) => v.into_pyarray(py).into_any(),
+                };
+                l.append((name, values))?;
+            }
+            ("records", l).into_pyobject(py)?.into_any()
+        }
+    })
+}
+
+fn anndata_out<'py>(py: Python<'py>, ad: AnnData) -> PyResult<Bound<'py, PyDict>> {
+    let d = PyDict::new(py);
+    d.set_item("obs", frame_out(py, ad.obs)?)?;
+    d.set_item("var", frame_out(py, ad.var)?)?;
+    match ad.x {
+        Some(x) => d.set_item("X", csr_out(py, x)?)?,
+        None => d.set_item("X", py.None())?,
+    }
+    let pairs = PyList::empty(py);
+    for (k, m) in ad.layers {
+        pairs.append((k, csr_out(py, m)?))?;
+    }
+    d.set_item("layers", pairs)?;
+    for (key, items) in [("obsm", ad.obsm), ("varm", ad.varm)] {
+        let l = PyList::empty(py);
+        for (k, a) in items {
+            let arr = match a {
+                Dense::F32(a) => a.into_pyarray(py).into_any(),
+                Dense::F64(a) => a.into_pyarray(py).into_any(),
+            };
+            l.append((k, arr))?;
+        }
+        d.set_item(key, l)?;
+    }
+    let l = PyList::empty(py);
+    for (k, m) in ad.obsp {
+        l.append((k, csr_out(py, m)?))?;
+    }
+    for (k, m) in ad.obsp_f64 {
+        l.append((k, csr_out(py, m)?))?;
+    }
+    d.set_item("obsp", l)?;
+    let u = PyDict::new(py);
+    for (k, v) in ad.uns {
+        u.set_item(k, uns_out(py, v)?)?;
+    }
+    d.set_item("uns", u)?;
+    Ok(d)
+}
+
+/// The compute devices: `[{"backend", "device", "driver", "fallback_reason"}]` for the CPU
+/// and for what `auto` and `gpu` open.
+#[pyfunction]
+fn devices(py: Python<'_>) -> PyResult<Bound<'_, PyList>> {
+    let out = PyList::empty(py);
+    for name in ["cpu", "auto", "gpu"] {
+        let d = PyDict::new(py);
+        d.set_item("request", name)?;
+        match py.detach(|| {
+            opened(name)
+                .map(|(b, why)| (b.name(), b.device(), b.driver(), why.clone()))
+                .map_err(|e| e.to_string())
+        }) {
+            Ok((kind, device, driver, reason)) => {
+                d.set_item("backend", kind)?;
+                d.set_item("device", device)?;
+                d.set_item("driver", driver)?;
+                d.set_item("fallback_reason", reason)?;
+            }
+            Err(e) => {
+                d.set_item("backend", py.None())?;
+                d.set_item("error", e)?;
+            }
+        }
+        out.append(d)?;
+    }
+    Ok(out)
+}
+
+/// Reads a count matrix (h5ad, 10x h5, 10x MTX) as the CLI does: `{"X": csr tuple, "obs",
+/// "var", "format", "gene_name_source"}`.
+#[pyfunction]
+#[pyo3(signature = (path, layer=None, use_raw=false))]
+fn read(
+    py: Python<'_>,
+    path: std::path::PathBuf,
+    layer: Option<String>,
+    use_raw: bool,
+) -> PyResult<Bound<'_, PyDict>> {
+    let opts = ReadOptions {
+        layer,
+        use_raw,
+        ..ReadOptions::default()
+    };
+    let (x, obs, var, format, names) = compute(py, || -> cartscope::Result<_> {
+        let mut src = CountSource::open(&path, &opts)?;
+        let x = src.read_all()?;
+        let format = src.format.as_str();
+        Ok((
+            x,
+            std::mem::take(&mut src.obs),
+            std::mem::take(&mut src.var),
+            format,
+            src.gene_name_source.clone(),
+        ))
+    })?
+    .map_err(py_err)?;
+    let d = PyDict::new(py);
+    d.set_item("X", csr_out(py, x)?)?;
+    d.set_item("obs", frame_out(py, obs)?)?;
+    d.set_item("var", frame_out(py, var)?)?;
+    d.set_item("format", format)?;
+    d.set_item("gene_name_source", names)?;
+    Ok(d)
+}
+
+macro_rules! in_place {
+    ($norm:ident, $log:ident, $qc:ident, $t:ty) => {
+        /// normalize_total on CSR values in place; returns the target used.
+        #[pyfunction]
+        #[pyo3(signature = (indptr, data, target_sum=None))]
+        fn $norm(
+            py: Python<'_>,
+            indptr: PyReadonlyArray1<'_, i64>,
+            mut data: PyReadwriteArray1<'_, $t>,
+            target_sum: Option<f64>,
+        ) -> PyResult<f64> {
+            let p: Vec<u64> = indptr.as_slice()?.iter().map(|&v| v as u64).collect();
+            let d = data.as_slice_mut()?;
+            if p.first() != Some(&0)
+                || p.last().copied() != Some(d.len() as u64)
+                || p.windows(2).any(|w| w[0] > w[1])
+            {
+                return Err(bad("X: indptr is not a valid CSR row pointer"));
+            }
+            compute(py, || cartscope::ops::normalize_total(&p, d, target_sum))
+        }
+
+        /// log1p of values in place.
+        #[pyfunction]
+        fn $log(py: Python<'_>, mut data: PyReadwriteArray1<'_, $t>) -> PyResult<()> {
+            let d = data.as_slice_mut()?;
+            compute(py, || cartscope::ops::log1p(d))
+        }
+
+        /// QC metrics of CSR counts.
+        #[pyfunction]
+        fn $qc<'py>(
+            py: Python<'py>,
+            indptr: PyReadonlyArray1<'py, i64>,
+            indices: PyReadonlyArray1<'py, i32>,
+            data: PyReadonlyArray1<'py, $t>,
+            n_genes: usize,
+            qc_vars: Vec<PyReadonlyArray1<'py, bool>>,
+            percent_top: Vec<usize>,
+        ) -> PyResult<Bound<'py, PyDict>> {
+            let p: Vec<u64> = indptr.as_slice()?.iter().map(|&v| v as u64).collect();
+            let idx: Vec<u32> = indices.as_slice()?.iter().map(|&v| v as u32).collect();
+            if idx.iter().any(|&j| j as usize >= n_genes) {
+                return Err(bad(format!("X: a column index is outside 0..{n_genes}")));
+            }
+            let masks: Vec<Vec<bool>> = qc_vars
+                .iter()
+                .map(|m| m.as_slice().map(<[bool]>::to_vec))
+                .collect::<Result<_, _>>()?;
+            if masks.iter().any(|m| m.len() != n_genes) {
+                return Err(bad("qc_vars: a mask is not one value per gene"));
+            }
+            let d = data.as_slice()?;
+            let m = compute(py, || {
+                cartscope::ops::qc_metrics(&p, &idx, d, n_genes, &masks, &percent_top)
+            })?;
+            let out = PyDict::new(py);
+            out.set_item("n_genes_by_counts", m.n_genes_by_counts.into_pyarray(py))?;
+            out.set_item("total_counts", m.total_counts.into_pyarray(py))?;
+            let l = PyList::empty(py);
+            for v in m.pct_top {
+                l.append(v.into_pyarray(py))?;
+            }
+            out.set_item("pct_top", l)?;
+            let l = PyList::empty(py);
+            for v in m.qc_totals {
+                l.append(v.into_pyarray(py))?;
+            }
+            out.set_item("qc_totals", l)?;
+            out.set_item("n_cells_by_counts", m.n_cells_by_counts.into_pyarray(py))?;
+            out.set_item("gene_totals", m.gene_totals.into_pyarray(py))?;
+            Ok(out)
+        }
+    };
+}
+in_place!(normalize_total_f32, log1p_f32, qc_metrics_f32, f32);
+in_place!(normalize_total_f64, log1p_f64, qc_metrics_f64, f64);
+
+fn parse<T: clap::ValueEnum>(what: &str, s: &str) -> PyResult<T> {
+    T::from_str(s, false).map_err(|_| {
+        let names: Vec<String> = T::value_variants()
+            .iter()
+            .filter_map(|v| v.to_possible_value().map(|p| p.get_name().to_string()))
+            .collect();
+        bad(format!(
+            "{what} must be one of {}, not {s:?}",
+            names.join(", ")
+        ))
+    })
+}
+
+/// highly_variable_genes: `(highly_variable, [(column, values)])`.
+#[pyfunction]
+#[pyo3(signature = (indptr, indices, data, n_cols, var_names, flavor, n_top_genes, batch_codes, batch_categories, backend_name))]
+#[allow(clippy::too_many_arguments)]
+fn highly_variable_genes<'py>(
+    py: Python<'py>,
+    indptr: PyReadonlyArray1<'py, i64>,
+    indices: PyReadonlyArray1<'py, i32>,
+    data: PyReadonlyArray1<'py, f32>,
+    n_cols: usize,
+    var_names: Vec<String>,
+    flavor: &str,
+    n_top_genes: usize,
+    batch_codes: Option<PyReadonlyArray1<'py, u32>>,
+    batch_categories: Option<Vec<String>>,
+    backend_name: &str,
+) -> PyResult<Bound<'py, PyTuple>> {
+    let x = csr(&indptr, &indices, &data, n_cols)?;
+    let flavor = parse(&"flavor", flavor)?;
+    let batches = match (batch_codes, batch_categories) {
+        (Some(c), Some(cats)) => Some((cats, c.as_slice()?.to_vec())),
+        _ => None,
+    };
+    let b = backend(backend_name)?;
+    let (hv, cols) = compute(py, || {
+        cartscope::ops::highly_variable_genes(x, var_names, flavor, n_top_genes, batches, b)
+    })?
+    .map_err(py_err)?;
+    let l = PyList::empty(py);
+    for (name, c) in cols {
+        l.append((name, column_out(py, c)?))?;
+    }
+    PyTuple::new(py, [hv.into_pyarray(py).into_any(), l.into_any()])
+}
+
+/// Per-gene mean and std (ddof 1).
+#[pyfunction]
+fn mean_std<'py>(
+    py: Python<'py>,
+    indptr: PyReadonlyArray1<'py, i64>,
+    indices: PyReadonlyArray1<'py, i32>,
+    data: PyReadonlyArray1<'py, f32>,
+    n_cols: usize,
+    backend_name: &str,
+) -> PyResult<Bound<'py, PyTuple>> {
+    let x = csr(&indptr, &indices, &data, n_cols)?;
+    let b = backend(backend_name)?;
+    let (m, s) = compute(py, || cartscope::ops::mean_std(&x, b))?;
+    PyTuple::new(py, [m.into_pyarray(py), s.into_pyarray(py)])
+}
+
+/// scale: the dense scaled matrix (float32).
+#[pyfunction]
+#[allow(clippy::too_many_arguments)]
+fn scale<'py>(
+    py: Python<'py>,
+    indptr: PyReadonlyArray1<'py, i64>,
+    indices: PyReadonlyArray1<'py, i32>,
+    data: PyReadonlyArray1<'py, f32>,
+    n_cols: usize,
+    mean: Vec<f64>,
+    std: Vec<f64>,
+    zero_center: bool,
+    max_value: Option<f64>,
+    backend_name: &str,
+) -> PyResult<Bound<'py, PyAny>> {
+    let x = csr(&indptr, &indices, &data, n_cols)?;
+    if mean.len() != n_cols || std.len() != n_cols {
+        return Err(bad("scale: mean and std need one value per gene"));
+    }
+    let b = backend(backend_name)?;
+    let cols: Vec<u32> = (0..n_cols as u32).collect();
+    let out = compute(py, || {
+        let mut out = vec![0.0f32; x.n_rows * n_cols];
+        cartscope::ops::scale_into(&x, &cols, &mean, &std, zero_center, max_value, b, &mut out);
+        out
+    })?;
+    dense_out(py, out, n_cols)
+}
+
+fn pca_out<'py>(
+    py: Python<'py>,
+    fit: cartscope::tl::pca::Pca,
+    x_pca: Vec<f32>,
+) -> PyResult<Bound<'py, PyDict>> {
+    let d = PyDict::new(py);
+    let c = fit.n_comps;
+    d.set_item("X_pca", dense_out(py, x_pca, c)?)?;
+    d.set_item("components", dense_out(py, fit.components, c)?)?;
+    d.set_item("variance", fit.variance.into_pyarray(py))?;
+    d.set_item("variance_ratio", fit.variance_ratio.into_pyarray(py))?;
+    d.set_item("mean", fit.mean.into_pyarray(py))?;
+    Ok(d)
+}
+
+/// PCA of a dense float32 matrix (C order).
+#[pyfunction]
+fn pca_dense<'py>(
+    py: Python<'py>,
+    x: PyReadonlyArray2<'py, f32>,
+    n_comps: usize,
+    solver: &str,
+    backend_name: &str,
+) -> PyResult<Bound<'py, PyDict>> {
+    let k = x.shape()[1];
+    let s = x.as_slice()?;
+    let solver = parse(&"svd_solver", solver)?;
+    let b = backend(backend_name)?;
+    let (fit, xp) =
+        compute(py, || cartscope::ops::pca_dense(s, k, n_comps, solver, b))?.map_err(py_err)?;
+    pca_out(py, fit, xp)
+}
+
+/// PCA of the columns `cols` of a CSR matrix, centred implicitly.
+#[pyfunction]
+#[allow(clippy::too_many_arguments)]
+fn pca_sparse<'py>(
+    py: Python<'py>,
+    indptr: PyReadonlyArray1<'py, i64>,
+    indices: PyReadonlyArray1<'py, i32>,
+    data: PyReadonlyArray1<'py, f32>,
+    n_cols: usize,
+    cols: Vec<u32>,
+    n_comps: usize,
+    solver: &str,
+    backend_name: &str,
+) -> PyResult<Bound<'py, PyDict>> {
+    let x = csr(&indptr, &indices, &data, n_cols)?;
+    if cols.iter().any(|&c| c as usize >= n_cols) {
+        return Err(bad("pca: a gene of the mask is outside the matrix"));
+    }
+    let solver = parse(&"svd_solver", solver)?;
+    let b = backend(backend_name)?;
+    let (fit, xp) = compute(py, || {
+        cartscope::ops::pca_sparse(&x, &cols, n_comps, solver, b)
+    })?
+    .map_err(py_err)?;
+    pca_out(py, fit, xp)
+}
+
+/// neighbors: `(k, connectivities, distances)` as scipy CSR tuples.
+#[pyfunction]
+fn neighbors<'py>(
+    py: Python<'py>,
+    points: PyReadonlyArray2<'py, f32>,
+    n_neighbors: usize,
+    method: &str,
+    seed: u64,
+    backend_name: &str,
+) -> PyResult<Bound<'py, PyTuple>> {
+    let dim = points.shape()[1];
+    let p = points.as_slice()?;
+    let method = parse(&"knn method", method)?;
+    let b = backend(backend_name)?;
+    let (k, conn, dist) = compute(py, || {
+        cartscope::ops::neighbors(p, dim, n_neighbors, method, seed, b)
+    })?;
+    PyTuple::new(
+        py,
+        [
+            k.into_pyobject(py)?.into_any(),
+            csr_out(py, conn)?.into_any(),
+            csr_out(py, dist)?.into_any(),
+        ],
+    )
+}
+
+/// A square float32 CSR graph from scipy's arrays.
+fn graph(
+    indptr: &PyReadonlyArray1<'_, i64>,
+    indices: &PyReadonlyArray1<'_, i32>,
+    data: &PyReadonlyArray1<'_, f32>,
+) -> PyResult<CsrMatrix> {
+    let n = indptr.len().saturating_sub(1);
+    csr(indptr, indices, data, n)
+}
+
+/// leiden: `(membership, n_clusters, modularity)`.
+#[pyfunction]
+fn leiden<'py>(
+    py: Python<'py>,
+    indptr: PyReadonlyArray1<'py, i64>,
+    indices: PyReadonlyArray1<'py, i32>,
+    data: PyReadonlyArray1<'py, f32>,
+    resolution: f64,
+    n_iterations: usize,
+    seed: u64,
+) -> PyResult<Bound<'py, PyTuple>> {
+    let adj = graph(&indptr, &indices, &data)?;
+    let c = compute(py, || {
+        cartscope::ops::leiden(&adj, resolution, n_iterations, seed)
+    })?;
+    PyTuple::new(
+        py,
+        [
+            c.membership.into_pyarray(py).into_any(),
+            c.n_clusters.into_pyobject(py)?.into_any(),
+            c.modularity.into_pyobject(py)?.into_any(),
+        ],
+    )
+}
+
+/// umap: `(embedding, a, b)`.
+#[pyfunction]
+#[allow(clippy::too_many_arguments)]
+fn umap<'py>(
+    py: Python<'py>,
+    indptr: PyReadonlyArray1<'py, i64>,
+    indices: PyReadonlyArray1<'py, i32>,
+    data: PyReadonlyArray1<'py, f32>,
+    init_data: Option<PyReadonlyArray2<'py, f32>>,
+    min_dist: f64,
+    spread: f64,
+    n_epochs: Option<usize>,
+    negative_sample_rate: usize,
+    alpha: f64,
+    gamma: f64,
+    n_components: usize,
+    seed: u64,
+    backend_name: &str,
+) -> PyResult<Bound<'py, PyTuple>> {
+    let conn = graph(&indptr, &indices, &data)?;
+    let init = match &init_data {
+        Some(a) => Some((a.as_slice()?, a.shape()[1])),
+        None => None,
+    };
+    let params = cartscope::tl::umap::UmapParams {
+        min_dist,
+        spread,
+        n_epochs,
+        negative_sample_rate,
+        learning_rate: alpha,
+        repulsion_strength: gamma,
+        n_components,
+        seed,
+    };
+    let b = backend(backend_name)?;
+    let u = compute(py, || cartscope::ops::umap(&conn, init, &params, b))?.map_err(py_err)?;
+    PyTuple::new(
+        py,
+        [
+            dense_out(py, u.embedding, n_components)?,
+            u.a.into_pyobject(py)?.into_any(),
+            u.b.into_pyobject(py)?.into_any(),
+        ],
+    )
+}
+
+/// score_genes: one score per cell.
+#[pyfunction]
+#[allow(clippy::too_many_arguments)]
+fn score_genes<'py>(
+    py: Python<'py>,
+    indptr: PyReadonlyArray1<'py, i64>,
+    indices: PyReadonlyArray1<'py, i32>,
+    data: PyReadonlyArray1<'py, f32>,
+    n_cols: usize,
+    var_names: Vec<String>,
+    gene_list: Vec<String>,
+    ctrl_size: usize,
+    backend_name: &str,
+) -> PyResult<Bound<'py, PyAny>> {
+    let x = csr(&indptr, &indices, &data, n_cols)?;
+    let b = backend(backend_name)?;
+    let s = compute(py, || {
+        cartscope::ops::score_genes(&x, &var_names, &gene_list, ctrl_size, b)
+    })?
+    .map_err(py_err)?;
+    Ok(s.into_pyarray(py).into_any())
+}
+
+/// rank_genes_groups: `uns["rank_genes_groups"]` as nested Python values.
+#[pyfunction]
+#[allow(clippy::too_many_arguments)]
+fn rank_genes_groups<'py>(
+    py: Python<'py>,
+    indptr: PyReadonlyArray1<'py, i64>,
+    indices: PyReadonlyArray1<'py, i32>,
+    data: PyReadonlyArray1<'py, f32>,
+    n_cols: usize,
+    var_names: Vec<String>,
+    groupby: String,
+    codes: PyReadonlyArray1<'py, i32>,
+    labels: Vec<String>,
+    method: &str,
+    n_genes: Option<usize>,
+    tie_correct: bool,
+    backend_name: &str,
+) -> PyResult<Bound<'py, PyAny>> {
+    let x = csr(&indptr, &indices, &data, n_cols)?;
+    let codes = codes.as_slice()?.to_vec();
+    if codes.len() != x.n_rows || codes.iter().any(|&c| c >= labels.len() as i32) {
+        return Err(bad(format!(
+            "{groupby}: one group code per cell, within the categories"
+        )));
+    }
+    let method = parse(&"method", method)?;
+    let b = backend(backend_name)?;
+    let v = compute(py, || {
+        cartscope::ops::rank_genes_groups(
+            x,
+            var_names,
+            &groupby,
+            codes,
+            labels,
+            method,
+            n_genes,
+            tie_correct,
+            b,
+        )
+    })?
+    .map_err(py_err)?;
+    uns_out(py, v)
+}
+
+/// The whole recipe of `cartscope run` on counts in memory: `{"adata": ..., "summary": JSON
+/// text, "report_html": str | None}`.
+#[pyfunction]
+#[allow(clippy::too_many_arguments)]
+fn run<'py>(
+    py: Python<'py>,
+    indptr: PyReadonlyArray1<'py, i64>,
+    indices: PyReadonlyArray1<'py, i32>,
+    data: PyReadonlyArray1<'py, f32>,
+    obs_names: Vec<String>,
+    obs_columns: Bound<'py, PyList>,
+    var_names: Vec<String>,
+    options_json: &str,
+    backend_name: &str,
+    report: bool,
+    name: &str,
+) -> PyResult<Bound<'py, PyDict>> {
+    let x = csr(&indptr, &indices, &data, var_names.len())?;
+    let obs = frame_in(obs_names, &obs_columns)?;
+    let var = Frame::new(var_names);
+    let opts: RunOptions =
+        serde_json::from_str(options_json).map_err(|e| bad(format!("options: {e}")))?;
+    let b = backend(backend_name)?;
+    let name = name.to_string();
+    let r = compute(py, move || -> cartscope::Result<_> {
+        let src = CountSource::from_memory(&name, x, obs, var)?;
+        cartscope::ops::run(src, &opts, b, report)
+    })?
+    .map_err(py_err)?;
+    let d = PyDict::new(py);
+    d.set_item("adata", anndata_out(py, r.adata)?)?;
+    d.set_item(
+        "summary",
+        serde_json::to_string(&r.summary).map_err(|e| PyRuntimeError::new_err(e.to_string()))?,
+    )?;
+    d.set_item("report_html", r.report_html)?;
+    Ok(d)
+}
+
+/// The extension module.
+#[pymodule]
+fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add("__version__", env!("CARGO_PKG_VERSION"))?;
+    m.add_function(wrap_pyfunction!(devices, m)?)?;
+    m.add_function(wrap_pyfunction!(read, m)?)?;
+    m.add_function(wrap_pyfunction!(normalize_total_f32, m)?)?;
+    m.add_function(wrap_pyfunction!(normalize_total_f64, m)?)?;
+    m.add_function(wrap_pyfunction!(log1p_f32, m)?)?;
+    m.add_function(wrap_pyfunction!(log1p_f64, m)?)?;
+    m.add_function(wrap_pyfunction!(qc_metrics_f32, m)?)?;
+    m.add_function(wrap_pyfunction!(qc_metrics_f64, m)?)?;
+    m.add_function(wrap_pyfunction!(highly_variable_genes, m)?)?;
+    m.add_function(wrap_pyfunction!(mean_std, m)?)?;
+    m.add_function(wrap_pyfunction!(scale, m)?)?;
+    m.add_function(wrap_pyfunction!(pca_dense, m)?)?;
+    m.add_function(wrap_pyfunction!(pca_sparse, m)?)?;
+    m.add_function(wrap_pyfunction!(neighbors, m)?)?;
+    m.add_function(wrap_pyfunction!(leiden, m)?)?;
+    m.add_function(wrap_pyfunction!(umap, m)?)?;
+    m.add_function(wrap_pyfunction!(score_genes, m)?)?;
+    m.add_function(wrap_pyfunction!(rank_genes_groups, m)?)?;
+    m.add_function(wrap_pyfunction!(run, m)?)?;
+    Ok(())
+}

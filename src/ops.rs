@@ -1,0 +1,549 @@
+//! scanpy's functions on data already in memory: the entry points of the Python bindings
+//! (`python/`). Each one runs the code a `cartscope run` runs for the same step (the stage
+//! functions of [`crate::pipeline`], the kernels of a [`Backend`]), on a matrix handed over
+//! whole instead of read from a file, so a notebook gets the CLI's numbers.
+//!
+//! Matrices are cells x genes CSR in f32, the dtype the kernels compute in; dense arrays are
+//! row-major. Nothing here touches Python.
+
+use std::path::PathBuf;
+
+use crate::backend::{Backend, Moments, Transform};
+use crate::cart::genesets::GeneSet;
+use crate::cart::score::{ScorePlan, Scorer};
+use crate::error::{Error, Result};
+use crate::io::{AnnData, Column, CountSource, Frame, UnsValue};
+use crate::matrix::CsrMatrix;
+use crate::pipeline::data::{ChunkCtx, FilteredMatrix};
+use crate::pipeline::filter::{BatchRows, Filtered};
+use crate::pipeline::markers::Grouping;
+use crate::pipeline::{Job, KnnMethod, RunOptions, RunSummary, hvg, neighbors};
+use crate::pp::hvg::HvgFlavor;
+use crate::tl::leiden::{Clustering, LeidenParams, leiden as leiden_on};
+use crate::tl::markers::MarkerMethod;
+use crate::tl::pca::{Pca, PcaSolver, fit_from_gram_with};
+use crate::tl::umap::{Umap, UmapParams, umap_on};
+
+/// Rows per chunk of the chunked kernels (the run's default).
+const CHUNK_ROWS: usize = 4096;
+
+/// A whole run on an AnnData in memory: what `result.h5ad` would hold, the summary, and the
+/// report's HTML when asked for.
+pub struct InMemoryRun {
+    /// The AnnData after the recipe (only the cells and genes that pass QC).
+    pub adata: AnnData,
+    /// The run summary (`summary.json`).
+    pub summary: RunSummary,
+    /// `report.html`, when asked for.
+    pub report_html: Option<String>,
+}
+
+/// The run of `cartscope run` on `src` (a [`CountSource::from_memory`]), without writing
+/// files: the data stay in memory whatever `--max-memory` says, as they already are.
+pub fn run(
+    src: CountSource,
+    opts: &RunOptions,
+    backend: &dyn Backend,
+    report: bool,
+) -> Result<InMemoryRun> {
+    let mut opts = opts.clone();
+    // The matrix is already in memory: never plan to re-read it.
+    opts.max_memory_mib = u64::MAX >> 21;
+    let job = Job {
+        opts: &opts,
+        backend,
+        progress: false,
+        batch_key: None,
+        x_out: None,
+        vdj: None,
+        clone_group: None,
+    };
+    let analysis = crate::pipeline::analyse(src, &job)?;
+    let report_html = report.then(|| {
+        crate::report::render(
+            &analysis.adata,
+            &analysis.summary,
+            analysis.markers.as_ref(),
+            &opts,
+        )
+    });
+    Ok(InMemoryRun {
+        adata: analysis.adata,
+        summary: analysis.summary,
+        report_html,
+    })
+}
+
+/// scanpy's `normalize_total(target_sum)` on CSR values in place (`indptr` of the rows): each
+/// row divided by `f(total / target)` with the total summed in f64 and rounded to the values'
+/// type, as scipy and numpy do; `None` targets the median of the non-zero totals. Returns the
+/// target used.
+pub fn normalize_total<T: Real>(indptr: &[u64], data: &mut [T], target_sum: Option<f64>) -> f64 {
+    use rayon::prelude::*;
+    let totals: Vec<T> = indptr
+        .par_windows(2)
+        .map(|w| {
+            let row = &data[w[0] as usize..w[1] as usize];
+            T::from_f64(row.iter().map(|v| v.to_f64()).sum::<f64>())
+        })
+        .collect();
+    let target = match target_sum {
+        Some(t) => T::from_f64(t),
+        None => median_nonzero(&totals),
+    };
+    let mut rows: Vec<(&mut [T], T)> = Vec::with_capacity(totals.len());
+    let mut rest = data;
+    for (w, &t) in indptr.windows(2).zip(&totals) {
+        let (row, tail) = rest.split_at_mut((w[1] - w[0]) as usize);
+        rows.push((row, t));
+        rest = tail;
+    }
+    rows.into_par_iter().for_each(|(row, total)| {
+        let factor = if total.to_f64() == 0.0 {
+            T::from_f64(1.0)
+        } else {
+            total.div(target)
+        };
+        for v in row.iter_mut() {
+            *v = v.div(factor);
+        }
+    });
+    target.to_f64()
+}
+
+/// numpy's median (mean of the two middle values, in the values' type) of the non-zero
+/// totals; 0 when every total is 0.
+fn median_nonzero<T: Real>(totals: &[T]) -> T {
+    let mut v: Vec<f64> = totals
+        .iter()
+        .map(|t| t.to_f64())
+        .filter(|&t| t > 0.0)
+        .collect();
+    if v.is_empty() {
+        return T::from_f64(0.0);
+    }
+    v.sort_by(f64::total_cmp);
+    let m = v.len() / 2;
+    if v.len() % 2 == 1 {
+        T::from_f64(v[m])
+    } else {
+        // numpy's mean of two f32 values is taken in f32.
+        T::from_f64(v[m - 1])
+            .add(T::from_f64(v[m]))
+            .div(T::from_f64(2.0))
+    }
+}
+
+/// `log1p` of every value, in place, in the values' type (numpy's `np.log1p`).
+pub fn log1p<T: Real>(data: &mut [T]) {
+    use rayon::prelude::*;
+    data.par_iter_mut().for_each(|v| *v = v.ln_1p());
+}
+
+/// The value types of the in-place kernels (numpy float32 and float64).
+pub trait Real: Copy + Send + Sync + PartialOrd {
+    /// From f64, rounding to the type.
+    fn from_f64(v: f64) -> Self;
+    /// To f64.
+    fn to_f64(self) -> f64;
+    /// Division in the type.
+    fn div(self, other: Self) -> Self;
+    /// Addition in the type.
+    fn add(self, other: Self) -> Self;
+    /// `ln(1 + x)` in the type.
+    fn ln_1p(self) -> Self;
+}
+
+macro_rules! real {
+    ($t:ty) => {
+        impl Real for $t {
+            fn from_f64(v: f64) -> Self {
+                v as $t
+            }
+            fn to_f64(self) -> f64 {
+                self as f64
+            }
+            fn div(self, other: Self) -> Self {
+                self / other
+            }
+            fn add(self, other: Self) -> Self {
+                self + other
+            }
+            fn ln_1p(self) -> Self {
+                <$t>::ln_1p(self)
+            }
+        }
+    };
+}
+real!(f32);
+real!(f64);
+
+/// scanpy's `calculate_qc_metrics` on counts: per-cell and per-gene sums in f64.
+pub struct QcMetrics {
+    /// Genes with a positive count, per cell.
+    pub n_genes_by_counts: Vec<i64>,
+    /// Total counts per cell.
+    pub total_counts: Vec<f64>,
+    /// `pct_counts_in_top_{n}_genes` per cell, one vector per `percent_top` entry.
+    pub pct_top: Vec<Vec<f64>>,
+    /// Per `qc_vars` mask: total counts of the masked genes per cell.
+    pub qc_totals: Vec<Vec<f64>>,
+    /// Cells with a positive count, per gene.
+    pub n_cells_by_counts: Vec<i64>,
+    /// Total counts per gene.
+    pub gene_totals: Vec<f64>,
+}
+
+/// Per-cell and per-gene QC metrics of raw counts, as scanpy's `calculate_qc_metrics` defines
+/// them (stored zeros do not count as expressed).
+pub fn qc_metrics<T: Real>(
+    indptr: &[u64],
+    indices: &[u32],
+    data: &[T],
+    n_genes: usize,
+    qc_vars: &[Vec<bool>],
+    percent_top: &[usize],
+) -> QcMetrics {
+    use rayon::prelude::*;
+    let per_cell: Vec<(i64, f64, Vec<f64>, Vec<f64>)> = indptr
+        .par_windows(2)
+        .map(|w| {
+            let (a, b) = (w[0] as usize, w[1] as usize);
+            let vals: Vec<f64> = data[a..b].iter().map(|v| v.to_f64()).collect();
+            let total: f64 = vals.iter().sum();
+            let n = vals.iter().filter(|&&v| v > 0.0).count() as i64;
+            let mut sorted = vals.clone();
+            sorted.sort_by(|x, y| y.total_cmp(x));
+            let top = percent_top
+                .iter()
+                .map(|&k| {
+                    let s: f64 = sorted.iter().take(k).sum();
+                    if total > 0.0 {
+                        100.0 * s / total
+                    } else {
+                        f64::NAN
+                    }
+                })
+                .collect();
+            let qc = qc_vars
+                .iter()
+                .map(|mask| {
+                    indices[a..b]
+                        .iter()
+                        .zip(&vals)
+                        .filter(|(j, _)| mask[**j as usize])
+                        .map(|(_, v)| v)
+                        .sum()
+                })
+                .collect();
+            (n, total, top, qc)
+        })
+        .collect();
+    let mut n_cells_by_counts = vec![0i64; n_genes];
+    let mut gene_totals = vec![0.0f64; n_genes];
+    for (&j, v) in indices.iter().zip(data) {
+        let v = v.to_f64();
+        gene_totals[j as usize] += v;
+        n_cells_by_counts[j as usize] += i64::from(v > 0.0);
+    }
+    let pct_top = (0..percent_top.len())
+        .map(|t| per_cell.iter().map(|c| c.2[t]).collect())
+        .collect();
+    let qc_totals = (0..qc_vars.len())
+        .map(|q| per_cell.iter().map(|c| c.3[q]).collect())
+        .collect();
+    QcMetrics {
+        n_genes_by_counts: per_cell.iter().map(|c| c.0).collect(),
+        total_counts: per_cell.iter().map(|c| c.1).collect(),
+        pct_top,
+        qc_totals,
+        n_cells_by_counts,
+        gene_totals,
+    }
+}
+
+/// A filtered matrix held in memory, as the stages take it.
+fn filtered(x: CsrMatrix, var_names: Vec<String>, batches: Option<BatchRows>) -> Filtered {
+    let (n, g) = (x.n_rows, x.n_cols);
+    Filtered {
+        input: PathBuf::from("AnnData"),
+        n_in: (n, g),
+        n_after: (n, g),
+        matrix: FilteredMatrix::Memory(x),
+        obs: Frame::new(vec![String::new(); n]),
+        var: Frame::new(var_names),
+        keep_cells: (0..n).collect(),
+        col_map: (0..g as u32).map(Some).collect(),
+        counts_layer: None,
+        batches,
+        input_samples: Vec::new(),
+        car: None,
+    }
+}
+
+fn ctx(backend: &dyn Backend) -> ChunkCtx<'_> {
+    ChunkCtx {
+        backend,
+        rows: CHUNK_ROWS,
+        target_sum: 1e4,
+    }
+}
+
+/// scanpy's `highly_variable_genes(flavor, n_top_genes, batch_key)`: `x` is log-normalised
+/// (seurat, cell_ranger) or raw counts (seurat_v3); `batches` are the batch names and each
+/// cell's code. Returns `highly_variable` and the flavor's other var columns, in scanpy's order.
+pub fn highly_variable_genes(
+    x: CsrMatrix,
+    var_names: Vec<String>,
+    flavor: HvgFlavor,
+    n_top_genes: usize,
+    batches: Option<(Vec<String>, Vec<u32>)>,
+    backend: &dyn Backend,
+) -> Result<(Vec<bool>, Vec<(String, Column)>)> {
+    let batches = batches.map(|(categories, codes)| BatchRows { categories, codes });
+    let mut f = filtered(x, var_names, batches);
+    let opts = RunOptions {
+        hvg_flavor: flavor,
+        n_top_genes,
+        ..RunOptions::default()
+    };
+    let c = ctx(backend);
+    let on_counts = hvg::on_raw_counts(&mut f, &c, &opts)?;
+    let hvgs = hvg::select(&mut f, on_counts, &c, &opts)?;
+    Ok((hvgs.selection.highly_variable, hvgs.selection.var_columns))
+}
+
+/// Per-gene mean and standard deviation (ddof 1, f64) of `x`, on the backend.
+pub fn mean_std(x: &CsrMatrix, backend: &dyn Backend) -> (Vec<f64>, Vec<f64>) {
+    let mut m = Moments::new(x.n_cols);
+    for a in (0..x.n_rows).step_by(CHUNK_ROWS) {
+        let chunk = x.slice_rows(a..(a + CHUNK_ROWS).min(x.n_rows));
+        m.merge(&backend.gene_moments(&chunk, Transform::Identity));
+    }
+    let (mean, var) = m.mean_var(1);
+    (mean, var.into_iter().map(f64::sqrt).collect())
+}
+
+/// scanpy's `scale(zero_center, max_value)` of the columns `cols` of `x` into the row-major
+/// dense `out` (`x.n_rows x cols.len()`): `(x - mean) / std` (a zero std counts as 1), or
+/// `x / std` without centring, clipped to `max_value`.
+pub fn scale_into(
+    x: &CsrMatrix,
+    cols: &[u32],
+    mean: &[f64],
+    std: &[f64],
+    zero_center: bool,
+    max_value: Option<f64>,
+    backend: &dyn Backend,
+    out: &mut [f32],
+) {
+    let std: Vec<f64> = std
+        .iter()
+        .map(|&s| if s == 0.0 { 1.0 } else { s })
+        .collect();
+    let zeros = vec![0.0; mean.len()];
+    let mean = if zero_center { mean } else { &zeros[..] };
+    let k = cols.len();
+    for a in (0..x.n_rows).step_by(CHUNK_ROWS) {
+        let b = (a + CHUNK_ROWS).min(x.n_rows);
+        let chunk = x.slice_rows(a..b);
+        let block = backend.scale_dense(&chunk, cols, mean, &std, max_value);
+        for (o, v) in out[a * k..b * k].iter_mut().zip(block) {
+            *o = v as f32;
+        }
+    }
+}
+
+/// PCA of the dense row-major `x` (`n x k`) as scanpy's `pca` computes it: the Gram matrix
+/// accumulated on the backend chunk by chunk, its eigendecomposition, the projection.
+pub fn pca_dense(
+    x: &[f32],
+    k: usize,
+    n_comps: usize,
+    solver: PcaSolver,
+    backend: &dyn Backend,
+) -> Result<(Pca, Vec<f32>)> {
+    let n = x.len() / k.max(1);
+    let mut gram = vec![0.0f64; k * k];
+    let mut colsum = vec![0.0f64; k];
+    let block = |a: usize, b: usize| -> Vec<f64> {
+        x[a * k..b * k].iter().map(|&v| f64::from(v)).collect()
+    };
+    for a in (0..n).step_by(CHUNK_ROWS) {
+        let b = (a + CHUNK_ROWS).min(n);
+        backend.gram_accumulate(&block(a, b), k, &mut gram, &mut colsum);
+    }
+    let fit = fit_from_gram_with(&gram, &colsum, n, n_comps, solver)?;
+    let mut x_pca = Vec::with_capacity(n * n_comps);
+    for a in (0..n).step_by(CHUNK_ROWS) {
+        let b = (a + CHUNK_ROWS).min(n);
+        let p = backend.project(&block(a, b), k, &fit.mean, &fit.components, n_comps);
+        x_pca.extend(p.into_iter().map(|v| v as f32));
+    }
+    Ok((fit, x_pca))
+}
+
+/// PCA of the columns `cols` of a sparse `x`, centred implicitly (scanpy's `pca` on sparse
+/// data): the same Gram route over densified chunks.
+pub fn pca_sparse(
+    x: &CsrMatrix,
+    cols: &[u32],
+    n_comps: usize,
+    solver: PcaSolver,
+    backend: &dyn Backend,
+) -> Result<(Pca, Vec<f32>)> {
+    let k = cols.len();
+    let (zero, one) = (vec![0.0; k], vec![1.0; k]);
+    let mut gram = vec![0.0f64; k * k];
+    let mut colsum = vec![0.0f64; k];
+    let chunks = || {
+        (0..x.n_rows)
+            .step_by(CHUNK_ROWS)
+            .map(|a| x.slice_rows(a..(a + CHUNK_ROWS).min(x.n_rows)))
+    };
+    for c in chunks() {
+        let block = backend.scale_dense(&c, cols, &zero, &one, None);
+        backend.gram_accumulate(&block, k, &mut gram, &mut colsum);
+    }
+    let fit = fit_from_gram_with(&gram, &colsum, x.n_rows, n_comps, solver)?;
+    let mut x_pca = Vec::with_capacity(x.n_rows * n_comps);
+    for c in chunks() {
+        let block = backend.scale_dense(&c, cols, &zero, &one, None);
+        let p = backend.project(&block, k, &fit.mean, &fit.components, n_comps);
+        x_pca.extend(p.into_iter().map(|v| v as f32));
+    }
+    Ok((fit, x_pca))
+}
+
+/// scanpy's `neighbors(n_neighbors)` on the row-major `points` (`n x dim`): the kNN search
+/// the run would pick for `method` (exact, or NN-descent above the run's size threshold),
+/// umap's connectivities and the distance matrix. Returns the k used (scanpy caps it at
+/// `1 + n / 2` when it exceeds `n`), connectivities and distances.
+pub fn neighbors(
+    points: &[f32],
+    dim: usize,
+    n_neighbors: usize,
+    method: KnnMethod,
+    seed: u64,
+    backend: &dyn Backend,
+) -> (usize, CsrMatrix, CsrMatrix<f64>) {
+    let n = points.len() / dim.max(1);
+    let k = if n_neighbors > n {
+        1 + n / 2
+    } else {
+        n_neighbors
+    };
+    let (idx, dist) = if neighbors::is_approximate(method, backend, n) {
+        backend.knn_approx(points, dim, k, seed)
+    } else {
+        backend.knn_exact(points, dim, k)
+    };
+    let conn = crate::tl::neighbors::connectivities(&idx, &dist, k);
+    let (indptr, indices, data) = crate::tl::neighbors::distance_matrix(&idx, &dist, k);
+    let distances = CsrMatrix {
+        n_rows: n,
+        n_cols: n,
+        indptr,
+        indices,
+        data,
+    };
+    (k, conn, distances)
+}
+
+/// scanpy's `leiden(flavor="igraph")` on a symmetric weighted adjacency.
+pub fn leiden(adj: &CsrMatrix, resolution: f64, n_iterations: usize, seed: u64) -> Clustering {
+    leiden_on(
+        adj,
+        &LeidenParams {
+            resolution,
+            n_iterations,
+            seed,
+        },
+    )
+}
+
+/// scanpy's `umap` on the connectivities, initialised as umap-learn does (spectral, with the
+/// PCA coordinates for disconnected components when given).
+pub fn umap(
+    conn: &CsrMatrix,
+    data: Option<(&[f32], usize)>,
+    params: &UmapParams,
+    backend: &dyn Backend,
+) -> Result<Umap> {
+    umap_on(backend, conn, data, params)
+}
+
+/// scanpy's `score_genes(gene_list, ctrl_size)` with its defaults (25 expression bins,
+/// `random_state=0`, all genes as the pool) on log-normalised `x`. Genes of the list that are
+/// not in `var_names` are skipped, as scanpy does; none present is an error.
+pub fn score_genes(
+    x: &CsrMatrix,
+    var_names: &[String],
+    gene_list: &[String],
+    ctrl_size: usize,
+    backend: &dyn Backend,
+) -> Result<Vec<f64>> {
+    let pos: std::collections::HashMap<&str, usize> = var_names
+        .iter()
+        .enumerate()
+        .map(|(i, g)| (g.as_str(), i))
+        .collect();
+    let (genes, _) = crate::cart::present(&pos, gene_list);
+    if genes.is_empty() {
+        return Err(Error::Usage(
+            "score_genes: no gene of gene_list is in var_names".into(),
+        ));
+    }
+    let (means, _) = mean_std(x, backend);
+    let plan = ScorePlan::with_ctrl_size(&means, genes, ctrl_size);
+    let mut scorer = Scorer::new(vec![plan], x.n_cols);
+    for a in (0..x.n_rows).step_by(CHUNK_ROWS) {
+        scorer.push(&x.slice_rows(a..(a + CHUNK_ROWS).min(x.n_rows)));
+    }
+    Ok(scorer.finish().remove(0))
+}
+
+/// scanpy's `rank_genes_groups(groupby, method, n_genes, tie_correct)` against the rest, on
+/// log-normalised `x`: `codes` give each cell's group (-1: none) among `labels`. Returns
+/// `uns["rank_genes_groups"]` in scanpy's layout.
+#[allow(clippy::too_many_arguments)]
+pub fn rank_genes_groups(
+    x: CsrMatrix,
+    var_names: Vec<String>,
+    groupby: &str,
+    codes: Vec<i32>,
+    labels: Vec<String>,
+    method: MarkerMethod,
+    n_genes: Option<usize>,
+    tie_correct: bool,
+    backend: &dyn Backend,
+) -> Result<UnsValue> {
+    let g = x.n_cols;
+    let mut f = filtered(x, var_names, None);
+    let opts = RunOptions {
+        markers_method: method,
+        markers_n_genes: n_genes.unwrap_or(g).min(g),
+        markers_tie_correct: tie_correct,
+        ..RunOptions::default()
+    };
+    let grouping = Grouping {
+        column: groupby.to_string(),
+        codes,
+        labels,
+    };
+    let m = crate::pipeline::markers::rank(&mut f, &[grouping], &ctx(backend), &opts)?;
+    crate::pipeline::assemble::uns_markers(&m, &f.var.index)
+        .into_iter()
+        .next()
+        .map(|(_, v)| v)
+        .ok_or_else(|| {
+            Error::Usage(format!(
+                "rank_genes_groups: no group of {groupby:?} has two or more cells"
+            ))
+        })
+}
+
+/// The CAR-T gene sets of a run (`--gene-sets` file or the built-in ones).
+pub fn gene_sets(opts: &RunOptions) -> Result<Vec<GeneSet>> {
+    crate::cart::genesets::load(opts.cart.gene_sets.as_deref(), opts.cart.gene_sets_mode)
+}
