@@ -547,3 +547,89 @@ pub fn rank_genes_groups(
 pub fn gene_sets(opts: &RunOptions) -> Result<Vec<GeneSet>> {
     crate::cart::genesets::load(opts.cart.gene_sets.as_deref(), opts.cart.gene_sets_mode)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn normalize_total_targets_the_median_of_non_zero_totals_in_the_values_type() {
+        // Totals 4, 6, 0 and 3: the median of the non-zero ones is 4.
+        let indptr = [0u64, 2, 4, 4, 5];
+        let mut data = [1.0f32, 3.0, 2.0, 4.0, 3.0];
+        let target = normalize_total(&indptr, &mut data, None);
+        assert_eq!(target, 4.0);
+        let f = 6.0f32 / 4.0;
+        assert_eq!(data, [1.0, 3.0, 2.0 / f, 4.0 / f, 3.0 / (3.0f32 / 4.0)]);
+        // An even count of totals: numpy's mean of the middle two.
+        let mut d2 = [1.0f64, 2.0];
+        assert_eq!(normalize_total(&[0, 1, 2], &mut d2, None), 1.5);
+        // A given target, and a log1p after it.
+        let mut d3 = [2.0f32, 2.0];
+        normalize_total(&[0, 2], &mut d3, Some(10.0));
+        log1p(&mut d3);
+        assert_eq!(d3, [5.0f32.ln_1p(); 2]);
+    }
+
+    #[test]
+    fn qc_metrics_count_positive_values_and_top_shares() {
+        // Cell 0: 5, 3, 2 (and a stored zero); cell 1: nothing. Gene 3 is "mt".
+        let indptr = [0u64, 4, 4];
+        let indices = [0u32, 1, 2, 3];
+        let data = [5.0f32, 0.0, 2.0, 3.0];
+        let mt = vec![false, false, false, true];
+        let m = qc_metrics(&indptr, &indices, &data, 4, &[mt], &[1, 2]);
+        assert_eq!(m.n_genes_by_counts, [3, 0]);
+        assert_eq!(m.total_counts, [10.0, 0.0]);
+        assert_eq!(m.pct_top[0][0], 50.0);
+        assert_eq!(m.pct_top[1][0], 80.0);
+        assert!(m.pct_top[0][1].is_nan());
+        assert_eq!(m.qc_totals[0], [3.0, 0.0]);
+        assert_eq!(m.n_cells_by_counts, [1, 0, 1, 1]);
+        assert_eq!(m.gene_totals, [5.0, 0.0, 2.0, 3.0]);
+    }
+
+    #[test]
+    fn a_source_in_memory_checks_its_matrix_like_a_file() {
+        let frame = |n: usize| Frame::new((0..n).map(|i| format!("c{i}")).collect());
+        let m = |data: Vec<f32>| CsrMatrix {
+            n_rows: 1,
+            n_cols: 2,
+            indptr: vec![0, 2],
+            indices: vec![1, 0],
+            data,
+        };
+        let err = |r: Result<CountSource>| r.err().map(|e| e.to_string()).unwrap_or_default();
+        assert!(
+            err(CountSource::from_memory(
+                "a",
+                m(vec![1.0, -1.0]),
+                frame(1),
+                frame(2)
+            ))
+            .contains("non-negative")
+        );
+        assert!(
+            err(CountSource::from_memory(
+                "a",
+                m(vec![1.0, f32::NAN]),
+                frame(1),
+                frame(2)
+            ))
+            .contains("finite")
+        );
+        assert!(
+            err(CountSource::from_memory(
+                "a",
+                m(vec![1.0, 1.0]),
+                frame(2),
+                frame(2)
+            ))
+            .contains("obs has 2 rows")
+        );
+        let mut src = CountSource::from_memory("a", m(vec![1.0, 2.0]), frame(1), frame(2)).unwrap();
+        // Rows come back canonical (indices sorted).
+        let x = src.read_all().unwrap();
+        assert_eq!((x.indices, x.data), (vec![0, 1], vec![2.0, 1.0]));
+    }
+}
