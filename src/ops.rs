@@ -325,7 +325,7 @@ pub fn mean_std(x: &CsrMatrix, backend: &dyn Backend) -> (Vec<f64>, Vec<f64>) {
 }
 
 /// scanpy's `scale(zero_center, max_value)` of the columns `cols` of `x` into the row-major
-/// dense `out` (`x.n_rows x cols.len()`): `(x - mean) / std` (a zero std counts as 1), or
+/// dense `out` (`x.n_rows x cols.len()`, f64 as scanpy densifies sparse data): `(x - mean) / std` (a zero std counts as 1), or
 /// `x / std` without centring, clipped to `max_value`.
 pub fn scale_into(
     x: &CsrMatrix,
@@ -335,7 +335,7 @@ pub fn scale_into(
     zero_center: bool,
     max_value: Option<f64>,
     backend: &dyn Backend,
-    out: &mut [f32],
+    out: &mut [f64],
 ) {
     let std: Vec<f64> = std
         .iter()
@@ -348,9 +348,7 @@ pub fn scale_into(
         let b = (a + CHUNK_ROWS).min(x.n_rows);
         let chunk = x.slice_rows(a..b);
         let block = backend.scale_dense(&chunk, cols, mean, &std, max_value);
-        for (o, v) in out[a * k..b * k].iter_mut().zip(block) {
-            *o = v as f32;
-        }
+        out[a * k..b * k].copy_from_slice(&block);
     }
 }
 

@@ -107,4 +107,7 @@ def run(adata: AnnData, *, layer: str | None = None, backend: str = "auto", repo
         adata.obsp[k] = v
     for k, v in res["uns"].items():
         adata.uns[k] = v
+    if adata.uns.get("log1p") == {}:
+        # An h5ad cannot store None; in memory scanpy records the base as None.
+        adata.uns["log1p"] = {"base": None}
     return res["summary"]

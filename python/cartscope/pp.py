@@ -102,6 +102,8 @@ def calculate_qc_metrics(
         actual(adata)
     if isinstance(qc_vars, str):
         qc_vars = [qc_vars]
+    if use_raw and adata.raw is None:
+        raise ValueError("use_raw=True but the AnnData has no .raw")
     var = adata.raw.var if use_raw else adata.var
     masks = []
     for q in qc_vars:
@@ -113,7 +115,8 @@ def calculate_qc_metrics(
     m, dtype = _qc(x, masks, top)
     n_obs = x.shape[0]
     obs = pd.DataFrame(index=adata.obs_names)
-    obs[f"n_{var_type}_by_{expr_type}"] = m["n_genes_by_counts"].astype(np.int32)
+    # scanpy's dtypes: nnz counts are int32 for sparse X, int64 for dense.
+    obs[f"n_{var_type}_by_{expr_type}"] = m["n_genes_by_counts"].astype(np.int32 if sp.issparse(x) else np.int64)
     if log1p:
         obs[f"log1p_n_{var_type}_by_{expr_type}"] = np.log1p(obs[f"n_{var_type}_by_{expr_type}"].to_numpy())
     total = m["total_counts"].astype(dtype)
@@ -132,7 +135,7 @@ def calculate_qc_metrics(
     varm = pd.DataFrame(index=var.index)
     ncells = m["n_cells_by_counts"]
     varm[f"n_cells_by_{expr_type}"] = ncells
-    mean = (m["gene_totals"] / n_obs).astype(dtype)
+    mean = m["gene_totals"] / n_obs
     varm[f"mean_{expr_type}"] = mean
     if log1p:
         varm[f"log1p_mean_{expr_type}"] = np.log1p(mean)
@@ -219,13 +222,16 @@ def filter_genes(
     return _filter(adata, 1, min_counts, min_cells, max_counts, max_cells, inplace, "filter_genes")
 
 
-def _inplace_values(adata: AnnData, layer: str | None):
-    """The stored values of X (or a layer) to rewrite in place, as (indptr, data, setter): CSR
-    data as they are, dense C-order arrays as one row per cell; integer data become float32
-    (scanpy does the same)."""
+def _inplace_values(adata: AnnData, layer: str | None, rows: bool, counts: bool = False):
+    """The stored values of X (or a layer) to rewrite in place, checked before anything is
+    changed: ``(indptr, data, finish)``. ``rows`` asks for one row per cell (CSR, or a
+    C-ordered dense array seen as rows); a CSC matrix is then rewritten through a CSR copy and
+    ``finish()`` stores it back as CSC. Integer data become float32, as scanpy does."""
+    if layer is None and adata.isbacked:
+        raise ValueError("X is backed on disk: load it first (adata = adata.to_memory())")
     x = matrix(adata, layer)
-    if not isinstance(x, np.ndarray | sp.spmatrix | sp.sparray):
-        raise ValueError("X: unsupported matrix type")
+    values = x.data if sp.issparse(x) else x
+    (check_counts if counts else check_values)(values, "X" if layer is None else f"layers[{layer!r}]")
 
     def put(new):
         if layer is None:
@@ -233,24 +239,24 @@ def _inplace_values(adata: AnnData, layer: str | None):
         else:
             adata.layers[layer] = new
 
+    done = lambda: None  # noqa: E731
     if sp.issparse(x):
-        if x.format != "csr":
-            x = x.tocsr()
-            put(x)
         if x.data.dtype.kind in "iub":
             x = x.astype(np.float32)
             put(x)
-        check_values(x.data, "X")
-        return x.indptr.astype(np.int64), x.data, x
+        if x.format == "csr" or not rows:
+            return x.indptr.astype(np.int64), x.data, done
+        fmt = x.format
+        xr = x.tocsr()
+        return xr.indptr.astype(np.int64), xr.data, lambda: put(xr.asformat(fmt))
     if x.dtype.kind in "iub":
         x = x.astype(np.float32)
         put(x)
     if not x.flags.c_contiguous:
         x = np.ascontiguousarray(x)
         put(x)
-    check_values(x, "X")
     n, g = x.shape
-    return np.arange(0, n * g + 1, g, dtype=np.int64), x.reshape(-1), x
+    return np.arange(0, n * g + 1, g, dtype=np.int64), x.reshape(-1), done
 
 
 def normalize_total(
@@ -279,21 +285,25 @@ def normalize_total(
     if copy:
         adata = adata.copy()
     actual(adata)
-    x = matrix(adata, layer)
-    values = x.data if sp.issparse(x) else x
-    if values.dtype.kind in "iub":
-        check_counts(values, "X")
-    indptr, data, _ = _inplace_values(adata, layer)
-    if data.size and data.min() < 0:
-        raise ValueError(f"X: counts must be non-negative, found {data.min()}")
-    f = _core.normalize_total_f32 if data.dtype == np.float32 else _core.normalize_total_f64
+    indptr, data, finish = _inplace_values(adata, layer, rows=True, counts=True)
     if data.dtype not in (np.float32, np.float64):
         raise ValueError(f"X: unsupported dtype {data.dtype}")
+    f = _core.normalize_total_f32 if data.dtype == np.float32 else _core.normalize_total_f64
+    counts = None
     if key_added is not None:
-        counts = np.add.reduceat(data.astype(np.float64), indptr[:-1]) if data.size else np.zeros(len(indptr) - 1)
-        counts[np.diff(indptr) == 0] = 0
-        adata.obs[key_added] = counts.astype(data.dtype)
-    f(indptr, data, None if target_sum is None else float(target_sum))
+        nnz = np.diff(indptr)
+        counts = np.zeros(nnz.size, dtype=np.float64)
+        rows = np.flatnonzero(nnz)
+        if rows.size:
+            counts[rows] = np.add.reduceat(data.astype(np.float64), indptr[:-1][rows])
+        counts = counts.astype(data.dtype)
+    target = f(indptr, data, None if target_sum is None else float(target_sum))
+    finish()
+    if counts is not None:
+        # scanpy stores the normalisation factor: the count total over the target (1 / target
+        # for a cell without counts).
+        counts[counts == 0] = 1
+        adata.obs[key_added] = counts / data.dtype.type(target)
     return adata if copy else None
 
 
@@ -311,12 +321,13 @@ def log1p(
     if copy:
         adata = adata.copy()
     actual(adata)
-    _, data, _ = _inplace_values(adata, layer)
+    _, data, finish = _inplace_values(adata, layer, rows=False)
     if data.dtype not in (np.float32, np.float64):
         raise ValueError(f"X: unsupported dtype {data.dtype}")
     (_core.log1p_f32 if data.dtype == np.float32 else _core.log1p_f64)(data)
     if base is not None:
         data /= np.log(base).astype(data.dtype)
+    finish()
     adata.uns["log1p"] = {"base": base}
     return adata if copy else None
 
@@ -366,6 +377,14 @@ def highly_variable_genes(
     if flavor == "seurat_v3" and "highly_variable_rank" in df.columns:
         df["highly_variable_rank"] = df["highly_variable_rank"].astype(np.float32)
     if not inplace:
+        if batch_key is None and flavor in ("seurat", "cell_ranger"):
+            # scanpy's returned frame also names each gene's mean bin.
+            means = df["means"].to_numpy()
+            if flavor == "seurat":
+                bins = pd.cut(means, bins=20)
+            else:
+                bins = pd.cut(means, np.r_[-np.inf, np.percentile(means, np.arange(10, 105, 5)), np.inf])
+            df.insert(2, "mean_bin", bins)
         return df.loc[df["highly_variable"]] if subset else df
     actual(adata)
     adata.uns["hvg"] = {"flavor": flavor}
@@ -386,12 +405,15 @@ def scale(
     backend: str = "auto",
 ) -> AnnData | None:
     """``(X - mean) / std`` per gene (ddof 1; a zero std counts as 1), clipped to
-    ``max_value``, as ``scanpy.pp.scale``: X becomes a dense float32 array, ``var["mean"]``
-    and ``var["std"]`` record the statistics.
+    ``max_value``, as ``scanpy.pp.scale``: X becomes a dense array (float64 from sparse data,
+    the input's dtype from dense float32 data, as scanpy), ``var["mean"]`` and ``var["std"]``
+    record the statistics.
 
     Sparse data with ``zero_center=False`` (which scanpy keeps sparse) are not implemented.
     """
     check_backend(backend)
+    if layer is None and adata.isbacked:
+        raise ValueError("X is backed on disk: load it first (adata = adata.to_memory())")
     if copy:
         adata = adata.copy()
     actual(adata)
@@ -403,6 +425,9 @@ def scale(
     out = _core.scale(
         indptr, indices, data, n_cols, mean, std, zero_center, None if max_value is None else float(max_value), backend
     )
+    # scanpy's dtype: float64 from sparse data (densified), the input's float dtype from dense.
+    if not sp.issparse(x) and x.dtype == np.float32:
+        out = out.astype(np.float32)
     std = std.copy()
     std[std == 0] = 1
     if layer is None:

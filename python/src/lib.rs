@@ -503,7 +503,7 @@ fn mean_std<'py>(
     PyTuple::new(py, [m.into_pyarray(py), s.into_pyarray(py)])
 }
 
-/// scale: the dense scaled matrix (float32).
+/// scale: the dense scaled matrix (float64).
 #[pyfunction]
 #[allow(clippy::too_many_arguments)]
 fn scale<'py>(
@@ -525,7 +525,7 @@ fn scale<'py>(
     let b = backend(backend_name)?;
     let cols: Vec<u32> = (0..n_cols as u32).collect();
     let out = compute(py, || {
-        let mut out = vec![0.0f32; x.n_rows * n_cols];
+        let mut out = vec![0.0f64; x.n_rows * n_cols];
         cartscope::ops::scale_into(&x, &cols, &mean, &std, zero_center, max_value, b, &mut out);
         out
     })?;

@@ -239,14 +239,19 @@ fn qc_var_columns(
     n_cells_per_gene: &[i64],
     keep: &[usize],
 ) {
-    let on_genes_f32 = |v: Vec<f32>| Column::F32(keep.iter().map(|&j| v[j]).collect());
+    // scanpy's dtypes: int64 counts of cells, float64 means and dropout percentages.
+    let on_genes_f64 = |v: Vec<f64>| Column::F64(keep.iter().map(|&j| v[j]).collect());
     var.set("mt", Column::Bool(keep.iter().map(|&j| mito[j]).collect()));
     var.set(
         "n_cells_by_counts",
-        Column::I32(keep.iter().map(|&j| genes.n_cells_by_counts[j]).collect()),
+        Column::I64(
+            keep.iter()
+                .map(|&j| i64::from(genes.n_cells_by_counts[j]))
+                .collect(),
+        ),
     );
-    var.set("mean_counts", on_genes_f32(genes.mean_counts()));
-    var.set("pct_dropout_by_counts", on_genes_f32(genes.pct_dropout()));
+    var.set("mean_counts", on_genes_f64(genes.mean_counts()));
+    var.set("pct_dropout_by_counts", on_genes_f64(genes.pct_dropout()));
     var.set(
         "total_counts",
         Column::F32(keep.iter().map(|&j| genes.total_counts[j] as f32).collect()),

@@ -37,19 +37,19 @@ impl GeneQc {
         }
     }
 
-    /// `mean_counts` = total / n, as f32.
-    pub fn mean_counts(&self) -> Vec<f32> {
+    /// `mean_counts` = total / n, in f64 (scanpy's dtype, whatever X's).
+    pub fn mean_counts(&self) -> Vec<f64> {
         self.total_counts
             .iter()
-            .map(|t| (t / self.n_cells as f64) as f32)
+            .map(|t| t / self.n_cells as f64)
             .collect()
     }
 
     /// `pct_dropout_by_counts` = 100 (1 - n_cells_by_counts / n).
-    pub fn pct_dropout(&self) -> Vec<f32> {
+    pub fn pct_dropout(&self) -> Vec<f64> {
         self.n_cells_by_counts
             .iter()
-            .map(|&c| (100.0 * (1.0 - f64::from(c) / self.n_cells as f64)) as f32)
+            .map(|&c| 100.0 * (1.0 - f64::from(c) / self.n_cells as f64))
             .collect()
     }
 }

@@ -1,0 +1,256 @@
+"""cartscope.tl against scanpy.tl on copies of the same AnnData (the same graph for Leiden
+and UMAP). Tolerances sit just above the measured values given beside them."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from conftest import (
+    GENE_SETS,
+    cell_cycle_genes,
+    compare_rank_genes_groups,
+    cs,
+    knn_preservation,
+    max_abs,
+    max_rel,
+    measured,
+    same_partition,
+    sc,
+    trustworthiness,
+)
+from sklearn.metrics import adjusted_rand_score
+
+# UMAP quality against scanpy's on the same graph (doc: within 0.02)
+UMAP_TRUST_DIFF = 0.001  # measured 3.6e-4 (sample, scanpy's graph)
+UMAP_PRES_DIFF = 0.003  # kNN(15) preservation: measured 8.4e-4
+UMAP_AB_REL = 1e-6  # a, b fitted from min_dist/spread: measured 3.7e-7
+# score_genes (doc: 1e-6 with the same control genes)
+SCORE_ABS = 3e-7  # measured 2.85e-7 (sample, CSR); dense 0
+SCORE_ABS_WU = 4e-7  # measured 3.5e-7 (wu2020)
+# rank_genes_groups (doc: scores/logfoldchanges 1e-5 rel, pvals_adj 1e-6 rel)
+RANK_SCORES_REL = 0.0  # identical float32 values (measured 0)
+RANK_LFC_REL = 0.0  # identical float32 values (measured 0)
+# pvals and pvals_adj: measured t-test 1.83e-12, overestim_var 1.5e-12, wilcoxon 2.6e-14
+RANK_P_REL = {"t-test": 3e-12, "t-test_overestim_var": 3e-12, "wilcoxon": 5e-14}
+
+
+# --------------------------------------------------------------------------------------
+# Leiden on the same graph
+
+
+@pytest.mark.parametrize("resolution,seed", [(1.0, 0), (0.5, 0), (2.0, 3)])
+def test_leiden_on_scanpy_graph(sample_steps, resolution, seed):
+    a = sample_steps["graph"].copy()
+    b = a.copy()
+    sc.tl.leiden(a, resolution=resolution, flavor="igraph", n_iterations=2, directed=False, random_state=seed)
+    assert cs.tl.leiden(b, resolution=resolution, random_state=seed) is None
+    ari = adjusted_rand_score(a.obs["leiden"], b.obs["leiden"])
+    measured(f"leiden scanpy graph res={resolution} seed={seed} ARI", ari)
+    assert ari == 1.0 and same_partition(a.obs["leiden"], b.obs["leiden"])
+    assert b.obs["leiden"].dtype == "category"
+    assert b.obs["leiden"].nunique() == a.obs["leiden"].nunique() > 1
+    # clusters named by size, "0" the largest
+    sizes = b.obs["leiden"].value_counts(sort=False)  # in category order "0", "1", ...
+    assert list(b.obs["leiden"].cat.categories) == [str(i) for i in range(len(sizes))]
+    assert (np.diff(sizes.to_numpy()) <= 0).all()
+    assert b.uns["leiden"]["params"] == {"resolution": resolution, "random_state": seed, "n_iterations": 2}
+
+
+def test_leiden_on_cartscope_graph(sample_steps):
+    """scanpy run on cartscope's own kNN graph gives cartscope's partition."""
+    b = sample_steps["pca"].copy()
+    cs.pp.neighbors(b, n_neighbors=15, n_pcs=50)
+    a = b.copy()
+    sc.tl.leiden(a, flavor="igraph", n_iterations=2, directed=False, random_state=0)
+    cs.tl.leiden(b)
+    assert adjusted_rand_score(a.obs["leiden"], b.obs["leiden"]) == 1.0
+    assert same_partition(a.obs["leiden"], b.obs["leiden"])
+
+
+def test_leiden_wu_and_obsp_key(wu_steps):
+    a = wu_steps["graph"].copy()
+    b = a.copy()
+    sc.tl.leiden(a, flavor="igraph", n_iterations=2, directed=False, random_state=0)
+    cs.tl.leiden(b, obsp="connectivities", key_added="cl")
+    assert same_partition(a.obs["leiden"], b.obs["cl"]) and a.obs["leiden"].nunique() > 2
+
+
+def test_leiden_view(sample_steps):
+    base = sample_steps["graph"].copy()
+    va, vb = base[:1500], base[:1500]
+    sc.tl.leiden(va, flavor="igraph", n_iterations=2, directed=False, random_state=0)
+    cs.tl.leiden(vb)
+    assert not vb.is_view and "leiden" not in base.obs
+    assert same_partition(va.obs["leiden"], vb.obs["leiden"])
+
+
+# --------------------------------------------------------------------------------------
+# UMAP: quality, not coordinates
+
+
+def test_umap_quality(sample_steps):
+    a = sample_steps["clustered"]  # scanpy's umap on scanpy's graph
+    b = sample_steps["graph"].copy()
+    assert cs.tl.umap(b) is None
+    xb = b.obsm["X_umap"]
+    assert xb.shape == (b.n_obs, 2) and xb.dtype == a.obsm["X_umap"].dtype == np.float32
+    assert np.isfinite(xb).all()
+    hi = a.obsm["X_pca"]
+    ta, tb = trustworthiness(hi, a.obsm["X_umap"]), trustworthiness(hi, xb)
+    pa, pb = knn_preservation(hi, a.obsm["X_umap"]), knn_preservation(hi, xb)
+    measured("umap trustworthiness scanpy/cartscope", (ta, tb))
+    measured("umap knn15 preservation scanpy/cartscope", (pa, pb))
+    assert abs(ta - tb) <= UMAP_TRUST_DIFF, (ta, tb)
+    assert abs(pa - pb) <= UMAP_PRES_DIFF, (pa, pb)
+    for k in ("a", "b"):
+        e = max_rel([a.uns["umap"]["params"][k]], [b.uns["umap"]["params"][k]])
+        measured(f"umap {k} rel", e)
+        assert e <= UMAP_AB_REL
+    # deterministic for a seed
+    c = sample_steps["graph"].copy()
+    cs.tl.umap(c)
+    np.testing.assert_array_equal(c.obsm["X_umap"], xb)
+
+
+# --------------------------------------------------------------------------------------
+# score_genes
+
+
+@pytest.mark.parametrize("name", list(GENE_SETS))
+@pytest.mark.parametrize("ctrl_size", [50, 100])
+def test_score_genes(sample_steps, name, ctrl_size):
+    a = sample_steps["lognorm"].copy()
+    b = a.copy()
+    genes = [g for g in GENE_SETS[name] if g in a.var_names]
+    assert len(genes) >= 4
+    sc.tl.score_genes(a, genes, ctrl_size=ctrl_size, score_name="s", random_state=0)
+    assert cs.tl.score_genes(b, genes, ctrl_size=ctrl_size, score_name="s") is None
+    assert b.obs["s"].dtype == a.obs["s"].dtype == np.float64
+    e = max_abs(a.obs["s"], b.obs["s"])
+    measured(f"score_genes {name} ctrl={ctrl_size} abs", e)
+    assert e <= SCORE_ABS, e
+
+
+def test_score_genes_cell_cycle_lists(sample_steps):
+    """The cell-cycle lists as the CLI scores them: ctrl_size = 43, genes missing from the data
+    dropped (the sample carries only 4 of them)."""
+    s_genes, g2m_genes = cell_cycle_genes()
+    a = sample_steps["lognorm"].copy()
+    b = a.copy()
+    sc.tl.score_genes_cell_cycle(a, s_genes=s_genes, g2m_genes=g2m_genes)
+    for col, genes in (("S_score", s_genes), ("G2M_score", g2m_genes)):
+        cs.tl.score_genes(b, [g for g in genes if g in b.var_names], ctrl_size=min(len(s_genes), len(g2m_genes)),
+                          score_name=col)
+        e = max_abs(a.obs[col], b.obs[col])
+        measured(f"score_genes {col} abs", e)
+        assert e <= SCORE_ABS
+
+
+def test_score_genes_dense_and_use_raw(sample_steps):
+    a = sample_steps["hvg_subset"].copy()  # X: HVGs, raw: all genes (log-normalised)
+    b = a.copy()
+    genes = GENE_SETS["memory"]
+    sc.tl.score_genes(a, genes, score_name="s")  # use_raw=None: raw when present
+    cs.tl.score_genes(b, genes, score_name="s")
+    e = max_abs(a.obs["s"], b.obs["s"])
+    measured("score_genes use_raw abs", e)
+    assert e <= SCORE_ABS
+    c = sample_steps["lognorm"].copy()
+    c.X = c.X.toarray()
+    d = c.copy()
+    sc.tl.score_genes(c, genes, score_name="s")
+    cs.tl.score_genes(d, genes, score_name="s")
+    e = max_abs(c.obs["s"], d.obs["s"])
+    measured("score_genes dense abs", e)
+    assert e <= SCORE_ABS
+
+
+def test_score_genes_view(sample_steps):
+    base = sample_steps["lognorm"].copy()
+    va, vb = base[:1200], base[:1200]
+    sc.tl.score_genes(va, GENE_SETS["exhaustion"], score_name="s")
+    cs.tl.score_genes(vb, GENE_SETS["exhaustion"], score_name="s")
+    assert not vb.is_view and "s" not in base.obs
+    e = max_abs(va.obs["s"], vb.obs["s"])
+    measured("score_genes view abs", e)
+    assert e <= SCORE_ABS
+
+
+def test_score_genes_wu(wu_steps):
+    a = wu_steps["lognorm"].copy()
+    b = a.copy()
+    genes = [g for g in GENE_SETS["cytotoxicity"] + GENE_SETS["memory"] if g in a.var_names]
+    sc.tl.score_genes(a, genes, score_name="s", random_state=0)
+    cs.tl.score_genes(b, genes, score_name="s")
+    e = max_abs(a.obs["s"], b.obs["s"])
+    measured("score_genes wu abs", e)
+    assert e <= SCORE_ABS_WU
+
+
+# --------------------------------------------------------------------------------------
+# rank_genes_groups
+
+
+def _check_rank(ra, rb, method, label):
+    r = compare_rank_genes_groups(ra, rb)
+    measured(f"rank_genes_groups {label}", r)
+    assert r["scores"] <= RANK_SCORES_REL, r
+    assert r["logfoldchanges"] <= RANK_LFC_REL, r
+    assert r["pvals"] <= RANK_P_REL[method], r
+    assert r["pvals_adj"] <= RANK_P_REL[method], r
+    for k in ("groupby", "reference", "method", "use_raw", "corr_method"):
+        assert rb["params"][k] == ra["params"][k], (k, rb["params"][k], ra["params"][k])
+    return r
+
+
+METHODS = [("t-test", False), ("t-test_overestim_var", False), ("wilcoxon", False), ("wilcoxon", True)]
+
+
+@pytest.mark.parametrize("method,tie_correct", METHODS)
+def test_rank_genes_groups(sample_steps, method, tie_correct):
+    a = sample_steps["lognorm"].copy()
+    a.obs["grp"] = a.obs["truth_cell_type"].astype("category")
+    b = a.copy()
+    sc.tl.rank_genes_groups(a, "grp", method=method, tie_correct=tie_correct, n_genes=100)
+    assert cs.tl.rank_genes_groups(b, "grp", method=method, tie_correct=tie_correct, n_genes=100) is None
+    r = _check_rank(a.uns["rank_genes_groups"], b.uns["rank_genes_groups"], method,
+                    f"sample {method} tie_correct={tie_correct}")
+    assert r["compared"] >= 0.99 * 100 * len(a.obs["grp"].cat.categories)
+
+
+@pytest.mark.parametrize("method", ["t-test", "wilcoxon"])
+def test_rank_genes_groups_wu_leiden_use_raw(wu_steps, method):
+    """Real data, grouped by Leiden, values from .raw (scanpy's default use_raw when raw exists)."""
+    a = wu_steps["clustered"].copy()
+    b = a.copy()
+    sc.tl.rank_genes_groups(a, "leiden", method=method, n_genes=100)
+    cs.tl.rank_genes_groups(b, "leiden", method=method, n_genes=100)
+    assert b.uns["rank_genes_groups"]["params"]["use_raw"] is True
+    _check_rank(a.uns["rank_genes_groups"], b.uns["rank_genes_groups"], method, f"wu leiden {method}")
+
+
+def test_rank_genes_groups_singlet_group(wu_steps):
+    """A group of one cell: scanpy raises; cartscope leaves it out, which equals scanpy's
+    groups=[...] without it (docs/algorithms.md section 10)."""
+    a = wu_steps["lognorm"].copy()
+    counts = a.obs["cluster_orig"].value_counts()
+    singles = list(counts.index[counts < 2])
+    assert singles, "wu2020 has a one-cell cluster"
+    with pytest.raises(ValueError):
+        sc.tl.rank_genes_groups(a.copy(), "cluster_orig", method="t-test")
+    b = a.copy()
+    keep = [str(g) for g in a.obs["cluster_orig"].cat.categories if g not in singles]
+    sc.tl.rank_genes_groups(a, "cluster_orig", groups=keep, method="t-test", n_genes=50)
+    cs.tl.rank_genes_groups(b, "cluster_orig", method="t-test", n_genes=50)
+    _check_rank(a.uns["rank_genes_groups"], b.uns["rank_genes_groups"], "t-test", "wu singlet")
+
+
+def test_rank_genes_groups_dense_layer_view(sample_steps):
+    base = sample_steps["lognorm"].copy()
+    base.layers["log"] = base.X.toarray()
+    base.obs["grp"] = base.obs["truth_lineage"].astype("category")
+    va, vb = base[:1500], base[:1500]
+    sc.tl.rank_genes_groups(va, "grp", layer="log", use_raw=False, method="t-test", n_genes=30)
+    cs.tl.rank_genes_groups(vb, "grp", layer="log", use_raw=False, method="t-test", n_genes=30)
+    assert not vb.is_view and "rank_genes_groups" not in base.uns
+    _check_rank(va.uns["rank_genes_groups"], vb.uns["rank_genes_groups"], "t-test", "dense layer view")
