@@ -45,6 +45,42 @@ fn compute<T: Send>(py: Python<'_>, f: impl FnOnce() -> T + Send) -> PyResult<T>
     Ok(out)
 }
 
+/// Runs `f` (which owns its inputs) on a thread of its own and waits with the GIL released,
+/// looking for Ctrl-C every 50 ms: on KeyboardInterrupt the call returns at once and the
+/// computation's result, when it comes, is dropped; nothing is written into the caller's
+/// objects. A panic in `f` becomes a RuntimeError.
+fn interruptible<T: Send + 'static>(
+    py: Python<'_>,
+    f: impl FnOnce() -> T + Send + 'static,
+) -> PyResult<T> {
+    use std::sync::mpsc::{RecvTimeoutError, channel};
+    let (tx, rx) = channel();
+    std::thread::Builder::new()
+        .name("cartscope".into())
+        .spawn(move || {
+            let _ = tx.send(f());
+        })
+        .map_err(|e| PyRuntimeError::new_err(format!("cannot start a thread: {e}")))?;
+    let mut rx = Some(rx);
+    loop {
+        // The receiver is not Sync: it moves into the GIL-free closure and back.
+        let (got, back) = py.detach(move || {
+            let r = rx.take().expect("receiver present");
+            (r.recv_timeout(std::time::Duration::from_millis(50)), r)
+        });
+        rx = Some(back);
+        match got {
+            Ok(v) => return Ok(v),
+            Err(RecvTimeoutError::Timeout) => py.check_signals()?,
+            Err(RecvTimeoutError::Disconnected) => {
+                return Err(PyRuntimeError::new_err(
+                    "internal error: the computation panicked (see the message above)",
+                ));
+            }
+        }
+    }
+}
+
 /// A backend opened once per process, with the reason `auto` fell back to the CPU.
 type Opened = (Box<dyn Backend>, Option<String>);
 
@@ -339,7 +375,7 @@ fn read(
         use_raw,
         ..ReadOptions::default()
     };
-    let (x, obs, var, format, names) = compute(py, || -> cartscope::Result<_> {
+    let (x, obs, var, format, names) = interruptible(py, move || -> cartscope::Result<_> {
         let mut src = CountSource::open(&path, &opts)?;
         let x = src.read_all()?;
         let format = src.format.as_str();
@@ -476,7 +512,7 @@ fn highly_variable_genes<'py>(
         _ => None,
     };
     let b = backend(backend_name)?;
-    let (hv, cols) = compute(py, || {
+    let (hv, cols) = interruptible(py, move || {
         cartscope::ops::highly_variable_genes(x, var_names, flavor, n_top_genes, batches, b)
     })?
     .map_err(py_err)?;
@@ -499,7 +535,7 @@ fn mean_std<'py>(
 ) -> PyResult<Bound<'py, PyTuple>> {
     let x = csr(&indptr, &indices, &data, n_cols)?;
     let b = backend(backend_name)?;
-    let (m, s) = compute(py, || cartscope::ops::mean_std(&x, b))?;
+    let (m, s) = interruptible(py, move || cartscope::ops::mean_std(&x, b))?;
     PyTuple::new(py, [m.into_pyarray(py), s.into_pyarray(py)])
 }
 
@@ -524,7 +560,7 @@ fn scale<'py>(
     }
     let b = backend(backend_name)?;
     let cols: Vec<u32> = (0..n_cols as u32).collect();
-    let out = compute(py, || {
+    let out = interruptible(py, move || {
         let mut out = vec![0.0f64; x.n_rows * n_cols];
         cartscope::ops::scale_into(&x, &cols, &mean, &std, zero_center, max_value, b, &mut out);
         out
@@ -585,7 +621,7 @@ fn pca_sparse<'py>(
     }
     let solver = parse(&"svd_solver", solver)?;
     let b = backend(backend_name)?;
-    let (fit, xp) = compute(py, || {
+    let (fit, xp) = interruptible(py, move || {
         cartscope::ops::pca_sparse(&x, &cols, n_comps, solver, b)
     })?
     .map_err(py_err)?;
@@ -603,11 +639,12 @@ fn neighbors<'py>(
     backend_name: &str,
 ) -> PyResult<Bound<'py, PyTuple>> {
     let dim = points.shape()[1];
-    let p = points.as_slice()?;
+    // A copy (cells x PCs, small beside X) lets Ctrl-C return at once.
+    let p = points.as_slice()?.to_vec();
     let method = parse(&"knn method", method)?;
     let b = backend(backend_name)?;
-    let (k, conn, dist) = compute(py, || {
-        cartscope::ops::neighbors(p, dim, n_neighbors, method, seed, b)
+    let (k, conn, dist) = interruptible(py, move || {
+        cartscope::ops::neighbors(&p, dim, n_neighbors, method, seed, b)
     })?;
     PyTuple::new(
         py,
@@ -641,7 +678,7 @@ fn leiden<'py>(
     seed: u64,
 ) -> PyResult<Bound<'py, PyTuple>> {
     let adj = graph(&indptr, &indices, &data)?;
-    let c = compute(py, || {
+    let c = interruptible(py, move || {
         cartscope::ops::leiden(&adj, resolution, n_iterations, seed)
     })?;
     PyTuple::new(
@@ -675,7 +712,7 @@ fn umap<'py>(
 ) -> PyResult<Bound<'py, PyTuple>> {
     let conn = graph(&indptr, &indices, &data)?;
     let init = match &init_data {
-        Some(a) => Some((a.as_slice()?, a.shape()[1])),
+        Some(a) => Some((a.as_slice()?.to_vec(), a.shape()[1])),
         None => None,
     };
     let params = cartscope::tl::umap::UmapParams {
@@ -689,7 +726,11 @@ fn umap<'py>(
         seed,
     };
     let b = backend(backend_name)?;
-    let u = compute(py, || cartscope::ops::umap(&conn, init, &params, b))?.map_err(py_err)?;
+    let u = interruptible(py, move || {
+        let init = init.as_ref().map(|(v, d)| (&v[..], *d));
+        cartscope::ops::umap(&conn, init, &params, b)
+    })?
+    .map_err(py_err)?;
     PyTuple::new(
         py,
         [
@@ -716,7 +757,7 @@ fn score_genes<'py>(
 ) -> PyResult<Bound<'py, PyAny>> {
     let x = csr(&indptr, &indices, &data, n_cols)?;
     let b = backend(backend_name)?;
-    let s = compute(py, || {
+    let s = interruptible(py, move || {
         cartscope::ops::score_genes(&x, &var_names, &gene_list, ctrl_size, b)
     })?
     .map_err(py_err)?;
@@ -750,7 +791,7 @@ fn rank_genes_groups<'py>(
     }
     let method = parse(&"method", method)?;
     let b = backend(backend_name)?;
-    let v = compute(py, || {
+    let v = interruptible(py, move || {
         cartscope::ops::rank_genes_groups(
             x,
             var_names,
@@ -791,7 +832,7 @@ fn run<'py>(
         serde_json::from_str(options_json).map_err(|e| bad(format!("options: {e}")))?;
     let b = backend(backend_name)?;
     let name = name.to_string();
-    let r = compute(py, move || -> cartscope::Result<_> {
+    let r = interruptible(py, move || -> cartscope::Result<_> {
         let src = CountSource::from_memory(&name, x, obs, var)?;
         cartscope::ops::run(src, &opts, b, report)
     })?
