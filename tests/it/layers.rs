@@ -40,7 +40,11 @@ const LAYERS: &[(&[&str], &str)] = &[
     // info inspects an input through io and names its CAR candidates through cart.
     (&["pipeline", "info"], "`cartscope run`; `cartscope info`"),
     (&["report"], "report.html and the cells.parquet table"),
-    (&["outputs"], "every file of a run, published whole"),
+    // ops runs the stages and renders the report for the Python bindings, without files.
+    (
+        &["outputs", "ops"],
+        "every file of a run, published whole; the in-memory entry points of the bindings",
+    ),
     (&["run"], "the one entry point: a run from its options"),
     (&["batch"], "`cartscope batch` and `aggregate`"),
     (&["cli", "main"], "the binary"),
