@@ -8,7 +8,7 @@
 
 use std::path::PathBuf;
 
-use crate::backend::{Backend, Moments, Transform};
+use crate::backend::{Backend, Moments, ScaleSpec, Transform};
 use crate::cart::genesets::GeneSet;
 use crate::cart::score::{ScorePlan, Scorer};
 use crate::error::{Error, Result};
@@ -289,9 +289,17 @@ fn ctx(backend: &dyn Backend) -> ChunkCtx<'_> {
     }
 }
 
+/// The genes `highly_variable_genes` selects, and the var columns of its flavor.
+pub struct HvgSelection {
+    /// `var["highly_variable"]`.
+    pub highly_variable: Vec<bool>,
+    /// The flavor's other var columns, in scanpy's order.
+    pub var_columns: Vec<(String, Column)>,
+}
+
 /// scanpy's `highly_variable_genes(flavor, n_top_genes, batch_key)`: `x` is log-normalised
 /// (seurat, cell_ranger) or raw counts (seurat_v3); `batches` are the batch names and each
-/// cell's code. Returns `highly_variable` and the flavor's other var columns, in scanpy's order.
+/// cell's code.
 pub fn highly_variable_genes(
     x: CsrMatrix,
     var_names: Vec<String>,
@@ -299,7 +307,7 @@ pub fn highly_variable_genes(
     n_top_genes: usize,
     batches: Option<(Vec<String>, Vec<u32>)>,
     backend: &dyn Backend,
-) -> Result<(Vec<bool>, Vec<(String, Column)>)> {
+) -> Result<HvgSelection> {
     let batches = batches.map(|(categories, codes)| BatchRows { categories, codes });
     let mut f = filtered(x, var_names, batches);
     let opts = RunOptions {
@@ -310,7 +318,10 @@ pub fn highly_variable_genes(
     let c = ctx(backend);
     let on_counts = hvg::on_raw_counts(&mut f, &c, &opts)?;
     let hvgs = hvg::select(&mut f, on_counts, &c, &opts)?;
-    Ok((hvgs.selection.highly_variable, hvgs.selection.var_columns))
+    Ok(HvgSelection {
+        highly_variable: hvgs.selection.highly_variable,
+        var_columns: hvgs.selection.var_columns,
+    })
 }
 
 /// Per-gene mean and standard deviation (ddof 1, f64) of `x`, on the backend.
@@ -324,30 +335,29 @@ pub fn mean_std(x: &CsrMatrix, backend: &dyn Backend) -> (Vec<f64>, Vec<f64>) {
     (mean, var.into_iter().map(f64::sqrt).collect())
 }
 
-/// scanpy's `scale(zero_center, max_value)` of the columns `cols` of `x` into the row-major
-/// dense `out` (`x.n_rows x cols.len()`, f64 as scanpy densifies sparse data): `(x - mean) / std` (a zero std counts as 1), or
-/// `x / std` without centring, clipped to `max_value`.
+/// scanpy's `scale(zero_center, max_value)` of the columns `spec.cols` of `x` into the
+/// row-major dense `out` (`x.n_rows x cols.len()`, f64 as scanpy densifies sparse data):
+/// `(x - mean) / std` (a zero std counts as 1), or `x / std` without centring, clipped to
+/// `spec.max_value`.
 pub fn scale_into(
     x: &CsrMatrix,
-    cols: &[u32],
-    mean: &[f64],
-    std: &[f64],
+    spec: &ScaleSpec<'_>,
     zero_center: bool,
-    max_value: Option<f64>,
     backend: &dyn Backend,
     out: &mut [f64],
 ) {
-    let std: Vec<f64> = std
+    let std: Vec<f64> = spec
+        .std
         .iter()
         .map(|&s| if s == 0.0 { 1.0 } else { s })
         .collect();
-    let zeros = vec![0.0; mean.len()];
-    let mean = if zero_center { mean } else { &zeros[..] };
-    let k = cols.len();
+    let zeros = vec![0.0; spec.mean.len()];
+    let mean = if zero_center { spec.mean } else { &zeros[..] };
+    let k = spec.cols.len();
     for a in (0..x.n_rows).step_by(CHUNK_ROWS) {
         let b = (a + CHUNK_ROWS).min(x.n_rows);
         let chunk = x.slice_rows(a..b);
-        let block = backend.scale_dense(&chunk, cols, mean, &std, max_value);
+        let block = backend.scale_dense(&chunk, spec.cols, mean, &std, spec.max_value);
         out[a * k..b * k].copy_from_slice(&block);
     }
 }

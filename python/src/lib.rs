@@ -506,16 +506,17 @@ fn highly_variable_genes<'py>(
     backend_name: &str,
 ) -> PyResult<Bound<'py, PyTuple>> {
     let x = csr(&indptr, &indices, &data, n_cols)?;
-    let flavor = parse(&"flavor", flavor)?;
+    let flavor = parse("flavor", flavor)?;
     let batches = match (batch_codes, batch_categories) {
         (Some(c), Some(cats)) => Some((cats, c.as_slice()?.to_vec())),
         _ => None,
     };
     let b = backend(backend_name)?;
-    let (hv, cols) = interruptible(py, move || {
+    let sel = interruptible(py, move || {
         cartscope::ops::highly_variable_genes(x, var_names, flavor, n_top_genes, batches, b)
     })?
     .map_err(py_err)?;
+    let (hv, cols) = (sel.highly_variable, sel.var_columns);
     let l = PyList::empty(py);
     for (name, c) in cols {
         l.append((name, column_out(py, c)?))?;
@@ -562,7 +563,13 @@ fn scale<'py>(
     let cols: Vec<u32> = (0..n_cols as u32).collect();
     let out = interruptible(py, move || {
         let mut out = vec![0.0f64; x.n_rows * n_cols];
-        cartscope::ops::scale_into(&x, &cols, &mean, &std, zero_center, max_value, b, &mut out);
+        let spec = cartscope::backend::ScaleSpec {
+            cols: &cols,
+            mean: &mean,
+            std: &std,
+            max_value,
+        };
+        cartscope::ops::scale_into(&x, &spec, zero_center, b, &mut out);
         out
     })?;
     dense_out(py, out, n_cols)
@@ -594,7 +601,7 @@ fn pca_dense<'py>(
 ) -> PyResult<Bound<'py, PyDict>> {
     let k = x.shape()[1];
     let s = x.as_slice()?;
-    let solver = parse(&"svd_solver", solver)?;
+    let solver = parse("svd_solver", solver)?;
     let b = backend(backend_name)?;
     let (fit, xp) =
         compute(py, || cartscope::ops::pca_dense(s, k, n_comps, solver, b))?.map_err(py_err)?;
@@ -619,7 +626,7 @@ fn pca_sparse<'py>(
     if cols.iter().any(|&c| c as usize >= n_cols) {
         return Err(bad("pca: a gene of the mask is outside the matrix"));
     }
-    let solver = parse(&"svd_solver", solver)?;
+    let solver = parse("svd_solver", solver)?;
     let b = backend(backend_name)?;
     let (fit, xp) = interruptible(py, move || {
         cartscope::ops::pca_sparse(&x, &cols, n_comps, solver, b)
@@ -641,7 +648,7 @@ fn neighbors<'py>(
     let dim = points.shape()[1];
     // A copy (cells x PCs, small beside X) lets Ctrl-C return at once.
     let p = points.as_slice()?.to_vec();
-    let method = parse(&"knn method", method)?;
+    let method = parse("knn method", method)?;
     let b = backend(backend_name)?;
     let (k, conn, dist) = interruptible(py, move || {
         cartscope::ops::neighbors(&p, dim, n_neighbors, method, seed, b)
@@ -789,7 +796,7 @@ fn rank_genes_groups<'py>(
             "{groupby}: one group code per cell, within the categories"
         )));
     }
-    let method = parse(&"method", method)?;
+    let method = parse("method", method)?;
     let b = backend(backend_name)?;
     let v = interruptible(py, move || {
         cartscope::ops::rank_genes_groups(
