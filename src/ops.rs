@@ -324,13 +324,23 @@ pub fn highly_variable_genes(
     })
 }
 
+/// Calls `f` on the whole of `x` on the CPU (its kernels split rows themselves; no copy), on
+/// row chunks of it elsewhere (a GPU's buffers are bounded).
+fn for_each_block(x: &CsrMatrix, backend: &dyn Backend, mut f: impl FnMut(&CsrMatrix)) {
+    if backend.name() == "cpu" {
+        return f(x);
+    }
+    for a in (0..x.n_rows).step_by(CHUNK_ROWS) {
+        f(&x.slice_rows(a..(a + CHUNK_ROWS).min(x.n_rows)));
+    }
+}
+
 /// Per-gene mean and standard deviation (ddof 1, f64) of `x`, on the backend.
 pub fn mean_std(x: &CsrMatrix, backend: &dyn Backend) -> (Vec<f64>, Vec<f64>) {
     let mut m = Moments::new(x.n_cols);
-    for a in (0..x.n_rows).step_by(CHUNK_ROWS) {
-        let chunk = x.slice_rows(a..(a + CHUNK_ROWS).min(x.n_rows));
-        m.merge(&backend.gene_moments(&chunk, Transform::Identity));
-    }
+    for_each_block(x, backend, |b| {
+        m.merge(&backend.gene_moments(b, Transform::Identity));
+    });
     let (mean, var) = m.mean_var(1);
     (mean, var.into_iter().map(f64::sqrt).collect())
 }
@@ -505,9 +515,7 @@ pub fn score_genes(
     let (means, _) = mean_std(x, backend);
     let plan = ScorePlan::with_ctrl_size(&means, genes, ctrl_size);
     let mut scorer = Scorer::new(vec![plan], x.n_cols);
-    for a in (0..x.n_rows).step_by(CHUNK_ROWS) {
-        scorer.push(&x.slice_rows(a..(a + CHUNK_ROWS).min(x.n_rows)));
-    }
+    scorer.push(x);
     Ok(scorer.finish().remove(0))
 }
 

@@ -122,8 +122,10 @@ def frame(parts, index: pd.Index | None = None) -> pd.DataFrame:
 
 
 def csr(parts) -> sp.csr_matrix:
+    """A scipy CSR matrix over the core's arrays (uint32 indices and uint64 row pointers,
+    viewed as int32 / int64: no copy of the stored values or indices)."""
     data, indices, indptr, shape = parts
-    return sp.csr_matrix((data, indices, indptr), shape=tuple(shape))
+    return sp.csr_matrix((data, indices.view(np.int32), indptr.view(np.int64)), shape=tuple(shape))
 
 
 def uns(value: Any) -> Any:

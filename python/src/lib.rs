@@ -140,19 +140,19 @@ fn csr(
     })
 }
 
-/// A CSR matrix as the tuple `(data, indices, indptr, shape)` scipy's constructor takes.
+/// A CSR matrix as the tuple `(data, indices, indptr, shape)` scipy's constructor takes, each
+/// array handed over without a copy: indices as uint32 and indptr as uint64, which the package
+/// views as int32 and int64 (no index reaches 2^31, no offset 2^63).
 fn csr_out<'py, T: numpy::Element>(
     py: Python<'py>,
     m: CsrMatrix<T>,
 ) -> PyResult<Bound<'py, PyTuple>> {
-    let indptr: Vec<i64> = m.indptr.iter().map(|&v| v as i64).collect();
-    let indices: Vec<i32> = m.indices.iter().map(|&v| v as i32).collect();
     PyTuple::new(
         py,
         [
             m.data.into_pyarray(py).into_any(),
-            indices.into_pyarray(py).into_any(),
-            indptr.into_pyarray(py).into_any(),
+            m.indices.into_pyarray(py).into_any(),
+            m.indptr.into_pyarray(py).into_any(),
             (m.n_rows, m.n_cols).into_pyobject(py)?.into_any(),
         ],
     )
