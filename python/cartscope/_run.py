@@ -72,7 +72,7 @@ def run(adata: AnnData, *, layer: str | None = None, backend: str = "auto", repo
     report
         Also write the HTML report there.
     **options
-        ``cartscope run``'s config keys with its defaults (``docs/config.md``), e.g.
+        ``cartscope run``'s config keys with its defaults (docs/run.md, "Config files"), e.g.
         ``n_top_genes=3000``, ``resolution=0.8``, ``min_genes=200``.
 
     Returns

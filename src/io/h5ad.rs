@@ -464,26 +464,8 @@ impl SparseParts {
     /// Reads stored entries `range` as (indices, values), checking indices against the bound.
     pub fn read_entries(&self, range: Range<usize>) -> Result<(Vec<u32>, Vec<f32>)> {
         let fi = format!("{}/indices", self.field);
-        let idx = h::read_u64(&self.path, &fi, &self.indices, range.clone())?;
         let bound = self.n_inner as u64;
-        let idx = idx
-            .into_iter()
-            .enumerate()
-            .map(|(k, j)| {
-                if j >= bound {
-                    Err(Error::invalid(
-                        &self.path,
-                        &fi,
-                        format!(
-                            "index {j} at position {} is out of range (dimension is {bound})",
-                            range.start + k
-                        ),
-                    ))
-                } else {
-                    Ok(j as u32)
-                }
-            })
-            .collect::<Result<Vec<_>>>()?;
+        let idx = h::read_index_u32(&self.path, &fi, &self.indices, range.clone(), bound)?;
         let data = h::read_f32(
             &self.path,
             &format!("{}/data", self.field),

@@ -229,11 +229,23 @@ pub fn read_f64(path: &Path, field: &str, ds: &Dataset, range: Range<usize>) -> 
 }
 
 /// Reads elements `range` of a 1-d numeric dataset as f32 values (the matrix value dtype).
+/// 32-bit values convert in place (same size: no second buffer); others go through f64, with
+/// the same rounding.
 pub fn read_f32(path: &Path, field: &str, ds: &Dataset, range: Range<usize>) -> Result<Vec<f32>> {
     crate::crash::element(field);
     let t = num_type(path, field, ds)?;
-    if t == NumType::Float(4) {
-        return read_native!(ds, f32, range).map_err(|e| Error::hdf5(path, field, e));
+    let e = |err: hdf5::Error| Error::hdf5(path, field, err);
+    match t {
+        NumType::Float(4) => return read_native!(ds, f32, range).map_err(e),
+        NumType::Int(4) => {
+            let v = read_native!(ds, i32, range).map_err(e)?;
+            return Ok(v.into_iter().map(|x| x as f32).collect());
+        }
+        NumType::Uint(4) => {
+            let v = read_native!(ds, u32, range).map_err(e)?;
+            return Ok(v.into_iter().map(|x| x as f32).collect());
+        }
+        _ => {}
     }
     Ok(read_f64(path, field, ds, range)?
         .into_iter()
@@ -314,6 +326,55 @@ pub fn read_u64(path: &Path, field: &str, ds: &Dataset, range: Range<usize>) -> 
             })
         })
         .collect()
+}
+
+/// Reads elements `range` of a 1-d integer dataset of indices as u32, each checked to be
+/// non-negative and below `bound`. 32-bit stored indices are read as they are, checked in one
+/// pass and reinterpreted in place; other widths go through [`read_u64`].
+pub fn read_index_u32(
+    path: &Path,
+    field: &str,
+    ds: &Dataset,
+    range: Range<usize>,
+    bound: u64,
+) -> Result<Vec<u32>> {
+    crate::crash::element(field);
+    let start = range.start;
+    let e = |err: hdf5::Error| Error::hdf5(path, field, err);
+    let out_of_range = |k: usize, j: i64| {
+        let message = if j < 0 {
+            format!("negative value {j} at position {}", start + k)
+        } else {
+            format!(
+                "index {j} at position {} is out of range (dimension is {bound})",
+                start + k
+            )
+        };
+        Error::invalid(path, field, message)
+    };
+    match num_type(path, field, ds)? {
+        NumType::Int(4) => {
+            let v = read_native!(ds, i32, range).map_err(e)?;
+            if let Some(k) = v.iter().position(|&j| j < 0 || j as u64 >= bound) {
+                return Err(out_of_range(k, i64::from(v[k])));
+            }
+            Ok(v.into_iter().map(|j| j as u32).collect())
+        }
+        NumType::Uint(4) => {
+            let v = read_native!(ds, u32, range).map_err(e)?;
+            if let Some(k) = v.iter().position(|&j| u64::from(j) >= bound) {
+                return Err(out_of_range(k, i64::from(v[k])));
+            }
+            Ok(v)
+        }
+        _ => {
+            let v = read_u64(path, field, ds, range)?;
+            if let Some(k) = v.iter().position(|&j| j >= bound) {
+                return Err(out_of_range(k, v[k] as i64));
+            }
+            Ok(v.into_iter().map(|j| j as u32).collect())
+        }
+    }
 }
 
 /// Reads a whole 1-d boolean (or 0/1 integer) dataset.
