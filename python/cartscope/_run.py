@@ -26,13 +26,13 @@ def run_core(adata: AnnData, *, layer: str | None, backend: str, report: bool, o
     if not adata.obs_names.is_unique:
         raise ValueError("obs_names are not unique: call adata.obs_names_make_unique() first")
     x = matrix(adata, layer)
-    indptr, indices, data, _ = csr_parts(x)
-    check_counts(data, "X" if layer is None else f"layers[{layer!r}]")
+    parts = csr_parts(x)
+    check_counts(parts[2], "X" if layer is None else f"layers[{layer!r}]")
     try:
         opts = json.dumps(options)
     except TypeError as e:
         raise ValueError(f"options: {e}") from None
-    r = _core.run(indptr, indices, data, [str(v) for v in adata.obs_names], frame_columns(adata.obs),
+    r = _core.run(parts, [str(v) for v in adata.obs_names], frame_columns(adata.obs),
                   [str(v) for v in adata.var_names], opts, backend, report, name)
     ad = r["adata"]
     out: dict[str, Any] = {

@@ -354,9 +354,9 @@ def highly_variable_genes(
     if n_top_genes is None:
         raise NotImplementedError("highly_variable_genes needs n_top_genes (cut-off selection is not implemented)")
     x = matrix(adata, layer)
-    indptr, indices, data, n_cols = csr_parts(x)
+    parts = csr_parts(x)
     if flavor == "seurat_v3":
-        check_counts(data, "X")
+        check_counts(parts[2], "X")
     codes = cats = None
     if batch_key is not None:
         if batch_key not in adata.obs.columns:
@@ -368,7 +368,7 @@ def highly_variable_genes(
             raise ValueError(f"obs[{batch_key!r}] has missing values")
         codes = np.ascontiguousarray(c.astype(np.uint32))
     hv, cols = _core.highly_variable_genes(
-        indptr, indices, data, n_cols, [str(v) for v in adata.var_names], flavor, int(n_top_genes), codes, cats, backend
+        parts, [str(v) for v in adata.var_names], flavor, int(n_top_genes), codes, cats, backend
     )
     df = pd.DataFrame(index=adata.var_names)
     for name, v in cols:
@@ -420,11 +420,9 @@ def scale(
     x = matrix(adata, layer)
     if sp.issparse(x) and not zero_center:
         raise NotImplementedError("scale(zero_center=False) on sparse data is not implemented")
-    indptr, indices, data, n_cols = csr_parts(x)
-    mean, std = _core.mean_std(indptr, indices, data, n_cols, backend)
-    out = _core.scale(
-        indptr, indices, data, n_cols, mean, std, zero_center, None if max_value is None else float(max_value), backend
-    )
+    parts = csr_parts(x)
+    mean, std = _core.mean_std(parts, backend)
+    out = _core.scale(parts, mean, std, zero_center, None if max_value is None else float(max_value), backend)
     # scanpy's dtype: float64 from sparse data (densified), the input's float dtype from dense.
     if not sp.issparse(x) and x.dtype == np.float32:
         out = out.astype(np.float32)
@@ -488,8 +486,7 @@ def pca(
         n_comps = m - 1 if m <= 50 else 50
     x = matrix(adata, layer)
     if sp.issparse(x):
-        indptr, indices, data, n_cols = csr_parts(x)
-        r = _core.pca_sparse(indptr, indices, data, n_cols, [int(c) for c in cols], int(n_comps), solver, backend)
+        r = _core.pca_sparse(csr_parts(x), [int(c) for c in cols], int(n_comps), solver, backend)
     else:
         check_values(x, "X")
         sub = x if k == x.shape[1] else x[:, cols]

@@ -27,7 +27,7 @@ def _graph(adata: AnnData, neighbors_key: str | None, obsp: str | None):
     g = sp.csr_matrix(g)
     if g.shape[0] != g.shape[1]:
         raise ValueError("the graph is not square")
-    return csr_parts(g, what="connectivities")[:3]
+    return csr_parts(g, what="connectivities")
 
 
 def leiden(
@@ -60,8 +60,8 @@ def leiden(
     if copy:
         adata = adata.copy()
     actual(adata)
-    indptr, indices, data = _graph(adata, neighbors_key, obsp)
-    membership, n_clusters, _ = _core.leiden(indptr, indices, data, float(resolution), int(n_iterations), int(random_state))
+    g = _graph(adata, neighbors_key, obsp)
+    membership, n_clusters, _ = _core.leiden(g, float(resolution), int(n_iterations), int(random_state))
     cats = [str(i) for i in range(n_clusters)]
     adata.obs[key_added] = pd.Categorical.from_codes(membership.astype(np.int64), categories=cats)
     adata.uns[key_added] = {
@@ -102,11 +102,11 @@ def umap(
     if copy:
         adata = adata.copy()
     actual(adata)
-    indptr, indices, data = _graph(adata, neighbors_key, None)
+    g = _graph(adata, neighbors_key, None)
     init = adata.obsm.get("X_pca")
     init = None if init is None else np.ascontiguousarray(init, dtype=np.float32)
     emb, fa, fb = _core.umap(
-        indptr, indices, data, init, float(min_dist), float(spread), maxiter, int(negative_sample_rate),
+        g, init, float(min_dist), float(spread), maxiter, int(negative_sample_rate),
         float(alpha), float(gamma), int(n_components), int(random_state), backend,
     )
     adata.obsm["X_umap"] = emb
@@ -147,8 +147,7 @@ def score_genes(
     use_raw = adata.raw is not None if use_raw is None else use_raw
     x = matrix(adata, use_raw=use_raw)
     names = adata.raw.var_names if use_raw else adata.var_names
-    indptr, indices, data, n_cols = csr_parts(x)
-    s = _core.score_genes(indptr, indices, data, n_cols, [str(v) for v in names], [str(g) for g in gene_list],
+    s = _core.score_genes(csr_parts(x), [str(v) for v in names], [str(g) for g in gene_list],
                           int(ctrl_size), backend)
     adata.obs[score_name] = s
     return adata if copy else None
@@ -194,8 +193,7 @@ def rank_genes_groups(
     g = g if isinstance(g.dtype, pd.CategoricalDtype) else g.astype("category")
     labels = [str(c) for c in g.cat.categories]
     codes = np.ascontiguousarray(g.cat.codes.to_numpy(np.int32))
-    indptr, indices, data, n_cols = csr_parts(x)
-    r = uns(_core.rank_genes_groups(indptr, indices, data, n_cols, [str(v) for v in names], groupby, codes, labels,
+    r = uns(_core.rank_genes_groups(csr_parts(x), [str(v) for v in names], groupby, codes, labels,
                                     method, n_genes, bool(tie_correct), backend))
     r["params"]["use_raw"] = bool(use_raw)
     if layer is not None:

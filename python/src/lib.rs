@@ -140,6 +140,35 @@ fn csr(
     })
 }
 
+/// A CSR matrix from Python, as the package passes it: scipy's `(indptr int64, indices
+/// int32, data float32, n_cols)`.
+#[derive(FromPyObject)]
+struct CsrIn<'py>(
+    PyReadonlyArray1<'py, i64>,
+    PyReadonlyArray1<'py, i32>,
+    PyReadonlyArray1<'py, f32>,
+    usize,
+);
+
+impl CsrIn<'_> {
+    /// The library's matrix (one copy), checked.
+    fn matrix(&self) -> PyResult<CsrMatrix> {
+        csr(&self.0, &self.1, &self.2, self.3)
+    }
+
+    /// The matrix of a graph over the cells: square.
+    fn square(&self) -> PyResult<CsrMatrix> {
+        let m = self.matrix()?;
+        if m.n_rows != m.n_cols {
+            return Err(bad(format!(
+                "the graph is {} x {}, not square",
+                m.n_rows, m.n_cols
+            )));
+        }
+        Ok(m)
+    }
+}
+
 /// A CSR matrix as the tuple `(data, indices, indptr, shape)` scipy's constructor takes, each
 /// array handed over without a copy: indices as uint32 and indptr as uint64, which the package
 /// views as int32 and int64 (no index reaches 2^31, no offset 2^63).
@@ -490,14 +519,11 @@ fn parse<T: clap::ValueEnum>(what: &str, s: &str) -> PyResult<T> {
 
 /// highly_variable_genes: `(highly_variable, [(column, values)])`.
 #[pyfunction]
-#[pyo3(signature = (indptr, indices, data, n_cols, var_names, flavor, n_top_genes, batch_codes, batch_categories, backend_name))]
+#[pyo3(signature = (x, var_names, flavor, n_top_genes, batch_codes, batch_categories, backend_name))]
 #[allow(clippy::too_many_arguments)]
 fn highly_variable_genes<'py>(
     py: Python<'py>,
-    indptr: PyReadonlyArray1<'py, i64>,
-    indices: PyReadonlyArray1<'py, i32>,
-    data: PyReadonlyArray1<'py, f32>,
-    n_cols: usize,
+    x: CsrIn<'py>,
     var_names: Vec<String>,
     flavor: &str,
     n_top_genes: usize,
@@ -505,7 +531,7 @@ fn highly_variable_genes<'py>(
     batch_categories: Option<Vec<String>>,
     backend_name: &str,
 ) -> PyResult<Bound<'py, PyTuple>> {
-    let x = csr(&indptr, &indices, &data, n_cols)?;
+    let x = x.matrix()?;
     let flavor = parse("flavor", flavor)?;
     let batches = match (batch_codes, batch_categories) {
         (Some(c), Some(cats)) => Some((cats, c.as_slice()?.to_vec())),
@@ -528,13 +554,10 @@ fn highly_variable_genes<'py>(
 #[pyfunction]
 fn mean_std<'py>(
     py: Python<'py>,
-    indptr: PyReadonlyArray1<'py, i64>,
-    indices: PyReadonlyArray1<'py, i32>,
-    data: PyReadonlyArray1<'py, f32>,
-    n_cols: usize,
+    x: CsrIn<'py>,
     backend_name: &str,
 ) -> PyResult<Bound<'py, PyTuple>> {
-    let x = csr(&indptr, &indices, &data, n_cols)?;
+    let x = x.matrix()?;
     let b = backend(backend_name)?;
     let (m, s) = interruptible(py, move || cartscope::ops::mean_std(&x, b))?;
     PyTuple::new(py, [m.into_pyarray(py), s.into_pyarray(py)])
@@ -545,17 +568,15 @@ fn mean_std<'py>(
 #[allow(clippy::too_many_arguments)]
 fn scale<'py>(
     py: Python<'py>,
-    indptr: PyReadonlyArray1<'py, i64>,
-    indices: PyReadonlyArray1<'py, i32>,
-    data: PyReadonlyArray1<'py, f32>,
-    n_cols: usize,
+    x: CsrIn<'py>,
     mean: Vec<f64>,
     std: Vec<f64>,
     zero_center: bool,
     max_value: Option<f64>,
     backend_name: &str,
 ) -> PyResult<Bound<'py, PyAny>> {
-    let x = csr(&indptr, &indices, &data, n_cols)?;
+    let x = x.matrix()?;
+    let n_cols = x.n_cols;
     if mean.len() != n_cols || std.len() != n_cols {
         return Err(bad("scale: mean and std need one value per gene"));
     }
@@ -613,16 +634,14 @@ fn pca_dense<'py>(
 #[allow(clippy::too_many_arguments)]
 fn pca_sparse<'py>(
     py: Python<'py>,
-    indptr: PyReadonlyArray1<'py, i64>,
-    indices: PyReadonlyArray1<'py, i32>,
-    data: PyReadonlyArray1<'py, f32>,
-    n_cols: usize,
+    x: CsrIn<'py>,
     cols: Vec<u32>,
     n_comps: usize,
     solver: &str,
     backend_name: &str,
 ) -> PyResult<Bound<'py, PyDict>> {
-    let x = csr(&indptr, &indices, &data, n_cols)?;
+    let x = x.matrix()?;
+    let n_cols = x.n_cols;
     if cols.iter().any(|&c| c as usize >= n_cols) {
         return Err(bad("pca: a gene of the mask is outside the matrix"));
     }
@@ -663,28 +682,16 @@ fn neighbors<'py>(
     )
 }
 
-/// A square float32 CSR graph from scipy's arrays.
-fn graph(
-    indptr: &PyReadonlyArray1<'_, i64>,
-    indices: &PyReadonlyArray1<'_, i32>,
-    data: &PyReadonlyArray1<'_, f32>,
-) -> PyResult<CsrMatrix> {
-    let n = indptr.len().saturating_sub(1);
-    csr(indptr, indices, data, n)
-}
-
 /// leiden: `(membership, n_clusters, modularity)`.
 #[pyfunction]
 fn leiden<'py>(
     py: Python<'py>,
-    indptr: PyReadonlyArray1<'py, i64>,
-    indices: PyReadonlyArray1<'py, i32>,
-    data: PyReadonlyArray1<'py, f32>,
+    g: CsrIn<'py>,
     resolution: f64,
     n_iterations: usize,
     seed: u64,
 ) -> PyResult<Bound<'py, PyTuple>> {
-    let adj = graph(&indptr, &indices, &data)?;
+    let adj = g.square()?;
     let c = interruptible(py, move || {
         cartscope::ops::leiden(&adj, resolution, n_iterations, seed)
     })?;
@@ -703,9 +710,7 @@ fn leiden<'py>(
 #[allow(clippy::too_many_arguments)]
 fn umap<'py>(
     py: Python<'py>,
-    indptr: PyReadonlyArray1<'py, i64>,
-    indices: PyReadonlyArray1<'py, i32>,
-    data: PyReadonlyArray1<'py, f32>,
+    g: CsrIn<'py>,
     init_data: Option<PyReadonlyArray2<'py, f32>>,
     min_dist: f64,
     spread: f64,
@@ -717,7 +722,7 @@ fn umap<'py>(
     seed: u64,
     backend_name: &str,
 ) -> PyResult<Bound<'py, PyTuple>> {
-    let conn = graph(&indptr, &indices, &data)?;
+    let conn = g.square()?;
     let init = match &init_data {
         Some(a) => Some((a.as_slice()?.to_vec(), a.shape()[1])),
         None => None,
@@ -753,16 +758,13 @@ fn umap<'py>(
 #[allow(clippy::too_many_arguments)]
 fn score_genes<'py>(
     py: Python<'py>,
-    indptr: PyReadonlyArray1<'py, i64>,
-    indices: PyReadonlyArray1<'py, i32>,
-    data: PyReadonlyArray1<'py, f32>,
-    n_cols: usize,
+    x: CsrIn<'py>,
     var_names: Vec<String>,
     gene_list: Vec<String>,
     ctrl_size: usize,
     backend_name: &str,
 ) -> PyResult<Bound<'py, PyAny>> {
-    let x = csr(&indptr, &indices, &data, n_cols)?;
+    let x = x.matrix()?;
     let b = backend(backend_name)?;
     let s = interruptible(py, move || {
         cartscope::ops::score_genes(&x, &var_names, &gene_list, ctrl_size, b)
@@ -776,10 +778,7 @@ fn score_genes<'py>(
 #[allow(clippy::too_many_arguments)]
 fn rank_genes_groups<'py>(
     py: Python<'py>,
-    indptr: PyReadonlyArray1<'py, i64>,
-    indices: PyReadonlyArray1<'py, i32>,
-    data: PyReadonlyArray1<'py, f32>,
-    n_cols: usize,
+    x: CsrIn<'py>,
     var_names: Vec<String>,
     groupby: String,
     codes: PyReadonlyArray1<'py, i32>,
@@ -789,7 +788,7 @@ fn rank_genes_groups<'py>(
     tie_correct: bool,
     backend_name: &str,
 ) -> PyResult<Bound<'py, PyAny>> {
-    let x = csr(&indptr, &indices, &data, n_cols)?;
+    let x = x.matrix()?;
     let codes = codes.as_slice()?.to_vec();
     if codes.len() != x.n_rows || codes.iter().any(|&c| c >= labels.len() as i32) {
         return Err(bad(format!(
@@ -821,9 +820,7 @@ fn rank_genes_groups<'py>(
 #[allow(clippy::too_many_arguments)]
 fn run<'py>(
     py: Python<'py>,
-    indptr: PyReadonlyArray1<'py, i64>,
-    indices: PyReadonlyArray1<'py, i32>,
-    data: PyReadonlyArray1<'py, f32>,
+    x: CsrIn<'py>,
     obs_names: Vec<String>,
     obs_columns: Bound<'py, PyList>,
     var_names: Vec<String>,
@@ -832,7 +829,10 @@ fn run<'py>(
     report: bool,
     name: &str,
 ) -> PyResult<Bound<'py, PyDict>> {
-    let x = csr(&indptr, &indices, &data, var_names.len())?;
+    let x = x.matrix()?;
+    if x.n_cols != var_names.len() {
+        return Err(bad("X: one column per var name"));
+    }
     let obs = frame_in(obs_names, &obs_columns)?;
     let var = Frame::new(var_names);
     let opts: RunOptions =
