@@ -8,6 +8,8 @@
 
 use std::path::PathBuf;
 
+pub use crate::backend::cpu::Real;
+use crate::backend::cpu::{normalize_rows, row_totals};
 use crate::backend::{Backend, Moments, ScaleSpec, Transform};
 use crate::cart::genesets::GeneSet;
 use crate::cart::score::{ScorePlan, Scorer};
@@ -79,35 +81,12 @@ pub fn run(
 /// type, as scipy and numpy do; `None` targets the median of the non-zero totals. Returns the
 /// target used.
 pub fn normalize_total<T: Real>(indptr: &[u64], data: &mut [T], target_sum: Option<f64>) -> f64 {
-    use rayon::prelude::*;
-    let totals: Vec<T> = indptr
-        .par_windows(2)
-        .map(|w| {
-            let row = &data[w[0] as usize..w[1] as usize];
-            T::from_f64(row.iter().map(|v| v.to_f64()).sum::<f64>())
-        })
-        .collect();
+    let totals = row_totals(indptr, data);
     let target = match target_sum {
         Some(t) => T::from_f64(t),
         None => median_nonzero(&totals),
     };
-    let mut rows: Vec<(&mut [T], T)> = Vec::with_capacity(totals.len());
-    let mut rest = data;
-    for (w, &t) in indptr.windows(2).zip(&totals) {
-        let (row, tail) = rest.split_at_mut((w[1] - w[0]) as usize);
-        rows.push((row, t));
-        rest = tail;
-    }
-    rows.into_par_iter().for_each(|(row, total)| {
-        let factor = if total.to_f64() == 0.0 {
-            T::from_f64(1.0)
-        } else {
-            total.div(target)
-        };
-        for v in row.iter_mut() {
-            *v = v.div(factor);
-        }
-    });
+    normalize_rows(indptr, data, &totals, target, false);
     target.to_f64()
 }
 
@@ -139,44 +118,6 @@ pub fn log1p<T: Real>(data: &mut [T]) {
     use rayon::prelude::*;
     data.par_iter_mut().for_each(|v| *v = v.ln_1p());
 }
-
-/// The value types of the in-place kernels (numpy float32 and float64).
-pub trait Real: Copy + Send + Sync + PartialOrd {
-    /// From f64, rounding to the type.
-    fn from_f64(v: f64) -> Self;
-    /// To f64.
-    fn to_f64(self) -> f64;
-    /// Division in the type.
-    fn div(self, other: Self) -> Self;
-    /// Addition in the type.
-    fn add(self, other: Self) -> Self;
-    /// `ln(1 + x)` in the type.
-    fn ln_1p(self) -> Self;
-}
-
-macro_rules! real {
-    ($t:ty) => {
-        impl Real for $t {
-            fn from_f64(v: f64) -> Self {
-                v as $t
-            }
-            fn to_f64(self) -> f64 {
-                self as f64
-            }
-            fn div(self, other: Self) -> Self {
-                self / other
-            }
-            fn add(self, other: Self) -> Self {
-                self + other
-            }
-            fn ln_1p(self) -> Self {
-                <$t>::ln_1p(self)
-            }
-        }
-    };
-}
-real!(f32);
-real!(f64);
 
 /// scanpy's `calculate_qc_metrics` on counts: per-cell and per-gene sums in f64.
 pub struct QcMetrics {
@@ -619,30 +560,31 @@ mod tests {
         assert!(
             err(CountSource::from_memory(
                 "a",
-                m(vec![1.0, -1.0]),
-                frame(1),
-                frame(2)
-            ))
-            .contains("non-negative")
-        );
-        assert!(
-            err(CountSource::from_memory(
-                "a",
-                m(vec![1.0, f32::NAN]),
-                frame(1),
-                frame(2)
-            ))
-            .contains("finite")
-        );
-        assert!(
-            err(CountSource::from_memory(
-                "a",
                 m(vec![1.0, 1.0]),
                 frame(2),
                 frame(2)
             ))
             .contains("obs has 2 rows")
         );
+        let mut broken = m(vec![1.0, 1.0]);
+        broken.indptr = vec![0, 3];
+        assert!(
+            err(CountSource::from_memory("a", broken, frame(1), frame(2)))
+                .contains("ends at 3 but data holds 2 entries")
+        );
+        // Values are the run's scan to judge, as a file's are.
+        let run_err = |data: Vec<f32>| {
+            let src = CountSource::from_memory("a", m(data), frame(1), frame(2)).unwrap();
+            let e = run(
+                src,
+                &RunOptions::default(),
+                &crate::backend::CpuBackend,
+                false,
+            );
+            e.err().map(|e| e.to_string()).unwrap_or_default()
+        };
+        assert!(run_err(vec![1.0, -1.0]).contains("negative value"));
+        assert!(run_err(vec![1.0, f32::NAN]).contains("non-finite value"));
         let mut src = CountSource::from_memory("a", m(vec![1.0, 2.0]), frame(1), frame(2)).unwrap();
         // Rows come back canonical (indices sorted).
         let x = src.read_all().unwrap();

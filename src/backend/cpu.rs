@@ -20,28 +20,8 @@ impl Backend for CpuBackend {
     }
 
     fn normalize_log1p(&self, chunk: &mut CsrMatrix, target_sum: f32) {
-        let indptr = &chunk.indptr;
-        let mut rows: Vec<&mut [f32]> = Vec::with_capacity(chunk.n_rows);
-        let mut rest: &mut [f32] = &mut chunk.data;
-        for i in 0..chunk.n_rows {
-            let len = (indptr[i + 1] - indptr[i]) as usize;
-            let (row, tail) = rest.split_at_mut(len);
-            rows.push(row);
-            rest = tail;
-        }
-        rows.into_par_iter().for_each(|row| {
-            // scipy sums an f32 CSR row in f64 and stores f32; numpy divides the f32 totals by
-            // the target in f32; scanpy then divides every value by that rounded factor.
-            let total = row.iter().map(|&v| f64::from(v)).sum::<f64>() as f32;
-            let factor = if total == 0.0 {
-                1.0
-            } else {
-                total / target_sum
-            };
-            for v in row.iter_mut() {
-                *v = (*v / factor).ln_1p();
-            }
-        });
+        let totals = row_totals(&chunk.indptr, &chunk.data);
+        normalize_rows(&chunk.indptr, &mut chunk.data, &totals, target_sum, true);
     }
 
     fn gene_moments(&self, chunk: &CsrMatrix, transform: Transform) -> Moments {
@@ -726,6 +706,88 @@ pub(crate) fn arg_max(list: &[(f32, u32)]) -> usize {
         }
     }
     w
+}
+
+/// The value types of the CSR kernels that work on numpy's arrays too (float32, float64).
+pub trait Real: Copy + Send + Sync + PartialOrd {
+    /// From f64, rounding to the type.
+    fn from_f64(v: f64) -> Self;
+    /// To f64.
+    fn to_f64(self) -> f64;
+    /// Division in the type.
+    fn div(self, other: Self) -> Self;
+    /// Addition in the type.
+    fn add(self, other: Self) -> Self;
+    /// `ln(1 + x)` in the type.
+    fn ln_1p(self) -> Self;
+}
+
+macro_rules! real {
+    ($t:ty) => {
+        impl Real for $t {
+            fn from_f64(v: f64) -> Self {
+                v as $t
+            }
+            fn to_f64(self) -> f64 {
+                self as f64
+            }
+            fn div(self, other: Self) -> Self {
+                self / other
+            }
+            fn add(self, other: Self) -> Self {
+                self + other
+            }
+            fn ln_1p(self) -> Self {
+                <$t>::ln_1p(self)
+            }
+        }
+    };
+}
+real!(f32);
+real!(f64);
+
+/// Row totals of CSR values (`indptr` of the rows): each row summed in f64 and rounded to the
+/// values' type, as scipy's `X.sum(axis=1)` stores them.
+pub fn row_totals<T: Real>(indptr: &[u64], data: &[T]) -> Vec<T> {
+    indptr
+        .par_windows(2)
+        .map(|w| {
+            let row = &data[w[0] as usize..w[1] as usize];
+            T::from_f64(row.iter().map(|v| v.to_f64()).sum::<f64>())
+        })
+        .collect()
+}
+
+/// scanpy's `normalize_total(target)` on CSR values in place, given the row `totals`: numpy
+/// divides each total by the target in the values' type, and scanpy every value by that
+/// rounded factor (rows with total 0 stay as they are); then `ln(1 + x)` when `log1p`.
+pub fn normalize_rows<T: Real>(
+    indptr: &[u64],
+    data: &mut [T],
+    totals: &[T],
+    target: T,
+    log1p: bool,
+) {
+    let mut rows: Vec<(&mut [T], T)> = Vec::with_capacity(totals.len());
+    let mut rest = data;
+    for (w, &t) in indptr.windows(2).zip(totals) {
+        let (row, tail) = rest.split_at_mut((w[1] - w[0]) as usize);
+        rows.push((row, t));
+        rest = tail;
+    }
+    rows.into_par_iter().for_each(|(row, total)| {
+        let factor = if total.to_f64() == 0.0 {
+            T::from_f64(1.0)
+        } else {
+            total.div(target)
+        };
+        for v in row.iter_mut() {
+            *v = v.div(factor);
+            if log1p {
+                *v = v.ln_1p();
+            }
+        }
+    });
 }
 
 #[cfg(test)]

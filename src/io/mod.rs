@@ -308,8 +308,9 @@ impl RowReader for MemoryReader {
 impl CountSource {
     /// A source over a count matrix already in memory, with its obs and var (an AnnData from
     /// Python): `name` stands for the file in messages and is the default sample label. The
-    /// matrix is checked as a file's would be (shape against obs and var, index range,
-    /// finite non-negative values) and its rows canonicalised.
+    /// matrix structure is checked as a file's is (shape against obs and var, row pointers,
+    /// index range) and its rows canonicalised; its values are checked by the run's scan, as a
+    /// file's are (`allow_non_integer` included).
     pub fn from_memory(
         name: &str,
         mut x: CsrMatrix,
@@ -318,28 +319,22 @@ impl CountSource {
     ) -> Result<CountSource> {
         let path = PathBuf::from(name);
         let bad = |reason: String| Err(Error::invalid(&path, "X", &reason));
-        if x.n_rows != obs.len() || x.n_cols != var.len() {
+        if x.n_rows != obs.len() || x.n_cols != var.len() || x.indptr.len() != x.n_rows + 1 {
             return bad(format!(
-                "X is {} x {} but obs has {} rows and var {}",
+                "X is {} x {} ({} row pointers) but obs has {} rows and var {}",
                 x.n_rows,
                 x.n_cols,
+                x.indptr.len(),
                 obs.len(),
                 var.len()
             ));
         }
-        if x.indptr.len() != x.n_rows + 1
-            || x.indptr.first() != Some(&0)
-            || x.indptr.windows(2).any(|w| w[0] > w[1])
-            || x.indptr.last().copied() != Some(x.data.len() as u64)
-            || x.indices.len() != x.data.len()
-        {
-            return bad("indptr is not a valid CSR row pointer for the stored entries".into());
+        if x.indices.len() != x.data.len() {
+            return bad("indices and data differ in length".into());
         }
+        h5ad::validate_indptr(&path, "X/indptr", &x.indptr, x.data.len() as u64)?;
         if x.indices.iter().any(|&j| j as usize >= x.n_cols) {
             return bad(format!("a column index is outside 0..{}", x.n_cols));
-        }
-        if let Some(v) = x.data.iter().find(|v| !v.is_finite() || **v < 0.0) {
-            return bad(format!("counts must be finite and non-negative, found {v}"));
         }
         if obs.is_empty() {
             return bad("the matrix has zero cells".into());
