@@ -669,8 +669,8 @@ fn write_records(
     let mem = hdf5::Datatype::from_descriptor(&td)?;
     // SAFETY: `buf` holds n records of `size` bytes laid out as `td` (packed, native byte
     // order), the memory type given; its string slots point into `keep`, alive until after
-    // the call.
-    let status = unsafe {
+    // the call. The call holds the hdf5 crate's global lock (the library is not thread-safe).
+    let status = hdf5::sync::sync(|| unsafe {
         H5Dwrite(
             ds.id(),
             mem.id(),
@@ -679,7 +679,7 @@ fn write_records(
             H5P_DEFAULT,
             buf.as_ptr().cast(),
         )
-    };
+    });
     drop(keep);
     if status < 0 {
         return Err(hdf5::Error::from("H5Dwrite of a record array failed"));

@@ -410,7 +410,9 @@ fn read_fixed_strings(
     let dtype = c.dtype().map_err(|e| Error::hdf5(path, field, e))?;
     // SAFETY: `buf` holds exactly n elements of the file's own fixed-length string type, which is
     // also the memory type passed, so HDF5 writes n * width bytes and performs no conversion.
-    let status = unsafe {
+    // The HDF5 library is not thread-safe: a raw call takes the hdf5 crate's global lock, as
+    // every call the crate makes does.
+    let status = hdf5::sync::sync(|| unsafe {
         if is_attr {
             H5Aread(c.id(), dtype.id(), buf.as_mut_ptr().cast())
         } else {
@@ -423,7 +425,7 @@ fn read_fixed_strings(
                 buf.as_mut_ptr().cast(),
             )
         }
-    };
+    });
     if status < 0 {
         return Err(Error::invalid(
             path,
@@ -601,8 +603,9 @@ pub fn write_fixed_strings(g: &Group, name: &str, values: &[String]) -> hdf5::Re
     }
     let dtype = ds.dtype()?;
     // SAFETY: `buf` holds exactly len * width bytes, the size of the dataset in its own
-    // fixed-length string type, which is also the memory type given.
-    let status = unsafe {
+    // fixed-length string type, which is also the memory type given. The call holds the hdf5
+    // crate's global lock (the library is not thread-safe).
+    let status = hdf5::sync::sync(|| unsafe {
         H5Dwrite(
             ds.id(),
             dtype.id(),
@@ -611,7 +614,7 @@ pub fn write_fixed_strings(g: &Group, name: &str, values: &[String]) -> hdf5::Re
             H5P_DEFAULT,
             buf.as_ptr().cast(),
         )
-    };
+    });
     if status < 0 {
         return Err(hdf5::Error::from("H5Dwrite of fixed-length strings failed"));
     }

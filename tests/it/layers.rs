@@ -696,3 +696,49 @@ fn function_spans_are_counted_from_signature_to_closing_brace() {
         fns.iter().map(|(l, n, f)| (*l, *n, f.as_str())).collect();
     assert_eq!(found, [(1, 3, "a"), (6, 3, "c")]);
 }
+
+/// The HDF5 C library is not thread-safe; the hdf5 crate serialises its own calls with a global
+/// lock. A raw call into the C API (`hdf5_sys`) that does not take that lock races every other
+/// thread reading or writing HDF5 (a segfault under the test harness's threads). Every `unsafe`
+/// block in the library that calls an `H5*` function must be the body of `hdf5::sync::sync`.
+#[test]
+fn raw_hdf5_calls_hold_the_library_lock() {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    let mut files = Vec::new();
+    rust_files(&src, &mut files);
+    let mut report = Vec::new();
+    let mut raw_calls = 0;
+    for file in &files {
+        let s = strip(&std::fs::read_to_string(file).expect("source is readable"));
+        let mut i = 0;
+        while i < s.len() {
+            if (i == 0 || !is_ident(s[i - 1]))
+                && starts_with(&s, i, "unsafe")
+                && let Some(open) = (i + 6..s.len()).find(|&k| !s[k].is_whitespace())
+                && s[open] == '{'
+            {
+                let close = bracket_end(&s, open, '{', '}');
+                let body: String = s[open..close].iter().collect();
+                let calls_h5 = body
+                    .split(|c: char| !is_ident(c))
+                    .any(|w| w.len() > 3 && w.starts_with("H5") && w[2..3] != *"_");
+                if calls_h5 {
+                    raw_calls += 1;
+                    let before: String = s[i.saturating_sub(40)..i].iter().collect();
+                    if !before.trim_end().ends_with("sync(||") {
+                        let line = s[..i].iter().filter(|&&c| c == '\n').count() + 1;
+                        report.push(format!("{}:{line}", file.display()));
+                    }
+                }
+                i = close;
+            }
+            i += 1;
+        }
+    }
+    assert!(raw_calls >= 3, "the scan found {raw_calls} raw HDF5 calls");
+    assert!(
+        report.is_empty(),
+        "raw HDF5 calls outside hdf5::sync::sync:\n{}",
+        report.join("\n")
+    );
+}

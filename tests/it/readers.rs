@@ -315,3 +315,36 @@ fn info_reports_car_and_mito() {
         }
     }
 }
+
+/// The HDF5 library is not thread-safe: every call into it, including the raw fixed-length
+/// string reads that bypass the hdf5 crate, must hold the crate's global lock. Readers on
+/// several threads at once (as a batch or a test harness runs them) give the same results as
+/// one reader alone.
+#[test]
+fn concurrent_readers_agree_with_one_reader() {
+    let names = ["tenx_v2_two_genomes.h5", "tenx_v3.h5"];
+    let alone: Vec<_> = names
+        .iter()
+        .map(|n| inspect(&fixture(n), &InfoOptions::default()).unwrap())
+        .map(|i| (i.nnz, i.car_features, i.n_mito_genes))
+        .collect();
+    std::thread::scope(|s| {
+        let workers: Vec<_> = (0..8)
+            .map(|t| {
+                let alone = &alone;
+                s.spawn(move || {
+                    for round in 0..40 {
+                        let k = (t + round) % names.len();
+                        let info = inspect(&fixture(names[k]), &InfoOptions::default())
+                            .unwrap_or_else(|e| panic!("thread {t} round {round}: {e}"));
+                        let got = (info.nnz, info.car_features, info.n_mito_genes);
+                        assert_eq!(got, alone[k], "thread {t} round {round} {}", names[k]);
+                    }
+                })
+            })
+            .collect();
+        for w in workers {
+            w.join().unwrap();
+        }
+    });
+}
