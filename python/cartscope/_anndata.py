@@ -66,9 +66,13 @@ def csr_parts(x, *, what: str = "X") -> tuple[np.ndarray, np.ndarray, np.ndarray
     return (np.ascontiguousarray(indptr), np.ascontiguousarray(indices), np.ascontiguousarray(data), x.shape[1])
 
 
-def check_values(values: np.ndarray, what: str) -> None:
+def check_dtype(values: np.ndarray, what: str) -> None:
     if values.dtype.kind not in "fiub":
         raise ValueError(f"{what}: unsupported dtype {values.dtype} (expected numbers)")
+
+
+def check_values(values: np.ndarray, what: str) -> None:
+    check_dtype(values, what)
     if values.dtype.kind == "f" and values.size and not np.isfinite(values).all():
         raise ValueError(f"{what}: contains NaN or infinite values")
 

@@ -10,7 +10,7 @@ import pandas as pd
 from anndata import AnnData
 
 from . import _core
-from ._anndata import check_backend, check_counts, csr, csr_parts, frame, frame_columns, matrix, uns
+from ._anndata import check_backend, check_counts, check_dtype, csr, csr_parts, frame, frame_columns, matrix, uns
 
 
 def run_core(adata: AnnData, *, layer: str | None, backend: str, report: bool, options: dict[str, Any],
@@ -27,7 +27,11 @@ def run_core(adata: AnnData, *, layer: str | None, backend: str, report: bool, o
         raise ValueError("obs_names are not unique: call adata.obs_names_make_unique() first")
     x = matrix(adata, layer)
     parts = csr_parts(x)
-    check_counts(parts[2], "X" if layer is None else f"layers[{layer!r}]")
+    # The core's scan checks the values as the CLI does; with allow_non_integer it warns about
+    # non-integer, negative or non-finite values where it would otherwise refuse them, so the
+    # early check here then looks at the dtype only.
+    what = "X" if layer is None else f"layers[{layer!r}]"
+    (check_dtype if options.get("allow_non_integer") else check_counts)(parts[2], what)
     try:
         opts = json.dumps(options)
     except TypeError as e:

@@ -257,6 +257,18 @@ def test_run_bad_options(base, tmp_path, case, entry):
     _expect_unchanged(a, fn, tmp_path, match=match)
 
 
+def test_run_allow_non_integer_passes_values_to_the_core(base):
+    # as `cartscope run --allow-non-integer`: non-integer and negative values are warnings
+    a = base.copy()
+    a.X.data[0] = 0.5
+    a.X.data[5] = -1.0
+    with pytest.raises(ValueError, match="non-negative"):
+        cs.run(a.copy(), backend="cpu")
+    s = cs.run(a, backend="cpu", allow_non_integer=True)
+    assert s["n_cells_in"] == base.n_obs
+    assert "X_umap" in a.obsm
+
+
 def test_run_not_an_anndata():
     with pytest.raises(TypeError):
         cs.run(np.zeros((3, 3)))
