@@ -42,6 +42,7 @@
 pub mod backend;
 pub mod batch;
 pub mod bench;
+pub mod cancel;
 pub mod cart;
 pub mod crash;
 pub mod error;

@@ -45,22 +45,53 @@ fn compute<T: Send>(py: Python<'_>, f: impl FnOnce() -> T + Send) -> PyResult<T>
     Ok(out)
 }
 
-/// Runs `f` (which owns its inputs) on a thread of its own and waits with the GIL released,
-/// looking for Ctrl-C every 50 ms: on KeyboardInterrupt the call returns at once and the
-/// computation's result, when it comes, is dropped; nothing is written into the caller's
-/// objects. A panic in `f` becomes a RuntimeError.
+/// How long a Ctrl-C waits for the cancelled computation to reach its next checkpoint and end
+/// before the KeyboardInterrupt is raised anyway (the thread then ends on its own).
+const CANCEL_WAIT: std::time::Duration = std::time::Duration::from_millis(1000);
+
+/// Computations whose threads are still alive (cancelled ones included until they end).
+static RUNNING: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+/// The number of computations still running on their threads: 0 once a cancelled call's
+/// thread has ended (for tests of Ctrl-C).
+#[pyfunction]
+fn _running() -> usize {
+    RUNNING.load(std::sync::atomic::Ordering::SeqCst)
+}
+
+/// Runs `f` (which owns its inputs) on a thread of its own under a cancellation token and
+/// waits with the GIL released, looking for Ctrl-C every 50 ms. On KeyboardInterrupt the token
+/// is set, so the computation stops at its next checkpoint (a stage, an epoch, an iteration)
+/// and frees what it holds; the call waits up to [`CANCEL_WAIT`] for that, then raises.
+/// Nothing is written into the caller's objects. A panic in `f` becomes a RuntimeError.
 fn interruptible<T: Send + 'static>(
     py: Python<'_>,
     f: impl FnOnce() -> T + Send + 'static,
 ) -> PyResult<T> {
     use std::sync::mpsc::{RecvTimeoutError, channel};
     let (tx, rx) = channel();
+    let token = cartscope::cancel::Token::new();
+    RUNNING.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    let theirs = token.clone();
     std::thread::Builder::new()
         .name("cartscope".into())
         .spawn(move || {
-            let _ = tx.send(f());
+            /// Counts the thread out when it ends, whichever way.
+            struct Running;
+            impl Drop for Running {
+                fn drop(&mut self) {
+                    RUNNING.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
+                }
+            }
+            let _running = Running;
+            if let Some(v) = cartscope::cancel::run(&theirs, f) {
+                let _ = tx.send(v);
+            }
         })
-        .map_err(|e| PyRuntimeError::new_err(format!("cannot start a thread: {e}")))?;
+        .map_err(|e| {
+            RUNNING.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
+            PyRuntimeError::new_err(format!("cannot start a thread: {e}"))
+        })?;
     let mut rx = Some(rx);
     loop {
         // The receiver is not Sync: it moves into the GIL-free closure and back.
@@ -71,7 +102,15 @@ fn interruptible<T: Send + 'static>(
         rx = Some(back);
         match got {
             Ok(v) => return Ok(v),
-            Err(RecvTimeoutError::Timeout) => py.check_signals()?,
+            Err(RecvTimeoutError::Timeout) => {
+                if let Err(interrupt) = py.check_signals() {
+                    token.cancel();
+                    let r = rx.take().expect("receiver present");
+                    // Ends when the thread does (the sender drops) or after the wait.
+                    py.detach(move || drop(r.recv_timeout(CANCEL_WAIT)));
+                    return Err(interrupt);
+                }
+            }
             Err(RecvTimeoutError::Disconnected) => {
                 return Err(PyRuntimeError::new_err(
                     "internal error: the computation panicked (see the message above)",
@@ -877,5 +916,6 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(score_genes, m)?)?;
     m.add_function(wrap_pyfunction!(rank_genes_groups, m)?)?;
     m.add_function(wrap_pyfunction!(run, m)?)?;
+    m.add_function(wrap_pyfunction!(_running, m)?)?;
     Ok(())
 }

@@ -198,6 +198,7 @@ pub fn knn(points: &[f32], dim: usize, k: usize, params: NnDescentParams) -> (Ve
     let cap = (3 * kk).min(n.saturating_sub(1)).max(1);
     let mut heaps = initial_graph(points, dim, cap, &params);
     for iter in 0..params.max_iters {
+        crate::cancel::checkpoint();
         let changed = descend(&mut heaps, points, dim, params.max_candidates);
         tracing::debug!("nn-descent iteration {iter}: {changed} updates");
         if (changed as f64) <= params.delta * n as f64 * cap as f64 {

@@ -189,6 +189,7 @@ impl SgdState {
 pub fn optimize_layout(g: &SgdGraph, embedding: &mut [f32], dim: usize, p: &SgdParams) {
     let mut state = SgdState::new(g, dim);
     for epoch in 0..p.n_epochs {
+        crate::cancel::checkpoint();
         optimize_epoch(g, &mut state, embedding, dim, p, epoch);
     }
 }

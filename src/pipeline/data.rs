@@ -116,6 +116,7 @@ impl FilteredMatrix {
         match self {
             FilteredMatrix::Memory(x) => {
                 for a in (0..x.n_rows).step_by(step) {
+                    crate::cancel::checkpoint();
                     f(&x.slice_rows(a..(a + step).min(x.n_rows)))?;
                 }
             }
@@ -123,6 +124,7 @@ impl FilteredMatrix {
                 r.passes += 1;
                 let n_in = r.src.n_obs();
                 for a in (0..n_in).step_by(step) {
+                    crate::cancel::checkpoint();
                     let b = (a + step).min(n_in);
                     let mut m = r.src.read_rows(a..b)?;
                     drop_explicit_zeros(&mut m);

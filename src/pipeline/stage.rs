@@ -146,6 +146,7 @@ impl Stopwatch {
 
     /// Records that `stage` ended now.
     pub(crate) fn lap(&mut self, stage: Stage) {
+        crate::cancel::checkpoint();
         let now = Instant::now();
         let secs = (now - self.last).as_secs_f64();
         tracing::info!("{stage}: {secs:.3} s (process cpu {:.2} s)", cpu_seconds());

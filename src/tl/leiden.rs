@@ -450,6 +450,7 @@ pub fn leiden(adj: &CsrMatrix, params: &LeidenParams) -> Clustering {
     let mut rng = IgraphRng(NumpyRandomState::seed_u64(params.seed));
     let mut membership: Vec<u32> = (0..n as u32).collect();
     for _ in 0..params.n_iterations {
+        crate::cancel::checkpoint();
         one_iteration(&graph, &node_weights, &mut membership, resolution, &mut rng);
     }
     let n_clusters = number_by_size(&mut membership);

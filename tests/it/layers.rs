@@ -20,8 +20,8 @@ use std::path::{Path, PathBuf};
 /// only; the modules of one layer are independent of each other.
 const LAYERS: &[(&[&str], &str)] = &[
     (
-        &["error", "matrix", "crash"],
-        "the error type; the CSR chunk; the crash report of the C libraries",
+        &["error", "matrix", "crash", "cancel"],
+        "the error type; the CSR chunk; the crash report of the C libraries; cancellation",
     ),
     (
         &["io", "rng"],

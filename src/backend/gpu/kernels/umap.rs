@@ -156,6 +156,9 @@ pub(crate) fn umap_epochs(
     let bytes = (n * dim * 4) as u64;
     for first in (0..epochs).step_by(EPOCHS_PER_SUBMIT) {
         let last = (first + EPOCHS_PER_SUBMIT).min(epochs);
+        // Between submissions no encoder is open: a cancelled run unwinds with nothing in
+        // flight but buffers, which drop.
+        crate::cancel::checkpoint();
         ctx.run(|enc| {
             for _ in first..last {
                 dispatch(enc, &heads, (gx, gy, 1));
