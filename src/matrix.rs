@@ -112,17 +112,29 @@ impl CsrMatrix {
     /// Sorts column indices within each row and sums duplicate entries, as scipy's
     /// `sum_duplicates` does. Returns true when anything had to change.
     pub fn canonicalize(&mut self) -> bool {
+        use rayon::prelude::*;
+        // Rows already canonical are left in place: the common case (every row sorted) is one
+        // parallel read of the indices and no write.
+        let first = (0..self.n_rows).into_par_iter().find_first(|&i| {
+            let r = self.row_range(i);
+            !self.indices[r].windows(2).all(|w| w[0] < w[1])
+        });
+        let Some(first) = first else {
+            return false;
+        };
         let mut changed = false;
-        let mut write = 0usize;
+        let mut write = self.indptr[first] as usize;
         let mut new_indptr = Vec::with_capacity(self.indptr.len());
-        new_indptr.push(0u64);
+        new_indptr.extend_from_slice(&self.indptr[..=first]);
         let mut pairs: Vec<(u32, f32)> = Vec::new();
-        for i in 0..self.n_rows {
+        for i in first..self.n_rows {
             let r = self.row_range(i);
             let sorted = self.indices[r.clone()].windows(2).all(|w| w[0] < w[1]);
             if sorted {
-                self.indices.copy_within(r.clone(), write);
-                self.data.copy_within(r.clone(), write);
+                if r.start != write {
+                    self.indices.copy_within(r.clone(), write);
+                    self.data.copy_within(r.clone(), write);
+                }
                 write += r.len();
             } else {
                 changed = true;
@@ -209,6 +221,26 @@ mod tests {
         assert_eq!(m.indices, vec![1, 3, 0, 2]);
         assert_eq!(m.data, vec![2.0, 5.0, 5.0, 6.0]);
         assert!(!m.canonicalize());
+    }
+
+    #[test]
+    fn canonicalize_starts_at_the_first_unsorted_row_and_keeps_the_rows_before() {
+        // Rows 0 and 1 sorted (1 empty), row 2 with a duplicate, row 3 sorted but shifted by
+        // the merge, row 4 reversed.
+        let mut m = CsrMatrix {
+            n_rows: 5,
+            n_cols: 5,
+            indptr: vec![0, 2, 2, 5, 7, 9],
+            indices: vec![0, 4, 2, 2, 1, 0, 3, 4, 1],
+            data: vec![1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0, 9.0],
+        };
+        assert!(m.canonicalize());
+        assert_eq!(m.indptr, vec![0, 2, 2, 4, 6, 8]);
+        assert_eq!(m.indices, vec![0, 4, 1, 2, 0, 3, 1, 4]);
+        assert_eq!(m.data, vec![1.0, 2.0, 5.0, 7.0, 6.0, 7.0, 9.0, 8.0]);
+        let before = m.clone();
+        assert!(!m.canonicalize());
+        assert_eq!(m, before);
     }
 
     #[test]

@@ -163,9 +163,74 @@ pub fn len_1d(path: &Path, field: &str, ds: &Dataset) -> Result<usize> {
 
 macro_rules! read_native {
     ($ds:expr, $t:ty, $range:expr) => {
-        $ds.read_slice_1d::<$t, _>(s![$range.start..$range.end])
-            .map(|a| a.into_raw_vec_and_offset().0)
+        read_native::<$t>($ds, $range)
     };
+}
+
+/// Buffers from this size up ask the kernel for transparent huge pages, as numpy does for its
+/// arrays: a whole-matrix read otherwise spends most of its time faulting in 4 KiB pages.
+const HUGE_PAGE_MIN_BYTES: usize = 4 << 20;
+
+/// Asks the kernel to back the 2 MiB-aligned interior of `len` bytes at `ptr` with transparent
+/// huge pages (`MADV_HUGEPAGE`; advisory, so any failure is ignored). Called before the memory
+/// is first touched.
+pub(crate) fn advise_huge_pages(ptr: *mut u8, len: usize) {
+    const HUGE: usize = 2 << 20;
+    if len < HUGE_PAGE_MIN_BYTES {
+        return;
+    }
+    let start = (ptr as usize).next_multiple_of(HUGE);
+    let end = (ptr as usize + len) / HUGE * HUGE;
+    if end > start {
+        // SAFETY: [start, end) lies inside the caller's allocation; MADV_HUGEPAGE changes how
+        // the pages are backed, never their contents or the mapping.
+        unsafe { libc::madvise(start as *mut libc::c_void, end - start, libc::MADV_HUGEPAGE) };
+    }
+}
+
+/// Elements `range` of a 1-d numeric dataset as `T` (HDF5 converts the byte order) in a new
+/// buffer: [`advise_huge_pages`] first, then one `H5Dread` of the hyperslab into it.
+fn read_native<T: hdf5::H5Type>(ds: &Dataset, range: Range<usize>) -> hdf5::Result<Vec<T>> {
+    let n = range.len();
+    let space = ds.space()?;
+    let selection: hdf5::Selection = s![range.start..range.end].try_into()?;
+    let fspace = space.select(selection)?;
+    if fspace.selection_size() != n {
+        return Err(hdf5::Error::from("selection size differs from the range"));
+    }
+    if n == 0 {
+        return Ok(Vec::new());
+    }
+    let mspace = hdf5::Dataspace::try_new(n)?;
+    let mem = hdf5::Datatype::from_type::<T>()?;
+    if ds.dtype()?.conv_to::<T>().is_none() {
+        return Err(hdf5::Error::from("no conversion from the stored type"));
+    }
+    let mut buf: Vec<T> = Vec::with_capacity(n);
+    advise_huge_pages(buf.as_mut_ptr().cast(), n * std::mem::size_of::<T>());
+    // SAFETY: `buf` has room for n elements of T, the memory type given, and the memory space
+    // holds exactly n elements. The call holds the hdf5 crate's global lock.
+    let status = hdf5::sync::sync(|| {
+        let status = unsafe {
+            hdf5_sys::h5d::H5Dread(
+                ds.id(),
+                mem.id(),
+                mspace.id(),
+                fspace.id(),
+                hdf5_sys::h5p::H5P_DEFAULT,
+                buf.as_mut_ptr().cast(),
+            )
+        };
+        if status < 0 {
+            Err(hdf5::Error::query().unwrap_or_else(|e| e))
+        } else {
+            Ok(())
+        }
+    });
+    status?;
+    // SAFETY: H5Dread succeeded and wrote all n elements.
+    unsafe { buf.set_len(n) };
+    Ok(buf)
 }
 
 /// Reads elements `range` of a 1-d numeric dataset as f64 (exact for every integer below 2^53).
@@ -354,15 +419,25 @@ pub fn read_index_u32(
     };
     match num_type(path, field, ds)? {
         NumType::Int(4) => {
-            let v = read_native!(ds, i32, range).map_err(e)?;
-            if let Some(k) = v.iter().position(|&j| j < 0 || j as u64 >= bound) {
-                return Err(out_of_range(k, i64::from(v[k])));
+            // Negative values are above every bound as u32: one vectorised maximum checks both.
+            let v: Vec<u32> =
+                bytemuck::allocation::cast_vec(read_native!(ds, i32, range).map_err(e)?);
+            if max_u32(&v).is_some_and(|m| u64::from(m) >= bound) {
+                let k = v
+                    .iter()
+                    .position(|&j| u64::from(j) >= bound)
+                    .expect("a value at or above the bound");
+                return Err(out_of_range(k, i64::from(v[k] as i32)));
             }
-            Ok(v.into_iter().map(|j| j as u32).collect())
+            Ok(v)
         }
         NumType::Uint(4) => {
             let v = read_native!(ds, u32, range).map_err(e)?;
-            if let Some(k) = v.iter().position(|&j| u64::from(j) >= bound) {
+            if max_u32(&v).is_some_and(|m| u64::from(m) >= bound) {
+                let k = v
+                    .iter()
+                    .position(|&j| u64::from(j) >= bound)
+                    .expect("a value at or above the bound");
                 return Err(out_of_range(k, i64::from(v[k])));
             }
             Ok(v)
@@ -377,12 +452,20 @@ pub fn read_index_u32(
     }
 }
 
+/// The largest value, in parallel blocks whose loops vectorise.
+fn max_u32(v: &[u32]) -> Option<u32> {
+    use rayon::prelude::*;
+    v.par_chunks(1 << 16)
+        .map(|c| c.iter().fold(0u32, |m, &x| m.max(x)))
+        .max()
+}
+
 /// Reads a whole 1-d boolean (or 0/1 integer) dataset.
 pub fn read_bool(path: &Path, field: &str, ds: &Dataset) -> Result<Vec<bool>> {
     crate::crash::element(field);
     let n = len_1d(path, field, ds)?;
     if num_type(path, field, ds)? == NumType::Bool {
-        return read_native!(ds, bool, (0..n)).map_err(|e| Error::hdf5(path, field, e));
+        return read_native!(ds, bool, 0..n).map_err(|e| Error::hdf5(path, field, e));
     }
     Ok(read_f64(path, field, ds, 0..n)?
         .into_iter()
