@@ -163,7 +163,7 @@ pub fn len_1d(path: &Path, field: &str, ds: &Dataset) -> Result<usize> {
 
 macro_rules! read_native {
     ($ds:expr, $t:ty, $range:expr) => {
-        read_native::<$t>($ds, $range)
+        read_numbers::<$t>($ds, $range)
     };
 }
 
@@ -186,6 +186,23 @@ pub(crate) fn advise_huge_pages(ptr: *mut u8, len: usize) {
         // the pages are backed, never their contents or the mapping.
         unsafe { libc::madvise(start as *mut libc::c_void, end - start, libc::MADV_HUGEPAGE) };
     }
+}
+
+/// Elements `range` of a 1-d numeric dataset as `T`: inflated on worker threads where the
+/// dataset is gzip-compressed in a layout [`super::inflate`] reads, else by [`read_native`].
+fn read_numbers<T: hdf5::H5Type + bytemuck::Pod + Send>(
+    ds: &Dataset,
+    range: Range<usize>,
+) -> hdf5::Result<Vec<T>> {
+    let mut buf: Vec<T> = Vec::with_capacity(range.len());
+    advise_huge_pages(
+        buf.as_mut_ptr().cast(),
+        range.len() * std::mem::size_of::<T>(),
+    );
+    if super::inflate::read_into(ds, range.clone(), &mut buf)? {
+        return Ok(buf);
+    }
+    read_native(ds, range)
 }
 
 /// Elements `range` of a 1-d numeric dataset as `T` (HDF5 converts the byte order) in a new
@@ -285,7 +302,7 @@ pub fn read_f64(path: &Path, field: &str, ds: &Dataset, range: Range<usize>) -> 
             .into_iter()
             .map(f64::from)
             .collect(),
-        NumType::Bool => read_native!(ds, bool, range)
+        NumType::Bool => read_native::<bool>(ds, range)
             .map_err(e)?
             .into_iter()
             .map(|b| f64::from(u8::from(b)))
@@ -442,6 +459,36 @@ pub fn read_index_u32(
             }
             Ok(v)
         }
+        NumType::Int(8) | NumType::Uint(8) => {
+            // As for 32 bits: negative i64 values are above every bound as u64. Then narrowed
+            // in parallel (every value is below the bound, itself below 2^32).
+            let v: Vec<u64> = match num_type(path, field, ds)? {
+                NumType::Int(8) => {
+                    bytemuck::allocation::cast_vec(read_native!(ds, i64, range).map_err(e)?)
+                }
+                _ => read_native!(ds, u64, range).map_err(e)?,
+            };
+            if max_u64(&v).is_some_and(|m| m >= bound) {
+                let k = v
+                    .iter()
+                    .position(|&j| j >= bound)
+                    .expect("a value at or above the bound");
+                let signed = matches!(num_type(path, field, ds)?, NumType::Int(8));
+                return Err(out_of_range(
+                    k,
+                    if signed {
+                        v[k] as i64
+                    } else {
+                        v[k].min(i64::MAX as u64) as i64
+                    },
+                ));
+            }
+            use rayon::prelude::*;
+            let mut out: Vec<u32> = Vec::with_capacity(v.len());
+            advise_huge_pages(out.as_mut_ptr().cast(), v.len() * 4);
+            v.par_iter().map(|&j| j as u32).collect_into_vec(&mut out);
+            Ok(out)
+        }
         _ => {
             let v = read_u64(path, field, ds, range)?;
             if let Some(k) = v.iter().position(|&j| j >= bound) {
@@ -450,6 +497,14 @@ pub fn read_index_u32(
             Ok(v.into_iter().map(|j| j as u32).collect())
         }
     }
+}
+
+/// The largest value, in parallel blocks whose loops vectorise.
+fn max_u64(v: &[u64]) -> Option<u64> {
+    use rayon::prelude::*;
+    v.par_chunks(1 << 16)
+        .map(|c| c.iter().fold(0u64, |m, &x| m.max(x)))
+        .max()
 }
 
 /// The largest value, in parallel blocks whose loops vectorise.
@@ -465,7 +520,7 @@ pub fn read_bool(path: &Path, field: &str, ds: &Dataset) -> Result<Vec<bool>> {
     crate::crash::element(field);
     let n = len_1d(path, field, ds)?;
     if num_type(path, field, ds)? == NumType::Bool {
-        return read_native!(ds, bool, 0..n).map_err(|e| Error::hdf5(path, field, e));
+        return read_native::<bool>(ds, 0..n).map_err(|e| Error::hdf5(path, field, e));
     }
     Ok(read_f64(path, field, ds, 0..n)?
         .into_iter()

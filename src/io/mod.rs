@@ -23,6 +23,7 @@ pub mod frame;
 pub mod h5ad;
 pub mod h5ad_write;
 mod hdf5_util;
+mod inflate;
 pub mod mtx;
 pub mod names;
 pub mod tenx_h5;
