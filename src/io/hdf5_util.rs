@@ -226,18 +226,17 @@ fn read_native<T: hdf5::H5Type>(ds: &Dataset, range: Range<usize>) -> hdf5::Resu
     let mut buf: Vec<T> = Vec::with_capacity(n);
     advise_huge_pages(buf.as_mut_ptr().cast(), n * std::mem::size_of::<T>());
     // SAFETY: `buf` has room for n elements of T, the memory type given, and the memory space
-    // holds exactly n elements. The call holds the hdf5 crate's global lock.
-    let status = hdf5::sync::sync(|| {
-        let status = unsafe {
-            hdf5_sys::h5d::H5Dread(
-                ds.id(),
-                mem.id(),
-                mspace.id(),
-                fspace.id(),
-                hdf5_sys::h5p::H5P_DEFAULT,
-                buf.as_mut_ptr().cast(),
-            )
-        };
+    // holds exactly n elements. The call, and the query of the library's error stack after a
+    // failure, hold the hdf5 crate's global lock.
+    let status = hdf5::sync::sync(|| unsafe {
+        let status = hdf5_sys::h5d::H5Dread(
+            ds.id(),
+            mem.id(),
+            mspace.id(),
+            fspace.id(),
+            hdf5_sys::h5p::H5P_DEFAULT,
+            buf.as_mut_ptr().cast(),
+        );
         if status < 0 {
             Err(hdf5::Error::query().unwrap_or_else(|e| e))
         } else {

@@ -133,42 +133,48 @@ fn stored_chunks(
         let offset = [(c * chunk) as u64];
         let (mut mask, mut addr, mut size) = (0u32, 0u64, 0u64);
         // SAFETY: `offset` has one coordinate per dimension of the 1-d dataset; the outputs
-        // are plain integers. The calls hold the hdf5 crate's global lock.
-        let status = hdf5::sync::sync(|| unsafe {
-            H5Dget_chunk_info_by_coord(ds.id(), offset.as_ptr(), &mut mask, &mut addr, &mut size)
-        });
-        if status < 0 {
-            return Err(hdf5::sync::sync(|| {
-                hdf5::Error::query().unwrap_or_else(|e| e)
-            }));
-        }
+        // are plain integers. The call and the error query hold the hdf5 crate's global lock.
+        hdf5::sync::sync(|| unsafe {
+            checked(H5Dget_chunk_info_by_coord(
+                ds.id(),
+                offset.as_ptr(),
+                &mut mask,
+                &mut addr,
+                &mut size,
+            ))
+        })?;
         if addr == HADDR_UNDEF || mask != 0 || size == 0 {
             return Ok(None);
         }
         let mut bytes = vec![0u8; size as usize];
         let mut len = bytes.len();
         // SAFETY: `bytes` holds `len` bytes, the chunk's stored size, as `len` tells the call.
-        let status = hdf5::sync::sync(|| unsafe {
-            H5Dread_chunk2(
+        hdf5::sync::sync(|| unsafe {
+            checked(H5Dread_chunk2(
                 ds.id(),
                 H5P_DEFAULT,
                 offset.as_ptr(),
                 &mut mask,
                 bytes.as_mut_ptr().cast(),
                 &mut len,
-            )
-        });
-        if status < 0 {
-            return Err(hdf5::sync::sync(|| {
-                hdf5::Error::query().unwrap_or_else(|e| e)
-            }));
-        }
+            ))
+        })?;
         if len != bytes.len() || mask != 0 {
             return Ok(None);
         }
         out.push(bytes);
     }
     Ok(Some(out))
+}
+
+/// The library's error for a failed call (`status < 0`); called under the library's lock, so
+/// that the error stack is this call's.
+fn checked(status: hdf5_sys::h5::herr_t) -> hdf5::Result<()> {
+    if status < 0 {
+        Err(hdf5::Error::query().unwrap_or_else(|e| e))
+    } else {
+        Ok(())
+    }
 }
 
 /// Inflates one zlib stream that must fill `plain` exactly.
