@@ -23,7 +23,7 @@ use crate::pipeline::{Job, KnnMethod, RunOptions, RunSummary, hvg, neighbors};
 use crate::pp::hvg::HvgFlavor;
 use crate::tl::leiden::{Clustering, LeidenParams, leiden as leiden_on};
 use crate::tl::markers::MarkerMethod;
-use crate::tl::pca::{Pca, PcaSolver, fit_from_gram_with};
+use crate::tl::pca::{Pca, PcaSolver, fit_from_gram_with, pca_by_gram};
 use crate::tl::umap::{Umap, UmapParams, umap_on};
 
 /// Rows per chunk of the chunked kernels (the run's default).
@@ -353,25 +353,27 @@ pub fn pca_sparse(
 ) -> Result<(Pca, Vec<f32>)> {
     let k = cols.len();
     let (zero, one) = (vec![0.0; k], vec![1.0; k]);
-    let mut gram = vec![0.0f64; k * k];
-    let mut colsum = vec![0.0f64; k];
-    let chunks = || {
-        (0..x.n_rows)
-            .step_by(CHUNK_ROWS)
-            .map(|a| x.slice_rows(a..(a + CHUNK_ROWS).min(x.n_rows)))
+    let spec = ScaleSpec {
+        cols,
+        mean: &zero,
+        std: &one,
+        max_value: None,
     };
-    for c in chunks() {
-        let block = backend.scale_dense(&c, cols, &zero, &one, None);
-        backend.gram_accumulate(&block, k, &mut gram, &mut colsum);
-    }
-    let fit = fit_from_gram_with(&gram, &colsum, x.n_rows, n_comps, solver)?;
-    let mut x_pca = Vec::with_capacity(x.n_rows * n_comps);
-    for c in chunks() {
-        let block = backend.scale_dense(&c, cols, &zero, &one, None);
-        let p = backend.project(&block, k, &fit.mean, &fit.components, n_comps);
-        x_pca.extend(p.into_iter().map(|v| v as f32));
-    }
-    Ok((fit, x_pca))
+    let mut pass = |visit: &mut dyn FnMut(&CsrMatrix) -> Result<()>| {
+        for a in (0..x.n_rows).step_by(CHUNK_ROWS) {
+            visit(&x.slice_rows(a..(a + CHUNK_ROWS).min(x.n_rows)))?;
+        }
+        Ok(())
+    };
+    pca_by_gram(
+        x.n_rows,
+        &spec,
+        n_comps,
+        solver,
+        backend,
+        &mut pass,
+        &|_| {},
+    )
 }
 
 /// scanpy's `neighbors(n_neighbors)` on the row-major `points` (`n x dim`): the kNN search

@@ -9,7 +9,7 @@ use crate::backend::ScaleSpec;
 use crate::error::Result;
 use crate::io::{H5adWriter, WriteOptions};
 use crate::matrix::CsrMatrix;
-use crate::tl::pca::{Pca, default_n_comps, fit_from_gram_with};
+use crate::tl::pca::{Pca, default_n_comps, pca_by_gram};
 
 use super::RunOptions;
 use super::data::{ChunkCtx, FilteredMatrix};
@@ -153,25 +153,15 @@ pub(crate) fn pca(
         None => (None, None, scaling.spec()),
     };
     let source = block.as_mut().unwrap_or(&mut f.matrix);
-    let mut gram = vec![0.0f64; k * k];
-    let mut colsum = vec![0.0f64; k];
-    source.for_each_chunk(ctx, |x| {
-        backend.scaled_gram(x, &spec, &mut gram, &mut colsum);
-        Ok(())
-    })?;
-    clock.note("pca gram");
-    let fit = fit_from_gram_with(&gram, &colsum, n, n_comps, opts.pca_solver)?;
-    clock.note("pca eigh");
-    let mut x_pca = Vec::with_capacity(n * n_comps);
-    source.for_each_chunk(ctx, |x| {
-        x_pca.extend(
-            backend
-                .scaled_project(x, &spec, &fit.mean, &fit.components, n_comps)
-                .into_iter()
-                .map(|v| v as f32),
-        );
-        Ok(())
-    })?;
+    let (fit, x_pca) = pca_by_gram(
+        n,
+        &spec,
+        n_comps,
+        opts.pca_solver,
+        backend,
+        &mut |visit| source.for_each_chunk(ctx, visit),
+        &|what| clock.note(what),
+    )?;
     Ok(Projected {
         fit,
         x_pca,

@@ -7,7 +7,9 @@
 //! component positive); `variance` = eigenvalues (ddof 1) and `variance_ratio` divides by the
 //! total variance of all masked genes.
 
+use crate::backend::{Backend, ScaleSpec};
 use crate::error::{Error, Result};
+use crate::matrix::CsrMatrix;
 
 /// The fitted model: components and their variances.
 #[derive(Debug, Clone, PartialEq)]
@@ -64,6 +66,46 @@ pub enum PcaSolver {
     /// eigendecomposition of the small projected matrix. Skips the O(k³) solve; approximate in
     /// the trailing components.
     Randomized,
+}
+
+/// A matrix visited chunk by chunk of rows, in order: each call runs `f` on every chunk.
+pub type ChunkPass<'a> = dyn FnMut(&mut dyn FnMut(&CsrMatrix) -> Result<()>) -> Result<()> + 'a;
+
+/// PCA of the scaled columns `spec` of `n` rows, by the Gram route every PCA of cartscope
+/// takes (the run's, on a file or in memory, and the bindings' `pca` on sparse data): one
+/// pass accumulates the Gram matrix and column sums, the covariance is decomposed, a second
+/// pass projects. `note` is told when each step ends. Returns the fit and the n x n_comps
+/// scores (f32, row-major).
+pub fn pca_by_gram(
+    n: usize,
+    spec: &ScaleSpec<'_>,
+    n_comps: usize,
+    solver: PcaSolver,
+    backend: &dyn Backend,
+    pass: &mut ChunkPass<'_>,
+    note: &dyn Fn(&str),
+) -> Result<(Pca, Vec<f32>)> {
+    let k = spec.cols.len();
+    let mut gram = vec![0.0f64; k * k];
+    let mut colsum = vec![0.0f64; k];
+    pass(&mut |x| {
+        backend.scaled_gram(x, spec, &mut gram, &mut colsum);
+        Ok(())
+    })?;
+    note("pca gram");
+    let fit = fit_from_gram_with(&gram, &colsum, n, n_comps, solver)?;
+    note("pca eigh");
+    let mut x_pca = Vec::with_capacity(n * n_comps);
+    pass(&mut |x| {
+        x_pca.extend(
+            backend
+                .scaled_project(x, spec, &fit.mean, &fit.components, n_comps)
+                .into_iter()
+                .map(|v| v as f32),
+        );
+        Ok(())
+    })?;
+    Ok((fit, x_pca))
 }
 
 /// [`fit_from_gram`] with a chosen solver.
