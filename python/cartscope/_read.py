@@ -12,8 +12,9 @@ from ._anndata import csr, frame
 
 def read(path: str | os.PathLike, *, layer: str | None = None, use_raw: bool = False) -> AnnData:
     """Reads an AnnData ``.h5ad``, a 10x ``.h5`` or a 10x MTX directory with cartscope's
-    readers (the CLI's: the same checks and one-line errors, any of the three formats; slower
-    than anndata's reader on an ``.h5ad``, see docs/python.md).
+    readers (the CLI's: the same checks and one-line errors, any of the three formats;
+    compressed files are inflated on all cores, about 2-3.5x faster than scanpy's readers, an
+    uncompressed ``.h5ad`` about as fast; see docs/python.md).
 
     X is read as CSR float32 (``layer`` / ``raw/X`` of an h5ad instead when asked); obs and
     var hold the file's cell and gene annotations as the CLI reads them: for an h5ad, the
