@@ -83,6 +83,9 @@ def run(adata: AnnData, *, layer: str | None = None, backend: str = "auto", repo
     -------
     The run summary (``summary.json`` of the CLI) as a dict.
     """
+    if isinstance(adata, AnnData) and adata.isbacked:
+        raise ValueError("run: the AnnData is backed (read with backed=...): run subsets it in place, "
+                         "which a backed AnnData cannot do; load it with adata.to_memory() first")
     res, html = run_core(adata, layer=layer, backend=backend, report=report is not None, options=options)
     if report is not None:
         from .cart import _write_text
@@ -94,6 +97,9 @@ def run(adata: AnnData, *, layer: str | None = None, backend: str = "auto", repo
         raise RuntimeError("run: the result's cells or genes are not those of the input")
     if adata.is_view:
         adata._init_as_actual(adata.copy())
+    # X is replaced by the result's below: dropping it first spares subsetting it (two copies
+    # of the counts, 0.35 s at 30k cells). Layers are kept, so they are subset.
+    adata.X = None
     adata._inplace_subset_obs(obs_pos)
     adata._inplace_subset_var(var_pos)
     adata.X = res["X"]
