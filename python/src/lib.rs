@@ -157,26 +157,7 @@ fn csr(
     n_cols: usize,
 ) -> PyResult<CsrMatrix> {
     let (p, i, d) = (indptr.as_slice()?, indices.as_slice()?, data.as_slice()?);
-    let n_rows = p
-        .len()
-        .checked_sub(1)
-        .ok_or_else(|| bad("X: empty indptr"))?;
-    if p[0] != 0 || p.windows(2).any(|w| w[0] > w[1]) || p[n_rows] as usize != d.len() {
-        return Err(bad("X: indptr is not a valid CSR row pointer"));
-    }
-    if i.len() != d.len() {
-        return Err(bad("X: indices and data differ in length"));
-    }
-    if i.iter().any(|&j| j < 0 || j as usize >= n_cols) {
-        return Err(bad(format!("X: a column index is outside 0..{n_cols}")));
-    }
-    Ok(CsrMatrix {
-        n_rows,
-        n_cols,
-        indptr: p.iter().map(|&v| v as u64).collect(),
-        indices: i.iter().map(|&v| v as u32).collect(),
-        data: d.to_vec(),
-    })
+    CsrMatrix::from_slices(p, i, d, n_cols).map_err(|e| bad(format!("X: {e}")))
 }
 
 /// A CSR matrix from Python, as the package passes it: scipy's `(indptr int64, indices

@@ -14,6 +14,7 @@ use hdf5::{Attribute, Container, Dataset, Group, Location};
 use ndarray::s;
 
 use crate::error::{Error, Result};
+use crate::matrix::advise_huge_pages;
 
 /// The numeric storage of a dataset, as far as cartscope cares.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -165,27 +166,6 @@ macro_rules! read_native {
     ($ds:expr, $t:ty, $range:expr) => {
         read_numbers::<$t>($ds, $range)
     };
-}
-
-/// Buffers from this size up ask the kernel for transparent huge pages, as numpy does for its
-/// arrays: a whole-matrix read otherwise spends most of its time faulting in 4 KiB pages.
-const HUGE_PAGE_MIN_BYTES: usize = 4 << 20;
-
-/// Asks the kernel to back the 2 MiB-aligned interior of `len` bytes at `ptr` with transparent
-/// huge pages (`MADV_HUGEPAGE`; advisory, so any failure is ignored). Called before the memory
-/// is first touched.
-pub(crate) fn advise_huge_pages(ptr: *mut u8, len: usize) {
-    const HUGE: usize = 2 << 20;
-    if len < HUGE_PAGE_MIN_BYTES {
-        return;
-    }
-    let start = (ptr as usize).next_multiple_of(HUGE);
-    let end = (ptr as usize + len) / HUGE * HUGE;
-    if end > start {
-        // SAFETY: [start, end) lies inside the caller's allocation; MADV_HUGEPAGE changes how
-        // the pages are backed, never their contents or the mapping.
-        unsafe { libc::madvise(start as *mut libc::c_void, end - start, libc::MADV_HUGEPAGE) };
-    }
 }
 
 /// Elements `range` of a 1-d numeric dataset as `T`: inflated on worker threads where the
