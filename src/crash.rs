@@ -26,7 +26,7 @@
 //! [`install`]) ends the process the same way when a guarded thread starts no new element for
 //! [`DEFAULT_STALL_SECONDS`] (`CARTSCOPE_HDF5_STALL_SECONDS` overrides it; 0 turns it off), or
 //! for a thirtieth of that (at least 1 s) while the element is metadata only (an attribute, a
-//! header: [`metadata_element`]), and the process burned CPU for at least half that time: a
+//! header: [`metadata_element`]), and the process burned CPU for at least a quarter of that time: a
 //! loop does, a read waiting on a slow disk or a stopped process does not.
 //!
 //! The handler only reads thread-local plain data, calls `write(2)` and `_exit(2)`, all
@@ -237,7 +237,7 @@ fn metadata_bound_ms(bound_ms: u64) -> u64 {
 
 /// The stall watch: damaged metadata can also send libhdf5 into an endless loop (a damaged
 /// global heap did, in the damaged-input campaign). A thread that stays inside a guard with no
-/// new element for longer than the bound, while the process burns CPU (at least half the time),
+/// new element for longer than the bound, while the process burns CPU (at least a quarter of the time),
 /// ends the process with one line, exit 2 for an input
 /// (1 for an output), as a crash does; `batch` then records the sample as failed.
 fn watch_stalls() {
@@ -275,9 +275,11 @@ fn watch_stalls() {
                 };
                 let stalled = now_ms().saturating_sub(since);
                 // An endless loop burns CPU; a read waiting on a slow disk or a stopped
-                // process (Ctrl-Z) does not, and is never taken for one.
+                // process (Ctrl-Z) does not, and is never taken for one. A quarter of a core
+                // counts as burning: on a loaded machine (a batch running several processes
+                // per core) a spinning thread gets well under a whole core.
                 let burned = cpu_ms().saturating_sub(PROGRESS_CPU_MS.load(Ordering::SeqCst));
-                if stalled <= limit || burned * 2 < stalled || BUSY.load(Ordering::SeqCst) == 0 {
+                if stalled <= limit || burned * 4 < stalled || BUSY.load(Ordering::SeqCst) == 0 {
                     continue;
                 }
                 let (mode, path, element) = LATEST
