@@ -27,8 +27,17 @@ pub(crate) fn advise_huge_pages(ptr: *mut u8, len: usize) {
     }
 }
 
+/// The largest of `v` (None when empty), in parallel blocks whose loops vectorise. For
+/// unsigned integers, whose default (0) is the smallest value.
+pub(crate) fn max_par<T: Copy + Ord + Default + Send + Sync>(v: &[T]) -> Option<T> {
+    use rayon::prelude::*;
+    v.par_chunks(1 << 16)
+        .map(|c| c.iter().fold(T::default(), |m, &x| m.max(x)))
+        .max()
+}
+
 /// `f` of every value of `src`, in parallel, into a new buffer advised for huge pages.
-fn map_par<S: Sync, T: Send>(src: &[S], f: impl Fn(&S) -> T + Sync + Send) -> Vec<T> {
+pub(crate) fn map_par<S: Sync, T: Send>(src: &[S], f: impl Fn(&S) -> T + Sync + Send) -> Vec<T> {
     use rayon::prelude::*;
     let mut out: Vec<T> = Vec::with_capacity(src.len());
     advise_huge_pages(
@@ -137,12 +146,8 @@ impl CsrMatrix {
             return Err("indices and data differ in length".into());
         }
         // Negative indices are above every bound as u32: one vectorised maximum checks both.
-        let max = indices
-            .par_chunks(1 << 16)
-            .map(|c| c.iter().fold(0u32, |m, &j| m.max(j as u32)))
-            .max()
-            .unwrap_or(0);
-        if !indices.is_empty() && max as usize >= n_cols {
+        if max_par(bytemuck::cast_slice::<i32, u32>(indices)).is_some_and(|m| m as usize >= n_cols)
+        {
             return Err(format!("a column index is outside 0..{n_cols}"));
         }
         Ok(CsrMatrix {

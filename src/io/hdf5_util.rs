@@ -14,7 +14,7 @@ use hdf5::{Attribute, Container, Dataset, Group, Location};
 use ndarray::s;
 
 use crate::error::{Error, Result};
-use crate::matrix::advise_huge_pages;
+use crate::matrix::{advise_huge_pages, map_par, max_par};
 
 /// The numeric storage of a dataset, as far as cartscope cares.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -413,85 +413,62 @@ pub fn read_index_u32(
         };
         Error::invalid(path, field, message)
     };
-    match num_type(path, field, ds)? {
-        NumType::Int(4) => {
-            // Negative values are above every bound as u32: one vectorised maximum checks both.
-            let v: Vec<u32> =
-                bytemuck::allocation::cast_vec(read_native!(ds, i32, range).map_err(e)?);
-            if max_u32(&v).is_some_and(|m| u64::from(m) >= bound) {
+    // Negative values read as unsigned are above every bound: one vectorised maximum checks
+    // both, and only a failed check looks for the position.
+    let first_bad = |v: &[u64]| {
+        v.iter()
+            .position(|&j| j >= bound)
+            .expect("a value above the bound")
+    };
+    let t = num_type(path, field, ds)?;
+    match t {
+        NumType::Int(4) | NumType::Uint(4) => {
+            let v: Vec<u32> = if t == NumType::Int(4) {
+                bytemuck::allocation::cast_vec(read_native!(ds, i32, range).map_err(e)?)
+            } else {
+                read_native!(ds, u32, range).map_err(e)?
+            };
+            if max_par(&v).is_some_and(|m| u64::from(m) >= bound) {
                 let k = v
                     .iter()
                     .position(|&j| u64::from(j) >= bound)
-                    .expect("a value at or above the bound");
-                return Err(out_of_range(k, i64::from(v[k] as i32)));
-            }
-            Ok(v)
-        }
-        NumType::Uint(4) => {
-            let v = read_native!(ds, u32, range).map_err(e)?;
-            if max_u32(&v).is_some_and(|m| u64::from(m) >= bound) {
-                let k = v
-                    .iter()
-                    .position(|&j| u64::from(j) >= bound)
-                    .expect("a value at or above the bound");
-                return Err(out_of_range(k, i64::from(v[k])));
+                    .expect("a value above the bound");
+                let j = if t == NumType::Int(4) {
+                    i64::from(v[k] as i32)
+                } else {
+                    i64::from(v[k])
+                };
+                return Err(out_of_range(k, j));
             }
             Ok(v)
         }
         NumType::Int(8) | NumType::Uint(8) => {
-            // As for 32 bits: negative i64 values are above every bound as u64. Then narrowed
-            // in parallel (every value is below the bound, itself below 2^32).
-            let v: Vec<u64> = match num_type(path, field, ds)? {
-                NumType::Int(8) => {
-                    bytemuck::allocation::cast_vec(read_native!(ds, i64, range).map_err(e)?)
-                }
-                _ => read_native!(ds, u64, range).map_err(e)?,
+            let v: Vec<u64> = if t == NumType::Int(8) {
+                bytemuck::allocation::cast_vec(read_native!(ds, i64, range).map_err(e)?)
+            } else {
+                read_native!(ds, u64, range).map_err(e)?
             };
-            if max_u64(&v).is_some_and(|m| m >= bound) {
-                let k = v
-                    .iter()
-                    .position(|&j| j >= bound)
-                    .expect("a value at or above the bound");
-                let signed = matches!(num_type(path, field, ds)?, NumType::Int(8));
-                return Err(out_of_range(
-                    k,
-                    if signed {
-                        v[k] as i64
-                    } else {
-                        v[k].min(i64::MAX as u64) as i64
-                    },
-                ));
+            if max_par(&v).is_some_and(|m| m >= bound) {
+                let k = first_bad(&v);
+                let j = if t == NumType::Int(8) {
+                    v[k] as i64
+                } else {
+                    v[k].min(i64::MAX as u64) as i64
+                };
+                return Err(out_of_range(k, j));
             }
-            use rayon::prelude::*;
-            let mut out: Vec<u32> = Vec::with_capacity(v.len());
-            advise_huge_pages(out.as_mut_ptr().cast(), v.len() * 4);
-            v.par_iter().map(|&j| j as u32).collect_into_vec(&mut out);
-            Ok(out)
+            // Every value is below the bound, itself below 2^32.
+            Ok(map_par(&v, |&j| j as u32))
         }
         _ => {
             let v = read_u64(path, field, ds, range)?;
-            if let Some(k) = v.iter().position(|&j| j >= bound) {
+            if max_par(&v).is_some_and(|m| m >= bound) {
+                let k = first_bad(&v);
                 return Err(out_of_range(k, v[k] as i64));
             }
-            Ok(v.into_iter().map(|j| j as u32).collect())
+            Ok(map_par(&v, |&j| j as u32))
         }
     }
-}
-
-/// The largest value, in parallel blocks whose loops vectorise.
-fn max_u64(v: &[u64]) -> Option<u64> {
-    use rayon::prelude::*;
-    v.par_chunks(1 << 16)
-        .map(|c| c.iter().fold(0u64, |m, &x| m.max(x)))
-        .max()
-}
-
-/// The largest value, in parallel blocks whose loops vectorise.
-fn max_u32(v: &[u32]) -> Option<u32> {
-    use rayon::prelude::*;
-    v.par_chunks(1 << 16)
-        .map(|c| c.iter().fold(0u32, |m, &x| m.max(x)))
-        .max()
 }
 
 /// Reads a whole 1-d boolean (or 0/1 integer) dataset.

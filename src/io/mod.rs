@@ -334,7 +334,7 @@ impl CountSource {
             return bad("indices and data differ in length".into());
         }
         h5ad::validate_indptr(&path, "X/indptr", &x.indptr, x.data.len() as u64)?;
-        if x.indices.iter().any(|&j| j as usize >= x.n_cols) {
+        if crate::matrix::max_par(&x.indices).is_some_and(|m| m as usize >= x.n_cols) {
             return bad(format!("a column index is outside 0..{}", x.n_cols));
         }
         if obs.is_empty() {
