@@ -8,6 +8,12 @@
 // host copies `next` to `prev` after each epoch and `umap_tick` advances the epoch counter, so a
 // command buffer holds many epochs.
 //
+// Where the per-edge arrays exceed one storage binding, the host splits the head points into
+// parts (runs of whole points and their edges), each with its own edges, draws, moves and
+// in-edge pointers. Every part's heads run before any tails; then each part's tails add the
+// moves of its edges, part after part: a tail's moves are still added in ascending edge order,
+// so the layout is bit for bit the one-part result.
+//
 // The schedule (umap's per-edge clocks in closed form), the negative-sample hash and the
 // multiply-shift index are the CPU's, bit for bit; powers use the device's exp2/log2.
 
@@ -21,30 +27,35 @@ struct Params {
     gamma: f32,
     negative_rate: f32,
     learning_rate: f32,
-    _pad0: u32,
-    _pad1: u32,
-    _pad2: u32,
+    // This part's head points, first_point..first_point + n_points, and its first edge (the
+    // global index of `edges[0]`).
+    first_point: u32,
+    n_points: u32,
+    first_edge: u32,
 }
 
 struct Edge {
     tail: u32,
     // Positive samples per epoch (w / max w).
     rate: f32,
-    // The edge's position among its tail's in-edges.
+    // The edge's position among its tail's in-edges in this part.
     slot: u32,
 }
 
 @group(0) @binding(0) var<uniform> params: Params;
 // [0]: the epoch.
 @group(0) @binding(1) var<storage, read_write> counter: array<u32>;
+// Global edge indices, for every point.
 @group(0) @binding(2) var<storage, read> head_ptr: array<u32>;
+// This part's edges (global edge e at e - first_edge).
 @group(0) @binding(3) var<storage, read> edges: array<Edge>;
-// Negative samples drawn by each edge so far.
+// Negative samples drawn by each of this part's edges so far.
 @group(0) @binding(4) var<storage, read_write> drawn: array<u32>;
 @group(0) @binding(5) var<storage, read> prev: array<f32>;
 @group(0) @binding(6) var<storage, read_write> next: array<f32>;
-// Per slot: dim f32 move components (as bits), then the epoch that wrote them.
+// Per slot of this part: dim f32 move components (as bits), then the epoch that wrote them.
 @group(0) @binding(7) var<storage, read_write> moves: array<u32>;
+// Slots of this part's edges whose tail is point k: in_ptr[k]..in_ptr[k + 1].
 @group(0) @binding(8) var<storage, read> in_ptr: array<u32>;
 
 // WG, the points (threads) per workgroup, comes from the host
@@ -104,10 +115,11 @@ fn umap_heads(
     @builtin(num_workgroups) nwg: vec3<u32>,
     @builtin(local_invocation_index) t: u32,
 ) {
-    let j = flat_group(wg, nwg) * WG + t;
-    if (j >= params.n) {
+    let local = flat_group(wg, nwg) * WG + t;
+    if (local >= params.n_points) {
         return;
     }
+    let j = params.first_point + local;
     let epoch = counter[0];
     let dim = params.dim;
     let a = params.a;
@@ -116,7 +128,7 @@ fn umap_heads(
     let stream = pcg_hash(epoch ^ pcg_hash(params.seed));
     var cur = point(j);
     for (var e = head_ptr[j]; e < head_ptr[j + 1u]; e++) {
-        let edge = edges[e];
+        let edge = edges[e - params.first_edge];
         if (!sampled(epoch, edge.rate)) {
             continue;
         }
@@ -136,9 +148,9 @@ fn umap_heads(
         }
         moves[base + dim] = epoch;
         let total = negatives_by(epoch, edge.rate * params.negative_rate);
-        let done = drawn[e];
+        let done = drawn[e - params.first_edge];
         let n_neg = select(0u, total - done, total > done);
-        drawn[e] = max(done, total);
+        drawn[e - params.first_edge] = max(done, total);
         // The pushes of one positive sample's negative samples from the same position, summed.
         let key = pcg_hash(e ^ stream);
         var push = vec4<f32>(0.0);

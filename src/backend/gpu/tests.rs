@@ -583,6 +583,107 @@ fn umap_on_the_gpu_is_deterministic() {
 }
 
 #[test]
+fn umap_parts_hold_whole_points_within_the_edge_bound() {
+    use super::kernels::umap_parts;
+    let (g, _) = sgd_case(300, 3, 2);
+    let n = g.n_vertices;
+    for max_edges in [9, 10, 37, 1000, 100_000] {
+        let parts = umap_parts(&g.head_ptr, max_edges).unwrap();
+        // Consecutive, covering every point once, each within the bound and as long as it can be.
+        assert_eq!(parts.first().unwrap().points.start, 0);
+        assert_eq!(parts.last().unwrap().points.end, n);
+        for (i, part) in parts.iter().enumerate() {
+            let (p0, p1) = (part.points.start, part.points.end);
+            assert_eq!(part.edges, g.head_ptr[p0]..g.head_ptr[p1]);
+            assert!(part.edges.len() <= max_edges, "{max_edges}: {part:?}");
+            if let Some(next) = parts.get(i + 1) {
+                assert_eq!(next.points.start, p1);
+                assert!(
+                    g.head_ptr[p1 + 1] - g.head_ptr[p0] > max_edges,
+                    "{part:?} could grow"
+                );
+            }
+        }
+        assert_eq!(parts.len() == 1, max_edges >= g.tail.len(), "{max_edges}");
+    }
+    // A point with more edges than a part holds: an error naming it, not a split point.
+    let err = umap_parts(&g.head_ptr, 3).unwrap_err().to_string();
+    assert!(err.contains("umap edges of point 0"), "{err}");
+    assert!(umap_parts(&[0], 5).unwrap().is_empty());
+}
+
+#[test]
+fn umap_epochs_in_parts_give_the_one_part_layout_bit_for_bit() {
+    // The per-edge arrays split across bindings (one part per point at the smallest bound):
+    // every tail still adds its moves in edge order, so the layout is the same bits.
+    let Some(gpu) = gpu() else { return };
+    let p = sgd_params(200);
+    let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+    for (n, isolated, dim, bounds) in [(300, 2, 2, [40, 400]), (131, 3, 3, [9, 100])] {
+        let (g, init) = sgd_case(n, isolated, dim);
+        let one = super::kernels::umap_epochs(&gpu.ctx, &g, &init, dim, &p, 30).unwrap();
+        assert_ne!(one, init);
+        for max_edges in bounds {
+            let k = super::kernels::umap_parts(&g.head_ptr, max_edges)
+                .unwrap()
+                .len();
+            assert!(k >= 3, "{max_edges}: {k} parts");
+            let split =
+                super::kernels::umap_epochs_in_parts(&gpu.ctx, &g, &init, dim, &p, 30, max_edges)
+                    .unwrap();
+            assert_eq!(bits(&split), bits(&one), "n {n} dim {dim}, {k} parts");
+        }
+    }
+}
+
+/// A GPU backend on its own context whose storage bindings are capped at `bytes` (adapters
+/// offer 128 MiB to 4 GiB), so that every chunk loop takes many chunks at test sizes; None where
+/// GPU tests are skipped.
+fn capped(bytes: u64) -> Option<GpuBackend> {
+    gpu()?;
+    let mut ctx = GpuContext::new(true).expect("the adapter opened for gpu()");
+    ctx.limits.max_storage_buffer_binding_size = bytes;
+    assert_eq!(ctx.max_binding(), bytes);
+    Some(GpuBackend::with_context(Arc::new(ctx)))
+}
+
+#[test]
+fn every_kernel_runs_within_a_small_binding_limit() {
+    // 128 KiB bindings (the smallest that holds a Gram accumulator, 128 x 128 x 8 bytes):
+    // normalize and the moments in a dozen batches, the scaled block in 24, the kNN search in 5 x 5
+    // query and candidate slices, UMAP's edges in 5 parts; nothing falls back to the CPU,
+    // everything meets the references of the uncapped tests, and UMAP's layout is the uncapped
+    // context's bit for bit.
+    const CAP: u64 = 128 << 10;
+    let Some(small) = capped(CAP) else { return };
+    let Some(full) = gpu() else { return };
+    let m = counts(6000, 257, 41);
+    assert!(m.nnz() * 4 > 10 * CAP);
+    check_normalize(&small, &m);
+    let mut logm = m.clone();
+    CpuBackend.normalize_log1p(&mut logm, 1e4);
+    check_moments(&small, &logm, Transform::Expm1);
+    let few: Vec<u32> = (0..40).collect();
+    check_scaled_gram(&small, &logm, &logm, &few, Some(10.0));
+    check_project(&small, &logm, &logm, &few, 17);
+    check_knn(&small, 1500, 8, 15, 5);
+    let (g, init) = sgd_case(6000, 2, 2);
+    let parts = super::kernels::umap_parts(&g.head_ptr, CAP as usize / 12).unwrap();
+    assert_eq!(parts.len(), 5);
+    let p = sgd_params(30);
+    let (mut a, mut b) = (init.clone(), init.clone());
+    small.umap_optimize(&g, &mut a, 2, &p);
+    full.umap_optimize(&g, &mut b, 2, &p);
+    assert_ne!(a, init);
+    assert_eq!(
+        a.iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
+        b.iter().map(|v| v.to_bits()).collect::<Vec<_>>()
+    );
+    ran_here(&small);
+    ran_here(&full);
+}
+
+#[test]
 fn umap_on_the_gpu_takes_empty_and_tiny_graphs() {
     let Some(gpu) = gpu() else { return };
     let p = sgd_params(20);

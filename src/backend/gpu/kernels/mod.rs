@@ -32,6 +32,8 @@ pub(crate) use normalize::normalize_log1p;
 pub(crate) use project::project;
 pub(crate) use scale::{DenseSource, scale_dense};
 pub(crate) use umap::umap_epochs;
+#[cfg(test)]
+pub(crate) use umap::{parts as umap_parts, umap_epochs_in_parts};
 
 /// Helpers every WGSL file uses (WGSL has no include).
 const COMMON: &str = include_str!("../../../../shaders/common.wgsl");

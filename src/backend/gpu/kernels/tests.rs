@@ -221,9 +221,9 @@ fn parameter_structs_match_their_wgsl_twins() {
                 gamma,
                 negative_rate,
                 learning_rate,
-                _pad0,
-                _pad1,
-                _pad2,
+                first_point,
+                n_points,
+                first_edge,
             }),
         ),
         (
