@@ -35,6 +35,8 @@ pub struct BenchOptions {
     pub dim: usize,
     /// Neighbours, self included.
     pub k: usize,
+    /// UMAP epochs on the kNN graph of the kNN points (0, or no kNN points: skip it).
+    pub umap_epochs: usize,
 }
 
 impl Default for BenchOptions {
@@ -48,6 +50,7 @@ impl Default for BenchOptions {
             knn_points: 50_000,
             dim: 50,
             k: 15,
+            umap_epochs: 200,
         }
     }
 }
@@ -277,13 +280,18 @@ pub fn run(backend: &dyn Backend, o: &BenchOptions) -> Vec<BenchRow> {
     out.push(meter.measure("scaled_project", &mut project, work));
 
     if o.knn_points > 0 {
-        out.push(knn_row(&meter, o));
+        let (row, pts, graph) = knn_row(&meter, o);
+        out.push(row);
+        if o.umap_epochs > 0 {
+            out.push(umap_row(&meter, o, &pts, &graph));
+        }
     }
     out
 }
 
-/// The exact kNN search of `o.knn_points` pseudo-random points.
-fn knn_row(meter: &Meter<'_>, o: &BenchOptions) -> BenchRow {
+/// The exact kNN search of `o.knn_points` pseudo-random points; with the points and their
+/// neighbours (indices, distances).
+fn knn_row(meter: &Meter<'_>, o: &BenchOptions) -> (BenchRow, Vec<f32>, (Vec<u32>, Vec<f64>)) {
     let n = o.knn_points;
     let mut s = 12345u64;
     let pts: Vec<f32> = (0..n * o.dim)
@@ -292,15 +300,91 @@ fn knn_row(meter: &Meter<'_>, o: &BenchOptions) -> BenchRow {
             ((s >> 40) as f32) / (1u64 << 24) as f32 * 10.0
         })
         .collect();
+    let mut found = None;
     let mut knn = || {
-        std::hint::black_box(meter.backend.knn_exact(&pts, o.dim, o.k));
+        found = Some(meter.backend.knn_exact(&pts, o.dim, o.k));
     };
     let work = Work {
         bytes: (n * o.dim * 4) as f64,
         flops: 2.0 * (n as f64) * (n as f64) * o.dim as f64,
         compute_bound: true,
     };
-    meter.measure(&format!("knn_exact_{}d_k{}", o.dim, o.k), &mut knn, work)
+    let row = meter.measure(&format!("knn_exact_{}d_k{}", o.dim, o.k), &mut knn, work);
+    let found = found.unwrap_or_else(|| meter.backend.knn_exact(&pts, o.dim, o.k));
+    (row, pts, found)
+}
+
+/// `o.umap_epochs` of UMAP's SGD (2-D, scanpy's a and b) on a fuzzy graph of the kNN points'
+/// neighbours, from a fixed pseudo-random layout. The graph is umap-like, not umap's own (the
+/// pipeline's lies a layer above): each kNN edge in both directions, weight
+/// `exp(-(d - d_nearest) / mean)` over the row, the larger where both directions exist. The work
+/// model counts samples: each positive and negative sample reads two points and the head
+/// writes its own (12 bytes a sample in 2-D) and takes about 30 operations; UMAP is bound by
+/// its random reads, so the fraction of peak is of the bandwidth.
+fn umap_row(
+    meter: &Meter<'_>,
+    o: &BenchOptions,
+    pts: &[f32],
+    (idx, dist): &(Vec<u32>, Vec<f64>),
+) -> BenchRow {
+    use crate::backend::umap_sgd::{Graph, SgdGraph, SgdParams};
+    let n = pts.len() / o.dim;
+    let k = o.k.min(n);
+    let mut pairs: Vec<(u32, u32, f64)> = Vec::with_capacity(2 * n * k);
+    for (i, (row, d)) in idx.chunks(k).zip(dist.chunks(k)).enumerate() {
+        let beyond: Vec<f64> = d[1..].iter().map(|&x| (x - d[1]).max(0.0)).collect();
+        let mean = (beyond.iter().sum::<f64>() / beyond.len().max(1) as f64).max(1e-12);
+        for (&j, &b) in row[1..].iter().zip(&beyond) {
+            let w = (-b / mean).exp();
+            pairs.push((i as u32, j, w));
+            pairs.push((j, i as u32, w));
+        }
+    }
+    pairs.sort_by(|a, b| (a.0, a.1).cmp(&(b.0, b.1)).then(b.2.total_cmp(&a.2)));
+    pairs.dedup_by_key(|p| (p.0, p.1));
+    let mut indptr = vec![0usize; n + 1];
+    for p in &pairs {
+        indptr[p.0 as usize + 1] += 1;
+    }
+    for i in 0..n {
+        indptr[i + 1] += indptr[i];
+    }
+    let graph = SgdGraph::new(&Graph {
+        indptr,
+        indices: pairs.iter().map(|p| p.1).collect(),
+        weights: pairs.iter().map(|p| p.2).collect(),
+    });
+    let p = SgdParams {
+        a: 0.583_03,
+        b: 1.334_17,
+        gamma: 1.0,
+        negative_sample_rate: 5.0,
+        learning_rate: 1.0,
+        n_epochs: o.umap_epochs,
+        seed: 0,
+    };
+    let mut s = 99u64;
+    let init: Vec<f32> = (0..n * 2)
+        .map(|_| {
+            s = s.wrapping_mul(6364136223846793005).wrapping_add(1);
+            ((s >> 40) as f32) / (1u64 << 24) as f32 * 10.0
+        })
+        .collect();
+    let mut run = || {
+        let mut e = init.clone();
+        meter.backend.umap_optimize(&graph, &mut e, 2, &p);
+        std::hint::black_box(e);
+    };
+    // Positive samples: each edge rate (w / max w) times per epoch; 5 negatives each.
+    let positive: f64 =
+        graph.rate.iter().map(|&r| f64::from(r)).sum::<f64>() * o.umap_epochs as f64;
+    let samples = positive * 6.0;
+    let work = Work {
+        bytes: samples * 12.0,
+        flops: samples * 30.0,
+        compute_bound: false,
+    };
+    meter.measure(&format!("umap_{}_epochs", o.umap_epochs), &mut run, work)
 }
 
 /// The rows as an aligned text table. With device times (every row has one): the host's
@@ -380,9 +464,11 @@ mod tests {
             knn_points: 200,
             dim: 8,
             k: 5,
+            umap_epochs: 20,
         };
         let rows = run(&CpuBackend, &o);
-        assert_eq!(rows.len(), 5);
+        assert_eq!(rows.len(), 6);
+        assert_eq!(rows[5].kernel, "umap_20_epochs");
         assert!(rows.iter().all(|r| r.seconds > 0.0 && r.gflop_per_s > 0.0));
         assert!(rows.iter().all(|r| r.fraction_of_peak.is_none()));
         // The CPU has no device timer: host times only, and the table says so.

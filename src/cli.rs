@@ -132,6 +132,9 @@ pub struct BenchArgs {
     /// Neighbours, self included.
     #[arg(long, default_value_t = 15)]
     pub k: usize,
+    /// UMAP epochs on the kNN points' graph (0 skips them).
+    #[arg(long, default_value_t = 200)]
+    pub umap_epochs: usize,
     /// JSON instead of a table.
     #[arg(long)]
     pub json: bool,
@@ -149,6 +152,7 @@ impl BenchArgs {
             knn_points: self.knn_points,
             dim: self.dim.max(1),
             k: self.k.max(1),
+            umap_epochs: self.umap_epochs,
         }
     }
 }

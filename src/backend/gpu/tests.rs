@@ -716,6 +716,7 @@ fn tiny_bench() -> crate::bench::BenchOptions {
         knn_points: 300,
         dim: 8,
         k: 5,
+        umap_epochs: 10,
     }
 }
 
@@ -812,7 +813,7 @@ fn bench_on_the_gpu_reports_host_and_device_times() {
     let rows = crate::bench::run(&g, &tiny_bench());
     let text = crate::bench::to_text(&g.device(), &rows, &g.device_timing());
     eprintln!("{text}");
-    assert_eq!(rows.len(), 5);
+    assert_eq!(rows.len(), 6);
     for r in &rows {
         assert!(r.seconds > 0.0, "{}: host time {}", r.kernel, r.seconds);
         let d = r.device_seconds.expect("device time");
@@ -844,7 +845,7 @@ fn without_timestamp_queries_nothing_is_timed_and_the_bench_says_so() {
     assert_eq!(x.data, want.data);
     // The bench reports host times only, and says why.
     let rows = crate::bench::run(&g, &tiny_bench());
-    assert_eq!(rows.len(), 5);
+    assert_eq!(rows.len(), 6);
     for r in &rows {
         assert!(r.seconds > 0.0, "{}: host time {}", r.kernel, r.seconds);
         assert!(
