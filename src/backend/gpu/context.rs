@@ -309,6 +309,25 @@ impl std::fmt::Debug for GpuContext {
     }
 }
 
+/// The environment variable that caps the storage binding size (bytes) the kernels size their
+/// chunks by, below the adapter's own: to leave room on a shared GPU, or to force every chunk
+/// loop to take many chunks in a test.
+pub const BINDING_CAP_ENV: &str = "CARTSCOPE_GPU_MAX_BINDING";
+
+/// The cap of [`BINDING_CAP_ENV`], if set: a whole number of bytes, at least 4 KiB.
+fn binding_cap() -> Result<Option<u64>, GpuError> {
+    let Some(raw) = std::env::var_os(BINDING_CAP_ENV) else {
+        return Ok(None);
+    };
+    let text = raw.to_string_lossy();
+    match text.trim().parse::<u64>() {
+        Ok(v) if v >= 4096 => Ok(Some(v)),
+        _ => Err(GpuError::Wgpu(format!(
+            "{BINDING_CAP_ENV} must be a number of bytes of at least 4096, not {text:?}"
+        ))),
+    }
+}
+
 impl GpuContext {
     /// Opens the best adapter: a hardware GPU (discrete first, then integrated), or, when
     /// `accept_software`, a software adapter such as lavapipe if no hardware one exists.
@@ -326,6 +345,7 @@ impl GpuContext {
     /// A context on `adapter`, with timestamp queries if `timestamps` and the adapter offers
     /// them.
     fn from_adapter(adapter: wgpu::Adapter, timestamps: bool) -> Result<Self, GpuError> {
+        let cap = binding_cap()?;
         let summary = summarize(&adapter);
         // The adapter's own limits, not wgpu's conservative defaults: chunk sizes follow them.
         let limits = adapter.limits();
@@ -378,6 +398,12 @@ impl GpuContext {
                 "shader compilation: {}",
                 one_line(&e.to_string())
             )));
+        }
+        // The device holds the adapter's limits; the chunks follow the cap where one is set.
+        let mut limits = limits;
+        if let Some(cap) = cap {
+            limits.max_storage_buffer_binding_size =
+                limits.max_storage_buffer_binding_size.min(cap);
         }
         let ctx = GpuContext {
             device,

@@ -21,7 +21,7 @@ mod tests;
 use std::sync::{Arc, Mutex};
 
 pub use crate::error::GpuError;
-pub use context::{AdapterSummary, GpuContext, list_adapters};
+pub use context::{AdapterSummary, BINDING_CAP_ENV, GpuContext, list_adapters};
 
 use super::{Backend, CpuBackend, Moments, ScaleSpec, Transform};
 use crate::backend::umap_sgd::{SgdGraph, SgdParams};
