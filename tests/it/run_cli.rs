@@ -332,7 +332,7 @@ fn re_reading_the_file_gives_the_in_memory_result() {
 }
 
 /// Tiny sizes for `cartscope bench`.
-const TINY_BENCH: [&str; 16] = [
+const TINY_BENCH: [&str; 18] = [
     "--cells",
     "300",
     "--genes",
@@ -349,6 +349,8 @@ const TINY_BENCH: [&str; 16] = [
     "8",
     "--k",
     "5",
+    "--umap-epochs",
+    "20",
 ];
 
 #[test]
@@ -366,7 +368,8 @@ fn bench_reports_host_times_and_device_times_where_the_device_has_timestamps() {
         "the cpu backend has no device timer"
     );
     let k = v["kernels"].as_array().unwrap();
-    assert_eq!(k.len(), 5);
+    assert_eq!(k.len(), 6);
+    assert_eq!(k[5]["kernel"], "umap_20_epochs");
     for r in k {
         assert!(r["seconds"].as_f64().unwrap() > 0.0, "{r}");
         assert!(r["gb_per_s"].as_f64().unwrap() > 0.0, "{r}");
