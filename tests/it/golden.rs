@@ -144,16 +144,17 @@ fn agrees_with_the_cpu(g: &Path, c: &Path) {
 /// The sample on the GPU with every storage binding capped at 128 KiB (the smallest that holds
 /// the Gram accumulator of 100 HVGs), so that each kernel splits its work into many chunks
 /// (normalize and the moments in batches, the scaled block in batches, the kNN search in 6 x 6
-/// slices, UMAP's edges in parts), set through the command line as a user sets it: every kernel
-/// still runs on the GPU and the result agrees with the CPU's as closely as an uncapped GPU
-/// run's does. A bad cap is refused by name.
+/// slices, UMAP's edges in parts), set through the command line as a user sets it, on the
+/// streamed path a million cells take: every kernel still runs on the GPU and the result agrees
+/// with the CPU's in-memory run as closely as an uncapped GPU run's does. A bad cap is refused
+/// by name.
 #[test]
 fn sample_on_a_gpu_with_small_bindings_agrees_with_the_cpu() {
     if std::env::var("CARTSCOPE_SKIP_GPU_TESTS").is_ok_and(|v| v == "1") {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
-    let run_on = |backend: &str, cap: &str| {
+    let run_on = |backend: &str, cap: &str, extra: &[&str]| {
         let out = dir.path().join(backend);
         let mut cmd = crate::common::cartscope();
         if !cap.is_empty() {
@@ -168,6 +169,7 @@ fn sample_on_a_gpu_with_small_bindings_agrees_with_the_cpu() {
                 "--backend",
                 backend,
             ])
+            .args(extra)
             .arg(root().join("sample_data/P01_day90.h5ad"))
             .arg("-o")
             .arg(&out),
@@ -176,9 +178,19 @@ fn sample_on_a_gpu_with_small_bindings_agrees_with_the_cpu() {
             serde_json::from_slice(&std::fs::read(out.join("summary.json")).unwrap()).unwrap();
         assert_eq!(summary["backend"], backend);
         assert_eq!(summary["fallback_reason"], serde_json::Value::Null);
-        out.join("result.h5ad")
+        (
+            out.join("result.h5ad"),
+            summary["input_passes"].as_u64().unwrap(),
+        )
     };
-    agrees_with_the_cpu(&run_on("gpu", "131072"), &run_on("cpu", ""));
+    // The GPU run also takes the path of data that exceed --max-memory, as a million cells do:
+    // the input re-read in chunks, the kernels fed chunk by chunk.
+    let streamed = ["--max-memory", "1", "--chunk-rows", "300"];
+    let (gpu, passes) = run_on("gpu", "131072", &streamed);
+    assert_eq!(passes, 4);
+    let (cpu, passes) = run_on("cpu", "", &[]);
+    assert_eq!(passes, 1);
+    agrees_with_the_cpu(&gpu, &cpu);
     let bad = dir.path().join("bad");
     let o = crate::common::cartscope()
         .env(cartscope::backend::gpu::BINDING_CAP_ENV, "12k")
