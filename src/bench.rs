@@ -289,17 +289,22 @@ pub fn run(backend: &dyn Backend, o: &BenchOptions) -> Vec<BenchRow> {
     out
 }
 
-/// The exact kNN search of `o.knn_points` pseudo-random points; with the points and their
-/// neighbours (indices, distances).
-fn knn_row(meter: &Meter<'_>, o: &BenchOptions) -> (BenchRow, Vec<f32>, (Vec<u32>, Vec<f64>)) {
-    let n = o.knn_points;
-    let mut s = 12345u64;
-    let pts: Vec<f32> = (0..n * o.dim)
+/// `len` deterministic pseudo-random values in [0, 10) from `seed`.
+fn uniform_values(len: usize, seed: u64) -> Vec<f32> {
+    let mut s = seed;
+    (0..len)
         .map(|_| {
             s = s.wrapping_mul(6364136223846793005).wrapping_add(1);
             ((s >> 40) as f32) / (1u64 << 24) as f32 * 10.0
         })
-        .collect();
+        .collect()
+}
+
+/// The exact kNN search of `o.knn_points` pseudo-random points; with the points and their
+/// neighbours (indices, distances).
+fn knn_row(meter: &Meter<'_>, o: &BenchOptions) -> (BenchRow, Vec<f32>, (Vec<u32>, Vec<f64>)) {
+    let n = o.knn_points;
+    let pts = uniform_values(n * o.dim, 12345);
     let mut found = None;
     let mut knn = || {
         found = Some(meter.backend.knn_exact(&pts, o.dim, o.k));
@@ -310,7 +315,7 @@ fn knn_row(meter: &Meter<'_>, o: &BenchOptions) -> (BenchRow, Vec<f32>, (Vec<u32
         compute_bound: true,
     };
     let row = meter.measure(&format!("knn_exact_{}d_k{}", o.dim, o.k), &mut knn, work);
-    let found = found.unwrap_or_else(|| meter.backend.knn_exact(&pts, o.dim, o.k));
+    let found = found.expect("measure runs the search");
     (row, pts, found)
 }
 
@@ -363,13 +368,7 @@ fn umap_row(
         n_epochs: o.umap_epochs,
         seed: 0,
     };
-    let mut s = 99u64;
-    let init: Vec<f32> = (0..n * 2)
-        .map(|_| {
-            s = s.wrapping_mul(6364136223846793005).wrapping_add(1);
-            ((s >> 40) as f32) / (1u64 << 24) as f32 * 10.0
-        })
-        .collect();
+    let init = uniform_values(n * 2, 99);
     let mut run = || {
         let mut e = init.clone();
         meter.backend.umap_optimize(&graph, &mut e, 2, &p);

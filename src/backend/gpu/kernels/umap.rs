@@ -122,8 +122,7 @@ pub(crate) fn umap_epochs(
     p: &SgdParams,
     epochs: usize,
 ) -> Result<Vec<f32>, GpuError> {
-    let max_edges = (ctx.max_binding() / bytes_per_edge(dim) as u64) as usize;
-    umap_epochs_in_parts(ctx, g, embedding, dim, p, epochs, max_edges)
+    umap_epochs_in_parts(ctx, g, embedding, dim, p, epochs, usize::MAX)
 }
 
 /// The host's arrays of one [`Part`]: its edges with their slots among the part's in-edges of
@@ -171,7 +170,8 @@ impl PartArrays {
     }
 }
 
-/// [`umap_epochs`] with at most `max_edges` edges per [`Part`].
+/// [`umap_epochs`] with at most `max_edges` edges per [`Part`] (fewer where one binding holds
+/// fewer).
 pub(crate) fn umap_epochs_in_parts(
     ctx: &GpuContext,
     g: &SgdGraph,
