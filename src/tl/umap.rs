@@ -8,7 +8,11 @@
 //! **SGD.** The epochs are the backend's kernel ([`Backend::umap_optimize`], by default
 //! [`crate::backend::umap_sgd`]): umap's `optimize_layout_euclidean`, deterministic and
 //! parallel, the result a function of the seed only, never of the number of threads or the
-//! instruction set.
+//! instruction set. The epochs see the points renumbered in the order of a Z-order curve
+//! through the initial layout (which places a point near the points it shares edges with), so
+//! that the reads and writes of a run of points stay in cache instead of spanning the whole
+//! layout and every edge's slot (at 919,408 points: 190 s instead of 222 s on 2 cores); the
+//! negative samples are drawn in that numbering, and the layout comes back in the input's.
 //!
 //! **Spectral initialisation.** The smallest non-trivial eigenvectors of the normalised
 //! Laplacian `I - D^-1/2 A D^-1/2` are the largest of `D^-1/2 A D^-1/2` orthogonal to
@@ -189,7 +193,19 @@ pub fn umap_on(
         "umap spectral init: {:.3} s",
         started.elapsed().as_secs_f64()
     );
-    let mut embedding = scale_init(&init, n, dim, &mut rng);
+    let start = scale_init(&init, n, dim, &mut rng);
+    // The epochs run on the points in the order of a curve through their initial layout, so
+    // that the points an edge joins, and the slots their moves go to, sit close in memory.
+    let order = locality_order(&start, n, dim);
+    let graph = permute(&graph, &order);
+    let mut embedding: Vec<f32> = order
+        .iter()
+        .flat_map(|&i| {
+            start[i as usize * dim..(i as usize + 1) * dim]
+                .iter()
+                .copied()
+        })
+        .collect();
     let sgd = SgdGraph::new(&graph);
     let sgd_params = SgdParams {
         a: a as f32,
@@ -201,13 +217,18 @@ pub fn umap_on(
         seed: params.seed,
     };
     backend.umap_optimize(&sgd, &mut embedding, dim, &sgd_params);
+    let mut layout = vec![0f32; n * dim];
+    for (r, &i) in order.iter().enumerate() {
+        let i = i as usize;
+        layout[i * dim..(i + 1) * dim].copy_from_slice(&embedding[r * dim..(r + 1) * dim]);
+    }
     tracing::debug!(
         "umap {n_epochs} epochs on {} edges: {:.3} s in all",
         sgd.tail.len(),
         started.elapsed().as_secs_f64()
     );
     Ok(Umap {
-        embedding,
+        embedding: layout,
         a,
         b,
         n_epochs,
@@ -230,6 +251,58 @@ fn prune(conn: &CsrMatrix, n_epochs: usize) -> Graph {
                 weights.push(f64::from(v));
             }
         }
+        indptr.push(indices.len());
+    }
+    Graph {
+        indptr,
+        indices,
+        weights,
+    }
+}
+
+/// The points in the order of a Z-order (Morton) curve through `layout` (row-major `n x dim`,
+/// every coordinate in [0, 10] as [`scale_init`] leaves it), ties by index. The spectral
+/// layout already places a point near the points it shares edges with, so along the curve the
+/// SGD's reads and writes of one run of points stay within a few cache-sized blocks instead
+/// of the whole layout and every edge's slot.
+fn locality_order(layout: &[f32], n: usize, dim: usize) -> Vec<u32> {
+    let bits = (32 / dim).min(16) as u32;
+    let top = ((1u32 << bits) - 1) as f32;
+    let mut keyed: Vec<(u32, u32)> = (0..n)
+        .into_par_iter()
+        .map(|i| {
+            let q: Vec<u32> = layout[i * dim..(i + 1) * dim]
+                .iter()
+                .map(|&v| ((v / 10.0).clamp(0.0, 1.0) * top) as u32)
+                .collect();
+            let mut key = 0u32;
+            for bit in (0..bits).rev() {
+                for &c in &q {
+                    key = (key << 1) | ((c >> bit) & 1);
+                }
+            }
+            (key, i as u32)
+        })
+        .collect();
+    keyed.par_sort_unstable();
+    keyed.into_iter().map(|(_, i)| i).collect()
+}
+
+/// `g` with its points renumbered: point `order[r]` becomes point `r`. Each point keeps its
+/// edges in their order (umap samples a point's edges in CSR order).
+fn permute(g: &Graph, order: &[u32]) -> Graph {
+    let mut rank = vec![0u32; order.len()];
+    for (r, &i) in order.iter().enumerate() {
+        rank[i as usize] = r as u32;
+    }
+    let mut indptr = Vec::with_capacity(order.len() + 1);
+    indptr.push(0);
+    let mut indices = Vec::with_capacity(g.indices.len());
+    let mut weights = Vec::with_capacity(g.weights.len());
+    for &i in order {
+        let edges = g.indptr[i as usize]..g.indptr[i as usize + 1];
+        indices.extend(g.indices[edges.clone()].iter().map(|&j| rank[j as usize]));
+        weights.extend_from_slice(&g.weights[edges]);
         indptr.push(indices.len());
     }
     Graph {
@@ -676,6 +749,40 @@ mod tests {
             (a - 1.577).abs() < 2e-3 && (b - 0.895).abs() < 2e-3,
             "{a} {b}"
         );
+    }
+
+    #[test]
+    fn locality_order_follows_the_z_curve_and_permute_keeps_every_edge() {
+        // Four quadrants of [0, 10]^2, listed out of curve order: the curve (x's bit before
+        // y's at every level) visits (low x, low y), (low x, high y), (high x, low y), (high
+        // x, high y).
+        let layout = [9.0, 9.0, 1.0, 1.0, 1.0, 9.0, 9.0, 1.0, 1.5, 1.5];
+        let order = locality_order(&layout, 5, 2);
+        assert_eq!(order, vec![1, 4, 2, 3, 0]);
+        let mut seen = order.clone();
+        seen.sort_unstable();
+        assert_eq!(seen, (0..5).collect::<Vec<u32>>(), "a permutation");
+        let g = Graph {
+            indptr: vec![0, 2, 3, 3, 5, 6],
+            indices: vec![3, 1, 0, 0, 4, 2],
+            weights: vec![0.5, 1.0, 0.25, 0.75, 0.125, 2.0],
+        };
+        let p = permute(&g, &order);
+        let edges = |g: &Graph, name: &dyn Fn(u32) -> u32| {
+            let mut e: Vec<(u32, u32, u64)> = (0..g.n())
+                .flat_map(|i| {
+                    (g.indptr[i]..g.indptr[i + 1])
+                        .map(move |e| (i as u32, e))
+                        .collect::<Vec<_>>()
+                })
+                .map(|(i, e)| (name(i), name(g.indices[e]), g.weights[e].to_bits()))
+                .collect();
+            e.sort_unstable();
+            e
+        };
+        assert_eq!(edges(&p, &|r| order[r as usize]), edges(&g, &|i| i));
+        // A point keeps its edges in their order.
+        assert_eq!(&p.indices[p.indptr[3]..p.indptr[4]], &[4, 1]);
     }
 
     fn to_csr(n: usize, edge: impl Fn(usize, usize) -> f32) -> CsrMatrix {
