@@ -65,6 +65,25 @@ fn dist2(a: &[f32], b: &[f32]) -> f32 {
     s
 }
 
+/// Dot product in f32 over eight independent partial sums, as [`dist2`]: the random
+/// projection trees take one per point and level, and a single running sum is a chain of
+/// dependent additions that leaves the vector units idle.
+fn dot(a: &[f32], b: &[f32]) -> f32 {
+    let (ca, cb) = (a.chunks_exact(8), b.chunks_exact(8));
+    let (ra, rb) = (ca.remainder(), cb.remainder());
+    let mut acc = [0.0f32; 8];
+    for (x, y) in ca.zip(cb) {
+        for l in 0..8 {
+            acc[l] += x[l] * y[l];
+        }
+    }
+    let mut s = ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7]));
+    for (x, y) in ra.iter().zip(rb) {
+        s += x * y;
+    }
+    s
+}
+
 /// Candidate updates applied at once at most (target, distance², neighbour; 12 bytes each):
 /// the forest's leaves and each iteration's nodes are processed in batches of about this many
 /// candidate pairs, so the working set stays bounded whatever the number of points.
@@ -169,7 +188,7 @@ fn rp_leaves(
     let (mut left, mut right) = (Vec::new(), Vec::new());
     for &i in &ids {
         let p = &points[i as usize * dim..(i as usize + 1) * dim];
-        let side: f32 = normal.iter().zip(p).map(|(n, x)| n * x).sum::<f32>() - offset;
+        let side = dot(&normal, p) - offset;
         if side > 0.0 || (side == 0.0 && rng.random::<bool>()) {
             left.push(i)
         } else {
@@ -196,16 +215,54 @@ pub fn knn(points: &[f32], dim: usize, k: usize, params: NnDescentParams) -> (Ve
     // embeddings a list of exactly k converges to about 0.9 recall; the wider list gets much
     // closer to exact, and the k nearest of it are returned.
     let cap = (3 * kk).min(n.saturating_sub(1)).max(1);
-    let mut heaps = initial_graph(points, dim, cap, &params);
+    // The search runs on the points renumbered in the order of one random projection tree's
+    // leaves: neighbours then sit close in memory, so the joins' reads of coordinates and
+    // lists hit the cache instead of the whole data set.
+    let order = tree_order(points, dim, &params);
+    let local: Vec<f32> = order
+        .iter()
+        .flat_map(|&i| {
+            points[i as usize * dim..(i as usize + 1) * dim]
+                .iter()
+                .copied()
+        })
+        .collect();
+    let started = std::time::Instant::now();
+    let mut heaps = initial_graph(&local, dim, cap, &params);
+    tracing::debug!(
+        "nn-descent forest of {} trees: {:.2} s",
+        params.n_trees,
+        started.elapsed().as_secs_f64()
+    );
     for iter in 0..params.max_iters {
         crate::cancel::checkpoint();
-        let changed = descend(&mut heaps, points, dim, params.max_candidates);
-        tracing::debug!("nn-descent iteration {iter}: {changed} updates");
+        let changed = descend(&mut heaps, &local, dim, params.max_candidates);
+        tracing::debug!(
+            "nn-descent iteration {iter}: {changed} updates ({:.2} s)",
+            started.elapsed().as_secs_f64()
+        );
         if (changed as f64) <= params.delta * n as f64 * cap as f64 {
             break;
         }
     }
-    final_lists(&heaps, points, dim, k)
+    final_lists(&heaps, &local, dim, k, &order)
+}
+
+/// The points in the order of the leaves of one random projection tree (its own seed, leaves
+/// of at most 64 points): nearby points get nearby numbers.
+fn tree_order(points: &[f32], dim: usize, params: &NnDescentParams) -> Vec<u32> {
+    let n = points.len() / dim.max(1);
+    let mut rng = Xoshiro256PlusPlus::seed_from_u64(splitmix(params.seed ^ 0x0DE5_CE17));
+    let mut leaves = Vec::new();
+    rp_leaves(
+        points,
+        dim,
+        (0..n as u32).collect(),
+        64,
+        &mut rng,
+        &mut leaves,
+    );
+    leaves.concat()
 }
 
 /// The starting graph: neighbours within the leaves of a random projection forest, and random
@@ -369,10 +426,21 @@ fn local_join(ids: &[u32], first: usize, points: &[f32], dim: usize, hs: &[Heap]
     u
 }
 
-/// Final lists: self first, then the neighbours re-ranked by f64 distances.
-fn final_lists(heaps: &[Heap], points: &[f32], dim: usize, k: usize) -> (Vec<u32>, Vec<f64>) {
+/// Final lists in the input's numbering (point `order[r]` searched as `r`): self first, then
+/// the neighbours re-ranked by f64 distances, ties by index.
+fn final_lists(
+    heaps: &[Heap],
+    points: &[f32],
+    dim: usize,
+    k: usize,
+    order: &[u32],
+) -> (Vec<u32>, Vec<f64>) {
     let n = heaps.len();
     let pt = |i: usize| &points[i * dim..(i + 1) * dim];
+    let mut rank = vec![0u32; n];
+    for (r, &i) in order.iter().enumerate() {
+        rank[i as usize] = r as u32;
+    }
     let mut idx = vec![0u32; n * k.min(n)];
     let mut dist = vec![0f64; n * k.min(n)];
     let kn = k.min(n);
@@ -380,17 +448,18 @@ fn final_lists(heaps: &[Heap], points: &[f32], dim: usize, k: usize) -> (Vec<u32
         .zip(dist.par_chunks_mut(kn.max(1)))
         .enumerate()
         .for_each(|(i, (oi, od))| {
-            let mut row: Vec<(f64, u32)> = heaps[i]
+            let r = rank[i] as usize;
+            let mut row: Vec<(f64, u32)> = heaps[r]
                 .items
                 .iter()
                 .map(|e| {
-                    let (a, b) = (pt(i), pt(e.1 as usize));
+                    let (a, b) = (pt(r), pt(e.1 as usize));
                     (
                         a.iter()
                             .zip(b)
                             .map(|(x, y)| (f64::from(*x) - f64::from(*y)).powi(2))
                             .sum::<f64>(),
-                        e.1,
+                        order[e.1 as usize],
                     )
                 })
                 .collect();
