@@ -4,6 +4,8 @@
 //! `smooth_knn_dist` and the membership strengths follow umap-learn 0.5 exactly, including its
 //! f32 arithmetic (`psum`, `lo`, `mid`, `hi` are float32 there) and its constants.
 
+use rayon::prelude::*;
+
 use crate::matrix::CsrMatrix;
 
 const SMOOTH_K_TOLERANCE: f32 = 1e-5;
@@ -17,48 +19,86 @@ pub fn smooth_knn_dist(dists: &[f32], k: usize) -> (Vec<f32>, Vec<f32>) {
     let target = (k as f32).log2();
     let mean_all =
         (dists.iter().map(|&d| f64::from(d)).sum::<f64>() / dists.len().max(1) as f64) as f32;
-    let mut sigma = vec![0f32; n];
-    let mut rho = vec![0f32; n];
-    for i in 0..n {
-        let row = &dists[i * k..(i + 1) * k];
-        let mut lo = 0f32;
-        let mut hi = f32::INFINITY;
-        let mut mid = 1f32;
-        if let Some(&first) = row.iter().find(|&&d| d > 0.0) {
-            rho[i] = first;
-        }
-        for _ in 0..64 {
-            let mut psum = 0f32;
-            for &d in &row[1..] {
-                let r = d - rho[i];
-                psum += if r > 0.0 { (-(r / mid)).exp() } else { 1.0 };
-            }
-            if (psum - target).abs() < SMOOTH_K_TOLERANCE {
-                break;
-            }
-            if psum > target {
-                hi = mid;
-                mid = (lo + hi) / 2.0;
-            } else {
-                lo = mid;
-                if hi == f32::INFINITY {
-                    mid *= 2.0;
-                } else {
+    // Rows are independent: solved in parallel, each exactly as umap solves it.
+    (0..n)
+        .into_par_iter()
+        .map(|i| {
+            let row = &dists[i * k..(i + 1) * k];
+            let rho = row.iter().find(|&&d| d > 0.0).copied().unwrap_or(0.0);
+            let mut lo = 0f32;
+            let mut hi = f32::INFINITY;
+            let mut mid = 1f32;
+            for _ in 0..64 {
+                let mut psum = 0f32;
+                for &d in &row[1..] {
+                    let r = d - rho;
+                    psum += if r > 0.0 { (-(r / mid)).exp() } else { 1.0 };
+                }
+                if (psum - target).abs() < SMOOTH_K_TOLERANCE {
+                    break;
+                }
+                if psum > target {
+                    hi = mid;
                     mid = (lo + hi) / 2.0;
+                } else {
+                    lo = mid;
+                    if hi == f32::INFINITY {
+                        mid *= 2.0;
+                    } else {
+                        mid = (lo + hi) / 2.0;
+                    }
                 }
             }
-        }
-        sigma[i] = mid;
-        if rho[i] > 0.0 {
-            let mean_i = (row.iter().map(|&d| f64::from(d)).sum::<f64>() / k as f64) as f32;
-            if sigma[i] < MIN_K_DIST_SCALE * mean_i {
-                sigma[i] = MIN_K_DIST_SCALE * mean_i;
+            let mut sigma = mid;
+            if rho > 0.0 {
+                let mean_i = (row.iter().map(|&d| f64::from(d)).sum::<f64>() / k as f64) as f32;
+                if sigma < MIN_K_DIST_SCALE * mean_i {
+                    sigma = MIN_K_DIST_SCALE * mean_i;
+                }
+            } else if sigma < MIN_K_DIST_SCALE * mean_all {
+                sigma = MIN_K_DIST_SCALE * mean_all;
             }
-        } else if sigma[i] < MIN_K_DIST_SCALE * mean_all {
-            sigma[i] = MIN_K_DIST_SCALE * mean_all;
+            (sigma, rho)
+        })
+        .unzip()
+}
+
+/// Rows per parallel task when building the sparse matrices.
+const ROWS_PER_TASK: usize = 4096;
+
+/// Row-by-row sparse rows built in parallel, `ROWS_PER_TASK` rows a task, then joined in row
+/// order: `row(i, out)` appends row `i`'s (column, value) entries.
+fn build_rows<T: Copy + Send>(
+    n: usize,
+    row: impl Fn(usize, &mut Vec<(u32, T)>) + Sync,
+) -> (Vec<u64>, Vec<u32>, Vec<T>) {
+    let parts: Vec<(Vec<u32>, Vec<(u32, T)>)> = (0..n.div_ceil(ROWS_PER_TASK))
+        .into_par_iter()
+        .map(|t| {
+            let rows = t * ROWS_PER_TASK..((t + 1) * ROWS_PER_TASK).min(n);
+            let (mut lens, mut entries) = (Vec::with_capacity(rows.len()), Vec::new());
+            for i in rows {
+                let before = entries.len();
+                row(i, &mut entries);
+                lens.push((entries.len() - before) as u32);
+            }
+            (lens, entries)
+        })
+        .collect();
+    let total = parts.iter().map(|p| p.1.len()).sum();
+    let mut indptr = Vec::with_capacity(n + 1);
+    indptr.push(0u64);
+    let (mut indices, mut data) = (Vec::with_capacity(total), Vec::with_capacity(total));
+    for (lens, entries) in parts {
+        for len in lens {
+            indptr.push(indptr[indptr.len() - 1] + u64::from(len));
+        }
+        for (j, v) in entries {
+            indices.push(j);
+            data.push(v);
         }
     }
-    (sigma, rho)
+    (indptr, indices, data)
 }
 
 /// The fuzzy union `P = W + Wᵀ - W∘Wᵀ` of umap's membership strengths, as CSR f32 with zeros
@@ -67,9 +107,10 @@ pub fn connectivities(idx: &[u32], dists: &[f64], k: usize) -> CsrMatrix {
     let n = idx.len() / k.max(1);
     let d32: Vec<f32> = dists.iter().map(|&d| d as f32).collect();
     let (sigma, rho) = smooth_knn_dist(&d32, k);
-    // W as per-row (column, value) lists, zero memberships (self) dropped.
-    let mut w: Vec<Vec<(u32, f32)>> = vec![Vec::with_capacity(k); n];
-    for i in 0..n {
+    // W: per row, memberships by column, zero memberships (self) dropped, a neighbour listed
+    // twice (duplicate index) summed, as scipy's COO -> CSR does.
+    let (w_ptr, w_idx, w_val) = build_rows(n, |i, out| {
+        let first = out.len();
         for s in 0..k {
             let j = idx[i * k + s];
             let d = d32[i * k + s];
@@ -81,83 +122,92 @@ pub fn connectivities(idx: &[u32], dists: &[f64], k: usize) -> CsrMatrix {
                 (-((d - rho[i]) / sigma[i])).exp()
             };
             if v != 0.0 {
-                w[i].push((j, v));
+                out.push((j, v));
             }
         }
-        w[i].sort_unstable_by_key(|e| e.0);
-        // A neighbour listed twice (duplicate index) sums, as scipy's COO -> CSR does.
-        w[i].dedup_by(|b, a| {
-            if a.0 == b.0 {
-                a.1 += b.1;
-                true
+        let row = &mut out[first..];
+        row.sort_unstable_by_key(|e| e.0);
+        let mut kept = 0;
+        for r in 0..row.len() {
+            if kept > 0 && row[kept - 1].0 == row[r].0 {
+                row[kept - 1].1 += row[r].1;
             } else {
-                false
+                row[kept] = row[r];
+                kept += 1;
             }
-        });
+        }
+        out.truncate(first + kept);
+    });
+    // Wᵀ by counting and scattering, rows in ascending order within each column.
+    let mut t_ptr = vec![0usize; n + 1];
+    for &j in &w_idx {
+        t_ptr[j as usize + 1] += 1;
     }
-    // Wᵀ by scattering.
-    let mut wt: Vec<Vec<(u32, f32)>> = vec![Vec::new(); n];
-    for (i, row) in w.iter().enumerate() {
-        for &(j, v) in row {
-            wt[j as usize].push((i as u32, v));
+    for i in 0..n {
+        t_ptr[i + 1] += t_ptr[i];
+    }
+    let mut fill = t_ptr.clone();
+    let mut t_entries = vec![(0u32, 0f32); w_idx.len()];
+    for i in 0..n {
+        for e in w_ptr[i] as usize..w_ptr[i + 1] as usize {
+            let j = w_idx[e] as usize;
+            t_entries[fill[j]] = (i as u32, w_val[e]);
+            fill[j] += 1;
         }
     }
-    let mut out = CsrMatrix::empty(n);
-    for i in 0..n {
-        let (a, b) = (&w[i], &wt[i]);
-        let (mut p, mut q) = (0, 0);
-        while p < a.len() || q < b.len() {
-            let (j, v) = match (a.get(p), b.get(q)) {
-                (Some(&(ja, va)), Some(&(jb, vb))) if ja == jb => {
-                    p += 1;
+    let (indptr, indices, data) = build_rows(n, |i, out| {
+        let a = (w_ptr[i] as usize..w_ptr[i + 1] as usize).map(|e| (w_idx[e], w_val[e]));
+        let b = &t_entries[t_ptr[i]..t_ptr[i + 1]];
+        let mut a = a.peekable();
+        let mut q = 0;
+        loop {
+            let (j, v) = match (a.peek().copied(), b.get(q)) {
+                (Some((ja, va)), Some(&(jb, vb))) if ja == jb => {
+                    a.next();
                     q += 1;
                     (ja, va + vb - va * vb)
                 }
-                (Some(&(ja, va)), Some(&(jb, _))) if ja < jb => {
-                    p += 1;
+                (Some((ja, va)), Some(&(jb, _))) if ja < jb => {
+                    a.next();
                     (ja, va)
                 }
-                (Some(&(ja, va)), None) => {
-                    p += 1;
+                (Some((ja, va)), None) => {
+                    a.next();
                     (ja, va)
                 }
                 (_, Some(&(jb, vb))) => {
                     q += 1;
                     (jb, vb)
                 }
-                (None, None) => unreachable!(),
+                (None, None) => break,
             };
             if v != 0.0 {
-                out.indices.push(j);
-                out.data.push(v);
+                out.push((j, v));
             }
         }
-        out.indptr.push(out.data.len() as u64);
+    });
+    CsrMatrix {
+        n_rows: n,
+        n_cols: n,
+        indptr,
+        indices,
+        data,
     }
-    out.n_rows = n;
-    out
 }
 
 /// The kNN distance matrix as scanpy stores it on the exact path: each row's k - 1 nearest
 /// other cells (self removed), f64 values, columns sorted.
 pub fn distance_matrix(idx: &[u32], dists: &[f64], k: usize) -> (Vec<u64>, Vec<u32>, Vec<f64>) {
     let n = idx.len() / k.max(1);
-    let mut indptr = vec![0u64];
-    let mut indices = Vec::with_capacity(n * k);
-    let mut data = Vec::with_capacity(n * k);
-    for i in 0..n {
-        let mut row: Vec<(u32, f64)> = (0..k)
-            .map(|s| (idx[i * k + s], dists[i * k + s]))
-            .filter(|&(j, _)| j as usize != i)
-            .collect();
-        row.sort_unstable_by_key(|e| e.0);
-        for (j, d) in row {
-            indices.push(j);
-            data.push(d);
-        }
-        indptr.push(indices.len() as u64);
-    }
-    (indptr, indices, data)
+    build_rows(n, |i, out| {
+        let first = out.len();
+        out.extend(
+            (0..k)
+                .map(|s| (idx[i * k + s], dists[i * k + s]))
+                .filter(|&(j, _)| j as usize != i),
+        );
+        out[first..].sort_unstable_by_key(|e| e.0);
+    })
 }
 
 #[cfg(test)]
