@@ -66,13 +66,15 @@ pub fn smooth_knn_dist(dists: &[f32], k: usize) -> (Vec<f32>, Vec<f32>) {
 /// Rows per parallel task when building the sparse matrices.
 const ROWS_PER_TASK: usize = 4096;
 
+/// Sparse rows in CSR parts: row pointers, columns, values.
+type Csr<T> = (Vec<u64>, Vec<u32>, Vec<T>);
+
 /// Row-by-row sparse rows built in parallel, `ROWS_PER_TASK` rows a task, then joined in row
 /// order: `row(i, out)` appends row `i`'s (column, value) entries.
-fn build_rows<T: Copy + Send>(
-    n: usize,
-    row: impl Fn(usize, &mut Vec<(u32, T)>) + Sync,
-) -> (Vec<u64>, Vec<u32>, Vec<T>) {
-    let parts: Vec<(Vec<u32>, Vec<(u32, T)>)> = (0..n.div_ceil(ROWS_PER_TASK))
+fn build_rows<T: Copy + Send>(n: usize, row: impl Fn(usize, &mut Vec<(u32, T)>) + Sync) -> Csr<T> {
+    // Per task: each row's length, then the rows' entries.
+    type Part<T> = (Vec<u32>, Vec<(u32, T)>);
+    let parts: Vec<Part<T>> = (0..n.div_ceil(ROWS_PER_TASK))
         .into_par_iter()
         .map(|t| {
             let rows = t * ROWS_PER_TASK..((t + 1) * ROWS_PER_TASK).min(n);
@@ -197,7 +199,7 @@ pub fn connectivities(idx: &[u32], dists: &[f64], k: usize) -> CsrMatrix {
 
 /// The kNN distance matrix as scanpy stores it on the exact path: each row's k - 1 nearest
 /// other cells (self removed), f64 values, columns sorted.
-pub fn distance_matrix(idx: &[u32], dists: &[f64], k: usize) -> (Vec<u64>, Vec<u32>, Vec<f64>) {
+pub fn distance_matrix(idx: &[u32], dists: &[f64], k: usize) -> Csr<f64> {
     let n = idx.len() / k.max(1);
     build_rows(n, |i, out| {
         let first = out.len();
