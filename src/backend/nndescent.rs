@@ -127,28 +127,91 @@ impl Lists {
 /// A candidate update: (target, distance², neighbour).
 type Update = (u32, f32, u32);
 
-/// A node's current neighbours, sorted by distance: (distance², index, is_new).
-struct Heap {
-    items: Vec<(f32, u32, bool)>,
+/// A neighbour in a list: (distance², index, is_new).
+type Entry = (f32, u32, bool);
+
+/// Every node's current neighbours, sorted by distance, up to `cap` per node in one flat
+/// array: one allocation instead of one per node, the lists in node order whatever state
+/// earlier stages left the allocator in.
+struct Heaps {
     cap: usize,
+    len: Vec<u32>,
+    items: Vec<Entry>,
 }
 
-impl Heap {
-    fn worst(&self) -> f32 {
-        if self.items.len() < self.cap {
-            f32::INFINITY
-        } else {
-            self.items[self.cap - 1].0
+impl Heaps {
+    fn new(n: usize, cap: usize) -> Self {
+        Heaps {
+            cap,
+            len: vec![0; n],
+            items: vec![(0.0, 0, false); n * cap],
         }
     }
 
+    fn n(&self) -> usize {
+        self.len.len()
+    }
+
+    /// Node `i`'s list.
+    fn get(&self, i: usize) -> &[Entry] {
+        &self.items[i * self.cap..i * self.cap + self.len[i] as usize]
+    }
+
+    /// The distance a candidate must beat to enter node `i`'s list.
+    fn worst(&self, i: usize) -> f32 {
+        if (self.len[i] as usize) < self.cap {
+            f32::INFINITY
+        } else {
+            self.items[i * self.cap + self.cap - 1].0
+        }
+    }
+
+    /// Every node's list, in node order.
+    fn lists_mut(&mut self) -> impl Iterator<Item = Heap<'_>> {
+        self.items
+            .chunks_mut(self.cap)
+            .zip(self.len.iter_mut())
+            .map(|(items, len)| Heap { items, len })
+    }
+
+    /// [`Heaps::lists_mut`] in parallel.
+    fn par_lists_mut(&mut self) -> impl IndexedParallelIterator<Item = Heap<'_>> {
+        self.items
+            .par_chunks_mut(self.cap)
+            .zip(self.len.par_iter_mut())
+            .map(|(items, len)| Heap { items, len })
+    }
+}
+
+/// One node's list: its `cap` slots, the first `len` in use.
+struct Heap<'a> {
+    items: &'a mut [Entry],
+    len: &'a mut u32,
+}
+
+impl Heap<'_> {
+    fn full(&self) -> bool {
+        *self.len as usize >= self.items.len()
+    }
+
+    /// Inserts neighbour `j` at distance² `d` in order if it is closer than the worst kept
+    /// and not listed yet (the worst drops out of a full list).
     fn push(&mut self, d: f32, j: u32) -> bool {
-        if d >= self.worst() || self.items.iter().any(|e| e.1 == j) {
+        let (len, cap) = (*self.len as usize, self.items.len());
+        let live = &self.items[..len];
+        let worst = if len < cap {
+            f32::INFINITY
+        } else {
+            live[cap - 1].0
+        };
+        if d >= worst || live.iter().any(|e| e.1 == j) {
             return false;
         }
-        let at = self.items.partition_point(|e| (e.0, e.1) < (d, j));
-        self.items.insert(at, (d, j, true));
-        self.items.truncate(self.cap);
+        let at = live.partition_point(|e| (e.0, e.1) < (d, j));
+        let end = (len + 1).min(cap);
+        self.items.copy_within(at..end - 1, at + 1);
+        self.items[at] = (d, j, true);
+        *self.len = end as u32;
         true
     }
 }
@@ -269,14 +332,9 @@ fn tree_order(points: &[f32], dim: usize, params: &NnDescentParams) -> Vec<u32> 
 /// neighbours for the nodes the forest left short. Trees are built [`TREES_PER_BATCH`] at a
 /// time and their leaves joined in batches of at most [`PAIR_BUDGET`] pairs, so memory stays
 /// at the trees of one batch and the updates of one batch of leaves.
-fn initial_graph(points: &[f32], dim: usize, cap: usize, params: &NnDescentParams) -> Vec<Heap> {
+fn initial_graph(points: &[f32], dim: usize, cap: usize, params: &NnDescentParams) -> Heaps {
     let n = points.len() / dim.max(1);
-    let mut heaps: Vec<Heap> = (0..n)
-        .map(|_| Heap {
-            items: Vec::with_capacity(cap + 1),
-            cap,
-        })
-        .collect();
+    let mut heaps = Heaps::new(n, cap);
     let pt = |i: usize| &points[i * dim..(i + 1) * dim];
     for first in (0..params.n_trees).step_by(TREES_PER_BATCH) {
         let leaves: Vec<Vec<u32>> = (first..(first + TREES_PER_BATCH).min(params.n_trees))
@@ -299,7 +357,7 @@ fn initial_graph(points: &[f32], dim: usize, cap: usize, params: &NnDescentParam
             .collect();
         let pairs = |l: &Vec<u32>| l.len() * l.len().saturating_sub(1) / 2;
         for batch in budget_batches(leaves.len(), |i| pairs(&leaves[i])) {
-            let hs: &[Heap] = &heaps;
+            let hs = &heaps;
             let mut updates: Vec<Update> = leaves[batch]
                 .par_iter()
                 .flat_map_iter(|leaf| local_join(leaf, leaf.len(), points, dim, hs).into_iter())
@@ -308,11 +366,11 @@ fn initial_graph(points: &[f32], dim: usize, cap: usize, params: &NnDescentParam
         }
     }
     // Fill nodes that the forest left short with random neighbours.
-    heaps.par_iter_mut().enumerate().for_each(|(i, h)| {
+    heaps.par_lists_mut().enumerate().for_each(|(i, mut h)| {
         let mut rng =
             Xoshiro256PlusPlus::seed_from_u64(splitmix(params.seed ^ (i as u64) ^ 0xF111));
         let mut tries = 0;
-        while h.items.len() < h.cap && tries < 4 * h.cap + 16 {
+        while !h.full() && tries < 4 * cap + 16 {
             let j = rng.random_range(0..n);
             if j != i {
                 h.push(dist2(pt(i), pt(j)), j as u32);
@@ -345,12 +403,12 @@ fn budget_batches(n: usize, cost: impl Fn(usize) -> usize) -> Vec<std::ops::Rang
 /// them locally, and keep the closer pairs; returns how many updates were accepted. Nodes are
 /// joined in batches of at most [`PAIR_BUDGET`] candidate pairs, each batch's updates applied
 /// before the next batch is joined (so later batches filter against fresher lists).
-fn descend(heaps: &mut [Heap], points: &[f32], dim: usize, mc: usize) -> usize {
-    let n = heaps.len();
+fn descend(heaps: &mut Heaps, points: &[f32], dim: usize, mc: usize) -> usize {
+    let n = heaps.n();
     // Sample new and old candidates per node, then their reverses.
     let (mut new_c, mut old_c) = (Lists::new(n, mc), Lists::new(n, mc));
-    for (i, h) in heaps.iter_mut().enumerate() {
-        for e in h.items.iter_mut() {
+    for (i, h) in heaps.lists_mut().enumerate() {
+        for e in h.items[..*h.len as usize].iter_mut() {
             if e.2 {
                 if new_c.push(i, e.1) {
                     e.2 = false;
@@ -376,7 +434,7 @@ fn descend(heaps: &mut [Heap], points: &[f32], dim: usize, mc: usize) -> usize {
     };
     let mut changed = 0;
     for batch in budget_batches(n, join_pairs) {
-        let hs: &[Heap] = heaps;
+        let hs: &Heaps = heaps;
         let mut updates: Vec<Update> = batch
             .into_par_iter()
             .flat_map_iter(|i| {
@@ -400,12 +458,12 @@ fn descend(heaps: &mut [Heap], points: &[f32], dim: usize, mc: usize) -> usize {
 /// `first` and y after x, kept for a side whose list it would enter. The points' coordinates
 /// and list bounds are gathered into one small block first, so the pairs read them from cache
 /// instead of from all over memory.
-fn local_join(ids: &[u32], first: usize, points: &[f32], dim: usize, hs: &[Heap]) -> Vec<Update> {
+fn local_join(ids: &[u32], first: usize, points: &[f32], dim: usize, hs: &Heaps) -> Vec<Update> {
     let mut block = Vec::with_capacity(ids.len() * dim);
     for &a in ids {
         block.extend_from_slice(&points[a as usize * dim..(a as usize + 1) * dim]);
     }
-    let bounds: Vec<f32> = ids.iter().map(|&a| hs[a as usize].worst()).collect();
+    let bounds: Vec<f32> = ids.iter().map(|&a| hs.worst(a as usize)).collect();
     let at = |x: usize| &block[x * dim..(x + 1) * dim];
     let mut u = Vec::new();
     for x in 0..first {
@@ -429,13 +487,13 @@ fn local_join(ids: &[u32], first: usize, points: &[f32], dim: usize, hs: &[Heap]
 /// Final lists in the input's numbering (point `order[r]` searched as `r`): self first, then
 /// the neighbours re-ranked by f64 distances, ties by index.
 fn final_lists(
-    heaps: &[Heap],
+    heaps: &Heaps,
     points: &[f32],
     dim: usize,
     k: usize,
     order: &[u32],
 ) -> (Vec<u32>, Vec<f64>) {
-    let n = heaps.len();
+    let n = heaps.n();
     let pt = |i: usize| &points[i * dim..(i + 1) * dim];
     let mut rank = vec![0u32; n];
     for (r, &i) in order.iter().enumerate() {
@@ -449,8 +507,8 @@ fn final_lists(
         .enumerate()
         .for_each(|(i, (oi, od))| {
             let r = rank[i] as usize;
-            let mut row: Vec<(f64, u32)> = heaps[r]
-                .items
+            let mut row: Vec<(f64, u32)> = heaps
+                .get(r)
                 .iter()
                 .map(|e| {
                     let (a, b) = (pt(r), pt(e.1 as usize));
@@ -476,13 +534,13 @@ fn final_lists(
 
 /// Applies candidate updates (target, distance², neighbour) in a deterministic order; returns
 /// how many were accepted.
-fn apply(heaps: &mut [Heap], updates: &mut [Update]) -> usize {
+fn apply(heaps: &mut Heaps, updates: &mut [Update]) -> usize {
     updates
         .par_sort_unstable_by(|a, b| a.0.cmp(&b.0).then(a.1.total_cmp(&b.1)).then(a.2.cmp(&b.2)));
     // Pair each target's run of updates with its heap (the targets are sorted, and a slice
     // iterator skips ahead in constant time).
-    let mut work: Vec<(&mut Heap, &[Update])> = Vec::new();
-    let mut it = heaps.iter_mut();
+    let mut work: Vec<(Heap<'_>, &[Update])> = Vec::new();
+    let mut it = heaps.lists_mut();
     let mut next = 0usize;
     for run in updates.chunk_by(|a, b| a.0 == b.0) {
         let t = run[0].0 as usize;
@@ -491,7 +549,7 @@ fn apply(heaps: &mut [Heap], updates: &mut [Update]) -> usize {
         work.push((h, run));
     }
     work.into_par_iter()
-        .map(|(h, run)| run.iter().filter(|u| h.push(u.1, u.2)).count())
+        .map(|(mut h, run)| run.iter().filter(|u| h.push(u.1, u.2)).count())
         .sum()
 }
 
