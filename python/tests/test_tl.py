@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import scanpy as sc
 from conftest import (
     GENE_SETS,
     cell_cycle_genes,
@@ -21,7 +22,12 @@ from conftest import (
 from sklearn.metrics import adjusted_rand_score
 
 # UMAP quality against scanpy's on the same graph (doc: within 0.02)
-UMAP_TRUST_DIFF = 0.001  # measured 3.6e-4 (sample, scanpy's graph)
+# UMAP's trustworthiness depends on the random stream: on the sample, scanpy's own seeds 0-5
+# span 0.6714-0.6768 and cartscope's 0.6733-0.6772. So cartscope's value must lie within the
+# range of scanpy's seeds 0-3 widened by this (a single scanpy seed was compared before; it
+# passed at 3.6e-4 only for the stream of that build).
+UMAP_TRUST_DIFF = 0.001
+UMAP_SCANPY_SEEDS = range(4)
 UMAP_PRES_DIFF = 0.003  # kNN(15) preservation: measured 8.4e-4
 UMAP_AB_REL = 1e-6  # a, b fitted from min_dist/spread: measured 3.7e-7
 # score_genes (doc: 1e-6 with the same control genes)
@@ -100,7 +106,13 @@ def test_umap_quality(sample_steps):
     pa, pb = knn_preservation(hi, a.obsm["X_umap"]), knn_preservation(hi, xb)
     measured("umap trustworthiness scanpy/cartscope", (ta, tb))
     measured("umap knn15 preservation scanpy/cartscope", (pa, pb))
-    assert abs(ta - tb) <= UMAP_TRUST_DIFF, (ta, tb)
+    seeds = []
+    for s in UMAP_SCANPY_SEEDS:
+        r = sample_steps["graph"].copy()
+        sc.tl.umap(r, random_state=s)
+        seeds.append(trustworthiness(hi, r.obsm["X_umap"]))
+    measured("umap trustworthiness scanpy seeds", seeds)
+    assert min(seeds) - UMAP_TRUST_DIFF <= tb <= max(seeds) + UMAP_TRUST_DIFF, (seeds, tb)
     assert abs(pa - pb) <= UMAP_PRES_DIFF, (pa, pb)
     for k in ("a", "b"):
         e = max_rel([a.uns["umap"]["params"][k]], [b.uns["umap"]["params"][k]])
