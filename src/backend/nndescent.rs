@@ -46,42 +46,35 @@ impl NnDescentParams {
     }
 }
 
-/// Squared Euclidean distance in f32, over eight independent partial sums so that the
-/// compiler can keep them in SIMD lanes (a single running sum is one long dependency chain).
-fn dist2(a: &[f32], b: &[f32]) -> f32 {
+/// The sum of `term(a[i], b[i])` in f32 over eight independent partial sums, so that the
+/// compiler can keep them in SIMD lanes (a single running sum is one long chain of dependent
+/// additions that leaves the vector units idle).
+#[inline(always)]
+fn lane_sum(a: &[f32], b: &[f32], term: impl Fn(f32, f32) -> f32) -> f32 {
     let (ca, cb) = (a.chunks_exact(8), b.chunks_exact(8));
     let (ra, rb) = (ca.remainder(), cb.remainder());
     let mut acc = [0.0f32; 8];
     for (x, y) in ca.zip(cb) {
         for l in 0..8 {
-            let d = x[l] - y[l];
-            acc[l] += d * d;
+            acc[l] += term(x[l], y[l]);
         }
     }
     let mut s = ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7]));
-    for (x, y) in ra.iter().zip(rb) {
-        s += (x - y) * (x - y);
+    for (&x, &y) in ra.iter().zip(rb) {
+        s += term(x, y);
     }
     s
 }
 
-/// Dot product in f32 over eight independent partial sums, as [`dist2`]: the random
-/// projection trees take one per point and level, and a single running sum is a chain of
-/// dependent additions that leaves the vector units idle.
+/// Squared Euclidean distance in f32 ([`lane_sum`]).
+fn dist2(a: &[f32], b: &[f32]) -> f32 {
+    lane_sum(a, b, |x, y| (x - y) * (x - y))
+}
+
+/// Dot product in f32 ([`lane_sum`]): the random projection trees take one per point and
+/// level.
 fn dot(a: &[f32], b: &[f32]) -> f32 {
-    let (ca, cb) = (a.chunks_exact(8), b.chunks_exact(8));
-    let (ra, rb) = (ca.remainder(), cb.remainder());
-    let mut acc = [0.0f32; 8];
-    for (x, y) in ca.zip(cb) {
-        for l in 0..8 {
-            acc[l] += x[l] * y[l];
-        }
-    }
-    let mut s = ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7]));
-    for (x, y) in ra.iter().zip(rb) {
-        s += x * y;
-    }
-    s
+    lane_sum(a, b, |x, y| x * y)
 }
 
 /// Candidate updates applied at once at most (target, distance², neighbour; 12 bytes each):
