@@ -10,6 +10,25 @@ use std::ops::Range;
 /// pages.
 const HUGE_PAGE_MIN_BYTES: usize = 4 << 20;
 
+/// The rows of `values` (row-major, `dim` columns) in `order`: row `r` of the result is row
+/// `order[r]` of `values`. With the inverse of a permutation it puts rows back.
+pub fn rows_in_order(values: &[f32], dim: usize, order: &[u32]) -> Vec<f32> {
+    let mut out = Vec::with_capacity(order.len() * dim);
+    for &i in order {
+        out.extend_from_slice(&values[i as usize * dim..(i as usize + 1) * dim]);
+    }
+    out
+}
+
+/// The inverse of the permutation `order`: `rank[order[r]] = r`.
+pub fn inverse_permutation(order: &[u32]) -> Vec<u32> {
+    let mut rank = vec![0u32; order.len()];
+    for (r, &i) in order.iter().enumerate() {
+        rank[i as usize] = r as u32;
+    }
+    rank
+}
+
 /// Asks the kernel to back the 2 MiB-aligned interior of `len` bytes at `ptr` with transparent
 /// huge pages (`MADV_HUGEPAGE`; advisory, so any failure is ignored). Called before the memory
 /// is first touched.

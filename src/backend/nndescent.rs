@@ -12,6 +12,7 @@ use rand::{Rng, SeedableRng};
 use rand_xoshiro::Xoshiro256PlusPlus;
 use rayon::prelude::*;
 
+use crate::matrix::{inverse_permutation, rows_in_order};
 use crate::rng::splitmix;
 
 /// Parameters (pynndescent's as scanpy calls it: max_candidates 16, delta 0.001).
@@ -275,14 +276,7 @@ pub fn knn(points: &[f32], dim: usize, k: usize, params: NnDescentParams) -> (Ve
     // leaves: neighbours then sit close in memory, so the joins' reads of coordinates and
     // lists hit the cache instead of the whole data set.
     let order = tree_order(points, dim, &params);
-    let local: Vec<f32> = order
-        .iter()
-        .flat_map(|&i| {
-            points[i as usize * dim..(i as usize + 1) * dim]
-                .iter()
-                .copied()
-        })
-        .collect();
+    let local = rows_in_order(points, dim, &order);
     let started = std::time::Instant::now();
     let mut heaps = initial_graph(&local, dim, cap, &params);
     tracing::debug!(
@@ -488,10 +482,7 @@ fn final_lists(
 ) -> (Vec<u32>, Vec<f64>) {
     let n = heaps.n();
     let pt = |i: usize| &points[i * dim..(i + 1) * dim];
-    let mut rank = vec![0u32; n];
-    for (r, &i) in order.iter().enumerate() {
-        rank[i as usize] = r as u32;
-    }
+    let rank = inverse_permutation(order);
     let mut idx = vec![0u32; n * k.min(n)];
     let mut dist = vec![0f64; n * k.min(n)];
     let kn = k.min(n);

@@ -33,7 +33,7 @@ use rayon::prelude::*;
 use crate::backend::umap_sgd::{Graph, MAX_COMPONENTS, SgdGraph, SgdParams};
 use crate::backend::{Backend, CpuBackend};
 use crate::error::{Error, Result};
-use crate::matrix::CsrMatrix;
+use crate::matrix::{CsrMatrix, inverse_permutation, rows_in_order};
 use crate::rng::splitmix;
 
 /// Parameters of [`umap`]; the defaults are scanpy's.
@@ -197,15 +197,9 @@ pub fn umap_on(
     // The epochs run on the points in the order of a curve through their initial layout, so
     // that the points an edge joins, and the slots their moves go to, sit close in memory.
     let order = locality_order(&start, n, dim);
-    let graph = permute(&graph, &order);
-    let mut embedding: Vec<f32> = order
-        .iter()
-        .flat_map(|&i| {
-            start[i as usize * dim..(i as usize + 1) * dim]
-                .iter()
-                .copied()
-        })
-        .collect();
+    let rank = inverse_permutation(&order);
+    let graph = permute(&graph, &order, &rank);
+    let mut embedding = rows_in_order(&start, dim, &order);
     let sgd = SgdGraph::new(&graph);
     let sgd_params = SgdParams {
         a: a as f32,
@@ -217,11 +211,7 @@ pub fn umap_on(
         seed: params.seed,
     };
     backend.umap_optimize(&sgd, &mut embedding, dim, &sgd_params);
-    let mut layout = vec![0f32; n * dim];
-    for (r, &i) in order.iter().enumerate() {
-        let i = i as usize;
-        layout[i * dim..(i + 1) * dim].copy_from_slice(&embedding[r * dim..(r + 1) * dim]);
-    }
+    let layout = rows_in_order(&embedding, dim, &rank);
     tracing::debug!(
         "umap {n_epochs} epochs on {} edges: {:.3} s in all",
         sgd.tail.len(),
@@ -288,13 +278,10 @@ fn locality_order(layout: &[f32], n: usize, dim: usize) -> Vec<u32> {
     keyed.into_iter().map(|(_, i)| i).collect()
 }
 
-/// `g` with its points renumbered: point `order[r]` becomes point `r`. Each point keeps its
-/// edges in their order (umap samples a point's edges in CSR order).
-fn permute(g: &Graph, order: &[u32]) -> Graph {
-    let mut rank = vec![0u32; order.len()];
-    for (r, &i) in order.iter().enumerate() {
-        rank[i as usize] = r as u32;
-    }
+/// `g` with its points renumbered: point `order[r]` becomes point `r` (`rank` is the inverse
+/// of `order`). Each point keeps its edges in their order (umap samples a point's edges in
+/// CSR order).
+fn permute(g: &Graph, order: &[u32], rank: &[u32]) -> Graph {
     let mut indptr = Vec::with_capacity(order.len() + 1);
     indptr.push(0);
     let mut indices = Vec::with_capacity(g.indices.len());
@@ -767,7 +754,7 @@ mod tests {
             indices: vec![3, 1, 0, 0, 4, 2],
             weights: vec![0.5, 1.0, 0.25, 0.75, 0.125, 2.0],
         };
-        let p = permute(&g, &order);
+        let p = permute(&g, &order, &inverse_permutation(&order));
         let edges = |g: &Graph, name: &dyn Fn(u32) -> u32| {
             let mut e: Vec<(u32, u32, u64)> = (0..g.n())
                 .flat_map(|i| {
