@@ -63,6 +63,10 @@ pub struct SgdGraph {
     /// Slots of the edges whose tail is point `i`: `in_ptr[i]..in_ptr[i + 1]`, in ascending
     /// edge order.
     pub in_ptr: Vec<usize>,
+    /// Sampling rate of the edge in each slot (`rate` in slot order): pass 2 tells the moves
+    /// left in this epoch from older ones by the schedule, reading it in order, instead of by
+    /// a stamp that pass 1 would write at random.
+    pub in_rate: Vec<f32>,
 }
 
 impl SgdGraph {
@@ -89,6 +93,11 @@ impl SgdGraph {
             slot[e] = fill[t as usize] as u32;
             fill[t as usize] += 1;
         }
+        let rate: Vec<f32> = rate;
+        let mut in_rate = vec![0f32; rate.len()];
+        for (&s, &r) in slot.iter().zip(&rate) {
+            in_rate[s as usize] = r;
+        }
         SgdGraph {
             n_vertices: n,
             head_ptr: g.indptr.clone(),
@@ -96,6 +105,7 @@ impl SgdGraph {
             rate,
             slot,
             in_ptr,
+            in_rate,
         }
     }
 }
@@ -164,10 +174,9 @@ pub(crate) struct SgdState {
     pub drawn: Vec<u32>,
     /// The layout being written.
     next: Vec<f32>,
-    /// Move of the tail left in each in-edge slot (f32 bits), valid where `stamp` is the epoch.
+    /// Move of the tail left in each in-edge slot (f32 bits), valid where the slot's edge is
+    /// sampled in the epoch.
     delta: Vec<AtomicU32>,
-    /// Epoch in which each slot was last written.
-    stamp: Vec<AtomicU32>,
 }
 
 impl SgdState {
@@ -177,9 +186,6 @@ impl SgdState {
             drawn: vec![0; g.tail.len()],
             next: vec![0.0; g.n_vertices * dim],
             delta: (0..g.tail.len() * dim).map(|_| AtomicU32::new(0)).collect(),
-            stamp: (0..g.tail.len())
-                .map(|_| AtomicU32::new(u32::MAX))
-                .collect(),
         }
     }
 }
@@ -298,7 +304,6 @@ struct EpochCtx<'a> {
     g: &'a SgdGraph,
     prev: &'a [f32],
     delta: &'a [AtomicU32],
-    stamp: &'a [AtomicU32],
     epoch: u32,
     n: u32,
     seed: u32,
@@ -418,7 +423,6 @@ impl<'s, const D: usize> Walk<'s, D> {
             cur[d] += grad * alpha;
             c.delta[slot * D + d].store((-grad * alpha).to_bits(), Ordering::Relaxed);
         }
-        c.stamp[slot].store(c.epoch, Ordering::Relaxed);
         let drawn = &mut self.drawn[e - self.first_edge];
         let total = negatives_by(c.epoch, c.g.rate[e] * c.negative_rate);
         let n_neg = total.saturating_sub(*drawn);
@@ -568,17 +572,11 @@ fn epoch_in<const D: usize>(
     epoch: usize,
 ) {
     let n = g.n_vertices;
-    let SgdState {
-        drawn,
-        next,
-        delta,
-        stamp,
-    } = state;
+    let SgdState { drawn, next, delta } = state;
     let c = EpochCtx {
         g,
         prev: embedding,
         delta,
-        stamp,
         epoch: epoch as u32,
         n: n as u32,
         seed: p.hash_seed(),
@@ -612,7 +610,7 @@ fn epoch_in<const D: usize>(
                 let k = block * BLOCK + r;
                 for s in g.in_ptr[k]..g.in_ptr[k + 1] {
                     // Moves from other epochs add +0.0 (no branch to mispredict).
-                    let live = stamp[s].load(Ordering::Relaxed) == epoch;
+                    let live = sampled(epoch, g.in_rate[s]);
                     for d in 0..D {
                         let v = f32::from_bits(delta[s * D + d].load(Ordering::Relaxed));
                         point[d] += if live { v } else { 0.0 };
