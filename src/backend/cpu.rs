@@ -732,10 +732,13 @@ pub trait Real: Copy + Send + Sync + PartialOrd {
     fn add(self, other: Self) -> Self;
     /// `ln(1 + x)` in the type.
     fn ln_1p(self) -> Self;
+    /// `ln(1 + x)` of every value in place, each the same as [`Real::ln_1p`] (float32 in
+    /// vector lanes).
+    fn ln_1p_all(data: &mut [Self]);
 }
 
 macro_rules! real {
-    ($t:ty) => {
+    ($t:ty, $all:expr) => {
         impl Real for $t {
             fn from_f64(v: f64) -> Self {
                 v as $t
@@ -752,11 +755,16 @@ macro_rules! real {
             fn ln_1p(self) -> Self {
                 <$t>::ln_1p(self)
             }
+            fn ln_1p_all(data: &mut [Self]) {
+                $all(data)
+            }
         }
     };
 }
-real!(f32);
-real!(f64);
+real!(f32, super::log1pf::ln_1p_f32);
+real!(f64, |d: &mut [f64]| d
+    .iter_mut()
+    .for_each(|v| *v = v.ln_1p()));
 
 /// Row totals of CSR values (`indptr` of the rows): each row summed in f64 and rounded to the
 /// values' type, as scipy's `X.sum(axis=1)` stores them.
@@ -795,9 +803,9 @@ pub fn normalize_rows<T: Real>(
         };
         for v in row.iter_mut() {
             *v = v.div(factor);
-            if log1p {
-                *v = v.ln_1p();
-            }
+        }
+        if log1p {
+            T::ln_1p_all(row);
         }
     });
 }

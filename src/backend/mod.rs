@@ -9,6 +9,7 @@
 
 pub mod cpu;
 pub mod gpu;
+pub mod log1pf;
 pub(crate) mod nndescent;
 mod select;
 pub mod umap_sgd;
