@@ -278,11 +278,16 @@ fn moments_by_blocks(
             let mut m = Moments::new(g);
             let mut t = both.then(|| Moments::new(g));
             let range = chunk.indptr[r0] as usize..chunk.indptr[r1] as usize;
-            for (&j, &v) in chunk.indices[range.clone()].iter().zip(&chunk.data[range]) {
-                let x = match transform {
-                    Transform::Identity => v,
-                    Transform::Expm1 => v.exp_m1(),
-                };
+            let values = &chunk.data[range.clone()];
+            let transformed = match transform {
+                Transform::Identity => std::borrow::Cow::Borrowed(values),
+                Transform::Expm1 => {
+                    let mut t = values.to_vec();
+                    super::cmath::exp_m1_f32(&mut t);
+                    std::borrow::Cow::Owned(t)
+                }
+            };
+            for ((&j, &v), &x) in chunk.indices[range].iter().zip(values).zip(&*transformed) {
                 let j = j as usize;
                 match t.as_mut() {
                     Some(t) => {
@@ -761,7 +766,7 @@ macro_rules! real {
         }
     };
 }
-real!(f32, super::log1pf::ln_1p_f32);
+real!(f32, super::cmath::ln_1p_f32);
 real!(f64, |d: &mut [f64]| d
     .iter_mut()
     .for_each(|v| *v = v.ln_1p()));

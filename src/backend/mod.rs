@@ -7,9 +7,9 @@
 //! SGD epochs ([`umap_sgd`]), the defaults of [`Backend::knn_approx`] and
 //! [`Backend::umap_optimize`].
 
+pub mod cmath;
 pub mod cpu;
 pub mod gpu;
-pub mod log1pf;
 pub(crate) mod nndescent;
 mod select;
 pub mod umap_sgd;
