@@ -1,4 +1,4 @@
-//! The C library's float32 `log1pf` and `expm1f` eight values at a time, bit for bit.
+//! The C library's float32 `log1pf` and `expm1f` in vector lanes, bit for bit.
 //!
 //! scanpy's `log1p` is numpy's, and numpy's float32 `log1p` and `expm1` are the C library's
 //! `log1pf` and `expm1f` on processors without AVX-512 (with AVX-512 numpy has its own vector
@@ -8,9 +8,11 @@
 //! Called one value at a time, the C functions are scalar calls with branches; here the same
 //! algorithms (fdlibm's `s_log1pf.c` and `s_expm1f.c`, which the GNU C library ships for
 //! float32) run in vector lanes, every branch computed and selected, with the same float32
-//! operations in the same order (no FMA). Values outside the range the lanes handle go to the
-//! C functions themselves. Tests compare the two on every 97th float32 of each vector range
-//! and on its edges; the whole ranges were compared once, with no difference.
+//! operations in the same order (no FMA), eight lanes with AVX2 and sixteen with AVX-512.
+//! Values outside the range the lanes handle go to the C functions themselves. Tests compare
+//! both widths with the C functions on every 97th (`log1p`) or 7th (`expm1`) float32 of the
+//! lanes' ranges and on the branches' edges; the whole ranges were compared once, with no
+//! difference.
 //!
 //! - `log1p(x) = k ln 2 + log(1 + f)` with `1 + x = 2^k (1 + f)` and a correction term for the
 //!   rounding of `1 + x`; `log(1 + f)` from `s = f / (2 + f)` and a degree-7 polynomial in
@@ -19,7 +21,7 @@
 //!   correction term for the reduction; `expm1(r)` from a rational function with a degree-5
 //!   polynomial. Lanes: zero and `[2^-25, 27 ln 2)`.
 
-/// Lanes per step.
+/// Lanes per step with AVX2 or none (sixteen with AVX-512).
 const LANES: usize = 8;
 
 /// Bits of the smallest value `log1p`'s lanes take, 2^-29 (the C function returns
@@ -56,12 +58,12 @@ pub fn exp_m1_f32(data: &mut [f32]) {
     map::<Expm1>(data)
 }
 
-/// A function of eight values in vector lanes, the bits of the values it takes (`LO..HI`, and
+/// A function of values in vector lanes, the bits of the values it takes (`LO..HI`, and
 /// zero) and the C function for the others.
 trait LaneFn {
     const LO: i32;
     const HI: i32;
-    fn lanes(x: &[f32; LANES]) -> [f32; LANES];
+    fn lanes<const N: usize>(x: &[f32; N]) -> [f32; N];
     fn scalar(x: f32) -> f32;
 }
 
@@ -71,7 +73,7 @@ impl LaneFn for Log1p {
     const LO: i32 = LOG1P_LOW;
     const HI: i32 = LOG1P_HIGH;
     #[inline(always)]
-    fn lanes(x: &[f32; LANES]) -> [f32; LANES] {
+    fn lanes<const N: usize>(x: &[f32; N]) -> [f32; N] {
         log1p_lanes(x)
     }
     fn scalar(x: f32) -> f32 {
@@ -85,7 +87,7 @@ impl LaneFn for Expm1 {
     const LO: i32 = EXPM1_LOW;
     const HI: i32 = EXPM1_HIGH;
     #[inline(always)]
-    fn lanes(x: &[f32; LANES]) -> [f32; LANES] {
+    fn lanes<const N: usize>(x: &[f32; N]) -> [f32; N] {
         expm1_lanes(x)
     }
     fn scalar(x: f32) -> f32 {
@@ -95,26 +97,39 @@ impl LaneFn for Expm1 {
 
 fn map<F: LaneFn>(data: &mut [f32]) {
     #[cfg(target_arch = "x86_64")]
+    if std::is_x86_feature_detected!("avx512f") {
+        // SAFETY: the processor has AVX-512 (checked on the line above).
+        unsafe { map_avx512::<F>(data) };
+        return;
+    }
+    #[cfg(target_arch = "x86_64")]
     if std::is_x86_feature_detected!("avx2") {
         // SAFETY: the processor has AVX2 (checked on the line above).
         unsafe { map_avx2::<F>(data) };
         return;
     }
-    map_lanes::<F>(data);
+    map_lanes::<F, LANES>(data);
+}
+
+/// [`map_lanes`] compiled for AVX-512, sixteen lanes (no FMA either).
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+fn map_avx512<F: LaneFn>(data: &mut [f32]) {
+    map_lanes::<F, 16>(data);
 }
 
 /// [`map_lanes`] compiled for AVX2 (no FMA: the same roundings as the C functions).
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2")]
 fn map_avx2<F: LaneFn>(data: &mut [f32]) {
-    map_lanes::<F>(data);
+    map_lanes::<F, LANES>(data);
 }
 
 #[inline(always)]
-fn map_lanes<F: LaneFn>(data: &mut [f32]) {
-    let mut chunks = data.chunks_exact_mut(LANES);
+fn map_lanes<F: LaneFn, const N: usize>(data: &mut [f32]) {
+    let mut chunks = data.chunks_exact_mut(N);
     for chunk in &mut chunks {
-        let x: &mut [f32; LANES] = chunk.try_into().expect("a full chunk");
+        let x: &mut [f32; N] = chunk.try_into().expect("a full chunk");
         let mut inside = true;
         for v in x.iter() {
             let hx = v.to_bits() as i32;
@@ -132,13 +147,13 @@ fn map_lanes<F: LaneFn>(data: &mut [f32]) {
         .for_each(|v| *v = F::scalar(*v));
 }
 
-/// fdlibm's `log1pf` of eight values in `[2^-29, 2^53)` or zero, every branch computed and
+/// fdlibm's `log1pf` of values in `[2^-29, 2^53)` or zero, every branch computed and
 /// selected.
 #[inline(always)]
 #[allow(clippy::needless_range_loop)]
-fn log1p_lanes(x: &[f32; LANES]) -> [f32; LANES] {
-    let mut out = [0f32; LANES];
-    for l in 0..LANES {
+fn log1p_lanes<const N: usize>(x: &[f32; N]) -> [f32; N] {
+    let mut out = [0f32; N];
+    for l in 0..N {
         let x = x[l];
         let hx = x.to_bits() as i32;
         // x < 0.41422 (sqrt(2) - 1): k = 0, f = x.
@@ -203,13 +218,13 @@ const Q: [f32; 5] = [
     f32::from_bits(0xb457_edbb),
 ];
 
-/// fdlibm's `expm1f` of eight values in `[2^-25, 27 ln 2)` or zero, every branch computed and
+/// fdlibm's `expm1f` of values in `[2^-25, 27 ln 2)` or zero, every branch computed and
 /// selected.
 #[inline(always)]
 #[allow(clippy::needless_range_loop)]
-fn expm1_lanes(x: &[f32; LANES]) -> [f32; LANES] {
-    let mut out = [0f32; LANES];
-    for l in 0..LANES {
+fn expm1_lanes<const N: usize>(x: &[f32; N]) -> [f32; N] {
+    let mut out = [0f32; N];
+    for l in 0..N {
         let x0 = x[l];
         let hx = x0.to_bits() as i32;
         // x = k ln 2 + r: k = 0 up to ln 2 / 2, 1 up to 3 ln 2 / 2, else the nearest integer.
@@ -269,16 +284,25 @@ fn expm1_lanes(x: &[f32; LANES]) -> [f32; LANES] {
 mod tests {
     use super::*;
 
-    fn check(name: &str, f: fn(&mut [f32]), c: fn(f32) -> f32, bits: impl Iterator<Item = u32>) {
+    /// `F` on `bits` as the processor runs it (AVX-512, AVX2 or baseline) and in 8 and 16
+    /// lanes of the baseline build, against the C function.
+    fn check<F: LaneFn>(name: &str, f: fn(&mut [f32]), bits: impl Iterator<Item = u32>) {
         let values: Vec<f32> = bits.map(f32::from_bits).collect();
-        let mut fast = values.clone();
-        f(&mut fast);
-        for (v, got) in values.iter().zip(&fast) {
-            let want = c(*v);
-            assert!(
-                got.to_bits() == want.to_bits() || (got.is_nan() && want.is_nan()),
-                "{name}({v:e}) = {got:e}, the C library {want:e}"
-            );
+        let widths: [(&str, fn(&mut [f32])); 3] = [
+            ("dispatched", f),
+            ("8 lanes", map_lanes::<F, 8>),
+            ("16 lanes", map_lanes::<F, 16>),
+        ];
+        for (width, f) in widths {
+            let mut fast = values.clone();
+            f(&mut fast);
+            for (v, got) in values.iter().zip(&fast) {
+                let want = F::scalar(*v);
+                assert!(
+                    got.to_bits() == want.to_bits() || (got.is_nan() && want.is_nan()),
+                    "{name}({v:e}) = {got:e} ({width}), the C library {want:e}"
+                );
+            }
         }
     }
 
@@ -312,24 +336,19 @@ mod tests {
     #[test]
     fn log1p_of_every_97th_value_of_its_lanes_is_the_c_librarys() {
         let range = LOG1P_LOW as u32..LOG1P_HIGH as u32;
-        check("log1p", ln_1p_f32, f32::ln_1p, range.step_by(97));
+        check::<Log1p>("log1p", ln_1p_f32, range.step_by(97));
     }
 
     #[test]
     fn log1p_at_the_edges_and_outside_the_lanes_is_the_c_librarys() {
         let branches = [LOG1P_LOW, LOG1P_HIGH, 0x3ed4_13d7, 0x3f80_0000, 0x4000_0000];
-        check(
-            "log1p",
-            ln_1p_f32,
-            f32::ln_1p,
-            edges(&branches, true).into_iter(),
-        );
+        check::<Log1p>("log1p", ln_1p_f32, edges(&branches, true).into_iter());
     }
 
     #[test]
     fn expm1_of_every_7th_value_of_its_lanes_is_the_c_librarys() {
         let range = EXPM1_LOW as u32..EXPM1_HIGH as u32;
-        check("expm1", exp_m1_f32, f32::exp_m1, range.step_by(7));
+        check::<Expm1>("expm1", exp_m1_f32, range.step_by(7));
     }
 
     #[test]
@@ -338,11 +357,6 @@ mod tests {
         // Where k, the multiple of ln 2, steps, and where 23 starts.
         branches
             .extend((2..28).map(|k| ((k as f32 - 0.5) * std::f32::consts::LN_2).to_bits() as i32));
-        check(
-            "expm1",
-            exp_m1_f32,
-            f32::exp_m1,
-            edges(&branches, false).into_iter(),
-        );
+        check::<Expm1>("expm1", exp_m1_f32, edges(&branches, false).into_iter());
     }
 }

@@ -75,7 +75,7 @@ impl SgdGraph {
     pub fn new(g: &Graph) -> SgdGraph {
         let n = g.n();
         let max = g.weights.iter().fold(0f64, |m, &w| m.max(w));
-        let rate = g
+        let rate: Vec<f32> = g
             .weights
             .iter()
             .map(|&w| if max > 0.0 { (w / max) as f32 } else { 0.0 })
@@ -93,7 +93,6 @@ impl SgdGraph {
             slot[e] = fill[t as usize] as u32;
             fill[t as usize] += 1;
         }
-        let rate: Vec<f32> = rate;
         let mut in_rate = vec![0f32; rate.len()];
         for (&s, &r) in slot.iter().zip(&rate) {
             in_rate[s as usize] = r;
