@@ -284,11 +284,13 @@ fn expm1_lanes<const N: usize>(x: &[f32; N]) -> [f32; N] {
 mod tests {
     use super::*;
 
+    type Apply = fn(&mut [f32]);
+
     /// `F` on `bits` as the processor runs it (AVX-512, AVX2 or baseline) and in 8 and 16
     /// lanes of the baseline build, against the C function.
-    fn check<F: LaneFn>(name: &str, f: fn(&mut [f32]), bits: impl Iterator<Item = u32>) {
+    fn check<F: LaneFn>(name: &str, f: Apply, bits: impl Iterator<Item = u32>) {
         let values: Vec<f32> = bits.map(f32::from_bits).collect();
-        let widths: [(&str, fn(&mut [f32])); 3] = [
+        let widths: [(&str, Apply); 3] = [
             ("dispatched", f),
             ("8 lanes", map_lanes::<F, 8>),
             ("16 lanes", map_lanes::<F, 16>),
