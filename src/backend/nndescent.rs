@@ -87,22 +87,40 @@ const PAIR_BUDGET: usize = 1 << 23;
 /// leaves are applied, and with it the result, does not depend on the thread count).
 const TREES_PER_BATCH: usize = 4;
 
-/// Up to `cap` node indices per node, in one flat array.
-struct Lists {
+/// Up to `cap` items per node in one flat array, node `i`'s in slots
+/// `i * cap..i * cap + len[i]`: one allocation instead of one per node, the lists in node order
+/// whatever state earlier stages left the allocator in. Candidate lists ([`Lists`]) append;
+/// neighbour lists ([`Heaps`]) keep their items sorted.
+struct Flat<T> {
     cap: usize,
     len: Vec<u32>,
-    items: Vec<u32>,
+    items: Vec<T>,
 }
 
-impl Lists {
+impl<T: Copy + Default + Send> Flat<T> {
     fn new(n: usize, cap: usize) -> Self {
-        Lists {
+        Flat {
             cap,
             len: vec![0; n],
-            items: vec![0; n * cap],
+            items: vec![T::default(); n * cap],
         }
     }
 
+    fn n(&self) -> usize {
+        self.len.len()
+    }
+
+    /// Node `i`'s list.
+    fn get(&self, i: usize) -> &[T] {
+        &self.items[i * self.cap..i * self.cap + self.len[i] as usize]
+    }
+}
+
+/// Up to `cap` node indices per node.
+type Lists = Flat<u32>;
+
+impl Lists {
+    /// Appends `v` to node `i`'s list unless it is full.
     fn push(&mut self, i: usize, v: u32) -> bool {
         let l = self.len[i] as usize;
         if l >= self.cap {
@@ -112,10 +130,6 @@ impl Lists {
         self.len[i] += 1;
         true
     }
-
-    fn get(&self, i: usize) -> &[u32] {
-        &self.items[i * self.cap..i * self.cap + self.len[i] as usize]
-    }
 }
 
 /// A candidate update: (target, distance², neighbour).
@@ -124,40 +138,16 @@ type Update = (u32, f32, u32);
 /// A neighbour in a list: (distance², index, is_new).
 type Entry = (f32, u32, bool);
 
-/// Every node's current neighbours, sorted by distance, up to `cap` per node in one flat
-/// array: one allocation instead of one per node, the lists in node order whatever state
-/// earlier stages left the allocator in.
-struct Heaps {
-    cap: usize,
-    len: Vec<u32>,
-    items: Vec<Entry>,
-}
+/// Every node's current neighbours, sorted by distance, up to `cap` per node.
+type Heaps = Flat<Entry>;
 
 impl Heaps {
-    fn new(n: usize, cap: usize) -> Self {
-        Heaps {
-            cap,
-            len: vec![0; n],
-            items: vec![(0.0, 0, false); n * cap],
-        }
-    }
-
-    fn n(&self) -> usize {
-        self.len.len()
-    }
-
-    /// Node `i`'s list.
-    fn get(&self, i: usize) -> &[Entry] {
-        &self.items[i * self.cap..i * self.cap + self.len[i] as usize]
-    }
-
     /// The distance a candidate must beat to enter node `i`'s list.
     fn worst(&self, i: usize) -> f32 {
-        if (self.len[i] as usize) < self.cap {
-            f32::INFINITY
-        } else {
-            self.items[i * self.cap + self.cap - 1].0
-        }
+        worst(
+            &self.items[i * self.cap..(i + 1) * self.cap],
+            self.len[i] as usize,
+        )
     }
 
     /// Every node's list, in node order.
@@ -177,6 +167,16 @@ impl Heaps {
     }
 }
 
+/// The distance a candidate must beat to enter a sorted list whose slots are `slots`, the
+/// first `len` in use: the last one's when full, else none.
+fn worst(slots: &[Entry], len: usize) -> f32 {
+    if len < slots.len() {
+        f32::INFINITY
+    } else {
+        slots[slots.len() - 1].0
+    }
+}
+
 /// One node's list: its `cap` slots, the first `len` in use.
 struct Heap<'a> {
     items: &'a mut [Entry],
@@ -193,12 +193,7 @@ impl Heap<'_> {
     fn push(&mut self, d: f32, j: u32) -> bool {
         let (len, cap) = (*self.len as usize, self.items.len());
         let live = &self.items[..len];
-        let worst = if len < cap {
-            f32::INFINITY
-        } else {
-            live[cap - 1].0
-        };
-        if d >= worst || live.iter().any(|e| e.1 == j) {
+        if d >= worst(self.items, len) || live.iter().any(|e| e.1 == j) {
             return false;
         }
         let at = live.partition_point(|e| (e.0, e.1) < (d, j));
@@ -446,10 +441,7 @@ fn descend(heaps: &mut Heaps, points: &[f32], dim: usize, mc: usize) -> usize {
 /// and list bounds are gathered into one small block first, so the pairs read them from cache
 /// instead of from all over memory.
 fn local_join(ids: &[u32], first: usize, points: &[f32], dim: usize, hs: &Heaps) -> Vec<Update> {
-    let mut block = Vec::with_capacity(ids.len() * dim);
-    for &a in ids {
-        block.extend_from_slice(&points[a as usize * dim..(a as usize + 1) * dim]);
-    }
+    let block = rows_in_order(points, dim, ids);
     let bounds: Vec<f32> = ids.iter().map(|&a| hs.worst(a as usize)).collect();
     let at = |x: usize| &block[x * dim..(x + 1) * dim];
     let mut u = Vec::new();
