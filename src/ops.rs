@@ -20,7 +20,7 @@ use crate::pipeline::data::{ChunkCtx, FilteredMatrix};
 use crate::pipeline::filter::{BatchRows, Filtered};
 use crate::pipeline::markers::Grouping;
 use crate::pipeline::{Job, KnnMethod, RunOptions, RunSummary, hvg, neighbors};
-use crate::pp::hvg::HvgFlavor;
+use crate::pp::hvg::{HvgFlavor, HvgPick};
 use crate::tl::leiden::{Clustering, LeidenParams, leiden as leiden_on};
 use crate::tl::markers::MarkerMethod;
 use crate::tl::pca::{Pca, PcaSolver, fit_from_gram_with, pca_by_gram};
@@ -238,22 +238,32 @@ pub struct HvgSelection {
     pub var_columns: Vec<(String, Column)>,
 }
 
-/// scanpy's `highly_variable_genes(flavor, n_top_genes, batch_key)`: `x` is log-normalised
-/// (seurat, cell_ranger) or raw counts (seurat_v3); `batches` are the batch names and each
-/// cell's code.
+/// scanpy's `highly_variable_genes(flavor, n_top_genes or the cut-offs, batch_key)`: `x` is
+/// log-normalised (seurat, cell_ranger) or raw counts (seurat_v3, which takes only
+/// [`HvgPick::Top`]); `batches` are the batch names and each cell's code.
 pub fn highly_variable_genes(
     x: CsrMatrix,
     var_names: Vec<String>,
     flavor: HvgFlavor,
-    n_top_genes: usize,
+    pick: HvgPick,
     batches: Option<(Vec<String>, Vec<u32>)>,
     backend: &dyn Backend,
 ) -> Result<HvgSelection> {
     let batches = batches.map(|(categories, codes)| BatchRows { categories, codes });
     let mut f = filtered(x, var_names, batches);
+    let (n_top_genes, hvg_cutoffs) = match pick {
+        HvgPick::Top(n) => (n, None),
+        HvgPick::Cutoffs(_) if flavor == HvgFlavor::SeuratV3 => {
+            return Err(Error::Usage(
+                "highly_variable_genes: seurat_v3 selects n_top_genes, it has no cut-offs".into(),
+            ));
+        }
+        HvgPick::Cutoffs(c) => (RunOptions::default().n_top_genes, Some(c)),
+    };
     let opts = RunOptions {
         hvg_flavor: flavor,
         n_top_genes,
+        hvg_cutoffs,
         ..RunOptions::default()
     };
     let c = ctx(backend);

@@ -337,22 +337,40 @@ def highly_variable_genes(
     *,
     layer: str | None = None,
     n_top_genes: int | None = None,
+    min_disp: float = 0.5,
+    max_disp: float = np.inf,
+    min_mean: float = 0.0125,
+    max_mean: float = 3,
+    span: float = 0.3,
+    n_bins: int = 20,
     flavor: str = "seurat",
     subset: bool = False,
     inplace: bool = True,
     batch_key: str | None = None,
     backend: str = "auto",
 ) -> pd.DataFrame | None:
-    """Highly variable genes, as ``scanpy.pp.highly_variable_genes`` with ``n_top_genes``:
-    flavors ``seurat`` and ``cell_ranger`` on log-normalised data, ``seurat_v3`` on counts
-    (``layer="counts"``), each with or without ``batch_key``. Writes ``var["highly_variable"]``
-    and the flavor's columns, and ``uns["hvg"]``.
+    """Highly variable genes, as ``scanpy.pp.highly_variable_genes``: flavors ``seurat`` and
+    ``cell_ranger`` on log-normalised data, ``seurat_v3`` on counts (``layer="counts"``), each
+    with or without ``batch_key``. Writes ``var["highly_variable"]`` and the flavor's columns,
+    and ``uns["hvg"]``.
 
-    Selection by the mean/dispersion cut-offs (``n_top_genes=None``) is not implemented.
+    With ``n_top_genes``, the genes of the highest normalised dispersions (seurat_v3: variances);
+    without it, seurat and cell_ranger keep the genes with ``min_mean < means < max_mean`` and
+    ``min_disp < dispersions_norm < max_disp`` (a NaN dispersion counts as 0), and seurat_v3
+    takes scanpy's 2,000 genes. Only scanpy's ``n_bins=20`` and ``span=0.3`` are implemented.
     """
     check_backend(backend)
-    if n_top_genes is None:
-        raise NotImplementedError("highly_variable_genes needs n_top_genes (cut-off selection is not implemented)")
+    if n_bins != 20:
+        raise NotImplementedError("highly_variable_genes: only n_bins=20 is implemented")
+    if span != 0.3:
+        raise NotImplementedError("highly_variable_genes: only span=0.3 is implemented")
+    cutoffs = None
+    if flavor == "seurat_v3" and n_top_genes is None:
+        n_top_genes = 2000
+    elif n_top_genes is None:
+        cutoffs = tuple(float(v) for v in (min_mean, max_mean, min_disp, max_disp))
+        if any(np.isnan(cutoffs)):
+            raise ValueError("highly_variable_genes: the cut-offs must not be NaN")
     x = matrix(adata, layer)
     parts = csr_parts(x)
     if flavor == "seurat_v3":
@@ -368,7 +386,7 @@ def highly_variable_genes(
             raise ValueError(f"obs[{batch_key!r}] has missing values")
         codes = np.ascontiguousarray(c.astype(np.uint32))
     hv, cols = _core.highly_variable_genes(
-        parts, [str(v) for v in adata.var_names], flavor, int(n_top_genes), codes, cats, backend
+        parts, [str(v) for v in adata.var_names], flavor, int(n_top_genes or 0), cutoffs, codes, cats, backend
     )
     df = pd.DataFrame(index=adata.var_names)
     for name, v in cols:
@@ -385,6 +403,9 @@ def highly_variable_genes(
             else:
                 bins = pd.cut(means, np.r_[-np.inf, np.percentile(means, np.arange(10, 105, 5)), np.inf])
             df.insert(2, "mean_bin", bins)
+        if batch_key is not None and cutoffs is not None:
+            # scanpy returns this frame in the gene-name order of its per-gene merge.
+            df = df.sort_index()
         return df.loc[df["highly_variable"]] if subset else df
     actual(adata)
     adata.uns["hvg"] = {"flavor": flavor}

@@ -10,6 +10,7 @@ use cartscope::backend::{Backend, BackendChoice, select_backend};
 use cartscope::io::{
     AnnData, Column, CountSource, Dense, Frame, ReadOptions, RecordColumn, UnsValue,
 };
+use cartscope::pp::hvg::{HvgCutoffs, HvgPick};
 use cartscope::{CsrMatrix, ErrorKind, RunOptions};
 use numpy::ndarray::Array2;
 use numpy::{
@@ -537,9 +538,10 @@ fn parse<T: clap::ValueEnum>(what: &str, s: &str) -> PyResult<T> {
     })
 }
 
-/// highly_variable_genes: `(highly_variable, [(column, values)])`.
+/// highly_variable_genes: `(highly_variable, [(column, values)])`; `cutoffs` are
+/// `(min_mean, max_mean, min_disp, max_disp)` and replace `n_top_genes` when given.
 #[pyfunction]
-#[pyo3(signature = (x, var_names, flavor, n_top_genes, batch_codes, batch_categories, backend_name))]
+#[pyo3(signature = (x, var_names, flavor, n_top_genes, cutoffs, batch_codes, batch_categories, backend_name))]
 #[allow(clippy::too_many_arguments)]
 fn highly_variable_genes<'py>(
     py: Python<'py>,
@@ -547,6 +549,7 @@ fn highly_variable_genes<'py>(
     var_names: Vec<String>,
     flavor: &str,
     n_top_genes: usize,
+    cutoffs: Option<(f64, f64, f64, f64)>,
     batch_codes: Option<PyReadonlyArray1<'py, u32>>,
     batch_categories: Option<Vec<String>>,
     backend_name: &str,
@@ -557,9 +560,18 @@ fn highly_variable_genes<'py>(
         (Some(c), Some(cats)) => Some((cats, c.as_slice()?.to_vec())),
         _ => None,
     };
+    let pick = match cutoffs {
+        Some((min_mean, max_mean, min_disp, max_disp)) => HvgPick::Cutoffs(HvgCutoffs {
+            min_mean,
+            max_mean,
+            min_disp,
+            max_disp,
+        }),
+        None => HvgPick::Top(n_top_genes),
+    };
     let b = backend(backend_name)?;
     let sel = interruptible(py, move || {
-        cartscope::ops::highly_variable_genes(x, var_names, flavor, n_top_genes, batches, b)
+        cartscope::ops::highly_variable_genes(x, var_names, flavor, pick, batches, b)
     })?
     .map_err(py_err)?;
     let (hv, cols) = (sel.highly_variable, sel.var_columns);

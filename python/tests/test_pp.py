@@ -381,6 +381,22 @@ def test_hvg(sample_steps, flavor, batch_key):
                  HVG_V3_JACCARD[key], HVG_V3_VNORM_REL[key])
 
 
+@pytest.mark.parametrize("flavor", ["seurat", "cell_ranger"])
+@pytest.mark.parametrize("batch_key", [None, "batch"])
+@pytest.mark.parametrize("cutoffs", [{}, {"min_mean": 0.05, "max_mean": 2.0, "min_disp": -0.2, "max_disp": 4.0}])
+def test_hvg_cutoffs(sample_steps, flavor, batch_key, cutoffs):
+    """n_top_genes=None: scanpy's default selection by the mean and dispersion cut-offs (its
+    defaults, and bounds that cut on every side, a negative min_disp letting the NaN
+    dispersions of constant genes count as 0)."""
+    a = sample_steps["lognorm"]
+    h1 = sc.pp.highly_variable_genes(a, flavor=flavor, batch_key=batch_key, inplace=False, **cutoffs)
+    h2 = cs.pp.highly_variable_genes(a, flavor=flavor, batch_key=batch_key, inplace=False, **cutoffs)
+    measured(f"hvg cutoffs {flavor} {batch_key} {bool(cutoffs)} selected", int(h1["highly_variable"].sum()))
+    assert 0 < h1["highly_variable"].sum() < a.n_vars
+    key = "sample" if batch_key is None else "sample_batch"
+    _compare_hvg(h1, h2, flavor, HVG_DNORM_ABS.get(flavor), f"{flavor} {key} cutoffs")
+
+
 @pytest.mark.parametrize("flavor", ["seurat", "cell_ranger", "seurat_v3"])
 def test_hvg_wu(wu_steps, flavor):
     a = wu_steps["lognorm"]

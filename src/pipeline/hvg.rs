@@ -5,7 +5,7 @@
 
 use crate::backend::{Moments, Transform};
 use crate::cart;
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::io::Column;
 use crate::pp::hvg::{BatchStats, HvgFlavor, highly_variable_genes, highly_variable_genes_batched};
 use crate::pp::seurat_v3;
@@ -110,6 +110,15 @@ pub(crate) fn select(
     if let Some(j) = f.car_column().filter(|_| !opts.cart.car_in_hvg) {
         cart::exclude_from_hvg(&mut selection.highly_variable, &selection.ranking, j);
     }
+    if !selection.highly_variable.contains(&true) {
+        return Err(Error::Usage(match opts.hvg_cutoffs {
+            Some(c) => format!(
+                "highly_variable_genes: no gene lies within the cut-offs (hvg_cutoffs: {} < means < {}, {} < dispersions_norm < {}); widen them or set n_top_genes instead",
+                c.min_mean, c.max_mean, c.min_disp, c.max_disp
+            ),
+            None => "highly_variable_genes selected no gene".to_string(),
+        }));
+    }
     Ok(Hvgs {
         selection,
         log_moments: lmom,
@@ -118,7 +127,7 @@ pub(crate) fn select(
 
 /// seurat or cell_ranger without a batch key, from the genes' means and variances.
 fn plain(mean: &[f64], var: &[f64], opts: &RunOptions) -> Result<Selection> {
-    let h = highly_variable_genes(mean, var, opts.hvg_flavor, opts.n_top_genes)?;
+    let h = highly_variable_genes(mean, var, opts.hvg_flavor, opts.hvg_pick())?;
     let ranking = h.dispersions_norm.iter().map(|&x| f64::from(x)).collect();
     Ok(Selection {
         highly_variable: h.highly_variable,
@@ -144,7 +153,7 @@ fn batched(
     opts: &RunOptions,
 ) -> Result<Selection> {
     let stats = batch_stats(f, b, ctx, transform)?;
-    let h = highly_variable_genes_batched(&stats, &f.var.index, opts.hvg_flavor, opts.n_top_genes)?;
+    let h = highly_variable_genes_batched(&stats, &f.var.index, opts.hvg_flavor, opts.hvg_pick())?;
     let ranking = h.order.iter().map(|&p| -(p as f64)).collect();
     Ok(Selection {
         highly_variable: h.hvg.highly_variable,

@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::backend::BackendChoice;
 use crate::error::{Error, Result};
-use crate::pp::hvg::HvgFlavor;
+use crate::pp::hvg::{HvgCutoffs, HvgFlavor, HvgPick};
 use crate::tl::markers::MarkerMethod;
 use crate::tl::pca::PcaSolver;
 
@@ -47,6 +47,10 @@ pub struct RunOptions {
     pub n_top_genes: usize,
     /// highly_variable_genes(flavor).
     pub hvg_flavor: HvgFlavor,
+    /// highly_variable_genes(n_top_genes=None, min_mean, max_mean, min_disp, max_disp): when
+    /// set, the seurat and cell_ranger flavors select by these cut-offs instead of
+    /// `n_top_genes` (seurat_v3 has no cut-offs and keeps `n_top_genes`).
+    pub hvg_cutoffs: Option<HvgCutoffs>,
     /// scale(max_value); 0 disables clipping.
     pub max_value: f64,
     /// pca(n_comps).
@@ -107,6 +111,7 @@ impl Default for RunOptions {
             target_sum: 1e4,
             n_top_genes: 2000,
             hvg_flavor: HvgFlavor::Seurat,
+            hvg_cutoffs: None,
             max_value: 10.0,
             n_pcs: 50,
             n_neighbors: 15,
@@ -173,6 +178,14 @@ impl RunOptions {
             return bad("--markers-groupby needs at least one obs column");
         }
         self.cart.validate()
+    }
+
+    /// How the seurat and cell_ranger flavors pick their genes.
+    pub fn hvg_pick(&self) -> HvgPick {
+        match self.hvg_cutoffs {
+            Some(c) => HvgPick::Cutoffs(c),
+            None => HvgPick::Top(self.n_top_genes),
+        }
     }
 
     /// The columns of `markers_groupby` that this run can group by: `leiden` is left out when

@@ -241,6 +241,65 @@ fn each_hvg_flavor_selects_n_top_genes_with_its_own_columns() {
 }
 
 #[test]
+fn hvg_cutoffs_replace_n_top_genes_and_an_empty_choice_is_an_error() {
+    let column = |h: &Hvgs, name: &str| -> Vec<f64> {
+        match &h
+            .selection
+            .var_columns
+            .iter()
+            .find(|(n, _)| n == name)
+            .expect(name)
+            .1
+        {
+            Column::F64(v) => v.clone(),
+            Column::F32(v) => v.iter().map(|&x| f64::from(x)).collect(),
+            _ => panic!("{name}"),
+        }
+    };
+    let cutoffs = crate::pp::hvg::HvgCutoffs::default();
+    let o = RunOptions {
+        hvg_cutoffs: Some(cutoffs),
+        ..opts()
+    };
+    let (_, h) = hvgs(&o);
+    let (means, norm) = (column(&h, "means"), column(&h, "dispersions_norm"));
+    // dispersions_norm is stored as f32; the choice was made on f64 values, so compare away
+    // from the bounds only.
+    let mut checked = 0;
+    for j in 0..means.len() {
+        if (norm[j] - cutoffs.min_disp).abs() > 1e-5 {
+            assert_eq!(
+                h.selection.highly_variable[j],
+                cutoffs.in_bounds(means[j], norm[j]),
+                "{j}"
+            );
+            checked += 1;
+        }
+    }
+    let n_hv = h.selection.highly_variable.iter().filter(|&&b| b).count();
+    assert!(
+        checked > 1000 && n_hv > 0 && n_hv != o.n_top_genes,
+        "{checked} {n_hv}"
+    );
+    let none = RunOptions {
+        hvg_cutoffs: Some(crate::pp::hvg::HvgCutoffs {
+            min_disp: 1e9,
+            ..cutoffs
+        }),
+        ..opts()
+    };
+    let mut f = filtered(&none, u64::MAX);
+    f.matrix.normalize_log1p(&ctx(&none));
+    let e = hvg::select(&mut f, None, &ctx(&none), &none)
+        .err()
+        .expect("no HVG");
+    assert!(
+        e.to_string().contains("no gene lies within the cut-offs"),
+        "{e}"
+    );
+}
+
+#[test]
 fn the_car_competes_for_the_hvgs_unless_kept_out() {
     let o = opts();
     let (f, h) = hvgs(&o);

@@ -19,6 +19,58 @@ pub enum HvgFlavor {
     SeuratV3,
 }
 
+/// How the seurat and cell_ranger flavors pick genes from the normalised dispersions.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum HvgPick {
+    /// scanpy's `n_top_genes`: the genes whose normalised dispersion reaches the n-th largest.
+    Top(usize),
+    /// scanpy's `n_top_genes=None`: the genes within the mean and dispersion cut-offs.
+    Cutoffs(HvgCutoffs),
+}
+
+/// scanpy's `min_mean`, `max_mean`, `min_disp`, `max_disp` (its defaults), used when no
+/// `n_top_genes` is given. All bounds are exclusive; a NaN normalised dispersion counts as 0.
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct HvgCutoffs {
+    /// Lower bound of `means` (log1p of the mean for seurat).
+    pub min_mean: f64,
+    /// Upper bound of `means`.
+    pub max_mean: f64,
+    /// Lower bound of `dispersions_norm`.
+    pub min_disp: f64,
+    /// Upper bound of `dispersions_norm`.
+    pub max_disp: f64,
+}
+
+impl Default for HvgCutoffs {
+    fn default() -> Self {
+        HvgCutoffs {
+            min_mean: 0.0125,
+            max_mean: 3.0,
+            min_disp: 0.5,
+            max_disp: f64::INFINITY,
+        }
+    }
+}
+
+impl HvgCutoffs {
+    /// scanpy's `_Cutoffs.in_bounds` after `np.nan_to_num` of the normalised dispersion.
+    pub fn in_bounds(&self, mean: f64, dispersion_norm: f64) -> bool {
+        let d = nan_to_num(dispersion_norm);
+        mean > self.min_mean && mean < self.max_mean && d > self.min_disp && d < self.max_disp
+    }
+}
+
+/// `np.nan_to_num`: NaN becomes 0, infinities the largest finite values.
+fn nan_to_num(x: f64) -> f64 {
+    if x.is_nan() {
+        0.0
+    } else {
+        x.clamp(f64::MIN, f64::MAX)
+    }
+}
+
 /// Per-gene HVG statistics and the selection.
 #[derive(Debug, Clone, PartialEq)]
 pub struct HvgResult {
@@ -37,9 +89,9 @@ pub fn highly_variable_genes(
     mean: &[f64],
     var: &[f64],
     flavor: HvgFlavor,
-    n_top_genes: usize,
+    pick: HvgPick,
 ) -> Result<HvgResult> {
-    let s = single_batch(mean, var, flavor, n_top_genes)?;
+    let s = single_batch(mean, var, flavor, pick)?;
     Ok(HvgResult {
         means: s.means,
         dispersions: s.dispersions,
@@ -56,13 +108,7 @@ struct Single {
     highly_variable: Vec<bool>,
 }
 
-fn single_batch(
-    mean: &[f64],
-    var: &[f64],
-    flavor: HvgFlavor,
-    n_top_genes: usize,
-) -> Result<Single> {
-    let g = mean.len();
+fn single_batch(mean: &[f64], var: &[f64], flavor: HvgFlavor, pick: HvgPick) -> Result<Single> {
     let mean: Vec<f64> = mean
         .iter()
         .map(|&m| if m == 0.0 { 1e-12 } else { m })
@@ -99,15 +145,13 @@ fn single_batch(
             ));
         }
     };
-    // n_top mode: the n-th largest non-NaN normalised dispersion (in f64, before scanpy
-    // stores it as f32) is the cutoff; NaN never qualifies; ties can select more than n.
-    let mut sorted: Vec<f64> = norm.iter().copied().filter(|x| !x.is_nan()).collect();
-    sorted.sort_by(|a, b| b.total_cmp(a));
-    let highly_variable = if n_top_genes == 0 || sorted.is_empty() {
-        vec![false; g]
-    } else {
-        let cutoff = sorted[(n_top_genes.min(sorted.len())) - 1];
-        norm.iter().map(|&x| !x.is_nan() && x >= cutoff).collect()
+    let highly_variable = match pick {
+        HvgPick::Top(n) => top_genes(&norm, n),
+        HvgPick::Cutoffs(c) => means
+            .iter()
+            .zip(&norm)
+            .map(|(&m, &d)| c.in_bounds(m, d))
+            .collect(),
     };
     Ok(Single {
         means,
@@ -115,6 +159,18 @@ fn single_batch(
         norm,
         highly_variable,
     })
+}
+
+/// n_top mode: the n-th largest non-NaN normalised dispersion (in f64, before scanpy stores it
+/// as f32) is the cutoff; NaN never qualifies; ties can select more than n.
+fn top_genes(norm: &[f64], n_top_genes: usize) -> Vec<bool> {
+    let mut sorted: Vec<f64> = norm.iter().copied().filter(|x| !x.is_nan()).collect();
+    sorted.sort_by(|a, b| b.total_cmp(a));
+    if n_top_genes == 0 || sorted.is_empty() {
+        return vec![false; norm.len()];
+    }
+    let cutoff = sorted[(n_top_genes.min(sorted.len())) - 1];
+    norm.iter().map(|&x| !x.is_nan() && x >= cutoff).collect()
 }
 
 /// One batch's per-gene moments for [`highly_variable_genes_batched`].
@@ -147,20 +203,22 @@ pub struct BatchedHvg {
 /// zero means, dispersions and normalised dispersions, and count as not variable there);
 /// the per-batch values are averaged skipping NaN; genes are ranked by the number of batches
 /// they are variable in, then by mean normalised dispersion (NaN last), ties in gene-name
-/// order, and the first `n_top_genes` are selected. `names` are the gene names.
+/// order, and the first n of [`HvgPick::Top`] are selected; [`HvgPick::Cutoffs`] applies the
+/// cut-offs in each batch (for the counts) and to the merged values. `names` are the gene
+/// names.
 pub fn highly_variable_genes_batched(
     batches: &[BatchStats],
     names: &[String],
     flavor: HvgFlavor,
-    n_top_genes: usize,
+    pick: HvgPick,
 ) -> Result<BatchedHvg> {
     let g = names.len();
     let (mut sums, mut counts) = (vec![[0.0f64; 3]; g], vec![[0usize; 3]; g]);
     let mut nbatches = vec![0i64; g];
     for b in batches {
         let genes: Vec<usize> = (0..g).filter(|&j| b.expressed[j]).collect();
-        let pick = |v: &[f64]| -> Vec<f64> { genes.iter().map(|&j| v[j]).collect() };
-        let s = single_batch(&pick(&b.mean), &pick(&b.var), flavor, n_top_genes)?;
+        let take = |v: &[f64]| -> Vec<f64> { genes.iter().map(|&j| v[j]).collect() };
+        let s = single_batch(&take(&b.mean), &take(&b.var), flavor, pick)?;
         let mut vals = vec![[0.0f64; 3]; g];
         for (k, &j) in genes.iter().enumerate() {
             vals[j] = [s.means[k], s.dispersions[k], s.norm[k]];
@@ -186,7 +244,7 @@ pub fn highly_variable_genes_batched(
             })
             .collect()
     };
-    let (means, dispersions, norm) = (avg(0), avg(1), avg(2));
+    let (means, dispersions, mut norm) = (avg(0), avg(1), avg(2));
     // groupby(gene name) sorts by name; pandas' multi-column sort is stable: (nbatches desc,
     // dispersions_norm desc, NaN last), ties in name order.
     let mut order: Vec<usize> = (0..g).collect();
@@ -207,13 +265,28 @@ pub fn highly_variable_genes_batched(
     for (p, &j) in order.iter().enumerate() {
         place[j] = p;
     }
+    let highly_variable = match pick {
+        HvgPick::Top(n) => place.iter().map(|&p| p < n).collect(),
+        HvgPick::Cutoffs(c) => {
+            // scanpy fills the merged column's NaN with 0 (as Seurat) before the cut-offs, and
+            // stores it so.
+            norm.iter_mut()
+                .filter(|d| d.is_nan())
+                .for_each(|d| *d = 0.0);
+            means
+                .iter()
+                .zip(&norm)
+                .map(|(&m, &d)| c.in_bounds(m, d))
+                .collect()
+        }
+    };
     let n_batches = batches.len() as i64;
     Ok(BatchedHvg {
         hvg: HvgResult {
             means,
             dispersions,
             dispersions_norm: norm.iter().map(|&x| x as f32).collect(),
-            highly_variable: place.iter().map(|&p| p < n_top_genes).collect(),
+            highly_variable,
         },
         intersection: nbatches.iter().map(|&k| k == n_batches).collect(),
         nbatches,
@@ -360,11 +433,18 @@ mod tests {
                 expressed: expressed_b.clone(),
             },
         ];
-        let r = highly_variable_genes_batched(&batches, &names, HvgFlavor::Seurat, 5).unwrap();
-        let a = single_batch(&mean, &var_a, HvgFlavor::Seurat, 5).unwrap();
+        let r = highly_variable_genes_batched(&batches, &names, HvgFlavor::Seurat, HvgPick::Top(5))
+            .unwrap();
+        let a = single_batch(&mean, &var_a, HvgFlavor::Seurat, HvgPick::Top(5)).unwrap();
         let keep: Vec<usize> = (0..30).filter(|&j| expressed_b[j]).collect();
         let pick = |v: &[f64]| -> Vec<f64> { keep.iter().map(|&j| v[j]).collect() };
-        let b = single_batch(&pick(&mean), &pick(&var_b), HvgFlavor::Seurat, 5).unwrap();
+        let b = single_batch(
+            &pick(&mean),
+            &pick(&var_b),
+            HvgFlavor::Seurat,
+            HvgPick::Top(5),
+        )
+        .unwrap();
         // Gene 3 is absent from batch b: its zeros enter the means.
         assert_eq!(r.hvg.means[3], a.means[3] / 2.0);
         assert_eq!(r.hvg.dispersions_norm[3], (a.norm[3] / 2.0) as f32);
@@ -402,5 +482,41 @@ mod tests {
             (nan_mean(v), nan_std_ddof1(v))
         });
         assert_eq!(n[0], 1.0);
+    }
+
+    #[test]
+    fn cutoffs_are_exclusive_and_count_a_nan_dispersion_as_zero() {
+        let c = HvgCutoffs::default();
+        assert!(c.in_bounds(1.0, 0.6));
+        assert!(!c.in_bounds(0.0125, 0.6) && !c.in_bounds(3.0, 0.6));
+        assert!(!c.in_bounds(1.0, 0.5) && !c.in_bounds(1.0, f64::NAN));
+        assert!(
+            c.in_bounds(1.0, f64::INFINITY),
+            "inf becomes the largest finite value"
+        );
+        let open = HvgCutoffs {
+            min_disp: -0.1,
+            ..c
+        };
+        assert!(open.in_bounds(1.0, f64::NAN) && !open.in_bounds(1.0, f64::NEG_INFINITY));
+    }
+
+    #[test]
+    fn cutoff_selection_keeps_the_genes_in_bounds_whatever_their_number() {
+        let mean: Vec<f64> = (0..40).map(|j| 0.01 + 0.8 * j as f64).collect();
+        let var: Vec<f64> = (0..40).map(|j| mean[j] * (1.0 + (j % 9) as f64)).collect();
+        let c = HvgCutoffs::default();
+        let s = single_batch(&mean, &var, HvgFlavor::Seurat, HvgPick::Cutoffs(c)).unwrap();
+        let want: Vec<bool> = (0..40)
+            .map(|j| s.means[j] > 0.0125 && s.means[j] < 3.0 && s.norm[j] > 0.5)
+            .collect();
+        assert_eq!(s.highly_variable, want);
+        let n = want.iter().filter(|&&h| h).count();
+        assert!(n > 0 && n < 40, "{n}");
+        let top = single_batch(&mean, &var, HvgFlavor::Seurat, HvgPick::Top(n)).unwrap();
+        assert_ne!(
+            top.highly_variable, want,
+            "the mean bounds change the choice"
+        );
     }
 }
