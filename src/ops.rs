@@ -472,44 +472,168 @@ pub fn score_genes(
     Ok(scorer.finish().remove(0))
 }
 
-/// scanpy's `rank_genes_groups(groupby, method, n_genes, tie_correct)` against the rest, on
-/// log-normalised `x`: `codes` give each cell's group (-1: none) among `labels`. Returns
-/// `uns["rank_genes_groups"]` in scanpy's layout.
-#[allow(clippy::too_many_arguments)]
+/// What [`rank_genes_groups`] compares: scanpy's `groupby`, `groups`, `reference`, `method`,
+/// `n_genes` and `tie_correct`.
+#[derive(Debug, Clone)]
+pub struct RankQuery {
+    /// The obs column (`params["groupby"]`).
+    pub groupby: String,
+    /// Each cell's group (-1: none) among `labels`.
+    pub codes: Vec<i32>,
+    /// The groups' labels, in category order.
+    pub labels: Vec<String>,
+    /// The groups to rank, in this order (None: all, in category order).
+    pub groups: Option<Vec<String>>,
+    /// The group each is compared with (None: the rest of the cells).
+    pub reference: Option<String>,
+    /// The test.
+    pub method: MarkerMethod,
+    /// Genes kept per group (None: all).
+    pub n_genes: Option<usize>,
+    /// Tie correction of the Wilcoxon test.
+    pub tie_correct: bool,
+}
+
+/// The result of [`rank_genes_groups`].
+pub struct RankedGenes {
+    /// `uns["rank_genes_groups"]` in scanpy's layout.
+    pub uns: UnsValue,
+    /// scanpy's `groups_order`: the groups ranked, then the reference when it is not one of
+    /// them.
+    pub groups_order: Vec<String>,
+    /// scanpy's `pts`: per group of `groups_order`, the fraction of its cells expressing
+    /// each gene.
+    pub pts: Vec<Vec<f64>>,
+    /// scanpy's `pts_rest` (against the rest only): per group, the fraction of the other
+    /// cells expressing each gene.
+    pub pts_rest: Option<Vec<Vec<f64>>>,
+}
+
+/// scanpy's `rank_genes_groups` on log-normalised `x`. Groups of fewer than two cells are left
+/// out when all groups are ranked; named in `groups`, or as the reference, they are an error,
+/// as in scanpy.
 pub fn rank_genes_groups(
     x: CsrMatrix,
     var_names: Vec<String>,
-    groupby: &str,
-    codes: Vec<i32>,
-    labels: Vec<String>,
-    method: MarkerMethod,
-    n_genes: Option<usize>,
-    tie_correct: bool,
+    q: RankQuery,
     backend: &dyn Backend,
-) -> Result<UnsValue> {
+) -> Result<RankedGenes> {
     let g = x.n_cols;
+    let sizes = {
+        let mut s = vec![0usize; q.labels.len()];
+        q.codes
+            .iter()
+            .filter_map(|&c| usize::try_from(c).ok())
+            .for_each(|c| s[c] += 1);
+        s
+    };
+    let (order, reference) = groups_order(&q, &sizes)?;
     let mut f = filtered(x, var_names, None);
     let opts = RunOptions {
-        markers_method: method,
-        markers_n_genes: n_genes.unwrap_or(g).min(g),
-        markers_tie_correct: tie_correct,
+        markers_method: q.method,
+        markers_n_genes: q.n_genes.unwrap_or(g).min(g),
+        markers_tie_correct: q.tie_correct,
         ..RunOptions::default()
     };
     let grouping = Grouping {
-        column: groupby.to_string(),
-        codes,
-        labels,
+        column: q.groupby.clone(),
+        codes: q.codes,
+        labels: q.labels,
+        reference,
     };
-    let m = crate::pipeline::markers::rank(&mut f, &[grouping], &ctx(backend), &opts)?;
-    crate::pipeline::assemble::uns_markers(&m, &f.var.index)
+    let mut m = crate::pipeline::markers::rank(&mut f, &[grouping], &ctx(backend), &opts)?;
+    let t = &mut m.tables[0];
+    // The groups asked for, in their order, without the reference.
+    let ranked: Vec<_> = order.iter().filter(|&&k| Some(k) != reference).collect();
+    let mut groups = std::mem::take(&mut t.groups);
+    t.groups = ranked
+        .iter()
+        .filter_map(|&&k| {
+            let p = groups.iter().position(|gm| gm.group == t.labels[k])?;
+            Some(groups.swap_remove(p))
+        })
+        .collect();
+    let n_cells: usize = f.n_cells();
+    let fraction = |nnz: &[u64], cells: usize| -> Vec<f64> {
+        nnz.iter().map(|&z| z as f64 / cells as f64).collect()
+    };
+    let total: Vec<u64> = (0..g)
+        .map(|j| t.nnz.iter().skip(j).step_by(g).sum())
+        .collect();
+    let pts = order
+        .iter()
+        .map(|&k| fraction(&t.nnz[k * g..(k + 1) * g], t.sizes[k]))
+        .collect();
+    let pts_rest = reference.is_none().then(|| {
+        order
+            .iter()
+            .map(|&k| {
+                let rest: Vec<u64> = (0..g).map(|j| total[j] - t.nnz[k * g + j]).collect();
+                fraction(&rest, n_cells - t.sizes[k])
+            })
+            .collect()
+    });
+    let groups_order = order.iter().map(|&k| t.labels[k].clone()).collect();
+    let uns = crate::pipeline::assemble::uns_markers(&m, &f.var.index)
         .into_iter()
         .next()
         .map(|(_, v)| v)
         .ok_or_else(|| {
             Error::Usage(format!(
-                "rank_genes_groups: no group of {groupby:?} has two or more cells"
+                "rank_genes_groups: no group of {:?} has two or more cells",
+                q.groupby
+            ))
+        })?;
+    Ok(RankedGenes {
+        uns,
+        groups_order,
+        pts,
+        pts_rest,
+    })
+}
+
+/// scanpy's `groups_order` (indices into the labels: the groups asked for, then the reference
+/// when it is not one of them) and the reference's index, with its checks.
+fn groups_order(q: &RankQuery, sizes: &[usize]) -> Result<(Vec<usize>, Option<usize>)> {
+    let index = |what: &str, name: &str| {
+        q.labels.iter().position(|l| l == name).ok_or_else(|| {
+            Error::Usage(format!(
+                "rank_genes_groups: {what} {name:?} is not a group of {:?} (groups: {})",
+                q.groupby,
+                q.labels.join(", ")
             ))
         })
+    };
+    let reference = q
+        .reference
+        .as_deref()
+        .map(|r| index("reference", r))
+        .transpose()?;
+    let mut order: Vec<usize> = match &q.groups {
+        None => (0..q.labels.len()).collect(),
+        Some(names) => names
+            .iter()
+            .map(|n| index("group", n))
+            .collect::<Result<_>>()?,
+    };
+    if let Some(r) = reference.filter(|r| !order.contains(r)) {
+        order.push(r);
+    }
+    let named = order
+        .iter()
+        .filter(|&&k| q.groups.is_some() || Some(k) == reference);
+    if let Some(&k) = named.into_iter().find(|&&k| sizes[k] < 2) {
+        return Err(Error::Usage(format!(
+            "rank_genes_groups: group {:?} of {:?} has fewer than two cells",
+            q.labels[k], q.groupby
+        )));
+    }
+    if reference.is_some() && order.len() < 2 {
+        return Err(Error::Usage(
+            "rank_genes_groups: the reference needs at least one other group to compare".into(),
+        ));
+    }
+    Ok((order, reference))
 }
 
 /// The CAR-T gene sets of a run (`--gene-sets` file or the built-in ones).

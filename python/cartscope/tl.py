@@ -158,28 +158,37 @@ def rank_genes_groups(
     groupby: str,
     *,
     use_raw: bool | None = None,
-    groups: str = "all",
+    groups: str | Sequence[str] = "all",
     reference: str = "rest",
     n_genes: int | None = None,
+    rankby_abs: bool = False,
+    pts: bool = False,
+    key_added: str | None = None,
+    copy: bool = False,
     method: str | None = None,
     corr_method: str = "benjamini-hochberg",
     tie_correct: bool = False,
     layer: str | None = None,
-    key_added: str | None = None,
-    copy: bool = False,
     backend: str = "auto",
 ) -> AnnData | None:
-    """Marker genes of each group against the rest, as ``scanpy.tl.rank_genes_groups``:
-    methods ``t-test`` (default), ``t-test_overestim_var`` and ``wilcoxon`` (with
-    ``tie_correct``), Benjamini-Hochberg; ``uns[key_added]`` in scanpy's layout, so
-    ``sc.get.rank_genes_groups_df`` and ``sc.pl.rank_genes_groups`` read it.
+    """Marker genes of each group against the rest or a reference group, as
+    ``scanpy.tl.rank_genes_groups``: methods ``t-test`` (default), ``t-test_overestim_var``
+    and ``wilcoxon`` (with ``tie_correct``), Benjamini-Hochberg; ``groups`` (a subset, in its
+    order), ``reference``, ``pts`` (``uns[key_added]["pts"]`` and, against the rest,
+    ``["pts_rest"]``); ``uns[key_added]`` in scanpy's layout, so ``sc.get.rank_genes_groups_df``
+    and ``sc.pl.rank_genes_groups`` read it.
 
-    ``groups`` other than ``"all"``, a ``reference`` group, ``logreg`` and other corrections
-    are not implemented.
+    With ``groups="all"``, groups of fewer than two cells are left out (scanpy raises);
+    named in ``groups`` or as ``reference``, they raise ``ValueError`` as in scanpy.
+    ``logreg``, ``rankby_abs`` and other corrections are not implemented.
     """
     check_backend(backend)
-    if groups != "all" or reference != "rest" or corr_method != "benjamini-hochberg":
-        raise NotImplementedError("rank_genes_groups supports groups='all', reference='rest', benjamini-hochberg")
+    if corr_method != "benjamini-hochberg":
+        raise NotImplementedError("rank_genes_groups: only corr_method='benjamini-hochberg' is implemented")
+    if rankby_abs:
+        raise NotImplementedError("rank_genes_groups: rankby_abs is not implemented")
+    if isinstance(groups, str) and groups != "all":
+        raise ValueError("rank_genes_groups: groups is 'all' or a sequence of groups")
     method = "t-test" if method is None else method
     if groupby not in adata.obs.columns:
         raise ValueError(f"groupby: obs has no column {groupby!r}")
@@ -193,10 +202,19 @@ def rank_genes_groups(
     g = g if isinstance(g.dtype, pd.CategoricalDtype) else g.astype("category")
     labels = [str(c) for c in g.cat.categories]
     codes = np.ascontiguousarray(g.cat.codes.to_numpy(np.int32))
-    r = uns(_core.rank_genes_groups(csr_parts(x), [str(v) for v in names], groupby, codes, labels,
-                                    method, n_genes, bool(tie_correct), backend))
+    chosen = None if isinstance(groups, str) else [str(v) for v in groups]
+    ref = None if reference == "rest" else str(reference)
+    out, order, fractions, rest = _core.rank_genes_groups(
+        csr_parts(x), [str(v) for v in names], groupby, codes, labels, chosen, ref, method, n_genes,
+        bool(tie_correct), backend)
+    r = uns(out)
     r["params"]["use_raw"] = bool(use_raw)
     if layer is not None:
         r["params"]["layer"] = layer
+    if pts:
+        index = pd.Index([str(v) for v in names])
+        r["pts"] = pd.DataFrame(np.column_stack(fractions), index=index, columns=order)
+        if rest is not None:
+            r["pts_rest"] = pd.DataFrame(np.column_stack(rest), index=index, columns=order)
     adata.uns[key_added or "rank_genes_groups"] = r
     return adata if copy else None

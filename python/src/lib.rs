@@ -805,8 +805,10 @@ fn score_genes<'py>(
     Ok(s.into_pyarray(py).into_any())
 }
 
-/// rank_genes_groups: `uns["rank_genes_groups"]` as nested Python values.
+/// rank_genes_groups: `(uns["rank_genes_groups"] as nested Python values, groups_order,
+/// [pts per group], [pts_rest per group] or None)`.
 #[pyfunction]
+#[pyo3(signature = (x, var_names, groupby, codes, labels, groups, reference, method, n_genes, tie_correct, backend_name))]
 #[allow(clippy::too_many_arguments)]
 fn rank_genes_groups<'py>(
     py: Python<'py>,
@@ -815,11 +817,13 @@ fn rank_genes_groups<'py>(
     groupby: String,
     codes: PyReadonlyArray1<'py, i32>,
     labels: Vec<String>,
+    groups: Option<Vec<String>>,
+    reference: Option<String>,
     method: &str,
     n_genes: Option<usize>,
     tie_correct: bool,
     backend_name: &str,
-) -> PyResult<Bound<'py, PyAny>> {
+) -> PyResult<Bound<'py, PyTuple>> {
     let x = x.matrix()?;
     let codes = codes.as_slice()?.to_vec();
     if codes.len() != x.n_rows || codes.iter().any(|&c| c >= labels.len() as i32) {
@@ -827,23 +831,37 @@ fn rank_genes_groups<'py>(
             "{groupby}: one group code per cell, within the categories"
         )));
     }
-    let method = parse("method", method)?;
+    let query = cartscope::ops::RankQuery {
+        groupby,
+        codes,
+        labels,
+        groups,
+        reference,
+        method: parse("method", method)?,
+        n_genes,
+        tie_correct,
+    };
     let b = backend(backend_name)?;
-    let v = interruptible(py, move || {
-        cartscope::ops::rank_genes_groups(
-            x,
-            var_names,
-            &groupby,
-            codes,
-            labels,
-            method,
-            n_genes,
-            tie_correct,
-            b,
-        )
+    let r = interruptible(py, move || {
+        cartscope::ops::rank_genes_groups(x, var_names, query, b)
     })?
     .map_err(py_err)?;
-    uns_out(py, v)
+    let arrays = |v: Vec<Vec<f64>>| -> PyResult<Bound<'py, PyList>> {
+        PyList::new(py, v.into_iter().map(|a| a.into_pyarray(py)))
+    };
+    let rest = match r.pts_rest {
+        Some(v) => arrays(v)?.into_any(),
+        None => py.None().into_bound(py),
+    };
+    PyTuple::new(
+        py,
+        [
+            uns_out(py, r.uns)?,
+            PyList::new(py, r.groups_order)?.into_any(),
+            arrays(r.pts)?.into_any(),
+            rest,
+        ],
+    )
 }
 
 /// The whole recipe of `cartscope run` on counts in memory: `{"adata": ..., "summary": JSON

@@ -4,6 +4,7 @@ and UMAP). Tolerances sit just above the measured values given beside them."""
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 import pytest
 import scanpy as sc
 from conftest import (
@@ -266,3 +267,61 @@ def test_rank_genes_groups_dense_layer_view(sample_steps):
     cs.tl.rank_genes_groups(vb, "grp", layer="log", use_raw=False, method="t-test", n_genes=30)
     assert not vb.is_view and "rank_genes_groups" not in base.uns
     _check_rank(va.uns["rank_genes_groups"], vb.uns["rank_genes_groups"], "t-test", "dense layer view")
+
+
+@pytest.mark.parametrize("method,tie_correct", METHODS)
+def test_rank_genes_groups_reference_and_groups(sample_steps, method, tie_correct):
+    """groups (a subset, in the order given, the reference not among them) and a reference
+    group: each group against the reference's cells only (Wilcoxon ranks over the two
+    groups), and pts without pts_rest."""
+    a = sample_steps["lognorm"].copy()
+    a.obs["grp"] = a.obs["truth_cell_type"].astype("category")
+    cats = [str(c) for c in a.obs["grp"].cat.categories]
+    chosen, ref = [cats[2], cats[0], cats[3]], cats[1]
+    b = a.copy()
+    kw = dict(groups=chosen, reference=ref, method=method, tie_correct=tie_correct, n_genes=100, pts=True)
+    sc.tl.rank_genes_groups(a, "grp", **kw)
+    cs.tl.rank_genes_groups(b, "grp", **kw)
+    ra, rb = a.uns["rank_genes_groups"], b.uns["rank_genes_groups"]
+    assert rb["names"].dtype.names == tuple(chosen)
+    r = _check_rank(ra, rb, method, f"sample reference {method} tie_correct={tie_correct}")
+    assert r["compared"] >= 0.99 * 100 * len(chosen)
+    assert "pts_rest" not in ra and "pts_rest" not in rb
+    assert list(rb["pts"].columns) == list(ra["pts"].columns) == chosen + [ref]
+    pd.testing.assert_frame_equal(rb["pts"], ra["pts"], check_exact=True)
+
+
+def test_rank_genes_groups_groups_against_rest_with_pts(sample_steps):
+    """A subset of groups against the rest (every cell outside the group, chosen or not);
+    pts and pts_rest equal scanpy's."""
+    a = sample_steps["lognorm"].copy()
+    a.obs["grp"] = a.obs["truth_cell_type"].astype("category")
+    cats = [str(c) for c in a.obs["grp"].cat.categories]
+    b = a.copy()
+    kw = dict(groups=[cats[-1], cats[0]], method="wilcoxon", n_genes=50, pts=True)
+    sc.tl.rank_genes_groups(a, "grp", **kw)
+    cs.tl.rank_genes_groups(b, "grp", **kw)
+    ra, rb = a.uns["rank_genes_groups"], b.uns["rank_genes_groups"]
+    assert rb["names"].dtype.names == (cats[-1], cats[0])
+    _check_rank(ra, rb, "wilcoxon", "sample groups vs rest")
+    for k in ("pts", "pts_rest"):
+        pd.testing.assert_frame_equal(rb[k], ra[k], check_exact=True)
+    # pts over all groups too
+    a2, b2 = sample_steps["lognorm"].copy(), sample_steps["lognorm"].copy()
+    for x in (a2, b2):
+        x.obs["grp"] = x.obs["truth_cell_type"].astype("category")
+    sc.tl.rank_genes_groups(a2, "grp", n_genes=10, pts=True)
+    cs.tl.rank_genes_groups(b2, "grp", n_genes=10, pts=True)
+    for k in ("pts", "pts_rest"):
+        pd.testing.assert_frame_equal(b2.uns["rank_genes_groups"][k], a2.uns["rank_genes_groups"][k],
+                                      check_exact=True)
+
+
+@pytest.mark.parametrize("kw", [{"reference": "nope"}, {"groups": ["nope"]}, {"groups": "one"}])
+def test_rank_genes_groups_bad_groups(sample_steps, kw):
+    a = sample_steps["lognorm"].copy()
+    a.obs["grp"] = a.obs["truth_cell_type"].astype("category")
+    before = set(a.uns)
+    with pytest.raises(ValueError):
+        cs.tl.rank_genes_groups(a, "grp", **kw)
+    assert set(a.uns) == before

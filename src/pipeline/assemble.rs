@@ -184,7 +184,12 @@ pub(crate) fn uns_markers(
                     "params",
                     map(vec![
                         ("groupby", UnsValue::Str(t.groupby.clone())),
-                        ("reference", UnsValue::Str("rest".into())),
+                        (
+                            "reference",
+                            UnsValue::Str(
+                                t.reference.map_or("rest".into(), |r| t.labels[r].clone()),
+                            ),
+                        ),
                         (
                             "method",
                             UnsValue::Str(m.params.method.scanpy_name().into()),

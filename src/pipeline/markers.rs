@@ -27,6 +27,8 @@ pub(crate) struct Grouping {
     pub codes: Vec<i32>,
     /// Group labels, in category order.
     pub labels: Vec<String>,
+    /// The group every other is compared with (None: the rest of the cells).
+    pub reference: Option<usize>,
 }
 
 /// The ranked genes of one grouping.
@@ -40,12 +42,17 @@ pub(crate) struct MarkerTable {
     pub skipped: Vec<String>,
     /// Every group's label, in category order.
     pub labels: Vec<String>,
+    /// The reference group (None: the rest).
+    pub reference: Option<usize>,
     /// Cells per group.
     pub sizes: Vec<usize>,
     /// Mean log-normalised expression, `[group * n_genes + gene]`.
     pub mean: Vec<f32>,
     /// Fraction of the group's cells expressing each gene, `[group * n_genes + gene]`.
     pub fraction: Vec<f32>,
+    /// Cells with a non-zero value, `[group * n_genes + gene]`, then per gene those of no
+    /// group.
+    pub nnz: Vec<u64>,
 }
 
 /// Marker genes of every grouping, and the parameters that made them.
@@ -100,6 +107,7 @@ pub(crate) fn groupings(
                 column: name.to_string(),
                 codes: c.membership.iter().map(|&m| m as i32).collect(),
                 labels: (0..c.n_clusters).map(|k| k.to_string()).collect(),
+                reference: None,
             },
             _ => {
                 let col = call_columns
@@ -125,6 +133,7 @@ pub(crate) fn grouping_of(column: &str, col: &Column) -> Grouping {
             column: column.to_string(),
             codes: codes.clone(),
             labels: categories.clone(),
+            reference: None,
         };
     }
     let values: Vec<Option<String>> = match col {
@@ -171,6 +180,7 @@ pub(crate) fn grouping_of(column: &str, col: &Column) -> Grouping {
         column: column.to_string(),
         codes,
         labels,
+        reference: None,
     }
 }
 
@@ -207,8 +217,13 @@ pub(crate) fn rank(
         .iter()
         .enumerate()
         .map(|(i, g)| {
-            let groups =
-                rank_genes_groups(&stats[i], ranks.as_ref().map(|r| &r[i]), &g.labels, &params);
+            let groups = rank_genes_groups(
+                &stats[i],
+                ranks.as_ref().map(|r| &r[i]),
+                &g.labels,
+                &params,
+                g.reference,
+            );
             let skipped = g
                 .labels
                 .iter()
@@ -222,9 +237,11 @@ pub(crate) fn rank(
                 groups,
                 skipped,
                 labels: g.labels.clone(),
+                reference: g.reference,
                 sizes: stats[i].sizes().to_vec(),
                 mean,
                 fraction,
+                nnz: stats[i].nnz().to_vec(),
             }
         })
         .collect();
@@ -243,7 +260,7 @@ fn rank_sums(
     let nnz = stats[0].gene_nnz();
     let mut out: Vec<RankSums> = groupings
         .iter()
-        .map(|g| RankSums::new(g.labels.len(), n_genes))
+        .map(|g| RankSums::new(g.labels.len(), n_genes, g.reference))
         .collect();
     let mut start = 0;
     while start < n_genes {

@@ -1,14 +1,15 @@
-//! Marker genes: scanpy's `rank_genes_groups(adata, groupby, reference="rest")` on the
+//! Marker genes: scanpy's `rank_genes_groups(adata, groupby, reference)` on the
 //! log-normalised matrix, methods `t-test`, `t-test_overestim_var` and `wilcoxon` (with or
 //! without tie correction), Benjamini-Hochberg correction (docs/algorithms.md section 10).
 //!
 //! Every group is compared with the rest of the cells (cells of no group, e.g. a missing
-//! label, belong to every rest). The statistics come from one pass over the matrix
+//! label, belong to every rest), or with one reference group, whose statistics then stand
+//! where the rest's do (N below is then the two groups' cells). The statistics come from one pass over the matrix
 //! ([`GroupStats`]): per group and gene the sum, the sum of squares (each square rounded to
 //! float32 first, as scanpy's numba kernel computes it) and the count of non-zero values; the
 //! rest is the total minus the group. The Wilcoxon test adds the rank sums of every group
-//! ([`RankSums`], gene by gene over the cells: zeros share one average rank, so only the
-//! non-zero values are sorted).
+//! ([`RankSums`], gene by gene over the cells, or over the group's and the reference's
+//! cells: zeros share one average rank, so only the non-zero values are sorted).
 //!
 //! Per group (scanpy's `_RankGenes`):
 //! - mean `m = s / n` and variance `v = (q / n - m^2) * n / (n - 1)`;
@@ -215,6 +216,12 @@ impl GroupStats {
         (mean, frac)
     }
 
+    /// Cells with a non-zero value, `[group * n_genes + gene]`, then per gene those of no
+    /// group.
+    pub fn nnz(&self) -> &[u64] {
+        &self.nnz
+    }
+
     /// Non-zero values of every gene, all cells.
     pub fn gene_nnz(&self) -> Vec<u64> {
         let mut out = vec![0u64; self.n_genes];
@@ -266,21 +273,30 @@ fn welch(m1: f64, v1: f64, n1: f64, m2: f64, v2: f64, n2: f64) -> (f64, f64) {
     (t, p)
 }
 
-/// Rank sums of each group and the tie correction of each gene (Wilcoxon).
+/// Rank sums of each group and the tie correction of each group and gene (Wilcoxon). Against
+/// the rest, every gene is ranked once over all cells; against a reference group, once per
+/// group over the group's and the reference's cells.
 #[derive(Debug, Clone)]
 pub struct RankSums {
     /// `[group * n_genes + gene]`.
     sums: Vec<f64>,
-    /// Per gene, `1 - sum(t^3 - t) / (N^3 - N)` over the tie blocks.
+    /// `1 - sum(t^3 - t) / (N^3 - N)` over the tie blocks of the cells ranked,
+    /// `[group * n_genes + gene]`.
     tie: Vec<f64>,
+    n_genes: usize,
+    /// The reference group (None: the rest).
+    reference: Option<usize>,
 }
 
 impl RankSums {
-    /// Zero rank sums for `n_groups` groups over `n_genes` genes.
-    pub fn new(n_groups: usize, n_genes: usize) -> Self {
+    /// Zero rank sums for `n_groups` groups over `n_genes` genes, each group compared with
+    /// `reference` (None: the rest of the cells).
+    pub fn new(n_groups: usize, n_genes: usize, reference: Option<usize>) -> Self {
         RankSums {
             sums: vec![0.0; n_groups * n_genes],
-            tie: vec![1.0; n_genes],
+            tie: vec![1.0; n_groups * n_genes],
+            n_genes,
+            reference,
         }
     }
 
@@ -288,41 +304,82 @@ impl RankSums {
     /// (`columns[j]` = (value, cell) pairs of gene `first + j`, all cells of the matrix), with
     /// `codes` the group of every cell.
     pub fn add_columns(&mut self, first: usize, columns: &mut [Vec<(f32, u32)>], codes: &[i32]) {
-        let n_genes = self.tie.len();
+        let n_genes = self.n_genes;
         let n_groups = self.sums.len() / n_genes.max(1);
-        let n_cells = codes.len();
+        let slot = |c: i32| usize::try_from(c).ok().filter(|&g| g < n_groups);
         let mut sizes = vec![0usize; n_groups];
         for &c in codes {
-            if let Some(g) = usize::try_from(c).ok().filter(|&g| g < n_groups) {
+            if let Some(g) = slot(c) {
                 sizes[g] += 1;
             }
         }
-        let results: Vec<(Vec<f64>, f64)> = columns
+        let reference = self.reference;
+        let results: Vec<(Vec<f64>, Vec<f64>)> = columns
             .par_iter_mut()
-            .map(|col| rank_one(col, codes, &sizes, n_cells))
+            .map(|col| {
+                col.retain(|&(v, _)| v != 0.0);
+                col.sort_unstable_by(|a, b| a.0.total_cmp(&b.0));
+                match reference {
+                    None => {
+                        let member = |cell: u32| Some(slot(codes[cell as usize]));
+                        let (sums, tie) = rank_sorted(col, codes.len(), &sizes, member);
+                        (sums, vec![tie; n_groups])
+                    }
+                    Some(r) => against_reference(col, codes, &sizes, r),
+                }
+            })
             .collect();
-        for (j, (sums, tie)) in results.into_iter().enumerate() {
+        for (j, (sums, ties)) in results.into_iter().enumerate() {
             let gene = first + j;
-            self.tie[gene] = tie;
-            for (g, s) in sums.into_iter().enumerate() {
+            for (g, (s, t)) in sums.into_iter().zip(ties).enumerate() {
                 self.sums[g * n_genes + gene] = s;
+                self.tie[g * n_genes + gene] = t;
             }
         }
     }
 }
 
-/// One gene's rank sum per group and tie correction. Ranks are scipy's average ranks over
-/// all `n_cells` cells; the zeros form one tie block.
-fn rank_one(
-    col: &mut Vec<(f32, u32)>,
+/// One gene's rank sum and tie correction of each group against group `r`, each over the
+/// cells of the two groups (scanpy's `_ranks(X, mask_obs, mask_obs_rest)`); zeros for `r`
+/// and for groups of fewer than two cells.
+fn against_reference(
+    col: &[(f32, u32)],
     codes: &[i32],
     sizes: &[usize],
+    r: usize,
+) -> (Vec<f64>, Vec<f64>) {
+    let mut sums = vec![0.0; sizes.len()];
+    let mut ties = vec![1.0; sizes.len()];
+    for g in (0..sizes.len()).filter(|&g| g != r && sizes[g] >= 2) {
+        let member = |cell: u32| match usize::try_from(codes[cell as usize]) {
+            Ok(c) if c == g => Some(Some(0)),
+            Ok(c) if c == r => Some(Some(1)),
+            _ => None,
+        };
+        let (s, t) = rank_sorted(col, sizes[g] + sizes[r], &[sizes[g], sizes[r]], member);
+        (sums[g], ties[g]) = (s[0], t);
+    }
+    (sums, ties)
+}
+
+/// The rank sum of each group and the tie correction of one gene over the `n_cells` cells
+/// that `member` admits (`Some(group)`, `Some(None)` for a cell of no group): ranks are
+/// scipy's average ranks, the zeros form one tie block. `col` holds the gene's non-zero
+/// values, sorted; `sizes` are the groups' cells among those admitted.
+fn rank_sorted(
+    col: &[(f32, u32)],
     n_cells: usize,
+    sizes: &[usize],
+    member: impl Fn(u32) -> Option<Option<usize>>,
 ) -> (Vec<f64>, f64) {
-    col.retain(|&(v, _)| v != 0.0);
-    col.sort_unstable_by(|a, b| a.0.total_cmp(&b.0));
-    let n_zero = n_cells - col.len();
-    let n_neg = col.partition_point(|&(v, _)| v < 0.0);
+    let (mut n_nonzero, mut n_neg) = (0usize, 0usize);
+    for &(v, cell) in col {
+        if member(cell).is_some() {
+            n_nonzero += 1;
+            n_neg += usize::from(v < 0.0);
+        }
+    }
+    let n_zero = n_cells - n_nonzero;
     let mut sums = vec![0.0f64; sizes.len()];
     let mut nz_in = vec![0usize; sizes.len()];
     let mut ties = 0.0f64;
@@ -330,25 +387,29 @@ fn rank_one(
         let t = t as f64;
         t * t * t - t
     };
-    // Ranks are 1-based; a block of equal values at sorted positions [s, e) gets (s + 1 + e) / 2.
-    let mut s = 0;
+    // Ranks are 1-based; a block of m equal values after p smaller ones gets
+    // (p + 1 + p + m) / 2, shifted by the zeros when the values are positive.
+    let (mut s, mut p) = (0, 0);
     while s < col.len() {
-        let mut e = s + 1;
-        while e < col.len() && col[e].0 == col[s].0 {
+        let v = col[s].0;
+        let mut e = s;
+        let mut m = 0;
+        while e < col.len() && col[e].0 == v {
+            m += usize::from(member(col[e].1).is_some());
             e += 1;
         }
-        let offset = if s >= n_neg { n_zero } else { 0 };
-        let rank = 0.5 * ((s + offset + 1) + (e + offset)) as f64;
-        for &(_, cell) in &col[s..e] {
-            if let Some(g) = usize::try_from(codes[cell as usize])
-                .ok()
-                .filter(|&g| g < sizes.len())
-            {
-                sums[g] += rank;
-                nz_in[g] += 1;
+        if m > 0 {
+            let offset = if v > 0.0 { n_zero } else { 0 };
+            let rank = 0.5 * ((p + offset + 1) + (p + m + offset)) as f64;
+            for &(_, cell) in &col[s..e] {
+                if let Some(Some(g)) = member(cell) {
+                    sums[g] += rank;
+                    nz_in[g] += 1;
+                }
             }
+            ties += block(m);
+            p += m;
         }
-        ties += block(e - s);
         s = e;
     }
     if n_zero > 0 {
@@ -379,43 +440,57 @@ fn wilcoxon_z(r: f64, n: usize, total: usize, coef: f64) -> (f64, f64) {
     (z, 2.0 * normal_sf(z.abs()))
 }
 
-/// Ranks the genes of every group against the rest. `ranks` must be given for the Wilcoxon
-/// test. Groups with fewer than two cells are left out (scanpy refuses them).
+/// Ranks the genes of every group against the rest, or against group `reference`. `ranks`
+/// must be given for the Wilcoxon test. Groups with fewer than two cells are left out
+/// (scanpy refuses them), and so is the reference.
 pub fn rank_genes_groups(
     stats: &GroupStats,
     ranks: Option<&RankSums>,
     names: &[String],
     params: &MarkerParams,
+    reference: Option<usize>,
 ) -> Vec<GroupMarkers> {
     let n_genes = stats.n_genes;
     let (tot_s, tot_q) = stats.totals();
     let tot_nnz = stats.gene_nnz();
     let n = stats.n_cells;
+    let block = |g: usize| g * n_genes..(g + 1) * n_genes;
     (0..stats.n_groups)
         .into_par_iter()
-        .filter(|&g| stats.sizes[g] >= 2)
+        .filter(|&g| stats.sizes[g] >= 2 && Some(g) != reference)
         .map(|g| {
             let ng = stats.sizes[g];
-            let nr = n - ng;
-            let block = g * n_genes..(g + 1) * n_genes;
             let (s, q, z) = (
-                &stats.sum[block.clone()],
-                &stats.sumsq[block.clone()],
-                &stats.nnz[block],
+                &stats.sum[block(g)],
+                &stats.sumsq[block(g)],
+                &stats.nnz[block(g)],
             );
+            // The other side: the reference group, or the rest (the total minus the group).
+            let nr = reference.map_or(n - ng, |r| stats.sizes[r]);
+            let other = |j: usize| match reference {
+                Some(r) => {
+                    let k = r * n_genes + j;
+                    (stats.sum[k], stats.sumsq[k], stats.nnz[k])
+                }
+                None => (tot_s[j] - s[j], tot_q[j] - q[j], tot_nnz[j] - z[j]),
+            };
             let mut scores = vec![0.0f64; n_genes];
             let mut pvals = vec![1.0f64; n_genes];
             let mut lfc = vec![0.0f64; n_genes];
+            let mut nnz_other = vec![0u64; n_genes];
             for j in 0..n_genes {
+                let (os, oq, oz) = other(j);
+                nnz_other[j] = oz;
                 let (m1, v1) = mean_var(s[j], q[j], ng);
-                let (m2, v2) = mean_var(tot_s[j] - s[j], tot_q[j] - q[j], nr);
+                let (m2, v2) = mean_var(os, oq, nr);
                 let (score, p) = match params.method {
                     MarkerMethod::TTest => welch(m1, v1, ng as f64, m2, v2, nr as f64),
                     MarkerMethod::TTestOverestimVar => welch(m1, v1, ng as f64, m2, v2, ng as f64),
                     MarkerMethod::Wilcoxon => {
                         let r = ranks.expect("rank sums for the Wilcoxon test");
-                        let coef = if params.tie_correct { r.tie[j] } else { 1.0 };
-                        wilcoxon_z(r.sums[g * n_genes + j], ng, n, coef)
+                        let k = g * n_genes + j;
+                        let coef = if params.tie_correct { r.tie[k] } else { 1.0 };
+                        wilcoxon_z(r.sums[k], ng, ng + nr, coef)
                     }
                 };
                 (scores[j], pvals[j]) = if score.is_nan() {
@@ -447,7 +522,7 @@ pub fn rank_genes_groups(
                 pvals: order.iter().map(|&j| pvals[j]).collect(),
                 pvals_adj: order.iter().map(|&j| adjusted[j]).collect(),
                 pts: order.iter().map(|&j| pct(z[j], ng)).collect(),
-                pts_rest: order.iter().map(|&j| pct(tot_nnz[j] - z[j], nr)).collect(),
+                pts_rest: order.iter().map(|&j| pct(nnz_other[j], nr)).collect(),
             }
         })
         .collect()
@@ -493,12 +568,82 @@ mod tests {
         )
     }
 
+    /// Ranks `x` (groups `codes`, `n_groups` of them) against `reference` or the rest.
+    fn ranked(
+        x: &CsrMatrix,
+        codes: &[i32],
+        n_groups: usize,
+        params: &MarkerParams,
+        reference: Option<usize>,
+    ) -> Vec<GroupMarkers> {
+        let mut stats = GroupStats::new(n_groups, x.n_cols);
+        stats.push(x, codes);
+        let mut ranks = RankSums::new(n_groups, x.n_cols, reference);
+        let mut cols = vec![Vec::new(); x.n_cols];
+        collect_columns(x, 0, 0..x.n_cols, &mut cols);
+        ranks.add_columns(0, &mut cols, codes);
+        let names: Vec<String> = (0..n_groups).map(|g| format!("g{g}")).collect();
+        rank_genes_groups(&stats, Some(&ranks), &names, params, reference)
+    }
+
+    #[test]
+    fn a_reference_group_equals_the_rest_of_a_matrix_of_the_two_groups_only() {
+        // Three groups and a cell of none; group 0 against group 2 must equal group 0 against
+        // the rest of the matrix that holds only groups 0 and 2 (negative values and ties
+        // included).
+        #[rustfmt::skip]
+        let dense = [
+            1.0, 0.0, 2.0, -0.5,
+            1.0, 0.0, 2.0, 0.0,
+            3.0, 1.5, 2.0, 0.0,
+            0.0, 1.5, 0.0, 0.7,
+            0.0, 2.5, 2.0, 0.0,
+            2.0, 0.0, 2.0, -0.5,
+            0.0, 0.0, 2.0, 0.0,
+            1.0, 0.5, 0.0, 0.7,
+            4.0, 0.0, 1.0, 0.0,
+        ];
+        let x = CsrMatrix::from_dense(9, 4, &dense);
+        let codes = [0, 0, 0, 1, 1, 2, -1, 2, 2];
+        let keep = [0usize, 1, 2, 5, 7, 8];
+        let sub: Vec<f32> = keep
+            .iter()
+            .flat_map(|&i| dense[i * 4..i * 4 + 4].to_vec())
+            .collect();
+        let sub = CsrMatrix::from_dense(keep.len(), 4, &sub);
+        let sub_codes: Vec<i32> = keep.iter().map(|&i| codes[i] / 2).collect();
+        for (method, tie_correct) in [
+            (MarkerMethod::TTest, false),
+            (MarkerMethod::TTestOverestimVar, false),
+            (MarkerMethod::Wilcoxon, false),
+            (MarkerMethod::Wilcoxon, true),
+        ] {
+            let params = MarkerParams {
+                method,
+                n_genes: 4,
+                tie_correct,
+            };
+            let by_ref = ranked(&x, &codes, 3, &params, Some(2));
+            let by_rest = ranked(&sub, &sub_codes, 2, &params, None);
+            let names: Vec<&str> = by_ref.iter().map(|g| g.group.as_str()).collect();
+            assert_eq!(names, ["g0", "g1"], "the reference is left out");
+            let (a, b) = (&by_ref[0], &by_rest[0]);
+            assert_eq!(a.genes, b.genes, "{method:?}");
+            assert_eq!(a.scores, b.scores, "{method:?} {tie_correct}");
+            assert_eq!(a.pvals, b.pvals, "{method:?}");
+            let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+            // The fold change of a gene with a negative mean is NaN on both sides.
+            assert_eq!(bits(&a.logfoldchanges), bits(&b.logfoldchanges), "{method:?}");
+            assert_eq!(a.pts_rest, b.pts_rest, "{method:?}");
+        }
+    }
+
     fn run(method: MarkerMethod, tie_correct: bool) -> Vec<GroupMarkers> {
         let (x, codes) = fixture();
         let mut stats = GroupStats::new(2, 4);
         stats.push(&x.slice_rows(0..3), &codes[0..3]);
         stats.push(&x.slice_rows(3..7), &codes[3..7]);
-        let mut ranks = RankSums::new(2, 4);
+        let mut ranks = RankSums::new(2, 4, None);
         let mut cols = vec![Vec::new(); 4];
         collect_columns(&x, 0, 0..4, &mut cols);
         ranks.add_columns(0, &mut cols, &codes);
@@ -507,7 +652,13 @@ mod tests {
             n_genes: 4,
             tie_correct,
         };
-        rank_genes_groups(&stats, Some(&ranks), &["a".into(), "b".into()], &params)
+        rank_genes_groups(
+            &stats,
+            Some(&ranks),
+            &["a".into(), "b".into()],
+            &params,
+            None,
+        )
     }
 
     /// (method, tie_correct, group, genes, scores, pvals, pvals_adj, logfoldchanges)
@@ -821,6 +972,7 @@ mod tests {
             None,
             &["a".into(), "b".into()],
             &MarkerParams::default(),
+            None,
         );
         assert_eq!(got.len(), 1);
         assert_eq!(got[0].group, "a");
