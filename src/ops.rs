@@ -76,27 +76,74 @@ pub fn run(
     })
 }
 
-/// scanpy's `normalize_total(target_sum)` on CSR values in place (`indptr` of the rows): each
-/// row divided by `f(total / target)` with the total summed in f64 and rounded to the values'
-/// type, as scipy and numpy do; `None` targets the median of the non-zero totals. Returns the
-/// target used.
-pub fn normalize_total<T: Real>(indptr: &[u64], data: &mut [T], target_sum: Option<f64>) -> f64 {
-    let totals = row_totals(indptr, data);
-    let target = match target_sum {
-        Some(t) => T::from_f64(t),
-        None => median_nonzero(&totals),
-    };
-    normalize_rows(indptr, data, &totals, target, false);
-    target.to_f64()
+/// scanpy's `normalize_total` arguments besides the values.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct NormalizeTotal {
+    /// `target_sum` (None: a median of the totals).
+    pub target_sum: Option<f64>,
+    /// The values come from a sparse matrix: scanpy's CSR kernel then takes the median over
+    /// all totals and compares with `max_fraction` in f64; for dense arrays it takes the
+    /// median of the non-zero totals and compares in the values' type.
+    pub sparse: bool,
+    /// `max_fraction` when `exclude_highly_expressed`.
+    pub exclude_highly_expressed: Option<f64>,
 }
 
-/// numpy's median (mean of the two middle values, in the values' type) of the non-zero
-/// totals; 0 when every total is 0.
-fn median_nonzero<T: Real>(totals: &[T]) -> T {
+/// scanpy's `normalize_total` on row-major values in place (`indptr` of the rows; `indices`
+/// the columns of a sparse matrix, None for a dense array's rows of `n_cols`): each row
+/// divided by `f(total / target)` with the total summed in f64 and rounded to the values'
+/// type, as scipy and numpy do. With `exclude_highly_expressed`, the totals leave out every
+/// gene that holds more than `max_fraction` of some cell's total. Returns the target used and
+/// the totals.
+pub fn normalize_total<T: Real>(
+    indptr: &[u64],
+    indices: Option<&[u32]>,
+    n_cols: usize,
+    data: &mut [T],
+    o: NormalizeTotal,
+) -> (f64, Vec<T>) {
+    let mut totals = row_totals(indptr, data);
+    if let Some(max_fraction) = o.exclude_highly_expressed {
+        let column =
+            |i: usize, k: usize| indices.map_or(k - indptr[i] as usize, |ix| ix[k] as usize);
+        let mut high = vec![false; n_cols];
+        for (i, w) in indptr.windows(2).enumerate() {
+            let limit = if o.sparse {
+                max_fraction * totals[i].to_f64()
+            } else {
+                // numpy: a float32 array times a Python float stays float32.
+                T::from_f64(T::from_f64(max_fraction).to_f64() * totals[i].to_f64()).to_f64()
+            };
+            for k in w[0] as usize..w[1] as usize {
+                if data[k].to_f64() > limit {
+                    high[column(i, k)] = true;
+                }
+            }
+        }
+        totals = indptr
+            .windows(2)
+            .enumerate()
+            .map(|(i, w)| {
+                let kept = (w[0] as usize..w[1] as usize).filter(|&k| !high[column(i, k)]);
+                T::from_f64(kept.map(|k| data[k].to_f64()).sum::<f64>())
+            })
+            .collect();
+    }
+    let target = match o.target_sum {
+        Some(t) => T::from_f64(t),
+        None => median(&totals, !o.sparse),
+    };
+    normalize_rows(indptr, data, &totals, target, false);
+    (target.to_f64(), totals)
+}
+
+/// numpy's median (mean of the two middle values, in the values' type) of the totals, or of
+/// the non-zero ones (`nonzero`); 0 when none is left.
+fn median<T: Real>(totals: &[T], nonzero: bool) -> T {
     let mut v: Vec<f64> = totals
         .iter()
         .map(|t| t.to_f64())
-        .filter(|&t| t > 0.0)
+        .filter(|&t| !nonzero || t > 0.0)
         .collect();
     if v.is_empty() {
         return T::from_f64(0.0);
@@ -645,23 +692,70 @@ pub fn gene_sets(opts: &RunOptions) -> Result<Vec<GeneSet>> {
 mod tests {
     use super::*;
 
+    fn dense() -> NormalizeTotal {
+        NormalizeTotal::default()
+    }
+
     #[test]
     fn normalize_total_targets_the_median_of_non_zero_totals_in_the_values_type() {
-        // Totals 4, 6, 0 and 3: the median of the non-zero ones is 4.
+        // Totals 4, 6, 0 and 3: the median of the non-zero ones is 4 (dense arrays), of all
+        // of them 3.5 (sparse matrices, as scanpy's CSR kernel).
         let indptr = [0u64, 2, 4, 4, 5];
         let mut data = [1.0f32, 3.0, 2.0, 4.0, 3.0];
-        let target = normalize_total(&indptr, &mut data, None);
-        assert_eq!(target, 4.0);
+        let (target, totals) = normalize_total(&indptr, None, 0, &mut data, dense());
+        assert_eq!((target, totals), (4.0, vec![4.0, 6.0, 0.0, 3.0]));
         let f = 6.0f32 / 4.0;
         assert_eq!(data, [1.0, 3.0, 2.0 / f, 4.0 / f, 3.0 / (3.0f32 / 4.0)]);
+        let mut sparse = [1.0f32, 3.0, 2.0, 4.0, 3.0];
+        let o = NormalizeTotal {
+            sparse: true,
+            ..dense()
+        };
+        let columns = [0u32, 1, 0, 1, 1];
+        assert_eq!(
+            normalize_total(&indptr, Some(&columns), 2, &mut sparse, o).0,
+            3.5
+        );
         // An even count of totals: numpy's mean of the middle two.
         let mut d2 = [1.0f64, 2.0];
-        assert_eq!(normalize_total(&[0, 1, 2], &mut d2, None), 1.5);
+        assert_eq!(
+            normalize_total(&[0, 1, 2], None, 1, &mut d2, dense()).0,
+            1.5
+        );
         // A given target, and a log1p after it.
         let mut d3 = [2.0f32, 2.0];
-        normalize_total(&[0, 2], &mut d3, Some(10.0));
+        let o = NormalizeTotal {
+            target_sum: Some(10.0),
+            ..dense()
+        };
+        normalize_total(&[0, 2], None, 2, &mut d3, o);
         log1p(&mut d3);
         assert_eq!(d3, [5.0f32.ln_1p(); 2]);
+    }
+
+    #[test]
+    fn highly_expressed_genes_leave_every_total() {
+        // Three cells x three genes (dense rows): gene 2 holds more than half of cell 0's
+        // total, so it leaves every cell's total, even where it is small.
+        let indptr = [0u64, 3, 6, 9];
+        let mut data = [1.0f64, 1.0, 8.0, 4.0, 4.0, 1.0, 2.0, 2.0, 1.0];
+        let o = NormalizeTotal {
+            target_sum: Some(1.0),
+            exclude_highly_expressed: Some(0.5),
+            ..dense()
+        };
+        let (_, totals) = normalize_total(&indptr, None, 3, &mut data, o);
+        assert_eq!(totals, vec![2.0, 8.0, 4.0]);
+        assert_eq!(data[..3], [0.5, 0.5, 4.0]);
+        // At exactly the fraction a gene stays: 4 of 8 is not above 0.5.
+        let mut data = [4.0f64, 4.0];
+        let o = NormalizeTotal {
+            exclude_highly_expressed: Some(0.5),
+            sparse: true,
+            ..dense()
+        };
+        let (_, totals) = normalize_total(&[0, 2], Some(&[0, 1]), 2, &mut data, o);
+        assert_eq!(totals, vec![8.0]);
     }
 
     #[test]

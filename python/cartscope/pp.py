@@ -224,9 +224,10 @@ def filter_genes(
 
 def _inplace_values(adata: AnnData, layer: str | None, rows: bool, counts: bool = False):
     """The stored values of X (or a layer) to rewrite in place, checked before anything is
-    changed: ``(indptr, data, finish)``. ``rows`` asks for one row per cell (CSR, or a
-    C-ordered dense array seen as rows); a CSC matrix is then rewritten through a CSR copy and
-    ``finish()`` stores it back as CSC. Integer data become float32, as scanpy does."""
+    changed: ``(indptr, indices, data, finish)``. ``rows`` asks for one row per cell (CSR, or a
+    C-ordered dense array seen as rows, whose ``indices`` are None); a CSC matrix is then
+    rewritten through a CSR copy, which ``finish()`` stores (as scanpy's normalize_total
+    does). Integer data become float32, as scanpy does."""
     if layer is None and adata.isbacked:
         raise ValueError("X is backed on disk: load it first (adata = adata.to_memory())")
     x = matrix(adata, layer)
@@ -245,10 +246,10 @@ def _inplace_values(adata: AnnData, layer: str | None, rows: bool, counts: bool 
             x = x.astype(np.float32)
             put(x)
         if x.format == "csr" or not rows:
-            return x.indptr.astype(np.int64), x.data, done
-        fmt = x.format
+            return x.indptr.astype(np.int64), x.indices, x.data, done
+        # scanpy's normalize_total leaves a CSC matrix as CSR.
         xr = x.tocsr()
-        return xr.indptr.astype(np.int64), xr.data, lambda: put(xr.asformat(fmt))
+        return xr.indptr.astype(np.int64), xr.indices, xr.data, lambda: put(xr)
     if x.dtype.kind in "iub":
         x = x.astype(np.float32)
         put(x)
@@ -256,7 +257,7 @@ def _inplace_values(adata: AnnData, layer: str | None, rows: bool, counts: bool 
         x = np.ascontiguousarray(x)
         put(x)
     n, g = x.shape
-    return np.arange(0, n * g + 1, g, dtype=np.int64), x.reshape(-1), done
+    return np.arange(0, n * g + 1, g, dtype=np.int64), None, x.reshape(-1), done
 
 
 def normalize_total(
@@ -271,35 +272,32 @@ def normalize_total(
     copy: bool = False,
     backend: str = "auto",
 ) -> AnnData | None:
-    """Scales every cell to ``target_sum`` total counts (the median of the non-zero totals when
-    ``None``), as ``scanpy.pp.normalize_total``, in place on X's values.
+    """Scales every cell to ``target_sum`` total counts, as ``scanpy.pp.normalize_total``, in
+    place on X's values. Without ``target_sum``, the target is scanpy's median of the totals:
+    over all cells for sparse data, over the cells with counts for dense arrays. With
+    ``exclude_highly_expressed``, the totals leave out every gene that holds more than
+    ``max_fraction`` of some cell's total.
 
-    ``exclude_highly_expressed`` is not implemented (raises NotImplementedError). The scaling
-    runs on the CPU whatever ``backend`` says: it is one pass over memory.
+    ``inplace=False`` is not implemented (use ``copy=True``). The scaling runs on the CPU
+    whatever ``backend`` says: it is one pass over memory.
     """
     check_backend(backend)
-    if exclude_highly_expressed:
-        raise NotImplementedError("normalize_total(exclude_highly_expressed=True) is not implemented")
     if not inplace:
         raise NotImplementedError("normalize_total(inplace=False) is not implemented; use copy=True")
+    if exclude_highly_expressed and not 0 <= max_fraction <= 1:
+        raise ValueError("Choose max_fraction between 0 and 1.")
     if copy:
         adata = adata.copy()
     actual(adata)
-    indptr, data, finish = _inplace_values(adata, layer, rows=True, counts=True)
+    indptr, indices, data, finish = _inplace_values(adata, layer, rows=True, counts=True)
     if data.dtype not in (np.float32, np.float64):
         raise ValueError(f"X: unsupported dtype {data.dtype}")
     f = _core.normalize_total_f32 if data.dtype == np.float32 else _core.normalize_total_f64
-    counts = None
-    if key_added is not None:
-        nnz = np.diff(indptr)
-        counts = np.zeros(nnz.size, dtype=np.float64)
-        rows = np.flatnonzero(nnz)
-        if rows.size:
-            counts[rows] = np.add.reduceat(data.astype(np.float64), indptr[:-1][rows])
-        counts = counts.astype(data.dtype)
-    target = f(indptr, data, None if target_sum is None else float(target_sum))
+    idx = None if indices is None else np.ascontiguousarray(indices, dtype=np.int32)
+    target, counts = f(indptr, idx, adata.n_vars, data, None if target_sum is None else float(target_sum),
+                       float(max_fraction) if exclude_highly_expressed else None)
     finish()
-    if counts is not None:
+    if key_added is not None:
         # scanpy stores the normalisation factor: the count total over the target (1 / target
         # for a cell without counts).
         counts[counts == 0] = 1
@@ -321,7 +319,7 @@ def log1p(
     if copy:
         adata = adata.copy()
     actual(adata)
-    _, data, finish = _inplace_values(adata, layer, rows=False)
+    _, _, data, finish = _inplace_values(adata, layer, rows=False)
     if data.dtype not in (np.float32, np.float64):
         raise ValueError(f"X: unsupported dtype {data.dtype}")
     (_core.log1p_f32 if data.dtype == np.float32 else _core.log1p_f64)(data)

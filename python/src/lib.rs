@@ -14,7 +14,8 @@ use cartscope::pp::hvg::{HvgCutoffs, HvgPick};
 use cartscope::{CsrMatrix, ErrorKind, RunOptions};
 use numpy::ndarray::Array2;
 use numpy::{
-    IntoPyArray, PyReadonlyArray1, PyReadonlyArray2, PyReadwriteArray1, PyUntypedArrayMethods,
+    IntoPyArray, PyArray1, PyReadonlyArray1, PyReadonlyArray2, PyReadwriteArray1,
+    PyUntypedArrayMethods,
 };
 use pyo3::exceptions::{PyKeyboardInterrupt, PyRuntimeError, PyValueError};
 use pyo3::prelude::*;
@@ -449,15 +450,20 @@ fn read(
 
 macro_rules! in_place {
     ($norm:ident, $log:ident, $qc:ident, $t:ty) => {
-        /// normalize_total on CSR values in place; returns the target used.
+        /// normalize_total on row-major values in place (`indices`: a sparse matrix's
+        /// columns, None for a dense array's rows of `n_cols`); returns the target used and
+        /// the totals.
         #[pyfunction]
-        #[pyo3(signature = (indptr, data, target_sum=None))]
-        fn $norm(
-            py: Python<'_>,
-            indptr: PyReadonlyArray1<'_, i64>,
-            mut data: PyReadwriteArray1<'_, $t>,
+        #[pyo3(signature = (indptr, indices, n_cols, data, target_sum=None, max_fraction=None))]
+        fn $norm<'py>(
+            py: Python<'py>,
+            indptr: PyReadonlyArray1<'py, i64>,
+            indices: Option<PyReadonlyArray1<'py, i32>>,
+            n_cols: usize,
+            mut data: PyReadwriteArray1<'py, $t>,
             target_sum: Option<f64>,
-        ) -> PyResult<f64> {
+            max_fraction: Option<f64>,
+        ) -> PyResult<(f64, Bound<'py, PyArray1<$t>>)> {
             let p: Vec<u64> = indptr.as_slice()?.iter().map(|&v| v as u64).collect();
             let d = data.as_slice_mut()?;
             if p.first() != Some(&0)
@@ -466,7 +472,26 @@ macro_rules! in_place {
             {
                 return Err(bad("X: indptr is not a valid CSR row pointer"));
             }
-            compute(py, || cartscope::ops::normalize_total(&p, d, target_sum))
+            let idx: Option<Vec<u32>> = match &indices {
+                Some(i) => Some(i.as_slice()?.iter().map(|&v| v as u32).collect()),
+                None => None,
+            };
+            let columns_ok = match &idx {
+                Some(i) => i.len() == d.len() && i.iter().all(|&j| (j as usize) < n_cols),
+                None => p.windows(2).all(|w| (w[1] - w[0]) as usize == n_cols),
+            };
+            if !columns_ok {
+                return Err(bad(format!("X: a column index is outside 0..{n_cols}")));
+            }
+            let o = cartscope::ops::NormalizeTotal {
+                target_sum,
+                sparse: idx.is_some(),
+                exclude_highly_expressed: max_fraction,
+            };
+            let (target, totals) = compute(py, || {
+                cartscope::ops::normalize_total(&p, idx.as_deref(), n_cols, d, o)
+            })?;
+            Ok((target, totals.into_pyarray(py)))
         }
 
         /// log1p of values in place.

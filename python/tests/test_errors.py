@@ -279,7 +279,6 @@ def test_run_not_an_anndata():
 
 
 NOT_IMPLEMENTED = {
-    "normalize exclude_highly_expressed": lambda a: cs.pp.normalize_total(a, exclude_highly_expressed=True),
     "normalize inplace=False": lambda a: cs.pp.normalize_total(a, inplace=False),
     "hvg n_bins": lambda a: cs.pp.highly_variable_genes(a, n_bins=10),
     "scale sparse zero_center=False": lambda a: cs.pp.scale(a, zero_center=False),

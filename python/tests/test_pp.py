@@ -6,6 +6,8 @@ CPU backend); the ceiling of docs/algorithms.md section 9 is noted where it diff
 
 from __future__ import annotations
 
+import warnings
+
 import anndata as ad
 import numpy as np
 import pandas as pd
@@ -301,6 +303,47 @@ def test_normalize_key_added(sample_steps):
     assert max_abs(a.X, b.X) == 0
     e = max_rel(a.obs["norm_factor"], b.obs["norm_factor"])
     assert e <= 1e-7, e
+
+
+@pytest.mark.parametrize("layout", ["csr", "csc", "dense"])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("max_fraction", [0.05, 0.02])
+def test_normalize_exclude_highly_expressed(sample_steps, layout, dtype, max_fraction):
+    """exclude_highly_expressed: the totals leave out the genes above max_fraction of some
+    cell's total; the median target (sparse: over all cells, dense: over cells with counts),
+    X and the norm_factor column equal scanpy's."""
+    a = _as(sample_steps["filtered"].copy(), "dense" if layout == "dense" else "csr", dtype)
+    if layout == "csc":
+        a.X = a.X.tocsc()
+    b = a.copy()
+    kw = dict(exclude_highly_expressed=True, max_fraction=max_fraction, key_added="norm_factor")
+    sc.pp.normalize_total(a, **kw)
+    cs.pp.normalize_total(b, **kw)
+    assert type(b.X) is type(a.X) and b.X.dtype == a.X.dtype
+    assert max_abs(a.X, b.X) == 0
+    e = max_rel(a.obs["norm_factor"], b.obs["norm_factor"])
+    measured(f"normalize exclude {layout} {np.dtype(dtype)} {max_fraction} norm_factor rel", e)
+    assert e == 0, e
+    # the exclusion changed the totals
+    plain = _as(sample_steps["filtered"].copy(), "dense" if layout == "dense" else "csr", dtype)
+    sc.pp.normalize_total(plain)
+    assert max_abs(plain.X, b.X) > 0
+
+
+def test_normalize_median_with_empty_cells():
+    """Without target_sum, scanpy 1.11 takes the median over all totals for sparse data
+    (zeros included) and over the non-zero totals for dense arrays."""
+    rng = np.random.default_rng(0)
+    x = rng.poisson(0.5, (7, 20)).astype(np.float32)
+    x[[1, 4, 5]] = 0
+    for layout in ("csr", "dense"):
+        a = ad.AnnData(sp.csr_matrix(x) if layout == "csr" else x.copy())
+        b = a.copy()
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            sc.pp.normalize_total(a)
+            cs.pp.normalize_total(b)
+        assert max_abs(a.X, b.X) == 0, layout
 
 
 def test_normalize_log1p_view(sample_steps):

@@ -633,7 +633,11 @@ mod tests {
             assert_eq!(a.pvals, b.pvals, "{method:?}");
             let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
             // The fold change of a gene with a negative mean is NaN on both sides.
-            assert_eq!(bits(&a.logfoldchanges), bits(&b.logfoldchanges), "{method:?}");
+            assert_eq!(
+                bits(&a.logfoldchanges),
+                bits(&b.logfoldchanges),
+                "{method:?}"
+            );
             assert_eq!(a.pts_rest, b.pts_rest, "{method:?}");
         }
     }
