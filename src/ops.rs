@@ -160,6 +160,19 @@ fn median<T: Real>(totals: &[T], nonzero: bool) -> T {
     }
 }
 
+/// scanpy's `scale(zero_center=False)` on a sparse matrix's stored values in place: each
+/// value divided by its gene's `std` in f64 (a zero std counts as 1) and capped at
+/// `max_value`, then rounded to the values' type, as scanpy's `scale_and_clip_csr`.
+/// `indices` are the values' columns.
+pub fn scale_sparse<T: Real>(indices: &[u32], data: &mut [T], std: &[f64], max_value: Option<f64>) {
+    use rayon::prelude::*;
+    data.par_iter_mut().zip(indices).for_each(|(v, &j)| {
+        let s = std[j as usize];
+        let x = v.to_f64() / if s == 0.0 { 1.0 } else { s };
+        *v = T::from_f64(max_value.map_or(x, |m| if x < m { x } else { m }));
+    });
+}
+
 /// `log1p` of every value, in place, in the values' type (numpy's `np.log1p`).
 pub fn log1p<T: Real>(data: &mut [T]) {
     use rayon::prelude::*;
@@ -469,7 +482,7 @@ pub fn neighbors(
 }
 
 /// scanpy's `leiden(flavor="igraph")` on a symmetric weighted adjacency.
-pub fn leiden(adj: &CsrMatrix, resolution: f64, n_iterations: usize, seed: u64) -> Clustering {
+pub fn leiden(adj: &CsrMatrix, resolution: f64, n_iterations: i64, seed: u64) -> Clustering {
     leiden_on(
         adj,
         &LeidenParams {
@@ -731,6 +744,18 @@ mod tests {
         normalize_total(&[0, 2], None, 2, &mut d3, o);
         log1p(&mut d3);
         assert_eq!(d3, [5.0f32.ln_1p(); 2]);
+    }
+
+    #[test]
+    fn sparse_scaling_divides_in_f64_and_caps_without_a_floor() {
+        // Column 1 has std 0 (counts as 1); negative values are not clipped (no centring).
+        let mut data = [3.0f32, -7.0, 5.0, 1.0];
+        let std = [3.0, 0.0];
+        scale_sparse(&[0, 1, 0, 0], &mut data, &std, Some(1.5));
+        assert_eq!(data, [1.0, -7.0, 1.5, (1.0f64 / 3.0) as f32]);
+        let mut data = [5.0f64];
+        scale_sparse(&[0], &mut data, &std, None);
+        assert_eq!(data, [5.0 / 3.0]);
     }
 
     #[test]

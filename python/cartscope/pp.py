@@ -426,9 +426,9 @@ def scale(
     """``(X - mean) / std`` per gene (ddof 1; a zero std counts as 1), clipped to
     ``max_value``, as ``scanpy.pp.scale``: X becomes a dense array (float64 from sparse data,
     the input's dtype from dense float32 data, as scanpy), ``var["mean"]`` and ``var["std"]``
-    record the statistics.
-
-    Sparse data with ``zero_center=False`` (which scanpy keeps sparse) are not implemented.
+    record the statistics. Sparse data with ``zero_center=False`` stay sparse, as in scanpy:
+    each stored value is divided by its gene's std (in place for CSR; CSC data and integers
+    become float64) and capped at ``max_value``.
     """
     check_backend(backend)
     if layer is None and adata.isbacked:
@@ -438,7 +438,7 @@ def scale(
     actual(adata)
     x = matrix(adata, layer)
     if sp.issparse(x) and not zero_center:
-        raise NotImplementedError("scale(zero_center=False) on sparse data is not implemented")
+        return _scale_sparse(adata, x, max_value, layer, backend, copy)
     parts = csr_parts(x)
     mean, std = _core.mean_std(parts, backend)
     out = _core.scale(parts, mean, std, zero_center, None if max_value is None else float(max_value), backend)
@@ -451,6 +451,33 @@ def scale(
         adata.X = out
     else:
         adata.layers[layer] = out
+    adata.var["mean"] = mean
+    adata.var["std"] = std
+    return adata if copy else None
+
+
+def _scale_sparse(adata: AnnData, x, max_value: float | None, layer: str | None, backend: str, copy: bool):
+    """scale(zero_center=False) of a sparse X (scanpy's ``scale_and_clip_csr``)."""
+    check_values(x.data, "X" if layer is None else f"layers[{layer!r}]")
+    if x.data.dtype.kind in "iub":
+        x = x.astype(np.float64)
+    elif x.data.dtype not in (np.float32, np.float64):
+        raise ValueError(f"X: unsupported dtype {x.data.dtype}")
+    mean, std = _core.mean_std(csr_parts(x), backend)
+    fmt = x.format
+    if fmt != "csr":
+        # scanpy scales other formats through their transpose into new float64 values and
+        # keeps the format.
+        x = x.astype(np.float64).tocsr()
+    f = _core.scale_sparse_f32 if x.data.dtype == np.float32 else _core.scale_sparse_f64
+    f(np.ascontiguousarray(x.indices, dtype=np.int32), x.data, std, None if max_value is None else float(max_value))
+    x = x.asformat(fmt)
+    if layer is None:
+        adata.X = x
+    else:
+        adata.layers[layer] = x
+    std = std.copy()
+    std[std == 0] = 1
     adata.var["mean"] = mean
     adata.var["std"] = std
     return adata if copy else None

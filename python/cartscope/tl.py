@@ -47,7 +47,8 @@ def leiden(
 ) -> AnnData | None:
     """Leiden clusters of the connectivities, as ``scanpy.tl.leiden(flavor="igraph",
     n_iterations=2)``: the same partition for the same graph and ``random_state``, numbered
-    by size, in ``obs[key_added]`` (categorical) with ``uns[key_added]["params"]``.
+    by size, in ``obs[key_added]`` (categorical) with ``uns[key_added]["params"]``. A negative
+    ``n_iterations`` iterates until an iteration moves no node, as igraph does.
 
     Only the igraph flavor (undirected, weighted) is implemented; scanpy's current default
     ``flavor="leidenalg"`` raises NotImplementedError.
@@ -55,8 +56,6 @@ def leiden(
     check_backend(backend)
     if flavor != "igraph" or directed or not use_weights:
         raise NotImplementedError("leiden supports flavor='igraph', undirected, weighted")
-    if n_iterations < 0:
-        raise NotImplementedError("leiden(n_iterations < 0): iterate-until-stable is not implemented")
     if copy:
         adata = adata.copy()
     actual(adata)

@@ -449,7 +449,7 @@ fn read(
 }
 
 macro_rules! in_place {
-    ($norm:ident, $log:ident, $qc:ident, $t:ty) => {
+    ($norm:ident, $log:ident, $qc:ident, $scale:ident, $t:ty) => {
         /// normalize_total on row-major values in place (`indices`: a sparse matrix's
         /// columns, None for a dense array's rows of `n_cols`); returns the target used and
         /// the totals.
@@ -492,6 +492,28 @@ macro_rules! in_place {
                 cartscope::ops::normalize_total(&p, idx.as_deref(), n_cols, d, o)
             })?;
             Ok((target, totals.into_pyarray(py)))
+        }
+
+        /// scale(zero_center=False) of a sparse matrix's values in place.
+        #[pyfunction]
+        #[pyo3(signature = (indices, data, std, max_value=None))]
+        fn $scale(
+            py: Python<'_>,
+            indices: PyReadonlyArray1<'_, i32>,
+            mut data: PyReadwriteArray1<'_, $t>,
+            std: PyReadonlyArray1<'_, f64>,
+            max_value: Option<f64>,
+        ) -> PyResult<()> {
+            let std = std.as_slice()?;
+            let idx: Vec<u32> = indices.as_slice()?.iter().map(|&v| v as u32).collect();
+            let d = data.as_slice_mut()?;
+            if idx.len() != d.len() || idx.iter().any(|&j| j as usize >= std.len()) {
+                return Err(bad(format!(
+                    "X: a column index is outside 0..{}",
+                    std.len()
+                )));
+            }
+            compute(py, || cartscope::ops::scale_sparse(&idx, d, std, max_value))
         }
 
         /// log1p of values in place.
@@ -547,8 +569,20 @@ macro_rules! in_place {
         }
     };
 }
-in_place!(normalize_total_f32, log1p_f32, qc_metrics_f32, f32);
-in_place!(normalize_total_f64, log1p_f64, qc_metrics_f64, f64);
+in_place!(
+    normalize_total_f32,
+    log1p_f32,
+    qc_metrics_f32,
+    scale_sparse_f32,
+    f32
+);
+in_place!(
+    normalize_total_f64,
+    log1p_f64,
+    qc_metrics_f64,
+    scale_sparse_f64,
+    f64
+);
 
 fn parse<T: clap::ValueEnum>(what: &str, s: &str) -> PyResult<T> {
     T::from_str(s, false).map_err(|_| {
@@ -745,7 +779,7 @@ fn leiden<'py>(
     py: Python<'py>,
     g: CsrIn<'py>,
     resolution: f64,
-    n_iterations: usize,
+    n_iterations: i64,
     seed: u64,
 ) -> PyResult<Bound<'py, PyTuple>> {
     let adj = g.square()?;
@@ -937,6 +971,8 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(read, m)?)?;
     m.add_function(wrap_pyfunction!(normalize_total_f32, m)?)?;
     m.add_function(wrap_pyfunction!(normalize_total_f64, m)?)?;
+    m.add_function(wrap_pyfunction!(scale_sparse_f32, m)?)?;
+    m.add_function(wrap_pyfunction!(scale_sparse_f64, m)?)?;
     m.add_function(wrap_pyfunction!(log1p_f32, m)?)?;
     m.add_function(wrap_pyfunction!(log1p_f64, m)?)?;
     m.add_function(wrap_pyfunction!(qc_metrics_f32, m)?)?;

@@ -281,12 +281,10 @@ def test_run_not_an_anndata():
 NOT_IMPLEMENTED = {
     "normalize inplace=False": lambda a: cs.pp.normalize_total(a, inplace=False),
     "hvg n_bins": lambda a: cs.pp.highly_variable_genes(a, n_bins=10),
-    "scale sparse zero_center=False": lambda a: cs.pp.scale(a, zero_center=False),
     "pca zero_center=False": lambda a: cs.pp.pca(a, zero_center=False),
     "neighbors metric": lambda a: cs.pp.neighbors(a, metric="cosine"),
     "leiden flavor leidenalg": lambda a: cs.tl.leiden(a, flavor="leidenalg"),
     "leiden directed": lambda a: cs.tl.leiden(a, directed=True),
-    "leiden n_iterations -1": lambda a: cs.tl.leiden(a, n_iterations=-1),
     "umap init_pos": lambda a: cs.tl.umap(a, init_pos="random"),
     "umap a b": lambda a: cs.tl.umap(a, a=1.0, b=1.0),
     "score_genes gene_pool": lambda a: cs.tl.score_genes(a, ["CD4"], gene_pool=["CD8A"]),

@@ -63,6 +63,23 @@ def test_leiden_on_scanpy_graph(sample_steps, resolution, seed):
     assert b.uns["leiden"]["params"] == {"resolution": resolution, "random_state": seed, "n_iterations": 2}
 
 
+@pytest.mark.parametrize("seed", [0, 3])
+def test_leiden_until_stable(sample_steps, wu_steps, seed):
+    """n_iterations=-1: igraph iterates until an iteration moves no node; the same
+    partition as scanpy's, after more iterations than the default two."""
+    for steps in (sample_steps, wu_steps):
+        a = steps["graph"].copy()
+        b = a.copy()
+        sc.tl.leiden(a, flavor="igraph", n_iterations=-1, directed=False, random_state=seed)
+        cs.tl.leiden(b, n_iterations=-1, random_state=seed)
+        assert same_partition(a.obs["leiden"], b.obs["leiden"])
+        assert b.uns["leiden"]["params"]["n_iterations"] == -1
+    two = steps["graph"].copy()
+    cs.tl.leiden(two, random_state=seed)
+    measured(f"leiden until stable seed={seed} ARI vs two iterations",
+             adjusted_rand_score(two.obs["leiden"], b.obs["leiden"]))
+
+
 def test_leiden_on_cartscope_graph(sample_steps):
     """scanpy run on cartscope's own kNN graph gives cartscope's partition."""
     b = sample_steps["pca"].copy()

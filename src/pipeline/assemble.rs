@@ -136,7 +136,7 @@ fn uns_embedding(e: &Embedding) -> Vec<(String, UnsValue)> {
                     map(vec![
                         ("resolution", UnsValue::Float(p.resolution)),
                         ("random_state", UnsValue::Int(p.seed as i64)),
-                        ("n_iterations", UnsValue::Int(p.n_iterations as i64)),
+                        ("n_iterations", UnsValue::Int(p.n_iterations)),
                     ]),
                 ),
                 ("modularity", UnsValue::Float(c.modularity)),

@@ -76,8 +76,9 @@ pub(crate) const BETA: f64 = 0.01;
 pub struct LeidenParams {
     /// Resolution of modularity (1: standard modularity).
     pub resolution: f64,
-    /// Full Leiden iterations; each starts from the previous partition.
-    pub n_iterations: usize,
+    /// Full Leiden iterations; each starts from the previous partition. Negative: iterate
+    /// until an iteration moves no node (igraph's convention).
+    pub n_iterations: i64,
     /// Random seed (scanpy's `random_state`).
     pub seed: u64,
 }
@@ -441,7 +442,8 @@ fn push_pairs(slots: &mut Vec<Pair>, list: impl IntoIterator<Item = (u32, f32)>)
 
 /// Leiden clustering of the undirected graph `adj` (every stored entry an edge), as scanpy's
 /// `sc.tl.leiden(flavor="igraph", n_iterations=2, random_state=seed)` computes it, with the
-/// clusters renumbered by size.
+/// clusters renumbered by size. A negative `n_iterations` repeats iterations until one moves
+/// no node in any of its levels, as igraph does.
 pub fn leiden(adj: &CsrMatrix, params: &LeidenParams) -> Clustering {
     let (graph, node_weights) = Graph::from_adjacency(adj);
     let n = graph.n();
@@ -449,9 +451,16 @@ pub fn leiden(adj: &CsrMatrix, params: &LeidenParams) -> Clustering {
     let resolution = params.resolution / total;
     let mut rng = IgraphRng(NumpyRandomState::seed_u64(params.seed));
     let mut membership: Vec<u32> = (0..n as u32).collect();
-    for _ in 0..params.n_iterations {
+    let mut changed = true;
+    let mut done = 0i64;
+    while if params.n_iterations < 0 {
+        changed
+    } else {
+        done < params.n_iterations
+    } {
         crate::cancel::checkpoint();
-        one_iteration(&graph, &node_weights, &mut membership, resolution, &mut rng);
+        changed = one_iteration(&graph, &node_weights, &mut membership, resolution, &mut rng);
+        done += 1;
     }
     let n_clusters = number_by_size(&mut membership);
     let modularity = modularity(adj, &membership, 1.0);
@@ -511,7 +520,7 @@ fn one_iteration(
     membership: &mut [u32],
     resolution: f64,
     rng: &mut IgraphRng,
-) {
+) -> bool {
     let n = graph.n();
     reindex(membership);
     let mut state = Level {
@@ -520,14 +529,16 @@ fn one_iteration(
         aggregate_node: (0..n as u32).collect(),
         level: 0,
         resolution,
+        changed: false,
     };
     let mut agg = match state.step(graph, node_weights, rng) {
         Some(next) => next,
-        None => return,
+        None => return state.changed,
     };
     while let Some(next) = state.step(&agg.0, &agg.1, rng) {
         agg = next;
     }
+    state.changed
 }
 
 /// The state one iteration carries from one aggregation level to the next.
@@ -540,6 +551,8 @@ struct Level<'a> {
     agg_membership: Vec<u32>,
     level: usize,
     resolution: f64,
+    /// Whether the local moving moved a node on any level (igraph's `changed`).
+    changed: bool,
 }
 
 impl Level<'_> {
@@ -552,7 +565,8 @@ impl Level<'_> {
         rng: &mut IgraphRng,
     ) -> Option<(Graph<Single>, Vec<f64>)> {
         let resolution = self.resolution;
-        let n_clusters = fast_move_nodes(g, w, &mut self.agg_membership, resolution, rng);
+        let (n_clusters, moved) = fast_move_nodes(g, w, &mut self.agg_membership, resolution, rng);
+        self.changed |= moved;
         if self.level == 0 {
             // On the first level igraph moves the cells' own membership.
             self.membership.copy_from_slice(&self.agg_membership);
@@ -621,7 +635,8 @@ fn gather<S: Slot>(
 
 /// igraph's `fastmovenodes`: nodes leave a queue (shuffled at first) and move to the cluster
 /// with the strictly largest gain; stable neighbours left outside the new cluster re-enter the
-/// queue. Returns the number of clusters, with `membership` reindexed.
+/// queue. Returns the number of clusters, with `membership` reindexed, and whether a node
+/// moved.
 #[inline(never)]
 fn fast_move_nodes<S: Slot>(
     g: &Graph<S>,
@@ -629,8 +644,9 @@ fn fast_move_nodes<S: Slot>(
     membership: &mut [u32],
     resolution: f64,
     rng: &mut IgraphRng,
-) -> usize {
+) -> (usize, bool) {
     let n = g.n();
+    let mut moved = false;
     let mut order: Vec<u32> = (0..n as u32).collect();
     rng.shuffle(&mut order);
     let mut queue: std::collections::VecDeque<u32> = order.into();
@@ -691,6 +707,7 @@ fn fast_move_nodes<S: Slot>(
         }
         stable[v] = true;
         if best != current {
+            moved = true;
             membership[v] = best as u32;
             for slot in g.incident(v) {
                 let u = slot.other();
@@ -701,7 +718,7 @@ fn fast_move_nodes<S: Slot>(
             }
         }
     }
-    reindex(membership)
+    (reindex(membership), moved)
 }
 
 /// The nodes of each label `0..k` in node order: label `c`'s are
