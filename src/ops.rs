@@ -12,7 +12,7 @@ pub use crate::backend::cpu::Real;
 use crate::backend::cpu::{normalize_rows, row_totals};
 use crate::backend::{Backend, Moments, ScaleSpec, Transform};
 use crate::cart::genesets::GeneSet;
-use crate::cart::score::{ScorePlan, Scorer};
+use crate::cart::score::{ControlDraw, ScorePlan, Scorer};
 use crate::error::{Error, Result};
 use crate::io::{AnnData, Column, CountSource, Frame, UnsValue};
 use crate::matrix::CsrMatrix;
@@ -504,14 +504,16 @@ pub fn umap(
     umap_on(backend, conn, data, params)
 }
 
-/// scanpy's `score_genes(gene_list, ctrl_size)` with its defaults (25 expression bins,
-/// `random_state=0`, all genes as the pool) on log-normalised `x`. Genes of the list that are
-/// not in `var_names` are skipped, as scanpy does; none present is an error.
+/// scanpy's `score_genes(gene_list, ctrl_size, gene_pool, n_bins, random_state)` on
+/// log-normalised `x` (`draw.pool` holds no indices here: `gene_pool` names them). Genes of
+/// the list (and of the pool) that are not in `var_names` are skipped, as scanpy does; none
+/// present is an error.
 pub fn score_genes(
     x: &CsrMatrix,
     var_names: &[String],
     gene_list: &[String],
-    ctrl_size: usize,
+    gene_pool: Option<&[String]>,
+    draw: ControlDraw,
     backend: &dyn Backend,
 ) -> Result<Vec<f64>> {
     let pos: std::collections::HashMap<&str, usize> = var_names
@@ -525,8 +527,33 @@ pub fn score_genes(
             "score_genes: no gene of gene_list is in var_names".into(),
         ));
     }
+    let pool = match gene_pool {
+        None => None,
+        Some(names) => {
+            // pandas' Index.intersection: the pool's order, each gene once.
+            let mut seen = vec![false; var_names.len()];
+            let pool: Vec<usize> = names
+                .iter()
+                .filter_map(|n| pos.get(n.as_str()).copied())
+                .filter(|&j| !std::mem::replace(&mut seen[j], true))
+                .collect();
+            if pool.is_empty() {
+                return Err(Error::Usage(
+                    "score_genes: no gene of gene_pool is in var_names".into(),
+                ));
+            }
+            // scanpy looks the listed genes up among the pool's bins (a KeyError there).
+            if let Some(&j) = genes.iter().find(|&&j| !seen[j]) {
+                return Err(Error::Usage(format!(
+                    "score_genes: gene_list's {:?} is not in gene_pool",
+                    var_names[j]
+                )));
+            }
+            Some(pool)
+        }
+    };
     let (means, _) = mean_std(x, backend);
-    let plan = ScorePlan::with_ctrl_size(&means, genes, ctrl_size);
+    let plan = ScorePlan::drawn(&means, genes, &ControlDraw { pool, ..draw });
     let mut scorer = Scorer::new(vec![plan], x.n_cols);
     scorer.push(x);
     Ok(scorer.finish().remove(0))

@@ -123,23 +123,28 @@ def score_genes(
     gene_pool: Sequence[str] | None = None,
     n_bins: int = 25,
     score_name: str = "score",
-    random_state: int = 0,
+    random_state: int | None = 0,
     copy: bool = False,
     use_raw: bool | None = None,
     backend: str = "auto",
 ) -> AnnData | None:
     """A gene set's score per cell (mean of the set minus the mean of expression-matched
-    control genes), as ``scanpy.tl.score_genes``: the same control genes for the same data
-    and ``random_state=0``, in ``obs[score_name]``.
+    control genes), as ``scanpy.tl.score_genes``: the same control genes as scanpy for the
+    same data, ``gene_pool``, ``n_bins`` and ``random_state`` (numpy's legacy seed), in
+    ``obs[score_name]``.
 
-    ``gene_pool``, ``n_bins`` other than 25 and ``random_state`` other than 0 are not
-    implemented.
+    ``random_state=None`` (scanpy then draws from numpy's global state) is not implemented.
     """
     check_backend(backend)
-    if gene_pool is not None or n_bins != 25 or random_state != 0:
-        raise NotImplementedError("score_genes supports gene_pool=None, n_bins=25, random_state=0")
+    if random_state is None:
+        raise NotImplementedError("score_genes(random_state=None) is not implemented: give a seed")
+    if not 0 <= int(random_state) < 2**32:
+        raise ValueError("random_state must be between 0 and 2**32 - 1")
+    if n_bins < 2:
+        raise ValueError("n_bins must be at least 2")
     if isinstance(gene_list, str):
         gene_list = [gene_list]
+    pool = None if gene_pool is None else [str(g) for g in ([gene_pool] if isinstance(gene_pool, str) else gene_pool)]
     if copy:
         adata = adata.copy()
     actual(adata)
@@ -147,7 +152,7 @@ def score_genes(
     x = matrix(adata, use_raw=use_raw)
     names = adata.raw.var_names if use_raw else adata.var_names
     s = _core.score_genes(csr_parts(x), [str(v) for v in names], [str(g) for g in gene_list],
-                          int(ctrl_size), backend)
+                          int(ctrl_size), pool, int(n_bins), int(random_state), backend)
     adata.obs[score_name] = s
     return adata if copy else None
 

@@ -846,6 +846,7 @@ fn umap<'py>(
 
 /// score_genes: one score per cell.
 #[pyfunction]
+#[pyo3(signature = (x, var_names, gene_list, ctrl_size, gene_pool, n_bins, random_state, backend_name))]
 #[allow(clippy::too_many_arguments)]
 fn score_genes<'py>(
     py: Python<'py>,
@@ -853,12 +854,21 @@ fn score_genes<'py>(
     var_names: Vec<String>,
     gene_list: Vec<String>,
     ctrl_size: usize,
+    gene_pool: Option<Vec<String>>,
+    n_bins: usize,
+    random_state: u32,
     backend_name: &str,
 ) -> PyResult<Bound<'py, PyAny>> {
     let x = x.matrix()?;
     let b = backend(backend_name)?;
+    let draw = cartscope::cart::score::ControlDraw {
+        ctrl_size,
+        n_bins,
+        random_state,
+        pool: None,
+    };
     let s = interruptible(py, move || {
-        cartscope::ops::score_genes(&x, &var_names, &gene_list, ctrl_size, b)
+        cartscope::ops::score_genes(&x, &var_names, &gene_list, gene_pool.as_deref(), draw, b)
     })?
     .map_err(py_err)?;
     Ok(s.into_pyarray(py).into_any())

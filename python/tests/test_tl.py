@@ -161,6 +161,28 @@ def test_score_genes(sample_steps, name, ctrl_size):
     assert e <= SCORE_ABS, e
 
 
+@pytest.mark.parametrize("random_state,n_bins,pool", [(7, 25, False), (123456789, 10, False), (3, 25, True)])
+def test_score_genes_draw_arguments(sample_steps, random_state, n_bins, pool):
+    """random_state (numpy's legacy seed), n_bins and a gene_pool (a shuffled half of the
+    genes plus the listed ones and names absent from the data): scanpy's control genes."""
+    a = sample_steps["lognorm"].copy()
+    b = a.copy()
+    genes = [g for g in GENE_SETS["exhaustion"] if g in a.var_names]
+    kw = dict(ctrl_size=20, n_bins=n_bins, random_state=random_state, score_name="s")
+    if pool:
+        rng = np.random.default_rng(1)
+        names = list(rng.permutation(a.var_names.to_numpy())[: a.n_vars // 2])
+        kw["gene_pool"] = names + [g for g in genes if g not in names] + ["NOT_A_GENE"]
+    sc.tl.score_genes(a, genes, **kw)
+    cs.tl.score_genes(b, genes, **kw)
+    e = max_abs(a.obs["s"], b.obs["s"])
+    measured(f"score_genes seed={random_state} n_bins={n_bins} pool={pool} abs", e)
+    assert e <= SCORE_ABS, e
+    c = sample_steps["lognorm"].copy()
+    sc.tl.score_genes(c, genes, score_name="s")
+    assert max_abs(c.obs["s"], b.obs["s"]) > 1e-4, "the arguments change the control genes"
+
+
 def test_score_genes_cell_cycle_lists(sample_steps):
     """The cell-cycle lists as the CLI scores them: ctrl_size = 43, genes missing from the data
     dropped (the sample carries only 4 of them)."""

@@ -21,16 +21,25 @@ pub(crate) const N_BINS: usize = 25;
 /// scanpy's default seed.
 pub(crate) const RANDOM_STATE: u32 = 0;
 
-/// The control genes scanpy draws for `list` (indices into the genes whose means are `means`),
-/// sorted ascending.
+/// The control genes scanpy draws for `list` (indices into the genes whose means are `means`)
+/// from `pool` (candidate genes in scanpy's order; None: every gene in gene order), sorted
+/// ascending.
 pub(crate) fn control_genes(
     means: &[f64],
     list: &[usize],
+    pool: Option<&[usize]>,
     ctrl_size: usize,
     n_bins: usize,
     rng: &mut NumpyRandomState,
 ) -> Vec<usize> {
-    let pool: Vec<usize> = (0..means.len()).filter(|&j| means[j].is_finite()).collect();
+    let pool: Vec<usize> = match pool {
+        Some(p) => p
+            .iter()
+            .copied()
+            .filter(|&j| means[j].is_finite())
+            .collect(),
+        None => (0..means.len()).filter(|&j| means[j].is_finite()).collect(),
+    };
     let n_items = (pool.len() as f64 / n_bins.saturating_sub(1).max(1) as f64).round_ties_even();
     // rank_min: 1 + the number of pool genes with a strictly smaller mean.
     let mut sorted: Vec<f64> = pool.iter().map(|&j| means[j]).collect();
@@ -93,9 +102,44 @@ impl ScorePlan {
     /// passes the length of the shorter list); the generator is seeded afresh, as each
     /// `score_genes` call does.
     pub fn with_ctrl_size(means: &[f64], genes: Vec<usize>, ctrl_size: usize) -> Self {
-        let mut rng = NumpyRandomState::seed(RANDOM_STATE);
-        let control = control_genes(means, &genes, ctrl_size, N_BINS, &mut rng);
+        let draw = ControlDraw {
+            ctrl_size,
+            ..ControlDraw::default()
+        };
+        Self::drawn(means, genes, &draw)
+    }
+
+    /// scanpy's plan with all of `score_genes`' control-gene arguments.
+    pub fn drawn(means: &[f64], genes: Vec<usize>, draw: &ControlDraw) -> Self {
+        let mut rng = NumpyRandomState::seed(draw.random_state);
+        let pool = draw.pool.as_deref();
+        let control = control_genes(means, &genes, pool, draw.ctrl_size, draw.n_bins, &mut rng);
         ScorePlan { genes, control }
+    }
+}
+
+/// How `score_genes` draws its control genes: scanpy's `ctrl_size`, `n_bins`, `random_state`
+/// (`np.random.seed`) and `gene_pool`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ControlDraw {
+    /// Control genes drawn per expression bin.
+    pub ctrl_size: usize,
+    /// Expression bins.
+    pub n_bins: usize,
+    /// Seed of numpy's legacy generator.
+    pub random_state: u32,
+    /// Candidate control genes (indices, in the order scanpy sees them); None: all genes.
+    pub pool: Option<Vec<usize>>,
+}
+
+impl Default for ControlDraw {
+    fn default() -> Self {
+        ControlDraw {
+            ctrl_size: CTRL_SIZE,
+            n_bins: N_BINS,
+            random_state: RANDOM_STATE,
+            pool: None,
+        }
     }
 }
 
@@ -181,13 +225,13 @@ mod tests {
         // Gene 10 has rank 11 -> bin 2 = ranks 8..11 = genes 7..10; fewer than ctrl_size, so
         // all of them, minus the listed gene.
         assert_eq!(
-            control_genes(&means, &[10], 50, 25, &mut rng),
+            control_genes(&means, &[10], None, 50, 25, &mut rng),
             vec![7, 8, 9]
         );
         // A bin larger than ctrl_size draws permutation(len)[:ctrl_size] in bin order.
         let flat = vec![1.0; 30];
         let mut rng = NumpyRandomState::seed(0);
-        let got = control_genes(&flat, &[0], 4, 25, &mut rng);
+        let got = control_genes(&flat, &[0], None, 4, 25, &mut rng);
         let mut rng = NumpyRandomState::seed(0);
         let mut want: Vec<usize> = rng.permutation(30)[..4]
             .iter()
