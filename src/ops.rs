@@ -22,7 +22,7 @@ use crate::pipeline::markers::Grouping;
 use crate::pipeline::{Job, KnnMethod, RunOptions, RunSummary, hvg, neighbors};
 use crate::pp::hvg::{HvgFlavor, HvgPick};
 use crate::tl::leiden::{Clustering, LeidenParams, leiden as leiden_on};
-use crate::tl::markers::MarkerMethod;
+use crate::tl::markers::{Correction, MarkerMethod};
 use crate::tl::pca::{Pca, PcaSolver, fit_from_gram_with, pca_by_gram};
 use crate::tl::umap::{Umap, UmapParams, umap_on};
 
@@ -560,7 +560,7 @@ pub fn score_genes(
 }
 
 /// What [`rank_genes_groups`] compares: scanpy's `groupby`, `groups`, `reference`, `method`,
-/// `n_genes` and `tie_correct`.
+/// `n_genes`, `tie_correct`, `corr_method` and `rankby_abs`.
 #[derive(Debug, Clone)]
 pub struct RankQuery {
     /// The obs column (`params["groupby"]`).
@@ -579,6 +579,10 @@ pub struct RankQuery {
     pub n_genes: Option<usize>,
     /// Tie correction of the Wilcoxon test.
     pub tie_correct: bool,
+    /// The p-values' correction.
+    pub correction: Correction,
+    /// Rank by the absolute score.
+    pub rankby_abs: bool,
 }
 
 /// The result of [`rank_genes_groups`].
@@ -620,6 +624,8 @@ pub fn rank_genes_groups(
         markers_method: q.method,
         markers_n_genes: q.n_genes.unwrap_or(g).min(g),
         markers_tie_correct: q.tie_correct,
+        markers_corr_method: q.correction,
+        markers_rankby_abs: q.rankby_abs,
         ..RunOptions::default()
     };
     let grouping = Grouping {

@@ -177,20 +177,19 @@ def rank_genes_groups(
 ) -> AnnData | None:
     """Marker genes of each group against the rest or a reference group, as
     ``scanpy.tl.rank_genes_groups``: methods ``t-test`` (default), ``t-test_overestim_var``
-    and ``wilcoxon`` (with ``tie_correct``), Benjamini-Hochberg; ``groups`` (a subset, in its
+    and ``wilcoxon`` (with ``tie_correct``); ``groups`` (a subset, in its
     order), ``reference``, ``pts`` (``uns[key_added]["pts"]`` and, against the rest,
     ``["pts_rest"]``); ``uns[key_added]`` in scanpy's layout, so ``sc.get.rank_genes_groups_df``
-    and ``sc.pl.rank_genes_groups`` read it.
+    and ``sc.pl.rank_genes_groups`` read it; ``corr_method`` ``benjamini-hochberg`` or
+    ``bonferroni``; ``rankby_abs`` ranks by the absolute score.
 
     With ``groups="all"``, groups of fewer than two cells are left out (scanpy raises);
     named in ``groups`` or as ``reference``, they raise ``ValueError`` as in scanpy.
-    ``logreg``, ``rankby_abs`` and other corrections are not implemented.
+    ``logreg`` is not implemented.
     """
     check_backend(backend)
-    if corr_method != "benjamini-hochberg":
-        raise NotImplementedError("rank_genes_groups: only corr_method='benjamini-hochberg' is implemented")
-    if rankby_abs:
-        raise NotImplementedError("rank_genes_groups: rankby_abs is not implemented")
+    if corr_method not in ("benjamini-hochberg", "bonferroni"):
+        raise ValueError(f"corr_method must be 'benjamini-hochberg' or 'bonferroni', not {corr_method!r}")
     if isinstance(groups, str) and groups != "all":
         raise ValueError("rank_genes_groups: groups is 'all' or a sequence of groups")
     method = "t-test" if method is None else method
@@ -210,7 +209,7 @@ def rank_genes_groups(
     ref = None if reference == "rest" else str(reference)
     out, order, fractions, rest = _core.rank_genes_groups(
         csr_parts(x), [str(v) for v in names], groupby, codes, labels, chosen, ref, method, n_genes,
-        bool(tie_correct), backend)
+        bool(tie_correct), corr_method, bool(rankby_abs), backend)
     r = uns(out)
     r["params"]["use_raw"] = bool(use_raw)
     if layer is not None:

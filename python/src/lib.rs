@@ -877,7 +877,7 @@ fn score_genes<'py>(
 /// rank_genes_groups: `(uns["rank_genes_groups"] as nested Python values, groups_order,
 /// [pts per group], [pts_rest per group] or None)`.
 #[pyfunction]
-#[pyo3(signature = (x, var_names, groupby, codes, labels, groups, reference, method, n_genes, tie_correct, backend_name))]
+#[pyo3(signature = (x, var_names, groupby, codes, labels, groups, reference, method, n_genes, tie_correct, corr_method, rankby_abs, backend_name))]
 #[allow(clippy::too_many_arguments)]
 fn rank_genes_groups<'py>(
     py: Python<'py>,
@@ -891,6 +891,8 @@ fn rank_genes_groups<'py>(
     method: &str,
     n_genes: Option<usize>,
     tie_correct: bool,
+    corr_method: &str,
+    rankby_abs: bool,
     backend_name: &str,
 ) -> PyResult<Bound<'py, PyTuple>> {
     let x = x.matrix()?;
@@ -909,6 +911,8 @@ fn rank_genes_groups<'py>(
         method: parse("method", method)?,
         n_genes,
         tie_correct,
+        correction: parse("corr_method", corr_method)?,
+        rankby_abs,
     };
     let b = backend(backend_name)?;
     let r = interruptible(py, move || {

@@ -272,7 +272,7 @@ def same_partition(a, b) -> bool:
     return bool(((t.to_numpy() > 0).sum(axis=0) == 1).all() and ((t.to_numpy() > 0).sum(axis=1) == 1).all())
 
 
-def compare_rank_genes_groups(ra: dict, rb: dict) -> dict:
+def compare_rank_genes_groups(ra: dict, rb: dict, key=lambda s: s) -> dict:
     """Compares two ``uns["rank_genes_groups"]`` (scanpy's ``ra``, cartscope's ``rb``).
 
     Per group: the scores must be the same float32 values position by position (both are
@@ -282,7 +282,9 @@ def compare_rank_genes_groups(ra: dict, rb: dict) -> dict:
     hold different genes. Fold changes and p-values are compared gene by gene.
 
     Returns the worst differences: max relative error of scores, logfoldchanges, pvals,
-    pvals_adj (relative with a 1e-300 floor), and the number of permuted positions.
+    pvals_adj (relative with a 1e-300 floor), and the number of permuted positions. ``key``
+    is what the genes are sorted by (``np.abs`` for ``rankby_abs``); the signed scores are then
+    also compared gene by gene.
     """
     groups = ra["names"].dtype.names
     assert rb["names"].dtype.names == groups, (rb["names"].dtype.names, groups)
@@ -291,7 +293,8 @@ def compare_rank_genes_groups(ra: dict, rb: dict) -> dict:
     out = {"scores": 0.0, "logfoldchanges": 0.0, "pvals": 0.0, "pvals_adj": 0.0, "permuted": 0, "compared": 0}
     for g in groups:
         na, nb = np.asarray(ra["names"][g]).astype(str), np.asarray(rb["names"][g]).astype(str)
-        sa, sb = np.asarray(ra["scores"][g]), np.asarray(rb["scores"][g])
+        signed_a, signed_b = np.asarray(ra["scores"][g]), np.asarray(rb["scores"][g])
+        sa, sb = key(signed_a), key(signed_b)
         assert len(na) == len(nb), (g, len(na), len(nb))
         out["scores"] = max(out["scores"], max_rel(sa, sb))
         # runs of equal scanpy scores
@@ -314,6 +317,7 @@ def compare_rank_genes_groups(ra: dict, rb: dict) -> dict:
         ia = np.array([p for p, _ in common])
         ib = np.array([q for _, q in common])
         out["compared"] += len(common)
+        out["scores"] = max(out["scores"], max_rel(signed_a[ia], signed_b[ib]))
         for k in ("logfoldchanges", "pvals", "pvals_adj"):
             x = np.asarray(ra[k][g])[ia]
             y = np.asarray(rb[k][g])[ib]

@@ -288,8 +288,6 @@ NOT_IMPLEMENTED = {
     "umap init_pos": lambda a: cs.tl.umap(a, init_pos="random"),
     "umap a b": lambda a: cs.tl.umap(a, a=1.0, b=1.0),
     "score_genes random_state None": lambda a: cs.tl.score_genes(a, ["CD4"], random_state=None),
-    "rank rankby_abs": lambda a: cs.tl.rank_genes_groups(a, "grp", rankby_abs=True),
-    "rank corr_method": lambda a: cs.tl.rank_genes_groups(a, "grp", corr_method="bonferroni"),
 }
 
 

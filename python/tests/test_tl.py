@@ -356,7 +356,26 @@ def test_rank_genes_groups_groups_against_rest_with_pts(sample_steps):
                                       check_exact=True)
 
 
-@pytest.mark.parametrize("kw", [{"reference": "nope"}, {"groups": ["nope"]}, {"groups": "one"}])
+@pytest.mark.parametrize("method", ["t-test", "wilcoxon"])
+def test_rank_genes_groups_bonferroni_rankby_abs(sample_steps, method):
+    """corr_method="bonferroni" and rankby_abs (genes ordered by |score|, scores signed)."""
+    a = sample_steps["lognorm"].copy()
+    a.obs["grp"] = a.obs["truth_cell_type"].astype("category")
+    b = a.copy()
+    kw = dict(method=method, corr_method="bonferroni", rankby_abs=True, n_genes=60)
+    sc.tl.rank_genes_groups(a, "grp", **kw)
+    cs.tl.rank_genes_groups(b, "grp", **kw)
+    ra, rb = a.uns["rank_genes_groups"], b.uns["rank_genes_groups"]
+    r = compare_rank_genes_groups(ra, rb, key=np.abs)
+    measured(f"rank_genes_groups bonferroni rankby_abs {method}", r)
+    assert r["scores"] <= RANK_SCORES_REL and r["logfoldchanges"] <= RANK_LFC_REL, r
+    assert r["pvals_adj"] <= RANK_P_REL[method], r
+    assert rb["params"]["corr_method"] == ra["params"]["corr_method"] == "bonferroni"
+    assert any((np.asarray(rb["scores"][g]) < 0).any() for g in rb["scores"].dtype.names)
+
+
+@pytest.mark.parametrize("kw", [{"reference": "nope"}, {"groups": ["nope"]}, {"groups": "one"},
+                                {"corr_method": "holm"}])
 def test_rank_genes_groups_bad_groups(sample_steps, kw):
     a = sample_steps["lognorm"].copy()
     a.obs["grp"] = a.obs["truth_cell_type"].astype("category")

@@ -195,7 +195,10 @@ pub(crate) fn uns_markers(
                             UnsValue::Str(m.params.method.scanpy_name().into()),
                         ),
                         ("use_raw", UnsValue::Bool(false)),
-                        ("corr_method", UnsValue::Str("benjamini-hochberg".into())),
+                        (
+                            "corr_method",
+                            UnsValue::Str(m.params.correction.scanpy_name().into()),
+                        ),
                     ]),
                 ),
                 ("names", names),

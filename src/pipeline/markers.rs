@@ -195,6 +195,8 @@ pub(crate) fn rank(
         method: opts.markers_method,
         n_genes: opts.markers_n_genes,
         tie_correct: opts.markers_tie_correct,
+        correction: opts.markers_corr_method,
+        rankby_abs: opts.markers_rankby_abs,
     };
     let n_genes = f.n_after.1;
     let mut stats: Vec<GroupStats> = groupings

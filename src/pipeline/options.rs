@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 use crate::backend::BackendChoice;
 use crate::error::{Error, Result};
 use crate::pp::hvg::{HvgCutoffs, HvgFlavor, HvgPick};
-use crate::tl::markers::MarkerMethod;
+use crate::tl::markers::{Correction, MarkerMethod};
 use crate::tl::pca::PcaSolver;
 
 /// How neighbours are searched.
@@ -97,6 +97,10 @@ pub struct RunOptions {
     pub markers_n_genes: usize,
     /// rank_genes_groups(tie_correct), for the Wilcoxon test.
     pub markers_tie_correct: bool,
+    /// rank_genes_groups(corr_method).
+    pub markers_corr_method: Correction,
+    /// rank_genes_groups(rankby_abs): genes ranked by the absolute score.
+    pub markers_rankby_abs: bool,
     /// Clonotypes of the cells' T-cell receptors when the run has VDJ contigs (scirpy's
     /// definition and defaults).
     pub vdj: crate::vdj::VdjOptions,
@@ -134,6 +138,8 @@ impl Default for RunOptions {
             markers_method: MarkerMethod::TTest,
             markers_n_genes: 100,
             markers_tie_correct: false,
+            markers_corr_method: Correction::BenjaminiHochberg,
+            markers_rankby_abs: false,
             vdj: crate::vdj::VdjOptions::default(),
         }
     }

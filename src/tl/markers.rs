@@ -67,6 +67,51 @@ impl MarkerMethod {
     }
 }
 
+/// The correction of the p-values for the number of genes tested.
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Default,
+    clap::ValueEnum,
+    serde::Serialize,
+    serde::Deserialize,
+)]
+pub enum Correction {
+    /// Benjamini-Hochberg false discovery rate (scanpy's default).
+    #[default]
+    #[value(name = "benjamini-hochberg")]
+    #[serde(rename = "benjamini-hochberg")]
+    BenjaminiHochberg,
+    /// Bonferroni: `min(p * genes, 1)`.
+    #[value(name = "bonferroni")]
+    #[serde(rename = "bonferroni")]
+    Bonferroni,
+}
+
+impl Correction {
+    /// scanpy's name of the correction (`params["corr_method"]`).
+    pub fn scanpy_name(self) -> &'static str {
+        match self {
+            Correction::BenjaminiHochberg => "benjamini-hochberg",
+            Correction::Bonferroni => "bonferroni",
+        }
+    }
+
+    /// The adjusted p-values of one group's genes.
+    fn adjust(self, pvals: &[f64]) -> Vec<f64> {
+        match self {
+            Correction::BenjaminiHochberg => benjamini_hochberg(pvals),
+            Correction::Bonferroni => {
+                let n = pvals.len() as f64;
+                pvals.iter().map(|p| (p * n).min(1.0)).collect()
+            }
+        }
+    }
+}
+
 /// The parameters of [`rank_genes_groups`].
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct MarkerParams {
@@ -76,6 +121,10 @@ pub struct MarkerParams {
     pub n_genes: usize,
     /// Tie correction of the Wilcoxon test (scanpy's `tie_correct`).
     pub tie_correct: bool,
+    /// scanpy's `corr_method`.
+    pub correction: Correction,
+    /// Rank by the absolute score (scanpy's `rankby_abs`); the scores keep their sign.
+    pub rankby_abs: bool,
 }
 
 impl Default for MarkerParams {
@@ -84,6 +133,8 @@ impl Default for MarkerParams {
             method: MarkerMethod::TTest,
             n_genes: 100,
             tie_correct: false,
+            correction: Correction::BenjaminiHochberg,
+            rankby_abs: false,
         }
     }
 }
@@ -500,11 +551,18 @@ pub fn rank_genes_groups(
                 };
                 lfc[j] = ((libm::expm1(m1) + 1e-9) / (libm::expm1(m2) + 1e-9)).log2();
             }
-            let adjusted = benjamini_hochberg(&pvals);
+            let adjusted = params.correction.adjust(&pvals);
             let mut order: Vec<usize> = (0..n_genes).collect();
             // Highest score first; equal scores: the later gene first (numpy's argsort
             // reversed).
-            order.sort_by(|&a, &b| scores[b].total_cmp(&scores[a]).then(b.cmp(&a)));
+            let key = |j: usize| {
+                if params.rankby_abs {
+                    scores[j].abs()
+                } else {
+                    scores[j]
+                }
+            };
+            order.sort_by(|&a, &b| key(b).total_cmp(&key(a)).then(b.cmp(&a)));
             order.truncate(params.n_genes.min(n_genes));
             let pct = |nnz: u64, cells: usize| {
                 if cells == 0 {
@@ -587,6 +645,29 @@ mod tests {
     }
 
     #[test]
+    fn bonferroni_and_absolute_ranking() {
+        let (x, codes) = fixture();
+        let params = MarkerParams {
+            n_genes: 4,
+            correction: Correction::Bonferroni,
+            rankby_abs: true,
+            ..MarkerParams::default()
+        };
+        for g in ranked(&x, &codes, 2, &params, None) {
+            for (p, q) in g.pvals.iter().zip(&g.pvals_adj) {
+                assert_eq!(*q, (p * 4.0).min(1.0));
+            }
+            let a: Vec<f32> = g.scores.iter().map(|s| s.abs()).collect();
+            assert!(a.windows(2).all(|w| w[0] >= w[1]), "{:?}", g.scores);
+            assert!(
+                g.scores.iter().any(|&s| s < 0.0),
+                "signs kept: {:?}",
+                g.scores
+            );
+        }
+    }
+
+    #[test]
     fn a_reference_group_equals_the_rest_of_a_matrix_of_the_two_groups_only() {
         // Three groups and a cell of none; group 0 against group 2 must equal group 0 against
         // the rest of the matrix that holds only groups 0 and 2 (negative values and ties
@@ -622,6 +703,7 @@ mod tests {
                 method,
                 n_genes: 4,
                 tie_correct,
+                ..MarkerParams::default()
             };
             let by_ref = ranked(&x, &codes, 3, &params, Some(2));
             let by_rest = ranked(&sub, &sub_codes, 2, &params, None);
@@ -655,6 +737,7 @@ mod tests {
             method,
             n_genes: 4,
             tie_correct,
+            ..MarkerParams::default()
         };
         rank_genes_groups(
             &stats,
