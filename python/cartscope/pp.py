@@ -278,14 +278,20 @@ def normalize_total(
     ``exclude_highly_expressed``, the totals leave out every gene that holds more than
     ``max_fraction`` of some cell's total.
 
-    ``inplace=False`` is not implemented (use ``copy=True``). The scaling runs on the CPU
-    whatever ``backend`` says: it is one pass over memory.
+    ``inplace=False`` leaves ``adata`` as it is and returns scanpy's dict: the normalised
+    values ``"X"`` and the factors ``"norm_factor"``. The scaling runs on the CPU whatever
+    ``backend`` says: it is one pass over memory.
     """
     check_backend(backend)
-    if not inplace:
-        raise NotImplementedError("normalize_total(inplace=False) is not implemented; use copy=True")
     if exclude_highly_expressed and not 0 <= max_fraction <= 1:
         raise ValueError("Choose max_fraction between 0 and 1.")
+    if not inplace:
+        if layer is None and adata.isbacked:
+            raise ValueError("X is backed on disk: load it first (adata = adata.to_memory())")
+        work = AnnData(X=matrix(adata, layer).copy())
+        normalize_total(work, target_sum=target_sum, exclude_highly_expressed=exclude_highly_expressed,
+                        max_fraction=max_fraction, key_added="norm_factor", backend=backend)
+        return {"X": work.X, "norm_factor": work.obs["norm_factor"].to_numpy()}
     if copy:
         adata = adata.copy()
     actual(adata)
@@ -298,9 +304,8 @@ def normalize_total(
                        float(max_fraction) if exclude_highly_expressed else None)
     finish()
     if key_added is not None:
-        # scanpy stores the normalisation factor: the count total over the target (1 / target
-        # for a cell without counts).
-        counts[counts == 0] = 1
+        # scanpy stores the normalisation factor: the count total over the target (0 for a
+        # cell without counts, which its division leaves as it is).
         adata.obs[key_added] = counts / data.dtype.type(target)
     return adata if copy else None
 

@@ -332,7 +332,8 @@ def test_normalize_exclude_highly_expressed(sample_steps, layout, dtype, max_fra
 
 def test_normalize_median_with_empty_cells():
     """Without target_sum, scanpy 1.11 takes the median over all totals for sparse data
-    (zeros included) and over the non-zero totals for dense arrays."""
+    (zeros included) and over the non-zero totals for dense arrays; an empty cell's
+    norm_factor is 0."""
     rng = np.random.default_rng(0)
     x = rng.poisson(0.5, (7, 20)).astype(np.float32)
     x[[1, 4, 5]] = 0
@@ -341,9 +342,30 @@ def test_normalize_median_with_empty_cells():
         b = a.copy()
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            sc.pp.normalize_total(a)
-            cs.pp.normalize_total(b)
+            sc.pp.normalize_total(a, key_added="nf")
+            cs.pp.normalize_total(b, key_added="nf")
         assert max_abs(a.X, b.X) == 0, layout
+        np.testing.assert_array_equal(b.obs["nf"].to_numpy(), a.obs["nf"].to_numpy())
+        assert (b.obs["nf"].to_numpy()[[1, 4, 5]] == 0).all()
+
+
+@pytest.mark.parametrize("layout", ["csr", "csc", "dense"])
+def test_normalize_not_inplace(sample_steps, layout):
+    """inplace=False: scanpy's dict of the normalised values and the factors; the AnnData is
+    left as it was."""
+    a = _as(sample_steps["filtered"].copy(), "dense" if layout == "dense" else "csr", np.float32)
+    if layout == "csc":
+        a.X = a.X.tocsc()
+    before = a.X.copy()
+    kw = dict(inplace=False, exclude_highly_expressed=True)
+    d1 = sc.pp.normalize_total(a.copy(), **kw)
+    d2 = cs.pp.normalize_total(a, **kw)
+    assert set(d2) == set(d1) == {"X", "norm_factor"}
+    assert type(d2["X"]) is type(d1["X"]) and d2["X"].dtype == d1["X"].dtype
+    assert max_abs(d1["X"], d2["X"]) == 0
+    np.testing.assert_array_equal(d2["norm_factor"], d1["norm_factor"])
+    assert d2["norm_factor"].dtype == d1["norm_factor"].dtype
+    assert max_abs(a.X, before) == 0 and "norm_factor" not in a.obs
 
 
 def test_normalize_log1p_view(sample_steps):
