@@ -92,12 +92,13 @@ def umap(
 
     Deterministic for a seed and thread count, but not umap-learn's random stream: the layout
     matches scanpy's in quality (neighbourhood preservation), not coordinate by coordinate.
-    ``a``/``b`` other than the fit of ``min_dist`` and ``spread``, and ``init_pos`` other than
-    ``"spectral"``, are not implemented.
+    ``a`` and ``b``, when both are given, replace the curve fitted from ``min_dist`` and
+    ``spread``, as in scanpy. ``init_pos`` other than ``"spectral"`` is not implemented.
     """
     check_backend(backend)
-    if init_pos != "spectral" or a is not None or b is not None:
-        raise NotImplementedError("umap supports init_pos='spectral' with a, b fitted from min_dist and spread")
+    if init_pos != "spectral":
+        raise NotImplementedError("umap supports init_pos='spectral'")
+    ab = None if a is None or b is None else (float(a), float(b))
     if copy:
         adata = adata.copy()
     actual(adata)
@@ -106,7 +107,7 @@ def umap(
     init = None if init is None else np.ascontiguousarray(init, dtype=np.float32)
     emb, fa, fb = _core.umap(
         g, init, float(min_dist), float(spread), maxiter, int(negative_sample_rate),
-        float(alpha), float(gamma), int(n_components), int(random_state), backend,
+        float(alpha), float(gamma), int(n_components), int(random_state), ab, backend,
     )
     adata.obsm["X_umap"] = emb
     adata.uns["umap"] = {"params": {"a": fa, "b": fb}}

@@ -811,6 +811,7 @@ fn umap<'py>(
     gamma: f64,
     n_components: usize,
     seed: u64,
+    ab: Option<(f64, f64)>,
     backend_name: &str,
 ) -> PyResult<Bound<'py, PyTuple>> {
     let conn = g.square()?;
@@ -827,6 +828,7 @@ fn umap<'py>(
         repulsion_strength: gamma,
         n_components,
         seed,
+        ab,
     };
     let b = backend(backend_name)?;
     let u = interruptible(py, move || {

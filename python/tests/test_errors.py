@@ -285,7 +285,6 @@ NOT_IMPLEMENTED = {
     "leiden flavor leidenalg": lambda a: cs.tl.leiden(a, flavor="leidenalg"),
     "leiden directed": lambda a: cs.tl.leiden(a, directed=True),
     "umap init_pos": lambda a: cs.tl.umap(a, init_pos="random"),
-    "umap a b": lambda a: cs.tl.umap(a, a=1.0, b=1.0),
     "score_genes random_state None": lambda a: cs.tl.score_genes(a, ["CD4"], random_state=None),
 }
 

@@ -31,6 +31,7 @@ UMAP_TRUST_DIFF = 0.001
 UMAP_SCANPY_SEEDS = range(4)
 UMAP_PRES_DIFF = 0.003  # kNN(15) preservation: measured 8.4e-4
 UMAP_AB_REL = 1e-6  # a, b fitted from min_dist/spread: measured 3.7e-7
+UMAP_AB_TRUST_MEAN_DIFF = 0.002  # a=1.2, b=0.7, means over seeds 0-3: measured 0.0015
 # score_genes (doc: 1e-6 with the same control genes)
 SCORE_ABS = 3e-7  # measured 2.85e-7 (sample, CSR); dense 0
 SCORE_ABS_WU = 4e-7  # measured 3.5e-7 (wu2020)
@@ -140,6 +141,29 @@ def test_umap_quality(sample_steps):
     c = sample_steps["graph"].copy()
     cs.tl.umap(c)
     np.testing.assert_array_equal(c.obsm["X_umap"], xb)
+
+
+def test_umap_given_a_b(sample_steps):
+    """a and b given: scanpy's curve replaced, the same values in uns, and layouts of the
+    same quality as scanpy's with those a and b (means over four seeds each: one seed's
+    trustworthiness varies by 0.005 for either program)."""
+    hi = sample_steps["clustered"].obsm["X_pca"]
+    quality = {"scanpy": ([], []), "cartscope": ([], [])}
+    for name, mod in (("scanpy", sc), ("cartscope", cs)):
+        for s in UMAP_SCANPY_SEEDS:
+            r = sample_steps["graph"].copy()
+            mod.tl.umap(r, a=1.2, b=0.7, random_state=s)
+            assert r.uns["umap"]["params"]["a"] == 1.2 and r.uns["umap"]["params"]["b"] == 0.7
+            quality[name][0].append(trustworthiness(hi, r.obsm["X_umap"]))
+            quality[name][1].append(knn_preservation(hi, r.obsm["X_umap"]))
+    measured("umap a=1.2 b=0.7 trustworthiness, knn15 per seed", quality)
+    (ta, pa), (tb, pb) = ([np.mean(v) for v in quality[k]] for k in ("scanpy", "cartscope"))
+    assert abs(ta - tb) <= UMAP_AB_TRUST_MEAN_DIFF and abs(pa - pb) <= UMAP_PRES_DIFF, (ta, tb, pa, pb)
+    default = sample_steps["graph"].copy()
+    cs.tl.umap(default, random_state=UMAP_SCANPY_SEEDS[-1])
+    assert max_abs(default.obsm["X_umap"], r.obsm["X_umap"]) > 0.1
+    with pytest.raises(ValueError):
+        cs.tl.umap(sample_steps["graph"].copy(), a=-1.0, b=1.0)
 
 
 # --------------------------------------------------------------------------------------

@@ -55,6 +55,8 @@ pub struct UmapParams {
     pub n_components: usize,
     /// Random seed (scanpy's `random_state`).
     pub seed: u64,
+    /// The curve's `a` and `b`; None: fitted from `min_dist` and `spread` (scanpy's default).
+    pub ab: Option<(f64, f64)>,
 }
 
 impl Default for UmapParams {
@@ -68,6 +70,7 @@ impl Default for UmapParams {
             repulsion_strength: 1.0,
             n_components: 2,
             seed: 0,
+            ab: None,
         }
     }
 }
@@ -183,7 +186,14 @@ pub fn umap_on(
             "umap n_components must be 1 to {MAX_COMPONENTS}, not {dim}"
         )));
     }
-    let (a, b) = find_ab_params(params.spread, params.min_dist);
+    let (a, b) = params
+        .ab
+        .unwrap_or_else(|| find_ab_params(params.spread, params.min_dist));
+    if !(a.is_finite() && b.is_finite() && a > 0.0 && b > 0.0) {
+        return Err(Error::Usage(format!(
+            "umap a and b must be positive, not {a} and {b}"
+        )));
+    }
     let n_epochs = params.n_epochs.unwrap_or_else(|| default_epochs(n)).max(1);
     let graph = prune(conn, n_epochs);
     let mut rng = Xoshiro256PlusPlus::seed_from_u64(splitmix(params.seed ^ 0x0A11_CE55));
