@@ -446,15 +446,30 @@ pub fn pca_sparse(
     )
 }
 
-/// scanpy's `neighbors(n_neighbors)` on the row-major `points` (`n x dim`): the kNN search
-/// the run would pick for `method` (exact, or NN-descent above the run's size threshold),
-/// umap's connectivities and the distance matrix. Returns the k used (scanpy caps it at
-/// `1 + n / 2` when it exceeds `n`), connectivities and distances.
+/// The distance `neighbors` ranks by (scanpy's `metric`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum Metric {
+    /// Euclidean distance (scanpy's default).
+    #[default]
+    Euclidean,
+    /// Cosine distance `1 - cos(u, v)`.
+    Cosine,
+}
+
+/// scanpy's `neighbors(n_neighbors, metric)` on the row-major `points` (`n x dim`): the kNN
+/// search the run would pick for `method` (exact, or NN-descent above the run's size
+/// threshold), umap's connectivities and the distance matrix. Returns the k used (scanpy caps
+/// it at `1 + n / 2` when it exceeds `n`), connectivities and distances. The cosine metric
+/// searches the rows scaled to unit length (their Euclidean order is the cosine order) and
+/// turns each distance `d` into `1 - (|u|^2 + |v|^2 - d^2) / 2` (`d^2 / 2` for unit rows; a zero
+/// row, whose cosine scikit-learn takes as 0, is at distance 1 from every other).
+#[allow(clippy::too_many_arguments)]
 pub fn neighbors(
     points: &[f32],
     dim: usize,
     n_neighbors: usize,
     method: KnnMethod,
+    metric: Metric,
     seed: u64,
     backend: &dyn Backend,
 ) -> (usize, CsrMatrix, CsrMatrix<f64>) {
@@ -464,11 +479,20 @@ pub fn neighbors(
     } else {
         n_neighbors
     };
-    let (idx, dist) = if neighbors::is_approximate(method, backend, n) {
-        backend.knn_approx(points, dim, k, seed)
+    let unit = (metric == Metric::Cosine).then(|| unit_rows(points, dim));
+    let search = unit.as_ref().map_or(points, |(u, _)| &u[..]);
+    let (idx, mut dist) = if neighbors::is_approximate(method, backend, n) {
+        backend.knn_approx(search, dim, k, seed)
     } else {
-        backend.knn_exact(points, dim, k)
+        backend.knn_exact(search, dim, k)
     };
+    if let Some((_, norm2)) = &unit {
+        for (slot, d) in dist.iter_mut().enumerate() {
+            let (i, j) = (slot / k.max(1), idx[slot] as usize);
+            let c = 1.0 - (norm2[i] + norm2[j] - *d * *d) / 2.0;
+            *d = if i == j { 0.0 } else { c.clamp(0.0, 2.0) };
+        }
+    }
     let conn = crate::tl::neighbors::connectivities(&idx, &dist, k);
     let (indptr, indices, data) = crate::tl::neighbors::distance_matrix(&idx, &dist, k);
     let distances = CsrMatrix {
@@ -479,6 +503,27 @@ pub fn neighbors(
         data,
     };
     (k, conn, distances)
+}
+
+/// Each row of `points` scaled to unit length (in f64, stored as f32; zero rows stay zero)
+/// and the squared length of each stored row.
+fn unit_rows(points: &[f32], dim: usize) -> (Vec<f32>, Vec<f64>) {
+    let mut unit = vec![0.0f32; points.len()];
+    let mut norm2 = Vec::with_capacity(points.len() / dim.max(1));
+    for (row, out) in points.chunks(dim.max(1)).zip(unit.chunks_mut(dim.max(1))) {
+        let len = row
+            .iter()
+            .map(|&v| f64::from(v) * f64::from(v))
+            .sum::<f64>()
+            .sqrt();
+        if len > 0.0 {
+            for (o, &v) in out.iter_mut().zip(row) {
+                *o = (f64::from(v) / len) as f32;
+            }
+        }
+        norm2.push(out.iter().map(|&v| f64::from(v) * f64::from(v)).sum());
+    }
+    (unit, norm2)
 }
 
 /// scanpy's `leiden(flavor="igraph")` on a symmetric weighted adjacency.
@@ -777,6 +822,35 @@ mod tests {
         normalize_total(&[0, 2], None, 2, &mut d3, o);
         log1p(&mut d3);
         assert_eq!(d3, [5.0f32.ln_1p(); 2]);
+    }
+
+    #[test]
+    fn cosine_neighbours_rank_by_angle_and_store_one_minus_cos() {
+        // (1, 0) and (10, 1) are close in angle but far apart; (0, 2) is at 90 degrees.
+        let points = [1.0f32, 0.0, 10.0, 1.0, 0.0, 2.0, 0.9, 0.5];
+        let (k, _, d) = neighbors(
+            &points,
+            2,
+            2,
+            KnnMethod::Exact,
+            Metric::Cosine,
+            0,
+            &crate::backend::CpuBackend,
+        );
+        assert_eq!(k, 2);
+        let row = |i: usize| {
+            let r = d.indptr[i] as usize..d.indptr[i + 1] as usize;
+            (d.indices[r.clone()].to_vec(), d.data[r].to_vec())
+        };
+        let (idx, dist) = row(0);
+        let cos = |a: [f64; 2], b: [f64; 2]| {
+            (a[0] * b[0] + a[1] * b[1]) / (a[0].hypot(a[1]) * b[0].hypot(b[1]))
+        };
+        assert_eq!(idx, [1], "the nearest in angle, not in space");
+        assert!((dist[0] - (1.0 - cos([1.0, 0.0], [10.0, 1.0]))).abs() < 1e-7);
+        let (idx, dist) = row(2);
+        assert_eq!(idx, [3]);
+        assert!((dist[0] - (1.0 - cos([0.0, 2.0], [0.9, 0.5]))).abs() < 1e-7);
     }
 
     #[test]

@@ -572,15 +572,16 @@ def neighbors(
     backend: str = "auto",
 ) -> AnnData | None:
     """The kNN graph with umap's connectivities, as ``scanpy.pp.neighbors`` (method ``umap``,
-    Euclidean): ``obsp["distances"]``, ``obsp["connectivities"]`` and ``uns["neighbors"]``.
+    metric ``euclidean`` or ``cosine``): ``obsp["distances"]``, ``obsp["connectivities"]`` and
+    ``uns["neighbors"]``.
 
     The search is exact up to 300,000 cells and NN-descent beyond (``knn_method="exact"`` or
     ``"approx"`` forces one); scanpy uses pynndescent above 4,096 cells, so its graph is the
     approximate one of ours.
     """
     check_backend(backend)
-    if not knn or method != "umap" or metric != "euclidean":
-        raise NotImplementedError("neighbors supports knn=True, method='umap', metric='euclidean'")
+    if not knn or method != "umap" or metric not in ("euclidean", "cosine"):
+        raise NotImplementedError("neighbors supports knn=True, method='umap', metric='euclidean' or 'cosine'")
     if copy:
         adata = adata.copy()
     actual(adata)
@@ -605,16 +606,20 @@ def neighbors(
         rep = rep[:, :n_pcs]
     check_values(rep, "representation")
     k, conn, dist = _core.neighbors(
-        np.ascontiguousarray(rep, dtype=np.float32), int(n_neighbors), knn_method, int(random_state), backend
+        np.ascontiguousarray(rep, dtype=np.float32), int(n_neighbors), knn_method, metric, int(random_state), backend
     )
     from ._anndata import csr as to_csr
 
     key = "neighbors" if key_added is None else key_added
     ckey = "connectivities" if key_added is None else f"{key_added}_connectivities"
     dkey = "distances" if key_added is None else f"{key_added}_distances"
-    adata.obsp[dkey] = to_csr(dist)
+    dist = to_csr(dist)
+    if metric == "cosine":
+        # scanpy's cosine distances come from scikit-learn in float32.
+        dist = dist.astype(np.float32)
+    adata.obsp[dkey] = dist
     adata.obsp[ckey] = to_csr(conn)
-    params = {"n_neighbors": k, "method": "umap", "random_state": random_state, "metric": "euclidean"}
+    params = {"n_neighbors": k, "method": "umap", "random_state": random_state, "metric": metric}
     if n_pcs is not None:
         params["n_pcs"] = n_pcs
     if use_rep is not None:

@@ -747,11 +747,13 @@ fn pca_sparse<'py>(
 
 /// neighbors: `(k, connectivities, distances)` as scipy CSR tuples.
 #[pyfunction]
+#[allow(clippy::too_many_arguments)]
 fn neighbors<'py>(
     py: Python<'py>,
     points: PyReadonlyArray2<'py, f32>,
     n_neighbors: usize,
     method: &str,
+    metric: &str,
     seed: u64,
     backend_name: &str,
 ) -> PyResult<Bound<'py, PyTuple>> {
@@ -759,9 +761,10 @@ fn neighbors<'py>(
     // A copy (cells x PCs, small beside X) lets Ctrl-C return at once.
     let p = points.as_slice()?.to_vec();
     let method = parse("knn method", method)?;
+    let metric = parse("metric", metric)?;
     let b = backend(backend_name)?;
     let (k, conn, dist) = interruptible(py, move || {
-        cartscope::ops::neighbors(&p, dim, n_neighbors, method, seed, b)
+        cartscope::ops::neighbors(&p, dim, n_neighbors, method, metric, seed, b)
     })?;
     PyTuple::new(
         py,
