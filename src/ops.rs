@@ -23,7 +23,7 @@ use crate::pipeline::{Job, KnnMethod, RunOptions, RunSummary, hvg, neighbors};
 use crate::pp::hvg::{HvgFlavor, HvgPick};
 use crate::tl::leiden::{Clustering, LeidenParams, leiden as leiden_on};
 use crate::tl::markers::{Correction, MarkerMethod};
-use crate::tl::pca::{Pca, PcaSolver, fit_from_gram_with, pca_by_gram};
+use crate::tl::pca::{Pca, PcaSolver, fit_gram, pca_by_gram};
 use crate::tl::umap::{Umap, UmapParams, umap_on};
 
 /// Rows per chunk of the chunked kernels (the run's default).
@@ -384,12 +384,14 @@ pub fn scale_into(
 }
 
 /// PCA of the dense row-major `x` (`n x k`) as scanpy's `pca` computes it: the Gram matrix
-/// accumulated on the backend chunk by chunk, its eigendecomposition, the projection.
+/// accumulated on the backend chunk by chunk, its eigendecomposition, the projection; without
+/// `zero_center`, scanpy's truncated SVD of the uncentred data ([`fit_gram`]).
 pub fn pca_dense(
     x: &[f32],
     k: usize,
     n_comps: usize,
     solver: PcaSolver,
+    zero_center: bool,
     backend: &dyn Backend,
 ) -> Result<(Pca, Vec<f32>)> {
     let n = x.len() / k.max(1);
@@ -402,7 +404,7 @@ pub fn pca_dense(
         let b = (a + CHUNK_ROWS).min(n);
         backend.gram_accumulate(&block(a, b), k, &mut gram, &mut colsum);
     }
-    let fit = fit_from_gram_with(&gram, &colsum, n, n_comps, solver)?;
+    let fit = fit_gram(&gram, &colsum, n, n_comps, solver, zero_center)?;
     let mut x_pca = Vec::with_capacity(n * n_comps);
     for a in (0..n).step_by(CHUNK_ROWS) {
         let b = (a + CHUNK_ROWS).min(n);
@@ -412,13 +414,14 @@ pub fn pca_dense(
     Ok((fit, x_pca))
 }
 
-/// PCA of the columns `cols` of a sparse `x`, centred implicitly (scanpy's `pca` on sparse
+/// PCA of the columns `cols` of a sparse `x`, centred implicitly or not at all (scanpy's `pca` on sparse
 /// data): the same Gram route over densified chunks.
 pub fn pca_sparse(
     x: &CsrMatrix,
     cols: &[u32],
     n_comps: usize,
     solver: PcaSolver,
+    zero_center: bool,
     backend: &dyn Backend,
 ) -> Result<(Pca, Vec<f32>)> {
     let k = cols.len();
@@ -440,6 +443,7 @@ pub fn pca_sparse(
         &spec,
         n_comps,
         solver,
+        zero_center,
         backend,
         &mut pass,
         &|_| {},

@@ -507,10 +507,10 @@ def pca(
     (scanpy's ``covariance_eigh``; ``svd_solver="randomized"`` for the randomized range finder;
     ``arpack`` maps to the exact solver, with which it agrees). Writes ``obsm["X_pca"]``
     (float32), ``varm["PCs"]`` and ``uns["pca"]``; sparse data are centred implicitly.
+    ``zero_center=False`` is scanpy's truncated SVD of the uncentred data (exact here, where
+    scanpy's default for it is scikit-learn's randomized ``TruncatedSVD``).
     """
     check_backend(backend)
-    if not zero_center:
-        raise NotImplementedError("pca(zero_center=False) is not implemented")
     solver = {None: "covariance_eigh", "arpack": "covariance_eigh", "covariance_eigh": "covariance_eigh",
               "auto": "covariance_eigh", "randomized": "randomized"}.get(svd_solver)
     if solver is None:
@@ -537,11 +537,12 @@ def pca(
         n_comps = m - 1 if m <= 50 else 50
     x = matrix(adata, layer)
     if sp.issparse(x):
-        r = _core.pca_sparse(csr_parts(x), [int(c) for c in cols], int(n_comps), solver, backend)
+        r = _core.pca_sparse(csr_parts(x), [int(c) for c in cols], int(n_comps), solver, bool(zero_center), backend)
     else:
         check_values(x, "X")
         sub = x if k == x.shape[1] else x[:, cols]
-        r = _core.pca_dense(np.ascontiguousarray(sub, dtype=np.float32), int(n_comps), solver, backend)
+        r = _core.pca_dense(np.ascontiguousarray(sub, dtype=np.float32), int(n_comps), solver, bool(zero_center),
+                            backend)
     key_obsm, key_varm, key_uns = ("X_pca", "PCs", "pca") if key_added is None else (key_added,) * 3
     adata.obsm[key_obsm] = r["X_pca"]
     pcs = np.zeros((adata.n_vars, n_comps), dtype=np.float64)

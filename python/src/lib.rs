@@ -704,19 +704,23 @@ fn pca_out<'py>(
 
 /// PCA of a dense float32 matrix (C order).
 #[pyfunction]
+#[allow(clippy::too_many_arguments)]
 fn pca_dense<'py>(
     py: Python<'py>,
     x: PyReadonlyArray2<'py, f32>,
     n_comps: usize,
     solver: &str,
+    zero_center: bool,
     backend_name: &str,
 ) -> PyResult<Bound<'py, PyDict>> {
     let k = x.shape()[1];
     let s = x.as_slice()?;
     let solver = parse("svd_solver", solver)?;
     let b = backend(backend_name)?;
-    let (fit, xp) =
-        compute(py, || cartscope::ops::pca_dense(s, k, n_comps, solver, b))?.map_err(py_err)?;
+    let (fit, xp) = compute(py, || {
+        cartscope::ops::pca_dense(s, k, n_comps, solver, zero_center, b)
+    })?
+    .map_err(py_err)?;
     pca_out(py, fit, xp)
 }
 
@@ -729,6 +733,7 @@ fn pca_sparse<'py>(
     cols: Vec<u32>,
     n_comps: usize,
     solver: &str,
+    zero_center: bool,
     backend_name: &str,
 ) -> PyResult<Bound<'py, PyDict>> {
     let x = x.matrix()?;
@@ -739,7 +744,7 @@ fn pca_sparse<'py>(
     let solver = parse("svd_solver", solver)?;
     let b = backend(backend_name)?;
     let (fit, xp) = interruptible(py, move || {
-        cartscope::ops::pca_sparse(&x, &cols, n_comps, solver, b)
+        cartscope::ops::pca_sparse(&x, &cols, n_comps, solver, zero_center, b)
     })?
     .map_err(py_err)?;
     pca_out(py, fit, xp)

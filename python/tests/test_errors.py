@@ -280,7 +280,6 @@ def test_run_not_an_anndata():
 
 NOT_IMPLEMENTED = {
     "hvg n_bins": lambda a: cs.pp.highly_variable_genes(a, n_bins=10),
-    "pca zero_center=False": lambda a: cs.pp.pca(a, zero_center=False),
     "neighbors metric": lambda a: cs.pp.neighbors(a, metric="manhattan"),
     "leiden flavor leidenalg": lambda a: cs.tl.leiden(a, flavor="leidenalg"),
     "leiden directed": lambda a: cs.tl.leiden(a, directed=True),

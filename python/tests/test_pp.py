@@ -65,6 +65,14 @@ CONN_FROB = {"sample": 1.5e-6, "wu": 1.5e-6}  # measured 1.09e-6 / 1.23e-6 (n_pc
 CONN_FROB_COSINE = 2e-6  # metric="cosine": measured 1.63e-6 (sample) / 1.15e-6 (wu)
 # scanpy's cosine distances are scikit-learn's float32 1 - cos, 1.87e-6 from float64 truth
 # (measured); cartscope's are 1.9e-7 / 8.5e-8 from it, so the two differ by scanpy's error:
+# zero_center=False: scikit-learn's arpack runs in float32 on float32 data
+PCA_UNCENTRED_1MR = 2e-9  # measured 1.9e-10 (CSR), 1.2e-9 (dense)
+# ... so it sits 2.7e-6 (variance_ratio) and 6.9e-6 (scores) from the float64 SVD, and
+# cartscope (float64 eigendecomposition) 2.3e-12 and 4.5e-8 (float32 scores) from it:
+PCA_UNCENTRED_VR_REL = 3.5e-6  # measured 2.71e-6 (CSR) / 2.42e-6 (dense)
+PCA_UNCENTRED_SCORES_REL = 9e-6  # measured 2.9e-6 / 6.9e-6
+PCA_UNCENTRED_TRUTH_VR_REL = 1e-11  # cartscope vs float64 SVD: measured 2.3e-12
+PCA_UNCENTRED_TRUTH_SCORES_REL = 6e-8  # measured 4.5e-8
 COSINE_DIST_REL = 2.5e-6  # measured 1.90e-6 (sample) / 1.08e-6 (wu)
 COSINE_TRUTH_REL = 2.5e-7  # cartscope vs float64 truth: measured 1.9e-7 / 8.5e-8
 
@@ -656,6 +664,37 @@ def test_pca_scaled_wu(wu_steps):
     b = wu_steps["scaled"].copy()
     cs.pp.pca(b, n_comps=50)
     _compare_pca(a, b, PCA_1MR["wu"], PCA_VR_REL["wu"], "wu scaled")
+
+
+@pytest.mark.parametrize("layout", ["csr", "dense"])
+def test_pca_no_zero_center(sample_steps, layout):
+    """zero_center=False: scanpy's TruncatedSVD of the uncentred log data (its arpack solver,
+    which converges to the exact decomposition cartscope computes): scores, loadings, variance
+    (of the scores, ddof 0) and ratio (over the columns' summed variance)."""
+    a = sample_steps["hvg_subset"].copy()
+    if layout == "dense":
+        a.X = a.X.toarray()
+    b = a.copy()
+    sc.pp.pca(a, n_comps=30, zero_center=False, svd_solver="arpack")
+    cs.pp.pca(b, n_comps=30, zero_center=False)
+    _compare_pca(a, b, PCA_UNCENTRED_1MR, PCA_UNCENTRED_VR_REL, f"uncentred {layout}",
+                 PCA_UNCENTRED_SCORES_REL)
+    # scanpy's arpack works in float32 here; against the same SVD in float64, cartscope is
+    # closer than scanpy is.
+    from sklearn.decomposition import TruncatedSVD
+
+    x64 = a.X.astype(np.float64) if layout == "csr" else np.asarray(a.X, dtype=np.float64)
+    ref = TruncatedSVD(n_components=30, algorithm="arpack", random_state=0)
+    scores = ref.fit_transform(x64)
+    for name, g in (("scanpy", a), ("cartscope", b)):
+        vr = max_rel(ref.explained_variance_ratio_, g.uns["pca"]["variance_ratio"])
+        sr = max_abs(scores[:, :10], g.obsm["X_pca"][:, :10]) / float(np.abs(scores[:, :10]).max())
+        measured(f"pca uncentred {layout} {name} vs float64: variance_ratio rel, scores rel", (vr, sr))
+        if name == "cartscope":
+            assert vr <= PCA_UNCENTRED_TRUTH_VR_REL and sr <= PCA_UNCENTRED_TRUTH_SCORES_REL, (vr, sr)
+    centred = a.copy()
+    cs.pp.pca(centred, n_comps=30)
+    assert max_abs(centred.obsm["X_pca"][:, 0], b.obsm["X_pca"][:, 0]) > 1, "no centring"
 
 
 def test_pca_sparse_implicit_centering_mask(sample_steps):

@@ -158,6 +158,7 @@ pub(crate) fn pca(
         &spec,
         n_comps,
         opts.pca_solver,
+        true,
         backend,
         &mut |visit| source.for_each_chunk(ctx, visit),
         &|what| clock.note(what),

@@ -73,14 +73,16 @@ pub type ChunkPass<'a> = dyn FnMut(&mut dyn FnMut(&CsrMatrix) -> Result<()>) -> 
 
 /// PCA of the scaled columns `spec` of `n` rows, by the Gram route every PCA of cartscope
 /// takes (the run's, on a file or in memory, and the bindings' `pca` on sparse data): one
-/// pass accumulates the Gram matrix and column sums, the covariance is decomposed, a second
-/// pass projects. `note` is told when each step ends. Returns the fit and the n x n_comps
+/// pass accumulates the Gram matrix and column sums, the covariance (or, without
+/// `zero_center`, the uncentred Gram matrix) is decomposed, a second pass projects. `note` is told when each step ends. Returns the fit and the n x n_comps
 /// scores (f32, row-major).
+#[allow(clippy::too_many_arguments)]
 pub fn pca_by_gram(
     n: usize,
     spec: &ScaleSpec<'_>,
     n_comps: usize,
     solver: PcaSolver,
+    zero_center: bool,
     backend: &dyn Backend,
     pass: &mut ChunkPass<'_>,
     note: &dyn Fn(&str),
@@ -93,7 +95,7 @@ pub fn pca_by_gram(
         Ok(())
     })?;
     note("pca gram");
-    let fit = fit_from_gram_with(&gram, &colsum, n, n_comps, solver)?;
+    let fit = fit_gram(&gram, &colsum, n, n_comps, solver, zero_center)?;
     note("pca eigh");
     let mut x_pca = Vec::with_capacity(n * n_comps);
     pass(&mut |x| {
@@ -116,6 +118,22 @@ pub fn fit_from_gram_with(
     n_comps: usize,
     solver: PcaSolver,
 ) -> Result<Pca> {
+    fit_gram(gram, colsum, n, n_comps, solver, true)
+}
+
+/// PCA from the Gram matrix, centred (`zero_center`) or not: scanpy's `pca(zero_center=False)`
+/// is scikit-learn's `TruncatedSVD`, whose components are the top eigenvectors of the
+/// uncentred `Σ xxᵀ`, whose `explained_variance_` is the variance (ddof 0) of each component's
+/// scores and whose ratio divides by the summed variances (ddof 0) of the columns; its `mean`
+/// is then zero, so that projecting does not centre.
+pub fn fit_gram(
+    gram: &[f64],
+    colsum: &[f64],
+    n: usize,
+    n_comps: usize,
+    solver: PcaSolver,
+    zero_center: bool,
+) -> Result<Pca> {
     let k = colsum.len();
     if n < 2 || n_comps == 0 || n_comps > k {
         return Err(Error::Usage(format!(
@@ -123,21 +141,37 @@ pub fn fit_from_gram_with(
         )));
     }
     let nf = n as f64;
-    let mean: Vec<f64> = colsum.iter().map(|s| s / nf).collect();
-    let cov = faer::Mat::<f64>::from_fn(k, k, |a, b| {
-        (gram[a * k + b] - nf * mean[a] * mean[b]) / (nf - 1.0)
+    let col_mean: Vec<f64> = colsum.iter().map(|s| s / nf).collect();
+    let (centre, scale) = if zero_center {
+        (1.0, nf - 1.0)
+    } else {
+        (0.0, nf)
+    };
+    let m = faer::Mat::<f64>::from_fn(k, k, |a, b| {
+        (gram[a * k + b] - centre * nf * col_mean[a] * col_mean[b]) / scale
     });
-    let total_var: f64 = (0..k).map(|a| cov[(a, a)]).sum();
     let (values, vectors) = match solver {
-        PcaSolver::CovarianceEigh => top_eigen_full(&cov, n_comps)?,
-        PcaSolver::Randomized => top_eigen_randomized(&cov, n_comps)?,
+        PcaSolver::CovarianceEigh => top_eigen_full(&m, n_comps)?,
+        PcaSolver::Randomized => top_eigen_randomized(&m, n_comps)?,
+    };
+    let total_var: f64 = if zero_center {
+        (0..k).map(|a| m[(a, a)]).sum()
+    } else {
+        (0..k).map(|a| m[(a, a)] - col_mean[a] * col_mean[a]).sum()
     };
     let (s, u) = (&values, &vectors);
     let mut components = vec![0.0f64; k * n_comps];
     let mut variance = Vec::with_capacity(n_comps);
     for c in 0..n_comps {
-        variance.push(s[c].max(0.0));
         let v = &u[c * k..(c + 1) * k];
+        // Uncentred: the scores' mean is colsum·v / n, their second moment the eigenvalue.
+        let shift = if zero_center {
+            0.0
+        } else {
+            let mean: f64 = v.iter().zip(&col_mean).map(|(a, b)| a * b).sum();
+            mean * mean
+        };
+        variance.push((s[c] - shift).max(0.0));
         // v-based svd_flip: the entry of largest |v| (first on ties) becomes positive.
         let mut arg = 0;
         for a in 1..k {
@@ -151,6 +185,7 @@ pub fn fit_from_gram_with(
         }
     }
     let variance_ratio = variance.iter().map(|v| v / total_var).collect();
+    let mean = if zero_center { col_mean } else { vec![0.0; k] };
     Ok(Pca {
         mean,
         components,
@@ -242,6 +277,56 @@ fn top_eigen_randomized(cov: &faer::Mat<f64>, n: usize) -> Result<(Vec<f64>, Vec
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn uncentred_fit_is_the_svd_of_the_raw_rows() {
+        // Rows far from the origin: the first uncentred direction follows their mean.
+        let rows = [
+            [5.0, 1.0, 0.5],
+            [6.0, 2.0, 0.0],
+            [5.5, 0.0, 1.0],
+            [7.0, 1.5, 0.5],
+        ];
+        let (n, k) = (rows.len(), 3);
+        let mut gram = vec![0.0; k * k];
+        let mut colsum = vec![0.0; k];
+        for r in &rows {
+            for a in 0..k {
+                colsum[a] += r[a];
+                for b in 0..k {
+                    gram[a * k + b] += r[a] * r[b];
+                }
+            }
+        }
+        let fit = fit_gram(&gram, &colsum, n, 2, PcaSolver::CovarianceEigh, false).unwrap();
+        assert_eq!(fit.mean, vec![0.0; k], "projection does not centre");
+        let v: Vec<f64> = (0..k).map(|a| fit.components[a * 2]).collect();
+        // Largest singular direction: |X v| maximal among unit vectors, so above the mean's.
+        let norm = |w: &[f64]| {
+            rows.iter()
+                .map(|r| (0..k).map(|a| r[a] * w[a]).sum::<f64>().powi(2))
+                .sum::<f64>()
+        };
+        let m: Vec<f64> = colsum.iter().map(|s| s / n as f64).collect();
+        let ml = m.iter().map(|x| x * x).sum::<f64>().sqrt();
+        assert!(norm(&v) >= norm(&m.iter().map(|x| x / ml).collect::<Vec<_>>()) - 1e-9);
+        // explained variance: the scores' variance with ddof 0.
+        let scores: Vec<f64> = rows
+            .iter()
+            .map(|r| (0..k).map(|a| r[a] * v[a]).sum())
+            .collect();
+        let mean = scores.iter().sum::<f64>() / n as f64;
+        let var = scores.iter().map(|s| (s - mean).powi(2)).sum::<f64>() / n as f64;
+        assert!(
+            (fit.variance[0] - var).abs() < 1e-12 * var.max(1.0),
+            "{} {var}",
+            fit.variance[0]
+        );
+        let total: f64 = (0..k)
+            .map(|a| rows.iter().map(|r| (r[a] - m[a]).powi(2)).sum::<f64>() / n as f64)
+            .sum();
+        assert!((fit.variance_ratio[0] - var / total).abs() < 1e-12);
+    }
 
     #[test]
     fn recovers_a_dominant_axis_with_flipped_sign() {
