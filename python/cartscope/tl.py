@@ -162,6 +162,7 @@ def rank_genes_groups(
     adata: AnnData,
     groupby: str,
     *,
+    mask_var: np.ndarray | str | None = None,
     use_raw: bool | None = None,
     groups: str | Sequence[str] = "all",
     reference: str = "rest",
@@ -179,7 +180,8 @@ def rank_genes_groups(
     """Marker genes of each group against the rest or a reference group, as
     ``scanpy.tl.rank_genes_groups``: methods ``t-test`` (default), ``t-test_overestim_var``
     and ``wilcoxon`` (with ``tie_correct``); ``groups`` (a subset, in its
-    order), ``reference``, ``pts`` (``uns[key_added]["pts"]`` and, against the rest,
+    order), ``reference``, ``mask_var`` (only the masked genes are ranked), ``pts``
+    (``uns[key_added]["pts"]`` and, against the rest,
     ``["pts_rest"]``); ``uns[key_added]`` in scanpy's layout, so ``sc.get.rank_genes_groups_df``
     and ``sc.pl.rank_genes_groups`` read it; ``corr_method`` ``benjamini-hochberg`` or
     ``bonferroni``; ``rankby_abs`` ranks by the absolute score.
@@ -202,6 +204,16 @@ def rank_genes_groups(
     use_raw = (adata.raw is not None and layer is None) if use_raw is None else use_raw
     x = matrix(adata, layer, use_raw)
     names = adata.raw.var_names if use_raw else adata.var_names
+    if mask_var is not None:
+        # scanpy ranks only the genes of the mask (a boolean array or a var column).
+        if isinstance(mask_var, str):
+            if mask_var not in adata.var.columns:
+                raise ValueError(f"mask_var: var has no column {mask_var!r}")
+            mask_var = adata.var[mask_var].to_numpy()
+        mask = np.asarray(mask_var)
+        if mask.dtype != bool or mask.shape != (len(names),):
+            raise ValueError(f"mask_var: a boolean mask of {len(names)} genes is needed")
+        x, names = x[:, mask], names[mask]
     g = adata.obs[groupby]
     g = g if isinstance(g.dtype, pd.CategoricalDtype) else g.astype("category")
     labels = [str(c) for c in g.cat.categories]

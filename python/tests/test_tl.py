@@ -380,6 +380,28 @@ def test_rank_genes_groups_groups_against_rest_with_pts(sample_steps):
                                       check_exact=True)
 
 
+@pytest.mark.parametrize("layout", ["csr", "dense"])
+def test_rank_genes_groups_mask_var(sample_steps, layout):
+    """mask_var: only the masked genes are ranked (and corrected for), as a var column or an
+    array; pts over the masked genes."""
+    a = sample_steps["lognorm"].copy()
+    if layout == "dense":
+        a.X = a.X.toarray()
+    a.obs["grp"] = a.obs["truth_cell_type"].astype("category")
+    a.var["keep"] = np.random.default_rng(2).random(a.n_vars) < 0.4
+    b = a.copy()
+    sc.tl.rank_genes_groups(a, "grp", mask_var="keep", method="wilcoxon", n_genes=50, pts=True)
+    cs.tl.rank_genes_groups(b, "grp", mask_var="keep", method="wilcoxon", n_genes=50, pts=True)
+    ra, rb = a.uns["rank_genes_groups"], b.uns["rank_genes_groups"]
+    _check_rank(ra, rb, "wilcoxon", f"mask_var {layout}")
+    names = {str(n) for g in rb["names"].dtype.names for n in rb["names"][g]}
+    assert names <= set(a.var_names[a.var["keep"]])
+    pd.testing.assert_frame_equal(rb["pts"], ra["pts"], check_exact=True)
+    c = a.copy()
+    cs.tl.rank_genes_groups(c, "grp", mask_var=a.var["keep"].to_numpy(), method="wilcoxon", n_genes=50)
+    assert compare_rank_genes_groups(rb, c.uns["rank_genes_groups"])["permuted"] == 0
+
+
 @pytest.mark.parametrize("method", ["t-test", "wilcoxon"])
 def test_rank_genes_groups_bonferroni_rankby_abs(sample_steps, method):
     """corr_method="bonferroni" and rankby_abs (genes ordered by |score|, scores signed)."""
@@ -399,7 +421,7 @@ def test_rank_genes_groups_bonferroni_rankby_abs(sample_steps, method):
 
 
 @pytest.mark.parametrize("kw", [{"reference": "nope"}, {"groups": ["nope"]}, {"groups": "one"},
-                                {"corr_method": "holm"}])
+                                {"corr_method": "holm"}, {"mask_var": "nope"}, {"mask_var": np.ones(3, bool)}])
 def test_rank_genes_groups_bad_groups(sample_steps, kw):
     a = sample_steps["lognorm"].copy()
     a.obs["grp"] = a.obs["truth_cell_type"].astype("category")
