@@ -298,7 +298,7 @@ pub struct HvgSelection {
     pub var_columns: Vec<(String, Column)>,
 }
 
-/// scanpy's `highly_variable_genes(flavor, n_top_genes or the cut-offs, batch_key)`: `x` is
+/// scanpy's `highly_variable_genes(flavor, n_top_genes or the cut-offs, n_bins, batch_key)`: `x` is
 /// log-normalised (seurat, cell_ranger) or raw counts (seurat_v3, which takes only
 /// [`HvgPick::Top`]); `batches` are the batch names and each cell's code.
 pub fn highly_variable_genes(
@@ -306,6 +306,7 @@ pub fn highly_variable_genes(
     var_names: Vec<String>,
     flavor: HvgFlavor,
     pick: HvgPick,
+    n_bins: usize,
     batches: Option<(Vec<String>, Vec<u32>)>,
     backend: &dyn Backend,
 ) -> Result<HvgSelection> {
@@ -324,8 +325,10 @@ pub fn highly_variable_genes(
         hvg_flavor: flavor,
         n_top_genes,
         hvg_cutoffs,
+        hvg_n_bins: n_bins,
         ..RunOptions::default()
     };
+    opts.validate()?;
     let c = ctx(backend);
     let on_counts = hvg::on_raw_counts(&mut f, &c, &opts)?;
     let hvgs = hvg::select(&mut f, on_counts, &c, &opts)?;

@@ -360,11 +360,12 @@ def highly_variable_genes(
     With ``n_top_genes``, the genes of the highest normalised dispersions (seurat_v3: variances);
     without it, seurat and cell_ranger keep the genes with ``min_mean < means < max_mean`` and
     ``min_disp < dispersions_norm < max_disp`` (a NaN dispersion counts as 0), and seurat_v3
-    takes scanpy's 2,000 genes. Only scanpy's ``n_bins=20`` and ``span=0.3`` are implemented.
+    takes scanpy's 2,000 genes. ``n_bins`` sets seurat's mean bins (cell_ranger's are
+    percentiles, as in scanpy); only scanpy's ``span=0.3`` is implemented.
     """
     check_backend(backend)
-    if n_bins != 20:
-        raise NotImplementedError("highly_variable_genes: only n_bins=20 is implemented")
+    if int(n_bins) < 1:
+        raise ValueError("highly_variable_genes: n_bins must be at least 1")
     if span != 0.3:
         raise NotImplementedError("highly_variable_genes: only span=0.3 is implemented")
     cutoffs = None
@@ -389,7 +390,7 @@ def highly_variable_genes(
             raise ValueError(f"obs[{batch_key!r}] has missing values")
         codes = np.ascontiguousarray(c.astype(np.uint32))
     hv, cols = _core.highly_variable_genes(
-        parts, [str(v) for v in adata.var_names], flavor, int(n_top_genes or 0), cutoffs, codes, cats, backend
+        parts, [str(v) for v in adata.var_names], flavor, int(n_top_genes or 0), cutoffs, int(n_bins), codes, cats, backend
     )
     df = pd.DataFrame(index=adata.var_names)
     for name, v in cols:
@@ -402,7 +403,7 @@ def highly_variable_genes(
             # scanpy's returned frame also names each gene's mean bin.
             means = df["means"].to_numpy()
             if flavor == "seurat":
-                bins = pd.cut(means, bins=20)
+                bins = pd.cut(means, bins=int(n_bins))
             else:
                 bins = pd.cut(means, np.r_[-np.inf, np.percentile(means, np.arange(10, 105, 5)), np.inf])
             df.insert(2, "mean_bin", bins)

@@ -600,7 +600,7 @@ fn parse<T: clap::ValueEnum>(what: &str, s: &str) -> PyResult<T> {
 /// highly_variable_genes: `(highly_variable, [(column, values)])`; `cutoffs` are
 /// `(min_mean, max_mean, min_disp, max_disp)` and replace `n_top_genes` when given.
 #[pyfunction]
-#[pyo3(signature = (x, var_names, flavor, n_top_genes, cutoffs, batch_codes, batch_categories, backend_name))]
+#[pyo3(signature = (x, var_names, flavor, n_top_genes, cutoffs, n_bins, batch_codes, batch_categories, backend_name))]
 #[allow(clippy::too_many_arguments)]
 fn highly_variable_genes<'py>(
     py: Python<'py>,
@@ -609,6 +609,7 @@ fn highly_variable_genes<'py>(
     flavor: &str,
     n_top_genes: usize,
     cutoffs: Option<(f64, f64, f64, f64)>,
+    n_bins: usize,
     batch_codes: Option<PyReadonlyArray1<'py, u32>>,
     batch_categories: Option<Vec<String>>,
     backend_name: &str,
@@ -630,7 +631,7 @@ fn highly_variable_genes<'py>(
     };
     let b = backend(backend_name)?;
     let sel = interruptible(py, move || {
-        cartscope::ops::highly_variable_genes(x, var_names, flavor, pick, batches, b)
+        cartscope::ops::highly_variable_genes(x, var_names, flavor, pick, n_bins, batches, b)
     })?
     .map_err(py_err)?;
     let (hv, cols) = (sel.highly_variable, sel.var_columns);

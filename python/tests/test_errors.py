@@ -279,7 +279,7 @@ def test_run_not_an_anndata():
 
 
 NOT_IMPLEMENTED = {
-    "hvg n_bins": lambda a: cs.pp.highly_variable_genes(a, n_bins=10),
+    "hvg span": lambda a: cs.pp.highly_variable_genes(a, flavor="seurat_v3", layer="counts", span=0.5),
     "neighbors metric": lambda a: cs.pp.neighbors(a, metric="manhattan"),
     "leiden flavor leidenalg": lambda a: cs.tl.leiden(a, flavor="leidenalg"),
     "leiden directed": lambda a: cs.tl.leiden(a, directed=True),

@@ -475,6 +475,23 @@ def test_hvg_cutoffs(sample_steps, flavor, batch_key, cutoffs):
     _compare_hvg(h1, h2, flavor, HVG_DNORM_ABS.get(flavor), f"{flavor} {key} cutoffs")
 
 
+@pytest.mark.parametrize("flavor", ["seurat", "cell_ranger"])
+@pytest.mark.parametrize("batch_key", [None, "batch"])
+def test_hvg_n_bins(sample_steps, flavor, batch_key):
+    """n_bins: seurat's equal-width mean bins (cell_ranger's percentile bins ignore it, as in
+    scanpy), with n_top_genes and with the cut-offs."""
+    a = sample_steps["lognorm"]
+    key = "sample" if batch_key is None else "sample_batch"
+    for n_bins, kw in ((7, {"n_top_genes": 1000}), (40, {})):
+        h1 = sc.pp.highly_variable_genes(a, flavor=flavor, batch_key=batch_key, n_bins=n_bins, inplace=False, **kw)
+        h2 = cs.pp.highly_variable_genes(a, flavor=flavor, batch_key=batch_key, n_bins=n_bins, inplace=False, **kw)
+        _compare_hvg(h1, h2, flavor, HVG_DNORM_ABS.get(flavor), f"{flavor} {key} n_bins={n_bins}")
+        if flavor == "seurat" and batch_key is None:
+            assert h2["mean_bin"].cat.categories.size == n_bins
+            plain = cs.pp.highly_variable_genes(a, flavor=flavor, inplace=False, **kw)
+            assert (plain["dispersions_norm"] != h2["dispersions_norm"]).any()
+
+
 @pytest.mark.parametrize("flavor", ["seurat", "cell_ranger", "seurat_v3"])
 def test_hvg_wu(wu_steps, flavor):
     a = wu_steps["lognorm"]

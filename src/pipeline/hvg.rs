@@ -127,7 +127,7 @@ pub(crate) fn select(
 
 /// seurat or cell_ranger without a batch key, from the genes' means and variances.
 fn plain(mean: &[f64], var: &[f64], opts: &RunOptions) -> Result<Selection> {
-    let h = highly_variable_genes(mean, var, opts.hvg_flavor, opts.hvg_pick())?;
+    let h = highly_variable_genes(mean, var, opts.hvg_flavor, opts.hvg_pick(), opts.hvg_n_bins)?;
     let ranking = h.dispersions_norm.iter().map(|&x| f64::from(x)).collect();
     Ok(Selection {
         highly_variable: h.highly_variable,
@@ -153,7 +153,13 @@ fn batched(
     opts: &RunOptions,
 ) -> Result<Selection> {
     let stats = batch_stats(f, b, ctx, transform)?;
-    let h = highly_variable_genes_batched(&stats, &f.var.index, opts.hvg_flavor, opts.hvg_pick())?;
+    let h = highly_variable_genes_batched(
+        &stats,
+        &f.var.index,
+        opts.hvg_flavor,
+        opts.hvg_pick(),
+        opts.hvg_n_bins,
+    )?;
     let ranking = h.order.iter().map(|&p| -(p as f64)).collect();
     Ok(Selection {
         highly_variable: h.hvg.highly_variable,

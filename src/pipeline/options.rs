@@ -51,6 +51,8 @@ pub struct RunOptions {
     /// set, the seurat and cell_ranger flavors select by these cut-offs instead of
     /// `n_top_genes` (seurat_v3 has no cut-offs and keeps `n_top_genes`).
     pub hvg_cutoffs: Option<HvgCutoffs>,
+    /// highly_variable_genes(n_bins): equal-width mean bins of the seurat flavor.
+    pub hvg_n_bins: usize,
     /// scale(max_value); 0 disables clipping.
     pub max_value: f64,
     /// pca(n_comps).
@@ -116,6 +118,7 @@ impl Default for RunOptions {
             n_top_genes: 2000,
             hvg_flavor: HvgFlavor::Seurat,
             hvg_cutoffs: None,
+            hvg_n_bins: 20,
             max_value: 10.0,
             n_pcs: 50,
             n_neighbors: 15,
@@ -154,6 +157,9 @@ impl RunOptions {
         }
         if self.n_top_genes == 0 {
             return bad("--n-top-genes must be at least 1");
+        }
+        if self.hvg_n_bins == 0 {
+            return bad("hvg_n_bins must be at least 1");
         }
         if self.n_pcs == 0 {
             return bad("--n-pcs must be at least 1");

@@ -9,7 +9,7 @@ use crate::error::{Error, Result};
 )]
 #[serde(rename_all = "snake_case")]
 pub enum HvgFlavor {
-    /// Seurat's dispersion on expm1 of log data, z-scored within 20 equal-width mean bins.
+    /// Seurat's dispersion on expm1 of log data, z-scored within equal-width mean bins (20).
     Seurat,
     /// Cell Ranger's dispersion, normalised by median and MAD within percentile bins.
     #[value(name = "cell_ranger")]
@@ -90,8 +90,9 @@ pub fn highly_variable_genes(
     var: &[f64],
     flavor: HvgFlavor,
     pick: HvgPick,
+    n_bins: usize,
 ) -> Result<HvgResult> {
-    let s = single_batch(mean, var, flavor, pick)?;
+    let s = single_batch(mean, var, flavor, pick, n_bins)?;
     Ok(HvgResult {
         means: s.means,
         dispersions: s.dispersions,
@@ -108,7 +109,15 @@ struct Single {
     highly_variable: Vec<bool>,
 }
 
-fn single_batch(mean: &[f64], var: &[f64], flavor: HvgFlavor, pick: HvgPick) -> Result<Single> {
+/// One batch's statistics; `n_bins` equal-width mean bins for seurat (cell_ranger's bins are
+/// percentiles, as in scanpy).
+fn single_batch(
+    mean: &[f64],
+    var: &[f64],
+    flavor: HvgFlavor,
+    pick: HvgPick,
+    n_bins: usize,
+) -> Result<Single> {
     let mean: Vec<f64> = mean
         .iter()
         .map(|&m| if m == 0.0 { 1e-12 } else { m })
@@ -120,8 +129,8 @@ fn single_batch(mean: &[f64], var: &[f64], flavor: HvgFlavor, pick: HvgPick) -> 
                 *d = if *d == 0.0 { f64::NAN } else { d.ln() };
             }
             let means: Vec<f64> = mean.iter().map(|m| m.ln_1p()).collect();
-            let bins = cut_equal_width(&means, 20);
-            let norm = normalize_in_bins(&disp, &bins, 20, |v| {
+            let bins = cut_equal_width(&means, n_bins);
+            let norm = normalize_in_bins(&disp, &bins, n_bins, |v| {
                 let avg = nan_mean(v);
                 let dev = nan_std_ddof1(v);
                 (avg, dev)
@@ -211,6 +220,7 @@ pub fn highly_variable_genes_batched(
     names: &[String],
     flavor: HvgFlavor,
     pick: HvgPick,
+    n_bins: usize,
 ) -> Result<BatchedHvg> {
     let g = names.len();
     let (mut sums, mut counts) = (vec![[0.0f64; 3]; g], vec![[0usize; 3]; g]);
@@ -218,7 +228,7 @@ pub fn highly_variable_genes_batched(
     for b in batches {
         let genes: Vec<usize> = (0..g).filter(|&j| b.expressed[j]).collect();
         let take = |v: &[f64]| -> Vec<f64> { genes.iter().map(|&j| v[j]).collect() };
-        let s = single_batch(&take(&b.mean), &take(&b.var), flavor, pick)?;
+        let s = single_batch(&take(&b.mean), &take(&b.var), flavor, pick, n_bins)?;
         let mut vals = vec![[0.0f64; 3]; g];
         for (k, &j) in genes.iter().enumerate() {
             vals[j] = [s.means[k], s.dispersions[k], s.norm[k]];
@@ -433,9 +443,10 @@ mod tests {
                 expressed: expressed_b.clone(),
             },
         ];
-        let r = highly_variable_genes_batched(&batches, &names, HvgFlavor::Seurat, HvgPick::Top(5))
-            .unwrap();
-        let a = single_batch(&mean, &var_a, HvgFlavor::Seurat, HvgPick::Top(5)).unwrap();
+        let r =
+            highly_variable_genes_batched(&batches, &names, HvgFlavor::Seurat, HvgPick::Top(5), 20)
+                .unwrap();
+        let a = single_batch(&mean, &var_a, HvgFlavor::Seurat, HvgPick::Top(5), 20).unwrap();
         let keep: Vec<usize> = (0..30).filter(|&j| expressed_b[j]).collect();
         let pick = |v: &[f64]| -> Vec<f64> { keep.iter().map(|&j| v[j]).collect() };
         let b = single_batch(
@@ -443,6 +454,7 @@ mod tests {
             &pick(&var_b),
             HvgFlavor::Seurat,
             HvgPick::Top(5),
+            20,
         )
         .unwrap();
         // Gene 3 is absent from batch b: its zeros enter the means.
@@ -506,14 +518,14 @@ mod tests {
         let mean: Vec<f64> = (0..40).map(|j| 0.01 + 0.8 * j as f64).collect();
         let var: Vec<f64> = (0..40).map(|j| mean[j] * (1.0 + (j % 9) as f64)).collect();
         let c = HvgCutoffs::default();
-        let s = single_batch(&mean, &var, HvgFlavor::Seurat, HvgPick::Cutoffs(c)).unwrap();
+        let s = single_batch(&mean, &var, HvgFlavor::Seurat, HvgPick::Cutoffs(c), 20).unwrap();
         let want: Vec<bool> = (0..40)
             .map(|j| s.means[j] > 0.0125 && s.means[j] < 3.0 && s.norm[j] > 0.5)
             .collect();
         assert_eq!(s.highly_variable, want);
         let n = want.iter().filter(|&&h| h).count();
         assert!(n > 0 && n < 40, "{n}");
-        let top = single_batch(&mean, &var, HvgFlavor::Seurat, HvgPick::Top(n)).unwrap();
+        let top = single_batch(&mean, &var, HvgFlavor::Seurat, HvgPick::Top(n), 20).unwrap();
         assert_ne!(
             top.highly_variable, want,
             "the mean bounds change the choice"
