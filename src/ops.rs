@@ -702,9 +702,7 @@ pub fn rank_genes_groups(
     let fraction = |nnz: &[u64], cells: usize| -> Vec<f64> {
         nnz.iter().map(|&z| z as f64 / cells as f64).collect()
     };
-    let total: Vec<u64> = (0..g)
-        .map(|j| t.nnz.iter().skip(j).step_by(g).sum())
-        .collect();
+    let total = crate::tl::markers::gene_totals(&t.nnz, g);
     let pts = order
         .iter()
         .map(|&k| fraction(&t.nnz[k * g..(k + 1) * g], t.sizes[k]))

@@ -451,15 +451,21 @@ def scale(
     # scanpy's dtype: float64 from sparse data (densified), the input's float dtype from dense.
     if not sp.issparse(x) and x.dtype == np.float32:
         out = out.astype(np.float32)
+    _store_scaled(adata, layer, out, mean, std)
+    return adata if copy else None
+
+
+def _store_scaled(adata: AnnData, layer: str | None, x, mean: np.ndarray, std: np.ndarray) -> None:
+    """Puts scale's result into X (or the layer) and its statistics into var, a zero std
+    recorded as 1, as scanpy records it."""
     std = std.copy()
     std[std == 0] = 1
     if layer is None:
-        adata.X = out
+        adata.X = x
     else:
-        adata.layers[layer] = out
+        adata.layers[layer] = x
     adata.var["mean"] = mean
     adata.var["std"] = std
-    return adata if copy else None
 
 
 def _scale_sparse(adata: AnnData, x, max_value: float | None, layer: str | None, backend: str, copy: bool):
@@ -477,15 +483,7 @@ def _scale_sparse(adata: AnnData, x, max_value: float | None, layer: str | None,
         x = x.astype(np.float64).tocsr()
     f = _core.scale_sparse_f32 if x.data.dtype == np.float32 else _core.scale_sparse_f64
     f(np.ascontiguousarray(x.indices, dtype=np.int32), x.data, std, None if max_value is None else float(max_value))
-    x = x.asformat(fmt)
-    if layer is None:
-        adata.X = x
-    else:
-        adata.layers[layer] = x
-    std = std.copy()
-    std[std == 0] = 1
-    adata.var["mean"] = mean
-    adata.var["std"] = std
+    _store_scaled(adata, layer, x.asformat(fmt), mean, std)
     return adata if copy else None
 
 

@@ -275,11 +275,7 @@ impl GroupStats {
 
     /// Non-zero values of every gene, all cells.
     pub fn gene_nnz(&self) -> Vec<u64> {
-        let mut out = vec![0u64; self.n_genes];
-        for block in self.nnz.chunks(self.n_genes) {
-            out.iter_mut().zip(block).for_each(|(o, v)| *o += v);
-        }
-        out
+        gene_totals(&self.nnz, self.n_genes)
     }
 
     /// (sum, sum of squares) of every gene, all cells.
@@ -296,6 +292,16 @@ impl GroupStats {
         }
         (s, q)
     }
+}
+
+/// Per gene, the sum over the blocks of `[block * n_genes + gene]` counts (e.g. the non-zero
+/// counts of [`GroupStats::nnz`] over every group and the cells of none).
+pub fn gene_totals(blocks: &[u64], n_genes: usize) -> Vec<u64> {
+    let mut out = vec![0u64; n_genes];
+    for block in blocks.chunks(n_genes.max(1)) {
+        out.iter_mut().zip(block).for_each(|(o, v)| *o += v);
+    }
+    out
 }
 
 /// scanpy's `_get_mean_var` from a sum and a sum of squares over `n` cells.
