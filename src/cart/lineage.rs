@@ -17,7 +17,13 @@
 //! - **`cd4_cd8`** (T cells): `CD4` when the cell's own counts carry a CD4-lineage marker and no
 //!   CD8 marker, `CD8` the other way round. Otherwise (neither detected, or both) the
 //!   neighbourhood decides: `DN` when both smoothed values are at most `lineage_min`, else the
-//!   larger smoothed value wins (`DP` for an exact tie of a cell that carries both).
+//!   larger smoothed value wins (`DP` for an exact tie of a cell that carries both), each
+//!   first divided by its mean over the sample's T cells ([`Smoothed::balance`]). CD8A and
+//!   CD8B together carry more transcripts than CD4 and CD40LG, so a neighbourhood of mixed
+//!   or sparsely detected cells leans CD8 on raw values: on the real T cells of Wu et al.
+//!   2020 raw values called 123 of 173 labelled T cells CD8 where the study has 82, and
+//!   agreement with the study rose from 0.620 to 0.695 with the balance (0.802 to 0.823 on
+//!   scanpy's 10x PBMC 68k reduced set).
 //!   Why not smoothing alone: on simulated samples, where CD4 and CD8 cells of one state share
 //!   their neighbourhoods, the cell's own decided calls are 98 % right and smoothed values
 //!   only 60-67 %; on real T cells smoothing wins where the cell's own counts drop out.
@@ -146,6 +152,26 @@ pub struct Smoothed {
     pub trac: Vec<f32>,
     /// Smoothed programme means (the stem-like score stays the cell's own).
     pub phenotype: Vec<PhenotypeScores>,
+    /// Mean smoothed CD4 and CD8 evidence over the T cells: each side is divided by its mean
+    /// before the two are compared ([`Smoothed::balance`]); 1 until balanced.
+    pub cd4_cd8_means: [f32; 2],
+}
+
+impl Smoothed {
+    /// Sets [`Smoothed::cd4_cd8_means`] from the cells marked in `t_cell`. A side whose mean
+    /// is zero (no cell carries it) keeps 1: the other side then wins wherever it is present.
+    pub fn balance(&mut self, t_cell: &[bool]) {
+        let mean = |v: &[f32]| {
+            let (s, n) = v
+                .iter()
+                .zip(t_cell)
+                .filter(|(_, t)| **t)
+                .fold((0.0f64, 0usize), |(s, n), (x, _)| (s + *x as f64, n + 1));
+            let m = (s / n.max(1) as f64) as f32;
+            if m > 0.0 && m.is_finite() { m } else { 1.0 }
+        };
+        self.cd4_cd8_means = [mean(&self.cd4), mean(&self.cd8)];
+    }
 }
 
 /// Each cell's `k - 1` nearest neighbours from the rows of the distance matrix (nearest
@@ -185,6 +211,7 @@ pub fn smooth(ev: &Evidence, distances: &CsrMatrix<f64>, k: usize) -> Smoothed {
         gd: mean_over(&ev.gd, &nbrs),
         trac: mean_over(&ev.trac, &nbrs),
         phenotype: smooth_phenotype(&ev.phenotype, &nbrs),
+        cd4_cd8_means: [1.0, 1.0],
     }
 }
 
@@ -212,8 +239,8 @@ pub(crate) fn phenotype(ev: &Evidence, s: &Smoothed, i: usize) -> &'static str {
 
 /// The CD4/CD8 call of T cell `i` from its per-cell call `own` (`cd4_cd8_cell`: `CD4`/`CD8`
 /// where its own counts decide, else `DP` or `DN`): a decided call stands; an undecided one
-/// goes to the larger smoothed evidence, and stays as it is when the neighbourhood carries
-/// neither above `opts.min` or both equally.
+/// goes to the larger smoothed evidence relative to its T-cell mean, and stays as it is when
+/// the neighbourhood carries neither above `opts.min` or both equally.
 pub(crate) fn cd4_cd8(
     own: &'static str,
     s: &Smoothed,
@@ -223,10 +250,11 @@ pub(crate) fn cd4_cd8(
     if matches!(own, "CD4" | "CD8") {
         return own;
     }
-    let (s4, s8) = (s.cd4[i], s.cd8[i]);
-    if s4.max(s8) <= opts.min {
-        own
-    } else if s8 > s4 {
+    if s.cd4[i].max(s.cd8[i]) <= opts.min {
+        return own;
+    }
+    let (s4, s8) = (s.cd4[i] / s.cd4_cd8_means[0], s.cd8[i] / s.cd4_cd8_means[1]);
+    if s8 > s4 {
         "CD8"
     } else if s4 > s8 {
         "CD4"
@@ -328,6 +356,32 @@ mod tests {
         let own = ["DN", "DN", "DN", "DP"];
         let calls: Vec<&str> = (0..4).map(|i| cd4_cd8(own[i], &s, i, &o)).collect();
         assert_eq!(calls, ["DN", "DN", "DN", "DP"]);
+    }
+
+    #[test]
+    fn balance_divides_each_side_by_its_t_cell_mean() {
+        let g = graph();
+        let o = LineageOptions::default();
+        // CD8 evidence runs three times higher than CD4 evidence. Cell 1 has nothing of its
+        // own; its neighbourhood (cells 1, 0, 2) carries CD4 0.333 and CD8 0.667: CD8 on raw
+        // values, CD4 relative to the T-cell means.
+        let ev = evidence([1.0, 0.0, 0.0, 2.0], [0.0, 0.0, 2.0, 6.0]);
+        let mut s = smooth(&ev, &g, 3);
+        assert_eq!(cd4_cd8("DN", &s, 1, &o), "CD8");
+        s.balance(&[true; 4]);
+        let m = s.cd4_cd8_means;
+        let mean = |v: &[f32]| v.iter().sum::<f32>() / 4.0;
+        assert!((m[0] - mean(&s.cd4)).abs() < 1e-6 && (m[1] - mean(&s.cd8)).abs() < 1e-6);
+        assert!(s.cd4[1] / m[0] > s.cd8[1] / m[1], "{m:?}");
+        assert_eq!(cd4_cd8("DN", &s, 1, &o), "CD4");
+        // Only the T cells count; a side nobody carries keeps 1.
+        s.balance(&[false, false, false, true]);
+        assert_eq!(s.cd4_cd8_means, [s.cd4[3], s.cd8[3]]);
+        let ev = evidence([0.0; 4], [0.0, 0.0, 2.0, 6.0]);
+        let mut s = smooth(&ev, &g, 3);
+        s.balance(&[true; 4]);
+        assert_eq!(s.cd4_cd8_means[0], 1.0);
+        assert_eq!(cd4_cd8("DN", &s, 1, &o), "CD8");
     }
 
     #[test]

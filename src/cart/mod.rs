@@ -288,7 +288,9 @@ impl CartCells {
     /// The calls from the kNN graph (`distances`, `obsp["distances"]`): smooths the evidence
     /// and sets `cd4_cd8`, `t_lineage` and `phenotype` of every T cell ([`lineage`]).
     pub fn call_lineages(&mut self, distances: &CsrMatrix<f64>, opts: &lineage::LineageOptions) {
-        let s = lineage::smooth(&self.evidence, distances, opts.k);
+        let mut s = lineage::smooth(&self.evidence, distances, opts.k);
+        let t_cell: Vec<bool> = self.calls.iter().map(|c| c.t_cell).collect();
+        s.balance(&t_cell);
         for (i, c) in self.calls.iter_mut().enumerate() {
             if c.t_cell {
                 c.cd4_cd8 = lineage::cd4_cd8(c.cd4_cd8_cell, &s, i, opts);

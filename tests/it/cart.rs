@@ -132,9 +132,10 @@ fn simulated_sample_calls_match_truth_and_summary_recomputes() {
         t_truth.len(),
     );
     assert!(acc >= 0.95, "CD4/CD8 accuracy {acc}");
-    // Measured 0.7203 per cell, 0.8189 with the neighbourhood.
+    // Measured 0.7203 per cell, 0.8582 with the neighbourhood (0.8189 before the smoothed
+    // evidence was balanced by its T-cell means).
     assert!(
-        right_all >= 0.81,
+        right_all >= 0.85,
         "CD4/CD8 right over all T cells {right_all}"
     );
     assert!(
@@ -444,14 +445,15 @@ fn real_t_cells_without_car_feature_have_no_car_columns() {
     println!(
         "real T cells: {t_rate:.4} called T; per-cell rule decides {decided:.4} and agrees with the study for {agree_cell:.4} of its CD4/CD8 cells, with the neighbourhood {agree_nb:.4}"
     );
-    // Measured 0.9286, 0.5348, 0.4439 and 0.6203.
+    // Measured 0.9286, 0.5348, 0.4439 and 0.6952 (0.6203 on raw smoothed values, before the
+    // balance by T-cell means).
     assert!(t_rate >= 0.92, "T-cell call rate {t_rate}");
     assert!(decided >= 0.5, "CD4/CD8 decided {decided}");
     assert!(
         agree_cell >= 0.43,
         "per-cell CD4/CD8 agreement {agree_cell}"
     );
-    assert!(agree_nb >= 0.61, "CD4/CD8 agreement {agree_nb}");
+    assert!(agree_nb >= 0.69, "CD4/CD8 agreement {agree_nb}");
     // Phenotypes against the study's states where they map to ours: CTL (8.1-Teff) ->
     // effector, TEM (8.2-Tem) -> effector memory, 4.3-TCF7 -> naive/stem-like or central
     // memory, mitosis -> proliferating, Treg -> treg_like.
