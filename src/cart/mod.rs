@@ -285,10 +285,17 @@ pub struct CartCells {
 }
 
 impl CartCells {
-    /// The calls from the kNN graph (`distances`, `obsp["distances"]`): smooths the evidence
-    /// and sets `cd4_cd8`, `t_lineage` and `phenotype` of every T cell ([`lineage`]).
+    /// The calls from the kNN graph (`distances`, `obsp["distances"]`): smooths the evidence,
+    /// calls T cells whose own markers tie by their neighbourhood, and sets `cd4_cd8`,
+    /// `t_lineage` and `phenotype` of every T cell ([`lineage`]).
     pub fn call_lineages(&mut self, distances: &CsrMatrix<f64>, opts: &lineage::LineageOptions) {
         let mut s = lineage::smooth(&self.evidence, distances, opts.k);
+        for (i, c) in self.calls.iter_mut().enumerate() {
+            if !c.t_cell && lineage::t_cell_by_neighbourhood(&self.evidence, &s, i) {
+                c.t_cell = true;
+                c.cd4_cd8_cell = lineage::cd4_cd8_cell(&self.evidence, i);
+            }
+        }
         let t_cell: Vec<bool> = self.calls.iter().map(|c| c.t_cell).collect();
         s.balance(&t_cell);
         for (i, c) in self.calls.iter_mut().enumerate() {
@@ -305,7 +312,7 @@ impl CartCells {
     /// scores, `S_score`, `G2M_score` and `phase` (when scored), `t_cell`, `t_lineage`,
     /// `cd4_cd8`, `cd4_cd8_cell` and `phenotype` (categoricals in a fixed order), and the
     /// smoothed lineage evidence (`cd4_smoothed`, `cd8_smoothed`, `gd_smoothed`,
-    /// `trac_smoothed`) once the graph exists.
+    /// `trac_smoothed`, `t_smoothed`) once the graph exists.
     pub fn annotate(&self, obs: &mut Frame) {
         if let Some(car) = &self.car {
             obs.set("car_counts", Column::F32(car.counts.clone()));
@@ -344,6 +351,7 @@ impl CartCells {
                 ("cd8_smoothed", &s.cd8),
                 ("gd_smoothed", &s.gd),
                 ("trac_smoothed", &s.trac),
+                ("t_smoothed", &s.t_vote),
             ] {
                 obs.set(name, Column::F32(v.clone()));
             }

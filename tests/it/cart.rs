@@ -77,6 +77,13 @@ fn close(a: &serde_json::Value, b: f64, what: &str) {
     );
 }
 
+/// T-cell recall and false T calls (of 630 other cells) on the simulated sample. Measured
+/// 0.9986 and 20; by the per-cell vote alone 0.9897 and 9: the neighbourhood finds 19 more of
+/// 2,131 T cells and calls 11 more B, NK or myeloid cells T (low-count cells whose
+/// neighbourhood is T).
+const T_FOUND_MIN: f64 = 0.998;
+const T_FALSE_MAX: usize = 21;
+
 #[test]
 fn simulated_sample_calls_match_truth_and_summary_recomputes() {
     let dir = tempfile::tempdir().unwrap();
@@ -143,9 +150,22 @@ fn simulated_sample_calls_match_truth_and_summary_recomputes() {
         "{right_all} vs {right_cell}"
     );
 
-    // Gamma-delta: the simulated gdT/DN population against every other T cell.
+    // T cells: the per-cell vote, and the neighbourhood where the cell's own markers tie.
     let lin = strings(&o, "t_lineage");
     let t_called = bools(&o, "t_cell");
+    let is_t = |i: usize| t_truth.contains(&i) || cell_type[i] == "gdT/DN T";
+    let (t_all, other): (Vec<usize>, Vec<usize>) = (0..o.len()).partition(|&i| is_t(i));
+    let t_found = t_all.iter().filter(|&&i| t_called[i]).count() as f64 / t_all.len() as f64;
+    let t_false = other.iter().filter(|&&i| t_called[i]).count();
+    println!(
+        "T cells: {t_found:.4} of {} called T, {t_false} of {} other cells",
+        t_all.len(),
+        other.len()
+    );
+    assert!(t_found >= T_FOUND_MIN, "T-cell recall {t_found}");
+    assert!(t_false <= T_FALSE_MAX, "{t_false} false T calls");
+
+    // Gamma-delta: the simulated gdT/DN population against every other T cell.
     let gd_truth: Vec<usize> = (0..o.len())
         .filter(|&i| cell_type[i] == "gdT/DN T" && t_called[i])
         .collect();
@@ -445,15 +465,16 @@ fn real_t_cells_without_car_feature_have_no_car_columns() {
     println!(
         "real T cells: {t_rate:.4} called T; per-cell rule decides {decided:.4} and agrees with the study for {agree_cell:.4} of its CD4/CD8 cells, with the neighbourhood {agree_nb:.4}"
     );
-    // Measured 0.9286, 0.5348, 0.4439 and 0.6952 (0.6203 on raw smoothed values, before the
-    // balance by T-cell means).
-    assert!(t_rate >= 0.92, "T-cell call rate {t_rate}");
-    assert!(decided >= 0.5, "CD4/CD8 decided {decided}");
+    // Measured 1.0, 0.5775, 0.4866 and 0.7594. By the per-cell T vote alone 0.9286 of the
+    // cells were T cells (14 tied, 7 of them without any marker detected), and the agreements
+    // 0.4439 and 0.6952 (0.6203 on raw smoothed values, before the balance by T-cell means).
+    assert!(t_rate >= 0.995, "T-cell call rate {t_rate}");
+    assert!(decided >= 0.57, "CD4/CD8 decided {decided}");
     assert!(
-        agree_cell >= 0.43,
+        agree_cell >= 0.48,
         "per-cell CD4/CD8 agreement {agree_cell}"
     );
-    assert!(agree_nb >= 0.69, "CD4/CD8 agreement {agree_nb}");
+    assert!(agree_nb >= 0.75, "CD4/CD8 agreement {agree_nb}");
     // Phenotypes against the study's states where they map to ours: CTL (8.1-Teff) ->
     // effector, TEM (8.2-Tem) -> effector memory, 4.3-TCF7 -> naive/stem-like or central
     // memory, mitosis -> proliferating, Treg -> treg_like.
@@ -481,8 +502,9 @@ fn real_t_cells_without_car_feature_have_no_car_columns() {
         .fold((0, 0), |(a, b), (r, n)| (a + r, b + n));
     let phen_agree = right as f64 / total as f64;
     println!("phenotype agreement with the study {phen_agree:.4} of {total}: {per_state:?}");
-    // Measured 0.5366 (the same as from the cell's own counts alone; see docs/cart-calls.md).
-    assert!(phen_agree >= 0.52, "phenotype agreement {phen_agree}");
+    // Measured 0.5976 (0.5366 before tied T votes followed the neighbourhood; see
+    // docs/cart-calls.md).
+    assert!(phen_agree >= 0.59, "phenotype agreement {phen_agree}");
     // No TCR genes in this data: no alpha-beta / gamma-delta call, no gd fraction.
     let lin = strings(&o, "t_lineage");
     assert!(
