@@ -162,6 +162,26 @@ fn csr(
     CsrMatrix::from_slices(p, i, d, n_cols).map_err(|e| bad(format!("X: {e}")))
 }
 
+/// scipy's int64 row pointers as the library's u64, in place: checked to start at 0, never
+/// decrease and end at `nnz` (so none is negative).
+fn row_pointers(indptr: &[i64], nnz: usize) -> PyResult<&[u64]> {
+    if indptr.first() != Some(&0)
+        || indptr.last().copied() != i64::try_from(nnz).ok()
+        || indptr.windows(2).any(|w| w[0] > w[1])
+    {
+        return Err(bad("X: indptr is not a valid CSR row pointer"));
+    }
+    Ok(bytemuck::cast_slice(indptr))
+}
+
+/// scipy's int32 column indices as the library's u32, in place: checked to lie in `0..n_cols`.
+fn column_indices(indices: &[i32], n_cols: usize) -> PyResult<&[u32]> {
+    if indices.iter().any(|&j| j < 0 || j as usize >= n_cols) {
+        return Err(bad(format!("X: a column index is outside 0..{n_cols}")));
+    }
+    Ok(bytemuck::cast_slice(indices))
+}
+
 /// A CSR matrix from Python, as the package passes it: scipy's `(indptr int64, indices
 /// int32, data float32, n_cols)`.
 #[derive(FromPyObject)]
@@ -464,23 +484,15 @@ macro_rules! in_place {
             target_sum: Option<f64>,
             max_fraction: Option<f64>,
         ) -> PyResult<(f64, Bound<'py, PyArray1<$t>>)> {
-            let p: Vec<u64> = indptr.as_slice()?.iter().map(|&v| v as u64).collect();
             let d = data.as_slice_mut()?;
-            if p.first() != Some(&0)
-                || p.last().copied() != Some(d.len() as u64)
-                || p.windows(2).any(|w| w[0] > w[1])
-            {
-                return Err(bad("X: indptr is not a valid CSR row pointer"));
-            }
-            let idx: Option<Vec<u32>> = match &indices {
-                Some(i) => Some(i.as_slice()?.iter().map(|&v| v as u32).collect()),
+            let p = row_pointers(indptr.as_slice()?, d.len())?;
+            let idx = match &indices {
+                Some(i) => Some(column_indices(i.as_slice()?, n_cols)?),
                 None => None,
             };
-            let columns_ok = match &idx {
-                Some(i) => i.len() == d.len() && i.iter().all(|&j| (j as usize) < n_cols),
-                None => p.windows(2).all(|w| (w[1] - w[0]) as usize == n_cols),
-            };
-            if !columns_ok {
+            if idx.as_ref().is_some_and(|i| i.len() != d.len())
+                || (idx.is_none() && p.windows(2).any(|w| (w[1] - w[0]) as usize != n_cols))
+            {
                 return Err(bad(format!("X: a column index is outside 0..{n_cols}")));
             }
             let o = cartscope::ops::NormalizeTotal {
@@ -488,9 +500,8 @@ macro_rules! in_place {
                 sparse: idx.is_some(),
                 exclude_highly_expressed: max_fraction,
             };
-            let (target, totals) = compute(py, || {
-                cartscope::ops::normalize_total(&p, idx.as_deref(), n_cols, d, o)
-            })?;
+            let (target, totals) =
+                compute(py, || cartscope::ops::normalize_total(p, idx, n_cols, d, o))?;
             Ok((target, totals.into_pyarray(py)))
         }
 
@@ -505,15 +516,12 @@ macro_rules! in_place {
             max_value: Option<f64>,
         ) -> PyResult<()> {
             let std = std.as_slice()?;
-            let idx: Vec<u32> = indices.as_slice()?.iter().map(|&v| v as u32).collect();
+            let idx = column_indices(indices.as_slice()?, std.len())?;
             let d = data.as_slice_mut()?;
-            if idx.len() != d.len() || idx.iter().any(|&j| j as usize >= std.len()) {
-                return Err(bad(format!(
-                    "X: a column index is outside 0..{}",
-                    std.len()
-                )));
+            if idx.len() != d.len() {
+                return Err(bad("X: indices and data differ in length"));
             }
-            compute(py, || cartscope::ops::scale_sparse(&idx, d, std, max_value))
+            compute(py, || cartscope::ops::scale_sparse(idx, d, std, max_value))
         }
 
         /// log1p of values in place.
@@ -534,10 +542,11 @@ macro_rules! in_place {
             qc_vars: Vec<PyReadonlyArray1<'py, bool>>,
             percent_top: Vec<usize>,
         ) -> PyResult<Bound<'py, PyDict>> {
-            let p: Vec<u64> = indptr.as_slice()?.iter().map(|&v| v as u64).collect();
-            let idx: Vec<u32> = indices.as_slice()?.iter().map(|&v| v as u32).collect();
-            if idx.iter().any(|&j| j as usize >= n_genes) {
-                return Err(bad(format!("X: a column index is outside 0..{n_genes}")));
+            let d = data.as_slice()?;
+            let p = row_pointers(indptr.as_slice()?, d.len())?;
+            let idx = column_indices(indices.as_slice()?, n_genes)?;
+            if idx.len() != d.len() {
+                return Err(bad("X: indices and data differ in length"));
             }
             let masks: Vec<Vec<bool>> = qc_vars
                 .iter()
@@ -546,9 +555,8 @@ macro_rules! in_place {
             if masks.iter().any(|m| m.len() != n_genes) {
                 return Err(bad("qc_vars: a mask is not one value per gene"));
             }
-            let d = data.as_slice()?;
             let m = compute(py, || {
-                cartscope::ops::qc_metrics(&p, &idx, d, n_genes, &masks, &percent_top)
+                cartscope::ops::qc_metrics(p, idx, d, n_genes, &masks, &percent_top)
             })?;
             let out = PyDict::new(py);
             out.set_item("n_genes_by_counts", m.n_genes_by_counts.into_pyarray(py))?;

@@ -47,6 +47,12 @@ def _fresh(base, kind: str):
     elif kind == "negative_csc":
         x = x.tocsc()
         x.data[5] = -1.0
+    elif kind == "index_past_end":
+        x.indices[5] = x.shape[1]  # scipy's constructor does not check index values
+    elif kind == "negative_index":
+        x.indices[5] = -1
+    elif kind == "indptr_decreasing":
+        x.indptr[3] = x.indptr[4] + 1
     else:
         raise AssertionError(kind)
     a.X = x
@@ -113,6 +119,14 @@ def test_csc_bad_values(base, tmp_path, fn, kind):
 @pytest.mark.parametrize("fn,kind", [("normalize_total", "nan_csc"), ("normalize_total", "negative_csc"),
                                      ("log1p", "nan_csc")])
 def test_csc_bad_values_inplace_steps(base, tmp_path, fn, kind):
+    _expect_unchanged(_fresh(base, kind), ALL_FNS[fn], tmp_path)
+
+
+@pytest.mark.parametrize("fn", [f for f in ALL_FNS if f != "log1p"])
+@pytest.mark.parametrize("kind", ["index_past_end", "negative_index", "indptr_decreasing"])
+def test_corrupt_csr_structure(base, tmp_path, fn, kind):
+    # The library reads scipy's index arrays in place (no copy), so each one is checked first.
+    # (log1p maps the stored values alone and reads no index, as scanpy's does.)
     _expect_unchanged(_fresh(base, kind), ALL_FNS[fn], tmp_path)
 
 
