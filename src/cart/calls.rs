@@ -152,14 +152,10 @@ pub(crate) fn call_cell(value: impl Fn(&str) -> Option<f32>) -> CellCall {
             phenotype: NON_T,
         };
     }
-    let cd4 = CD4_MARKERS.iter().any(|g| detected(&g));
-    let cd8 = CD8_MARKERS.iter().any(|g| detected(&g));
-    let cd4_cd8 = match (cd4, cd8) {
-        (true, false) => "CD4",
-        (false, true) => "CD8",
-        (false, false) => "DN",
-        (true, true) => "DP",
-    };
+    let cd4_cd8 = cd4_cd8_rule(
+        CD4_MARKERS.iter().any(|g| detected(&g)),
+        CD8_MARKERS.iter().any(|g| detected(&g)),
+    );
     let phenotype = phenotype(&phenotype_scores(&value));
     CellCall {
         t_cell,
@@ -167,6 +163,16 @@ pub(crate) fn call_cell(value: impl Fn(&str) -> Option<f32>) -> CellCall {
         cd4_cd8_cell: cd4_cd8,
         t_lineage: "unknown",
         phenotype,
+    }
+}
+
+/// The per-cell CD4/CD8 rule from whether a CD4-lineage and a CD8-lineage marker are detected.
+pub(crate) fn cd4_cd8_rule(cd4: bool, cd8: bool) -> &'static str {
+    match (cd4, cd8) {
+        (true, false) => "CD4",
+        (false, true) => "CD8",
+        (false, false) => "DN",
+        (true, true) => "DP",
     }
 }
 

@@ -270,12 +270,7 @@ pub(crate) fn t_cell_by_neighbourhood(ev: &Evidence, s: &Smoothed, i: usize) -> 
 
 /// The per-cell CD4/CD8 rule (`cd4_cd8_cell`) from the cell's own evidence.
 pub(crate) fn cd4_cd8_cell(ev: &Evidence, i: usize) -> &'static str {
-    match (ev.cd4[i] > 0.0, ev.cd8[i] > 0.0) {
-        (true, false) => "CD4",
-        (false, true) => "CD8",
-        (false, false) => "DN",
-        (true, true) => "DP",
-    }
+    calls::cd4_cd8_rule(ev.cd4[i] > 0.0, ev.cd8[i] > 0.0)
 }
 
 /// The CD4/CD8 call of T cell `i` from its per-cell call `own` (`cd4_cd8_cell`: `CD4`/`CD8`
