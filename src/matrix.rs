@@ -83,6 +83,29 @@ pub struct CsrMatrix<T = f32> {
     pub data: Vec<T>,
 }
 
+/// scipy's int64 row pointers read in place as u64, once checked (in parallel): from 0, never
+/// decreasing, ending at `nnz` (so none is negative).
+pub fn checked_row_pointers(indptr: &[i64], nnz: usize) -> Result<&[u64], String> {
+    use rayon::prelude::*;
+    if indptr.first() != Some(&0)
+        || indptr.par_windows(2).any(|w| w[0] > w[1])
+        || indptr.last().map(|&v| v as u64) != Some(nnz as u64)
+    {
+        return Err("indptr is not a valid CSR row pointer".into());
+    }
+    Ok(bytemuck::cast_slice(indptr))
+}
+
+/// scipy's int32 column indices read in place as u32, once checked to lie in `0..n_cols`.
+pub fn checked_column_indices(indices: &[i32], n_cols: usize) -> Result<&[u32], String> {
+    let idx: &[u32] = bytemuck::cast_slice(indices);
+    // Negative indices are above every bound as u32: one vectorised maximum checks both.
+    if max_par(idx).is_some_and(|m| m as usize >= n_cols) {
+        return Err(format!("a column index is outside 0..{n_cols}"));
+    }
+    Ok(idx)
+}
+
 impl CsrMatrix {
     /// An empty matrix with `n_cols` columns and no rows.
     pub fn empty(n_cols: usize) -> Self {
@@ -145,35 +168,25 @@ impl CsrMatrix {
     }
 
     /// A copy of scipy's CSR arrays (int64 row pointers, int32 indices, float32 values), checked
-    /// as a file's are: row pointers from 0, never decreasing, ending at the number of values;
-    /// every index in `0..n_cols`. Checks and copies run in parallel into huge-page buffers.
+    /// as a file's are ([`checked_row_pointers`], [`checked_column_indices`]). Checks and
+    /// copies run in parallel into huge-page buffers.
     pub fn from_slices(
         indptr: &[i64],
         indices: &[i32],
         data: &[f32],
         n_cols: usize,
     ) -> Result<CsrMatrix, String> {
-        use rayon::prelude::*;
         let n_rows = indptr.len().checked_sub(1).ok_or("empty indptr")?;
-        if indptr[0] != 0
-            || indptr.par_windows(2).any(|w| w[0] > w[1])
-            || indptr[n_rows] as u64 != data.len() as u64
-        {
-            return Err("indptr is not a valid CSR row pointer".into());
-        }
+        let indptr = checked_row_pointers(indptr, data.len())?;
         if indices.len() != data.len() {
             return Err("indices and data differ in length".into());
         }
-        // Negative indices are above every bound as u32: one vectorised maximum checks both.
-        if max_par(bytemuck::cast_slice::<i32, u32>(indices)).is_some_and(|m| m as usize >= n_cols)
-        {
-            return Err(format!("a column index is outside 0..{n_cols}"));
-        }
+        let indices = checked_column_indices(indices, n_cols)?;
         Ok(CsrMatrix {
             n_rows,
             n_cols,
-            indptr: map_par(indptr, |&v| v as u64),
-            indices: map_par(indices, |&v| v as u32),
+            indptr: map_par(indptr, |&v| v),
+            indices: map_par(indices, |&v| v),
             data: map_par(data, |&v| v),
         })
     }

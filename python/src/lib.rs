@@ -162,24 +162,14 @@ fn csr(
     CsrMatrix::from_slices(p, i, d, n_cols).map_err(|e| bad(format!("X: {e}")))
 }
 
-/// scipy's int64 row pointers as the library's u64, in place: checked to start at 0, never
-/// decrease and end at `nnz` (so none is negative).
+/// scipy's int64 row pointers as the library's u64, in place, checked.
 fn row_pointers(indptr: &[i64], nnz: usize) -> PyResult<&[u64]> {
-    if indptr.first() != Some(&0)
-        || indptr.last().copied() != i64::try_from(nnz).ok()
-        || indptr.windows(2).any(|w| w[0] > w[1])
-    {
-        return Err(bad("X: indptr is not a valid CSR row pointer"));
-    }
-    Ok(bytemuck::cast_slice(indptr))
+    cartscope::matrix::checked_row_pointers(indptr, nnz).map_err(|e| bad(format!("X: {e}")))
 }
 
-/// scipy's int32 column indices as the library's u32, in place: checked to lie in `0..n_cols`.
+/// scipy's int32 column indices as the library's u32, in place, checked.
 fn column_indices(indices: &[i32], n_cols: usize) -> PyResult<&[u32]> {
-    if indices.iter().any(|&j| j < 0 || j as usize >= n_cols) {
-        return Err(bad(format!("X: a column index is outside 0..{n_cols}")));
-    }
-    Ok(bytemuck::cast_slice(indices))
+    cartscope::matrix::checked_column_indices(indices, n_cols).map_err(|e| bad(format!("X: {e}")))
 }
 
 /// A CSR matrix from Python, as the package passes it: scipy's `(indptr int64, indices

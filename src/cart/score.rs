@@ -32,14 +32,11 @@ pub(crate) fn control_genes(
     n_bins: usize,
     rng: &mut NumpyRandomState,
 ) -> Vec<usize> {
-    let pool: Vec<usize> = match pool {
-        Some(p) => p
-            .iter()
-            .copied()
-            .filter(|&j| means[j].is_finite())
-            .collect(),
-        None => (0..means.len()).filter(|&j| means[j].is_finite()).collect(),
-    };
+    let pool: Vec<usize> = pool
+        .map_or_else(|| (0..means.len()).collect(), <[usize]>::to_vec)
+        .into_iter()
+        .filter(|&j| means[j].is_finite())
+        .collect();
     let n_items = (pool.len() as f64 / n_bins.saturating_sub(1).max(1) as f64).round_ties_even();
     // rank_min: 1 + the number of pool genes with a strictly smaller mean.
     let mut sorted: Vec<f64> = pool.iter().map(|&j| means[j]).collect();

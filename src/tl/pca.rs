@@ -36,11 +36,6 @@ pub fn default_n_comps(n_obs: usize, n_vars: usize, requested: usize) -> usize {
     }
 }
 
-/// Fits PCA from the Gram matrix `gram` (k x k, Σ xxᵀ) and column sums over `n` rows.
-pub fn fit_from_gram(gram: &[f64], colsum: &[f64], n: usize, n_comps: usize) -> Result<Pca> {
-    fit_from_gram_with(gram, colsum, n, n_comps, PcaSolver::CovarianceEigh)
-}
-
 /// PCA solvers.
 #[derive(
     Debug,
@@ -110,18 +105,7 @@ pub fn pca_by_gram(
     Ok((fit, x_pca))
 }
 
-/// [`fit_from_gram`] with a chosen solver.
-pub fn fit_from_gram_with(
-    gram: &[f64],
-    colsum: &[f64],
-    n: usize,
-    n_comps: usize,
-    solver: PcaSolver,
-) -> Result<Pca> {
-    fit_gram(gram, colsum, n, n_comps, solver, true)
-}
-
-/// PCA from the Gram matrix, centred (`zero_center`) or not: scanpy's `pca(zero_center=False)`
+/// PCA from the Gram matrix `gram` (k x k, Σ xxᵀ) and column sums over `n` rows, centred (`zero_center`) or not: scanpy's `pca(zero_center=False)`
 /// is scikit-learn's `TruncatedSVD`, whose components are the top eigenvectors of the
 /// uncentred `Σ xxᵀ`, whose `explained_variance_` is the variance (ddof 0) of each component's
 /// scores and whose ratio divides by the summed variances (ddof 0) of the columns; its `mean`
@@ -347,7 +331,15 @@ mod tests {
                 }
             }
         }
-        let pca = fit_from_gram(&gram, &colsum, pts.len(), 1).unwrap();
+        let pca = fit_gram(
+            &gram,
+            &colsum,
+            pts.len(),
+            1,
+            PcaSolver::CovarianceEigh,
+            true,
+        )
+        .unwrap();
         let v = [pca.components[0], pca.components[1]];
         assert!(
             v[1] > 0.0 && v[1].abs() > v[0].abs(),
@@ -356,7 +348,7 @@ mod tests {
         assert!((v[0] / v[1] - 0.5).abs() < 1e-3);
         assert!(pca.variance_ratio[0] > 0.999);
         assert_eq!(default_n_comps(30, 2000, 50), 29);
-        let r = fit_from_gram_with(&gram, &colsum, pts.len(), 1, PcaSolver::Randomized).unwrap();
+        let r = fit_gram(&gram, &colsum, pts.len(), 1, PcaSolver::Randomized, true).unwrap();
         assert!((r.variance[0] - pca.variance[0]).abs() < 1e-9 * pca.variance[0]);
         assert!(
             (r.components[1] - v[1]).abs() < 1e-9,
