@@ -93,6 +93,18 @@ impl Default for LeidenParams {
     }
 }
 
+/// `igraph_rng_get_integer(0, range - 1)` from a 32-bit generator's words: Lemire's debiased
+/// multiplication (`0 < range < 2^32`).
+pub(crate) fn lemire_below(range: u32, mut bits32: impl FnMut() -> u32) -> u32 {
+    let t = range.wrapping_neg() % range;
+    loop {
+        let m = u64::from(bits32()) * u64::from(range);
+        if m as u32 >= t {
+            return (m >> 32) as u32;
+        }
+    }
+}
+
 /// A partition of the cells.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Clustering {
@@ -116,13 +128,7 @@ impl IgraphRng {
 
     /// `igraph_rng_get_integer(0, range - 1)`: Lemire's debiased multiplication (range < 2^32).
     fn below(&mut self, range: u32) -> u32 {
-        let t = range.wrapping_neg() % range;
-        loop {
-            let m = u64::from(self.bits32()) * u64::from(range);
-            if m as u32 >= t {
-                return (m >> 32) as u32;
-            }
-        }
+        lemire_below(range, || self.bits32())
     }
 
     /// `igraph_rng_get_unif(0, h)`: never `h` itself unless `h` is 0.

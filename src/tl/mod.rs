@@ -2,6 +2,7 @@
 //! connectivities, Leiden clustering, the UMAP layout and marker genes.
 
 pub mod leiden;
+pub mod leidenalg;
 pub mod markers;
 pub mod neighbors;
 pub mod pca;

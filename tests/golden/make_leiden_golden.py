@@ -1,12 +1,14 @@
 #!/usr/bin/env python3
 """scanpy's Leiden labels on the graphs stored in other goldens, for several seeds and resolutions.
 
-Usage: make_leiden_golden.py OUT.npz NAME=GRAPH.npz [NAME=GRAPH.npz ...]
+Usage: make_leiden_golden.py [--flavor leidenalg] OUT.npz NAME=GRAPH.npz [NAME=GRAPH.npz ...]
 
 Each GRAPH.npz is a make_golden.py output (connectivities_{data,indices,indptr,shape}). On
 exactly that matrix, sc.tl.leiden(flavor="igraph", n_iterations=2, directed=False) (scanpy
 1.11.5, python-igraph 1.0.0) runs with random_state 0..9 at resolution 1, and with
-random_state 0 at resolutions 0.5 and 2. Kept per NAME: NAME_seed and NAME_resolution (one
+random_state 0 at resolutions 0.5 and 2. With --flavor leidenalg the runs are scanpy's
+default sc.tl.leiden(resolution, random_state) instead: leidenalg 0.12.0 on the directed
+graph, n_iterations=-1. Kept per NAME: NAME_seed and NAME_resolution (one
 entry per run), NAME_leiden (runs x cells, scanpy's labels as integers) and NAME_modularity
 (igraph's modularity of each partition on the graph, resolution 1).
 """
@@ -27,8 +29,12 @@ RUNS = [(seed, 1.0) for seed in range(10)] + [(0, 0.5), (0, 2.0)]
 
 
 def main():
-    out, d = sys.argv[1], {}
-    for arg in sys.argv[2:]:
+    args = sys.argv[1:]
+    leidenalg = args[:2] == ["--flavor", "leidenalg"]
+    if leidenalg:
+        args = args[2:]
+    out, d = args[0], {}
+    for arg in args[1:]:
         name, path = arg.split("=", 1)
         g = np.load(path)
         conn = sp.csr_matrix(
@@ -41,8 +47,11 @@ def main():
         a.uns["neighbors"] = {"connectivities_key": "connectivities", "params": {}}
         labels, mods = [], []
         for seed, resolution in RUNS:
-            sc.tl.leiden(a, resolution=resolution, flavor="igraph", n_iterations=2,
-                         directed=False, random_state=seed)
+            if leidenalg:
+                sc.tl.leiden(a, resolution=resolution, random_state=seed)
+            else:
+                sc.tl.leiden(a, resolution=resolution, flavor="igraph", n_iterations=2,
+                             directed=False, random_state=seed)
             labels.append(a.obs["leiden"].astype(int).to_numpy())
             mods.append(modularity(conn, labels[-1]))
         d[f"{name}_seed"] = np.array([s for s, _ in RUNS], dtype=np.int64)

@@ -45,8 +45,12 @@ unzip -o -q -j "$tmp"/whl/scirpy-*.whl scirpy/tests/data/wu2020_200_v0_11.h5ad -
 
 # (e2) scanpy's Leiden for several seeds and resolutions on exactly the graphs stored in (a1) and
 # (b) (the graph of the run in (e) can differ from (a1)'s in a few entries).
+# The same runs with scanpy's default flavor (leidenalg, directed, until stable).
 (cd tests/golden && "$py" make_leiden_golden.py leiden_scanpy.npz \
     P01_day90=P01_day90_scanpy.npz wu2020_200=wu2020_200_scanpy.npz)
+(cd tests/golden && "$py" make_leiden_golden.py --flavor leidenalg leidenalg_scanpy.npz \
+    P01_day90=P01_day90_scanpy.npz wu2020_200=wu2020_200_scanpy.npz \
+    joint=sample_joint_scanpy.npz)
 
 # (f) the joint analysis of the sample manifest: ad.concat + highly_variable_genes(batch_key="sample")
 # (seurat, and cell_ranger and seurat_v3 for the HVG columns; needs scikit-misc), then scale, PCA

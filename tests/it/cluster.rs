@@ -22,6 +22,7 @@ use std::path::{Path, PathBuf};
 
 use cartscope::CsrMatrix;
 use cartscope::tl::leiden::{LeidenParams, leiden};
+use cartscope::tl::leidenalg::leidenalg;
 use cartscope::tl::umap::{UmapParams, umap, umap_on};
 
 use crate::python_interop::run_python;
@@ -234,6 +235,10 @@ struct LeidenRuns {
 }
 
 fn leiden_runs(dir: &Path, graph: &str, name: &str) -> LeidenRuns {
+    runs_of(dir, graph, name, "leiden_scanpy.npz")
+}
+
+fn runs_of(dir: &Path, graph: &str, name: &str, runs: &str) -> LeidenRuns {
     let root = golden_dir();
     run_python(&format!(
         r#"
@@ -248,7 +253,7 @@ r[n + "_leiden"].astype("<u4").tofile(d + "/leiden")
 r[n + "_modularity"].astype("<f8").tofile(d + "/modularity")
 "#,
         g = root.join(graph).display(),
-        r = root.join("leiden_scanpy.npz").display(),
+        r = root.join(runs).display(),
         d = dir.display()
     ));
     let conn = read_graph(dir);
@@ -383,4 +388,38 @@ fn scanpy_on_cartscopes_graph_agrees_with_cartscope() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(stdout.contains("\"labels_identical\": true"), "{stdout}");
+}
+
+/// scanpy's default flavor: leidenalg on the directed graph until an iteration moves no node
+/// (tests/golden/leidenalg_scanpy.npz). leidenalg numbers the clusters by size itself, so the
+/// labels are compared as they are.
+#[test]
+fn leidenalg_reproduces_scanpys_default_flavor() {
+    for (graph, name) in [
+        ("P01_day90_scanpy.npz", "P01_day90"),
+        ("wu2020_200_scanpy.npz", "wu2020_200"),
+        ("sample_joint_scanpy.npz", "joint"),
+    ] {
+        let dir = tempfile::tempdir().unwrap();
+        let r = runs_of(dir.path(), graph, name, "leidenalg_scanpy.npz");
+        assert_eq!(r.seeds.len(), 12);
+        for (k, (&seed, &resolution)) in r.seeds.iter().zip(&r.resolutions).enumerate() {
+            let params = LeidenParams {
+                seed,
+                resolution,
+                n_iterations: -1,
+            };
+            let c = leidenalg(&r.conn, &params);
+            println!(
+                "{name} seed {seed} resolution {resolution}: {} clusters, modularity {:.6} \
+                 (scanpy {:.6})",
+                c.n_clusters, c.modularity, r.modularity[k]
+            );
+            assert_eq!(
+                c.membership, r.labels[k],
+                "{name} seed {seed} resolution {resolution}"
+            );
+            assert!((c.modularity - r.modularity[k]).abs() <= 1e-9);
+        }
+    }
 }
