@@ -38,29 +38,64 @@ def leiden(
     key_added: str = "leiden",
     neighbors_key: str | None = None,
     obsp: str | None = None,
-    flavor: str = "igraph",
-    n_iterations: int = 2,
+    flavor: str = "leidenalg",
+    n_iterations: int = -1,
     directed: bool | None = None,
     use_weights: bool = True,
     copy: bool = False,
     backend: str = "auto",
 ) -> AnnData | None:
-    """Leiden clusters of the connectivities, as ``scanpy.tl.leiden(flavor="igraph",
-    n_iterations=2)``: the same partition for the same graph and ``random_state``, numbered
-    by size, in ``obs[key_added]`` (categorical) with ``uns[key_added]["params"]``. A negative
-    ``n_iterations`` iterates until an iteration moves no node, as igraph does.
+    """Leiden clusters of the connectivities, as ``scanpy.tl.leiden``: the same labels for
+    the same graph, parameters and ``random_state``, in ``obs[key_added]`` (categorical,
+    "0" the largest cluster) with ``uns[key_added]["params"]``.
 
-    Only the igraph flavor (undirected, weighted) is implemented; scanpy's current default
-    ``flavor="leidenalg"`` raises NotImplementedError.
+    Parameters
+    ----------
+    adata
+        AnnData with a neighbour graph (``pp.neighbors``).
+    resolution
+        Resolution of the quality function (modularity at 1).
+    random_state
+        Seed: scanpy's ``random_state``, giving scanpy's partition.
+    key_added
+        obs column (and uns key) of the result.
+    neighbors_key, obsp
+        Which graph: ``uns[neighbors_key]["connectivities_key"]`` or ``obsp[obsp]``.
+    flavor
+        ``"leidenalg"`` (scanpy's default: leidenalg's RB-configuration quality on the
+        directed graph, one arc per stored entry) or ``"igraph"`` (igraph's
+        ``community_leiden`` with modularity on the undirected graph, scanpy's announced
+        future default with ``n_iterations=2``).
+    n_iterations
+        Leiden iterations, each from the previous partition; negative (the default): until an
+        iteration moves no node.
+    directed
+        ``None``: directed for ``"leidenalg"``, undirected for ``"igraph"`` (scanpy's rule).
+        ``"igraph"`` with ``directed=True`` raises ``ValueError`` as scanpy does;
+        ``"leidenalg"`` on the undirected graph is not implemented.
+    use_weights
+        Edge weights are the connectivities; ``False`` is not implemented.
+    copy
+        Work on (and return) a copy.
+    backend
+        ``"auto"``, ``"cpu"`` or ``"gpu"``; Leiden runs on the CPU in any case.
     """
     check_backend(backend)
-    if flavor != "igraph" or directed or not use_weights:
-        raise NotImplementedError("leiden supports flavor='igraph', undirected, weighted")
+    if flavor not in ("igraph", "leidenalg"):
+        raise ValueError(f"flavor must be either 'igraph' or 'leidenalg', but {flavor!r} was passed")
+    if flavor == "igraph" and directed:
+        raise ValueError("Cannot use igraph's leiden implementation with a directed graph.")
+    if flavor == "leidenalg" and directed is False:
+        raise NotImplementedError("leiden(flavor='leidenalg') runs on the directed graph only")
+    if not use_weights:
+        raise NotImplementedError("leiden supports use_weights=True only")
     if copy:
         adata = adata.copy()
     actual(adata)
     g = _graph(adata, neighbors_key, obsp)
-    membership, n_clusters, _ = _core.leiden(g, float(resolution), int(n_iterations), int(random_state))
+    membership, n_clusters, _ = _core.leiden(
+        g, flavor == "leidenalg", float(resolution), int(n_iterations), int(random_state)
+    )
     cats = [str(i) for i in range(n_clusters)]
     adata.obs[key_added] = pd.Categorical.from_codes(membership.astype(np.int64), categories=cats)
     adata.uns[key_added] = {

@@ -780,18 +780,20 @@ fn neighbors<'py>(
     )
 }
 
-/// leiden: `(membership, n_clusters, modularity)`.
+/// leiden: `(membership, n_clusters, modularity)`; flavor "leidenalg" when `leidenalg`,
+/// otherwise "igraph".
 #[pyfunction]
 fn leiden<'py>(
     py: Python<'py>,
     g: CsrIn<'py>,
+    leidenalg: bool,
     resolution: f64,
     n_iterations: i64,
     seed: u64,
 ) -> PyResult<Bound<'py, PyTuple>> {
     let adj = g.square()?;
     let c = interruptible(py, move || {
-        cartscope::ops::leiden(&adj, resolution, n_iterations, seed)
+        cartscope::ops::leiden(&adj, leidenalg, resolution, n_iterations, seed)
     })?;
     PyTuple::new(
         py,

@@ -164,6 +164,8 @@ MISSING = {
     "neighbors use_rep": lambda a, t: cs.pp.neighbors(a, use_rep="X_nope"),
     "leiden without neighbors": lambda a, t: cs.tl.leiden(a),
     "leiden neighbors_key": lambda a, t: cs.tl.leiden(a, neighbors_key="nope"),
+    "leiden flavor": lambda a, t: cs.tl.leiden(a, flavor="louvain"),
+    "leiden igraph directed": lambda a, t: cs.tl.leiden(a, flavor="igraph", directed=True),
     "umap without neighbors": lambda a, t: cs.tl.umap(a),
     "score_genes no gene present": lambda a, t: cs.tl.score_genes(a, ["NOT_A_GENE"]),
     "run layer": lambda a, t: cs.run(a, layer="nope"),
@@ -295,8 +297,8 @@ def test_run_not_an_anndata():
 NOT_IMPLEMENTED = {
     "hvg span": lambda a: cs.pp.highly_variable_genes(a, flavor="seurat_v3", layer="counts", span=0.5),
     "neighbors metric": lambda a: cs.pp.neighbors(a, metric="manhattan"),
-    "leiden flavor leidenalg": lambda a: cs.tl.leiden(a, flavor="leidenalg"),
-    "leiden directed": lambda a: cs.tl.leiden(a, directed=True),
+    "leiden leidenalg undirected": lambda a: cs.tl.leiden(a, directed=False),
+    "leiden unweighted": lambda a: cs.tl.leiden(a, use_weights=False),
     "umap init_pos": lambda a: cs.tl.umap(a, init_pos="random"),
     "score_genes random_state None": lambda a: cs.tl.score_genes(a, ["CD4"], random_state=None),
 }

@@ -108,7 +108,7 @@ def test_gpu_scale_pca_neighbors_leiden_umap(gpu, small_steps):
     measured("gpu connectivities rel frobenius", e)
     assert e <= GPU_CONN_FROB
     c = small_steps["graph"].copy()
-    cs.tl.leiden(c, backend="gpu")
+    cs.tl.leiden(c, flavor="igraph", n_iterations=2, backend="gpu")
     assert same_partition(small_steps["clustered"].obs["leiden"], c.obs["leiden"])
     cs.tl.umap(c, backend="gpu")
     assert c.obsm["X_umap"].shape == (c.n_obs, 2) and np.isfinite(c.obsm["X_umap"]).all()

@@ -51,7 +51,7 @@ def test_leiden_on_scanpy_graph(sample_steps, resolution, seed):
     a = sample_steps["graph"].copy()
     b = a.copy()
     sc.tl.leiden(a, resolution=resolution, flavor="igraph", n_iterations=2, directed=False, random_state=seed)
-    assert cs.tl.leiden(b, resolution=resolution, random_state=seed) is None
+    assert cs.tl.leiden(b, resolution=resolution, flavor="igraph", n_iterations=2, random_state=seed) is None
     ari = adjusted_rand_score(a.obs["leiden"], b.obs["leiden"])
     measured(f"leiden scanpy graph res={resolution} seed={seed} ARI", ari)
     assert ari == 1.0 and same_partition(a.obs["leiden"], b.obs["leiden"])
@@ -72,13 +72,28 @@ def test_leiden_until_stable(sample_steps, wu_steps, seed):
         a = steps["graph"].copy()
         b = a.copy()
         sc.tl.leiden(a, flavor="igraph", n_iterations=-1, directed=False, random_state=seed)
-        cs.tl.leiden(b, n_iterations=-1, random_state=seed)
+        cs.tl.leiden(b, flavor="igraph", n_iterations=-1, random_state=seed)
         assert same_partition(a.obs["leiden"], b.obs["leiden"])
         assert b.uns["leiden"]["params"]["n_iterations"] == -1
     two = steps["graph"].copy()
-    cs.tl.leiden(two, random_state=seed)
+    cs.tl.leiden(two, flavor="igraph", n_iterations=2, random_state=seed)
     measured(f"leiden until stable seed={seed} ARI vs two iterations",
              adjusted_rand_score(two.obs["leiden"], b.obs["leiden"]))
+
+
+@pytest.mark.parametrize("resolution,seed", [(1.0, 0), (1.0, 4), (2.0, 1), (0.5, 0)])
+def test_leiden_default_flavor_is_scanpys(sample_steps, wu_steps, resolution, seed):
+    """scanpy's default sc.tl.leiden (leidenalg, directed graph, until stable): the same
+    labels, cluster names included, and the same uns params."""
+    for steps in (sample_steps, wu_steps):
+        a = steps["graph"].copy()
+        b = a.copy()
+        sc.tl.leiden(a, resolution=resolution, random_state=seed)
+        cs.tl.leiden(b, resolution=resolution, random_state=seed)
+        assert list(b.obs["leiden"].cat.categories) == list(a.obs["leiden"].cat.categories)
+        np.testing.assert_array_equal(b.obs["leiden"].to_numpy(), a.obs["leiden"].to_numpy())
+        assert b.uns["leiden"]["params"] == a.uns["leiden"]["params"]
+        assert a.obs["leiden"].nunique() > 1
 
 
 def test_leiden_on_cartscope_graph(sample_steps):
@@ -87,7 +102,7 @@ def test_leiden_on_cartscope_graph(sample_steps):
     cs.pp.neighbors(b, n_neighbors=15, n_pcs=50)
     a = b.copy()
     sc.tl.leiden(a, flavor="igraph", n_iterations=2, directed=False, random_state=0)
-    cs.tl.leiden(b)
+    cs.tl.leiden(b, flavor="igraph", n_iterations=2)
     assert adjusted_rand_score(a.obs["leiden"], b.obs["leiden"]) == 1.0
     assert same_partition(a.obs["leiden"], b.obs["leiden"])
 
@@ -96,7 +111,7 @@ def test_leiden_wu_and_obsp_key(wu_steps):
     a = wu_steps["graph"].copy()
     b = a.copy()
     sc.tl.leiden(a, flavor="igraph", n_iterations=2, directed=False, random_state=0)
-    cs.tl.leiden(b, obsp="connectivities", key_added="cl")
+    cs.tl.leiden(b, obsp="connectivities", key_added="cl", flavor="igraph", n_iterations=2)
     assert same_partition(a.obs["leiden"], b.obs["cl"]) and a.obs["leiden"].nunique() > 2
 
 
@@ -104,7 +119,7 @@ def test_leiden_view(sample_steps):
     base = sample_steps["graph"].copy()
     va, vb = base[:1500], base[:1500]
     sc.tl.leiden(va, flavor="igraph", n_iterations=2, directed=False, random_state=0)
-    cs.tl.leiden(vb)
+    cs.tl.leiden(vb, flavor="igraph", n_iterations=2)
     assert not vb.is_view and "leiden" not in base.obs
     assert same_partition(va.obs["leiden"], vb.obs["leiden"])
 
