@@ -13,7 +13,7 @@ from . import _core
 from ._anndata import actual, check_backend, csr_parts, matrix, uns
 from .pp import pca
 
-__all__ = ["pca", "leiden", "umap", "score_genes", "rank_genes_groups"]
+__all__ = ["pca", "leiden", "umap", "score_genes", "score_genes_cell_cycle", "rank_genes_groups"]
 
 
 def _graph(adata: AnnData, neighbors_key: str | None, obsp: str | None):
@@ -171,6 +171,15 @@ def score_genes(
 
     ``random_state=None`` (scanpy then draws from numpy's global state) is not implemented.
     """
+    if copy:
+        adata = adata.copy()
+    adata.obs[score_name] = _scores(adata, [gene_list], ctrl_size, gene_pool, n_bins, random_state, use_raw,
+                                    backend)[0]
+    return adata if copy else None
+
+
+def _scores(adata, gene_lists, ctrl_size, gene_pool, n_bins, random_state, use_raw, backend) -> list[np.ndarray]:
+    """score_genes of each list, computed before anything is written into ``adata``."""
     check_backend(backend)
     if random_state is None:
         raise NotImplementedError("score_genes(random_state=None) is not implemented: give a seed")
@@ -178,18 +187,50 @@ def score_genes(
         raise ValueError("random_state must be between 0 and 2**32 - 1")
     if n_bins < 2:
         raise ValueError("n_bins must be at least 2")
-    if isinstance(gene_list, str):
-        gene_list = [gene_list]
     pool = None if gene_pool is None else [str(g) for g in ([gene_pool] if isinstance(gene_pool, str) else gene_pool)]
-    if copy:
-        adata = adata.copy()
     actual(adata)
     use_raw = adata.raw is not None if use_raw is None else use_raw
     x = matrix(adata, use_raw=use_raw)
-    names = adata.raw.var_names if use_raw else adata.var_names
-    s = _core.score_genes(csr_parts(x), [str(v) for v in names], [str(g) for g in gene_list],
-                          int(ctrl_size), pool, int(n_bins), int(random_state), backend)
-    adata.obs[score_name] = s
+    names = [str(v) for v in (adata.raw.var_names if use_raw else adata.var_names)]
+    out = []
+    for genes in gene_lists:
+        genes = [genes] if isinstance(genes, str) else genes
+        out.append(_core.score_genes(csr_parts(x), names, [str(g) for g in genes], int(ctrl_size), pool,
+                                     int(n_bins), int(random_state), backend))
+    return out
+
+
+def score_genes_cell_cycle(
+    adata: AnnData,
+    *,
+    s_genes: Sequence[str],
+    g2m_genes: Sequence[str],
+    copy: bool = False,
+    **kwargs,
+) -> AnnData | None:
+    """Cell-cycle scores and phase, as ``scanpy.tl.score_genes_cell_cycle``: ``score_genes``
+    of the S and of the G2/M list with ``ctrl_size`` the shorter list's length, in
+    ``obs["S_score"]`` and ``obs["G2M_score"]``, and ``obs["phase"]``: "G2M" where the G2/M
+    score is the larger, "G1" where both are negative, "S" otherwise.
+
+    ``kwargs`` go to :func:`score_genes` (``gene_pool``, ``n_bins``, ``random_state``,
+    ``use_raw``, ``backend``); nothing is written unless both scores succeed.
+    """
+    if copy:
+        adata = adata.copy()
+    kw = {"gene_pool": None, "n_bins": 25, "random_state": 0, "use_raw": None, "backend": "auto"}
+    unknown = set(kwargs) - set(kw)
+    if unknown:
+        raise TypeError(f"score_genes_cell_cycle got unexpected arguments {sorted(unknown)}")
+    kw.update(kwargs)
+    ctrl_size = min(len(s_genes), len(g2m_genes))
+    s, g2m = _scores(adata, [s_genes, g2m_genes], ctrl_size, kw["gene_pool"], kw["n_bins"], kw["random_state"],
+                     kw["use_raw"], kw["backend"])
+    phase = np.where(g2m > s, "G2M", "S").astype(object)
+    phase[(s < 0) & (g2m < 0)] = "G1"
+    adata.obs["S_score"] = s
+    adata.obs["G2M_score"] = g2m
+    adata.obs["phase"] = pd.Series(phase, index=adata.obs_names)
     return adata if copy else None
 
 

@@ -168,6 +168,8 @@ MISSING = {
     "leiden igraph directed": lambda a, t: cs.tl.leiden(a, flavor="igraph", directed=True),
     "umap without neighbors": lambda a, t: cs.tl.umap(a),
     "score_genes no gene present": lambda a, t: cs.tl.score_genes(a, ["NOT_A_GENE"]),
+    "score_genes_cell_cycle no G2M gene present": lambda a, t: cs.tl.score_genes_cell_cycle(
+        a, s_genes=list(a.var_names[:5]), g2m_genes=["NOT_A_GENE"]),
     "run layer": lambda a, t: cs.run(a, layer="nope"),
     "annotate layer": lambda a, t: cs.cart.annotate(a, layer="nope"),
     "report layer": lambda a, t: cs.cart.report(a, t / "r.html", layer="nope"),

@@ -222,19 +222,21 @@ def test_score_genes_draw_arguments(sample_steps, random_state, n_bins, pool):
     assert max_abs(c.obs["s"], b.obs["s"]) > 1e-4, "the arguments change the control genes"
 
 
-def test_score_genes_cell_cycle_lists(sample_steps):
-    """The cell-cycle lists as the CLI scores them: ctrl_size = 43, genes missing from the data
-    dropped (the sample carries only 4 of them)."""
+@pytest.mark.parametrize("random_state", [0, 5])
+def test_score_genes_cell_cycle(sample_steps, random_state):
+    """score_genes_cell_cycle with the Tirosh lists: ctrl_size = 43, genes missing from the
+    data dropped (the sample carries only 4 of them); the same scores and phases as scanpy."""
     s_genes, g2m_genes = cell_cycle_genes()
     a = sample_steps["lognorm"].copy()
     b = a.copy()
-    sc.tl.score_genes_cell_cycle(a, s_genes=s_genes, g2m_genes=g2m_genes)
-    for col, genes in (("S_score", s_genes), ("G2M_score", g2m_genes)):
-        cs.tl.score_genes(b, [g for g in genes if g in b.var_names], ctrl_size=min(len(s_genes), len(g2m_genes)),
-                          score_name=col)
+    sc.tl.score_genes_cell_cycle(a, s_genes=s_genes, g2m_genes=g2m_genes, random_state=random_state)
+    assert cs.tl.score_genes_cell_cycle(b, s_genes=s_genes, g2m_genes=g2m_genes, random_state=random_state) is None
+    for col in ("S_score", "G2M_score"):
         e = max_abs(a.obs[col], b.obs[col])
-        measured(f"score_genes {col} abs", e)
+        measured(f"score_genes_cell_cycle {col} seed={random_state} abs", e)
         assert e <= SCORE_ABS
+    assert (b.obs["phase"] == a.obs["phase"]).all()
+    assert set(b.obs["phase"]) == {"G1", "S", "G2M"}
 
 
 def test_score_genes_dense_and_use_raw(sample_steps):
