@@ -256,6 +256,10 @@ pub struct RunArgs {
     /// leiden(resolution) [1].
     #[arg(long)]
     pub resolution: Option<f64>,
+    /// leiden(flavor): igraph with n_iterations=2 (the reference recipe), or leidenalg until
+    /// stable (scanpy's default sc.tl.leiden()) [igraph].
+    #[arg(long, value_enum)]
+    pub leiden_flavor: Option<cartscope::tl::leiden::LeidenFlavor>,
     /// umap(min_dist) [0.5].
     #[arg(long)]
     pub umap_min_dist: Option<f64>,
@@ -430,6 +434,7 @@ impl RunArgs {
             chunk_rows,
             backend,
             resolution,
+            leiden_flavor,
             umap_min_dist,
             seed,
             markers_method,

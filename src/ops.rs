@@ -21,8 +21,7 @@ use crate::pipeline::filter::{BatchRows, Filtered};
 use crate::pipeline::markers::Grouping;
 use crate::pipeline::{Job, KnnMethod, RunOptions, RunSummary, hvg, neighbors};
 use crate::pp::hvg::{HvgFlavor, HvgPick};
-use crate::tl::leiden::{Clustering, LeidenParams, leiden as leiden_on};
-use crate::tl::leidenalg::leidenalg as leidenalg_on;
+use crate::tl::leiden::{Clustering, LeidenFlavor, LeidenParams};
 use crate::tl::markers::{Correction, MarkerMethod};
 use crate::tl::pca::{Pca, PcaSolver, fit_gram, pca_by_gram};
 use crate::tl::umap::{Umap, UmapParams, umap_on};
@@ -534,11 +533,10 @@ fn unit_rows(points: &[f32], dim: usize) -> (Vec<f32>, Vec<f64>) {
     (unit, norm2)
 }
 
-/// scanpy's `leiden` on a weighted adjacency: flavor "leidenalg" (scanpy's default, the
-/// directed graph) when `leidenalg`, otherwise flavor "igraph" (undirected).
+/// scanpy's `leiden(flavor)` on a weighted adjacency.
 pub fn leiden(
     adj: &CsrMatrix,
-    leidenalg: bool,
+    flavor: LeidenFlavor,
     resolution: f64,
     n_iterations: i64,
     seed: u64,
@@ -548,11 +546,7 @@ pub fn leiden(
         n_iterations,
         seed,
     };
-    if leidenalg {
-        leidenalg_on(adj, &params)
-    } else {
-        leiden_on(adj, &params)
-    }
+    flavor.run(adj, &params)
 }
 
 /// scanpy's `umap` on the connectivities, initialised as umap-learn does (spectral, with the

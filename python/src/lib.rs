@@ -11,6 +11,7 @@ use cartscope::io::{
     AnnData, Column, CountSource, Dense, Frame, ReadOptions, RecordColumn, UnsValue,
 };
 use cartscope::pp::hvg::{HvgCutoffs, HvgPick};
+use cartscope::tl::leiden::LeidenFlavor;
 use cartscope::{CsrMatrix, ErrorKind, RunOptions};
 use numpy::ndarray::Array2;
 use numpy::{
@@ -793,7 +794,12 @@ fn leiden<'py>(
 ) -> PyResult<Bound<'py, PyTuple>> {
     let adj = g.square()?;
     let c = interruptible(py, move || {
-        cartscope::ops::leiden(&adj, leidenalg, resolution, n_iterations, seed)
+        let flavor = if leidenalg {
+            LeidenFlavor::Leidenalg
+        } else {
+            LeidenFlavor::Igraph
+        };
+        cartscope::ops::leiden(&adj, flavor, resolution, n_iterations, seed)
     })?;
     PyTuple::new(
         py,

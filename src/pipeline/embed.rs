@@ -1,10 +1,10 @@
 //! Stages 9 and 10, cluster and embed: scanpy's `leiden(resolution, flavor="igraph",
-//! n_iterations=2)` and `umap(min_dist)` on the connectivities (docs/algorithms.md section 6),
-//! each optional.
+//! n_iterations=2)` (or its default `flavor="leidenalg"` with `--leiden-flavor leidenalg`) and
+//! `umap(min_dist)` on the connectivities (docs/algorithms.md section 6), each optional.
 
 use crate::backend::Backend;
 use crate::error::Result;
-use crate::tl::leiden::{Clustering, LeidenParams, leiden};
+use crate::tl::leiden::{Clustering, LeidenParams};
 use crate::tl::umap::{Umap, UmapParams, umap_on};
 
 use super::RunOptions;
@@ -16,9 +16,12 @@ pub(crate) fn cluster(graph: &Graph, opts: &RunOptions) -> (Clustering, LeidenPa
     let params = LeidenParams {
         resolution: opts.resolution,
         seed: opts.seed,
-        ..LeidenParams::default()
+        n_iterations: opts.leiden_flavor.n_iterations(),
     };
-    (leiden(&graph.connectivities, &params), params)
+    (
+        opts.leiden_flavor.run(&graph.connectivities, &params),
+        params,
+    )
 }
 
 /// The UMAP layout of the graph, initialised as umap-learn does from the PCA coordinates.

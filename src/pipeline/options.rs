@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 use crate::backend::BackendChoice;
 use crate::error::{Error, Result};
 use crate::pp::hvg::{HvgCutoffs, HvgFlavor, HvgPick};
+use crate::tl::leiden::LeidenFlavor;
 use crate::tl::markers::{Correction, MarkerMethod};
 use crate::tl::pca::PcaSolver;
 
@@ -82,6 +83,8 @@ pub struct RunOptions {
     pub cluster: bool,
     /// leiden(resolution).
     pub resolution: f64,
+    /// leiden(flavor): igraph (2 iterations) or leidenalg (until stable).
+    pub leiden_flavor: LeidenFlavor,
     /// UMAP layout into `obsm["X_umap"]`.
     pub umap: bool,
     /// umap(min_dist).
@@ -133,6 +136,7 @@ impl Default for RunOptions {
             max_memory_mib: 0,
             cluster: true,
             resolution: 1.0,
+            leiden_flavor: LeidenFlavor::Igraph,
             umap: true,
             umap_min_dist: 0.5,
             seed: 0,

@@ -13,6 +13,8 @@ use crate::backend::CpuBackend;
 use crate::io::{Column, CountSource, ReadOptions};
 use crate::matrix::CsrMatrix;
 use crate::pp::hvg::HvgFlavor;
+use crate::tl::leiden::LeidenFlavor;
+use crate::tl::leidenalg::leidenalg;
 
 /// The fixture file, simulated once per test binary.
 fn fixture() -> PathBuf {
@@ -367,9 +369,20 @@ fn neighbours_cluster_and_embed_every_cell() {
             assert_eq!(back, Some(v), "({i}, {j})");
         }
     }
-    let (clusters, _) = embed::cluster(&g, &o);
+    let (clusters, params) = embed::cluster(&g, &o);
     assert_eq!(clusters.membership.len(), n);
     assert!(clusters.n_clusters > 1 && clusters.modularity > 0.3);
+    assert_eq!(params.n_iterations, 2);
+    // scanpy's default flavor on the same graph: leidenalg until stable.
+    let la = RunOptions {
+        leiden_flavor: LeidenFlavor::Leidenalg,
+        ..o.clone()
+    };
+    let (by_leidenalg, params) = embed::cluster(&g, &la);
+    assert_eq!(params.n_iterations, -1);
+    assert_eq!(by_leidenalg, leidenalg(&g.connectivities, &params));
+    assert_ne!(by_leidenalg.membership, clusters.membership);
+    assert!(by_leidenalg.n_clusters > 1 && by_leidenalg.modularity > 0.3);
     let u = embed::embed(&g, &p, &CpuBackend, &o).expect("umap");
     assert_eq!(u.embedding.len(), 2 * n);
     assert!(u.embedding.iter().all(|v| v.is_finite()));

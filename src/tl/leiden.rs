@@ -71,6 +71,48 @@ use rayon::prelude::*;
 /// igraph's randomness of the refinement step (`beta`).
 pub(crate) const BETA: f64 = 0.01;
 
+/// Which of scanpy's Leiden implementations: `sc.tl.leiden(flavor=...)`.
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Default,
+    clap::ValueEnum,
+    serde::Serialize,
+    serde::Deserialize,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum LeidenFlavor {
+    /// igraph's `community_leiden` (modularity, undirected graph): the reference recipe's
+    /// `flavor="igraph", n_iterations=2`, scanpy's announced future default.
+    #[default]
+    Igraph,
+    /// leidenalg's RB-configuration optimiser on the directed graph until an iteration moves
+    /// no node: scanpy 1.11's default `sc.tl.leiden()` ([`crate::tl::leidenalg`]).
+    Leidenalg,
+}
+
+impl LeidenFlavor {
+    /// scanpy's `n_iterations` for this flavor as cartscope runs it: 2 for igraph (the
+    /// reference recipe), -1 for leidenalg (scanpy's default).
+    pub fn n_iterations(self) -> i64 {
+        match self {
+            LeidenFlavor::Igraph => 2,
+            LeidenFlavor::Leidenalg => -1,
+        }
+    }
+
+    /// The clustering of `adj` with this flavor.
+    pub fn run(self, adj: &CsrMatrix, params: &LeidenParams) -> Clustering {
+        match self {
+            LeidenFlavor::Igraph => leiden(adj, params),
+            LeidenFlavor::Leidenalg => crate::tl::leidenalg::leidenalg(adj, params),
+        }
+    }
+}
+
 /// Parameters of [`leiden`], scanpy's defaults as the reference pipeline calls it.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct LeidenParams {
