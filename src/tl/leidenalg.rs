@@ -95,30 +95,42 @@ struct DiGraph {
     total_weight: f64,
 }
 
-/// Arcs `(from, to, weight)` grouped by `key`'s node, each group sorted by `other` (stably, so
-/// equal ends keep arc order): igraph's out- or in-index.
+/// Arcs `(from, to, weight)` grouped by `key`'s node, each group ordered by `other` and equal
+/// ends in arc order (igraph's out- or in-index): two stable counting sorts, by `other` then by
+/// `key`.
 fn index_by(
     n: usize,
     arcs: &[(u32, u32, f64)],
     key: impl Fn(&(u32, u32, f64)) -> u32,
     other: impl Fn(&(u32, u32, f64)) -> u32,
 ) -> (Vec<usize>, Vec<(u32, f64)>) {
-    let mut ptr = vec![0usize; n + 1];
-    for a in arcs {
-        ptr[key(a) as usize + 1] += 1;
+    let starts = |by: &dyn Fn(&(u32, u32, f64)) -> u32| {
+        let mut ptr = vec![0usize; n + 1];
+        for a in arcs {
+            ptr[by(a) as usize + 1] += 1;
+        }
+        for i in 0..n {
+            ptr[i + 1] += ptr[i];
+        }
+        ptr
+    };
+    // Arc ids by `other`, ties in arc order.
+    let mut fill = starts(&other);
+    let mut by_other = vec![0u32; arcs.len()];
+    for (e, a) in arcs.iter().enumerate() {
+        let o = other(a) as usize;
+        by_other[fill[o]] = e as u32;
+        fill[o] += 1;
     }
-    for i in 0..n {
-        ptr[i + 1] += ptr[i];
-    }
+    // Then by `key`, stably.
+    let ptr = starts(&key);
     let mut fill = ptr.clone();
     let mut list = vec![(0u32, 0.0f64); arcs.len()];
-    for a in arcs {
+    for &e in &by_other {
+        let a = &arcs[e as usize];
         let k = key(a) as usize;
         list[fill[k]] = (other(a), a.2);
         fill[k] += 1;
-    }
-    for i in 0..n {
-        list[ptr[i]..ptr[i + 1]].sort_by_key(|&(o, _)| o);
     }
     (ptr, list)
 }
@@ -511,12 +523,15 @@ fn optimise_once(graph: &DiGraph, part: &mut Partition, rng: &mut Mt, res: f64) 
     let mut aggregate: Vec<usize> = (0..n).collect();
     let mut level: Option<(DiGraph, Partition)> = None;
     let mut moved = false;
+    // leidenalg resets the cells' partition from every aggregated level (`from_coarse_partition`,
+    // a fresh `init_admin`); nothing reads it before the next level resets it again, so only
+    // the last level's is built.
+    let mut cells: Option<Vec<usize>> = None;
     loop {
         let (g, p) = match level.as_mut() {
             Some((g, p)) => {
                 moved |= move_nodes(g, p, rng, res);
-                let cells: Vec<usize> = aggregate.iter().map(|&a| p.membership[a]).collect();
-                *part = Partition::new(graph, cells);
+                cells = Some(aggregate.iter().map(|&a| p.membership[a]).collect());
                 (&*g, &*p)
             }
             None => {
@@ -526,6 +541,10 @@ fn optimise_once(graph: &DiGraph, part: &mut Partition, rng: &mut Mt, res: f64) 
         };
         let mut sub = Partition::singletons(g);
         refine(g, &mut sub, &p.membership, rng, res);
+        // leidenalg aggregates once more before it stops; nothing reads that last level.
+        if !(sub.n_comms < g.n && g.n > p.n_comms) {
+            break;
+        }
         for a in aggregate.iter_mut() {
             *a = sub.membership[*a];
         }
@@ -534,12 +553,11 @@ fn optimise_once(graph: &DiGraph, part: &mut Partition, rng: &mut Mt, res: f64) 
         for v in 0..g.n {
             next_membership[sub.membership[v]] = p.membership[v];
         }
-        let further = next_graph.n < g.n && g.n > p.n_comms;
         let next = Partition::new(&next_graph, next_membership);
         level = Some((next_graph, next));
-        if !further {
-            break;
-        }
+    }
+    if let Some(cells) = cells {
+        *part = Partition::new(graph, cells);
     }
     part.renumber();
     moved
