@@ -246,6 +246,21 @@ def test_run_view_layer_and_report(small_input, small_run, tmp_path):
 # cart.annotate / cart.report
 
 
+def test_run_leiden_flavor(small_input, small_run):
+    """run(leiden_flavor="leidenalg"): scanpy's default sc.tl.leiden on the run's own graph,
+    labels and params alike; the default stays the reference recipe's igraph flavor."""
+    a = small_input.copy()
+    cs.run(a, backend="cpu", leiden_flavor="leidenalg", **SMALL_OPTS)
+    assert a.uns["leiden"]["params"]["n_iterations"] == -1
+    assert small_run.uns["leiden"]["params"]["n_iterations"] == 2
+    c = a.copy()
+    sc.tl.leiden(c, key_added="sl")
+    np.testing.assert_array_equal(c.obs["sl"].astype(str).to_numpy(), a.obs["leiden"].astype(str).to_numpy())
+    assert dict(c.uns["sl"]["params"]) == dict(a.uns["leiden"]["params"])
+    with pytest.raises(ValueError, match="louvain"):
+        cs.run(small_input.copy(), leiden_flavor="louvain")
+
+
 def test_annotate_columns_match_run(small_input, small_run):
     raw, b = small_input, small_run
     a = raw.copy()
