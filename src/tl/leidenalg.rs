@@ -397,11 +397,7 @@ impl NodeWeights {
     }
 
     fn load(&mut self, g: &DiGraph, p: &Partition, v: usize) {
-        for &c in &self.touched {
-            self.to[c] = 0.0;
-            self.from[c] = 0.0;
-        }
-        self.touched.clear();
+        self.reset();
         for &(u, w) in g.out(v) {
             let c = p.membership[u as usize];
             self.to[c] += w;
@@ -411,6 +407,47 @@ impl NodeWeights {
             let c = p.membership[u as usize];
             self.from[c] += w;
             self.touched.push(c);
+        }
+    }
+
+    fn reset(&mut self) {
+        for &c in &self.touched {
+            self.to[c] = 0.0;
+            self.from[c] = 0.0;
+        }
+        self.touched.clear();
+    }
+
+    /// [`NodeWeights::load`] and, in the same pass, the communities of `v`'s neighbours in
+    /// order of first appearance along igraph's "all" list (the out- and in-lists merged by
+    /// neighbour, an out-arc first), appended to `comms` and marked in `added`.
+    fn load_with_comms(
+        &mut self,
+        g: &DiGraph,
+        p: &Partition,
+        v: usize,
+        added: &mut [bool],
+        comms: &mut Vec<usize>,
+    ) {
+        self.reset();
+        let (out, inc) = (g.out(v), g.inc(v));
+        let (mut a, mut b) = (0, 0);
+        while a < out.len() || b < inc.len() {
+            let from_out = b == inc.len() || (a < out.len() && out[a].0 <= inc[b].0);
+            let (u, w) = if from_out { out[a] } else { inc[b] };
+            let c = p.membership[u as usize];
+            if from_out {
+                self.to[c] += w;
+                a += 1;
+            } else {
+                self.from[c] += w;
+                b += 1;
+            }
+            self.touched.push(c);
+            if !added[c] {
+                added[c] = true;
+                comms.push(c);
+            }
         }
     }
 }
@@ -446,17 +483,10 @@ fn move_nodes(g: &DiGraph, p: &mut Partition, rng: &mut Mt, res: f64) -> bool {
     let mut moved = false;
     while let Some(v) = queue.pop_front() {
         let v_comm = p.membership[v];
-        for &u in g.all(v) {
-            let c = p.membership[u as usize];
-            if !added[c] {
-                added[c] = true;
-                comms.push(c);
-            }
-        }
+        nw.load_with_comms(g, p, v, &mut added, &mut comms);
         if p.cnodes[v_comm] > 1 {
             comms.push(p.empty_community());
         }
-        nw.load(g, p, v);
         let (mut best, mut best_gain) = (v_comm, 10.0 * f64::EPSILON);
         for &c in &comms {
             added[c] = false;
