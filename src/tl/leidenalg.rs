@@ -85,9 +85,6 @@ struct DiGraph {
     /// In-arcs of each node by source: (source, weight).
     in_ptr: Vec<usize>,
     inc: Vec<(u32, f64)>,
-    /// All neighbours by id, an out-arc's before an in-arc's, a self-loop twice.
-    all_ptr: Vec<usize>,
-    all: Vec<u32>,
     strength_out: Vec<f64>,
     strength_in: Vec<f64>,
     self_weight: Vec<f64>,
@@ -141,26 +138,6 @@ impl DiGraph {
     fn new(n: usize, arcs: Vec<(u32, u32, f64)>, node_size: Vec<f64>) -> DiGraph {
         let (out_ptr, out) = index_by(n, &arcs, |a| a.0, |a| a.1);
         let (in_ptr, inc) = index_by(n, &arcs, |a| a.1, |a| a.0);
-        let mut all_ptr = Vec::with_capacity(n + 1);
-        let mut all = Vec::with_capacity(2 * arcs.len());
-        all_ptr.push(0);
-        for v in 0..n {
-            let (o, i) = (
-                &out[out_ptr[v]..out_ptr[v + 1]],
-                &inc[in_ptr[v]..in_ptr[v + 1]],
-            );
-            let (mut a, mut b) = (0, 0);
-            while a < o.len() || b < i.len() {
-                if b == i.len() || (a < o.len() && o[a].0 <= i[b].0) {
-                    all.push(o[a].0);
-                    a += 1;
-                } else {
-                    all.push(i[b].0);
-                    b += 1;
-                }
-            }
-            all_ptr.push(all.len());
-        }
         let mut strength_out = vec![0.0f64; n];
         let mut strength_in = vec![0.0f64; n];
         let mut self_weight = vec![0.0f64; n];
@@ -182,8 +159,6 @@ impl DiGraph {
             out,
             in_ptr,
             inc,
-            all_ptr,
-            all,
             strength_out,
             strength_in,
             self_weight,
@@ -214,8 +189,28 @@ impl DiGraph {
         &self.inc[self.in_ptr[v]..self.in_ptr[v + 1]]
     }
 
-    fn all(&self, v: usize) -> &[u32] {
-        &self.all[self.all_ptr[v]..self.all_ptr[v + 1]]
+    /// igraph's "all" list of `v`: its out- and in-arcs merged by the other end, an out-arc
+    /// first, a self-loop twice, as `(is_out, other end, weight)`.
+    fn arcs_by_end(&self, v: usize) -> impl Iterator<Item = (bool, u32, f64)> + '_ {
+        let (out, inc) = (self.out(v), self.inc(v));
+        let (mut a, mut b) = (0, 0);
+        std::iter::from_fn(move || {
+            if a == out.len() && b == inc.len() {
+                return None;
+            }
+            if b == inc.len() || (a < out.len() && out[a].0 <= inc[b].0) {
+                a += 1;
+                Some((true, out[a - 1].0, out[a - 1].1))
+            } else {
+                b += 1;
+                Some((false, inc[b - 1].0, inc[b - 1].1))
+            }
+        })
+    }
+
+    /// The neighbours along igraph's "all" list of `v`.
+    fn all(&self, v: usize) -> impl Iterator<Item = usize> + '_ {
+        self.arcs_by_end(v).map(|(_, u, _)| u as usize)
     }
 
     /// `collapse_graph`: a node per community of `p`, the arcs between communities summed
@@ -430,18 +425,12 @@ impl NodeWeights {
         comms: &mut Vec<usize>,
     ) {
         self.reset();
-        let (out, inc) = (g.out(v), g.inc(v));
-        let (mut a, mut b) = (0, 0);
-        while a < out.len() || b < inc.len() {
-            let from_out = b == inc.len() || (a < out.len() && out[a].0 <= inc[b].0);
-            let (u, w) = if from_out { out[a] } else { inc[b] };
+        for (is_out, u, w) in g.arcs_by_end(v) {
             let c = p.membership[u as usize];
-            if from_out {
+            if is_out {
                 self.to[c] += w;
-                a += 1;
             } else {
                 self.from[c] += w;
-                b += 1;
             }
             self.touched.push(c);
             if !added[c] {
@@ -500,8 +489,7 @@ fn move_nodes(g: &DiGraph, p: &mut Partition, rng: &mut Mt, res: f64) -> bool {
         if best != v_comm {
             moved = true;
             p.move_node(g, v, best);
-            for &u in g.all(v) {
-                let u = u as usize;
+            for u in g.all(v) {
                 if stable[u] && p.membership[u] != best {
                     queue.push_back(u);
                     stable[u] = false;
@@ -528,8 +516,6 @@ fn refine(g: &DiGraph, sub: &mut Partition, constrained: &[usize], rng: &mut Mt,
         pool.clear();
         pool.extend(
             g.all(v)
-                .iter()
-                .map(|&u| u as usize)
                 .filter(|&u| constrained[u] == constrained[v])
                 .map(|u| sub.membership[u]),
         );
