@@ -192,10 +192,11 @@ def _scores(adata, gene_lists, ctrl_size, gene_pool, n_bins, random_state, use_r
     use_raw = adata.raw is not None if use_raw is None else use_raw
     x = matrix(adata, use_raw=use_raw)
     names = [str(v) for v in (adata.raw.var_names if use_raw else adata.var_names)]
+    parts = csr_parts(x)
     out = []
     for genes in gene_lists:
         genes = [genes] if isinstance(genes, str) else genes
-        out.append(_core.score_genes(csr_parts(x), names, [str(g) for g in genes], int(ctrl_size), pool,
+        out.append(_core.score_genes(parts, names, [str(g) for g in genes], int(ctrl_size), pool,
                                      int(n_bins), int(random_state), backend))
     return out
 
